@@ -1,0 +1,88 @@
+"""Shared plumbing for the benchmarks: start suanli as a real subprocess on a free loopback port."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import httpx
+
+HERE = Path(__file__).resolve().parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    k = (len(ordered) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+@contextlib.contextmanager
+def suanli_process(args: list[str], *, home: Path | None = None, ready_timeout: float = 60) -> Iterator[str]:
+    """Run ``suanli ARGS --home H --port P`` and yield its URL once /healthz answers."""
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="suanli-bench-") as tmp:
+        state = home or Path(tmp)
+        log = (Path(tmp) / "server.log").open("wb")
+        cmd = [sys.executable, "-m", "suanli", *args, "--home", str(state), "--port", str(port)]
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=os.environ.copy()
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + ready_timeout
+            while True:
+                if proc.poll() is not None:
+                    log.flush()
+                    raise RuntimeError(f"suanli exited early:\n{(Path(tmp) / 'server.log').read_text()}")
+                try:
+                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError("suanli did not become ready")
+                time.sleep(0.05)
+            yield url
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            log.close()
+
+
+def emit(result: dict[str, float | int | str], as_json: bool, title: str) -> None:
+    if as_json:
+        print(json.dumps(result))
+        return
+    print(title)
+    width = max(len(k) for k in result)
+    for key, value in result.items():
+        shown = f"{value:,.1f}" if isinstance(value, float) else str(value)
+        print(f"  {key:<{width}}  {shown}")
+
+
+def mean(values: Sequence[float]) -> float:
+    return statistics.fmean(values) if values else float("nan")

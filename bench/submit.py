@@ -1,0 +1,97 @@
+"""Durable submissions per second through the HTTP API against SQLite, with p50/p99 latency.
+
+Starts `suanli server` as a subprocess (SQLite in WAL mode, scheduler loop running), then
+submits N trivial jobs from C concurrent clients. A submission counts when the server has
+answered 201 with an id, which it does only after the commit. At the end every id is read back.
+
+    python bench/submit.py [--jobs 2000] [--concurrency 8] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+
+import httpx
+
+from _harness import HERE, emit, percentile, suanli_process
+
+SPEC = {"name": "bench", "run": "true", "resources": {"cpus": 1}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args()
+
+    with suanli_process(["server", "--network", str(HERE / "network.yaml")]) as url:
+        latencies: list[float] = []
+        ids: list[str] = []
+        errors: list[str] = []
+        lock = threading.Lock()
+        counter = iter(range(args.jobs))
+
+        def worker() -> None:
+            with httpx.Client(base_url=url, timeout=30) as client:
+                client.get("/healthz")  # connect before the clock starts
+                barrier.wait()
+                while True:
+                    with lock:
+                        i = next(counter, None)
+                    if i is None:
+                        return
+                    t0 = time.perf_counter()
+                    r = client.post("/api/v1/jobs", json={"spec": SPEC})
+                    dt = time.perf_counter() - t0
+                    with lock:
+                        if r.status_code == 201:
+                            latencies.append(dt)
+                            ids.append(r.json()["id"])
+                        else:
+                            errors.append(f"{r.status_code} {r.text[:200]}")
+
+        barrier = threading.Barrier(args.concurrency + 1)
+        threads = [threading.Thread(target=worker) for _ in range(args.concurrency)]
+        for t in threads:
+            t.start()
+        barrier.wait()
+        start = time.perf_counter()
+        for t in threads:
+            t.join()
+        wall = time.perf_counter() - start
+
+        with httpx.Client(base_url=url, timeout=60) as client:
+            found: set[str] = set()
+            cursor = None
+            while True:
+                params: dict[str, str | int] = {"limit": 1000}
+                if cursor:
+                    params["cursor"] = cursor
+                page = client.get("/api/v1/jobs", params=params).json()
+                found.update(j["id"] for j in page["items"])
+                cursor = page.get("next_cursor")
+                if not cursor:
+                    break
+    missing = len(set(ids) - found)
+    result: dict[str, float | int | str] = {
+        "submits_per_s": round(len(ids) / wall, 1),
+        "p50_ms": round(percentile(latencies, 0.50) * 1000, 2),
+        "p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
+        "jobs": len(ids),
+        "errors": len(errors),
+        "missing_after": missing,
+        "concurrency": args.concurrency,
+        "wall_s": round(wall, 3),
+    }
+    emit(result, args.json, f"bench/submit.py: {args.jobs} submissions, {args.concurrency} clients, SQLite (WAL)")
+    if errors:
+        print("first error:", errors[0])
+    if errors or missing:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# `make demo`: start a three-site network on this machine, run jobs on it, leave it running.
+# DEMO_EXIT=1 stops the network after the tour (used by the tests).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+PORT="${SUANLI_PORT:-8731}"
+export SUANLI_SERVER="http://127.0.0.1:${PORT}"
+HOME_DIR="${SUANLI_HOME:-$HOME/.suanli}"
+mkdir -p "$HOME_DIR"
+LOG="$HOME_DIR/demo-up.log"
+
+step() { printf '\n\033[1;36m== %s\033[0m\n' "$*"; }
+run() { printf '\033[2m$ %s\033[0m\n' "$*"; "$@"; }
+su() { "$BIN/suanli" "$@"; }
+
+step "Starting the demo network: suanli up --demo --port ${PORT}  (log: ${LOG})"
+"$BIN/suanli" up --demo --port "$PORT" >"$LOG" 2>&1 &
+UP=$!
+cleanup() { kill -INT "$UP" 2>/dev/null || true; wait "$UP" 2>/dev/null || true; }
+trap cleanup EXIT
+for _ in $(seq 1 200); do
+  if ! kill -0 "$UP" 2>/dev/null; then echo "suanli up stopped:"; cat "$LOG"; exit 1; fi
+  if su sites --json 2>/dev/null | grep -q '"online": *true'; then break; fi
+  sleep 0.1
+done
+cat "$LOG"
+
+step "Three sites, one network"
+run "$BIN/suanli" sites
+
+step "Run a job and follow its output"
+run "$BIN/suanli" submit examples/hello.yaml --follow
+
+step "A training job that checkpoints (runs at tianjin-gaocun on an H100 slot)"
+TRAIN=$(su submit examples/train.yaml --json | "$BIN/python" -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+echo "submitted $TRAIN"
+
+step "Two jobs that each want all 16 H100 of tianjin-gaocun: the second waits, and says why"
+BIG1=$(su submit examples/big.yaml --name big-1 --json | "$BIN/python" -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+BIG2=$(su submit examples/big.yaml --name big-2 --json | "$BIN/python" -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+sleep 1
+run "$BIN/suanli" jobs
+run "$BIN/suanli" status "$BIG2"
+
+step "A job no site can ever hold is refused at once"
+run "$BIN/suanli" submit examples/too-big.yaml || true
+
+step "A two-node gang at ningxia"
+run "$BIN/suanli" submit examples/multinode.yaml --follow
+
+step "Follow the training job to the end"
+run "$BIN/suanli" logs "$TRAIN" --follow
+
+step "Cancel the big jobs"
+run "$BIN/suanli" cancel "$BIG2"
+run "$BIN/suanli" cancel "$BIG1"
+sleep 0.5
+run "$BIN/suanli" jobs --all
+
+if [ "${DEMO_EXIT:-0}" = "1" ]; then
+  step "Stopping the network (DEMO_EXIT=1)"
+  exit 0
+fi
+step "The network is running at ${SUANLI_SERVER}"
+echo "In another terminal:  source .venv/bin/activate && suanli jobs"
+echo "API docs:             ${SUANLI_SERVER}/docs"
+echo "Ctrl-C stops the network and every job it started."
+wait "$UP"

@@ -1,0 +1,482 @@
+"""The site agent: the loop between the server (over HTTP, through the SDK) and a backend.
+
+Pull protocol, so sites behind firewalls work: the agent registers, then heartbeats with its
+inventory, the state of its attempts and new log output; the reply says what to start, stop and
+forget. ``step`` is one such cycle and needs no threads, so tests drive an agent tick by tick.
+``run_forever`` runs two loops: a long poll (new work arrives as soon as the server has it) and
+a reporter that sends a short heartbeat within ``poll_s`` of any state change or new output.
+
+Delivery rules, which make a failed send harmless:
+
+- Log chunks are kept until a heartbeat carrying them was accepted; one batch is in flight at
+  a time, so each rank's output reaches the server in offset order.
+- An attempt's terminal state is sent only after all its output was accepted (until then the
+  last live state is repeated), so ``logs --follow`` never ends before the last line.
+- A terminal attempt stays in the reports until a heartbeat carrying it was accepted; only then
+  does the backend forget it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import IO, Protocol
+
+from suanli import __version__
+from suanli.agent.backends.base import Backend
+from suanli.agent.delivery import Backoff, LogOutbox
+from suanli.core.protocol import (
+    AttemptAssignment,
+    AttemptReport,
+    HeartbeatRequest,
+    HeartbeatResponse,
+    LogChunk,
+    RegisterRequest,
+    RegisterResponse,
+    StopOrder,
+)
+from suanli.core.states import AttemptState
+from suanli.sdk import ApiError, ServerUnreachable
+
+log = logging.getLogger("suanli.agent")
+
+#: Heartbeat answers that mean "register again" (server restarted, or forgot this agent).
+_REREGISTER = frozenset({401, 403, 404})
+_DIGEST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$")
+
+
+class AgentClient(Protocol):
+    """What the agent needs of ``suanli.sdk.Client``; tests pass a small fake with these three."""
+
+    def agent_register(self, request: RegisterRequest) -> RegisterResponse: ...
+
+    def agent_heartbeat(self, request: HeartbeatRequest) -> HeartbeatResponse: ...
+
+    def download_workdir(self, digest: str, dest: IO[bytes]) -> int: ...
+
+
+class Agent:
+    """One site's agent. Thread-safe: ``run_forever``'s two threads share it.
+
+    ``heartbeat_s``: the long poll's length (and the pace of heartbeats when the server does not
+    hold them). ``poll_s``: how often the reporter looks at the backend. ``log_batch_bytes``:
+    log text per heartbeat at most; four times that may wait in memory while the server is away,
+    beyond which output waits in the backend.
+    """
+
+    def __init__(
+        self,
+        client: AgentClient,
+        site: str,
+        backend: Backend,
+        work_dir: Path,
+        *,
+        agent_id: str | None = None,
+        heartbeat_s: float = 2.0,
+        poll_s: float = 0.1,
+        log_batch_bytes: int = 256 * 1024,
+        max_backoff_s: float = 30.0,
+    ) -> None:
+        self.client, self.site, self.backend = client, site, backend
+        self.work_dir = Path(work_dir)
+        (self.work_dir / "archives").mkdir(parents=True, exist_ok=True)
+        self.agent_id = agent_id or _stable_agent_id(self.work_dir)
+        self.heartbeat_s, self.poll_s = heartbeat_s, poll_s
+        self.log_batch_bytes, self.max_backoff_s = log_batch_bytes, max_backoff_s
+        self._lock = threading.RLock()
+        self._outbox = LogOutbox()
+        self._pending: dict[int, AttemptAssignment] = {}  # waiting for their workdir archive
+        self._downloading: set[int] = set()
+        self._fetch_warned: set[int] = set()
+        self._local: dict[int, AttemptReport] = {}  # ended before the backend had them
+        self._accepted: dict[int, AttemptState] = {}  # last state the server accepted
+        self._live: dict[int, AttemptReport] = {}  # last live report, repeated while output is due
+        self._lease_s: float | None = None
+        self._registered = threading.Event()
+        self._halt = threading.Event()
+        self._stop: threading.Event | None = None
+        self._unreachable_since: float | None = None
+
+    # -- one cycle, for tests and for the loops -------------------------------------------
+    def register(self) -> RegisterResponse:
+        request = RegisterRequest(
+            site=self.site,
+            agent_id=self.agent_id,
+            backend=self.backend.name,
+            version=__version__,
+            nodes=self.backend.inventory(),
+        )
+        response = self.client.agent_register(request)
+        self._lease_s = response.lease_s
+        self._registered.set()
+        log.info(
+            "agent %s registered for site %s with %d node(s); lease %gs",
+            self.agent_id,
+            self.site,
+            len(request.nodes),
+            response.lease_s,
+        )
+        return response
+
+    def step(self, wait_s: float = 0.0) -> HeartbeatResponse:
+        """One full cycle: poll the backend, send inventory, reports and logs, apply the reply."""
+        self._retry_pending()
+        with self._lock:
+            reports, batch, _ = self._collect(with_logs=True)
+        return self._send(reports, batch, nodes=True, wait_s=wait_s)
+
+    def report_changes(self) -> HeartbeatResponse | None:
+        """A short heartbeat (no inventory, no wait) if any state changed or output is due."""
+        self._retry_pending()
+        with self._lock:
+            reports, batch, changed = self._collect(with_logs=True)
+        return self._send(reports, batch, nodes=False, wait_s=0.0) if changed else None
+
+    def _long_poll(self) -> HeartbeatResponse:
+        """The heartbeat the server may hold until it has work; carries no logs, so the
+        reporter's batches are never stuck behind a held reply."""
+        self._retry_pending()
+        with self._lock:
+            reports, _, _ = self._collect(with_logs=False)
+        return self._send(reports, [], nodes=True, wait_s=self._wait_s())
+
+    def _send(
+        self, reports: list[AttemptReport], batch: list[LogChunk], *, nodes: bool, wait_s: float
+    ) -> HeartbeatResponse:
+        request = HeartbeatRequest(
+            site=self.site,
+            agent_id=self.agent_id,
+            nodes=self.backend.inventory() if nodes else None,
+            attempts=reports,
+            logs=batch,
+            wait_s=wait_s,
+        )
+        try:
+            response = self.client.agent_heartbeat(request)
+        except BaseException:
+            with self._lock:
+                self._outbox.settle(batch, accepted=False)
+            raise
+        with self._lock:
+            self._outbox.settle(batch, accepted=True)
+            for report in reports:
+                if report.state.is_terminal():
+                    self._drop(report.attempt_id)  # delivered: the backend may let it go
+                else:
+                    self._accepted[report.attempt_id] = report.state
+        self._apply(response)
+        return response
+
+    def _collect(self, with_logs: bool) -> tuple[list[AttemptReport], list[LogChunk], bool]:
+        polled = self.backend.poll()
+        batch: list[LogChunk] = []
+        if with_logs:
+            room = 4 * self.log_batch_bytes - self._outbox.size
+            if room > 0:
+                self._outbox.add(self.backend.read_logs(min(room, self.log_batch_bytes)))
+            batch = self._outbox.claim(self.log_batch_bytes)
+        reports: list[AttemptReport] = []
+        for report in polled:
+            attempt_id = report.attempt_id
+            if not report.state.is_terminal():
+                self._live[attempt_id] = report
+            elif not self.backend.logs_drained(attempt_id) or self._outbox.holds(attempt_id):
+                # Output still due: the end waits until the server has all of it.
+                report = self._live.get(attempt_id) or report.model_copy(
+                    update={"state": AttemptState.STARTING, "exit_code": None, "message": ""}
+                )
+            reports.append(report)
+        reports += [
+            AttemptReport(
+                attempt_id=a.attempt_id,
+                fencing_token=a.fencing_token,
+                state=AttemptState.STARTING,
+                message="fetching the workdir",
+            )
+            for a in self._pending.values()
+        ]
+        reports += self._local.values()
+        changed = bool(batch) or any(self._accepted.get(r.attempt_id) != r.state for r in reports)
+        return reports, batch, changed
+
+    def _drop(self, attempt_id: int) -> None:
+        self.backend.forget(attempt_id)
+        for table in (self._pending, self._local, self._accepted, self._live):
+            table.pop(attempt_id, None)
+        self._fetch_warned.discard(attempt_id)
+        self._outbox.drop(attempt_id)
+
+    # -- applying the server's reply ------------------------------------------------------
+    def _apply(self, response: HeartbeatResponse) -> None:
+        for attempt_id in response.forget:
+            log.info("the server no longer counts attempt %s as this agent's: forgetting it", attempt_id)
+            with self._lock:
+                self._drop(attempt_id)
+        for order in response.stop:
+            self._stop_attempt(order)
+        for assignment in response.start:
+            self._start_attempt(assignment)
+
+    def _stop_attempt(self, order: StopOrder) -> None:
+        with self._lock:
+            pending = self._pending.pop(order.attempt_id, None)
+            if pending is not None:
+                self._local[order.attempt_id] = AttemptReport(
+                    attempt_id=order.attempt_id,
+                    fencing_token=pending.fencing_token,
+                    state=AttemptState.CANCELLED,
+                    message=f"stopped before it started: {order.reason}"
+                    if order.reason
+                    else "stopped before it started",
+                )
+                return
+            log.info(
+                "stopping attempt %s (%s) with %gs grace",
+                order.attempt_id,
+                order.reason or "no reason given",
+                order.grace_s,
+            )
+            self.backend.cancel(order.attempt_id, order.grace_s)
+
+    def _start_attempt(self, assignment: AttemptAssignment) -> None:
+        attempt_id = assignment.attempt_id
+        with self._lock:
+            if attempt_id in self._pending or attempt_id in self._local or attempt_id in self._live:
+                return  # a repeated assignment (the backend ignores repeats of those it holds)
+            self._pending[attempt_id] = assignment
+        log.info("starting attempt %s of job %s (%s)", attempt_id, assignment.job_id, assignment.job_name)
+        self._try_start(attempt_id)
+
+    def _retry_pending(self) -> None:
+        with self._lock:
+            waiting = [i for i in self._pending if i not in self._downloading]
+        for attempt_id in waiting:
+            self._try_start(attempt_id)
+
+    def _try_start(self, attempt_id: int) -> None:
+        """Fetch the workdir (outside the lock: it can be slow), then hand the attempt over."""
+        with self._lock:
+            assignment = self._pending.get(attempt_id)
+            if assignment is None or attempt_id in self._downloading:
+                return
+            self._downloading.add(attempt_id)
+        digest = assignment.workdir_digest
+        try:
+            archive = self._fetch_archive(digest) if digest else None
+        except ServerUnreachable as exc:
+            with self._lock:
+                first = attempt_id not in self._fetch_warned
+                self._fetch_warned.add(attempt_id)
+            (log.warning if first else log.debug)(
+                "cannot fetch the workdir of attempt %s yet; will retry: %s", attempt_id, exc
+            )
+            return
+        except (ApiError, OSError, ValueError) as exc:
+            self._fail_locally(assignment, f"cannot fetch the workdir archive {digest}: {exc}")
+            return
+        finally:
+            with self._lock:
+                self._downloading.discard(attempt_id)
+        with self._lock:
+            if self._pending.pop(attempt_id, None) is None:
+                return  # stopped while its workdir was fetched
+            try:
+                self.backend.start(assignment, archive)
+            except Exception as exc:
+                log.exception("the %s backend could not start attempt %s", self.backend.name, attempt_id)
+                self._local[attempt_id] = _failed(
+                    assignment, f"the {self.backend.name} backend could not start it: {exc}"
+                )
+
+    def _fail_locally(self, assignment: AttemptAssignment, message: str) -> None:
+        log.warning("attempt %s failed before it started: %s", assignment.attempt_id, message)
+        with self._lock:
+            if self._pending.pop(assignment.attempt_id, None) is not None:
+                self._local[assignment.attempt_id] = _failed(assignment, message)
+
+    def _fetch_archive(self, digest: str) -> Path:
+        """``archives/<digest>.tar.gz``, downloaded once per digest (attempts of a job share it)."""
+        if not _DIGEST.match(digest):
+            raise ValueError(f"the server sent an unusable workdir digest {digest!r}")
+        path = self.work_dir / "archives" / f"{digest}.tar.gz"
+        if path.exists():
+            return path
+        part = path.with_name(f".{digest}.{uuid.uuid4().hex[:8]}.part")
+        try:
+            with part.open("wb") as fh:
+                size = self.client.download_workdir(digest, fh)
+            os.replace(part, path)
+        finally:
+            part.unlink(missing_ok=True)
+        log.info("fetched workdir %s (%d bytes)", digest, size)
+        return path
+
+    # -- running ---------------------------------------------------------------------------
+    def run_forever(self, stop: threading.Event) -> None:
+        """Register (retrying while the server is away), then long-poll and report until ``stop``.
+
+        Running attempts are left alone when it returns; see ``shutdown``. Raises only when the
+        server refuses the registration itself (a wrong site or token: retrying cannot help).
+        """
+        self._stop = stop
+        if not self._register_until_ok(stop):
+            return
+        reporter = threading.Thread(
+            target=self._report_loop, args=(stop,), name=f"suanli-agent-{self.site}-reporter", daemon=True
+        )
+        reporter.start()
+        try:
+            self._heartbeat_loop(stop)
+        finally:
+            self._halt.set()
+            reporter.join()
+
+    def shutdown(self, cancel_running: bool = False, grace_s: float = 10.0) -> None:
+        """Stop the loops; with ``cancel_running``, also stop every attempt and wait for it
+        (``suanli up`` does this at Ctrl-C), then send the final reports if the server listens."""
+        self._halt.set()
+        if self._stop is not None:
+            self._stop.set()
+        if not cancel_running:
+            return
+        with self._lock:
+            for assignment in list(self._pending.values()):
+                self._stop_attempt(
+                    StopOrder(attempt_id=assignment.attempt_id, reason="the agent is shutting down", grace_s=grace_s)
+                )
+        live = [r for r in self.backend.poll() if not r.state.is_terminal()]
+        if live:
+            log.info("stopping %d running attempt(s) before the agent exits", len(live))
+        self.backend.stop_all(grace_s)
+        for _ in range(5):  # logs, then end states: a few short cycles, best effort
+            try:
+                if self.report_changes() is None:
+                    break
+            except Exception as exc:
+                log.info("could not send the final reports: %s", exc)
+                break
+
+    def _wait_s(self) -> float:
+        wait = min(self.heartbeat_s, 30.0)
+        if self._lease_s:
+            wait = min(wait, self._lease_s / 3)  # a held reply must not outlast the lease
+        return max(0.0, wait)
+
+    def _register_until_ok(self, stop: threading.Event) -> bool:
+        backoff = Backoff(min(1.0, self.heartbeat_s), self.max_backoff_s)
+        tries = 0
+        while not (stop.is_set() or self._halt.is_set()):
+            try:
+                self.register()
+                self._back_online()
+                return True
+            except ServerUnreachable as exc:
+                tries += 1
+                delay = backoff.next()
+                if tries == 1 or tries % 10 == 0:
+                    log.warning(
+                        "agent for site %s cannot register (try %d, next in %.1fs): %s", self.site, tries, delay, exc
+                    )
+            except ApiError as exc:
+                if exc.status < 500 and exc.status != 429:
+                    log.error("the server refused to register agent %s for site %s: %s", self.agent_id, self.site, exc)
+                    raise
+                tries += 1
+                delay = backoff.next()
+                log.warning("registration failed (HTTP %d: %s); retrying in %.1fs", exc.status, exc, delay)
+            stop.wait(delay)
+        return False
+
+    def _heartbeat_loop(self, stop: threading.Event) -> None:
+        backoff = Backoff(min(1.0, self.heartbeat_s), self.max_backoff_s)
+        while not (stop.is_set() or self._halt.is_set()):
+            if not self._registered.is_set() and not self._register_until_ok(stop):
+                return
+            began = time.monotonic()
+            try:
+                response = self._long_poll()
+            except ServerUnreachable as exc:
+                self._lost_server(exc)
+                stop.wait(backoff.next())
+                continue
+            except ApiError as exc:
+                if exc.status in _REREGISTER:
+                    log.warning(
+                        "the server does not know agent %s (HTTP %d); registering again", self.agent_id, exc.status
+                    )
+                    self._registered.clear()
+                else:
+                    log.error("heartbeat refused (HTTP %d): %s", exc.status, exc)
+                stop.wait(backoff.next())
+                continue
+            except Exception:
+                log.exception("heartbeat failed")
+                stop.wait(backoff.next())
+                continue
+            backoff.reset()
+            self._back_online()
+            if not (response.start or response.stop or response.forget):
+                stop.wait(max(0.0, self.heartbeat_s - (time.monotonic() - began)))
+
+    def _report_loop(self, stop: threading.Event) -> None:
+        backoff = Backoff(min(1.0, self.heartbeat_s), self.max_backoff_s)
+        not_before = 0.0
+        while not stop.wait(self.poll_s) and not self._halt.is_set():
+            if not self._registered.is_set() or time.monotonic() < not_before:
+                continue
+            try:
+                self.report_changes()
+            except ApiError as exc:
+                if exc.status in _REREGISTER:
+                    self._registered.clear()
+                log.debug("report refused (HTTP %d): %s", exc.status, exc)
+                not_before = time.monotonic() + backoff.next()
+            except Exception as exc:
+                if not isinstance(exc, ServerUnreachable):
+                    log.exception("report failed")
+                not_before = time.monotonic() + backoff.next()
+            else:
+                backoff.reset()
+
+    def _lost_server(self, exc: Exception) -> None:
+        with self._lock:
+            first = self._unreachable_since is None
+            if first:
+                self._unreachable_since = time.monotonic()
+        if first:
+            log.warning("lost the server; attempts keep running, retrying with back-off: %s", exc)
+
+    def _back_online(self) -> None:
+        with self._lock:
+            since, self._unreachable_since = self._unreachable_since, None
+        if since is not None:
+            log.info("the server is back after %.0fs", time.monotonic() - since)
+
+
+def _failed(assignment: AttemptAssignment, message: str) -> AttemptReport:
+    return AttemptReport(
+        attempt_id=assignment.attempt_id,
+        fencing_token=assignment.fencing_token,
+        state=AttemptState.FAILED,
+        message=message,
+    )
+
+
+def _stable_agent_id(work_dir: Path) -> str:
+    """Kept in ``<work_dir>/agent-id`` so a restarted agent is recognised as the same one."""
+    path = work_dir / "agent-id"
+    try:
+        existing = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        existing = ""
+    if existing:
+        return existing
+    agent_id = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+    path.write_text(agent_id + "\n", encoding="utf-8")
+    return agent_id

@@ -1,0 +1,82 @@
+"""The backend interface: how a site agent runs attempts on its engine.
+
+The agent owns the conversation with the server; a backend owns the work (local processes,
+Slurm jobs, Ray jobs, pods). The interface is small on purpose, so that a new engine is one file
+and one contract test runs against every backend (``tests/unit/test_fake_backend.py``).
+
+The contract every backend keeps:
+
+- Attempts are keyed by ``attempt_id``. ``start`` of an id already held does nothing: the server
+  may send an assignment again when a reply was lost.
+- ``start`` does not raise for faults of the attempt itself (a bad archive, a failing setup): the
+  attempt ends FAILED with a message a user can act on. It raises only when the backend is broken.
+- ``poll`` reports every held attempt, ended ones included, until ``forget``. A terminal state
+  never changes again; ``cancel`` of an ended or unknown attempt does nothing.
+- ``read_logs`` returns output not returned before, in order, each chunk with its byte offset in
+  that rank's log, never splitting a UTF-8 character. ``logs_drained`` says when an ended
+  attempt has no output left to return, so the agent can send the last line before the end.
+- Exit codes: a process's own exit status, or ``-signum`` when it was killed by a signal
+  (Python's ``Popen.returncode`` convention).
+- Every method is thread-safe: the agent calls them from its heartbeat and reporter threads.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import ClassVar
+
+from suanli.core.protocol import AttemptAssignment, AttemptReport, LogChunk, NodeReport
+
+
+class Backend(ABC):
+    """Runs attempts on one site's engine. See the module docstring for the contract."""
+
+    #: Sent to the server at registration (``local``, ``slurm``, ``fake`` …).
+    name: ClassVar[str]
+
+    @abstractmethod
+    def inventory(self) -> list[NodeReport]:
+        """The site's nodes as the engine sees them now, with their health."""
+
+    @abstractmethod
+    def start(self, assignment: AttemptAssignment, workdir_archive: Path | None) -> None:
+        """Begin an attempt; ``workdir_archive`` is the job's ``.tar.gz`` (None: empty workdir)."""
+
+    @abstractmethod
+    def poll(self) -> list[AttemptReport]:
+        """The current state of every held attempt, with exit code and message once ended."""
+
+    @abstractmethod
+    def cancel(self, attempt_id: int, grace_s: float) -> None:
+        """Ask the attempt to stop (SIGTERM or the engine's equivalent), kill it after ``grace_s``.
+
+        Returns at once; the attempt reports CANCELLED on a later ``poll`` once it has stopped.
+        """
+
+    @abstractmethod
+    def read_logs(self, max_bytes: int = 256 * 1024) -> list[LogChunk]:
+        """New output since the last call, about ``max_bytes`` at most in all."""
+
+    @abstractmethod
+    def logs_drained(self, attempt_id: int) -> bool:
+        """True once the attempt has ended and ``read_logs`` has returned all of its output
+        (also for an unknown attempt: there is nothing left to read)."""
+
+    @abstractmethod
+    def forget(self, attempt_id: int) -> None:
+        """Drop the attempt (killing it first if it still runs) and free what it holds."""
+
+    def stop_all(self, grace_s: float = 10.0, timeout_s: float | None = None) -> list[AttemptReport]:
+        """Cancel every live attempt and wait until all have ended (or ``timeout_s``, by default
+        ``grace_s`` + 5 s). Returns the last reports. Used at shutdown, so it blocks."""
+        for report in self.poll():
+            if not report.state.is_terminal():
+                self.cancel(report.attempt_id, grace_s)
+        deadline = time.monotonic() + (grace_s + 5.0 if timeout_s is None else timeout_s)
+        while True:
+            reports = self.poll()
+            if all(r.state.is_terminal() for r in reports) or time.monotonic() >= deadline:
+                return reports
+            time.sleep(0.02)

@@ -1,0 +1,492 @@
+"""LocalBackend: attempts as process groups on the agent's own machine — the embedded default.
+
+Each rank of an attempt is one ``bash -c`` process started in its own session (so its process
+group can be signalled as a whole, children included). Setup runs first on every rank; ``run``
+starts on all ranks together only once every setup exited 0, so STARTING → RUNNING is exact and
+the gang starts as one. Everything happens in ``poll``: no thread of its own, so tests drive it
+deterministically and a cancel never blocks its caller for the grace period.
+
+Files, under ``work_dir``::
+
+    attempts/<attempt_id>/attempt.json   pids, process groups and state (to re-adopt after a restart)
+    attempts/<attempt_id>/rank-<r>.log   stdout + stderr of setup and run of rank r
+    attempts/<attempt_id>/workdir/       the job's workdir, unpacked from its archive
+    checkpoints/<job_id>/                SUANLI_CHECKPOINT_DIR, kept across attempts of the job
+
+``time_limit_s`` counts from ``start`` (setup included, as Slurm counts a job's whole life). A
+job with ``keep_checkpoint`` false gets a fresh ``checkpoint`` folder inside its attempt folder.
+
+Exit codes follow ``Popen.returncode``: the shell's exit status, or ``-signum`` when the shell
+itself was killed by a signal (e.g. -9 after SIGKILL). A command the shell ran that died of a
+signal shows as the shell reports it, 128 + signum.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from suanli.agent.backends.base import Backend
+from suanli.agent.backends.gpus import this_machine
+from suanli.agent.backends.logstream import Utf8Stream
+from suanli.core.network import NodeDecl
+from suanli.core.protocol import AttemptAssignment, AttemptReport, LogChunk, NodeReport
+from suanli.core.resources import format_duration
+from suanli.core.states import AttemptState
+
+log = logging.getLogger("suanli.agent.local")
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+@dataclass
+class _Rank:
+    rank: int
+    node: str
+    gpu_indices: list[int]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    exit_code: int | None = None
+    stream: Utf8Stream = field(default_factory=Utf8Stream)
+    #: All output returned and the attempt has ended: nothing more will come.
+    drained: bool = False
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.exit_code is None
+
+
+@dataclass
+class _Stop:
+    """Why an attempt is being stopped, and what it reports once every rank is gone."""
+
+    state: AttemptState
+    message: str
+    #: Fixed by the failing rank; None takes rank 0's code at the end (e.g. -15 after SIGTERM).
+    exit_code: int | None = None
+    #: Also write the message into the logs (the user cannot otherwise see why it stopped).
+    note: bool = False
+
+
+@dataclass
+class _Attempt:
+    spec: AttemptAssignment
+    dir: Path
+    ranks: list[_Rank]
+    started_at: float
+    env: dict[str, str] = field(default_factory=dict)
+    phase: str = "setup"  # setup | run | done
+    state: AttemptState = AttemptState.STARTING
+    exit_code: int | None = None
+    message: str = ""
+    stop: _Stop | None = None
+    kill_at: float | None = None
+
+    @property
+    def workdir(self) -> Path:
+        return self.dir / "workdir"
+
+
+class LocalBackend(Backend):
+    """Runs attempts as local process groups; nodes are declared virtual ones or this machine.
+
+    ``nodes``: declared virtual nodes (e.g. a demo site with one node of 16 × H100 on a laptop;
+    their GPU slots are reported with ``gpu_source="virtual"``). Without any, the one node is
+    this machine, with its NVIDIA GPUs found through NVML when a driver is present.
+    ``kill_grace_s``: how long a failed gang's other ranks and a timed-out attempt get between
+    SIGTERM and SIGKILL. ``clock``: monotonic seconds, injectable for tests.
+    """
+
+    name = "local"
+
+    def __init__(
+        self,
+        work_dir: Path,
+        nodes: Sequence[NodeDecl] | None = None,
+        *,
+        kill_grace_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+        node_name: str | None = None,
+    ) -> None:
+        self.work_dir = Path(work_dir)
+        self._nodes = list(nodes or [])
+        self._kill_grace_s = kill_grace_s
+        self._clock = clock
+        self._node_name = node_name
+        self._machine: NodeReport | None = None
+        self._attempts: dict[int, _Attempt] = {}
+        self._lock = threading.RLock()
+        self._bash = shutil.which("bash") or "/bin/bash"
+        (self.work_dir / "attempts").mkdir(parents=True, exist_ok=True)
+
+    # -- Backend --------------------------------------------------------------------------
+    def inventory(self) -> list[NodeReport]:
+        if self._nodes:
+            return [
+                NodeReport(name=n.name, gpu_type=n.gpu_type, gpus_total=n.gpu_count, cpus=n.cpus, memory=n.memory)
+                for n in self._nodes
+            ]
+        with self._lock:
+            if self._machine is None:  # NVML is slow to start: look once
+                self._machine = this_machine(self._node_name)
+            return [self._machine.model_copy()]
+
+    def start(self, assignment: AttemptAssignment, workdir_archive: Path | None) -> None:
+        with self._lock:
+            if assignment.attempt_id in self._attempts:
+                return
+            a = self._prepare(assignment)
+            self._attempts[assignment.attempt_id] = a
+            problem = self._populate(a, workdir_archive)
+            if problem:
+                log.warning(
+                    "attempt %s of job %s failed before starting: %s", assignment.attempt_id, assignment.job_id, problem
+                )
+                self._finish(a, _Stop(AttemptState.FAILED, problem, note=True))
+                return
+            has_setup = bool(assignment.setup and assignment.setup.strip())
+            self._launch(a, "setup" if has_setup else "run")
+            self._save(a)
+
+    def poll(self) -> list[AttemptReport]:
+        with self._lock:
+            now = self._clock()
+            for a in self._attempts.values():
+                if a.phase != "done":
+                    self._advance(a, now)
+            return [
+                AttemptReport(
+                    attempt_id=a.spec.attempt_id,
+                    fencing_token=a.spec.fencing_token,
+                    state=a.state,
+                    exit_code=a.exit_code,
+                    message=a.message,
+                )
+                for a in self._attempts.values()
+            ]
+
+    def cancel(self, attempt_id: int, grace_s: float) -> None:
+        """SIGTERM now; the SIGKILL after ``grace_s`` comes from a later ``poll`` (the agent polls
+        every ``poll_s``), so the caller never waits for the grace period."""
+        with self._lock:
+            a = self._attempts.get(attempt_id)
+            if a is None or a.phase == "done":
+                return
+            now = self._clock()
+            if a.stop is None:
+                a.stop = _Stop(AttemptState.CANCELLED, "cancelled")
+            self._stop(a, now, grace_s)
+
+    def read_logs(self, max_bytes: int = 256 * 1024) -> list[LogChunk]:
+        with self._lock:
+            pending = [(a, r) for a in self._attempts.values() for r in a.ranks if not r.drained]
+            if not pending:
+                return []
+            share = max(4096, max_bytes // len(pending))  # no rank starves the others
+            budget, chunks = max_bytes, []
+            for a, r in pending:
+                if budget <= 0:
+                    break
+                chunk, nread = self._read_rank(a, r, min(share, budget))
+                budget -= nread
+                if chunk is not None:
+                    chunks.append(chunk)
+            return chunks
+
+    def logs_drained(self, attempt_id: int) -> bool:
+        with self._lock:
+            a = self._attempts.get(attempt_id)
+            return a is None or (a.phase == "done" and all(r.drained for r in a.ranks))
+
+    def forget(self, attempt_id: int) -> None:
+        """Drops the attempt and deletes its folder (the server has its logs by now); a live one
+        is killed first. Its checkpoint folder stays: it belongs to the job, not the attempt."""
+        with self._lock:
+            a = self._attempts.pop(attempt_id, None)
+            if a is None:
+                return
+            if a.phase != "done":
+                log.warning("forgetting attempt %s while it runs: killing it", attempt_id)
+                self._signal(a, signal.SIGKILL)
+                for r in a.ranks:
+                    if r.alive and r.proc is not None:
+                        try:
+                            r.proc.wait(timeout=5)
+                        except subprocess.TimeoutExpired:
+                            log.error("process %s of attempt %s survived SIGKILL", r.proc.pid, attempt_id)
+            shutil.rmtree(a.dir, ignore_errors=True)
+
+    # -- starting -------------------------------------------------------------------------
+    def _prepare(self, spec: AttemptAssignment) -> _Attempt:
+        """A fresh attempt folder (a leftover one with the same id, from an older server, goes)."""
+        adir = self.work_dir / "attempts" / str(spec.attempt_id)
+        if adir.exists():
+            shutil.rmtree(adir)
+        adir.mkdir(parents=True)
+        ranks = [
+            _Rank(rank=n.rank, node=n.node, gpu_indices=list(n.gpu_indices), log_path=adir / f"rank-{n.rank}.log")
+            for n in sorted(spec.nodes, key=lambda n: n.rank)
+        ] or [_Rank(rank=0, node="", gpu_indices=[], log_path=adir / "rank-0.log")]
+        for r in ranks:
+            r.log_path.touch()
+        return _Attempt(spec=spec, dir=adir, ranks=ranks, started_at=self._clock())
+
+    def _populate(self, a: _Attempt, archive: Path | None) -> str | None:
+        """Workdir, checkpoint folder and environment; returns what went wrong, in words."""
+        spec = a.spec
+        if not spec.nodes:
+            return "the assignment names no nodes to run on"
+        if not _SAFE_NAME.match(spec.job_id):
+            return f"job id {spec.job_id!r} cannot name a checkpoint folder"
+        ckpt = self.work_dir / "checkpoints" / spec.job_id if spec.keep_checkpoint else a.dir / "checkpoint"
+        ckpt.mkdir(parents=True, exist_ok=True)
+        a.workdir.mkdir()
+        if archive is not None:
+            try:
+                with tarfile.open(archive, "r:gz") as tar:
+                    # "data" refuses absolute paths, '..', links leaving the folder and devices.
+                    tar.extractall(a.workdir, filter="data")
+            except (tarfile.TarError, OSError, EOFError) as exc:
+                return f"cannot unpack the workdir archive: {exc}"
+        a.env = _job_environment(spec, ckpt, _free_port())
+        return None
+
+    def _launch(self, a: _Attempt, phase: str) -> None:
+        """Start ``phase`` (setup or run) on every rank at once."""
+        script = (a.spec.setup if phase == "setup" else a.spec.run) or ""
+        a.phase = phase
+        a.state = AttemptState.STARTING if phase == "setup" else AttemptState.RUNNING
+        for r in a.ranks:
+            r.proc, r.exit_code = None, None
+        for r in a.ranks:
+            env = dict(a.env)
+            env.update(
+                SUANLI_NODE_RANK=str(r.rank),
+                SUANLI_NODE_NAME=r.node,
+                SUANLI_NUM_GPUS_PER_NODE=str(len(r.gpu_indices)),
+                CUDA_VISIBLE_DEVICES=",".join(str(i) for i in r.gpu_indices),
+            )
+            try:
+                with r.log_path.open("ab") as out:
+                    r.proc = subprocess.Popen(
+                        [self._bash, "-c", script],
+                        cwd=a.workdir,
+                        env=env,
+                        stdin=subprocess.DEVNULL,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,  # its own process group: signals reach its children
+                    )
+            except OSError as exc:
+                a.stop = _Stop(AttemptState.FAILED, f"could not start {phase} on rank {r.rank}: {exc}", note=True)
+                self._stop(a, self._clock(), 0)
+                return
+        log.info(
+            "attempt %s of job %s: %s started on %d rank(s)", a.spec.attempt_id, a.spec.job_id, phase, len(a.ranks)
+        )
+
+    # -- watching -------------------------------------------------------------------------
+    def _advance(self, a: _Attempt, now: float) -> None:
+        """One step of the attempt's life: collect exits, enforce limits, move phases."""
+        for r in a.ranks:
+            if r.alive:
+                self._reap(r)
+        if a.stop is not None:
+            self._stop(a, now, None)
+            return
+        limit = a.spec.time_limit_s
+        if limit is not None and now - a.started_at >= limit:
+            a.stop = _Stop(AttemptState.FAILED, f"time limit {format_duration(limit)} reached", note=True)
+            self._stop(a, now, self._kill_grace_s)
+            return
+        failed = next((r for r in a.ranks if r.exit_code not in (None, 0)), None)
+        if failed is not None and failed.exit_code is not None:
+            a.stop = _Stop(AttemptState.FAILED, _failure_message(a, failed.rank, failed.exit_code), failed.exit_code)
+            self._stop(a, now, self._kill_grace_s)
+            return
+        if all(r.exit_code == 0 for r in a.ranks):
+            if a.phase == "setup":
+                self._launch(a, "run")
+                self._save(a)
+            else:
+                self._finish(a, _Stop(AttemptState.SUCCEEDED, "", 0))
+
+    def _reap(self, r: _Rank) -> None:
+        """Record a rank's exit; kill what its shell left behind in its process group.
+
+        The leader is checked without being reaped first (``WNOWAIT``): while it is a zombie its
+        pid cannot be reused, so signalling its group cannot hit an unrelated process.
+        """
+        proc = r.proc
+        if proc is None:
+            return
+        waitid = getattr(os, "waitid", None)
+        if waitid is not None:
+            try:
+                if waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+                    return
+            except ChildProcessError:
+                pass
+            else:
+                _killpg(proc.pid, signal.SIGKILL)
+        r.exit_code = proc.poll()
+
+    def _stop(self, a: _Attempt, now: float, grace_s: float | None) -> None:
+        """Drive an attempt whose ``stop`` is set: SIGTERM (when ``grace_s`` is given), SIGKILL
+        once the deadline passes, and the final state once no rank is left."""
+        stop = a.stop
+        if stop is None:
+            return
+        if grace_s is not None:
+            self._signal(a, signal.SIGTERM)
+            deadline = now + max(0.0, grace_s)
+            a.kill_at = deadline if a.kill_at is None else min(a.kill_at, deadline)
+        for r in a.ranks:
+            if r.alive:
+                self._reap(r)
+        if any(r.alive for r in a.ranks):
+            if a.kill_at is not None and now >= a.kill_at:
+                log.info("attempt %s did not stop within its grace period: SIGKILL", a.spec.attempt_id)
+                self._signal(a, signal.SIGKILL)
+                a.kill_at = None
+            return
+        self._finish(a, stop)
+
+    def _signal(self, a: _Attempt, sig: signal.Signals) -> None:
+        for r in a.ranks:
+            if r.alive and r.proc is not None:
+                _killpg(r.proc.pid, sig)
+
+    def _finish(self, a: _Attempt, stop: _Stop) -> None:
+        a.phase, a.state, a.message = "done", stop.state, stop.message
+        a.exit_code = stop.exit_code if stop.exit_code is not None else a.ranks[0].exit_code
+        a.stop, a.kill_at = None, None
+        if stop.note:
+            with a.ranks[0].log_path.open("ab") as out:
+                out.write(f"[suanli] {stop.message}\n".encode())
+        self._save(a)
+        log.info(
+            "attempt %s of job %s %s%s",
+            a.spec.attempt_id,
+            a.spec.job_id,
+            a.state.value,
+            f": {a.message}" if a.message else "",
+        )
+
+    # -- logs and records -----------------------------------------------------------------
+    def _read_rank(self, a: _Attempt, r: _Rank, limit: int) -> tuple[LogChunk | None, int]:
+        ended = a.phase == "done"  # read before the size: no rank writes after this
+        try:
+            size = r.log_path.stat().st_size
+        except FileNotFoundError:
+            size = 0
+        data = b""
+        take = min(limit - r.stream.held, size - r.stream.consumed)  # held bytes count: chunks stay ≤ limit
+        if take > 0:
+            with r.log_path.open("rb") as fh:
+                fh.seek(r.stream.consumed)
+                data = fh.read(take)
+        final = ended and r.stream.consumed + len(data) >= size
+        cost = len(data) + r.stream.held  # the bytes of the chunk, held ones included
+        offset, text = r.stream.feed(data, final)
+        r.drained = final
+        if not text:
+            return None, cost
+        chunk = LogChunk(
+            attempt_id=a.spec.attempt_id, fencing_token=a.spec.fencing_token, rank=r.rank, offset=offset, data=text
+        )
+        return chunk, cost
+
+    def _save(self, a: _Attempt) -> None:
+        """``attempt.json``, replaced atomically: enough to find and re-adopt the processes."""
+        record = {
+            "attempt_id": a.spec.attempt_id,
+            "fencing_token": a.spec.fencing_token,
+            "job_id": a.spec.job_id,
+            "phase": a.phase,
+            "state": a.state.value,
+            "exit_code": a.exit_code,
+            "message": a.message,
+            "started_at": time.time() - (self._clock() - a.started_at),
+            "ranks": [
+                {
+                    "rank": r.rank,
+                    "node": r.node,
+                    "pid": r.proc.pid if r.proc else None,
+                    "pgid": r.proc.pid if r.proc else None,  # start_new_session: the group is the leader's pid
+                    "exit_code": r.exit_code,
+                    "log": r.log_path.name,
+                }
+                for r in a.ranks
+            ],
+            "assignment": a.spec.model_dump(mode="json"),
+        }
+        tmp = a.dir / ".attempt.json.tmp"
+        try:
+            tmp.write_text(json.dumps(record, indent=2), encoding="utf-8")
+            os.replace(tmp, a.dir / "attempt.json")
+        except OSError as exc:
+            log.warning("cannot write the record of attempt %s: %s", a.spec.attempt_id, exc)
+
+
+def _job_environment(spec: AttemptAssignment, checkpoint_dir: Path, master_port: int) -> dict[str, str]:
+    """What every rank sees (the rank adds its own SUANLI_NODE_RANK and CUDA_VISIBLE_DEVICES).
+
+    The agent's own SUANLI_* variables are left out: they may hold the site's token.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SUANLI_")}
+    env.update(spec.envs)
+    env.update(
+        SUANLI_JOB_ID=spec.job_id,
+        SUANLI_JOB_NAME=spec.job_name,
+        SUANLI_ATTEMPT=str(spec.attempt_number),
+        SUANLI_NUM_NODES=str(max(1, len(spec.nodes))),
+        SUANLI_MASTER_ADDR="127.0.0.1",
+        SUANLI_MASTER_PORT=str(master_port),
+        SUANLI_CHECKPOINT_DIR=str(checkpoint_dir),
+        PYTHONUNBUFFERED="1",
+    )
+    # `python` in a job is the agent's interpreter (the venv's bin, not its resolved target).
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH") or os.defpath])
+    return env
+
+
+def _failure_message(a: _Attempt, rank: int, code: int) -> str:
+    if code < 0:
+        try:
+            words = f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            words = f"was killed by signal {-code}"
+    else:
+        words = f"exited with code {code}"
+    gang = len(a.ranks) > 1
+    if a.phase == "setup":
+        return f"setup {words} on rank {rank}" if gang else f"setup {words}"
+    return f"rank {rank} {words}" if gang else f"run {words}"
+
+
+def _killpg(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is already gone
+        os.killpg(pgid, sig)
+
+
+def _free_port() -> int:
+    """A TCP port free right now, for SUANLI_MASTER_PORT (same for every rank of the gang)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port

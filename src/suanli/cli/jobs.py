@@ -1,0 +1,171 @@
+"""Commands that act on jobs: submit, logs, cancel (and following a job to its end)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn, TransferSpeedColumn
+from rich.text import Text
+
+from suanli.cli.context import JsonOption, ServerOption, TokenOption, err_console, note, open_client, print_json, say
+from suanli.cli.render import state_text
+from suanli.core.api import JobOut
+from suanli.core.errors import SpecError
+from suanli.core.spec import JobSpec, job_spec_from_data, parse_job_spec
+from suanli.core.states import JobState
+from suanli.sdk import Client
+
+#: Seconds between polls when the log stream ends before the job's final state is recorded.
+POLL_S = 1.0
+#: The pause between polls; tests may replace it.
+sleep: Callable[[float], None] = time.sleep
+
+JobArg = Annotated[str, typer.Argument(metavar="JOB", help="Job id.", show_default=False)]
+
+
+def submit(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="Job spec (YAML).", show_default=False)],
+    *,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Stream the logs until the job ends.")] = False,
+    name: Annotated[str | None, typer.Option("--name", help="Job name (overrides the spec's).")] = None,
+    json_out: JsonOption = False,
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Submit a job spec; its workdir (relative to the spec file) is uploaded with it.
+
+    With --follow the job's output goes to stdout and the exit code is 0 only if it
+    SUCCEEDED. With --json (and --follow) the logs go to stderr and the final job is printed.
+    """
+    spec = load_spec(file, name)
+    workdir = (file.parent / spec.workdir).resolve() if spec.workdir else None
+    with open_client(ctx, server, token) as client:
+        job = _submit(client, spec, workdir)
+        if not follow:
+            if json_out:
+                print_json(job)
+            else:
+                _print_submitted(job, to_stderr=False)
+            return
+        if not json_out:
+            _print_submitted(job, to_stderr=True)
+        final = follow_job(client, job, logs_to_stderr=json_out)
+    if json_out:
+        print_json(final)
+    _print_final(final)
+    raise typer.Exit(0 if final.state == JobState.SUCCEEDED else 1)
+
+
+def logs(
+    ctx: typer.Context,
+    job_id: JobArg,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the job ends.")] = False,
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Print a job's output."""
+    with open_client(ctx, server, token) as client:
+        for text in client.logs(job_id, follow=follow):
+            typer.echo(text, nl=False)
+
+
+def cancel(
+    ctx: typer.Context,
+    job_id: JobArg,
+    json_out: JsonOption = False,
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Cancel a job. A running job is stopped at its site; its state shows when it is gone."""
+    if not json_out:
+        say(f"Cancelling job {job_id}")
+    with open_client(ctx, server, token) as client:
+        job = client.cancel(job_id)
+    if json_out:
+        print_json(job)
+    elif job.state.is_terminal():
+        say(Text.assemble(f"Job {job.id} ({job.name}): ", state_text(job.state)))
+    else:
+        say(
+            Text.assemble(f"Job {job.id} ({job.name}): ", state_text(job.state), ", cancel requested; it stops shortly")
+        )
+
+
+def load_spec(file: Path, name: str | None = None) -> JobSpec:
+    """Read and validate a spec file; ``--name`` is checked by the same rules as the file."""
+    spec = parse_job_spec(file.read_text(encoding="utf-8"), str(file))
+    if name is None:
+        return spec
+    try:
+        return job_spec_from_data({**spec.model_dump(), "name": name})
+    except SpecError as exc:
+        raise typer.BadParameter("; ".join(p.message for p in exc.problems), param_hint="--name") from None
+
+
+def follow_job(client: Client, job: JobOut, *, logs_to_stderr: bool = False) -> JobOut:
+    """Stream the logs, then wait for the final state. Ctrl-C stops following, not the job."""
+    try:
+        for text in client.logs(job.id, follow=True):
+            typer.echo(text, nl=False, err=logs_to_stderr)
+        current = client.job(job.id)
+        while not current.state.is_terminal():
+            sleep(POLL_S)
+            current = client.job(job.id)
+    except KeyboardInterrupt:
+        note(f"Stopped following; job {job.id} keeps running. Cancel it with: suanli cancel {job.id}")
+        raise typer.Exit(130) from None
+    return current
+
+
+def _submit(client: Client, spec: JobSpec, workdir: Path | None) -> JobOut:
+    if workdir is None:
+        return client.submit(spec)
+    sent = 0
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(binary_units=True),
+        TransferSpeedColumn(),
+    )
+    with Progress(*columns, console=err_console(), transient=True) as bar:
+        task = bar.add_task("Packing workdir", total=None)
+
+        def progress(done: int, total: int) -> None:
+            nonlocal sent
+            sent = total
+            bar.update(task, description="Uploading workdir", completed=done, total=total)
+
+        job = client.submit(spec, workdir=workdir, progress=progress)
+    note(f"Uploaded workdir {workdir} ({_size(sent)} compressed)")
+    return job
+
+
+def _print_submitted(job: JobOut, *, to_stderr: bool) -> None:
+    show = note if to_stderr else say
+    show(Text.assemble(f"Submitted job {job.id} ({job.name}): ", state_text(job.state)))
+    if job.state == JobState.PENDING and job.reason:
+        show(f"  Waiting: {job.reason}", style="yellow")
+
+
+def _print_final(job: JobOut) -> None:
+    line = Text.assemble(f"Job {job.id} ({job.name}) ", state_text(job.state))
+    if job.exit_code is not None and job.state != JobState.SUCCEEDED:
+        line.append(f", exit code {job.exit_code}")
+    why = job.reason or (job.attempts[-1].message if job.attempts else "")
+    if why and job.state != JobState.SUCCEEDED:
+        line.append(f": {why}")
+    note(line)
+
+
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n} B"
+    if n < 1024 * 1024:
+        return f"{n / 1024:.1f} KiB"
+    return f"{n / 2**20:.1f} MiB"

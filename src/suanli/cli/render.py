@@ -1,0 +1,121 @@
+"""Formatting shared by the commands: times in local time, ages, coloured states, GPU counts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+
+from rich import box
+from rich.table import Table
+from rich.text import Text
+
+from suanli.core.api import GpuCount
+from suanli.core.states import AttemptState, JobState
+
+#: The clock; tests may replace it.
+now: Callable[[], datetime] = lambda: datetime.now(UTC)  # noqa: E731
+
+DASH = "-"
+
+_STATE_STYLES = {
+    "PENDING": "yellow",
+    "SCHEDULED": "cyan",
+    "STARTING": "cyan",
+    "RUNNING": "bold blue",
+    "SUCCEEDED": "green",
+    "FAILED": "bold red",
+    "CANCELLED": "magenta",
+    "LOST": "red",
+    "PREEMPTED": "yellow",
+}
+
+
+def state_text(state: JobState | AttemptState | str) -> Text:
+    value = state.value if isinstance(state, JobState | AttemptState) else state
+    return Text(value, style=_STATE_STYLES.get(value, ""))
+
+
+def local_time(moment: datetime | None) -> str:
+    """``2024-05-01 14:03:12`` in the user's time zone; naive values are taken as UTC."""
+    if moment is None:
+        return DASH
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def age(moment: datetime | None, until: datetime | None = None) -> str:
+    """``45s``, ``3m``, ``2h``, ``5d`` since ``moment`` (to ``until``, default now)."""
+    if moment is None:
+        return DASH
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    seconds = max(0, int(((until or now()) - moment).total_seconds()))
+    return compact_duration(seconds)
+
+
+def compact_duration(seconds: float) -> str:
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m"
+    if s < 86400:
+        return f"{s // 3600}h"
+    return f"{s // 86400}d"
+
+
+def when(moment: datetime | None) -> str:
+    """Local time with the age, e.g. ``2024-05-01 14:03:12 (3m ago)``."""
+    if moment is None:
+        return DASH
+    return f"{local_time(moment)} ({age(moment)} ago)"
+
+
+def gpu_counts(gpus: Mapping[str, GpuCount]) -> str:
+    """``12/16 H100, 4/8 A800`` (free/total by type)."""
+    if not gpus:
+        return DASH
+    return ", ".join(f"{c.free}/{c.total} {kind}" for kind, c in sorted(gpus.items()))
+
+
+def free_total(free: float, total: float, suffix: str = "") -> str:
+    return f"{free:g}/{total:g}{suffix}"
+
+
+def shorten(text: str, width: int) -> str:
+    """One line of at most ``width`` characters, ending in an ellipsis when cut."""
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[: width - 1].rstrip() + "…"
+
+
+Cell = str | Text
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[Cell]], *, width: int, flex: int = -1) -> Table:
+    """A borderless table in the style of squeue / kubectl: easy to read, easy to grep.
+
+    Every column keeps its natural width except ``flex`` (e.g. REASON), which is cut to one
+    line with an ellipsis so the table fits ``width``; identifiers are never truncated.
+    """
+    data = [[c if isinstance(c, Text) else Text(c) for c in row] for row in rows]
+    flex %= len(headers)
+    natural = [max([len(h), *(c.cell_len for c in (row[i] for row in data))]) for i, h in enumerate(headers)]
+    room = width - sum(w for i, w in enumerate(natural) if i != flex) - _GAP * (len(headers) - 1)
+    room = max(room, len(headers[flex]), _MIN_FLEX)
+    t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
+    for i, header in enumerate(headers):
+        if i == flex:
+            t.add_column(header, no_wrap=True, overflow="ellipsis", max_width=room)
+        else:
+            t.add_column(header, no_wrap=True, min_width=natural[i])
+    for row in data:
+        cells = list(row)
+        cells[flex] = Text(shorten(cells[flex].plain, room), style=cells[flex].style)
+        t.add_row(*cells)
+    return t
+
+
+#: Columns are separated by padding, a divider and padding.
+_GAP = 3
+_MIN_FLEX = 12

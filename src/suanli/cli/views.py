@@ -1,0 +1,165 @@
+"""Commands that show jobs: the list (``jobs``) and the detail view (``status``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.text import Text
+
+from suanli.cli import render
+from suanli.cli.context import JsonOption, ServerOption, TokenOption, note, open_client, out_console, print_json
+from suanli.cli.render import DASH, age, compact_duration, local_time, state_text, table, when
+from suanli.core.api import AttemptOut, JobOut
+from suanli.core.spec import Placement, Resources
+from suanli.core.states import JobState
+
+#: Finished jobs younger than this are listed by default.
+RECENT = timedelta(hours=24)
+
+
+def jobs(
+    ctx: typer.Context,
+    *,
+    state: Annotated[
+        JobState | None,
+        typer.Option("--state", case_sensitive=False, help="Only jobs in this state.", show_default=False),
+    ] = None,
+    site: Annotated[str | None, typer.Option("--site", help="Only jobs at this site.", show_default=False)] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Only jobs with this name.", show_default=False)] = None,
+    all_jobs: Annotated[bool, typer.Option("--all", "-a", help="Include jobs that finished long ago.")] = False,
+    json_out: JsonOption = False,
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
+    """List jobs: by default those pending or running plus those that finished in the last
+    24 hours, oldest first. --all lists every job; --state lists every job in that state."""
+    with open_client(ctx, server, token) as client:
+        found = list(client.iter_jobs(state=state.value if state else None, site=site, name=name))
+    if not (all_jobs or state):
+        cutoff = render.now() - RECENT
+        found = [j for j in found if not j.state.is_terminal() or (j.finished_at or j.updated_at) >= cutoff]
+    found.sort(key=lambda j: (j.submitted_at, j.id))
+    if json_out:
+        print_json(found)
+        return
+    if not found:
+        note(_nothing_found(all_jobs or bool(state)))
+        return
+    console = out_console()
+    headers = ("ID", "NAME", "STATE", "SITE", "GPUS", "AGE", "REASON")
+    console.print(table(headers, (_job_row(j) for j in found), width=console.width))
+
+
+def status(
+    ctx: typer.Context,
+    job_id: Annotated[str, typer.Argument(metavar="JOB", help="Job id.", show_default=False)],
+    json_out: JsonOption = False,
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Show one job: its state, why it waits or failed, its resources and every attempt."""
+    with open_client(ctx, server, token) as client:
+        job = client.job(job_id)
+    if json_out:
+        print_json(job)
+        return
+    show_job(out_console(), job)
+
+
+def show_job(console: Console, job: JobOut) -> None:
+    console.print(Text.assemble(("Job ", "bold"), (job.id, "bold"), f" ({job.name})"))
+    reason = _reason_line(job)
+    if reason is not None:
+        console.print(reason)
+    for label, value in _fields(job):
+        console.print(Text.assemble((f"  {label:<11}", "dim"), value))
+    if job.attempts:
+        console.print()
+        console.print(Text("Attempts", style="bold"))
+        headers = ("#", "SITE", "STATE", "NODES", "STARTED", "ENDED", "EXIT", "MESSAGE")
+        console.print(table(headers, (_attempt_row(a) for a in job.attempts), width=console.width))
+
+
+def _reason_line(job: JobOut) -> Text | None:
+    """The one line that says why the job is not running (or why it ended), up front."""
+    if not job.reason:
+        return None
+    if job.state == JobState.PENDING:
+        return Text.assemble(("Waiting: ", "bold yellow"), (job.reason, "yellow"))
+    style = "red" if job.state == JobState.FAILED else ""
+    return Text.assemble(("Reason: ", "bold"), (job.reason, style))
+
+
+def _fields(job: JobOut) -> Iterable[tuple[str, str | Text]]:
+    state = state_text(job.state)
+    if job.cancel_requested and not job.state.is_terminal():
+        state.append(" (cancel requested)", style="magenta")
+    yield "State", state
+    yield "Tenant", job.tenant
+    yield "Site", job.site or DASH
+    yield "Priority", job.priority
+    yield "Resources", _resources(job)
+    placement = _placement(job.spec.get("placement"))
+    if placement:
+        yield "Placement", placement
+    yield "Submitted", when(job.submitted_at)
+    if job.finished_at is not None:
+        ran = compact_duration((job.finished_at - job.submitted_at).total_seconds())
+        yield "Finished", f"{when(job.finished_at)}, {ran} after submission"
+    if job.exit_code is not None:
+        yield "Exit code", Text(str(job.exit_code), style="green" if job.exit_code == 0 else "red")
+
+
+def _resources(job: JobOut) -> str:
+    try:
+        return Resources.model_validate(job.spec.get("resources") or {}).describe()
+    except ValidationError:
+        return job.gpus or DASH
+
+
+def _placement(data: Any) -> str:
+    try:
+        placement = Placement.model_validate(data or {})
+    except ValidationError:
+        return ""
+    parts = []
+    if placement.regions:
+        parts.append("regions " + ", ".join(placement.regions))
+    if placement.max_price_per_gpu_hour is not None:
+        parts.append(f"at most {placement.max_price_per_gpu_hour:g} CNY per GPU-hour")
+    if placement.max_latency_ms is not None:
+        parts.append(f"at most {placement.max_latency_ms:g} ms away")
+    return "; ".join(parts)
+
+
+def _job_row(job: JobOut) -> tuple[str | Text, ...]:
+    reason = job.reason
+    if not reason and job.state == JobState.FAILED and job.attempts:
+        reason = job.attempts[-1].message
+    return (job.id, job.name, state_text(job.state), job.site or DASH, job.gpus or DASH, age(job.submitted_at), reason)
+
+
+def _attempt_row(attempt: AttemptOut) -> tuple[str | Text, ...]:
+    names = [n.node for n in sorted(attempt.nodes, key=lambda n: n.rank)]
+    nodes = ", ".join(names[:3]) + (f" +{len(names) - 3}" if len(names) > 3 else "") if names else DASH
+    return (
+        str(attempt.number),
+        attempt.site,
+        state_text(attempt.state),
+        nodes,
+        local_time(attempt.started_at),
+        local_time(attempt.ended_at),
+        DASH if attempt.exit_code is None else str(attempt.exit_code),
+        attempt.message,
+    )
+
+
+def _nothing_found(everything: bool) -> str:
+    if everything:
+        return "No jobs."
+    return "No jobs pending, running or finished in the last 24 hours (--all shows older ones)."

@@ -1,0 +1,1 @@
+"""Pure domain core: specs, resources, scheduling, protocol types. No I/O."""

@@ -1,0 +1,118 @@
+"""Shapes of the HTTP API (``/api/v1``), shared by the server and the SDK."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, Field
+
+from suanli.core.states import AttemptState, JobState
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a list. Pass ``next_cursor`` back as ``cursor`` for the next page."""
+
+    items: list[T]
+    next_cursor: str | None = None
+
+
+class JobSubmit(BaseModel):
+    #: The job spec as parsed data (the CLI parses the YAML, the server validates again).
+    spec: dict[str, Any]
+    #: Digest returned by ``POST /api/v1/workdirs``.
+    workdir_digest: str | None = None
+    tenant: str | None = None
+
+
+class NodeAssignmentOut(BaseModel):
+    node: str
+    rank: int
+    gpu_indices: list[int] = Field(default_factory=list)
+
+
+class AttemptOut(BaseModel):
+    id: int
+    number: int
+    site: str
+    state: AttemptState
+    gpu_type: str | None = None
+    nodes: list[NodeAssignmentOut] = Field(default_factory=list)
+    exit_code: int | None = None
+    #: Why it ended (or what it is doing), in words.
+    message: str = ""
+    created_at: datetime
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+
+
+class JobOut(BaseModel):
+    id: str
+    name: str
+    tenant: str
+    state: JobState
+    #: Why it is not running now, in words; empty once it runs.
+    reason: str = ""
+    #: Site of the current (or last) attempt.
+    site: str | None = None
+    priority: str
+    gpus: str = ""
+    submitted_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None = None
+    exit_code: int | None = None
+    cancel_requested: bool = False
+    attempts: list[AttemptOut] = Field(default_factory=list)
+    spec: dict[str, Any] = Field(default_factory=dict)
+
+
+class GpuCount(BaseModel):
+    total: int
+    free: int
+
+
+class SiteOut(BaseModel):
+    name: str
+    region: str
+    zone: str
+    backend: str
+    online: bool
+    last_heartbeat_at: datetime | None = None
+    latency_ms: dict[str, float] = Field(default_factory=dict)
+    nodes: int
+    gpus: dict[str, GpuCount] = Field(default_factory=dict)
+    running_jobs: int = 0
+    tariff: dict[str, Any] = Field(default_factory=dict)
+
+
+class NodeOut(BaseModel):
+    name: str
+    site: str
+    #: idle | mixed | allocated | drained | down
+    state: str
+    gpu_type: str | None = None
+    gpus_total: int
+    gpus_free: int
+    cpus_total: float
+    cpus_free: float
+    memory_total: float
+    memory_free: float
+    healthy: bool
+    reason: str = ""
+
+
+class WorkdirOut(BaseModel):
+    digest: str
+    size: int
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem document."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str = ""
+    errors: list[dict[str, Any]] = Field(default_factory=list)

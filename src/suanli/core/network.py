@@ -1,0 +1,215 @@
+"""The network file: regions, sites with their nodes and tariffs, tenants.
+
+One schema for ``suanli server --network``, ``suanli up --demo`` and the simulator.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
+
+from suanli.core.resources import Accelerator
+from suanli.core.spec import NAME_RE, AcceleratorField, StrictModel
+from suanli.core.validation import parse_yaml_as
+
+_HOURS = re.compile(r"^(\d{1,2})-(\d{1,2})$")
+
+
+class Zone(StrEnum):
+    MAINLAND = "mainland"
+    BONDED = "bonded"
+    OVERSEAS = "overseas"
+
+
+class Backend(StrEnum):
+    LOCAL = "local"
+    SLURM = "slurm"
+    RAY = "ray"
+    KUBERNETES = "kubernetes"
+
+
+def _check_name(value: str, what: str) -> str:
+    if not NAME_RE.match(value):
+        raise ValueError(f"'{value}' is not a valid {what} name: use letters, digits, '.', '_' or '-'")
+    return value
+
+
+class NodeGroup(StrictModel):
+    """``{name: tj-01, count: 2, gpus: H100:8}`` declares tj-01 and tj-02."""
+
+    name: str
+    count: int = Field(default=1, ge=1, le=10_000)
+    gpus: AcceleratorField | None = None
+    cpus: float = Field(default=8, gt=0)
+    memory: float = Field(default=64, gt=0)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _check_name(value, "node")
+
+    def expand(self) -> list[NodeDecl]:
+        """Names: ``tj-01`` with count 3 → tj-01, tj-02, tj-03; a name without a trailing
+        number gets ``-1``, ``-2`` … when count > 1."""
+        if self.count == 1:
+            return [NodeDecl(name=self.name, gpus=self.gpus, cpus=self.cpus, memory=self.memory)]
+        m = re.match(r"^(.*?)(\d+)$", self.name)
+        if m:
+            prefix, start, width = m.group(1), int(m.group(2)), len(m.group(2))
+        else:
+            prefix, start, width = self.name + "-", 1, 1
+        return [
+            NodeDecl(name=f"{prefix}{start + i:0{width}d}", gpus=self.gpus, cpus=self.cpus, memory=self.memory)
+            for i in range(self.count)
+        ]
+
+
+class NodeDecl(StrictModel):
+    name: str
+    gpus: AcceleratorField | None = None
+    cpus: float
+    memory: float
+
+    @property
+    def gpu_type(self) -> str | None:
+        return self.gpus.type if self.gpus else None
+
+    @property
+    def gpu_count(self) -> int:
+        return self.gpus.count if self.gpus else 0
+
+
+def parse_hours(text: str) -> list[int]:
+    """``"08-11,18-23"`` → hours 8,9,10,18,...,22; ``"23-07"`` wraps past midnight."""
+    hours: list[int] = []
+    for part in text.split(","):
+        m = _HOURS.match(part.strip())
+        if not m:
+            raise ValueError(f"'{part.strip()}' is not an hour range; write e.g. 08-11 or 23-07")
+        start, end = int(m.group(1)), int(m.group(2))
+        if not (0 <= start <= 24 and 0 <= end <= 24) or start == end:
+            raise ValueError(f"'{part.strip()}' is not an hour range within 00-24")
+        h = start
+        while h != end:
+            hours.append(h % 24)
+            h = (h + 1) % 24
+            if end == 24 and h == 0:
+                break
+    return hours
+
+
+class TariffPeriod(StrictModel):
+    hours: str
+    factor: float = Field(gt=0)
+
+    @field_validator("hours")
+    @classmethod
+    def _hours(cls, value: str) -> str:
+        parse_hours(value)
+        return value
+
+
+class Tariff(StrictModel):
+    """Prices in CNY. ``periods`` multiply the base price in their hours (peak / valley)."""
+
+    gpu_hour: dict[str, float] = Field(default_factory=dict)
+    cpu_hour: float = Field(default=0.0, ge=0)
+    memory_gib_hour: float = Field(default=0.0, ge=0)
+    periods: list[TariffPeriod] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _no_overlap(self) -> Tariff:
+        seen: dict[int, str] = {}
+        for p in self.periods:
+            for h in parse_hours(p.hours):
+                if h in seen:
+                    raise ValueError(f"hour {h:02d} is in two periods ('{seen[h]}' and '{p.hours}')")
+                seen[h] = p.hours
+        return self
+
+    def factor_at_hour(self, hour: int) -> float:
+        for p in self.periods:
+            if hour in parse_hours(p.hours):
+                return p.factor
+        return 1.0
+
+    def gpu_price(self, gpu_type: str, hour: int) -> float | None:
+        base = self.gpu_hour.get(gpu_type)
+        return None if base is None else base * self.factor_at_hour(hour)
+
+
+class SiteDecl(StrictModel):
+    name: str
+    region: str
+    zone: Zone = Zone.MAINLAND
+    backend: Backend = Backend.LOCAL
+    latency_ms: dict[str, float] = Field(default_factory=dict)
+    nodes: list[NodeGroup] = Field(default_factory=list)
+    tariff: Tariff = Field(default_factory=Tariff)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _check_name(value, "site")
+
+    def node_decls(self) -> list[NodeDecl]:
+        return [n for group in self.nodes for n in group.expand()]
+
+
+class TenantDecl(StrictModel):
+    name: str
+    home_region: str | None = None
+    weight: float = Field(default=1.0, gt=0)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _check_name(value, "tenant")
+
+
+class NetworkSpec(StrictModel):
+    regions: list[str] = Field(default_factory=list)
+    sites: list[SiteDecl] = Field(default_factory=list)
+    tenants: list[TenantDecl] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> NetworkSpec:
+        names = [s.name for s in self.sites]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"site names must be unique; repeated: {', '.join(dupes)}")
+        if self.regions:
+            known = set(self.regions)
+            for s in self.sites:
+                if s.region not in known:
+                    raise ValueError(
+                        f"site '{s.name}' is in region '{s.region}', which is not in regions: {', '.join(self.regions)}"
+                    )
+            for t in self.tenants:
+                if t.home_region and t.home_region not in known:
+                    raise ValueError(f"tenant '{t.name}' has home_region '{t.home_region}', which is not in regions")
+        node_names: dict[str, str] = {}
+        for s in self.sites:
+            for n in s.node_decls():
+                if n.name in node_names:
+                    raise ValueError(f"node '{n.name}' is declared at both '{node_names[n.name]}' and '{s.name}'")
+                node_names[n.name] = s.name
+        return self
+
+    def site(self, name: str) -> SiteDecl | None:
+        return next((s for s in self.sites if s.name == name), None)
+
+
+def parse_network(text: str, source: str | None = None) -> NetworkSpec:
+    return parse_yaml_as(NetworkSpec, text, source)
+
+
+def accelerator_of(node: NodeDecl) -> Accelerator | None:
+    return node.gpus
+
+
+def network_from_data(data: Any) -> NetworkSpec:
+    return NetworkSpec.model_validate(data)

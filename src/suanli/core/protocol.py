@@ -1,0 +1,105 @@
+"""The agent protocol: pull-based, so sites behind firewalls work.
+
+An agent registers with its site token, then heartbeats with its inventory, node health, the
+state of its attempts and new log output. The reply carries attempts to start and to stop.
+Every attempt carries a fencing token; reports with a stale token are ignored by the server.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from suanli.core.states import AttemptState
+
+
+class NodeReport(BaseModel):
+    name: str
+    gpu_type: str | None = None
+    gpus_total: int = 0
+    cpus: float
+    memory: float
+    healthy: bool = True
+    reason: str = ""
+    #: Where the GPUs were found: "nvml" (real) or "virtual" (declared slots).
+    gpu_source: str = "virtual"
+
+
+class AttemptReport(BaseModel):
+    attempt_id: int
+    fencing_token: int
+    state: AttemptState
+    exit_code: int | None = None
+    message: str = ""
+
+
+class LogChunk(BaseModel):
+    attempt_id: int
+    fencing_token: int
+    rank: int = 0
+    #: Byte offset of ``data`` in that rank's log; lets the server drop re-sent chunks.
+    offset: int
+    data: str
+
+
+class RegisterRequest(BaseModel):
+    site: str
+    agent_id: str
+    backend: str = "local"
+    version: str = ""
+    nodes: list[NodeReport] = Field(default_factory=list)
+
+
+class RegisterResponse(BaseModel):
+    site: str
+    lease_s: float
+    heartbeat_s: float
+    server_time: datetime
+
+
+class AssignedNode(BaseModel):
+    node: str
+    rank: int
+    gpu_indices: list[int] = Field(default_factory=list)
+
+
+class AttemptAssignment(BaseModel):
+    attempt_id: int
+    fencing_token: int
+    job_id: str
+    job_name: str
+    attempt_number: int
+    setup: str | None = None
+    run: str
+    envs: dict[str, str] = Field(default_factory=dict)
+    workdir_digest: str | None = None
+    gpu_type: str | None = None
+    nodes: list[AssignedNode]
+    time_limit_s: float | None = None
+    keep_checkpoint: bool = True
+
+
+class StopOrder(BaseModel):
+    attempt_id: int
+    reason: str
+    grace_s: float = 10.0
+
+
+class HeartbeatRequest(BaseModel):
+    site: str
+    agent_id: str
+    nodes: list[NodeReport] | None = None
+    attempts: list[AttemptReport] = Field(default_factory=list)
+    logs: list[LogChunk] = Field(default_factory=list)
+    #: Long poll: the server may hold the reply up to this long until there is work.
+    wait_s: float = Field(default=0.0, ge=0, le=30)
+
+
+class HeartbeatResponse(BaseModel):
+    start: list[AttemptAssignment] = Field(default_factory=list)
+    stop: list[StopOrder] = Field(default_factory=list)
+    #: Attempts the server no longer considers this agent's (stale fencing token).
+    forget: list[int] = Field(default_factory=list)
+    lease_s: float
+    server_time: datetime

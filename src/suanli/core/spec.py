@@ -1,0 +1,223 @@
+"""The job spec: what a tenant asks for. YAML in, validated pydantic models out.
+
+The format follows SkyPilot's task YAML, which most users in this field already know.
+``accelerators`` is per node; ``num_nodes`` nodes form a gang that starts together or not at all.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator
+
+from suanli.core.resources import Accelerator, parse_accelerator, parse_duration, parse_minimum
+from suanli.core.validation import parse_yaml_as, validate_data
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,62}$")
+ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+RESERVED_ENV_PREFIX = "SUANLI_"
+
+
+class StrictModel(BaseModel):
+    """Unknown fields are errors (with a 'did you mean'), never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+def _to_accelerator(value: Any) -> Any:
+    if isinstance(value, str):
+        return parse_accelerator(value)
+    return value
+
+
+AcceleratorField = Annotated[Accelerator, BeforeValidator(_to_accelerator), PlainSerializer(str, return_type=str)]
+
+
+class Priority(StrEnum):
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+
+    @property
+    def rank(self) -> int:
+        """Higher runs first."""
+        return {"low": 0, "normal": 1, "high": 2}[self.value]
+
+
+class Resources(StrictModel):
+    #: Per node; a list means "any one of these types" (all nodes of a job get the same type).
+    accelerators: list[AcceleratorField] = Field(default_factory=list)
+    #: Minimum CPUs per node ("16+" and 16 mean the same).
+    cpus: float = 1
+    #: Minimum memory per node, GiB.
+    memory: float = 1
+    #: Nodes in the gang; all start at one site together or none do.
+    num_nodes: int = 1
+
+    @field_validator("accelerators", mode="before")
+    @classmethod
+    def _accelerators(cls, value: Any) -> Any:
+        if value is None:
+            return []
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",")] if "," in value else [value]
+        if isinstance(value, dict):
+            return [f"{k}:{v}" for k, v in value.items()]
+        return value
+
+    @field_validator("accelerators")
+    @classmethod
+    def _distinct(cls, value: list[Accelerator]) -> list[Accelerator]:
+        types = [a.type for a in value]
+        if len(set(types)) != len(types):
+            raise ValueError("each GPU type may appear once in the list of alternatives")
+        return value
+
+    @field_validator("cpus", mode="before")
+    @classmethod
+    def _cpus(cls, value: Any) -> float:
+        return parse_minimum(value, "cpus")
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _memory(cls, value: Any) -> float:
+        if isinstance(value, str) and value.strip().lower().endswith(("gb", "gib", "g")):
+            value = value.strip().lower().rstrip("bi").rstrip("g").strip() or value
+        return parse_minimum(value, "memory", " (GiB)")
+
+    @field_validator("num_nodes")
+    @classmethod
+    def _num_nodes(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(f"num_nodes must be at least 1, not {value}")
+        if value > 4096:
+            raise ValueError(f"num_nodes {value} is more than any network has")
+        return value
+
+    def gpu_options(self) -> list[Accelerator]:
+        return list(self.accelerators)
+
+    def describe(self) -> str:
+        gpus = " or ".join(f"{a.count} × {a.type}" for a in self.accelerators) or "no GPU"
+        per = f"{self.num_nodes} nodes × " if self.num_nodes > 1 else ""
+        return f"{per}{gpus}, {self.cpus:g} CPUs, {self.memory:g} GiB"
+
+
+class Placement(StrictModel):
+    #: Only these regions; empty means any.
+    regions: list[str] = Field(default_factory=list)
+    #: CNY per GPU-hour, hard limit.
+    max_price_per_gpu_hour: float | None = Field(default=None, gt=0)
+    #: From the tenant's home region, hard limit.
+    max_latency_ms: float | None = Field(default=None, gt=0)
+
+    @field_validator("regions", mode="before")
+    @classmethod
+    def _regions(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+class DatasetMount(StrictModel):
+    name: str
+    mount: str
+
+    @field_validator("mount")
+    @classmethod
+    def _mount(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"mount must be an absolute path like /data/{value}")
+        return value
+
+
+class Checkpoint(StrictModel):
+    #: Keep SUANLI_CHECKPOINT_DIR across attempts.
+    keep: bool = True
+
+
+class JobSpec(StrictModel):
+    name: str | None = None
+    resources: Resources = Field(default_factory=Resources)
+    placement: Placement = Field(default_factory=Placement)
+    datasets: list[DatasetMount] = Field(default_factory=list)
+    #: Local directory uploaded with the job (the CLI resolves it against the spec file).
+    workdir: str | None = None
+    envs: dict[str, str] = Field(default_factory=dict)
+    setup: str | None = None
+    run: str
+    checkpoint: Checkpoint = Field(default_factory=Checkpoint)
+    priority: Priority = Priority.NORMAL
+    #: Retries after platform faults (lost node, preemption); not after the job's own failure.
+    max_retries: int = Field(default=3, ge=0, le=100)
+    #: Wall-clock limit in seconds ("2h" and "90m" are accepted); the scheduler plans with it.
+    time_limit: float | None = None
+    #: Free-form labels for filtering.
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        if value is not None and not NAME_RE.match(value):
+            raise ValueError(
+                f"'{value}' is not a valid name: use 1-63 letters, digits, '.', '_' or '-', "
+                "starting with a letter or digit"
+            )
+        return value
+
+    @field_validator("run")
+    @classmethod
+    def _run(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("run must be a command, e.g. 'python train.py'")
+        return value
+
+    @field_validator("envs", "labels", mode="before")
+    @classmethod
+    def _stringify(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            out: dict[str, Any] = {}
+            for k, v in value.items():
+                if isinstance(v, bool):
+                    out[k] = "true" if v else "false"
+                elif isinstance(v, int | float):
+                    out[k] = str(v)
+                elif v is None:
+                    out[k] = ""
+                else:
+                    out[k] = v
+            return out
+        return value
+
+    @field_validator("envs")
+    @classmethod
+    def _envs(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not ENV_RE.match(key):
+                raise ValueError(f"'{key}' is not a valid environment variable name")
+            if key.startswith(RESERVED_ENV_PREFIX):
+                raise ValueError(f"'{key}': names starting with {RESERVED_ENV_PREFIX} are set by suanli")
+        return value
+
+    @field_validator("time_limit", mode="before")
+    @classmethod
+    def _time_limit(cls, value: Any) -> Any:
+        return None if value is None else parse_duration(value)
+
+    @property
+    def display_name(self) -> str:
+        return self.name or "job"
+
+
+def parse_job_spec(text: str, source: str | None = None) -> JobSpec:
+    """Parse a job spec from YAML. Raises SpecError naming every bad field and its line."""
+    return parse_yaml_as(JobSpec, text, source)
+
+
+def job_spec_from_data(data: Any, source: str | None = None) -> JobSpec:
+    """Validate an already-parsed spec (e.g. JSON from the API)."""
+    return validate_data(JobSpec, data, None, source)
+
+
+AcceleratorList = list[AcceleratorField]
+PriorityName = Literal["low", "normal", "high"]

@@ -1,0 +1,188 @@
+"""`suanli server`, `suanli agent`, `suanli up`: the commands that start processes."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import uuid
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+from rich.console import Console
+
+from suanli.agent.agent import Agent
+from suanli.agent.backends.local import LocalBackend
+from suanli.core.errors import SuanliError
+from suanli.core.network import NodeDecl
+from suanli.core.resources import parse_accelerator
+from suanli.launch.network import LocalNetwork, demo_network, read_network_file, single_site_network
+from suanli.sdk import Client, default_server
+from suanli.server.app import create_app
+from suanli.server.control import ControlPlane
+from suanli.server.settings import DEFAULT_PORT, Settings, default_home
+
+err = Console(stderr=True)
+PANEL = "Run the network"
+
+HomeOption = Annotated[
+    Path | None,
+    typer.Option("--home", help="State directory (default: $SUANLI_HOME, else ~/.suanli).", show_default=False),
+]
+HostOption = Annotated[str, typer.Option("--host", help="Address to listen on. Keep 127.0.0.1 unless you mean it.")]
+PortOption = Annotated[int, typer.Option("--port", "-p", help="Port to listen on.")]
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+
+
+def _until_signalled() -> threading.Event:
+    """An event set by SIGINT/SIGTERM, so the main thread can wait and then clean up."""
+    stop = threading.Event()
+
+    def handler(_signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return stop
+
+
+def server(
+    home: HomeOption = None,
+    host: HostOption = "127.0.0.1",
+    port: PortOption = DEFAULT_PORT,
+    network: Annotated[
+        Path | None, typer.Option("--network", "-n", help="Network file declaring regions, sites, nodes, tariffs.")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the control plane (API, scheduler). State: SQLite under --home, or $SUANLI_DATABASE_URL."""
+    _logging(verbose)
+    settings = Settings(home=home or default_home(), host=host, port=port)
+    control = ControlPlane(settings)
+    control.migrate()
+    if network is not None:
+        spec = read_network_file(network)
+        fresh = control.apply_network(spec)
+        for site in spec.sites:
+            state = "new token" if site.name in fresh else "token"
+            err.print(
+                f"site [bold]{site.name}[/] ({site.region}, {site.backend.value}): "
+                f"{state} in {control.site_token_path(site.name)}"
+            )
+    err.print(f"suanli server on [bold]http://{host}:{port}[/]  (API docs: http://{host}:{port}/docs)")
+    uvicorn.run(
+        create_app(control, background=True), host=host, port=port, log_level="warning" if not verbose else "info"
+    )
+
+
+def agent(
+    site: Annotated[str, typer.Option("--site", help="The site this agent serves (as declared on the server).")],
+    server_url: Annotated[str | None, typer.Option("--server", help="Server URL (default: $SUANLI_SERVER).")] = None,
+    token: Annotated[
+        str | None,
+        typer.Option("--token", help="The site's agent token (default: $SUANLI_AGENT_TOKEN).", show_default=False),
+    ] = None,
+    token_file: Annotated[Path | None, typer.Option("--token-file", help="Read the token from this file.")] = None,
+    backend: Annotated[str, typer.Option("--backend", help="Engine that runs the jobs: local.")] = "local",
+    work_dir: Annotated[Path | None, typer.Option("--work-dir", help="Where attempts and checkpoints live.")] = None,
+    gpus: Annotated[
+        str | None,
+        typer.Option("--gpus", help="Declare virtual GPU slots for this node, e.g. H100:8 (default: found with NVML)."),
+    ] = None,
+    cpus: Annotated[float | None, typer.Option("--cpus", help="CPUs to offer (default: all).")] = None,
+    memory: Annotated[float | None, typer.Option("--memory", help="Memory to offer, GiB (default: all).")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run a site agent: register with the server, take attempts, run them on the site's engine."""
+    _logging(verbose)
+    if backend != "local":
+        raise SuanliError(f"backend '{backend}' is not available in this version; use --backend local")
+    secret = token or os.environ.get("SUANLI_AGENT_TOKEN")
+    if secret is None and token_file is not None:
+        secret = token_file.read_text().strip()
+    if not secret:
+        raise SuanliError("the agent needs its site token: --token, --token-file or $SUANLI_AGENT_TOKEN")
+    root = work_dir or default_home() / "agent" / site
+    nodes = None
+    if gpus or cpus or memory:
+        import psutil
+
+        nodes = [
+            NodeDecl(
+                name=socket.gethostname().split(".")[0],
+                gpus=parse_accelerator(gpus) if gpus else None,
+                cpus=cpus or float(psutil.cpu_count() or 1),
+                memory=memory or round(psutil.virtual_memory().total / 2**30, 1),
+            )
+        ]
+    the_agent = Agent(
+        Client(server_url or default_server(), token=secret),
+        site,
+        LocalBackend(root, nodes=nodes),
+        root,
+        agent_id=f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}",
+    )
+    stop = _until_signalled()
+    err.print(f"agent for site [bold]{site}[/] → {server_url or default_server()} (work dir {root}); Ctrl-C stops it")
+    the_agent.run_forever(stop)
+
+
+def up(
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Three sites on this machine: beijing, tianjin-gaocun, ningxia.")
+    ] = False,
+    network: Annotated[
+        Path | None, typer.Option("--network", "-n", help="A network file of local-backend sites.")
+    ] = None,
+    home: HomeOption = None,
+    port: PortOption = DEFAULT_PORT,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Server and agents in one process, on 127.0.0.1. Ctrl-C stops everything it started."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    base = home or default_home()
+    if demo:
+        spec, state = demo_network(), base / "demo"
+    elif network is not None:
+        spec, state = read_network_file(network), base
+    else:
+        spec, state = single_site_network(), base
+    net = LocalNetwork(Settings(home=state, port=port), spec)
+    stop = _until_signalled()
+    try:
+        net.start()
+        net.wait_online()
+        url = net.url
+        err.print(f"[bold green]suanli is up[/] at [bold]{url}[/]  (state in {state})")
+        with Client(url) as client:
+            for s in client.sites():
+                gpus = ", ".join(f"{g.total} × {t}" for t, g in s.gpus.items()) or "CPU only"
+                err.print(f"  site [bold]{s.name:<16}[/] {s.region:<10} {s.nodes} node(s), {gpus}")
+        hint = "" if url == default_server() else f"export SUANLI_SERVER={url}; "
+        err.print(f"Try: {hint}suanli submit examples/hello.yaml --follow    (Ctrl-C here stops the network)")
+        sys.stdout.flush()
+        stop.wait()
+        err.print("stopping: jobs, agents, server …")
+    finally:
+        net.stop()
+    err.print("stopped.")
+
+
+def add_commands(app: typer.Typer) -> None:
+    app.command(rich_help_panel=PANEL)(up)
+    app.command(rich_help_panel=PANEL)(server)
+    app.command(rich_help_panel=PANEL)(agent)

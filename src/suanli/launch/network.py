@@ -1,0 +1,141 @@
+"""A whole network in one process: the server and one agent per local site, for `suanli up`."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import uvicorn
+
+from suanli.agent.agent import Agent
+from suanli.agent.backends.local import LocalBackend
+from suanli.core.errors import SuanliError
+from suanli.core.network import Backend, NetworkSpec, SiteDecl, parse_network
+from suanli.sdk import Client
+from suanli.server.app import create_app
+from suanli.server.control import ControlPlane
+from suanli.server.settings import Settings
+
+log = logging.getLogger("suanli.up")
+
+
+def demo_network() -> NetworkSpec:
+    text = resources.files("suanli.launch").joinpath("demo.yaml").read_text(encoding="utf-8")
+    return parse_network(text, "demo.yaml")
+
+
+def single_site_network(name: str = "local", region: str = "local") -> NetworkSpec:
+    """`suanli up` without a network file: one site whose nodes are this machine as the agent
+    sees it (real GPUs through NVML when present)."""
+    return NetworkSpec(regions=[region], sites=[SiteDecl(name=name, region=region)])
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+@dataclass
+class RunningAgent:
+    agent: Agent
+    thread: threading.Thread
+
+
+@dataclass
+class LocalNetwork:
+    """Server + agents as threads of this process; jobs are real processes."""
+
+    settings: Settings
+    network: NetworkSpec
+    agents: list[RunningAgent] = field(default_factory=list)
+    control: ControlPlane | None = None
+    _server: uvicorn.Server | None = None
+    _server_thread: threading.Thread | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.settings.host}:{self.settings.port}"
+
+    def start(self, timeout: float = 20.0) -> None:
+        if self.settings.port and not port_is_free(self.settings.host, self.settings.port):
+            raise SuanliError(
+                f"port {self.settings.port} on {self.settings.host} is in use (another 'suanli up'?); "
+                "stop it or pass --port"
+            )
+        control = ControlPlane(self.settings)
+        control.migrate()
+        control.apply_network(self.network)
+        self.control = control
+        app = create_app(control, background=True)
+        config = uvicorn.Config(
+            app, host=self.settings.host, port=self.settings.port, log_level="warning", access_log=False
+        )
+        self._server = uvicorn.Server(config)
+        self._server_thread = threading.Thread(target=self._server.run, name="suanli-http", daemon=True)
+        self._server_thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._server_thread.is_alive() or time.monotonic() > deadline:
+                raise SuanliError(f"the server did not start on {self.settings.host}:{self.settings.port}")
+            time.sleep(0.02)
+        if self.settings.port == 0:
+            self.settings.port = self._server.servers[0].sockets[0].getsockname()[1]
+        for site in self.network.sites:
+            if site.backend == Backend.LOCAL:
+                self._start_agent(site)
+
+    def _start_agent(self, site: SiteDecl) -> None:
+        assert self.control is not None
+        token = self.control.site_token_path(site.name).read_text().strip()
+        work_dir = self.settings.home / "sites" / site.name
+        backend = LocalBackend(work_dir, nodes=site.node_decls() or None)
+        agent = Agent(
+            Client(self.url, token=token), site.name, backend, work_dir, heartbeat_s=self.settings.heartbeat_s
+        )
+        thread = threading.Thread(target=agent.run_forever, args=(self._stop,), name=f"agent-{site.name}", daemon=True)
+        thread.start()
+        self.agents.append(RunningAgent(agent, thread))
+
+    def wait_online(self, timeout: float = 15.0) -> None:
+        """Block until every local site's agent has registered."""
+        assert self.control is not None
+        names = {a.agent.site for a in self.agents}
+        deadline = time.monotonic() + timeout
+        with Client(self.url) as client:
+            while time.monotonic() < deadline:
+                online = {s.name for s in client.sites() if s.online}
+                if names <= online:
+                    return
+                time.sleep(0.05)
+        raise SuanliError(f"agents did not come online: {', '.join(sorted(names))}")
+
+    def stop(self) -> None:
+        """Stop every process this network started: jobs, agents, then the server."""
+        self._stop.set()
+        for running in self.agents:
+            try:
+                running.agent.shutdown(cancel_running=True)
+            except Exception:  # shutting down: keep stopping the rest; the error is logged
+                log.exception("agent %s did not shut down cleanly", running.agent.site)
+        for running in self.agents:
+            running.thread.join(timeout=15)
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._server_thread is not None:
+            self._server_thread.join(timeout=15)
+        if self.control is not None:
+            self.control.close()
+
+
+def read_network_file(path: Path) -> NetworkSpec:
+    return parse_network(path.read_text(encoding="utf-8"), str(path))

@@ -1,0 +1,334 @@
+"""Python client for the suanli HTTP API. The CLI and the site agent are built on it.
+
+from suanli.sdk import Client
+with Client("http://127.0.0.1:8731") as c:
+    job = c.submit_file("examples/hello.yaml")
+    for text in c.logs(job.id, follow=True):
+        print(text, end="")
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import io
+import os
+import tarfile
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, TypeAdapter
+
+from suanli.core.api import JobOut, JobSubmit, NodeOut, Page, SiteOut, WorkdirOut
+from suanli.core.errors import SuanliError
+from suanli.core.protocol import HeartbeatRequest, HeartbeatResponse, RegisterRequest, RegisterResponse
+from suanli.core.spec import JobSpec, parse_job_spec
+
+DEFAULT_SERVER = "http://127.0.0.1:8731"
+#: Workdirs larger than this (before compression) are refused; override with SUANLI_MAX_WORKDIR_MB.
+DEFAULT_MAX_WORKDIR_MB = 100
+ALWAYS_EXCLUDED = (
+    ".git",
+    "__pycache__",
+    ".venv",
+    "venv",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".pytest_cache",
+    "node_modules",
+)
+
+ProgressFn = Callable[[int, int], None]
+M = TypeVar("M", bound=BaseModel)
+
+
+class ApiError(SuanliError):
+    """The server answered with an error (an RFC 9457 problem document)."""
+
+    def __init__(self, status: int, title: str, detail: str = "", errors: list[dict[str, Any]] | None = None) -> None:
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.errors = errors or []
+        super().__init__(detail or title)
+
+
+class ServerUnreachable(SuanliError):
+    pass
+
+
+class WorkdirTooLarge(SuanliError):
+    pass
+
+
+def default_server() -> str:
+    return os.environ.get("SUANLI_SERVER", DEFAULT_SERVER)
+
+
+def max_workdir_bytes() -> int:
+    return int(float(os.environ.get("SUANLI_MAX_WORKDIR_MB", DEFAULT_MAX_WORKDIR_MB)) * 1024 * 1024)
+
+
+def _ignore_patterns(root: Path) -> list[str]:
+    patterns = list(ALWAYS_EXCLUDED)
+    ignore = root / ".suanliignore"
+    if ignore.is_file():
+        for line in ignore.read_text(encoding="utf-8").splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                patterns.append(line.rstrip("/"))
+    return patterns
+
+
+def workdir_files(root: Path) -> list[tuple[Path, str]]:
+    """Regular files under ``root`` (relative names), skipping ignored ones and links."""
+    patterns = _ignore_patterns(root)
+    out: list[tuple[Path, str]] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel_dir = Path(dirpath).relative_to(root)
+        dirnames[:] = sorted(
+            d
+            for d in dirnames
+            if not any(fnmatch.fnmatch(d, p) or fnmatch.fnmatch(str(rel_dir / d), p) for p in patterns)
+            and not (Path(dirpath) / d).is_symlink()
+        )
+        for name in sorted(filenames):
+            rel = str(rel_dir / name) if str(rel_dir) != "." else name
+            if any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(rel, p) for p in patterns):
+                continue
+            path = Path(dirpath) / name
+            if path.is_symlink() or not path.is_file():
+                continue
+            out.append((path, rel))
+    return out
+
+
+def pack_workdir(root: Path, limit: int | None = None) -> IO[bytes]:
+    """A gzip'd tar of ``root`` in a temporary file, refused with a clear message if too large."""
+    root = root.resolve()
+    if not root.is_dir():
+        raise SuanliError(f"workdir {root} is not a directory")
+    limit = max_workdir_bytes() if limit is None else limit
+    files = workdir_files(root)
+    total = sum(p.stat().st_size for p, _ in files)
+    if total > limit:
+        biggest = sorted(files, key=lambda f: -f[0].stat().st_size)[:3]
+        names = ", ".join(f"{rel} ({p.stat().st_size / 2**20:.1f} MiB)" for p, rel in biggest)
+        raise WorkdirTooLarge(
+            f"workdir {root} holds {total / 2**20:.1f} MiB, over the {limit / 2**20:.0f} MiB limit. "
+            f"Largest files: {names}. List what to leave out in {root / '.suanliignore'}, "
+            "or raise SUANLI_MAX_WORKDIR_MB."
+        )
+    buf = tempfile.TemporaryFile()
+    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=6) as tar:
+        for path, rel in files:
+            info = tar.gettarinfo(str(path), arcname=rel)
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            with path.open("rb") as fh:
+                tar.addfile(info, fh)
+    buf.seek(0)
+    return buf
+
+
+class _ProgressReader:
+    def __init__(self, fh: IO[bytes], total: int, progress: ProgressFn | None, chunk: int = 256 * 1024) -> None:
+        self.fh, self.total, self.progress, self.chunk, self.done = fh, total, progress, chunk, 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        while data := self.fh.read(self.chunk):
+            self.done += len(data)
+            if self.progress:
+                self.progress(self.done, self.total)
+            yield data
+
+
+class Client:
+    """Typed client for one suanli server."""
+
+    def __init__(
+        self,
+        server: str | None = None,
+        token: str | None = None,
+        *,
+        timeout: float = 30.0,
+        http: httpx.Client | None = None,
+    ) -> None:
+        self.server = (server or default_server()).rstrip("/")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = http or httpx.Client(base_url=self.server, timeout=timeout, headers=headers)
+        if http is not None and token:
+            self._http.headers.update(headers)
+
+    # -- plumbing -------------------------------------------------------------------------
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object | TracebackType) -> None:
+        self.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise ServerUnreachable(
+                f"cannot reach the suanli server at {self.server} ({exc.__class__.__name__}). "
+                "Is it running? Start one with 'suanli up', or point --server / SUANLI_SERVER at it."
+            ) from None
+        if response.status_code >= 400:
+            raise _api_error(response)
+        return response
+
+    def _get(self, path: str, model: type[M], **kwargs: Any) -> M:
+        return model.model_validate_json(self._request("GET", path, **kwargs).content)
+
+    # -- jobs -----------------------------------------------------------------------------
+    def upload_workdir(self, root: Path, progress: ProgressFn | None = None, limit: int | None = None) -> WorkdirOut:
+        with pack_workdir(root, limit) as packed:
+            size = packed.seek(0, io.SEEK_END)
+            packed.seek(0)
+            body = _ProgressReader(packed, size, progress)
+            response = self._request(
+                "POST",
+                "/api/v1/workdirs",
+                content=iter(body),
+                headers={"Content-Type": "application/gzip", "Content-Length": str(size)},
+            )
+        return WorkdirOut.model_validate_json(response.content)
+
+    def submit(
+        self,
+        spec: JobSpec,
+        *,
+        workdir: Path | None = None,
+        progress: ProgressFn | None = None,
+        tenant: str | None = None,
+    ) -> JobOut:
+        digest = self.upload_workdir(workdir, progress).digest if workdir is not None else None
+        body = JobSubmit(spec=spec.model_dump(mode="json", exclude_none=True), workdir_digest=digest, tenant=tenant)
+        response = self._request("POST", "/api/v1/jobs", json=body.model_dump(mode="json"))
+        return JobOut.model_validate_json(response.content)
+
+    def submit_file(self, path: str | Path, *, name: str | None = None, progress: ProgressFn | None = None) -> JobOut:
+        """Parse a spec file and submit it; ``workdir`` resolves against the file's folder."""
+        path = Path(path)
+        spec = parse_job_spec(path.read_text(encoding="utf-8"), str(path))
+        if name:
+            spec = spec.model_copy(update={"name": name})
+        workdir = (path.parent / spec.workdir).resolve() if spec.workdir else None
+        return self.submit(spec, workdir=workdir, progress=progress)
+
+    def jobs(
+        self,
+        *,
+        state: str | None = None,
+        site: str | None = None,
+        name: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page[JobOut]:
+        params = {
+            k: v
+            for k, v in {"state": state, "site": site, "name": name, "limit": limit, "cursor": cursor}.items()
+            if v is not None
+        }
+        return self._get("/api/v1/jobs", Page[JobOut], params=params)
+
+    def iter_jobs(self, **filters: Any) -> Iterator[JobOut]:
+        cursor: str | None = None
+        while True:
+            page = self.jobs(cursor=cursor, **filters)
+            yield from page.items
+            if not page.next_cursor:
+                return
+            cursor = page.next_cursor
+
+    def job(self, job_id: str) -> JobOut:
+        return self._get(f"/api/v1/jobs/{job_id}", JobOut)
+
+    def cancel(self, job_id: str) -> JobOut:
+        return JobOut.model_validate_json(self._request("POST", f"/api/v1/jobs/{job_id}/cancel").content)
+
+    def logs(self, job_id: str, *, follow: bool = False) -> Iterator[str]:
+        """Yield the job's output as text, as it arrives when ``follow`` is set."""
+        params = {"follow": "true" if follow else "false"}
+        try:
+            with self._http.stream("GET", f"/api/v1/jobs/{job_id}/logs", params=params, timeout=None) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise _api_error(response)
+                yield from response.iter_text()
+        except httpx.TransportError as exc:
+            raise ServerUnreachable(
+                f"lost the connection to {self.server} while reading logs ({exc.__class__.__name__})"
+            ) from None
+
+    # -- network --------------------------------------------------------------------------
+    def sites(self) -> list[SiteOut]:
+        return _list_of(SiteOut, self._request("GET", "/api/v1/sites", params={"limit": 1000}))
+
+    def nodes(self, site: str | None = None) -> list[NodeOut]:
+        params: dict[str, Any] = {"limit": 10000}
+        if site:
+            params["site"] = site
+        return _list_of(NodeOut, self._request("GET", "/api/v1/nodes", params=params))
+
+    def health(self) -> dict[str, Any]:
+        data: dict[str, Any] = self._request("GET", "/healthz").json()
+        return data
+
+    # -- agents ---------------------------------------------------------------------------
+    def agent_register(self, request: RegisterRequest) -> RegisterResponse:
+        response = self._request("POST", "/api/v1/agents/register", json=request.model_dump(mode="json"))
+        return RegisterResponse.model_validate_json(response.content)
+
+    def agent_heartbeat(self, request: HeartbeatRequest) -> HeartbeatResponse:
+        response = self._request(
+            "POST",
+            "/api/v1/agents/heartbeat",
+            json=request.model_dump(mode="json"),
+            timeout=request.wait_s + 30.0,
+        )
+        return HeartbeatResponse.model_validate_json(response.content)
+
+    def download_workdir(self, digest: str, dest: IO[bytes]) -> int:
+        """Write the workdir archive ``digest`` into ``dest``; returns bytes written."""
+        written = 0
+        try:
+            with self._http.stream("GET", f"/api/v1/agents/workdirs/{digest}") as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise _api_error(response)
+                for data in response.iter_bytes():
+                    dest.write(data)
+                    written += len(data)
+        except httpx.TransportError as exc:
+            raise ServerUnreachable(f"cannot reach {self.server} ({exc.__class__.__name__})") from None
+        return written
+
+
+def _list_of(model: type[M], response: httpx.Response) -> list[M]:
+    page = TypeAdapter(Page[model]).validate_json(response.content)  # type: ignore[valid-type]
+    items: list[M] = page.items
+    return items
+
+
+def _api_error(response: httpx.Response) -> ApiError:
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    return ApiError(
+        response.status_code,
+        str(body.get("title") or response.reason_phrase),
+        str(body.get("detail") or ""),
+        body.get("errors") if isinstance(body.get("errors"), list) else None,
+    )

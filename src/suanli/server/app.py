@@ -1,0 +1,81 @@
+"""The FastAPI application: routers, RFC 9457 problem documents, health."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+import suanli
+from suanli.server.control import ControlPlane
+from suanli.server.routers import agents, jobs, sites, workdirs
+from suanli.server.services.errors import ServiceError
+
+log = logging.getLogger("suanli.server")
+
+PROBLEM = "application/problem+json"
+
+
+def problem(status: int, title: str, detail: str = "", errors: list[dict[str, Any]] | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    if errors:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, media_type=PROBLEM)
+
+
+def create_app(control: ControlPlane, *, background: bool = False) -> FastAPI:
+    """``background`` starts the scheduler loop with the app (the server does; tests tick)."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if background:
+            control.start()
+        try:
+            yield
+        finally:
+            if background:
+                control.stop()
+
+    app = FastAPI(
+        title="suanli",
+        version=suanli.__version__,
+        description="A compute-power network: submit GPU work, it runs at the best site.",
+        lifespan=lifespan,
+    )
+    app.state.control = control
+    for router in (jobs.router, sites.router, agents.router, workdirs.router):
+        app.include_router(router)
+
+    @app.get("/healthz", tags=["meta"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok", "version": suanli.__version__}
+
+    @app.exception_handler(ServiceError)
+    async def service_error(_request: Request, exc: ServiceError) -> JSONResponse:
+        return problem(exc.status, exc.title, exc.detail, exc.errors)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"field": ".".join(str(p) for p in e.get("loc", ()) if p != "body"), "message": str(e.get("msg", ""))}
+            for e in exc.errors()
+        ]
+        detail = "; ".join(f"{e['field']}: {e['message']}" if e["field"] else e["message"] for e in errors)
+        return problem(422, "Invalid request", detail, errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return problem(exc.status_code, str(exc.detail) if exc.status_code != 404 else "Not found", str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return problem(500, "Internal server error", "the server hit an unexpected error; it is logged on the server")
+
+    return app

@@ -1,0 +1,162 @@
+"""The control plane object: database, clock, settings, wake-ups, and the background loop.
+
+Tests build one with a ManualClock and call ``tick()`` themselves; ``suanli server`` starts the
+background thread, which ticks on an interval and whenever something kicks it (a submission, a
+finished attempt), so a job starts within milliseconds of being submitted.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from suanli.core.clock import Clock, SystemClock
+from suanli.core.network import NetworkSpec
+from suanli.core.scheduler import SiteState
+from suanli.server.services import scheduling, sites
+from suanli.server.settings import Settings
+from suanli.store.db import Database
+
+log = logging.getLogger("suanli.server")
+
+#: Least time between two scheduling passes.
+MIN_PASS_GAP_S = 0.02
+
+
+@dataclass
+class TickResult:
+    placed: int
+    waiting: int
+    lost: int
+
+
+class Signals:
+    """Version counters with a condition: waiters sleep until a counter they watch moves."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._versions: dict[str, int] = defaultdict(int)
+
+    def bump(self, *keys: str) -> None:
+        with self._cond:
+            for key in keys:
+                self._versions[key] += 1
+            self._cond.notify_all()
+
+    def version(self, key: str) -> int:
+        with self._cond:
+            return self._versions[key]
+
+    def wait(self, key: str, seen: int, timeout: float) -> int:
+        """Wait until ``key`` moves past ``seen`` or ``timeout`` passes; returns the version."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._versions[key] != seen, timeout=timeout)
+            return self._versions[key]
+
+
+class ControlPlane:
+    def __init__(self, settings: Settings, *, clock: Clock | None = None, db: Database | None = None) -> None:
+        self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+        settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        settings.blob_dir.mkdir(parents=True, exist_ok=True)
+        self.db = db or Database(settings.db_url)
+        self.signals = Signals()
+        self._capacity: list[SiteState] | None = None
+        self._capacity_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._kick = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pending = scheduling.PendingCache()
+        self._tick_lock = threading.Lock()
+
+    # -- set-up ---------------------------------------------------------------------------
+    def migrate(self) -> None:
+        self.db.migrate()
+
+    def apply_network(self, network: NetworkSpec) -> list[str]:
+        with self.db.session() as session:
+            fresh = sites.apply_network(session, network, self.clock.now(), self.settings.token_dir)
+        self.invalidate_capacity()
+        return fresh
+
+    def site_token_path(self, site: str) -> Path:
+        return sites.token_file(self.settings.token_dir, site)
+
+    # -- capacity cache (for refusing jobs that can never fit) ------------------------------
+    def capacity(self) -> list[SiteState]:
+        with self._capacity_lock:
+            if self._capacity is None:
+                with self.db.read() as session:
+                    self._capacity = sites.capacity_view(session, self.clock.now(), self.settings.lease_s).sites
+            return self._capacity
+
+    def invalidate_capacity(self) -> None:
+        with self._capacity_lock:
+            self._capacity = None
+
+    # -- the loop -------------------------------------------------------------------------
+    def kick(self) -> None:
+        """Ask for a scheduling pass soon (coalesced)."""
+        self._kick.set()
+
+    def tick(self) -> TickResult:
+        """Expire leases, then place what fits. Safe to call from tests at any moment; passes
+        never overlap (placements are planned on a snapshot and must not race)."""
+        with self._tick_lock:
+            return self._tick()
+
+    def _tick(self) -> TickResult:
+        now = self.clock.now()
+        with self.db.session() as session:
+            lost_sites = scheduling.expire_leases(session, now)
+        with self.db.read() as session:
+            plan = scheduling.plan_pass(session, now, self.settings.lease_s, self._pending)
+        result = scheduling.PassResult()
+        if plan is not None:
+            with self.db.session() as session:
+                result = scheduling.apply_plan(session, plan, now, self.settings.lease_s)
+        for site in result.sites | lost_sites:
+            self.signals.bump(f"site:{site}")
+        if result.placed or lost_sites:
+            self.signals.bump("jobs")
+        return TickResult(result.placed, result.waiting, len(lost_sites))
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="suanli-scheduler", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._kick.wait(self.settings.scheduler_interval_s)
+            self._kick.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self.tick()
+            except Exception:  # the loop must outlive one bad pass; the error is logged in full
+                log.exception("scheduler pass failed")
+            # Coalesce bursts of kicks (hundreds of submissions a second) into fewer passes.
+            self._stop.wait(MIN_PASS_GAP_S)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._kick.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+        self.signals.bump("shutdown")
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def close(self) -> None:
+        self.stop()
+        self.db.dispose()

@@ -1,0 +1,1 @@
+"""HTTP routers: thin; each handler validates, calls one service, shapes the reply."""

@@ -1,0 +1,125 @@
+"""/api/v1/jobs: submit, list, get, cancel, logs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
+
+from suanli.core.api import JobOut, JobSubmit, Page
+from suanli.core.states import JobState
+from suanli.server.control import ControlPlane
+from suanli.server.deps import Control
+from suanli.server.services import jobs as service
+from suanli.server.services.errors import Unprocessable
+from suanli.store.models import LogChunkRow
+
+router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
+
+
+@router.post("", status_code=201, response_model=JobOut)
+def submit(body: JobSubmit, control: Control) -> JobOut:
+    """Submit a job. It is committed durably before its id is returned."""
+    spec = service.validate_spec(body.spec)
+    service.check_fits(spec, control.capacity())
+    with control.db.session() as session:
+        job = service.submit(
+            session, spec, tenant=body.tenant or "default", workdir_digest=body.workdir_digest, now=control.clock.now()
+        )
+        out = service.to_out(job, [])
+    control.kick()
+    return out
+
+
+@router.get("", response_model=Page[JobOut])
+def list_jobs(
+    control: Control,
+    state: Annotated[list[str] | None, Query(description="Filter by state; repeat or comma-separate")] = None,
+    site: str | None = None,
+    name: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: str | None = None,
+) -> Page[JobOut]:
+    states = [s.strip().upper() for raw in state or [] for s in raw.split(",") if s.strip()]
+    bad = [s for s in states if s not in JobState.__members__]
+    if bad:
+        raise Unprocessable(f"unknown state {', '.join(bad)}; states are {', '.join(JobState.__members__)}")
+    try:
+        after = int(cursor) if cursor else None
+    except ValueError:
+        raise Unprocessable("cursor must be the next_cursor of a previous page") from None
+    with control.db.read() as session:
+        rows, nxt = service.list_jobs(session, states=states, site=site, name=name, limit=limit, cursor=after)
+        attempts = service.attempts_of(session, rows)
+        items = [service.to_out(j, attempts[j.seq], with_spec=False) for j in rows]
+    return Page[JobOut](items=items, next_cursor=str(nxt) if nxt is not None else None)
+
+
+@router.get("/{job_id}", response_model=JobOut)
+def get_job(job_id: str, control: Control) -> JobOut:
+    with control.db.read() as session:
+        job = service.get_job(session, job_id)
+        return service.to_out(job, service.attempts_of(session, [job])[job.seq])
+
+
+@router.post("/{job_id}/cancel", response_model=JobOut)
+def cancel(job_id: str, control: Control) -> JobOut:
+    with control.db.session() as session:
+        job = service.get_job(session, job_id)
+        notify = service.cancel(session, job, control.clock.now())
+        site = job.site
+        out = service.to_out(job, service.attempts_of(session, [job])[job.seq])
+    if notify and site:
+        control.signals.bump(f"site:{site}")
+    control.signals.bump("logs", "jobs")
+    control.kick()
+    return out
+
+
+@router.get("/{job_id}/logs", response_class=StreamingResponse)
+def logs(job_id: str, control: Control, follow: bool = False) -> StreamingResponse:
+    """The job's output, all attempts in order; with ``follow`` the stream stays open until the
+    job ends. Lines of multi-node jobs are prefixed with their node rank."""
+    with control.db.read() as session:
+        job = service.get_job(session, job_id)
+        multi = int(job.spec.get("resources", {}).get("num_nodes", 1) or 1) > 1
+    return StreamingResponse(_stream(control, job_id, follow, multi), media_type="text/plain; charset=utf-8")
+
+
+def _stream(control: ControlPlane, job_id: str, follow: bool, multi: bool) -> Iterator[str]:
+    after = 0
+    attempt_id: int | None = None
+    attempt_no = 0
+    partial: dict[int, str] = {}
+    while True:
+        seen = control.signals.version("logs")
+        with control.db.read() as session:
+            job = service.get_job(session, job_id)
+            done = JobState(job.state).is_terminal()
+            chunks = service.log_chunks_after(session, job, after)
+        for chunk in chunks:
+            after = chunk.id
+            if chunk.attempt_id != attempt_id:
+                attempt_no += 1
+                if attempt_id is not None:
+                    yield f"--- attempt {attempt_no} ---\n"
+                attempt_id = chunk.attempt_id
+            yield _format(chunk, multi, partial)
+        if chunks:
+            continue
+        if not follow or done or control.stopping:
+            if multi:
+                yield "".join(f"[rank {rank}] {rest}\n" for rank, rest in sorted(partial.items()) if rest)
+            return
+        control.signals.wait("logs", seen, 1.0)
+
+
+def _format(chunk: LogChunkRow, multi: bool, partial: dict[int, str]) -> str:
+    if not multi:
+        return chunk.data
+    text = partial.pop(chunk.rank, "") + chunk.data
+    lines = text.split("\n")
+    partial[chunk.rank] = lines.pop()
+    return "".join(f"[rank {chunk.rank}] {line}\n" for line in lines)

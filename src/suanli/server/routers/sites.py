@@ -1,0 +1,49 @@
+"""/api/v1/sites and /api/v1/nodes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, TypeVar
+
+from fastapi import APIRouter, Query
+
+from suanli.core.api import NodeOut, Page, SiteOut
+from suanli.server.deps import Control
+from suanli.server.services import sites as service
+
+T = TypeVar("T")
+
+router = APIRouter(prefix="/api/v1", tags=["sites"])
+
+
+@router.get("/sites", response_model=Page[SiteOut])
+def list_sites(
+    control: Control, limit: Annotated[int, Query(ge=1, le=1000)] = 100, cursor: str | None = None
+) -> Page[SiteOut]:
+    now = control.clock.now()
+    with control.db.read() as session:
+        view = service.capacity_view(session, now, control.settings.lease_s)
+    items = service.site_outs(view, now, control.settings.lease_s)
+    return _page(items, limit, cursor, key=lambda s: s.name)
+
+
+@router.get("/nodes", response_model=Page[NodeOut])
+def list_nodes(
+    control: Control,
+    site: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
+    cursor: str | None = None,
+) -> Page[NodeOut]:
+    with control.db.read() as session:
+        view = service.capacity_view(session, control.clock.now(), control.settings.lease_s)
+    return _page(service.node_outs(view, site), limit, cursor, key=lambda n: n.name)
+
+
+def _page(items: list[T], limit: int, cursor: str | None, *, key: Callable[[T], str]) -> Page[T]:
+    """Pages by name: the cursor is the last name of the previous page."""
+    ordered = sorted(items, key=key)
+    if cursor:
+        ordered = [i for i in ordered if key(i) > cursor]
+    page = ordered[:limit]
+    nxt = key(page[-1]) if len(ordered) > limit and page else None
+    return Page[T](items=page, next_cursor=nxt)

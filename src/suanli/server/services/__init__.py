@@ -1,0 +1,1 @@
+"""Services: the server's business logic over the store. Routers stay thin and call these."""

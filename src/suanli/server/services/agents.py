@@ -1,0 +1,199 @@
+"""The agent protocol, server side: register, heartbeat (reports, logs, leases, orders)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from suanli.core.protocol import (
+    AssignedNode,
+    AttemptAssignment,
+    AttemptReport,
+    HeartbeatRequest,
+    LogChunk,
+    RegisterRequest,
+    StopOrder,
+)
+from suanli.core.states import AttemptState, JobState, can_transition_attempt, job_state_for_attempt
+from suanli.server.services.jobs import finish
+from suanli.server.services.scheduling import requeue_or_fail
+from suanli.server.services.sites import ACTIVE_ATTEMPT_STATES, update_inventory
+from suanli.store.models import Attempt, Job, LogChunkRow, Site
+
+
+@dataclass
+class HeartbeatOutcome:
+    start: list[AttemptAssignment] = field(default_factory=list)
+    stop: list[StopOrder] = field(default_factory=list)
+    forget: list[int] = field(default_factory=list)
+    #: Jobs whose state changed (to wake log followers, the scheduler, ...).
+    changed_jobs: set[int] = field(default_factory=set)
+    logs_added: bool = False
+    freed_capacity: bool = False
+    inventory_changed: bool = False
+
+
+def register(session: Session, site: Site, req: RegisterRequest, now: datetime) -> bool:
+    """An agent (re)joins: record it and its inventory. Returns whether the inventory changed."""
+    site.agent_id = req.agent_id
+    site.last_heartbeat_at = now
+    return update_inventory(session, site, req.nodes, now)
+
+
+def record_heartbeat(
+    session: Session, site: Site, req: HeartbeatRequest, now: datetime, lease_s: float
+) -> HeartbeatOutcome:
+    out = HeartbeatOutcome()
+    site.last_heartbeat_at = now
+    site.agent_id = req.agent_id
+    if req.nodes is not None:
+        out.inventory_changed = update_inventory(session, site, req.nodes, now)
+    attempts = _attempts(session, [r.attempt_id for r in req.attempts] + [c.attempt_id for c in req.logs])
+    valid = {a.id for a in attempts.values() if a.site == site.name}
+    _store_logs(
+        session, [c for c in req.logs if c.attempt_id in valid and c.fencing_token == c.attempt_id], attempts, now, out
+    )
+    lease = now + timedelta(seconds=lease_s)
+    for report in req.attempts:
+        attempt = attempts.get(report.attempt_id)
+        if attempt is None or attempt.site != site.name or report.fencing_token != attempt.id:
+            out.forget.append(report.attempt_id)  # not this site's, or a stale token: ignored
+            if not report.state.is_terminal():
+                out.stop.append(
+                    StopOrder(attempt_id=report.attempt_id, reason="this attempt is not known to the server", grace_s=5)
+                )
+            continue
+        _apply_report(session, attempt, report, now, out)
+        if not AttemptState(attempt.state).is_terminal():
+            attempt.lease_expires_at = lease
+        elif report.state.is_terminal():
+            out.forget.append(attempt.id)
+        elif report.state != AttemptState(attempt.state):
+            # The server already ended it (lost, cancelled before delivery): the agent must stop it.
+            out.stop.append(
+                StopOrder(attempt_id=attempt.id, reason=attempt.message or "ended by the server", grace_s=5)
+            )
+    # Attempts waiting for this site keep their lease while its agent is alive.
+    for attempt in session.scalars(
+        select(Attempt).where(
+            Attempt.site == site.name, Attempt.state == AttemptState.SCHEDULED.value, Attempt.delivered.is_(False)
+        )
+    ):
+        attempt.lease_expires_at = lease
+    collect_orders(session, site, now, out)
+    return out
+
+
+def collect_orders(session: Session, site: Site, now: datetime, out: HeartbeatOutcome) -> None:
+    """Attempts to start (not yet delivered) and to stop (stop requested, still active)."""
+    rows = session.execute(
+        select(Attempt, Job)
+        .join(Job, Job.seq == Attempt.job_seq)
+        .where(Attempt.site == site.name, Attempt.state.in_(ACTIVE_ATTEMPT_STATES))
+        .order_by(Attempt.id)
+    ).all()
+    stopping = {s.attempt_id for s in out.stop}
+    for attempt, job in rows:
+        if attempt.stop_requested:
+            if attempt.delivered and attempt.id not in stopping:
+                out.stop.append(StopOrder(attempt_id=attempt.id, reason=attempt.stop_reason or "stopped", grace_s=10))
+            continue
+        if attempt.delivered:
+            continue
+        attempt.delivered = True
+        out.start.append(assignment(job, attempt))
+
+
+def assignment(job: Job, attempt: Attempt) -> AttemptAssignment:
+    spec = job.spec
+    return AttemptAssignment(
+        attempt_id=attempt.id,
+        fencing_token=attempt.id,
+        job_id=job.id,
+        job_name=job.name,
+        attempt_number=attempt.number,
+        setup=spec.get("setup"),
+        run=spec["run"],
+        envs=dict(spec.get("envs", {})),
+        workdir_digest=job.workdir_digest,
+        gpu_type=attempt.gpu_type,
+        nodes=[
+            AssignedNode(node=n["node"], rank=n["rank"], gpu_indices=n.get("gpu_indices", [])) for n in attempt.nodes
+        ],
+        time_limit_s=spec.get("time_limit"),
+        keep_checkpoint=bool(spec.get("checkpoint", {}).get("keep", True)),
+    )
+
+
+def _attempts(session: Session, ids: Sequence[int]) -> dict[int, Attempt]:
+    if not ids:
+        return {}
+    return {a.id: a for a in session.scalars(select(Attempt).where(Attempt.id.in_(set(ids))))}
+
+
+def _apply_report(
+    session: Session, attempt: Attempt, report: AttemptReport, now: datetime, out: HeartbeatOutcome
+) -> None:
+    old = AttemptState(attempt.state)
+    new = report.state
+    if old == new or not can_transition_attempt(old, new):
+        return
+    attempt.state = new.value
+    if new in (AttemptState.STARTING, AttemptState.RUNNING) and attempt.started_at is None:
+        attempt.started_at = now
+    if report.message:
+        attempt.message = report.message
+    if new.is_terminal():
+        attempt.ended_at = now
+        attempt.exit_code = report.exit_code
+        out.freed_capacity = True
+    job = session.get(Job, attempt.job_seq)
+    if job is None or job.current_attempt_id != attempt.id or JobState(job.state).is_terminal():
+        return
+    out.changed_jobs.add(job.seq)
+    if not new.is_terminal():
+        job.state = job_state_for_attempt(new).value
+        job.reason = "" if new == AttemptState.RUNNING else "running setup"
+        job.updated_at = now
+        return
+    if new in (AttemptState.LOST, AttemptState.PREEMPTED):
+        requeue_or_fail(job, attempt, now)
+        return
+    if job.cancel_requested and new != AttemptState.SUCCEEDED:
+        finish(job, JobState.CANCELLED, now, attempt.stop_reason or "cancelled by the user", report.exit_code)
+        return
+    state = job_state_for_attempt(new)
+    reason = report.message if state != JobState.SUCCEEDED else ""
+    if state == JobState.FAILED and not reason:
+        reason = f"exited with code {report.exit_code}"
+    finish(job, state, now, reason, report.exit_code)
+
+
+def _store_logs(
+    session: Session, chunks: Sequence[LogChunk], attempts: dict[int, Attempt], now: datetime, out: HeartbeatOutcome
+) -> None:
+    rows = [
+        {
+            "job_seq": attempts[c.attempt_id].job_seq,
+            "attempt_id": c.attempt_id,
+            "rank": c.rank,
+            "offset": c.offset,
+            "data": c.data,
+            "created_at": now,
+        }
+        for c in chunks
+        if c.data
+    ]
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    stmt = insert(LogChunkRow).values(rows).on_conflict_do_nothing(index_elements=["attempt_id", "rank", "offset"])
+    session.execute(stmt)
+    out.logs_added = True

@@ -1,0 +1,199 @@
+"""Jobs: submit (durable before the id is returned), list, get, cancel, logs."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from suanli.core.api import AttemptOut, JobOut, NodeAssignmentOut
+from suanli.core.errors import SpecError
+from suanli.core.scheduler import SiteState, never_fits
+from suanli.core.spec import JobSpec, job_spec_from_data
+from suanli.core.states import AttemptState, JobState
+from suanli.server.services.errors import NotFound, Unprocessable
+from suanli.store.models import Attempt, Blob, Job, LogChunkRow
+
+_ID_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
+
+
+def new_job_id() -> str:
+    """8 characters, no look-alikes (0/o, 1/l/i): easy to read out and type."""
+    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(8))
+
+
+def validate_spec(data: dict[str, Any]) -> JobSpec:
+    try:
+        return job_spec_from_data(data)
+    except SpecError as exc:
+        raise Unprocessable(
+            "the job spec is invalid: " + "; ".join(p.render() for p in exc.problems),
+            [{"field": p.field, "message": p.message} for p in exc.problems],
+        ) from None
+
+
+def check_fits(spec: JobSpec, sites: Sequence[SiteState]) -> None:
+    message = never_fits(spec.resources, sites, spec.placement.regions)
+    if message:
+        raise Unprocessable(message)
+
+
+def submit(
+    session: Session,
+    spec: JobSpec,
+    *,
+    tenant: str,
+    workdir_digest: str | None,
+    now: datetime,
+) -> Job:
+    if workdir_digest is not None and session.get(Blob, workdir_digest) is None:
+        raise Unprocessable(f"workdir {workdir_digest} was not uploaded; POST it to /api/v1/workdirs first")
+    job = Job(
+        id=new_job_id(),
+        name=spec.display_name,
+        tenant=tenant,
+        state=JobState.PENDING.value,
+        reason="waiting for the scheduler",
+        priority=spec.priority.value,
+        spec=spec.model_dump(mode="json", exclude_none=True),
+        workdir_digest=workdir_digest,
+        attempts_count=0,
+        retries_used=0,
+        cancel_requested=False,
+        submitted_at=now,
+        updated_at=now,
+    )
+    session.add(job)
+    session.flush()
+    return job
+
+
+def get_job(session: Session, job_id: str) -> Job:
+    job = session.scalar(select(Job).where(Job.id == job_id))
+    if job is None:
+        raise NotFound(f"no job '{job_id}'; 'suanli jobs' lists the jobs")
+    return job
+
+
+def list_jobs(
+    session: Session,
+    *,
+    states: Sequence[str] = (),
+    site: str | None = None,
+    name: str | None = None,
+    limit: int = 100,
+    cursor: int | None = None,
+) -> tuple[list[Job], int | None]:
+    query = select(Job).order_by(Job.seq.desc()).limit(limit + 1)
+    if states:
+        query = query.where(Job.state.in_(states))
+    if site:
+        query = query.where(Job.site == site)
+    if name:
+        query = query.where(Job.name == name)
+    if cursor is not None:
+        query = query.where(Job.seq < cursor)
+    rows = list(session.scalars(query))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (rows[-1].seq if more and rows else None)
+
+
+def attempts_of(session: Session, jobs: Sequence[Job]) -> dict[int, list[Attempt]]:
+    out: dict[int, list[Attempt]] = {j.seq: [] for j in jobs}
+    if not jobs:
+        return out
+    for a in session.scalars(select(Attempt).where(Attempt.job_seq.in_(list(out))).order_by(Attempt.id)):
+        out[a.job_seq].append(a)
+    return out
+
+
+def to_out(job: Job, attempts: Sequence[Attempt], *, with_spec: bool = True) -> JobOut:
+    res = job.spec.get("resources", {}) if isinstance(job.spec, dict) else {}
+    accels = res.get("accelerators") or []
+    nodes = int(res.get("num_nodes", 1) or 1)
+    gpus = " | ".join(accels)
+    if gpus and nodes > 1:
+        gpus = f"{nodes}×{gpus}"
+    return JobOut(
+        id=job.id,
+        name=job.name,
+        tenant=job.tenant,
+        state=JobState(job.state),
+        reason=job.reason,
+        site=job.site,
+        priority=job.priority,
+        gpus=gpus,
+        submitted_at=job.submitted_at,
+        updated_at=job.updated_at,
+        finished_at=job.finished_at,
+        exit_code=job.exit_code,
+        cancel_requested=job.cancel_requested,
+        attempts=[attempt_out(a) for a in attempts],
+        spec=job.spec if with_spec else {},
+    )
+
+
+def attempt_out(a: Attempt) -> AttemptOut:
+    return AttemptOut(
+        id=a.id,
+        number=a.number,
+        site=a.site,
+        state=AttemptState(a.state),
+        gpu_type=a.gpu_type,
+        nodes=[
+            NodeAssignmentOut(node=n["node"], rank=n["rank"], gpu_indices=n.get("gpu_indices", [])) for n in a.nodes
+        ],
+        exit_code=a.exit_code,
+        message=a.message,
+        created_at=a.created_at,
+        started_at=a.started_at,
+        ended_at=a.ended_at,
+    )
+
+
+def cancel(session: Session, job: Job, now: datetime, reason: str = "cancelled by the user") -> bool:
+    """Cancel a job. Pending jobs end at once; running ones get a stop order for their agent.
+    Returns whether an agent must be told (so the caller can wake it)."""
+    state = JobState(job.state)
+    if state.is_terminal():
+        return False
+    job.cancel_requested = True
+    job.updated_at = now
+    current = session.get(Attempt, job.current_attempt_id) if job.current_attempt_id else None
+    if state == JobState.PENDING or current is None or AttemptState(current.state).is_terminal():
+        finish(job, JobState.CANCELLED, now, reason)
+        return False
+    if not current.delivered:
+        current.state = AttemptState.CANCELLED.value
+        current.message = reason
+        current.ended_at = now
+        finish(job, JobState.CANCELLED, now, reason)
+        return False
+    current.stop_requested = True
+    current.stop_reason = reason
+    job.reason = "cancelling: waiting for the site to stop it"
+    return True
+
+
+def finish(job: Job, state: JobState, now: datetime, reason: str = "", exit_code: int | None = None) -> None:
+    job.state = state.value
+    job.reason = reason if state != JobState.SUCCEEDED else ""
+    job.finished_at = now
+    job.updated_at = now
+    if exit_code is not None:
+        job.exit_code = exit_code
+
+
+def log_chunks_after(session: Session, job: Job, after_id: int, limit: int = 500) -> list[LogChunkRow]:
+    query = (
+        select(LogChunkRow)
+        .where(LogChunkRow.job_seq == job.seq, LogChunkRow.id > after_id)
+        .order_by(LogChunkRow.id)
+        .limit(limit)
+    )
+    return list(session.scalars(query))

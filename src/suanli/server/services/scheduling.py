@@ -1,0 +1,170 @@
+"""The scheduler loop's body: read state, call the pure core policy, write placements back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from suanli.core.scheduler import PendingJob, Placement, ScheduleResult, schedule
+from suanli.core.spec import Placement as PlacementSpec
+from suanli.core.spec import Priority, Resources
+from suanli.core.states import AttemptState, JobState
+from suanli.server.services.jobs import finish
+from suanli.server.services.sites import ACTIVE_ATTEMPT_STATES, capacity_view
+from suanli.store.models import Attempt, Job
+
+
+@dataclass
+class PassResult:
+    placed: int = 0
+    waiting: int = 0
+    #: Sites that got new work (their agents should be woken).
+    sites: set[str] = field(default_factory=set)
+
+
+def pending_job(job: Job) -> PendingJob:
+    spec = job.spec
+    placement = PlacementSpec.model_validate(spec.get("placement", {}))
+    return PendingJob(
+        id=job.id,
+        seq=job.seq,
+        resources=Resources.model_validate(spec.get("resources", {})),
+        priority=Priority(job.priority),
+        regions=tuple(placement.regions),
+        tenant=job.tenant,
+        max_latency_ms=placement.max_latency_ms,
+        max_price_per_gpu_hour=placement.max_price_per_gpu_hour,
+    )
+
+
+class PendingCache:
+    """Parsed pending jobs by seq. A spec never changes after submit, so each is parsed once."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[int, PendingJob] = {}
+
+    def get(self, job: Job) -> PendingJob:
+        found = self._jobs.get(job.seq)
+        if found is None:
+            found = self._jobs[job.seq] = pending_job(job)
+        return found
+
+    def keep_only(self, seqs: set[int]) -> None:
+        for seq in [s for s in self._jobs if s not in seqs]:
+            del self._jobs[seq]
+
+
+@dataclass
+class Plan:
+    """What a pass decided, computed on a read snapshot and applied in a short write."""
+
+    decision: ScheduleResult
+    seq_of: dict[str, int]
+    reasons_before: dict[str, str]
+
+
+def plan_pass(session: Session, now: datetime, lease_s: float, cache: PendingCache) -> Plan | None:
+    jobs = list(session.scalars(select(Job).where(Job.state == JobState.PENDING.value).order_by(Job.seq)))
+    cache.keep_only({j.seq for j in jobs})
+    if not jobs:
+        return None
+    view = capacity_view(session, now, lease_s)
+    decision = schedule([cache.get(j) for j in jobs], view.sites, now)
+    return Plan(decision, {j.id: j.seq for j in jobs}, {j.id: j.reason for j in jobs})
+
+
+def apply_plan(session: Session, plan: Plan, now: datetime, lease_s: float) -> PassResult:
+    """Write placements and changed reasons. A job that stopped being PENDING since the snapshot
+    (cancelled meanwhile) is skipped. Only the scheduler loop writes placements, so capacity
+    seen in the snapshot cannot have been handed out by someone else."""
+    result = PassResult(waiting=len(plan.seq_of))
+    placed_ids = {p.job_id for p in plan.decision.placements}
+    changed = {j: r for j, r in plan.decision.reasons.items() if plan.reasons_before.get(j) != r}
+    touched = {plan.seq_of[j] for j in placed_ids | set(changed)}
+    if not touched:
+        return result
+    jobs = {j.id: j for j in session.scalars(select(Job).where(Job.seq.in_(touched)))}
+    for placement in plan.decision.placements:
+        job = jobs.get(placement.job_id)
+        if job is None or job.state != JobState.PENDING.value:
+            continue
+        _place(session, job, placement, now, lease_s)
+        result.placed += 1
+        result.sites.add(placement.site)
+    for job_id, reason in changed.items():
+        job = jobs.get(job_id)
+        if job is not None and job.state == JobState.PENDING.value:
+            job.reason = reason
+            job.updated_at = now
+    result.waiting -= result.placed
+    return result
+
+
+def _place(session: Session, job: Job, placement: Placement, now: datetime, lease_s: float) -> None:
+    job.attempts_count += 1
+    attempt = Attempt(
+        job_seq=job.seq,
+        number=job.attempts_count,
+        site=placement.site,
+        gpu_type=placement.gpu_type,
+        nodes=[
+            {"node": n.node, "rank": n.rank, "gpu_indices": list(n.gpu_indices), "cpus": n.cpus, "memory": n.memory}
+            for n in placement.nodes
+        ],
+        state=AttemptState.SCHEDULED.value,
+        message="",
+        stop_requested=False,
+        stop_reason="",
+        delivered=False,
+        lease_expires_at=now + timedelta(seconds=lease_s),
+        created_at=now,
+    )
+    session.add(attempt)
+    session.flush()
+    job.current_attempt_id = attempt.id
+    job.state = JobState.SCHEDULED.value
+    job.site = placement.site
+    job.reason = ""
+    job.updated_at = now
+
+
+def expire_leases(session: Session, now: datetime) -> set[str]:
+    """Attempts whose site stopped reporting them past their lease become LOST; their jobs are
+    requeued while retries last. Returns the sites affected."""
+    affected: set[str] = set()
+    expired = session.scalars(
+        select(Attempt).where(Attempt.state.in_(ACTIVE_ATTEMPT_STATES), Attempt.lease_expires_at < now)
+    ).all()
+    for attempt in expired:
+        affected.add(attempt.site)
+        attempt.state = AttemptState.LOST.value
+        attempt.ended_at = now
+        attempt.message = attempt.message or f"site {attempt.site} stopped reporting it (lease expired)"
+        job = session.get(Job, attempt.job_seq)
+        if job is None or job.current_attempt_id != attempt.id or JobState(job.state).is_terminal():
+            continue
+        requeue_or_fail(job, attempt, now)
+    return affected
+
+
+def requeue_or_fail(job: Job, attempt: Attempt, now: datetime) -> None:
+    """After a platform fault: a new attempt while retries last, else FAILED."""
+    if job.cancel_requested:
+        finish(job, JobState.CANCELLED, now, "cancelled by the user")
+        return
+    max_retries = int(job.spec.get("max_retries", 3))
+    if job.retries_used >= max_retries:
+        finish(
+            job,
+            JobState.FAILED,
+            now,
+            f"attempt {attempt.number} {attempt.state.lower()}: {attempt.message}; no retries left ({max_retries})",
+        )
+        return
+    job.retries_used += 1
+    job.state = JobState.PENDING.value
+    job.reason = f"requeued after attempt {attempt.number} was {attempt.state.lower()} ({attempt.message})"
+    job.updated_at = now

@@ -1,0 +1,295 @@
+"""Sites and nodes: declaring them from the network file, agent tokens, and the capacity view."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from suanli.core.api import GpuCount, NodeOut, SiteOut
+from suanli.core.network import NetworkSpec, SiteDecl, Tariff
+from suanli.core.protocol import NodeReport
+from suanli.core.scheduler import Allocation, NodeState, SiteState
+from suanli.core.states import AttemptState
+from suanli.server.services.errors import NotFound, Unauthorized
+from suanli.store.models import Attempt, Job, Node, Site
+
+ACTIVE_ATTEMPT_STATES = (AttemptState.SCHEDULED.value, AttemptState.STARTING.value, AttemptState.RUNNING.value)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def token_file(token_dir: Path, site: str) -> Path:
+    return token_dir / f"site-{site}.token"
+
+
+def _write_secret(path: Path, value: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value + "\n")
+
+
+def apply_network(session: Session, network: NetworkSpec, now: datetime, token_dir: Path) -> list[str]:
+    """Create or update every declared site and its nodes. Returns the names of sites that got a
+    new agent token (written, mode 0600, to ``token_dir``)."""
+    new_tokens: list[str] = []
+    existing = {s.name: s for s in session.scalars(select(Site))}
+    for decl in network.sites:
+        site = existing.get(decl.name)
+        if site is None:
+            site = Site(name=decl.name, region=decl.region, created_at=now)
+            session.add(site)
+        _update_site(site, decl)
+        path = token_file(token_dir, decl.name)
+        if site.token_hash is None or not path.exists():
+            token = secrets.token_urlsafe(32)
+            site.token_hash = hash_token(token)
+            _write_secret(path, token)
+            new_tokens.append(decl.name)
+        session.flush()
+        _declare_nodes(session, site, decl, now)
+    return new_tokens
+
+
+def _update_site(site: Site, decl: SiteDecl) -> None:
+    site.region = decl.region
+    site.zone = decl.zone.value
+    site.backend = decl.backend.value
+    site.latency_ms = dict(decl.latency_ms)
+    site.tariff = decl.tariff.model_dump(mode="json")
+
+
+def _declare_nodes(session: Session, site: Site, decl: SiteDecl, now: datetime) -> None:
+    nodes = {n.name: n for n in session.scalars(select(Node).where(Node.site_id == site.id))}
+    for n in decl.node_decls():
+        row = nodes.get(n.name)
+        if row is None:
+            row = Node(site_id=site.id, name=n.name, cpus=n.cpus, memory=n.memory, updated_at=now)
+            session.add(row)
+        row.gpu_type, row.gpus_total, row.cpus, row.memory = n.gpu_type, n.gpu_count, n.cpus, n.memory
+        row.updated_at = now
+
+
+def authenticate_site(session: Session, site_name: str, token: str | None) -> Site:
+    site = session.scalar(select(Site).where(Site.name == site_name))
+    if site is None:
+        raise NotFound(f"site '{site_name}' is not part of this network; declare it in the network file")
+    if not token or site.token_hash is None or not hmac.compare_digest(site.token_hash, hash_token(token)):
+        raise Unauthorized(f"the token is not valid for site '{site_name}'")
+    return site
+
+
+def update_inventory(session: Session, site: Site, reports: Sequence[NodeReport], now: datetime) -> bool:
+    """Nodes as the agent sees them. A node the agent no longer reports is marked unhealthy.
+    Returns whether anything changed."""
+    changed_any = False
+    rows = {n.name: n for n in session.scalars(select(Node).where(Node.site_id == site.id))}
+    seen: set[str] = set()
+    for r in reports:
+        seen.add(r.name)
+        row = rows.get(r.name)
+        if row is None:
+            other = session.scalar(select(Node).where(Node.name == r.name))
+            if other is not None:
+                continue  # a node name belongs to one site only
+            row = Node(site_id=site.id, name=r.name, cpus=r.cpus, memory=r.memory, updated_at=now)
+            session.add(row)
+        changed = (
+            row.gpu_type,
+            row.gpus_total,
+            row.cpus,
+            row.memory,
+            row.healthy,
+            row.health_reason,
+            row.gpu_source,
+        ) != (
+            r.gpu_type,
+            r.gpus_total,
+            r.cpus,
+            r.memory,
+            r.healthy,
+            r.reason,
+            r.gpu_source,
+        )
+        if changed:
+            changed_any = True
+            row.gpu_type, row.gpus_total, row.cpus, row.memory = r.gpu_type, r.gpus_total, r.cpus, r.memory
+            row.healthy, row.health_reason, row.gpu_source = r.healthy, r.reason, r.gpu_source
+            row.updated_at = now
+    for name, row in rows.items():
+        if name not in seen and row.healthy:
+            row.healthy, row.health_reason, row.updated_at = False, "the agent does not report this node", now
+            changed_any = True
+    return changed_any
+
+
+def site_for_token(session: Session, token: str | None) -> Site:
+    """The site whose agent token this is (for agent-only endpoints that name no site)."""
+    if token:
+        site = session.scalar(select(Site).where(Site.token_hash == hash_token(token)))
+        if site is not None:
+            return site
+    raise Unauthorized("a valid site agent token is required")
+
+
+def is_online(site: Site, now: datetime, lease_s: float) -> bool:
+    return site.last_heartbeat_at is not None and now - site.last_heartbeat_at <= timedelta(seconds=lease_s)
+
+
+@dataclass
+class CapacityView:
+    """Everything the scheduler and the listings need, read in one go."""
+
+    sites: list[SiteState]
+    site_rows: list[Site]
+    nodes: list[tuple[Node, str]]
+    running_per_site: dict[str, int]
+
+
+def capacity_view(session: Session, now: datetime, lease_s: float) -> CapacityView:
+    site_rows = list(session.scalars(select(Site).order_by(Site.name)))
+    by_id = {s.id: s for s in site_rows}
+    node_rows = list(session.scalars(select(Node).order_by(Node.name)))
+    active = session.execute(
+        select(Attempt, Job.spec).join(Job, Job.seq == Attempt.job_seq).where(Attempt.state.in_(ACTIVE_ATTEMPT_STATES))
+    ).all()
+    held: dict[str, list[Allocation]] = defaultdict(list)
+    gpus_held: dict[str, set[int]] = defaultdict(set)
+    running_per_site: dict[str, int] = defaultdict(int)
+    for attempt, spec in active:
+        running_per_site[attempt.site] += 1
+        limit = spec.get("time_limit") if isinstance(spec, dict) else None
+        start = attempt.started_at or attempt.created_at
+        ends = start + timedelta(seconds=float(limit)) if isinstance(limit, int | float) else None
+        for assigned in attempt.nodes:
+            indices = [int(i) for i in assigned.get("gpu_indices", [])]
+            gpus_held[assigned["node"]].update(indices)
+            held[assigned["node"]].append(
+                Allocation(
+                    str(attempt.job_seq),
+                    assigned["node"],
+                    len(indices),
+                    float(assigned.get("cpus", 0)),
+                    float(assigned.get("memory", 0)),
+                    ends,
+                )
+            )
+    states: dict[str, SiteState] = {}
+    for s in site_rows:
+        states[s.name] = SiteState(
+            name=s.name,
+            region=s.region,
+            nodes=[],
+            online=is_online(s, now, lease_s),
+            latency_ms=dict(s.latency_ms or {}),
+            tariff=Tariff.model_validate(s.tariff) if s.tariff else None,
+        )
+    nodes: list[tuple[Node, str]] = []
+    for n in node_rows:
+        site = by_id[n.site_id]
+        nodes.append((n, site.name))
+        allocations = held.get(n.name, [])
+        states[site.name].allocations.extend(allocations)
+        taken_gpus = gpus_held.get(n.name, set())
+        cpus_used = sum(a.cpus for a in allocations)
+        mem_used = sum(a.memory for a in allocations)
+        reason = ""
+        if n.drained:
+            reason = f"drained: {n.drain_reason}" if n.drain_reason else "drained"
+        elif not n.healthy:
+            reason = f"unhealthy: {n.health_reason}" if n.health_reason else "unhealthy"
+        states[site.name].nodes.append(
+            NodeState(
+                name=n.name,
+                gpu_type=n.gpu_type,
+                gpus_total=n.gpus_total,
+                cpus_total=n.cpus,
+                memory_total=n.memory,
+                free_gpus=tuple(i for i in range(n.gpus_total) if i not in taken_gpus),
+                cpus_free=n.cpus - cpus_used,
+                memory_free=n.memory - mem_used,
+                schedulable=not reason,
+                unschedulable_reason=reason,
+            )
+        )
+    return CapacityView(list(states.values()), site_rows, nodes, dict(running_per_site))
+
+
+def site_outs(view: CapacityView, now: datetime, lease_s: float) -> list[SiteOut]:
+    out: list[SiteOut] = []
+    states = {s.name: s for s in view.sites}
+    for row in view.site_rows:
+        state = states[row.name]
+        gpus: dict[str, GpuCount] = {}
+        for n in state.nodes:
+            if n.gpu_type:
+                g = gpus.setdefault(n.gpu_type, GpuCount(total=0, free=0))
+                g.total += n.gpus_total
+                g.free += len(n.free_gpus) if n.schedulable and state.online else 0
+        out.append(
+            SiteOut(
+                name=row.name,
+                region=row.region,
+                zone=row.zone,
+                backend=row.backend,
+                online=is_online(row, now, lease_s),
+                last_heartbeat_at=row.last_heartbeat_at,
+                latency_ms=dict(row.latency_ms or {}),
+                nodes=len(state.nodes),
+                gpus=gpus,
+                running_jobs=view.running_per_site.get(row.name, 0),
+                tariff=dict(row.tariff or {}),
+            )
+        )
+    return out
+
+
+def node_outs(view: CapacityView, site: str | None = None) -> list[NodeOut]:
+    states = {n.name: n for s in view.sites for n in s.nodes}
+    online = {s.name: s.online for s in view.sites}
+    out: list[NodeOut] = []
+    for row, site_name in view.nodes:
+        if site and site_name != site:
+            continue
+        st = states[row.name]
+        free = len(st.free_gpus)
+        if row.drained:
+            label = "drained"
+        elif not row.healthy or not online.get(site_name, False):
+            label = "down"
+        elif free == st.gpus_total and st.cpus_free >= st.cpus_total - 1e-9:
+            label = "idle"
+        elif (st.gpus_total and free == 0) or st.cpus_free <= 1e-9:
+            label = "allocated"
+        else:
+            label = "mixed"
+        reason = st.unschedulable_reason or ("" if online.get(site_name, False) else "site offline (no heartbeat)")
+        out.append(
+            NodeOut(
+                name=row.name,
+                site=site_name,
+                state=label,
+                gpu_type=row.gpu_type,
+                gpus_total=row.gpus_total,
+                gpus_free=free,
+                cpus_total=row.cpus,
+                cpus_free=round(st.cpus_free, 3),
+                memory_total=row.memory,
+                memory_free=round(st.memory_free, 3),
+                healthy=row.healthy,
+                reason=reason,
+            )
+        )
+    return out

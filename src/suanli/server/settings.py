@@ -1,0 +1,52 @@
+"""Server settings, from arguments or SUANLI_* environment variables (never module globals)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_PORT = 8731
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("SUANLI_HOME", str(Path.home() / ".suanli"))).expanduser()
+
+
+@dataclass
+class Settings:
+    #: State directory: the SQLite file, workdir blobs, site tokens.
+    home: Path = field(default_factory=default_home)
+    #: Any SQLAlchemy URL; default SQLite in WAL mode at $SUANLI_HOME/suanli.db.
+    database_url: str | None = field(default_factory=lambda: os.environ.get("SUANLI_DATABASE_URL"))
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    #: An attempt whose site has not reported it for this long is LOST.
+    lease_s: float = 30.0
+    #: How often agents should heartbeat when idle.
+    heartbeat_s: float = 2.0
+    #: Scheduler pass interval when nothing kicks it earlier.
+    scheduler_interval_s: float = 1.0
+    #: Largest workdir archive accepted, bytes.
+    max_workdir_bytes: int = field(
+        default_factory=lambda: int(float(os.environ.get("SUANLI_MAX_WORKDIR_MB", "100")) * 2**20)
+    )
+    #: Largest JSON request body, bytes.
+    max_body_bytes: int = 4 * 2**20
+    #: Grace between SIGTERM and SIGKILL when a job is cancelled.
+    cancel_grace_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        self.home = Path(self.home).expanduser()
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'suanli.db'}"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.home / "blobs"
+
+    @property
+    def token_dir(self) -> Path:
+        return self.home / "tokens"
