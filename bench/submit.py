@@ -1,7 +1,7 @@
 """Durable submissions per second through the HTTP API against SQLite, with p50/p99 latency.
 
 Starts `suanli server` as a subprocess (SQLite in WAL mode, scheduler loop running), then
-submits N trivial jobs from C concurrent clients. A submission counts when the server has
+submits N trivial jobs from C concurrent client processes. A submission counts when the server has
 answered 201 with an id, which it does only after the commit. At the end every id is read back.
 
     python bench/submit.py [--jobs 2000] [--concurrency 8] [--json]
@@ -10,8 +10,9 @@ answered 201 with an id, which it does only after the commit. At the end every i
 from __future__ import annotations
 
 import argparse
-import threading
+import multiprocessing as mp
 import time
+from typing import Any
 
 import httpx
 
@@ -20,48 +21,59 @@ from _harness import HERE, emit, percentile, suanli_process
 SPEC = {"name": "bench", "run": "true", "resources": {"cpus": 1}}
 
 
+def client_process(url: str, count: int, go: Any, results: Any) -> None:
+    latencies: list[float] = []
+    ids: list[str] = []
+    errors: list[str] = []
+    with httpx.Client(base_url=url, timeout=30) as client:
+        client.get("/healthz")  # connect before the clock starts
+        go.wait()
+        for _ in range(count):
+            t0 = time.perf_counter()
+            r = client.post("/api/v1/jobs", json={"spec": SPEC})
+            dt = time.perf_counter() - t0
+            if r.status_code == 201:
+                latencies.append(dt)
+                ids.append(r.json()["id"])
+            else:
+                errors.append(f"{r.status_code} {r.text[:200]}")
+    results.put((latencies, ids, errors))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=2000)
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--concurrency", type=int, default=4, help="client processes")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
 
     with suanli_process(["server", "--network", str(HERE / "network.yaml")]) as url:
+        # Clients are separate processes, as real users are: one Python process would measure
+        # its own GIL rather than the server.
+        ctx = mp.get_context("spawn")
+        go = ctx.Event()
+        results: mp.Queue[tuple[list[float], list[str], list[str]]] = ctx.Queue()
+        shares = [
+            args.jobs // args.concurrency + (1 if i < args.jobs % args.concurrency else 0)
+            for i in range(args.concurrency)
+        ]
+        procs = [ctx.Process(target=client_process, args=(url, n, go, results)) for n in shares]
+        for p in procs:
+            p.start()
+        time.sleep(1.0)  # let every client import and connect
+        start = time.perf_counter()
+        go.set()
         latencies: list[float] = []
         ids: list[str] = []
         errors: list[str] = []
-        lock = threading.Lock()
-        counter = iter(range(args.jobs))
-
-        def worker() -> None:
-            with httpx.Client(base_url=url, timeout=30) as client:
-                client.get("/healthz")  # connect before the clock starts
-                barrier.wait()
-                while True:
-                    with lock:
-                        i = next(counter, None)
-                    if i is None:
-                        return
-                    t0 = time.perf_counter()
-                    r = client.post("/api/v1/jobs", json={"spec": SPEC})
-                    dt = time.perf_counter() - t0
-                    with lock:
-                        if r.status_code == 201:
-                            latencies.append(dt)
-                            ids.append(r.json()["id"])
-                        else:
-                            errors.append(f"{r.status_code} {r.text[:200]}")
-
-        barrier = threading.Barrier(args.concurrency + 1)
-        threads = [threading.Thread(target=worker) for _ in range(args.concurrency)]
-        for t in threads:
-            t.start()
-        barrier.wait()
-        start = time.perf_counter()
-        for t in threads:
-            t.join()
+        for _ in procs:
+            lat, got, errs = results.get()
+            latencies += lat
+            ids += got
+            errors += errs
         wall = time.perf_counter() - start
+        for p in procs:
+            p.join()
 
         with httpx.Client(base_url=url, timeout=60) as client:
             found: set[str] = set()

@@ -263,7 +263,10 @@ def test_shutdown_can_stop_every_attempt(agent: Agent, client: FakeClient, backe
     assert backend.cancels == []
     agent.shutdown(cancel_running=True, grace_s=3)
     assert sorted(backend.cancels) == [(1, 3), (2, 3)]
-    assert states(client.heartbeats[-1]) == {1: AttemptState.CANCELLED, 2: AttemptState.CANCELLED}
+    # Stopped by the agent's own shutdown, not by a user: reported LOST so the server requeues them.
+    last = client.heartbeats[-1]
+    assert states(last) == {1: AttemptState.LOST, 2: AttemptState.LOST}
+    assert all("shut down" in r.message for r in last.attempts)
 
 
 def test_a_real_job_through_the_local_backend(tmp_path: Path) -> None:

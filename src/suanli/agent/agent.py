@@ -102,6 +102,7 @@ class Agent:
         self._halt = threading.Event()
         self._stop: threading.Event | None = None
         self._unreachable_since: float | None = None
+        self._abandoned: dict[int, str] = {}  # attempts stopped by our own shutdown → reported LOST
 
     # -- one cycle, for tests and for the loops -------------------------------------------
     def register(self) -> RegisterResponse:
@@ -184,6 +185,10 @@ class Agent:
         reports: list[AttemptReport] = []
         for report in polled:
             attempt_id = report.attempt_id
+            if attempt_id in self._abandoned and report.state == AttemptState.CANCELLED:
+                # Stopped because this agent is going away, not because anyone asked: the
+                # platform lost it, so the server requeues it rather than ending the job.
+                report = report.model_copy(update={"state": AttemptState.LOST, "message": self._abandoned[attempt_id]})
             if not report.state.is_terminal():
                 self._live[attempt_id] = report
             elif not self.backend.logs_drained(attempt_id) or self._outbox.holds(attempt_id):
@@ -353,6 +358,9 @@ class Agent:
         live = [r for r in self.backend.poll() if not r.state.is_terminal()]
         if live:
             log.info("stopping %d running attempt(s) before the agent exits", len(live))
+        with self._lock:
+            for report in live:
+                self._abandoned[report.attempt_id] = f"the agent of site {self.site} shut down"
         self.backend.stop_all(grace_s)
         for _ in range(5):  # logs, then end states: a few short cycles, best effort
             try:

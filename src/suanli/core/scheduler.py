@@ -175,6 +175,8 @@ def schedule(jobs: Iterable[PendingJob], sites: Sequence[SiteState], now: dateti
     work = [replace(s, nodes=[replace(n) for n in s.nodes]) for s in sorted(sites, key=lambda s: s.name)]
     ordered = sorted(jobs, key=lambda j: (-j.priority.rank, j.seq, j.id))
     result = ScheduleResult()
+    # Jobs of the same shape that did not fit wait for the same reason, until something is placed.
+    reasons: dict[tuple[object, ...], str] = {}
     for job in ordered:
         best: tuple[tuple[float, ...], SiteState, Accelerator | None, list[NodeState]] | None = None
         for pref, acc in enumerate(_options(job.resources)):
@@ -188,11 +190,29 @@ def schedule(jobs: Iterable[PendingJob], sites: Sequence[SiteState], now: dateti
                 if best is None or key < best[0]:
                     best = (key, site, acc, nodes)
         if best is None:
-            result.reasons[job.id] = explain_wait(job, work, now)
+            shape = _shape(job)
+            if shape not in reasons:
+                reasons[shape] = explain_wait(job, work, now)
+            result.reasons[job.id] = reasons[shape]
             continue
+        reasons.clear()
         _, site, acc, nodes = best
         result.placements.append(_commit(site, job.id, acc, job.resources, nodes))
     return result
+
+
+def _shape(job: PendingJob) -> tuple[object, ...]:
+    r = job.resources
+    return (
+        tuple(r.accelerators),
+        r.cpus,
+        r.memory,
+        r.num_nodes,
+        job.regions,
+        job.home_region,
+        job.max_latency_ms,
+        job.max_price_per_gpu_hour,
+    )
 
 
 def _frees_at(site: SiteState, acc: Accelerator | None, res: Resources, now: datetime) -> datetime | None:

@@ -47,6 +47,7 @@ def port_is_free(host: str, port: int) -> bool:
 @dataclass
 class RunningAgent:
     agent: Agent
+    client: Client
     thread: threading.Thread
 
 
@@ -99,12 +100,11 @@ class LocalNetwork:
         token = self.control.site_token_path(site.name).read_text().strip()
         work_dir = self.settings.home / "sites" / site.name
         backend = LocalBackend(work_dir, nodes=site.node_decls() or None)
-        agent = Agent(
-            Client(self.url, token=token), site.name, backend, work_dir, heartbeat_s=self.settings.heartbeat_s
-        )
+        client = Client(self.url, token=token)
+        agent = Agent(client, site.name, backend, work_dir, heartbeat_s=self.settings.heartbeat_s)
         thread = threading.Thread(target=agent.run_forever, args=(self._stop,), name=f"agent-{site.name}", daemon=True)
         thread.start()
-        self.agents.append(RunningAgent(agent, thread))
+        self.agents.append(RunningAgent(agent, client, thread))
 
     def wait_online(self, timeout: float = 15.0) -> None:
         """Block until every local site's agent has registered."""
@@ -120,7 +120,11 @@ class LocalNetwork:
         raise SuanliError(f"agents did not come online: {', '.join(sorted(names))}")
 
     def stop(self) -> None:
-        """Stop every process this network started: jobs, agents, then the server."""
+        """Stop every process this network started: jobs, agents, then the server. Placing stops
+        first, so jobs the agents give back wait (PENDING) for the next start instead of bouncing
+        between sites that are shutting down."""
+        if self.control is not None:
+            self.control.stop()
         self._stop.set()
         for running in self.agents:
             try:
@@ -129,6 +133,7 @@ class LocalNetwork:
                 log.exception("agent %s did not shut down cleanly", running.agent.site)
         for running in self.agents:
             running.thread.join(timeout=15)
+            running.client.close()
         if self._server is not None:
             self._server.should_exit = True
         if self._server_thread is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,12 +139,14 @@ class ControlPlane:
             self._kick.clear()
             if self._stop.is_set():
                 return
+            started = time.monotonic()
             try:
                 self.tick()
             except Exception:  # the loop must outlive one bad pass; the error is logged in full
                 log.exception("scheduler pass failed")
-            # Coalesce bursts of kicks (hundreds of submissions a second) into fewer passes.
-            self._stop.wait(MIN_PASS_GAP_S)
+            # Coalesce bursts of kicks (hundreds of submissions a second) into fewer passes, and
+            # keep the scheduler to about a third of a core however long passes get.
+            self._stop.wait(max(MIN_PASS_GAP_S, 2 * (time.monotonic() - started)))
 
     def stop(self) -> None:
         self._stop.set()

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from suanli.core.api import AttemptOut, JobOut, NodeAssignmentOut
@@ -49,27 +49,27 @@ def submit(
     tenant: str,
     workdir_digest: str | None,
     now: datetime,
-) -> Job:
+) -> JobOut:
+    """Insert the job (one statement: this is the API's hot path) and return it as the API shows it."""
     if workdir_digest is not None and session.get(Blob, workdir_digest) is None:
         raise Unprocessable(f"workdir {workdir_digest} was not uploaded; POST it to /api/v1/workdirs first")
-    job = Job(
-        id=new_job_id(),
-        name=spec.display_name,
-        tenant=tenant,
-        state=JobState.PENDING.value,
-        reason="waiting for the scheduler",
-        priority=spec.priority.value,
-        spec=spec.model_dump(mode="json", exclude_none=True),
-        workdir_digest=workdir_digest,
-        attempts_count=0,
-        retries_used=0,
-        cancel_requested=False,
-        submitted_at=now,
-        updated_at=now,
-    )
-    session.add(job)
-    session.flush()
-    return job
+    values: dict[str, Any] = {
+        "id": new_job_id(),
+        "name": spec.display_name,
+        "tenant": tenant,
+        "state": JobState.PENDING.value,
+        "reason": "waiting for the scheduler",
+        "priority": spec.priority.value,
+        "spec": spec.model_dump(mode="json", exclude_none=True),
+        "workdir_digest": workdir_digest,
+        "attempts_count": 0,
+        "retries_used": 0,
+        "cancel_requested": False,
+        "submitted_at": now,
+        "updated_at": now,
+    }
+    session.execute(insert(Job).values(values))
+    return to_out(Job(**values), [])
 
 
 def get_job(session: Session, job_id: str) -> Job:

@@ -41,20 +41,24 @@ def pending_job(job: Job) -> PendingJob:
 
 
 class PendingCache:
-    """Parsed pending jobs by seq. A spec never changes after submit, so each is parsed once."""
+    """Parsed pending jobs by seq. A spec never changes after submit, so each is parsed once,
+    and a pass reads only (seq, reason) of the jobs it has already seen."""
 
     def __init__(self) -> None:
         self._jobs: dict[int, PendingJob] = {}
 
-    def get(self, job: Job) -> PendingJob:
-        found = self._jobs.get(job.seq)
-        if found is None:
-            found = self._jobs[job.seq] = pending_job(job)
-        return found
-
-    def keep_only(self, seqs: set[int]) -> None:
+    def load(self, session: Session) -> tuple[list[PendingJob], dict[str, str]]:
+        rows = session.execute(
+            select(Job.seq, Job.id, Job.reason).where(Job.state == JobState.PENDING.value).order_by(Job.seq)
+        ).all()
+        seqs = {r.seq for r in rows}
         for seq in [s for s in self._jobs if s not in seqs]:
             del self._jobs[seq]
+        missing = [s for s in seqs if s not in self._jobs]
+        for start in range(0, len(missing), 500):
+            for job in session.scalars(select(Job).where(Job.seq.in_(missing[start : start + 500]))):
+                self._jobs[job.seq] = pending_job(job)
+        return [self._jobs[r.seq] for r in rows if r.seq in self._jobs], {r.id: r.reason for r in rows}
 
 
 @dataclass
@@ -67,13 +71,12 @@ class Plan:
 
 
 def plan_pass(session: Session, now: datetime, lease_s: float, cache: PendingCache) -> Plan | None:
-    jobs = list(session.scalars(select(Job).where(Job.state == JobState.PENDING.value).order_by(Job.seq)))
-    cache.keep_only({j.seq for j in jobs})
+    jobs, reasons = cache.load(session)
     if not jobs:
         return None
     view = capacity_view(session, now, lease_s)
-    decision = schedule([cache.get(j) for j in jobs], view.sites, now)
-    return Plan(decision, {j.id: j.seq for j in jobs}, {j.id: j.reason for j in jobs})
+    decision = schedule(jobs, view.sites, now)
+    return Plan(decision, {j.id: j.seq for j in jobs}, reasons)
 
 
 def apply_plan(session: Session, plan: Plan, now: datetime, lease_s: float) -> PassResult:

@@ -1,0 +1,122 @@
+"""An in-process network: the real server (uvicorn on a loopback port, its scheduler ticked by
+hand on a ManualClock) and real agents talking to it over HTTP through the SDK."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from suanli.agent.agent import Agent
+from suanli.agent.backends.base import Backend
+from suanli.agent.backends.fake import FakeBackend
+from suanli.agent.backends.local import LocalBackend
+from suanli.core.clock import ManualClock
+from suanli.core.network import NetworkSpec, parse_network
+from suanli.sdk import Client
+from suanli.server.app import create_app
+from suanli.server.control import ControlPlane
+from suanli.server.settings import Settings
+
+NETWORK = """\
+regions: [beijing, tianjin, ningxia]
+sites:
+  - name: beijing
+    region: beijing
+    latency_ms: {beijing: 0.3, tianjin: 1.5, ningxia: 28}
+    nodes: [{name: bj-01, gpus: A800:4, cpus: 32, memory: 256}]
+  - name: tianjin-gaocun
+    region: tianjin
+    latency_ms: {beijing: 1.5, tianjin: 0.2, ningxia: 25}
+    nodes: [{name: tj-01, gpus: H100:16, cpus: 128, memory: 2048}]
+    tariff: {gpu_hour: {H100: 28}}
+  - name: ningxia
+    region: ningxia
+    nodes: [{name: nx-01, count: 4, gpus: 910B:8, cpus: 96, memory: 768}]
+"""
+
+
+@dataclass
+class Net:
+    control: ControlPlane
+    clock: ManualClock
+    url: str
+    http: httpx.Client
+    client: Client
+    spec: NetworkSpec
+    tmp: Path
+    agents: dict[str, Agent] = field(default_factory=dict)
+
+    def agent(self, site: str, backend: Backend) -> Agent:
+        token = self.control.site_token_path(site).read_text().strip()
+        work = self.tmp / "sites" / site
+        agent = Agent(Client(self.url, token=token), site, backend, work, agent_id=f"agent-{site}")
+        agent.register()
+        self.agents[site] = agent
+        return agent
+
+    def local_agent(self, site: str) -> tuple[Agent, LocalBackend]:
+        decl = self.spec.site(site)
+        assert decl is not None
+        backend = LocalBackend(self.tmp / "sites" / site, nodes=decl.node_decls(), kill_grace_s=2.0)
+        return self.agent(site, backend), backend
+
+    def fake_agent(self, site: str) -> tuple[Agent, FakeBackend]:
+        decl = self.spec.site(site)
+        assert decl is not None
+        backend = FakeBackend(decl.node_decls())
+        return self.agent(site, backend), backend
+
+    def cycle(self) -> None:
+        """One scheduler pass and one heartbeat from every agent."""
+        self.control.tick()
+        for agent in self.agents.values():
+            agent.step()
+
+    def pump(self, done: Callable[[], bool], timeout: float = 30.0) -> None:
+        """Cycle until ``done()`` holds. Real processes run meanwhile, so this waits on them."""
+        deadline = time.monotonic() + timeout
+        while not done():
+            if time.monotonic() > deadline:
+                raise AssertionError("condition not reached in time")
+            self.cycle()
+            time.sleep(0.02)
+
+    def state(self, job_id: str) -> str:
+        return self.client.job(job_id).state.value
+
+
+@pytest.fixture
+def net(tmp_path: Path) -> Iterator[Net]:
+    clock = ManualClock()
+    control = ControlPlane(Settings(home=tmp_path / "home", lease_s=30), clock=clock)
+    control.migrate()
+    spec = parse_network(NETWORK)
+    control.apply_network(spec)
+    server = uvicorn.Server(uvicorn.Config(create_app(control), host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.01)
+    url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    with httpx.Client(base_url=url) as http:
+        network = Net(control, clock, url, http, Client(url), spec, tmp_path)
+        try:
+            yield network
+        finally:
+            for agent in network.agents.values():
+                agent.shutdown(cancel_running=True, grace_s=1.0)
+                assert isinstance(agent.client, Client)
+                agent.client.close()
+            network.client.close()
+            server.should_exit = True
+            thread.join(timeout=10)
+            control.close()
