@@ -32,10 +32,6 @@ run "$BIN/suanli" sites
 step "Run a job and follow its output"
 run "$BIN/suanli" submit examples/hello.yaml --follow
 
-step "A training job that checkpoints (runs at tianjin-gaocun on an H100 slot)"
-TRAIN=$(su submit examples/train.yaml --json | "$BIN/python" -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-echo "submitted $TRAIN"
-
 step "Two jobs that each want all 16 H100 of tianjin-gaocun: the second waits, and says why"
 BIG1=$(su submit examples/big.yaml --name big-1 --json | "$BIN/python" -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 BIG2=$(su submit examples/big.yaml --name big-2 --json | "$BIN/python" -c 'import json,sys; print(json.load(sys.stdin)["id"])')
@@ -46,17 +42,22 @@ run "$BIN/suanli" status "$BIG2"
 step "A job no site can ever hold is refused at once"
 run "$BIN/suanli" submit examples/too-big.yaml || true
 
+step "Cancel big-1: big-2 takes the GPUs; then cancel big-2 too"
+run "$BIN/suanli" cancel "$BIG1"
+sleep 1
+run "$BIN/suanli" jobs
+run "$BIN/suanli" cancel "$BIG2"
+
+step "A training job that checkpoints (tianjin-gaocun, one H100 slot); follow it to the end"
+TRAIN=$(su submit examples/train.yaml --json | "$BIN/python" -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+run "$BIN/suanli" logs "$TRAIN" --follow
+
 step "A two-node gang at ningxia"
 run "$BIN/suanli" submit examples/multinode.yaml --follow
 
-step "Follow the training job to the end"
-run "$BIN/suanli" logs "$TRAIN" --follow
-
-step "Cancel the big jobs"
-run "$BIN/suanli" cancel "$BIG2"
-run "$BIN/suanli" cancel "$BIG1"
-sleep 0.5
+step "Every job, and where it ran"
 run "$BIN/suanli" jobs --all
+run "$BIN/suanli" status "$TRAIN"
 
 if [ "${DEMO_EXIT:-0}" = "1" ]; then
   step "Stopping the network (DEMO_EXIT=1)"

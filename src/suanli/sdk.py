@@ -72,6 +72,15 @@ def max_workdir_bytes() -> int:
     return int(float(os.environ.get("SUANLI_MAX_WORKDIR_MB", DEFAULT_MAX_WORKDIR_MB)) * 1024 * 1024)
 
 
+def format_bytes(n: float) -> str:
+    """1536 → '1.5 KiB'; exact enough to state a limit a user set."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} B" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
 def _ignore_patterns(root: Path) -> list[str]:
     patterns = list(ALWAYS_EXCLUDED)
     ignore = root / ".suanliignore"
@@ -116,9 +125,9 @@ def pack_workdir(root: Path, limit: int | None = None) -> IO[bytes]:
     total = sum(p.stat().st_size for p, _ in files)
     if total > limit:
         biggest = sorted(files, key=lambda f: -f[0].stat().st_size)[:3]
-        names = ", ".join(f"{rel} ({p.stat().st_size / 2**20:.1f} MiB)" for p, rel in biggest)
+        names = ", ".join(f"{rel} ({format_bytes(p.stat().st_size)})" for p, rel in biggest)
         raise WorkdirTooLarge(
-            f"workdir {root} holds {total / 2**20:.1f} MiB, over the {limit / 2**20:.0f} MiB limit. "
+            f"workdir {root} holds {format_bytes(total)}, over the {format_bytes(limit)} limit. "
             f"Largest files: {names}. List what to leave out in {root / '.suanliignore'}, "
             "or raise SUANLI_MAX_WORKDIR_MB."
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -53,10 +54,17 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A free port below the kernel's ephemeral range (32768+), which outgoing connections use
+    and could take between this check and the server's bind."""
+    for _ in range(200):
+        port = random.randint(20000, 32000)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port found")
 
 
 def wait_until(what: str, probe: Callable[[], Any], timeout: float, interval: float = 0.1) -> Any:
@@ -176,6 +184,17 @@ def job_processes(root: Path) -> list[psutil.Process]:
     return found
 
 
+def still_running(procs: Sequence[psutil.Process]) -> list[psutil.Process]:
+    alive = []
+    for proc in procs:
+        try:
+            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                alive.append(proc)
+        except psutil.NoSuchProcess:
+            continue
+    return alive
+
+
 def describe(procs: Sequence[psutil.Process]) -> str:
     lines = []
     for proc in procs:
@@ -199,6 +218,13 @@ class Network:
     def __post_init__(self) -> None:
         self.log_path = self.home / f"up-{self.port}.log"
         self.api = httpx.Client(base_url=self.url, timeout=10)
+
+    def move_to(self, port: int) -> None:
+        """Listen on another port from the next start on (the home stays)."""
+        assert self.proc is None, "stop the network first"
+        self.api.close()
+        self.port = port
+        self.__post_init__()
 
     @property
     def url(self) -> str:

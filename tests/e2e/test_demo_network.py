@@ -9,7 +9,18 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import EXAMPLES, Cli, Network, Result, describe, job_id_from, job_processes, wait_until, write
+from tests.e2e.conftest import (
+    EXAMPLES,
+    Cli,
+    Network,
+    Result,
+    describe,
+    job_id_from,
+    job_processes,
+    still_running,
+    wait_until,
+    write,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -164,6 +175,7 @@ def test_second_full_node_job_waits_and_says_why(cli: Cli, network: Network, tmp
         assert "PENDING" in row
         assert NO_ROOM in row
         assert "tianjin-gaocun" in row
+        _assert_estimate(row, first, timedelta(minutes=5))
         assert "RUNNING" in _job_row(table.stdout, first["id"])
 
         listed = pending.json()
@@ -178,7 +190,7 @@ def test_second_full_node_job_waits_and_says_why(cli: Cli, network: Network, tmp
         cancelled = cli.run("cancel", first["id"])
         assert cancelled.returncode == 0, str(cancelled)
         network.wait_job(first["id"], "CANCELLED", timeout=15)
-        left = [p for p in holder_procs if p.is_running() and p.status() != "zombie"]
+        left = still_running(holder_procs)
         assert not left, f"the cancelled job's processes are still running:\n{describe(left)}"
 
         started = network.wait_job(second["id"], "RUNNING", timeout=15)
@@ -193,7 +205,7 @@ def test_second_full_node_job_waits_and_says_why(cli: Cli, network: Network, tmp
         cancelled = cli.run("cancel", second["id"], "--json")
         assert cancelled.json()["id"] == second["id"]
         network.wait_job(second["id"], "CANCELLED", timeout=15)
-        left = [p for p in second_procs if p.is_running() and p.status() != "zombie"]
+        left = still_running(second_procs)
         assert not left, f"the cancelled job's processes are still running:\n{describe(left)}"
         assert cli.status(second["id"])["state"] == "CANCELLED"
     finally:

@@ -38,7 +38,10 @@ sites:
     tariff: {gpu_hour: {H100: 28}}
   - name: ningxia
     region: ningxia
+    latency_ms: {beijing: 28, tianjin: 25, ningxia: 0.3}
     nodes: [{name: nx-01, count: 4, gpus: 910B:8, cpus: 96, memory: 768}]
+tenants:
+  - {name: bj-ai, home_region: beijing}
 """
 
 

@@ -219,3 +219,23 @@ def test_listing_filters_and_pages(net: Net) -> None:
     assert [j.id for j in net.client.iter_jobs(limit=2)] == ids[::-1]
     assert [j.id for j in net.client.jobs(state="CANCELLED").items] == [ids[0]]
     assert [j.id for j in net.client.jobs(name="j3").items] == [ids[3]]
+
+
+def test_latency_limit_is_measured_from_the_tenants_home(net: Net) -> None:
+    net.fake_agent("ningxia")
+    job = net.client.submit(spec("run: x\nresources: {accelerators: 910B:1}\nplacement: {max_latency_ms: 5}\n"))
+    assert job.tenant == "bj-ai"  # the network's first tenant, home region beijing
+    net.cycle()
+    waiting = net.client.job(job.id)
+    assert waiting.state.value == "PENDING"
+    assert "ningxia: 28 ms from beijing is over max_latency_ms 5" in waiting.reason
+    near = net.client.submit(spec("run: x\nresources: {accelerators: 910B:1}\nplacement: {max_latency_ms: 30}\n"))
+    net.cycle()
+    assert net.state(near.id) == "SCHEDULED"
+
+
+def test_datasets_are_refused_until_the_data_chain_exists(net: Net) -> None:
+    with pytest.raises(ApiError) as info:
+        net.client.submit(spec("run: x\ndatasets: [{name: notes, mount: /data/notes}]\n"))
+    assert info.value.status == 422
+    assert "does not serve registered datasets yet" in info.value.detail

@@ -70,3 +70,14 @@ def test_duplicate_node_names_across_sites() -> None:
 def test_group_without_number_suffix() -> None:
     net = parse_network("sites:\n  - name: s\n    region: r\n    nodes: [{name: gpu, count: 3}]\n")
     assert [n.name for n in net.sites[0].node_decls()] == ["gpu-1", "gpu-2", "gpu-3"]
+
+
+def test_tariff_hours_are_local_time() -> None:
+    from datetime import UTC, datetime
+
+    tariff = parse_network(NETWORK).sites[0].tariff
+    assert tariff.timezone == "Asia/Shanghai"
+    # 01:00 UTC is 09:00 in Beijing: peak hours.
+    assert tariff.local_hour(datetime(2026, 3, 2, 1, 0, tzinfo=UTC)) == 9
+    with pytest.raises(SpecError, match="time zone"):
+        parse_network(NETWORK.replace("cpu_hour: 0.1", "cpu_hour: 0.1\n      timezone: Mars/Olympus"))

@@ -47,14 +47,14 @@ def test_places_by_type_and_assigns_gpu_indices() -> None:
 def test_second_big_job_waits_with_reason() -> None:
     result = schedule([job("a", 1, "H100:16"), job("b", 2, "H100:16")], demo(), NOW)
     assert [p.job_id for p in result.placements] == ["a"]
-    assert result.reasons["b"].startswith("no site has 16 × H100 free")
+    assert result.reasons["b"].startswith("no site has 16 × H100 free; every H100 is in use")
 
 
 def test_reason_names_when_capacity_frees() -> None:
     sites = demo()
     tj = sites[1]
     tj.nodes[0].free_gpus = ()
-    tj.allocations.append(Allocation("x", "tj-01", 16, 1, 1, NOW + timedelta(minutes=65)))
+    tj.allocations.append(Allocation("x", "tj-01", 16, 1, 1, NOW + timedelta(minutes=64, seconds=30)))
     result = schedule([job("b", 2, "H100:8")], sites, NOW)
     assert "tianjin-gaocun frees 8 × H100 at ~14:05 UTC" in result.reasons["b"]
 

@@ -153,3 +153,15 @@ def test_defaults() -> None:
     assert spec.resources.accelerators == []
     assert spec.priority is Priority.NORMAL
     assert spec.checkpoint.keep is True
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90", 90), ("90m", 5400), ("2h30m", 9000), ("1.5d", 129600), ("1h 5s", 3605)]
+)
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_job_spec(f"run: x\ntime_limit: {text}\n").time_limit == seconds
+
+
+def test_problems_sorted_by_line() -> None:
+    msg = errors("resources:\n  cpus: lots\n  accelerators: H100:0\nrun: x\n")
+    assert msg.index(":2:") < msg.index(":3:")

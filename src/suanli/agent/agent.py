@@ -220,7 +220,7 @@ class Agent:
     # -- applying the server's reply ------------------------------------------------------
     def _apply(self, response: HeartbeatResponse) -> None:
         for attempt_id in response.forget:
-            log.info("the server no longer counts attempt %s as this agent's: forgetting it", attempt_id)
+            log.debug("attempt %s is settled on the server; the agent lets it go", attempt_id)
             with self._lock:
                 self._drop(attempt_id)
         for order in response.stop:

@@ -16,7 +16,7 @@ from suanli.cli.render import state_text
 from suanli.core.api import JobOut
 from suanli.core.errors import SpecError
 from suanli.core.spec import JobSpec, job_spec_from_data, parse_job_spec
-from suanli.core.states import JobState
+from suanli.core.states import QUEUED_REASON, JobState
 from suanli.sdk import Client
 
 #: Seconds between polls when the log stream ends before the job's final state is recorded.
@@ -149,7 +149,7 @@ def _submit(client: Client, spec: JobSpec, workdir: Path | None) -> JobOut:
 def _print_submitted(job: JobOut, *, to_stderr: bool) -> None:
     show = note if to_stderr else say
     show(Text.assemble(f"Submitted job {job.id} ({job.name}): ", state_text(job.state)))
-    if job.state == JobState.PENDING and job.reason:
+    if job.state == JobState.PENDING and job.reason and job.reason != QUEUED_REASON:
         show(f"  Waiting: {job.reason}", style="yellow")
 
 

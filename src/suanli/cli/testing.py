@@ -19,7 +19,7 @@ import httpx
 from pydantic import BaseModel
 from typer.testing import CliRunner, Result
 
-from suanli.cli import app
+from suanli.cli import app, render
 from suanli.cli.context import CliState
 from suanli.core.api import AttemptOut, GpuCount, JobOut, NodeAssignmentOut, NodeOut, Page, Problem, SiteOut
 from suanli.core.states import AttemptState, JobState
@@ -186,4 +186,10 @@ class Harness:
     def run(self, *args: str, env: Mapping[str, str | None] | None = None) -> Result:
         full_env: dict[str, str | None] = {"COLUMNS": "200", "NO_COLOR": "1", **(env or {})}
         state = CliState(client_factory=self.client)
-        return CliRunner().invoke(app, list(args), env=full_env, obj=state)
+        # Ages ("3m") are computed against the canned data's clock, not the wall clock, so a
+        # slow run cannot turn "3m" into "4m".
+        saved, render.now = render.now, lambda: NOW
+        try:
+            return CliRunner().invoke(app, list(args), env=full_env, obj=state)
+        finally:
+            render.now = saved

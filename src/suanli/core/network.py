@@ -6,8 +6,10 @@ One schema for ``suanli server --network``, ``suanli up --demo`` and the simulat
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
@@ -113,8 +115,10 @@ class TariffPeriod(StrictModel):
 
 
 class Tariff(StrictModel):
-    """Prices in CNY. ``periods`` multiply the base price in their hours (peak / valley)."""
+    """Prices in CNY. ``periods`` multiply the base price in their hours (peak / valley), which
+    are read on the site's local clock (``timezone``, China Standard Time unless declared)."""
 
+    timezone: str = "Asia/Shanghai"
     gpu_hour: dict[str, float] = Field(default_factory=dict)
     cpu_hour: float = Field(default=0.0, ge=0)
     memory_gib_hour: float = Field(default=0.0, ge=0)
@@ -129,6 +133,18 @@ class Tariff(StrictModel):
                     raise ValueError(f"hour {h:02d} is in two periods ('{seen[h]}' and '{p.hours}')")
                 seen[h] = p.hours
         return self
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"'{value}' is not a time zone name like Asia/Shanghai") from None
+        return value
+
+    def local_hour(self, when: datetime) -> int:
+        return when.astimezone(ZoneInfo(self.timezone)).hour
 
     def factor_at_hour(self, hour: int) -> float:
         for p in self.periods:

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 _ACCEL = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9_\-.]*)\s*(?::\s*(-?\d+))?\s*$")
 _MIN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(\+)?\s*$")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_DURATION = re.compile(r"^\s*(?:\d+(?:\.\d+)?\s*[smhd]\s*)+$|^\s*\d+(?:\.\d+)?\s*$")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
 
 
 @dataclass(frozen=True, order=True)
@@ -55,16 +56,16 @@ def parse_minimum(value: object, what: str, unit: str = "") -> float:
 
 
 def parse_duration(value: object) -> float:
-    """Seconds from ``3600``, ``"90m"``, ``"2h"``, ``"1.5d"``."""
+    """Seconds from ``3600``, ``"90m"``, ``"2h"``, ``"2h30m"``, ``"1.5d"``."""
     if isinstance(value, bool):
         raise ValueError(f"a duration must look like 30m, 2h or 3600, not {value!r}")
     if isinstance(value, int | float):
         seconds = float(value)
     elif isinstance(value, str):
-        m = _DURATION.match(value)
-        if not m:
-            raise ValueError(f"a duration must look like 30m, 2h or 3600, not '{value}'")
-        seconds = float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+        if not _DURATION.match(value):
+            raise ValueError(f"a duration must look like 30m, 2h, 2h30m or 3600, not '{value}'")
+        units = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+        seconds = sum(float(n) * units[u] for n, u in _DURATION_PART.findall(value))
     else:
         raise ValueError(f"a duration must look like 30m, 2h or 3600, not {value!r}")
     if seconds <= 0:

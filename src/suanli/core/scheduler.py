@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from suanli.core.network import Tariff
 from suanli.core.resources import Accelerator
@@ -133,7 +133,7 @@ def site_filter_reason(job: PendingJob, site: SiteState, now: datetime) -> str |
         if latency > job.max_latency_ms + EPS:
             return f"{latency:g} ms from {job.home_region} is over max_latency_ms {job.max_latency_ms:g}"
     if job.max_price_per_gpu_hour is not None and job.resources.accelerators and site.tariff is not None:
-        hour = now.astimezone(UTC).hour
+        hour = site.tariff.local_hour(now)
         prices = [site.tariff.gpu_price(a.type, hour) for a in job.resources.accelerators]
         known = [p for p in prices if p is not None]
         if known and min(known) > job.max_price_per_gpu_hour + EPS:
@@ -275,10 +275,14 @@ def explain_wait(job: PendingJob, sites: Sequence[SiteState], now: datetime) -> 
         if not n.schedulable and any(n.could_ever_fit(a, res.cpus, res.memory) for a in options)
     ]
     text = f"no site has {want} free"
-    if best_free is not None:
+    if best_free is not None and best_free[0] > 0:
         text += f"; largest free is {best_free[0]} × {best_free[1]} at {best_free[2]}"
+    elif best_free is not None:
+        text += f"; every {best_free[1]} is in use"
     if soonest is not None:
-        text += f"; {soonest[1]} frees {soonest[2]} at ~{soonest[0].astimezone(UTC):%H:%M} UTC"
+        # Rounded up: "frees at ~14:06" must not promise a minute too early.
+        at = (soonest[0] + timedelta(seconds=59)).astimezone(UTC)
+        text += f"; {soonest[1]} frees {soonest[2]} at ~{at:%H:%M} UTC"
     elif res.accelerators or down:
         text += "; running jobs there have no time limit, so no estimate of when"
     if down:

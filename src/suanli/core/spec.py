@@ -102,7 +102,8 @@ class Resources(StrictModel):
     def describe(self) -> str:
         gpus = " or ".join(f"{a.count} × {a.type}" for a in self.accelerators) or "no GPU"
         per = f"{self.num_nodes} nodes × " if self.num_nodes > 1 else ""
-        return f"{per}{gpus}, {self.cpus:g} CPUs, {self.memory:g} GiB"
+        cpus = f"{self.cpus:g} CPU" + ("" if self.cpus == 1 else "s")
+        return f"{per}{gpus}, {cpus}, {self.memory:g} GiB"
 
 
 class Placement(StrictModel):

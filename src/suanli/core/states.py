@@ -24,6 +24,9 @@ class JobState(StrEnum):
         return self in (JobState.SCHEDULED, JobState.STARTING, JobState.RUNNING)
 
 
+#: The reason a job shows between its submission and the first scheduling pass that sees it.
+QUEUED_REASON = "queued for the next scheduling pass"
+
 TERMINAL_JOB_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
 
 

@@ -75,7 +75,7 @@ def problems_from(exc: ValidationError, model: type[BaseModel], doc: LocatedDocu
             continue
         seen.add(key)
         problems.append(Problem(dotted(loc), message, doc.line_of(loc) if doc else None))
-    return problems
+    return sorted(problems, key=lambda p: p.line or 0)
 
 
 def validate_data(model: type[M], data: Any, doc: LocatedDocument | None = None, source: str | None = None) -> M:

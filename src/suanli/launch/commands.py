@@ -13,21 +13,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import uvicorn
 from rich.console import Console
 
-from suanli.agent.agent import Agent
-from suanli.agent.backends.local import LocalBackend
 from suanli.core.errors import SuanliError
-from suanli.core.network import NodeDecl
-from suanli.core.resources import parse_accelerator
-from suanli.launch.network import LocalNetwork, demo_network, read_network_file, single_site_network
-from suanli.sdk import Client, default_server
-from suanli.server.app import create_app
-from suanli.server.control import ControlPlane
 from suanli.server.settings import DEFAULT_PORT, Settings, default_home
 
-err = Console(stderr=True)
+# The server, agent and network modules (FastAPI, SQLAlchemy, uvicorn) are imported inside the
+# commands that need them, so `suanli jobs` and friends start fast.
+
+err = Console(stderr=True, soft_wrap=True)
 PANEL = "Run the network"
 
 HomeOption = Annotated[
@@ -44,6 +38,8 @@ def _logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    # One line per HTTP request is noise at INFO (the agent heartbeats every few seconds).
+    logging.getLogger("httpx").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 def _until_signalled() -> threading.Event:
@@ -68,6 +64,12 @@ def server(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the control plane (API, scheduler). State: SQLite under --home, or $SUANLI_DATABASE_URL."""
+    import uvicorn
+
+    from suanli.launch.network import read_network_file
+    from suanli.server.app import create_app
+    from suanli.server.control import ControlPlane
+
     _logging(verbose)
     settings = Settings(home=home or default_home(), host=host, port=port)
     control = ControlPlane(settings)
@@ -106,22 +108,26 @@ def agent(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run a site agent: register with the server, take attempts, run them on the site's engine."""
+    import psutil
+
+    from suanli.agent.agent import Agent
+    from suanli.agent.backends.local import LocalBackend
+    from suanli.core.network import NodeDecl
+    from suanli.core.resources import parse_accelerator
+    from suanli.sdk import Client, default_server
+
     _logging(verbose)
     if backend != "local":
         raise SuanliError(f"backend '{backend}' is not available in this version; use --backend local")
-    secret = token or os.environ.get("SUANLI_AGENT_TOKEN")
-    if secret is None and token_file is not None:
-        secret = token_file.read_text().strip()
+    secret = token or (token_file.read_text().strip() if token_file else None) or os.environ.get("SUANLI_AGENT_TOKEN")
     if not secret:
         raise SuanliError("the agent needs its site token: --token, --token-file or $SUANLI_AGENT_TOKEN")
     root = work_dir or default_home() / "agent" / site
     nodes = None
     if gpus or cpus or memory:
-        import psutil
-
         nodes = [
             NodeDecl(
-                name=socket.gethostname().split(".")[0],
+                name=socket.gethostname(),
                 gpus=parse_accelerator(gpus) if gpus else None,
                 cpus=cpus or float(psutil.cpu_count() or 1),
                 memory=memory or round(psutil.virtual_memory().total / 2**30, 1),
@@ -137,6 +143,10 @@ def agent(
     stop = _until_signalled()
     err.print(f"agent for site [bold]{site}[/] → {server_url or default_server()} (work dir {root}); Ctrl-C stops it")
     the_agent.run_forever(stop)
+    # Attempts are not re-adopted after an agent restart yet, so stop them rather than leave
+    # processes the server will also restart elsewhere; they are reported LOST and requeued.
+    err.print("stopping the attempts this agent runs …")
+    the_agent.shutdown(cancel_running=True)
 
 
 def up(
@@ -151,6 +161,9 @@ def up(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Server and agents in one process, on 127.0.0.1. Ctrl-C stops everything it started."""
+    from suanli.launch.network import LocalNetwork, demo_network, read_network_file, single_site_network
+    from suanli.sdk import Client, default_server
+
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )

@@ -24,7 +24,7 @@ from suanli.store.db import Database
 log = logging.getLogger("suanli.server")
 
 #: Least time between two scheduling passes.
-MIN_PASS_GAP_S = 0.02
+MIN_PASS_GAP_S = 0.05
 
 
 @dataclass
@@ -73,6 +73,12 @@ class ControlPlane:
         self._thread: threading.Thread | None = None
         self._pending = scheduling.PendingCache()
         self._tick_lock = threading.Lock()
+        # Incremental passes: what the last full pass saw.
+        self._epoch_lock = threading.Lock()
+        self._epoch = 0
+        self._planned_epoch = -1
+        self._last_full = float("-inf")
+        self._seen_seq = 0
 
     # -- set-up ---------------------------------------------------------------------------
     def migrate(self) -> None:
@@ -104,20 +110,45 @@ class ControlPlane:
         """Ask for a scheduling pass soon (coalesced)."""
         self._kick.set()
 
-    def tick(self) -> TickResult:
-        """Expire leases, then place what fits. Safe to call from tests at any moment; passes
-        never overlap (placements are planned on a snapshot and must not race)."""
-        with self._tick_lock:
-            return self._tick()
+    def capacity_changed(self) -> None:
+        """Capacity may have grown (an attempt ended, a node came back): the next pass looks at
+        every pending job again, not only new ones."""
+        with self._epoch_lock:
+            self._epoch += 1
+        self._kick.set()
 
-    def _tick(self) -> TickResult:
+    def tick(self, full: bool = True) -> TickResult:
+        """Expire leases, then place what fits. Safe to call from tests at any moment; passes
+        never overlap (placements are planned on a snapshot and must not race).
+
+        ``full=False`` lets the pass look only at jobs submitted since the last full pass when no
+        capacity was freed meanwhile; a full pass still runs at least every scheduler interval."""
+        with self._tick_lock:
+            return self._tick(full)
+
+    def _tick(self, full: bool) -> TickResult:
         now = self.clock.now()
-        with self.db.session() as session:
-            lost_sites = scheduling.expire_leases(session, now)
         with self.db.read() as session:
-            plan = scheduling.plan_pass(session, now, self.settings.lease_s, self._pending)
+            expired = scheduling.any_expired(session, now)
+        lost_sites: set[str] = set()
+        if expired:
+            with self.db.session() as session:
+                lost_sites = scheduling.expire_leases(session, now)
+            if lost_sites:
+                self.capacity_changed()
+        with self._epoch_lock:
+            epoch = self._epoch
+        started = time.monotonic()
+        full = full or epoch != self._planned_epoch or started - self._last_full >= self.settings.scheduler_interval_s
+        with self.db.read() as session:
+            plan = scheduling.plan_pass(
+                session, now, self.settings.lease_s, self._pending, None if full else self._seen_seq
+            )
+        if full:
+            self._planned_epoch, self._last_full = epoch, started
         result = scheduling.PassResult()
         if plan is not None:
+            self._seen_seq = max(self._seen_seq, *plan.seq_of.values())
             with self.db.session() as session:
                 result = scheduling.apply_plan(session, plan, now, self.settings.lease_s)
         for site in result.sites | lost_sites:
@@ -141,7 +172,7 @@ class ControlPlane:
                 return
             started = time.monotonic()
             try:
-                self.tick()
+                self.tick(full=False)
             except Exception:  # the loop must outlive one bad pass; the error is logged in full
                 log.exception("scheduler pass failed")
             # Coalesce bursts of kicks (hundreds of submissions a second) into fewer passes, and

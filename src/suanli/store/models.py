@@ -62,6 +62,18 @@ class Site(Base):
     created_at: Mapped[datetime]
 
 
+class Tenant(Base):
+    """A customer of the network. Identities and quotas come later; for now a tenant has a home
+    region (latency limits are measured from it) and a fair-share weight."""
+
+    __tablename__ = "tenants"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    home_region: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    weight: Mapped[float] = mapped_column(Float, default=1.0)
+    created_at: Mapped[datetime]
+
+
 class Node(Base):
     __tablename__ = "nodes"
 

@@ -25,7 +25,7 @@ def register(req: RegisterRequest, control: Control, token: Token) -> RegisterRe
         changed = service.register(session, site, req, now)
     if changed:
         control.invalidate_capacity()
-    control.kick()
+    control.capacity_changed()
     return RegisterResponse(
         site=req.site, lease_s=control.settings.lease_s, heartbeat_s=control.settings.heartbeat_s, server_time=now
     )
@@ -45,7 +45,7 @@ def heartbeat(req: HeartbeatRequest, control: Control, token: Token) -> Heartbea
     if out.logs_added or out.changed_jobs:
         control.signals.bump("logs", "jobs")
     if out.freed_capacity or out.inventory_changed:
-        control.kick()
+        control.capacity_changed()
     deadline = time.monotonic() + req.wait_s
     while not (out.start or out.stop) and not control.stopping:
         left = deadline - time.monotonic()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from suanli.core.api import JobOut, JobSubmit, Page
@@ -20,13 +20,15 @@ router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 
 
 @router.post("", status_code=201, response_model=JobOut)
-def submit(body: JobSubmit, control: Control) -> Response:
+async def submit(request: Request) -> Response:
     """Submit a job. It is committed durably before its id is returned."""
+    control: ControlPlane = request.app.state.control
+    body = JobSubmit.model_validate_json(await request.body())
     spec = service.validate_spec(body.spec)
     service.check_fits(spec, control.capacity())
     with control.db.session() as session:
         out = service.submit(
-            session, spec, tenant=body.tenant or "default", workdir_digest=body.workdir_digest, now=control.clock.now()
+            session, spec, tenant=body.tenant, workdir_digest=body.workdir_digest, now=control.clock.now()
         )
     control.kick()
     # Serialised once, by pydantic: this is the API's hot path.
@@ -74,7 +76,7 @@ def cancel(job_id: str, control: Control) -> JobOut:
     if notify and site:
         control.signals.bump(f"site:{site}")
     control.signals.bump("logs", "jobs")
-    control.kick()
+    control.capacity_changed()
     return out
 
 

@@ -147,8 +147,7 @@ def _apply_report(
     attempt.state = new.value
     if new in (AttemptState.STARTING, AttemptState.RUNNING) and attempt.started_at is None:
         attempt.started_at = now
-    if report.message:
-        attempt.message = report.message
+    attempt.message = report.message
     if new.is_terminal():
         attempt.ended_at = now
         attempt.exit_code = report.exit_code

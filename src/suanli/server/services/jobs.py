@@ -14,9 +14,9 @@ from suanli.core.api import AttemptOut, JobOut, NodeAssignmentOut
 from suanli.core.errors import SpecError
 from suanli.core.scheduler import SiteState, never_fits
 from suanli.core.spec import JobSpec, job_spec_from_data
-from suanli.core.states import AttemptState, JobState
+from suanli.core.states import QUEUED_REASON, AttemptState, JobState
 from suanli.server.services.errors import NotFound, Unprocessable
-from suanli.store.models import Attempt, Blob, Job, LogChunkRow
+from suanli.store.models import Attempt, Blob, Job, LogChunkRow, Tenant
 
 _ID_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 
@@ -28,12 +28,20 @@ def new_job_id() -> str:
 
 def validate_spec(data: dict[str, Any]) -> JobSpec:
     try:
-        return job_spec_from_data(data)
+        spec = job_spec_from_data(data)
     except SpecError as exc:
         raise Unprocessable(
             "the job spec is invalid: " + "; ".join(p.render() for p in exc.problems),
             [{"field": p.field, "message": p.message} for p in exc.problems],
         ) from None
+    if spec.datasets:
+        # Accepting them and running without the data would be worse than saying no.
+        raise Unprocessable(
+            "datasets: this network does not serve registered datasets yet (the data chain is not "
+            "deployed); remove 'datasets' and ship small inputs in the workdir",
+            [{"field": "datasets", "message": "datasets are not available on this network yet"}],
+        )
+    return spec
 
 
 def check_fits(spec: JobSpec, sites: Sequence[SiteState]) -> None:
@@ -42,11 +50,21 @@ def check_fits(spec: JobSpec, sites: Sequence[SiteState]) -> None:
         raise Unprocessable(message)
 
 
+DEFAULT_TENANT = "default"
+
+
+def default_tenant(session: Session) -> str:
+    """Until identities arrive, a job that names no tenant belongs to the first tenant the
+    network file declares (so its home region counts), else to 'default'."""
+    first = session.scalar(select(Tenant.name).order_by(Tenant.created_at, Tenant.name).limit(1))
+    return first or DEFAULT_TENANT
+
+
 def submit(
     session: Session,
     spec: JobSpec,
     *,
-    tenant: str,
+    tenant: str | None,
     workdir_digest: str | None,
     now: datetime,
 ) -> JobOut:
@@ -56,9 +74,9 @@ def submit(
     values: dict[str, Any] = {
         "id": new_job_id(),
         "name": spec.display_name,
-        "tenant": tenant,
+        "tenant": tenant or default_tenant(session),
         "state": JobState.PENDING.value,
-        "reason": "waiting for the scheduler",
+        "reason": QUEUED_REASON,
         "priority": spec.priority.value,
         "spec": spec.model_dump(mode="json", exclude_none=True),
         "workdir_digest": workdir_digest,

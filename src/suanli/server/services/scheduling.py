@@ -14,7 +14,7 @@ from suanli.core.spec import Priority, Resources
 from suanli.core.states import AttemptState, JobState
 from suanli.server.services.jobs import finish
 from suanli.server.services.sites import ACTIVE_ATTEMPT_STATES, capacity_view
-from suanli.store.models import Attempt, Job
+from suanli.store.models import Attempt, Job, Tenant
 
 
 @dataclass
@@ -25,7 +25,7 @@ class PassResult:
     sites: set[str] = field(default_factory=set)
 
 
-def pending_job(job: Job) -> PendingJob:
+def pending_job(job: Job, home_region: str | None = None) -> PendingJob:
     spec = job.spec
     placement = PlacementSpec.model_validate(spec.get("placement", {}))
     return PendingJob(
@@ -35,6 +35,7 @@ def pending_job(job: Job) -> PendingJob:
         priority=Priority(job.priority),
         regions=tuple(placement.regions),
         tenant=job.tenant,
+        home_region=home_region,
         max_latency_ms=placement.max_latency_ms,
         max_price_per_gpu_hour=placement.max_price_per_gpu_hour,
     )
@@ -47,17 +48,23 @@ class PendingCache:
     def __init__(self) -> None:
         self._jobs: dict[int, PendingJob] = {}
 
-    def load(self, session: Session) -> tuple[list[PendingJob], dict[str, str]]:
-        rows = session.execute(
-            select(Job.seq, Job.id, Job.reason).where(Job.state == JobState.PENDING.value).order_by(Job.seq)
-        ).all()
+    def load(self, session: Session, after_seq: int | None = None) -> tuple[list[PendingJob], dict[str, str]]:
+        """Pending jobs in submit order; with ``after_seq`` only those submitted after it."""
+        query = select(Job.seq, Job.id, Job.reason).where(Job.state == JobState.PENDING.value).order_by(Job.seq)
+        if after_seq is not None:
+            query = query.where(Job.seq > after_seq)
+        rows = session.execute(query).all()
         seqs = {r.seq for r in rows}
-        for seq in [s for s in self._jobs if s not in seqs]:
-            del self._jobs[seq]
+        if after_seq is None:
+            for seq in [s for s in self._jobs if s not in seqs]:
+                del self._jobs[seq]
         missing = [s for s in seqs if s not in self._jobs]
+        homes: dict[str, str | None] = {}
+        if missing:
+            homes = dict(session.execute(select(Tenant.name, Tenant.home_region)).all())
         for start in range(0, len(missing), 500):
             for job in session.scalars(select(Job).where(Job.seq.in_(missing[start : start + 500]))):
-                self._jobs[job.seq] = pending_job(job)
+                self._jobs[job.seq] = pending_job(job, homes.get(job.tenant))
         return [self._jobs[r.seq] for r in rows if r.seq in self._jobs], {r.id: r.reason for r in rows}
 
 
@@ -70,8 +77,13 @@ class Plan:
     reasons_before: dict[str, str]
 
 
-def plan_pass(session: Session, now: datetime, lease_s: float, cache: PendingCache) -> Plan | None:
-    jobs, reasons = cache.load(session)
+def plan_pass(
+    session: Session, now: datetime, lease_s: float, cache: PendingCache, after_seq: int | None = None
+) -> Plan | None:
+    """Plan placements for every pending job, or (incremental) only for jobs newer than
+    ``after_seq``: sound while no capacity was freed since the last full pass, because jobs that
+    did not fit then cannot fit now."""
+    jobs, reasons = cache.load(session, after_seq)
     if not jobs:
         return None
     view = capacity_view(session, now, lease_s)
@@ -132,6 +144,11 @@ def _place(session: Session, job: Job, placement: Placement, now: datetime, leas
     job.site = placement.site
     job.reason = ""
     job.updated_at = now
+
+
+def any_expired(session: Session, now: datetime) -> bool:
+    query = select(Attempt.id).where(Attempt.state.in_(ACTIVE_ATTEMPT_STATES), Attempt.lease_expires_at < now).limit(1)
+    return session.scalar(query) is not None
 
 
 def expire_leases(session: Session, now: datetime) -> set[str]:

@@ -21,7 +21,7 @@ from suanli.core.protocol import NodeReport
 from suanli.core.scheduler import Allocation, NodeState, SiteState
 from suanli.core.states import AttemptState
 from suanli.server.services.errors import NotFound, Unauthorized
-from suanli.store.models import Attempt, Job, Node, Site
+from suanli.store.models import Attempt, Job, Node, Site, Tenant
 
 ACTIVE_ATTEMPT_STATES = (AttemptState.SCHEDULED.value, AttemptState.STARTING.value, AttemptState.RUNNING.value)
 
@@ -45,6 +45,11 @@ def apply_network(session: Session, network: NetworkSpec, now: datetime, token_d
     """Create or update every declared site and its nodes. Returns the names of sites that got a
     new agent token (written, mode 0600, to ``token_dir``)."""
     new_tokens: list[str] = []
+    tenants = {t.name: t for t in session.scalars(select(Tenant))}
+    for t in network.tenants:
+        row = tenants.get(t.name) or Tenant(name=t.name, created_at=now)
+        row.home_region, row.weight = t.home_region, t.weight
+        session.add(row)
     existing = {s.name: s for s in session.scalars(select(Site))}
     for decl in network.sites:
         site = existing.get(decl.name)
