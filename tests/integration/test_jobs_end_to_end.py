@@ -162,7 +162,8 @@ def test_lost_attempt_is_requeued_and_resumes_from_checkpoint(net: Net) -> None:
     net.pump(lambda: net.state(job.id) == "SUCCEEDED")
     done = net.client.job(job.id)
     assert [a.state.value for a in done.attempts] == ["LOST", "SUCCEEDED"]
-    assert "resumed at attempt 2" in "".join(net.client.logs(job.id))
+    text = "".join(net.client.logs(job.id))
+    assert text.index("first") < text.index("--- attempt 2 at beijing ---") < text.index("resumed at attempt 2")
 
 
 def test_stale_fencing_token_is_ignored(net: Net) -> None:

@@ -93,7 +93,6 @@ def logs(job_id: str, control: Control, follow: bool = False) -> StreamingRespon
 def _stream(control: ControlPlane, job_id: str, follow: bool, multi: bool) -> Iterator[str]:
     after = 0
     attempt_id: int | None = None
-    attempt_no = 0
     partial: dict[int, str] = {}
     while True:
         seen = control.signals.version("logs")
@@ -101,12 +100,13 @@ def _stream(control: ControlPlane, job_id: str, follow: bool, multi: bool) -> It
             job = service.get_job(session, job_id)
             done = JobState(job.state).is_terminal()
             chunks = service.log_chunks_after(session, job, after)
+            attempts = {a.id: a for a in service.attempts_of(session, [job])[job.seq]}
         for chunk in chunks:
             after = chunk.id
             if chunk.attempt_id != attempt_id:
-                attempt_no += 1
-                if attempt_id is not None:
-                    yield f"--- attempt {attempt_no} ---\n"
+                if attempt_id is not None and chunk.attempt_id in attempts:
+                    a = attempts[chunk.attempt_id]
+                    yield f"--- attempt {a.number} at {a.site} ---\n"
                 attempt_id = chunk.attempt_id
             yield _format(chunk, multi, partial)
         if chunks:
