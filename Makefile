@@ -4,11 +4,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help install demo test lint format typecheck imports unit integration e2e bench clean
+.PHONY: help install demo test lint format typecheck imports unit integration e2e bench clean engines engine-test
 
 help:
 	@echo "make demo   start a three-site network on this machine and run jobs on it"
-	@echo "make test   lint, type-check, import rules, and the whole test suite"
+	@echo "make test   lint, type-check, import rules, and the whole test suite (real Slurm and Ray when root with apt)"
+	@echo "make engines  install and start Slurm and Ray on this machine (scripts/engines/); make engine-test runs their tests"
 	@echo "make bench  the benchmarks (they print figures; add ARGS=--json for JSON)"
 
 $(STAMP): pyproject.toml
@@ -22,8 +23,20 @@ install: $(STAMP)
 demo: $(STAMP)
 	@bash scripts/demo.sh
 
+# The suite without the real engines, then the engine tests against the Slurm and Ray that
+# `make engines` installs and starts (root with apt, and always in CI; skipped loudly otherwise).
 test: lint typecheck imports
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not engine"
+	@$(MAKE) --no-print-directory engines
+	@$(MAKE) --no-print-directory engine-test
+
+# Install + start Slurm (apt) and Ray (pip, the 'ray' extra) when this machine can; ENGINES=no skips.
+engines: $(STAMP)
+	@bash scripts/engines/up.sh
+
+# Contract suite and engine tests on Slurm and Ray; they skip loudly without the engines (fail under CI=true).
+engine-test: $(STAMP)
+	$(BIN)/python -m pytest -q -ra -m engine tests/contract tests/engines
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples
@@ -51,6 +64,27 @@ e2e: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/submit.py $(ARGS)
 	$(BIN)/python bench/start_latency.py $(ARGS)
+	$(BIN)/python bench/dashboard.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist src/*.egg-info
+
+# The dashboard's browser tests drive Debian's Chromium (Playwright's own download does not work
+# here), with a CJK font so Chinese pages render. Installs them when root with apt; otherwise it
+# says what to run (the tests then skip loudly, or fail under CI=true).
+.PHONY: browser web-vendor
+BROWSER_PACKAGES := chromium fonts-wqy-zenhei
+browser:
+	@if [ -x /usr/bin/chromium ] && fc-list :lang=zh 2>/dev/null | grep -q .; then \
+	  echo "browser: /usr/bin/chromium and a CJK font are installed"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -q $(BROWSER_PACKAGES) || { apt-get update -q && apt-get install -y -q $(BROWSER_PACKAGES); }; \
+	else \
+	  echo "browser: Chromium or a CJK font is missing; as root run: apt-get install -y $(BROWSER_PACKAGES)" >&2; \
+	fi
+
+# Re-vendor the dashboard's front-end packages (pinned in package.json) from the npm registry.
+web-vendor:
+	npm ci --ignore-scripts --no-audit --no-fund
+	bash scripts/vendor_web.sh

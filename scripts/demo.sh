@@ -59,6 +59,10 @@ step "Every job, and where it ran"
 run "$BIN/suanli" jobs --all
 run "$BIN/suanli" status "$TRAIN"
 
+step "The bill: metered by the sites, priced by their time-of-use tariffs"
+run "$BIN/suanli" usage --by job
+run "$BIN/suanli" invoice bj-ai "$(TZ=Asia/Shanghai date +%Y-%m)"
+
 if [ "${DEMO_EXIT:-0}" = "1" ]; then
   step "Stopping the network (DEMO_EXIT=1)"
   exit 0

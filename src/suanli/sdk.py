@@ -15,6 +15,7 @@ import os
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, TypeVar
@@ -22,7 +23,19 @@ from typing import IO, Any, TypeVar
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
-from suanli.core.api import JobOut, JobSubmit, NodeOut, Page, SiteOut, WorkdirOut
+from suanli.core.api import (
+    ExplainOut,
+    InvoiceOut,
+    JobOut,
+    JobSubmit,
+    NodeOut,
+    Page,
+    SiteOut,
+    SiteRevenueOut,
+    TariffVersionOut,
+    UsageLineOut,
+    WorkdirOut,
+)
 from suanli.core.errors import SuanliError
 from suanli.core.protocol import HeartbeatRequest, HeartbeatResponse, RegisterRequest, RegisterResponse
 from suanli.core.spec import JobSpec, parse_job_spec
@@ -264,6 +277,10 @@ class Client:
     def cancel(self, job_id: str) -> JobOut:
         return JobOut.model_validate_json(self._request("POST", f"/api/v1/jobs/{job_id}/cancel").content)
 
+    def explain(self, job_id: str) -> ExplainOut:
+        """Why the job runs where it does, or waits: its reason and every site's verdict."""
+        return self._get(f"/api/v1/jobs/{job_id}/explain", ExplainOut)
+
     def logs(self, job_id: str, *, follow: bool = False) -> Iterator[str]:
         """Yield the job's output as text, as it arrives when ``follow`` is set."""
         params = {"follow": "true" if follow else "false"}
@@ -288,9 +305,62 @@ class Client:
             params["site"] = site
         return _list_of(NodeOut, self._request("GET", "/api/v1/nodes", params=params))
 
+    def drain(self, node: str, reason: str) -> NodeOut:
+        """Take a node out of scheduling; attempts already on it run to their end."""
+        response = self._request("POST", f"/api/v1/nodes/{node}/drain", json={"reason": reason})
+        return NodeOut.model_validate_json(response.content)
+
+    def undrain(self, node: str) -> NodeOut:
+        return NodeOut.model_validate_json(self._request("POST", f"/api/v1/nodes/{node}/undrain").content)
+
     def health(self) -> dict[str, Any]:
         data: dict[str, Any] = self._request("GET", "/healthz").json()
         return data
+
+    # -- usage and bills -------------------------------------------------------------------
+    def usage(
+        self,
+        *,
+        tenant: str | None = None,
+        site: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        month: str | None = None,
+        by: str = "site",
+    ) -> list[UsageLineOut]:
+        params: dict[str, Any] = {"by": by}
+        for key, value in (("tenant", tenant), ("site", site), ("month", month)):
+            if value:
+                params[key] = value
+        if start:
+            params["from"] = start.isoformat()
+        if end:
+            params["to"] = end.isoformat()
+        return _list_of(UsageLineOut, self._request("GET", "/api/v1/usage", params=params))
+
+    def site_revenue(self, *, month: str | None = None) -> list[SiteRevenueOut]:
+        params = {"month": month} if month else {}
+        return _list_of(SiteRevenueOut, self._request("GET", "/api/v1/usage/sites", params=params))
+
+    def invoice(self, tenant: str, month: str) -> InvoiceOut:
+        return self._get(f"/api/v1/invoices/{tenant}/{month}", InvoiceOut)
+
+    def invoice_document(self, tenant: str, month: str, fmt: str) -> str:
+        """The invoice as ``csv`` or printable ``html``."""
+        return self._request("GET", f"/api/v1/invoices/{tenant}/{month}", params={"format": fmt}).text
+
+    def tariffs(self, site: str | None = None) -> list[TariffVersionOut]:
+        params = {"site": site} if site else {}
+        return _list_of(TariffVersionOut, self._request("GET", "/api/v1/tariffs", params=params))
+
+    def set_tariff(self, site: str, tariff: dict[str, Any], effective_from: datetime | None = None) -> TariffVersionOut:
+        body: dict[str, Any] = {"site": site, "tariff": tariff}
+        if effective_from:
+            body["effective_from"] = effective_from.isoformat()
+        return TariffVersionOut.model_validate_json(self._request("POST", "/api/v1/tariffs", json=body).content)
+
+    def metrics(self) -> str:
+        return self._request("GET", "/metrics").text
 
     # -- agents ---------------------------------------------------------------------------
     def agent_register(self, request: RegisterRequest) -> RegisterResponse:
@@ -320,6 +390,117 @@ class Client:
         except httpx.TransportError as exc:
             raise ServerUnreachable(f"cannot reach {self.server} ({exc.__class__.__name__})") from None
         return written
+
+    # -- data chain (datasets, transfers, filings, ledger) ------------------------------------
+    #: The auditor role is claimed with this header; the server honours it from loopback only
+    #: until identities land (a placeholder, not authentication).
+    AUDITOR = {"X-Suanli-Role": "auditor"}  # noqa: RUF012
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self._request(method, path, **kwargs).json()
+
+    def register_dataset(self, **body: Any) -> dict[str, Any]:
+        """``name, owner, home_site, path`` (a file on the server's machine), ``classification``…"""
+        out: dict[str, Any] = self._json("POST", "/api/v1/datasets", json=body)
+        return out
+
+    def datasets(self, owner: str | None = None) -> list[dict[str, Any]]:
+        params = {"owner": owner} if owner else {}
+        items: list[dict[str, Any]] = self._json("GET", "/api/v1/datasets", params=params)["items"]
+        return items
+
+    def dataset(self, name: str) -> dict[str, Any]:
+        out: dict[str, Any] = self._json("GET", f"/api/v1/datasets/{name}")
+        return out
+
+    def grade_dataset(self, name: str, classification: dict[str, Any], graded_by: str) -> dict[str, Any]:
+        body = {"classification": classification, "graded_by": graded_by}
+        out: dict[str, Any] = self._json("POST", f"/api/v1/datasets/{name}/grade", json=body)
+        return out
+
+    def check_movement(self, name: str, **body: Any) -> dict[str, Any]:
+        """``to`` (a site) or ``zone``, ``kind`` (transfer, job_read, download, overseas_access), ``purpose``."""
+        out: dict[str, Any] = self._json("POST", f"/api/v1/datasets/{name}/check", json=body)
+        return out
+
+    def set_exporter(self, tenant: str, *, ciio: bool = False, ftz: str | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = self._json("PUT", f"/api/v1/exporters/{tenant}", json={"ciio": ciio, "ftz": ftz})
+        return out
+
+    def create_transfer(self, dataset: str, to: str, **body: Any) -> dict[str, Any]:
+        out: dict[str, Any] = self._json("POST", "/api/v1/transfers", json={"dataset": dataset, "to": to, **body})
+        return out
+
+    def run_transfer(self, transfer_id: str, timeout: float | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = self._json("POST", f"/api/v1/transfers/{transfer_id}/run", timeout=timeout)
+        return out
+
+    def transfer(self, transfer_id: str) -> dict[str, Any]:
+        out: dict[str, Any] = self._json("GET", f"/api/v1/transfers/{transfer_id}")
+        return out
+
+    def transfers(self, dataset: str | None = None) -> list[dict[str, Any]]:
+        params = {"dataset": dataset} if dataset else {}
+        items: list[dict[str, Any]] = self._json("GET", "/api/v1/transfers", params=params)["items"]
+        return items
+
+    def create_filing(self, dataset: str, to: str, route: str | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = self._json("POST", "/api/v1/filings", json={"dataset": dataset, "to": to, "route": route})
+        return out
+
+    def filings(self, state: str | None = None) -> list[dict[str, Any]]:
+        params = {"state": state} if state else {}
+        items: list[dict[str, Any]] = self._json("GET", "/api/v1/filings", params=params)["items"]
+        return items
+
+    def filing_package(self, filing_id: str) -> str:
+        return self._request("GET", f"/api/v1/filings/{filing_id}/package").text
+
+    def move_filing(self, filing_id: str, action: str, **body: Any) -> dict[str, Any]:
+        """``action``: submit, or (auditor) approve / reject."""
+        headers = self.AUDITOR if action in ("approve", "reject") else {}
+        out: dict[str, Any] = self._json(
+            "POST", f"/api/v1/filings/{filing_id}/{action}", json=body or None, headers=headers
+        )
+        return out
+
+    def ledger_key(self) -> str:
+        key: str = self._json("GET", "/api/v1/ledger/key")["public_key"]
+        return key
+
+    def ledger_checkpoints(self) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self._json("GET", "/api/v1/ledger/checkpoints")["items"]
+        return items
+
+    def ledger_entries(self, start: int = 0, kind: str | None = None) -> list[dict[str, Any]]:
+        """Every entry from ``start`` (auditor; the access itself is logged)."""
+        out: list[dict[str, Any]] = []
+        cursor: int | None = start
+        while cursor is not None:
+            params: dict[str, Any] = {"start": cursor, "limit": 10_000}
+            if kind:
+                params["kind"] = kind
+            page = self._json("GET", "/api/v1/ledger/entries", params=params, headers=self.AUDITOR)
+            out.extend(page["items"])
+            cursor = int(page["next_cursor"]) if page.get("next_cursor") else None
+        return out
+
+    def ledger_counters(self, year: int | None = None) -> list[dict[str, Any]]:
+        params = {"year": year} if year else {}
+        items: list[dict[str, Any]] = self._json("GET", "/api/v1/ledger/counters", params=params, headers=self.AUDITOR)[
+            "items"
+        ]
+        return items
+
+    def inclusion_proof(self, index: int, size: int | None = None) -> dict[str, Any]:
+        params = {"index": index, **({"size": size} if size else {})}
+        out: dict[str, Any] = self._json("GET", "/api/v1/ledger/proofs/inclusion", params=params)
+        return out
+
+    def consistency_proof(self, first: int, second: int | None = None) -> dict[str, Any]:
+        params = {"first": first, **({"second": second} if second else {})}
+        out: dict[str, Any] = self._json("GET", "/api/v1/ledger/proofs/consistency", params=params)
+        return out
 
 
 def _list_of(model: type[M], response: httpx.Response) -> list[M]:

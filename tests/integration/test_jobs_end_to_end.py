@@ -240,3 +240,33 @@ def test_datasets_are_refused_until_the_data_chain_exists(net: Net) -> None:
         net.client.submit(spec("run: x\ndatasets: [{name: notes, mount: /data/notes}]\n"))
     assert info.value.status == 422
     assert "does not serve registered datasets yet" in info.value.detail
+
+
+def test_drain_and_undrain_a_node(net: Net) -> None:
+    net.fake_agent("tianjin-gaocun")
+    node = net.client.drain("tj-01", "replacing a fan")
+    assert node.state == "drained"
+    assert node.reason == "drained: replacing a fan"
+    job = net.client.submit(spec("run: x\nresources: {accelerators: H100:1}\n"))
+    net.cycle()
+    waiting = net.client.job(job.id)
+    assert waiting.state.value == "PENDING"
+    assert "tj-01 drained: replacing a fan" in waiting.reason
+    assert net.client.undrain("tj-01").state == "idle"
+    net.cycle()
+    assert net.state(job.id) == "SCHEDULED"
+    with pytest.raises(ApiError) as info:
+        net.client.drain("tj-99", "x")
+    assert info.value.status == 404
+    with pytest.raises(ApiError):
+        net.client.drain("tj-01", "  ")
+
+
+def test_retry_on_listed_exit_codes_only(net: Net) -> None:
+    net.local_agent("beijing")
+    script = 'if [ "$SUANLI_ATTEMPT" = 1 ]; then exit 75; else echo second try; fi'
+    job = net.client.submit(spec(f"run: '{script}'\nretry: {{on_exit_codes: [75]}}\n"))
+    net.pump(lambda: net.state(job.id) == "SUCCEEDED")
+    done = net.client.job(job.id)
+    assert [(a.state.value, a.exit_code) for a in done.attempts] == [("FAILED", 75), ("SUCCEEDED", 0)]
+    assert "second try" in "".join(net.client.logs(job.id))

@@ -1,17 +1,16 @@
-"""FakeBackend on its own, and the backend contract checked on FakeBackend and LocalBackend alike."""
+"""FakeBackend on its own (the backend contract, which it keeps too, is in tests/contract/)."""
 
 from __future__ import annotations
 
-import shlex
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from suanli.agent.backends import Backend, FakeBackend, LocalBackend
+from suanli.agent.backends import FakeBackend
 from suanli.core.network import NodeDecl
-from suanli.core.protocol import AssignedNode, AttemptAssignment, AttemptReport, LogChunk
+from suanli.core.protocol import AssignedNode, AttemptAssignment
 from suanli.core.states import AttemptState
 
 
@@ -35,94 +34,6 @@ def assignment(attempt_id: int, run: str = "true", **fields: object) -> AttemptA
     }
     values.update(fields)
     return AttemptAssignment.model_validate(values)
-
-
-# -- the contract, for every backend ---------------------------------------------------------
-
-
-class Driver:
-    """Makes an attempt print ``output`` and end with ``exit_code`` (None: run until cancelled)."""
-
-    backend: Backend
-
-    def launch(self, attempt_id: int, output: str, exit_code: int | None) -> None:
-        raise NotImplementedError
-
-
-class LocalDriver(Driver):
-    def __init__(self, work_dir: Path) -> None:
-        self.backend = LocalBackend(work_dir, kill_grace_s=1.0)
-
-    def launch(self, attempt_id: int, output: str, exit_code: int | None) -> None:
-        end = f"exit {exit_code}" if exit_code is not None else "exec sleep 60"
-        self.backend.start(assignment(attempt_id, f"printf %s {shlex.quote(output)}; {end}"), None)
-
-
-class FakeDriver(Driver):
-    def __init__(self) -> None:
-        self.backend = self.fake = FakeBackend()
-
-    def launch(self, attempt_id: int, output: str, exit_code: int | None) -> None:
-        self.fake.start(assignment(attempt_id), None)
-        self.fake.emit(attempt_id, output)
-        if exit_code is not None:
-            self.fake.finish(attempt_id, exit_code)
-
-
-@pytest.fixture(params=["local", "fake"])
-def driver(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Driver]:
-    d: Driver = LocalDriver(tmp_path / "site") if request.param == "local" else FakeDriver()
-    yield d
-    d.backend.stop_all(grace_s=0.1)
-
-
-def test_backend_contract(driver: Driver) -> None:
-    backend = driver.backend
-    assert backend.inventory(), "a backend has at least one node"
-    driver.launch(1, "hello\n", 0)
-    driver.launch(2, "oops ✓\n", 3)
-    driver.launch(3, "waiting\n", None)
-    backend.start(assignment(1, "echo a repeated start is ignored"), None)
-
-    def states() -> dict[int, AttemptReport]:
-        return {r.attempt_id: r for r in backend.poll()}
-
-    # The end is visible before the output is read, but the output is not drained yet.
-    wait_until(lambda: states()[1].state.is_terminal() and states()[2].state.is_terminal(), "attempts 1 and 2 to end")
-    assert not backend.logs_drained(1)
-    reports = states()
-    assert sorted(reports) == [1, 2, 3]
-    assert (reports[1].state, reports[1].exit_code, reports[1].fencing_token) == (AttemptState.SUCCEEDED, 0, 10)
-    assert (reports[2].state, reports[2].exit_code) == (AttemptState.FAILED, 3)
-    assert "3" in reports[2].message
-    assert reports[3].state is AttemptState.RUNNING
-
-    chunks: list[LogChunk] = []
-
-    def read() -> dict[int, str]:
-        chunks.extend(backend.read_logs())
-        return {i: "".join(c.data for c in chunks if c.attempt_id == i) for i in (1, 2, 3)}
-
-    wait_until(lambda: read() == {1: "hello\n", 2: "oops ✓\n", 3: "waiting\n"}, "all output")
-    assert {(c.attempt_id, c.offset) for c in chunks} == {(1, 0), (2, 0), (3, 0)}
-    assert all(c.fencing_token == 10 * c.attempt_id for c in chunks)
-    wait_until(lambda: backend.logs_drained(1) and backend.logs_drained(2), "ended attempts to drain")
-    assert not backend.logs_drained(3), "a running attempt may still print"
-    assert backend.read_logs() == []
-
-    backend.cancel(3, grace_s=5)
-    wait_until(lambda: states()[3].state is AttemptState.CANCELLED, "the cancel")
-    backend.cancel(1, grace_s=0)  # ended: nothing changes
-    backend.cancel(99, grace_s=0)  # unknown: nothing happens
-    assert states()[1].state is AttemptState.SUCCEEDED
-    cancelled_code = states()[3].exit_code
-    assert cancelled_code is not None
-    assert cancelled_code < 0, "killed by a signal: -signum"
-
-    for attempt_id in (1, 2, 3, 99):
-        backend.forget(attempt_id)
-    assert backend.poll() == []
-    assert backend.logs_drained(99)
 
 
 # -- the fake's own controls -----------------------------------------------------------------

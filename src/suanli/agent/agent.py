@@ -31,12 +31,15 @@ from typing import IO, Protocol
 from suanli import __version__
 from suanli.agent.backends.base import Backend
 from suanli.agent.delivery import Backoff, LogOutbox
+from suanli.agent.health import HealthChecker
+from suanli.agent.recovery import Recoverable, orphan_timeout
 from suanli.core.protocol import (
     AttemptAssignment,
     AttemptReport,
     HeartbeatRequest,
     HeartbeatResponse,
     LogChunk,
+    NodeReport,
     RegisterRequest,
     RegisterResponse,
     StopOrder,
@@ -82,6 +85,8 @@ class Agent:
         poll_s: float = 0.1,
         log_batch_bytes: int = 256 * 1024,
         max_backoff_s: float = 30.0,
+        stop_on_partition: bool = True,
+        health: HealthChecker | None = None,
     ) -> None:
         self.client, self.site, self.backend = client, site, backend
         self.work_dir = Path(work_dir)
@@ -89,6 +94,9 @@ class Agent:
         self.agent_id = agent_id or _stable_agent_id(self.work_dir)
         self.heartbeat_s, self.poll_s = heartbeat_s, poll_s
         self.log_batch_bytes, self.max_backoff_s = log_batch_bytes, max_backoff_s
+        #: Stop attempts when the server has been out of reach for longer than the lease.
+        self.stop_on_partition = stop_on_partition
+        self.health = health
         self._lock = threading.RLock()
         self._outbox = LogOutbox()
         self._pending: dict[int, AttemptAssignment] = {}  # waiting for their workdir archive
@@ -103,6 +111,14 @@ class Agent:
         self._stop: threading.Event | None = None
         self._unreachable_since: float | None = None
         self._abandoned: dict[int, str] = {}  # attempts stopped by our own shutdown → reported LOST
+        self._meter: dict[int, list[float | None]] = {}  # attempt → [started, ended] (monotonic)
+        self._last_ok: float | None = None  # monotonic time of the last accepted heartbeat
+        if isinstance(backend, Recoverable):
+            # A restarted agent finds what its previous process was running and reports it
+            # (same fencing tokens): the server adopts what it knows and stops the rest.
+            now = time.monotonic()
+            for attempt_id, elapsed in backend.adopt().items():
+                self._meter[attempt_id] = [now - elapsed, None]
 
     # -- one cycle, for tests and for the loops -------------------------------------------
     def register(self) -> RegisterResponse:
@@ -111,10 +127,14 @@ class Agent:
             agent_id=self.agent_id,
             backend=self.backend.name,
             version=__version__,
-            nodes=self.backend.inventory(),
+            nodes=self.inventory(),
         )
         response = self.client.agent_register(request)
         self._lease_s = response.lease_s
+        if isinstance(self.backend, Recoverable):
+            self.backend.set_orphan_timeout(orphan_timeout(response.lease_s) if self.stop_on_partition else None)
+        with self._lock:
+            self._last_ok = time.monotonic()
         self._registered.set()
         log.info(
             "agent %s registered for site %s with %d node(s); lease %gs",
@@ -153,7 +173,7 @@ class Agent:
         request = HeartbeatRequest(
             site=self.site,
             agent_id=self.agent_id,
-            nodes=self.backend.inventory() if nodes else None,
+            nodes=self.inventory() if nodes else None,
             attempts=reports,
             logs=batch,
             wait_s=wait_s,
@@ -165,7 +185,10 @@ class Agent:
                 self._outbox.settle(batch, accepted=False)
             raise
         with self._lock:
+            self._last_ok = time.monotonic()
             self._outbox.settle(batch, accepted=True)
+            if batch and isinstance(self.backend, Recoverable):
+                self.backend.logs_accepted(batch)
             for report in reports:
                 if report.state.is_terminal():
                     self._drop(report.attempt_id)  # delivered: the backend may let it go
@@ -189,6 +212,7 @@ class Agent:
                 # Stopped because this agent is going away, not because anyone asked: the
                 # platform lost it, so the server requeues it rather than ending the job.
                 report = report.model_copy(update={"state": AttemptState.LOST, "message": self._abandoned[attempt_id]})
+            report = self._metered(report)
             if not report.state.is_terminal():
                 self._live[attempt_id] = report
             elif not self.backend.logs_drained(attempt_id) or self._outbox.holds(attempt_id):
@@ -210,8 +234,25 @@ class Agent:
         changed = bool(batch) or any(self._accepted.get(r.attempt_id) != r.state for r in reports)
         return reports, batch, changed
 
+    def inventory(self) -> list[NodeReport]:
+        """The backend's nodes, with the operator's health check applied when configured."""
+        nodes = self.backend.inventory()
+        return self.health.apply(nodes) if self.health else nodes
+
+    def _metered(self, report: AttemptReport) -> AttemptReport:
+        """Attach the attempt's elapsed time: metering comes from the site, not from clients.
+        The clock starts when the backend first reports the attempt and stops when it ends."""
+        now = time.monotonic()
+        span = self._meter.setdefault(report.attempt_id, [now, None])
+        if report.state.is_terminal() and span[1] is None:
+            span[1] = now
+        started, ended = span
+        assert started is not None
+        return report.model_copy(update={"elapsed_s": round((ended or now) - started, 3)})
+
     def _drop(self, attempt_id: int) -> None:
         self.backend.forget(attempt_id)
+        self._meter.pop(attempt_id, None)
         for table in (self._pending, self._local, self._accepted, self._live):
             table.pop(attempt_id, None)
         self._fetch_warned.discard(attempt_id)
@@ -330,14 +371,15 @@ class Agent:
         server refuses the registration itself (a wrong site or token: retrying cannot help).
         """
         self._stop = stop
-        if not self._register_until_ok(stop):
-            return
+        # The reporter runs from the start: it also keeps the backend's liveness mark fresh, so
+        # adopted attempts do not stop themselves while the server is still out of reach.
         reporter = threading.Thread(
             target=self._report_loop, args=(stop,), name=f"suanli-agent-{self.site}-reporter", daemon=True
         )
         reporter.start()
         try:
-            self._heartbeat_loop(stop)
+            if self._register_until_ok(stop):
+                self._heartbeat_loop(stop)
         finally:
             self._halt.set()
             reporter.join()
@@ -370,6 +412,11 @@ class Agent:
                 log.info("could not send the final reports: %s", exc)
                 break
 
+    def _capped(self, delay: float) -> float:
+        """Retries while the server is out of reach come at least four times a lease, so that
+        an agent is back within a quarter lease of the link (or the server) returning."""
+        return min(delay, max(1.0, (self._lease_s or 30.0) / 4))
+
     def _wait_s(self) -> float:
         wait = min(self.heartbeat_s, 30.0)
         if self._lease_s:
@@ -386,7 +433,7 @@ class Agent:
                 return True
             except ServerUnreachable as exc:
                 tries += 1
-                delay = backoff.next()
+                delay = self._capped(backoff.next())
                 if tries == 1 or tries % 10 == 0:
                     log.warning(
                         "agent for site %s cannot register (try %d, next in %.1fs): %s", self.site, tries, delay, exc
@@ -411,7 +458,8 @@ class Agent:
                 response = self._long_poll()
             except ServerUnreachable as exc:
                 self._lost_server(exc)
-                stop.wait(backoff.next())
+                self._fence_if_partitioned()
+                stop.wait(self._capped(backoff.next()))
                 continue
             except ApiError as exc:
                 if exc.status in _REREGISTER:
@@ -436,6 +484,9 @@ class Agent:
         backoff = Backoff(min(1.0, self.heartbeat_s), self.max_backoff_s)
         not_before = 0.0
         while not stop.wait(self.poll_s) and not self._halt.is_set():
+            if isinstance(self.backend, Recoverable):
+                self.backend.keepalive()
+            self._fence_if_partitioned()
             if not self._registered.is_set() or time.monotonic() < not_before:
                 continue
             try:
@@ -446,7 +497,9 @@ class Agent:
                 log.debug("report refused (HTTP %d): %s", exc.status, exc)
                 not_before = time.monotonic() + backoff.next()
             except Exception as exc:
-                if not isinstance(exc, ServerUnreachable):
+                if isinstance(exc, ServerUnreachable):
+                    self._lost_server(exc)
+                else:
                     log.exception("report failed")
                 not_before = time.monotonic() + backoff.next()
             else:
@@ -459,6 +512,29 @@ class Agent:
                 self._unreachable_since = time.monotonic()
         if first:
             log.warning("lost the server; attempts keep running, retrying with back-off: %s", exc)
+
+    def _fence_if_partitioned(self) -> None:
+        """Near its lease without the server, this agent's attempts are no longer its own: the
+        server declares them lost when the lease runs out and may run them elsewhere. Stop them
+        first (``recovery.orphan_timeout`` after the last accepted heartbeat, which leaves time
+        for the grace period), so no job ever runs twice at once (``stop_on_partition``)."""
+        with self._lock:
+            since = self._unreachable_since
+            lease = self._lease_s or 30.0
+            if not self.stop_on_partition or since is None:
+                return
+            silent = time.monotonic() - (self._last_ok if self._last_ok is not None else since)
+            if silent <= orphan_timeout(lease):
+                return
+            live = [r for r in self.backend.poll() if not r.state.is_terminal() and r.attempt_id not in self._abandoned]
+            for report in live:
+                self._abandoned[report.attempt_id] = (
+                    f"the agent of site {self.site} lost the server for {silent:.0f}s (lease {lease:g}s) and "
+                    "stopped it, so that it cannot run twice"
+                )
+        for report in live:
+            log.warning("stopping attempt %s: cut off from the server near its lease", report.attempt_id)
+            self.backend.cancel(report.attempt_id, min(5.0, lease / 4))
 
     def _back_online(self) -> None:
         with self._lock:

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from suanli import __version__
-from suanli.cli import jobs, network, views
+from suanli.cli import data, explain, filing, jobs, ledger, network, usage, views
 from suanli.cli.context import ServerOption, TokenOption, state_of
 from suanli.cli.errors import SuanliGroup
 
@@ -63,8 +63,19 @@ app.command("jobs", rich_help_panel="Jobs")(views.jobs)
 app.command(rich_help_panel="Jobs")(views.status)
 app.command(rich_help_panel="Jobs")(jobs.logs)
 app.command(rich_help_panel="Jobs")(jobs.cancel)
+app.command(rich_help_panel="Jobs")(explain.explain)
 app.command(rich_help_panel="Network")(network.sites)
 app.command(rich_help_panel="Network")(network.nodes)
+app.command(rich_help_panel="Network")(network.drain)
+app.command(rich_help_panel="Network")(network.undrain)
+app.command(rich_help_panel="Usage and bills")(usage.usage)
+app.command(rich_help_panel="Usage and bills")(usage.invoice)
+app.command(rich_help_panel="Usage and bills")(usage.revenue)
+app.add_typer(usage.tariff_app, name="tariff", rich_help_panel="Usage and bills")
+
+app.add_typer(data.app, rich_help_panel="Data")
+app.add_typer(filing.app, rich_help_panel="Data")
+app.add_typer(ledger.app, rich_help_panel="Data")
 
 
 def main() -> None:

@@ -84,3 +84,36 @@ def _node_row(node: NodeOut) -> tuple[str | Text, ...]:
         free_total(round(node.memory_free, 1), round(node.memory_total, 1)),
         health,
     )
+
+
+def drain(
+    ctx: typer.Context,
+    node: Annotated[str, typer.Argument(help="The node to take out of scheduling.")],
+    reason: Annotated[str, typer.Option("--reason", "-r", help="Why (shown to everyone who looks).")],
+    json_out: JsonOption = False,
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Drain a node for repair: no new attempts go there; running ones finish first."""
+    with open_client(ctx, server, token) as client:
+        found = client.drain(node, reason)
+    if json_out:
+        print_json(found)
+        return
+    note(f"Drained {found.name} at {found.site}: {reason}")
+
+
+def undrain(
+    ctx: typer.Context,
+    node: Annotated[str, typer.Argument(help="The node to return to service.")],
+    json_out: JsonOption = False,
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Return a drained node to service."""
+    with open_client(ctx, server, token) as client:
+        found = client.undrain(node)
+    if json_out:
+        print_json(found)
+        return
+    note(f"{found.name} at {found.site} is back in service ({found.state})")

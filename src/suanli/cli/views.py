@@ -113,6 +113,9 @@ def _fields(job: JobOut) -> Iterable[tuple[str, str | Text]]:
         yield "Finished", f"{when(job.finished_at)}, {ran} after submission"
     if job.exit_code is not None:
         yield "Exit code", Text(str(job.exit_code), style="green" if job.exit_code == 0 else "red")
+    if job.cost_cny is not None:
+        label = "Cost" if job.state.is_terminal() else "Cost so far"
+        yield label, f"{job.cost_cny.rstrip('0').rstrip('.') or '0'} CNY"
 
 
 def _resources(job: JobOut) -> str:

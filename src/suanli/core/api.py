@@ -64,6 +64,8 @@ class JobOut(BaseModel):
     finished_at: datetime | None = None
     exit_code: int | None = None
     cancel_requested: bool = False
+    #: Metered cost so far, CNY as a decimal string (waived usage left out); None before any.
+    cost_cny: str | None = None
     attempts: list[AttemptOut] = Field(default_factory=list)
     spec: dict[str, Any] = Field(default_factory=dict)
 
@@ -116,3 +118,81 @@ class Problem(BaseModel):
     status: int
     detail: str = ""
     errors: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class UsageLineOut(BaseModel):
+    """Usage grouped by the requested keys; money is CNY as a decimal string (exact)."""
+
+    tenant: str | None = None
+    site: str | None = None
+    gpu_type: str | None = None
+    job_id: str | None = None
+    job_name: str | None = None
+    seconds: float
+    gpu_seconds: float
+    cpu_seconds: float
+    memory_gib_hours: float
+    cost_cny: str
+    waived_cny: str
+    records: int
+
+
+class InvoiceOut(BaseModel):
+    tenant: str
+    month: str
+    period_start: datetime
+    period_end: datetime
+    currency: str = "CNY"
+    lines: list[UsageLineOut]
+    total_cny: str
+    waived_cny: str
+
+
+class TariffVersionOut(BaseModel):
+    site: str
+    effective_from: datetime
+    tariff: dict[str, Any]
+    created_at: datetime | None = None
+    created_by: str = ""
+
+
+class SiteRevenueOut(BaseModel):
+    site: str
+    revenue_cny: str
+    waived_cny: str
+    gpu_seconds: float
+    gpus: int
+    gpu_utilization: float | None
+    window_s: float
+
+
+class SiteExplainOut(BaseModel):
+    """What one site offers a job, and why it was or was not chosen."""
+
+    site: str
+    #: Policy, data rules, GPU type and online state allow the job here at all.
+    allowed: bool
+    fits_now: bool = False
+    #: Estimated start here (now when it fits now); None when unknown or not allowed.
+    start_at: datetime | None = None
+    price_per_gpu_hour: float | None = None
+    latency_ms: float | None = None
+    #: The job runs (or ran last) here.
+    chosen: bool = False
+    #: One sentence, e.g. "tianjin-gaocun: 8 × H100 free at ~14:05 UTC, 28 CNY/GPU-h".
+    text: str
+
+
+class ExplainOut(BaseModel):
+    """``GET /api/v1/jobs/{id}/explain``: the job's state and reason, and each site's verdict."""
+
+    job_id: str
+    name: str
+    state: JobState
+    reason: str = ""
+    site: str | None = None
+    optimize: str = "balanced"
+    #: Where and from when the scheduler holds capacity for it (last full pass), if it does.
+    reserved_site: str | None = None
+    reserved_start_at: datetime | None = None
+    sites: list[SiteExplainOut] = Field(default_factory=list)

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
-from suanli.core.resources import Accelerator
+from suanli.core.resources import Accelerator, parse_duration
 from suanli.core.spec import NAME_RE, AcceleratorField, StrictModel
 from suanli.core.validation import parse_yaml_as
 
@@ -123,6 +123,10 @@ class Tariff(StrictModel):
     cpu_hour: float = Field(default=0.0, ge=0)
     memory_gib_hour: float = Field(default=0.0, ge=0)
     periods: list[TariffPeriod] = Field(default_factory=list)
+    #: Fraction off for ``priority: low`` (preemptible) work, e.g. 0.3 for 30 % off.
+    low_priority_discount: float = Field(default=0.0, ge=0, lt=1)
+    #: From when these prices apply (aware time); None: from when the server first reads them.
+    effective_from: datetime | None = None
 
     @model_validator(mode="after")
     def _no_overlap(self) -> Tariff:
@@ -179,6 +183,9 @@ class TenantDecl(StrictModel):
     name: str
     home_region: str | None = None
     weight: float = Field(default=1.0, gt=0)
+    #: Most GPUs the tenant may hold at once, network-wide and at any one site (quotas).
+    max_gpus: int | None = Field(default=None, ge=0)
+    max_gpus_per_site: int | None = Field(default=None, ge=0)
 
     @field_validator("name")
     @classmethod
@@ -186,10 +193,41 @@ class TenantDecl(StrictModel):
         return _check_name(value, "tenant")
 
 
+def _duration(value: Any) -> Any:
+    return None if value is None else parse_duration(value)
+
+
+class SchedulingDecl(StrictModel):
+    """The network's scheduling policy (``scheduling:`` in the network file); durations take
+    ``30m`` / ``2h`` / ``7d`` or seconds."""
+
+    #: Priority points per hour waited; a priority class is 1 point.
+    aging_per_hour: float = Field(default=0.125, ge=0)
+    #: Points the fair-share factor is worth (0 turns fair share off).
+    fair_share_weight: float = Field(default=0.5, ge=0)
+    #: Half-life of the usage fair share counts.
+    usage_half_life: float = 7 * 86400.0
+    backfill: bool = True
+    #: Run time assumed for jobs with no time limit when the tenant has no history.
+    default_estimate: float = 3600.0
+    preemption: bool = True
+    #: Preempt only when nothing frees for the job within this long.
+    preempt_after: float = 300.0
+    #: SIGTERM to SIGKILL for a preempted job.
+    preempt_grace: float = 30.0
+    #: Never preempt a job twice within this long.
+    preempt_cooldown: float = 3600.0
+
+    _durations = field_validator(
+        "usage_half_life", "default_estimate", "preempt_after", "preempt_grace", "preempt_cooldown", mode="before"
+    )(_duration)
+
+
 class NetworkSpec(StrictModel):
     regions: list[str] = Field(default_factory=list)
     sites: list[SiteDecl] = Field(default_factory=list)
     tenants: list[TenantDecl] = Field(default_factory=list)
+    scheduling: SchedulingDecl = Field(default_factory=SchedulingDecl)
 
     @model_validator(mode="after")
     def _consistent(self) -> NetworkSpec:

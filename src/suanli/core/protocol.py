@@ -32,6 +32,9 @@ class AttemptReport(BaseModel):
     state: AttemptState
     exit_code: int | None = None
     message: str = ""
+    #: Seconds the attempt has held its resources at the site so far, by the agent's clock
+    #: (cumulative, frozen once it ended). The server meters the growth between reports.
+    elapsed_s: float | None = None
 
 
 class LogChunk(BaseModel):

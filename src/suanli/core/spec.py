@@ -113,6 +113,8 @@ class Placement(StrictModel):
     max_price_per_gpu_hour: float | None = Field(default=None, gt=0)
     #: From the tenant's home region, hard limit.
     max_latency_ms: float | None = Field(default=None, gt=0)
+    #: What to favour among the sites that fit: balanced (price and latency), time, cost, latency.
+    optimize: Literal["balanced", "time", "cost", "latency"] = "balanced"
 
     @field_validator("regions", mode="before")
     @classmethod
@@ -137,6 +139,12 @@ class Checkpoint(StrictModel):
     keep: bool = True
 
 
+class RetryPolicy(StrictModel):
+    #: A failure with one of these exit codes is retried like a platform fault (within
+    #: max_retries); any other failure by the job's own exit code ends the job.
+    on_exit_codes: list[int] = Field(default_factory=list)
+
+
 class JobSpec(StrictModel):
     name: str | None = None
     resources: Resources = Field(default_factory=Resources)
@@ -151,6 +159,7 @@ class JobSpec(StrictModel):
     priority: Priority = Priority.NORMAL
     #: Retries after platform faults (lost node, preemption); not after the job's own failure.
     max_retries: int = Field(default=3, ge=0, le=100)
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
     #: Wall-clock limit in seconds ("2h" and "90m" are accepted); the scheduler plans with it.
     time_limit: float | None = None
     #: Free-form labels for filtering.

@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 
 from suanli.core.errors import SuanliError
+from suanli.launch.simulate import simulate
 from suanli.server.settings import DEFAULT_PORT, Settings, default_home
 
 # The server, agent and network modules (FastAPI, SQLAlchemy, uvicorn) are imported inside the
@@ -61,6 +62,14 @@ def server(
     network: Annotated[
         Path | None, typer.Option("--network", "-n", help="Network file declaring regions, sites, nodes, tariffs.")
     ] = None,
+    lease: Annotated[
+        float | None,
+        typer.Option(
+            "--lease",
+            help="Seconds an attempt stays its site's without a report (default 30); the fault bench uses a short one.",
+            min=1.0,
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the control plane (API, scheduler). State: SQLite under --home, or $SUANLI_DATABASE_URL."""
@@ -69,9 +78,12 @@ def server(
     from suanli.launch.network import read_network_file
     from suanli.server.app import create_app
     from suanli.server.control import ControlPlane
+    from suanli.web import mount_dashboard
 
     _logging(verbose)
     settings = Settings(home=home or default_home(), host=host, port=port)
+    if lease is not None:
+        settings.lease_s = lease
     control = ControlPlane(settings)
     control.migrate()
     if network is not None:
@@ -83,9 +95,12 @@ def server(
                 f"site [bold]{site.name}[/] ({site.region}, {site.backend.value}): "
                 f"{state} in {control.site_token_path(site.name)}"
             )
-    err.print(f"suanli server on [bold]http://{host}:{port}[/]  (API docs: http://{host}:{port}/docs)")
+    err.print(f"suanli server on [bold]http://{host}:{port}[/]  (dashboard: http://{host}:{port}/, API docs: /docs)")
     uvicorn.run(
-        create_app(control, background=True), host=host, port=port, log_level="warning" if not verbose else "info"
+        mount_dashboard(create_app(control, background=True)),
+        host=host,
+        port=port,
+        log_level="warning" if not verbose else "info",
     )
 
 
@@ -97,7 +112,16 @@ def agent(
         typer.Option("--token", help="The site's agent token (default: $SUANLI_AGENT_TOKEN).", show_default=False),
     ] = None,
     token_file: Annotated[Path | None, typer.Option("--token-file", help="Read the token from this file.")] = None,
-    backend: Annotated[str, typer.Option("--backend", help="Engine that runs the jobs: local.")] = "local",
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            "--backend", help="Engine that runs the jobs: local, slurm or ray (default: the config's, else local)."
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="Agent config file: the engine's settings (see docs/engines.md)."),
+    ] = None,
     work_dir: Annotated[Path | None, typer.Option("--work-dir", help="Where attempts and checkpoints live.")] = None,
     gpus: Annotated[
         str | None,
@@ -105,29 +129,53 @@ def agent(
     ] = None,
     cpus: Annotated[float | None, typer.Option("--cpus", help="CPUs to offer (default: all).")] = None,
     memory: Annotated[float | None, typer.Option("--memory", help="Memory to offer, GiB (default: all).")] = None,
+    stop_on_partition: Annotated[
+        bool,
+        typer.Option(
+            "--stop-on-partition/--keep-on-partition",
+            help="Stop this site's attempts when the server is out of reach for longer than the lease.",
+        ),
+    ] = True,
+    health_check: Annotated[
+        str | None,
+        typer.Option("--health-check", help="A program run per node; non-zero exit drains the node with its output."),
+    ] = None,
+    health_interval: Annotated[float, typer.Option("--health-interval", help="Seconds between health checks.")] = 60.0,
+    node_name: Annotated[
+        str | None,
+        typer.Option("--node-name", help="Name of the node --gpus/--cpus/--memory declare (default: host name)."),
+    ] = None,
+    keep_jobs_on_exit: Annotated[
+        bool,
+        typer.Option(
+            "--keep-jobs-on-exit",
+            help="At Ctrl-C/SIGTERM leave the attempts running: an agent restarted within the lease adopts them.",
+        ),
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run a site agent: register with the server, take attempts, run them on the site's engine."""
     import psutil
 
     from suanli.agent.agent import Agent
-    from suanli.agent.backends.local import LocalBackend
+    from suanli.agent.backends.config import AgentConfig, make_backend, read_agent_config
+    from suanli.agent.health import HealthChecker
     from suanli.core.network import NodeDecl
     from suanli.core.resources import parse_accelerator
     from suanli.sdk import Client, default_server
 
     _logging(verbose)
-    if backend != "local":
-        raise SuanliError(f"backend '{backend}' is not available in this version; use --backend local")
+    settings = read_agent_config(config) if config else AgentConfig()
+    backend = backend or settings.backend
     secret = token or (token_file.read_text().strip() if token_file else None) or os.environ.get("SUANLI_AGENT_TOKEN")
     if not secret:
         raise SuanliError("the agent needs its site token: --token, --token-file or $SUANLI_AGENT_TOKEN")
-    root = work_dir or default_home() / "agent" / site
+    root = work_dir or settings.work_dir or default_home() / "agent" / site
     nodes = None
     if gpus or cpus or memory:
         nodes = [
             NodeDecl(
-                name=socket.gethostname(),
+                name=node_name or socket.gethostname(),
                 gpus=parse_accelerator(gpus) if gpus else None,
                 cpus=cpus or float(psutil.cpu_count() or 1),
                 memory=memory or round(psutil.virtual_memory().total / 2**30, 1),
@@ -136,15 +184,21 @@ def agent(
     the_agent = Agent(
         Client(server_url or default_server(), token=secret),
         site,
-        LocalBackend(root, nodes=nodes),
+        make_backend(backend, root, settings, nodes),
         root,
         agent_id=f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}",
+        stop_on_partition=stop_on_partition,
+        health=HealthChecker(health_check, health_interval) if health_check else None,
     )
     stop = _until_signalled()
     err.print(f"agent for site [bold]{site}[/] → {server_url or default_server()} (work dir {root}); Ctrl-C stops it")
     the_agent.run_forever(stop)
-    # Attempts are not re-adopted after an agent restart yet, so stop them rather than leave
-    # processes the server will also restart elsewhere; they are reported LOST and requeued.
+    if keep_jobs_on_exit:
+        # A local backend's attempts stop by themselves past the orphan timeout unless an agent
+        # restarted on this work dir adopts them first (see suanli.agent.recovery).
+        err.print("leaving the attempts running for the next agent on this work dir")
+        the_agent.shutdown(cancel_running=False)
+        return
     err.print("stopping the attempts this agent runs …")
     the_agent.shutdown(cancel_running=True)
 
@@ -156,12 +210,25 @@ def up(
     network: Annotated[
         Path | None, typer.Option("--network", "-n", help="A network file of local-backend sites.")
     ] = None,
+    engines: Annotated[
+        bool,
+        typer.Option(
+            "--engines",
+            help="With --demo: add a Slurm site and a Ray site for each engine running here (scripts/engines/).",
+        ),
+    ] = False,
     home: HomeOption = None,
     port: PortOption = DEFAULT_PORT,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Server and agents in one process, on 127.0.0.1. Ctrl-C stops everything it started."""
-    from suanli.launch.network import LocalNetwork, demo_network, read_network_file, single_site_network
+    from suanli.launch.network import (
+        LocalNetwork,
+        demo_network,
+        read_network_file,
+        running_engines,
+        single_site_network,
+    )
     from suanli.sdk import Client, default_server
 
     logging.basicConfig(
@@ -169,7 +236,13 @@ def up(
     )
     base = home or default_home()
     if demo:
-        spec, state = demo_network(), base / "demo"
+        usable = []
+        for engine, problem in running_engines().items() if engines else ():
+            if problem:
+                err.print(f"[yellow]no {engine} site:[/] {problem} (start it: scripts/engines/{engine}.sh start)")
+            else:
+                usable.append(engine)
+        spec, state = demo_network(usable), base / "demo"
     elif network is not None:
         spec, state = read_network_file(network), base
     else:
@@ -181,6 +254,7 @@ def up(
         net.wait_online()
         url = net.url
         err.print(f"[bold green]suanli is up[/] at [bold]{url}[/]  (state in {state})")
+        err.print(f"  dashboard: [bold]{url}/[/]  (no accounts yet: sign in with any token, e.g. 'demo')")
         with Client(url) as client:
             for s in client.sites():
                 gpus = ", ".join(f"{g.total} × {t}" for t, g in s.gpus.items()) or "CPU only"
@@ -199,3 +273,4 @@ def add_commands(app: typer.Typer) -> None:
     app.command(rich_help_panel=PANEL)(up)
     app.command(rich_help_panel=PANEL)(server)
     app.command(rich_help_panel=PANEL)(agent)
+    app.command(rich_help_panel="Plan")(simulate)

@@ -3,30 +3,54 @@
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 import uvicorn
+import yaml
 
 from suanli.agent.agent import Agent
-from suanli.agent.backends.local import LocalBackend
+from suanli.agent.backends import probe
+from suanli.agent.backends.config import AgentConfig, RayConfig, SlurmConfig, make_backend
 from suanli.core.errors import SuanliError
 from suanli.core.network import Backend, NetworkSpec, SiteDecl, parse_network
 from suanli.sdk import Client
 from suanli.server.app import create_app
 from suanli.server.control import ControlPlane
 from suanli.server.settings import Settings
+from suanli.web import mount_dashboard
 
 log = logging.getLogger("suanli.up")
 
+#: How the demo's engine sites drive the engines that scripts/engines/*.sh start.
+DEMO_ENGINES = AgentConfig(
+    slurm=SlurmConfig(gpu_type="H100"),
+    ray=RayConfig(
+        address=os.environ.get("SUANLI_RAY_ADDRESS", "http://127.0.0.1:8265"), gpu_resource="GPU_fake", gpu_type="H100"
+    ),
+)
 
-def demo_network() -> NetworkSpec:
+
+def demo_network(engines: Sequence[str] = ()) -> NetworkSpec:
+    """The demo network; ``engines`` (``slurm``, ``ray``) adds the demo-engines.yaml site of each."""
     text = resources.files("suanli.launch").joinpath("demo.yaml").read_text(encoding="utf-8")
-    return parse_network(text, "demo.yaml")
+    if not engines:
+        return parse_network(text, "demo.yaml")
+    data = yaml.safe_load(text)
+    extra = yaml.safe_load(resources.files("suanli.launch").joinpath("demo-engines.yaml").read_text(encoding="utf-8"))
+    data["sites"] += [site for site in extra["sites"] if site["backend"] in engines]
+    return parse_network(yaml.safe_dump(data, sort_keys=False), "demo.yaml + demo-engines.yaml")
+
+
+def running_engines(ray_address: str = DEMO_ENGINES.ray.address) -> dict[str, str | None]:
+    """Each engine a demo site can use, and why it cannot be used here (None: it is running)."""
+    return {"slurm": probe.slurm_problem(), "ray": probe.ray_problem(ray_address)}
 
 
 def single_site_network(name: str = "local", region: str = "local") -> NetworkSpec:
@@ -59,6 +83,8 @@ class LocalNetwork:
 
     settings: Settings
     network: NetworkSpec
+    #: How agents of Slurm and Ray sites drive their engine.
+    engines: AgentConfig = field(default_factory=lambda: DEMO_ENGINES)
     agents: list[RunningAgent] = field(default_factory=list)
     control: ControlPlane | None = None
     _server: uvicorn.Server | None = None
@@ -79,7 +105,7 @@ class LocalNetwork:
         control.migrate()
         control.apply_network(self.network)
         self.control = control
-        app = create_app(control, background=True)
+        app = mount_dashboard(create_app(control, background=True))
         config = uvicorn.Config(
             app, host=self.settings.host, port=self.settings.port, log_level="warning", access_log=False
         )
@@ -94,14 +120,25 @@ class LocalNetwork:
         if self.settings.port == 0:
             self.settings.port = self._server.servers[0].sockets[0].getsockname()[1]
         for site in self.network.sites:
-            if site.backend == Backend.LOCAL:
+            problem = self._engine_problem(site.backend)
+            if problem:
+                log.warning("not starting an agent for site %s: %s", site.name, problem)
+            elif site.backend in (Backend.LOCAL, Backend.SLURM, Backend.RAY):
                 self._start_agent(site)
+
+    def _engine_problem(self, backend: Backend) -> str | None:
+        """Why a Slurm or Ray site cannot get an agent here (its engine is not running)."""
+        if backend == Backend.SLURM:
+            return probe.slurm_problem()
+        if backend == Backend.RAY:
+            return probe.ray_problem(self.engines.ray.address)
+        return None
 
     def _start_agent(self, site: SiteDecl) -> None:
         assert self.control is not None
         token = self.control.site_token_path(site.name).read_text().strip()
         work_dir = self.settings.home / "sites" / site.name
-        backend = LocalBackend(work_dir, nodes=site.node_decls() or None)
+        backend = make_backend(site.backend.value, work_dir, self.engines, site.node_decls())
         client = Client(self.url, token=token)
         agent = Agent(client, site.name, backend, work_dir, heartbeat_s=self.settings.heartbeat_s)
         thread = threading.Thread(target=agent.run_forever, args=(self._stop,), name=f"agent-{site.name}", daemon=True)

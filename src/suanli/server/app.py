@@ -9,12 +9,14 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import suanli
 from suanli.server.control import ControlPlane
-from suanli.server.routers import agents, jobs, sites, workdirs
+from suanli.server.metrics import SuanliCollector
+from suanli.server.routers import agents, datasets, filings, jobs, ledger, sites, transfers, usage, workdirs
 from suanli.server.services.errors import ServiceError
 
 log = logging.getLogger("suanli.server")
@@ -49,8 +51,20 @@ def create_app(control: ControlPlane, *, background: bool = False) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.control = control
-    for router in (jobs.router, sites.router, agents.router, workdirs.router):
+    for router in (jobs.router, sites.router, agents.router, workdirs.router, usage.router):
         app.include_router(router)
+    app.include_router(datasets.router)
+    app.include_router(transfers.router)
+    app.include_router(filings.router)
+    app.include_router(ledger.router)
+
+    registry = CollectorRegistry()
+    registry.register(SuanliCollector(control))
+
+    @app.get("/metrics", tags=["meta"], response_class=PlainTextResponse)
+    def metrics() -> PlainTextResponse:
+        """Prometheus exposition (outside /api/v1, as scrapers expect)."""
+        return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", tags=["meta"])
     def healthz() -> dict[str, str]:

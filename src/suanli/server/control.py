@@ -11,13 +11,15 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 
 from suanli.core.clock import Clock, SystemClock
 from suanli.core.network import NetworkSpec
-from suanli.core.scheduler import SiteState
-from suanli.server.services import scheduling, sites
+from suanli.core.scheduler import Policy, SiteState
+from suanli.server.services import metering, scheduling, sites
+from suanli.server.services.fairshare import quotas_of
 from suanli.server.settings import Settings
 from suanli.store.db import Database
 
@@ -72,6 +74,8 @@ class ControlPlane:
         self._kick = threading.Event()
         self._thread: threading.Thread | None = None
         self._pending = scheduling.PendingCache()
+        #: Scheduling policy, quotas and data rules; the network file sets them (``apply_network``).
+        self.scheduler_config = scheduling.SchedulerConfig()
         self._tick_lock = threading.Lock()
         # Incremental passes: what the last full pass saw.
         self._epoch_lock = threading.Lock()
@@ -87,6 +91,11 @@ class ControlPlane:
     def apply_network(self, network: NetworkSpec) -> list[str]:
         with self.db.session() as session:
             fresh = sites.apply_network(session, network, self.clock.now(), self.settings.token_dir)
+            metering.sync_tariffs(session, network, self.clock.now())
+        self.scheduler_config = replace(
+            self.scheduler_config, policy=Policy.from_decl(network.scheduling), quotas=quotas_of(network)
+        )
+        self._pending.shares_at = None  # weights and quotas may have changed
         self.invalidate_capacity()
         return fresh
 
@@ -105,7 +114,18 @@ class ControlPlane:
         with self._capacity_lock:
             self._capacity = None
 
+    def reservation(self, job_id: str) -> tuple[str, datetime] | None:
+        """(site, estimated start) the last full pass reserved for this job, if any."""
+        return self._pending.reservations.get(job_id)
+
     # -- the loop -------------------------------------------------------------------------
+    def renew_leases(self) -> int:
+        """At start: give every active attempt a full lease from now. Leases that ran out while
+        the server was down say nothing about the sites (their agents could not report), so
+        they must not expire before the agents have had a lease's time to report back."""
+        with self.db.session() as session:
+            return scheduling.renew_leases(session, self.clock.now(), self.settings.lease_s)
+
     def kick(self) -> None:
         """Ask for a scheduling pass soon (coalesced)."""
         self._kick.set()
@@ -142,7 +162,12 @@ class ControlPlane:
         full = full or epoch != self._planned_epoch or started - self._last_full >= self.settings.scheduler_interval_s
         with self.db.read() as session:
             plan = scheduling.plan_pass(
-                session, now, self.settings.lease_s, self._pending, None if full else self._seen_seq
+                session,
+                now,
+                self.settings.lease_s,
+                self._pending,
+                None if full else self._seen_seq,
+                self.scheduler_config,
             )
         if full:
             self._planned_epoch, self._last_full = epoch, started
@@ -153,13 +178,14 @@ class ControlPlane:
                 result = scheduling.apply_plan(session, plan, now, self.settings.lease_s)
         for site in result.sites | lost_sites:
             self.signals.bump(f"site:{site}")
-        if result.placed or lost_sites:
+        if result.placed or lost_sites or result.preempted:
             self.signals.bump("jobs")
         return TickResult(result.placed, result.waiting, len(lost_sites))
 
     def start(self) -> None:
         if self._thread is not None:
             return
+        self.renew_leases()
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, name="suanli-scheduler", daemon=True)
         self._thread.start()

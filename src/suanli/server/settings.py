@@ -35,6 +35,8 @@ class Settings:
     max_body_bytes: int = 4 * 2**20
     #: Grace between SIGTERM and SIGKILL when a job is cancelled.
     cancel_grace_s: float = 10.0
+    #: Waive usage of attempts the platform lost or preempted (node fault, lost site, preemption).
+    waive_platform_faults: bool = True
 
     def __post_init__(self) -> None:
         self.home = Path(self.home).expanduser()

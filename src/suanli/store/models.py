@@ -133,12 +133,17 @@ class Attempt(Base):
     message: Mapped[str] = mapped_column(Text, default="")
     stop_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     stop_reason: Mapped[str] = mapped_column(Text, default="")
+    #: How the attempt ends once its stop order is carried out: PREEMPTED or LOST (a platform
+    #: decision: the job is requeued), or None for a user's cancel.
+    stop_outcome: Mapped[str | None] = mapped_column(String(16), nullable=True)
     #: Sent to the agent at least once (so it is not handed out again).
     delivered: Mapped[bool] = mapped_column(Boolean, default=False)
     lease_expires_at: Mapped[datetime]
     created_at: Mapped[datetime]
     started_at: Mapped[datetime | None] = mapped_column(nullable=True)
     ended_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    #: Seconds of this attempt already turned into usage records (from the agent's reports).
+    metered_s: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
 
 
 class LogChunkRow(Base):
@@ -162,3 +167,182 @@ class Blob(Base):
     digest: Mapped[str] = mapped_column(String(64), primary_key=True)
     size: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime]
+
+
+class TariffVersion(Base):
+    """A site's prices from ``effective_from`` on. Never updated: a change is a new row, so old
+    bills are always priced by the tariff that was in force."""
+
+    __tablename__ = "tariff_versions"
+    __table_args__ = (Index("ix_tariff_versions_site_from", "site", "effective_from"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    site: Mapped[str] = mapped_column(String(64))
+    effective_from: Mapped[datetime]
+    tariff: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(64), default="network file")
+
+
+class UsageRecord(Base):
+    """Metered consumption of one attempt over one interval, priced when recorded.
+    Money is integer micro-yuan (1e-6 CNY): exact on every database. Whether a record is
+    waived is not stored here: it follows from how its attempt ended (lost or preempted by
+    the platform) and the operator's policy, read when bills are made."""
+
+    __tablename__ = "usage_records"
+    __table_args__ = (
+        Index("ix_usage_tenant_start", "tenant", "start"),
+        Index("ix_usage_site_start", "site", "start"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    attempt_id: Mapped[int] = mapped_column(Integer, index=True)
+    job_seq: Mapped[int] = mapped_column(Integer, index=True)
+    job_id: Mapped[str] = mapped_column(String(32))
+    job_name: Mapped[str] = mapped_column(String(64))
+    tenant: Mapped[str] = mapped_column(String(64))
+    site: Mapped[str] = mapped_column(String(64))
+    gpu_type: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    gpus: Mapped[int] = mapped_column(Integer)
+    cpus: Mapped[float] = mapped_column(Float)
+    memory_gib: Mapped[float] = mapped_column(Float)
+    low_priority: Mapped[bool] = mapped_column(Boolean, default=False)
+    start: Mapped[datetime]
+    end: Mapped[datetime]
+    seconds: Mapped[float] = mapped_column(Float)
+    cost_micro: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+
+
+# --- the data chain (issue 9) ----------------------------------------------------------------
+
+
+class Dataset(Base):
+    """A registered dataset: its home site, owner and content manifest. The classification lives
+    in :class:`DatasetGrade` (versioned); replicas in :class:`Replica`."""
+
+    __tablename__ = "datasets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64), index=True)
+    home_site: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    #: {"size", "chunk_size", "chunks": [blake3 hex...], "root"}.
+    manifest: Mapped[dict[str, Any]] = mapped_column(JSON)
+    root: Mapped[str] = mapped_column(String(64))
+    #: Names of the datasets this one was derived from (job outputs), empty for a source dataset.
+    derived_from: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    grade_version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime]
+
+
+class DatasetGrade(Base):
+    __tablename__ = "dataset_grades"
+    __table_args__ = (UniqueConstraint("dataset", "version", name="uq_dataset_grade"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dataset: Mapped[str] = mapped_column(ForeignKey("datasets.name", ondelete="CASCADE"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    #: A core.datasets.Classification as JSON.
+    classification: Mapped[dict[str, Any]] = mapped_column(JSON)
+    graded_by: Mapped[str] = mapped_column(String(64))
+    graded_at: Mapped[datetime]
+
+
+class Replica(Base):
+    __tablename__ = "replicas"
+    __table_args__ = (UniqueConstraint("dataset", "site", name="uq_replica"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dataset: Mapped[str] = mapped_column(ForeignKey("datasets.name", ondelete="CASCADE"), index=True)
+    site: Mapped[str] = mapped_column(String(64))
+    transfer_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    created_at: Mapped[datetime]
+
+
+class ExporterProfile(Base):
+    """What the policy engine needs to know about a data exporter (a tenant)."""
+
+    __tablename__ = "exporter_profiles"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    ciio: Mapped[bool] = mapped_column(Boolean, default=False)
+    ftz: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    updated_at: Mapped[datetime]
+
+
+class ExportCounter(Base):
+    """X6: individuals exported per exporter per calendar year."""
+
+    __tablename__ = "export_counters"
+
+    exporter: Mapped[str] = mapped_column(String(64), primary_key=True)
+    year: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pi: Mapped[int] = mapped_column(Integer, default=0)
+    spi: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class DataTransfer(Base):
+    __tablename__ = "data_transfers"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    dataset: Mapped[str] = mapped_column(ForeignKey("datasets.name", ondelete="CASCADE"), index=True)
+    source_site: Mapped[str] = mapped_column(String(64))
+    dest_site: Mapped[str] = mapped_column(String(64))
+    exporter: Mapped[str] = mapped_column(String(64))
+    purpose: Mapped[str] = mapped_column(String(32), default="none")
+    #: held | ready | running | done | failed | denied
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    decision: Mapped[dict[str, Any]] = mapped_column(JSON)
+    filing_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    #: Whether this transfer's individuals were added to the exporter's counters (once only).
+    counted: Mapped[bool] = mapped_column(Boolean, default=False)
+    bytes_done: Mapped[int] = mapped_column(Integer, default=0)
+    chunks_resent: Mapped[int] = mapped_column(Integer, default=0)
+    bandwidth_bps: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class Filing(Base):
+    __tablename__ = "filings"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    dataset: Mapped[str] = mapped_column(ForeignKey("datasets.name", ondelete="CASCADE"), index=True)
+    exporter: Mapped[str] = mapped_column(String(64), index=True)
+    destination: Mapped[str] = mapped_column(String(64))
+    route: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    #: The generated package (HTML): facts, PI impact assessment outline, counters.
+    package: Mapped[str] = mapped_column(Text, default="")
+    certificate_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    note: Mapped[str] = mapped_column(Text, default="")
+    decided_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class LedgerEntry(Base):
+    """One entry of the append-only Merkle log; ``data`` is the canonical JSON that was hashed."""
+
+    __tablename__ = "ledger_entries"
+
+    index: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    data: Mapped[str] = mapped_column(Text)
+    leaf_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+
+
+class LedgerCheckpoint(Base):
+    __tablename__ = "ledger_checkpoints"
+
+    size: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    root: Mapped[str] = mapped_column(String(64))
+    timestamp: Mapped[str] = mapped_column(String(40))
+    key_id: Mapped[str] = mapped_column(String(16))
+    signature: Mapped[str] = mapped_column(String(128))

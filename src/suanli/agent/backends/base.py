@@ -2,7 +2,10 @@
 
 The agent owns the conversation with the server; a backend owns the work (local processes,
 Slurm jobs, Ray jobs, pods). The interface is small on purpose, so that a new engine is one file
-and one contract test runs against every backend (``tests/unit/test_fake_backend.py``).
+and one contract test runs against every backend (``tests/contract/``).
+
+Optional capabilities are mixins (``MultiNode``, ``GpuAccounting``), found with ``issubclass`` on
+the backend's class, never by trying a method and catching the error.
 
 The contract every backend keeps:
 
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
@@ -80,3 +84,46 @@ class Backend(ABC):
             if all(r.state.is_terminal() for r in reports) or time.monotonic() >= deadline:
                 return reports
             time.sleep(0.02)
+
+
+# -- optional capabilities ----------------------------------------------------------------------
+
+
+class MultiNode(ABC):  # noqa: B024 - a marker: having it is the capability
+    """The backend runs one attempt across several machines (a gang), giving every rank
+    ``SUANLI_NODE_RANK`` and the first node's address as ``SUANLI_MASTER_ADDR``.
+
+    Backends without it run an attempt on one machine; an assignment of several nodes ends
+    FAILED with a message saying so."""
+
+
+@dataclass(frozen=True)
+class AttemptUsage:
+    """What an attempt consumed, as the engine's own accounting measured it (for metering)."""
+
+    #: Wall-clock seconds the attempt ran on the engine (queue wait excluded).
+    elapsed_s: float
+    #: Allocated trackable resources, as the engine names them (e.g. ``{"cpu": 2, "gres/gpu": 4}``).
+    allocated: dict[str, float] = field(default_factory=dict)
+    #: GPUs held for ``elapsed_s``, and their type if the engine knows it.
+    gpus: int = 0
+    gpu_type: str | None = None
+    cpus: float = 0.0
+    nodes: int = 1
+
+    @property
+    def gpu_seconds(self) -> float:
+        return self.gpus * self.elapsed_s
+
+    @property
+    def cpu_seconds(self) -> float:
+        return self.cpus * self.elapsed_s
+
+
+class GpuAccounting(ABC):
+    """The engine meters what each attempt used (Slurm's ``sacct``); the agent may report it."""
+
+    @abstractmethod
+    def usage(self, attempt_id: int) -> AttemptUsage | None:
+        """The attempt's usage once the engine has accounted for it (None until then, or for an
+        unknown attempt)."""

@@ -1,17 +1,23 @@
 """LocalBackend: attempts as process groups on the agent's own machine — the embedded default.
 
-Each rank of an attempt is one ``bash -c`` process started in its own session (so its process
-group can be signalled as a whole, children included). Setup runs first on every rank; ``run``
-starts on all ranks together only once every setup exited 0, so STARTING → RUNNING is exact and
-the gang starts as one. Everything happens in ``poll``: no thread of its own, so tests drive it
-deterministically and a cancel never blocks its caller for the grace period.
+Each rank of an attempt is one ``bash -c`` process under a tiny supervisor
+(``suanli.agent.supervisor``) started in its own session, so its process group can be signalled
+as a whole, children included, and it survives the agent. The supervisor writes the rank's exit
+status to a file and stops the group once the agent has been silent past the orphan timeout
+(see ``suanli.agent.recovery``); a restarted agent adopts live attempts from ``attempt.json``.
+Setup runs first on every rank; ``run`` starts on all ranks together only once every setup
+exited 0, so STARTING → RUNNING is exact and the gang starts as one. Everything happens in
+``poll``: no thread of its own, so tests drive it deterministically and a cancel never blocks
+its caller for the grace period.
 
 Files, under ``work_dir``::
 
     attempts/<attempt_id>/attempt.json   pids, process groups and state (to re-adopt after a restart)
     attempts/<attempt_id>/rank-<r>.log   stdout + stderr of setup and run of rank r
+    attempts/<attempt_id>/rank-<r>.<phase>.exit   exit status of that phase (by its supervisor)
     attempts/<attempt_id>/workdir/       the job's workdir, unpacked from its archive
     checkpoints/<job_id>/                SUANLI_CHECKPOINT_DIR, kept across attempts of the job
+    agent.alive                          touched while the agent runs; holds the orphan timeout
 
 ``time_limit_s`` counts from ``start`` (setup included, as Slurm counts a job's whole life). A
 job with ``keep_checkpoint`` false gets a fresh ``checkpoint`` folder inside its attempt folder.
@@ -43,6 +49,7 @@ from pathlib import Path
 from suanli.agent.backends.base import Backend
 from suanli.agent.backends.gpus import this_machine
 from suanli.agent.backends.logstream import Utf8Stream
+from suanli.agent.recovery import Recoverable
 from suanli.core.network import NodeDecl
 from suanli.core.protocol import AttemptAssignment, AttemptReport, LogChunk, NodeReport
 from suanli.core.resources import format_duration
@@ -51,6 +58,9 @@ from suanli.core.states import AttemptState
 log = logging.getLogger("suanli.agent.local")
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_SUPERVISOR = str(Path(__file__).resolve().parent.parent / "supervisor.py")
+#: Seconds between touches of the liveness file, at most.
+_TOUCH_S = 1.0
 
 
 @dataclass
@@ -60,14 +70,20 @@ class _Rank:
     gpu_indices: list[int]
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
+    #: The supervisor's pid (= its process group); set without ``proc`` for an adopted rank.
+    pid: int | None = None
     exit_code: int | None = None
     stream: Utf8Stream = field(default_factory=Utf8Stream)
     #: All output returned and the attempt has ended: nothing more will come.
     drained: bool = False
+    #: Bytes of the log the server has accepted (where an adopted attempt's output resumes).
+    accepted: int = 0
+    #: Its supervisor stopped it: the agent had been gone past the orphan timeout.
+    orphaned: bool = False
 
     @property
     def alive(self) -> bool:
-        return self.proc is not None and self.exit_code is None
+        return (self.proc is not None or self.pid is not None) and self.exit_code is None
 
 
 @dataclass
@@ -95,13 +111,15 @@ class _Attempt:
     message: str = ""
     stop: _Stop | None = None
     kill_at: float | None = None
+    checkpoint_dir: Path | None = None
+    master_port: int = 0
 
     @property
     def workdir(self) -> Path:
         return self.dir / "workdir"
 
 
-class LocalBackend(Backend):
+class LocalBackend(Backend, Recoverable):
     """Runs attempts as local process groups; nodes are declared virtual ones or this machine.
 
     ``nodes``: declared virtual nodes (e.g. a demo site with one node of 16 × H100 on a laptop;
@@ -109,6 +127,9 @@ class LocalBackend(Backend):
     this machine, with its NVIDIA GPUs found through NVML when a driver is present.
     ``kill_grace_s``: how long a failed gang's other ranks and a timed-out attempt get between
     SIGTERM and SIGKILL. ``clock``: monotonic seconds, injectable for tests.
+    ``orphan_timeout_s``: attempts stop by themselves when nothing has driven this backend
+    (``poll`` or ``keepalive``) for this long, e.g. after a ``kill -9`` of the agent; None: never.
+    The agent sets it from the server's lease (``recovery.orphan_timeout``).
     """
 
     name = "local"
@@ -121,6 +142,7 @@ class LocalBackend(Backend):
         kill_grace_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
         node_name: str | None = None,
+        orphan_timeout_s: float | None = 30.0,
     ) -> None:
         self.work_dir = Path(work_dir)
         self._nodes = list(nodes or [])
@@ -132,6 +154,11 @@ class LocalBackend(Backend):
         self._lock = threading.RLock()
         self._bash = shutil.which("bash") or "/bin/bash"
         (self.work_dir / "attempts").mkdir(parents=True, exist_ok=True)
+        self._alive = self.work_dir / "agent.alive"
+        self._orphan_timeout_s = orphan_timeout_s
+        self._touched_at: float | None = None
+        self._chunk_ends: dict[tuple[int, int, int], int] = {}
+        self.keepalive()
 
     # -- Backend --------------------------------------------------------------------------
     def inventory(self) -> list[NodeReport]:
@@ -163,6 +190,7 @@ class LocalBackend(Backend):
             self._save(a)
 
     def poll(self) -> list[AttemptReport]:
+        self.keepalive()
         with self._lock:
             now = self._clock()
             for a in self._attempts.values():
@@ -187,9 +215,14 @@ class LocalBackend(Backend):
             if a is None or a.phase == "done":
                 return
             now = self._clock()
+            self._advance(a, now)  # an attempt that has just ended reports its own end, not a cancel
+            if a.phase == "done":
+                return
             if a.stop is None:
                 a.stop = _Stop(AttemptState.CANCELLED, "cancelled")
             self._stop(a, now, grace_s)
+            if a.phase != "done":
+                self._save(a)  # a restarted agent must know it was being stopped
 
     def read_logs(self, max_bytes: int = 256 * 1024) -> list[LogChunk]:
         with self._lock:
@@ -223,12 +256,113 @@ class LocalBackend(Backend):
                 log.warning("forgetting attempt %s while it runs: killing it", attempt_id)
                 self._signal(a, signal.SIGKILL)
                 for r in a.ranks:
-                    if r.alive and r.proc is not None:
-                        try:
-                            r.proc.wait(timeout=5)
-                        except subprocess.TimeoutExpired:
-                            log.error("process %s of attempt %s survived SIGKILL", r.proc.pid, attempt_id)
+                    if r.alive and not _wait_gone(r, a.dir, 5.0):
+                        log.error("process %s of attempt %s survived SIGKILL", r.pid, attempt_id)
+            for key in [k for k in self._chunk_ends if k[0] == attempt_id]:
+                del self._chunk_ends[key]
             shutil.rmtree(a.dir, ignore_errors=True)
+
+    # -- Recoverable ----------------------------------------------------------------------
+    def keepalive(self) -> None:
+        """Touch ``agent.alive`` (at most once a second), writing the orphan timeout into it."""
+        now = time.monotonic()
+        with self._lock:
+            if self._touched_at is not None and now - self._touched_at < _TOUCH_S:
+                return
+            self._touched_at = now
+            timeout = self._orphan_timeout_s
+        tmp = self._alive.with_name(f".agent.alive.{os.getpid()}")
+        try:
+            tmp.write_text(f"{timeout or 0:g}\n", encoding="utf-8")
+            os.replace(tmp, self._alive)
+        except OSError as exc:
+            log.warning("cannot touch %s: %s", self._alive, exc)
+
+    def set_orphan_timeout(self, seconds: float | None) -> None:
+        with self._lock:
+            changed = seconds != self._orphan_timeout_s
+            self._orphan_timeout_s = seconds
+            if changed:
+                self._touched_at = None
+        self.keepalive()
+
+    def logs_accepted(self, chunks: Sequence[LogChunk]) -> None:
+        with self._lock:
+            dirty: dict[int, _Attempt] = {}
+            for c in chunks:
+                end = self._chunk_ends.pop((c.attempt_id, c.rank, c.offset), None)
+                a = self._attempts.get(c.attempt_id)
+                r = next((r for r in a.ranks if r.rank == c.rank), None) if a is not None else None
+                if a is None or r is None or end is None or end <= r.accepted:
+                    continue
+                r.accepted = end
+                dirty[c.attempt_id] = a
+            for a in dirty.values():
+                self._save(a)
+
+    def adopt(self) -> dict[int, float]:
+        """Hold again every attempt ``attempts/*/attempt.json`` records that this backend does
+        not hold: live ones keep running (their supervisors report how each rank ends), ended
+        ones are reported as they ended. Output resumes at the offsets the server accepted."""
+        adopted: dict[int, float] = {}
+        with self._lock:
+            for path in sorted((self.work_dir / "attempts").glob("*/attempt.json")):
+                try:
+                    record = json.loads(path.read_text(encoding="utf-8"))
+                    attempt_id = int(record["attempt_id"])
+                    if attempt_id in self._attempts:
+                        continue
+                    a = self._restore(path.parent, record)
+                except (OSError, ValueError, KeyError, TypeError) as exc:
+                    log.warning("cannot adopt the attempt recorded in %s: %s", path, exc)
+                    continue
+                self._attempts[attempt_id] = a
+                adopted[attempt_id] = max(0.0, self._clock() - a.started_at)
+                live = sum(1 for r in a.ranks if r.alive)
+                log.info("adopted attempt %s of job %s (%s, %d live rank(s))", attempt_id, a.spec.job_id, a.phase, live)
+        return adopted
+
+    def _restore(self, adir: Path, record: dict[str, object]) -> _Attempt:
+        spec = AttemptAssignment.model_validate(record["assignment"])
+        phase = str(record["phase"])
+        gpus = {n.rank: list(n.gpu_indices) for n in spec.nodes}
+        ranks: list[_Rank] = []
+        rank_records = record["ranks"]
+        assert isinstance(rank_records, list)
+        for rr in rank_records:
+            r = _Rank(
+                rank=int(rr["rank"]),
+                node=str(rr["node"]),
+                gpu_indices=gpus.get(int(rr["rank"]), []),
+                log_path=adir / str(rr["log"]),
+            )
+            r.accepted = int(rr.get("accepted") or 0)
+            r.stream.consumed = r.stream.emitted = r.accepted
+            r.exit_code = rr.get("exit_code")
+            pid = rr.get("pid")
+            if phase != "done" and r.exit_code is None and isinstance(pid, int):
+                r.pid = pid
+                if not _is_supervisor(pid, adir):
+                    self._reap_adopted(adir, phase, r)  # ended while no agent watched
+            ranks.append(r)
+        started = float(record["started_at"])  # type: ignore[arg-type]
+        a = _Attempt(spec=spec, dir=adir, ranks=ranks, started_at=self._clock() - max(0.0, time.time() - started))
+        a.phase, a.state = phase, AttemptState(str(record["state"]))
+        code = record.get("exit_code")
+        a.exit_code = code if isinstance(code, int) else None
+        a.message = str(record.get("message") or "")
+        ckpt = record.get("checkpoint_dir")
+        a.checkpoint_dir = Path(str(ckpt)) if ckpt else adir / "checkpoint"
+        a.master_port = int(record.get("master_port") or 0)  # type: ignore[call-overload]
+        if phase != "done":
+            a.env = _job_environment(spec, a.checkpoint_dir, a.master_port or _free_port())
+        stopping = record.get("stopping")
+        if phase != "done" and isinstance(stopping, dict):
+            a.stop = _Stop(_lost_if_cancelled(AttemptState(stopping["state"])), str(stopping.get("message") or ""))
+            a.kill_at = self._clock() + self._kill_grace_s  # the SIGTERM went out before the restart
+        elif phase == "done":
+            a.state = _lost_if_cancelled(a.state)
+        return a
 
     # -- starting -------------------------------------------------------------------------
     def _prepare(self, spec: AttemptAssignment) -> _Attempt:
@@ -262,7 +396,8 @@ class LocalBackend(Backend):
                     tar.extractall(a.workdir, filter="data")
             except (tarfile.TarError, OSError, EOFError) as exc:
                 return f"cannot unpack the workdir archive: {exc}"
-        a.env = _job_environment(spec, ckpt, _free_port())
+        a.checkpoint_dir, a.master_port = ckpt, _free_port()
+        a.env = _job_environment(spec, ckpt, a.master_port)
         return None
 
     def _launch(self, a: _Attempt, phase: str) -> None:
@@ -271,7 +406,7 @@ class LocalBackend(Backend):
         a.phase = phase
         a.state = AttemptState.STARTING if phase == "setup" else AttemptState.RUNNING
         for r in a.ranks:
-            r.proc, r.exit_code = None, None
+            r.proc, r.pid, r.exit_code = None, None, None
         for r in a.ranks:
             env = dict(a.env)
             env.update(
@@ -280,10 +415,30 @@ class LocalBackend(Backend):
                 SUANLI_NUM_GPUS_PER_NODE=str(len(r.gpu_indices)),
                 CUDA_VISIBLE_DEVICES=",".join(str(i) for i in r.gpu_indices),
             )
+            exit_file = _exit_file(a.dir, r.rank, phase)
+            exit_file.unlink(missing_ok=True)
+            supervised = [
+                sys.executable,
+                "-I",
+                "-S",
+                _SUPERVISOR,
+                "--exit",
+                str(exit_file),
+                "--alive",
+                str(self._alive),
+                "--log",
+                str(r.log_path),
+                "--grace",
+                "3",
+                "--",
+                self._bash,
+                "-c",
+                script,
+            ]
             try:
                 with r.log_path.open("ab") as out:
                     r.proc = subprocess.Popen(
-                        [self._bash, "-c", script],
+                        supervised,
                         cwd=a.workdir,
                         env=env,
                         stdin=subprocess.DEVNULL,
@@ -291,6 +446,7 @@ class LocalBackend(Backend):
                         stderr=subprocess.STDOUT,
                         start_new_session=True,  # its own process group: signals reach its children
                     )
+                r.pid = r.proc.pid
             except OSError as exc:
                 a.stop = _Stop(AttemptState.FAILED, f"could not start {phase} on rank {r.rank}: {exc}", note=True)
                 self._stop(a, self._clock(), 0)
@@ -304,7 +460,9 @@ class LocalBackend(Backend):
         """One step of the attempt's life: collect exits, enforce limits, move phases."""
         for r in a.ranks:
             if r.alive:
-                self._reap(r)
+                self._reap(a, r)
+        if a.stop is None and any(r.orphaned for r in a.ranks):
+            a.stop = _Stop(AttemptState.LOST, "stopped on its own: the site agent was gone past its lease", note=False)
         if a.stop is not None:
             self._stop(a, now, None)
             return
@@ -325,7 +483,7 @@ class LocalBackend(Backend):
             else:
                 self._finish(a, _Stop(AttemptState.SUCCEEDED, "", 0))
 
-    def _reap(self, r: _Rank) -> None:
+    def _reap(self, a: _Attempt, r: _Rank) -> None:
         """Record a rank's exit; kill what its shell left behind in its process group.
 
         The leader is checked without being reaped first (``WNOWAIT``): while it is a zombie its
@@ -333,6 +491,8 @@ class LocalBackend(Backend):
         """
         proc = r.proc
         if proc is None:
+            if r.pid is not None:
+                self._reap_adopted(a.dir, a.phase, r)
             return
         waitid = getattr(os, "waitid", None)
         if waitid is not None:
@@ -344,6 +504,20 @@ class LocalBackend(Backend):
             else:
                 _killpg(proc.pid, signal.SIGKILL)
         r.exit_code = proc.poll()
+        if r.exit_code is not None:
+            r.orphaned = _read_exit(_exit_file(a.dir, r.rank, a.phase))[1]
+
+    def _reap_adopted(self, adir: Path, phase: str, r: _Rank) -> None:
+        """A rank this process did not start: its supervisor wrote how it ended, or vanished
+        without a word (killed with its whole group by SIGKILL)."""
+        exit_file = _exit_file(adir, r.rank, phase)
+        code, orphaned = _read_exit(exit_file)
+        if code is None and r.pid is not None and _is_supervisor(r.pid, adir):
+            return
+        if code is None:
+            code, orphaned = _read_exit(exit_file)  # it may have written just before it went
+        r.exit_code = -signal.SIGKILL if code is None else code
+        r.orphaned = orphaned
 
     def _stop(self, a: _Attempt, now: float, grace_s: float | None) -> None:
         """Drive an attempt whose ``stop`` is set: SIGTERM (when ``grace_s`` is given), SIGKILL
@@ -357,7 +531,7 @@ class LocalBackend(Backend):
             a.kill_at = deadline if a.kill_at is None else min(a.kill_at, deadline)
         for r in a.ranks:
             if r.alive:
-                self._reap(r)
+                self._reap(a, r)
         if any(r.alive for r in a.ranks):
             if a.kill_at is not None and now >= a.kill_at:
                 log.info("attempt %s did not stop within its grace period: SIGKILL", a.spec.attempt_id)
@@ -368,8 +542,8 @@ class LocalBackend(Backend):
 
     def _signal(self, a: _Attempt, sig: signal.Signals) -> None:
         for r in a.ranks:
-            if r.alive and r.proc is not None:
-                _killpg(r.proc.pid, sig)
+            if r.alive and r.pid is not None:
+                _killpg(r.pid, sig)
 
     def _finish(self, a: _Attempt, stop: _Stop) -> None:
         a.phase, a.state, a.message = "done", stop.state, stop.message
@@ -406,6 +580,7 @@ class LocalBackend(Backend):
         r.drained = final
         if not text:
             return None, cost
+        self._chunk_ends[(a.spec.attempt_id, r.rank, offset)] = r.stream.emitted
         chunk = LogChunk(
             attempt_id=a.spec.attempt_id, fencing_token=a.spec.fencing_token, rank=r.rank, offset=offset, data=text
         )
@@ -422,14 +597,18 @@ class LocalBackend(Backend):
             "exit_code": a.exit_code,
             "message": a.message,
             "started_at": time.time() - (self._clock() - a.started_at),
+            "checkpoint_dir": str(a.checkpoint_dir) if a.checkpoint_dir else None,
+            "stopping": {"state": a.stop.state.value, "message": a.stop.message} if a.stop else None,
+            "master_port": a.master_port,
             "ranks": [
                 {
                     "rank": r.rank,
                     "node": r.node,
-                    "pid": r.proc.pid if r.proc else None,
-                    "pgid": r.proc.pid if r.proc else None,  # start_new_session: the group is the leader's pid
+                    "pid": r.pid,
+                    "pgid": r.pid,  # start_new_session: the group is the supervisor's pid
                     "exit_code": r.exit_code,
                     "log": r.log_path.name,
+                    "accepted": r.accepted,
                 }
                 for r in a.ranks
             ],
@@ -477,6 +656,59 @@ def _failure_message(a: _Attempt, rank: int, code: int) -> str:
     if a.phase == "setup":
         return f"setup {words} on rank {rank}" if gang else f"setup {words}"
     return f"rank {rank} {words}" if gang else f"run {words}"
+
+
+def _lost_if_cancelled(state: AttemptState) -> AttemptState:
+    """An adopted attempt that the previous agent process stopped (or was stopping) is reported
+    LOST: whether the stop was the agent's own (shutdown, partition) is gone with that process,
+    and the server knows better — the job of a user's cancel still ends CANCELLED there."""
+    return AttemptState.LOST if state == AttemptState.CANCELLED else state
+
+
+def _exit_file(adir: Path, rank: int, phase: str) -> Path:
+    return adir / f"rank-{rank}.{phase}.exit"
+
+
+def _read_exit(path: Path) -> tuple[int | None, bool]:
+    """``(exit code, stopped as an orphan)`` from a supervisor's exit file; None: not written."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        return int(record["exit_code"]), bool(record.get("orphaned"))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, False
+
+
+def _is_supervisor(pid: int, adir: Path) -> bool:
+    """Whether ``pid`` is still a live supervisor of this attempt (not a zombie, not a reused
+    pid): its command line names the supervisor and a file in the attempt's folder."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            argv = fh.read().split(b"\0")
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc: fall back to "a process leads that group"
+        try:
+            return os.getpgid(pid) == pid
+        except OSError:
+            return False
+    marker = str(adir).encode()
+    return _SUPERVISOR.encode() in argv and any(arg.startswith(marker) for arg in argv)
+
+
+def _wait_gone(r: _Rank, adir: Path, timeout: float) -> bool:
+    """Wait until a killed rank's supervisor is gone; False if it is still there."""
+    if r.proc is not None:
+        try:
+            r.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+    deadline = time.monotonic() + timeout
+    while r.pid is not None and _is_supervisor(r.pid, adir):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def _killpg(pgid: int, sig: signal.Signals) -> None:

@@ -39,7 +39,8 @@ def heartbeat(req: HeartbeatRequest, control: Control, token: Token) -> Heartbea
     seen = control.signals.version(key)
     with control.db.session() as session:
         site = authenticate_site(session, req.site, token)
-        out = service.record_heartbeat(session, site, req, control.clock.now(), control.settings.lease_s)
+        grace = control.scheduler_config.policy.preempt_grace_s
+        out = service.record_heartbeat(session, site, req, control.clock.now(), control.settings.lease_s, grace)
     if out.inventory_changed:
         control.invalidate_capacity()
     if out.logs_added or out.changed_jobs:
@@ -57,7 +58,7 @@ def heartbeat(req: HeartbeatRequest, control: Control, token: Token) -> Heartbea
         seen = now_seen
         with control.db.session() as session:
             site = authenticate_site(session, req.site, token)
-            service.collect_orders(session, site, control.clock.now(), out)
+            service.collect_orders(session, site, control.clock.now(), out, grace)
     return HeartbeatResponse(
         start=out.start,
         stop=out.stop,

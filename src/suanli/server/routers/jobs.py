@@ -8,12 +8,14 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from suanli.core.api import JobOut, JobSubmit, Page
+from suanli.core.api import ExplainOut, JobOut, JobSubmit, Page
 from suanli.core.states import JobState
 from suanli.server.control import ControlPlane
 from suanli.server.deps import Control
 from suanli.server.services import jobs as service
+from suanli.server.services import metering
 from suanli.server.services.errors import Unprocessable
+from suanli.server.services.explain import explain_job
 from suanli.store.models import LogChunkRow
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
@@ -55,7 +57,13 @@ def list_jobs(
     with control.db.read() as session:
         rows, nxt = service.list_jobs(session, states=states, site=site, name=name, limit=limit, cursor=after)
         attempts = service.attempts_of(session, rows)
-        items = [service.to_out(j, attempts[j.seq], with_spec=False) for j in rows]
+        costs = metering.job_cost(session, [j.seq for j in rows], control.settings.waive_platform_faults)
+        items = [
+            service.to_out(j, attempts[j.seq], with_spec=False).model_copy(
+                update={"cost_cny": str(costs[j.seq]) if j.seq in costs else None}
+            )
+            for j in rows
+        ]
     return Page[JobOut](items=items, next_cursor=str(nxt) if nxt is not None else None)
 
 
@@ -63,7 +71,23 @@ def list_jobs(
 def get_job(job_id: str, control: Control) -> JobOut:
     with control.db.read() as session:
         job = service.get_job(session, job_id)
-        return service.to_out(job, service.attempts_of(session, [job])[job.seq])
+        cost = metering.job_cost(session, [job.seq], control.settings.waive_platform_faults).get(job.seq)
+        out = service.to_out(job, service.attempts_of(session, [job])[job.seq])
+    return out.model_copy(update={"cost_cny": str(cost) if cost is not None else None})
+
+
+@router.get("/{job_id}/explain", response_model=ExplainOut)
+def explain(job_id: str, control: Control) -> ExplainOut:
+    """Why the job runs where it does, or why it waits: per site, what it offers the job."""
+    with control.db.read() as session:
+        return explain_job(
+            session,
+            job_id,
+            control.clock.now(),
+            control.settings.lease_s,
+            control.scheduler_config,
+            control.reservation(job_id),
+        )
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut)

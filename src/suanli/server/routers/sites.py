@@ -6,8 +6,10 @@ from collections.abc import Callable
 from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Query
+from pydantic import BaseModel
 
 from suanli.core.api import NodeOut, Page, SiteOut
+from suanli.server.control import ControlPlane
 from suanli.server.deps import Control
 from suanli.server.services import sites as service
 
@@ -47,3 +49,31 @@ def _page(items: list[T], limit: int, cursor: str | None, *, key: Callable[[T], 
     page = ordered[:limit]
     nxt = key(page[-1]) if len(ordered) > limit and page else None
     return Page[T](items=page, next_cursor=nxt)
+
+
+class DrainIn(BaseModel):
+    reason: str
+
+
+@router.post("/nodes/{name}/drain", response_model=NodeOut)
+def drain(name: str, body: DrainIn, control: Control) -> NodeOut:
+    """Take a node out of scheduling (for repair); its running attempts finish first."""
+    now = control.clock.now()
+    with control.db.session() as session:
+        service.drain_node(session, name, body.reason, now)
+    return _node(control, name)
+
+
+@router.post("/nodes/{name}/undrain", response_model=NodeOut)
+def undrain(name: str, control: Control) -> NodeOut:
+    now = control.clock.now()
+    with control.db.session() as session:
+        service.undrain_node(session, name, now)
+    control.capacity_changed()
+    return _node(control, name)
+
+
+def _node(control: ControlPlane, name: str) -> NodeOut:
+    with control.db.read() as session:
+        view = service.capacity_view(session, control.clock.now(), control.settings.lease_s)
+    return next(n for n in service.node_outs(view) if n.name == name)

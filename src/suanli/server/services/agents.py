@@ -17,12 +17,14 @@ from suanli.core.protocol import (
     AttemptReport,
     HeartbeatRequest,
     LogChunk,
+    NodeReport,
     RegisterRequest,
     StopOrder,
 )
 from suanli.core.states import AttemptState, JobState, can_transition_attempt, job_state_for_attempt
+from suanli.server.services import metering
 from suanli.server.services.jobs import finish
-from suanli.server.services.scheduling import requeue_or_fail
+from suanli.server.services.scheduling import PREEMPT_GRACE_S, requeue_or_fail
 from suanli.server.services.sites import ACTIVE_ATTEMPT_STATES, update_inventory
 from suanli.store.models import Attempt, Job, LogChunkRow, Site
 
@@ -47,13 +49,19 @@ def register(session: Session, site: Site, req: RegisterRequest, now: datetime) 
 
 
 def record_heartbeat(
-    session: Session, site: Site, req: HeartbeatRequest, now: datetime, lease_s: float
+    session: Session,
+    site: Site,
+    req: HeartbeatRequest,
+    now: datetime,
+    lease_s: float,
+    preempt_grace_s: float = PREEMPT_GRACE_S,
 ) -> HeartbeatOutcome:
     out = HeartbeatOutcome()
     site.last_heartbeat_at = now
     site.agent_id = req.agent_id
     if req.nodes is not None:
         out.inventory_changed = update_inventory(session, site, req.nodes, now)
+        stop_attempts_on_failed_nodes(session, site, req.nodes, now)
     attempts = _attempts(session, [r.attempt_id for r in req.attempts] + [c.attempt_id for c in req.logs])
     valid = {a.id for a in attempts.values() if a.site == site.name}
     _store_logs(
@@ -70,6 +78,7 @@ def record_heartbeat(
                 )
             continue
         _apply_report(session, attempt, report, now, out)
+        metering.meter(session, attempt, report, now)
         if not AttemptState(attempt.state).is_terminal():
             attempt.lease_expires_at = lease
         elif report.state.is_terminal():
@@ -86,11 +95,13 @@ def record_heartbeat(
         )
     ):
         attempt.lease_expires_at = lease
-    collect_orders(session, site, now, out)
+    collect_orders(session, site, now, out, preempt_grace_s)
     return out
 
 
-def collect_orders(session: Session, site: Site, now: datetime, out: HeartbeatOutcome) -> None:
+def collect_orders(
+    session: Session, site: Site, now: datetime, out: HeartbeatOutcome, preempt_grace_s: float = PREEMPT_GRACE_S
+) -> None:
     """Attempts to start (not yet delivered) and to stop (stop requested, still active)."""
     rows = session.execute(
         select(Attempt, Job)
@@ -102,7 +113,10 @@ def collect_orders(session: Session, site: Site, now: datetime, out: HeartbeatOu
     for attempt, job in rows:
         if attempt.stop_requested:
             if attempt.delivered and attempt.id not in stopping:
-                out.stop.append(StopOrder(attempt_id=attempt.id, reason=attempt.stop_reason or "stopped", grace_s=10))
+                grace = preempt_grace_s if attempt.stop_outcome == AttemptState.PREEMPTED.value else 10
+                out.stop.append(
+                    StopOrder(attempt_id=attempt.id, reason=attempt.stop_reason or "stopped", grace_s=grace)
+                )
             continue
         if attempt.delivered:
             continue
@@ -161,11 +175,20 @@ def _apply_report(
         job.reason = "" if new == AttemptState.RUNNING else "running setup"
         job.updated_at = now
         return
+    if attempt.stop_requested and attempt.stop_outcome and not job.cancel_requested and new != AttemptState.SUCCEEDED:
+        # It ended because the platform stopped it (preemption, a failed node): a new attempt.
+        new = AttemptState(attempt.stop_outcome)
+        attempt.state = new.value
+        attempt.message = attempt.stop_reason
     if new in (AttemptState.LOST, AttemptState.PREEMPTED):
         requeue_or_fail(job, attempt, now)
         return
     if job.cancel_requested and new != AttemptState.SUCCEEDED:
         finish(job, JobState.CANCELLED, now, attempt.stop_reason or "cancelled by the user", report.exit_code)
+        return
+    retry_codes = job.spec.get("retry", {}).get("on_exit_codes", [])
+    if new == AttemptState.FAILED and report.exit_code is not None and report.exit_code in retry_codes:
+        requeue_or_fail(job, attempt, now)  # the spec asked for this code to be retried
         return
     state = job_state_for_attempt(new)
     reason = report.message if state != JobState.SUCCEEDED else ""
@@ -196,3 +219,30 @@ def _store_logs(
     stmt = insert(LogChunkRow).values(rows).on_conflict_do_nothing(index_elements=["attempt_id", "rank", "offset"])
     session.execute(stmt)
     out.logs_added = True
+
+
+def stop_attempts_on_failed_nodes(session: Session, site: Site, nodes: Sequence[NodeReport], now: datetime) -> int:
+    """Attempts on a node the agent reports unhealthy are stopped and, once stopped, recorded
+    LOST and requeued (elsewhere: the node is drained). Returns how many were ordered stopped."""
+    failed = {n.name: n.reason or "unhealthy" for n in nodes if not n.healthy}
+    if not failed:
+        return 0
+    stopped = 0
+    active = session.scalars(
+        select(Attempt).where(
+            Attempt.site == site.name, Attempt.state.in_(ACTIVE_ATTEMPT_STATES), Attempt.stop_requested.is_(False)
+        )
+    )
+    for attempt in active:
+        bad = next((n["node"] for n in attempt.nodes if n["node"] in failed), None)
+        if bad is None:
+            continue
+        attempt.stop_requested = True
+        attempt.stop_reason = f"node {bad} failed: {failed[bad]}"
+        attempt.stop_outcome = AttemptState.LOST.value
+        job = session.get(Job, attempt.job_seq)
+        if job is not None and job.current_attempt_id == attempt.id:
+            job.reason = f"{attempt.stop_reason}; stopping it, then requeued"
+            job.updated_at = now
+        stopped += 1
+    return stopped

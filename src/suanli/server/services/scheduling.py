@@ -2,25 +2,58 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from suanli.core.scheduler import PendingJob, Placement, ScheduleResult, schedule
+from suanli.core.scheduler import (
+    PendingJob,
+    Placement,
+    Policy,
+    Preemption,
+    ScheduleResult,
+    SiteRule,
+    SiteState,
+    TenantShare,
+    schedule,
+)
 from suanli.core.spec import Placement as PlacementSpec
 from suanli.core.spec import Priority, Resources
 from suanli.core.states import AttemptState, JobState
+from suanli.server.services.fairshare import Quota, tenant_shares
 from suanli.server.services.jobs import finish
 from suanli.server.services.sites import ACTIVE_ATTEMPT_STATES, capacity_view
 from suanli.store.models import Attempt, Job, Tenant
+
+#: Seconds a pass may reuse the tenants' shares read by an earlier pass.
+SHARES_TTL_S = 10.0
+#: A stop reason that starts so marks a preemption: the attempt ends PREEMPTED and the job is requeued.
+PREEMPTED_PREFIX = "preempted by "
+#: SIGTERM → SIGKILL for a preempted attempt (the default policy's ``preempt_grace``).
+PREEMPT_GRACE_S = Policy().preempt_grace_s
+
+
+def is_preemption(stop_reason: str) -> bool:
+    return stop_reason.startswith(PREEMPTED_PREFIX)
+
+
+@dataclass
+class SchedulerConfig:
+    """The network's scheduling policy, tenants' quotas and data rules (from the network file)."""
+
+    policy: Policy = field(default_factory=Policy)
+    quotas: dict[str, Quota] = field(default_factory=dict)
+    rules: tuple[SiteRule, ...] = ()
 
 
 @dataclass
 class PassResult:
     placed: int = 0
     waiting: int = 0
+    preempted: int = 0
     #: Sites that got new work (their agents should be woken).
     sites: set[str] = field(default_factory=set)
 
@@ -38,7 +71,22 @@ def pending_job(job: Job, home_region: str | None = None) -> PendingJob:
         home_region=home_region,
         max_latency_ms=placement.max_latency_ms,
         max_price_per_gpu_hour=placement.max_price_per_gpu_hour,
+        time_limit_s=float(spec["time_limit"]) if isinstance(spec.get("time_limit"), int | float) else None,
+        optimize=placement.optimize,
+        submitted_at=job.submitted_at,
+        datasets=tuple(str(d.get("name", "")) for d in spec.get("datasets", []) if isinstance(d, dict)),
     )
+
+
+def fill_estimates(sites: list[SiteState], tenants: Mapping[str, TenantShare], policy: Policy) -> None:
+    """Running jobs without a time limit are expected to end after their tenant's usual run
+    time (or the policy's default): start-time estimates and backfill plan with that."""
+    for site in sites:
+        for alloc in site.allocations:
+            if alloc.ends_at is None and alloc.started_at is not None:
+                share = tenants.get(alloc.tenant)
+                estimate = share.estimate_s if share and share.estimate_s else policy.default_estimate_s
+                alloc.ends_at = alloc.started_at + timedelta(seconds=estimate)
 
 
 class PendingCache:
@@ -47,12 +95,21 @@ class PendingCache:
 
     def __init__(self) -> None:
         self._jobs: dict[int, PendingJob] = {}
+        #: Jobs that held a reservation after the last full pass: an incremental pass looks at
+        #: them too, so new jobs backfill around their reservations instead of jumping them.
+        self.reserved: set[int] = set()
+        #: job id → (site, estimated start) of those reservations, for ``explain``.
+        self.reservations: dict[str, tuple[str, datetime]] = {}
+        #: Tenants' shares and when they were read: usage moves slowly, so a pass reuses them
+        #: for SHARES_TTL_S rather than summing every recent attempt again.
+        self.shares: dict[str, TenantShare] = {}
+        self.shares_at: datetime | None = None
 
     def load(self, session: Session, after_seq: int | None = None) -> tuple[list[PendingJob], dict[str, str]]:
         """Pending jobs in submit order; with ``after_seq`` only those submitted after it."""
         query = select(Job.seq, Job.id, Job.reason).where(Job.state == JobState.PENDING.value).order_by(Job.seq)
         if after_seq is not None:
-            query = query.where(Job.seq > after_seq)
+            query = query.where((Job.seq > after_seq) | Job.seq.in_(sorted(self.reserved)))
         rows = session.execute(query).all()
         seqs = {r.seq for r in rows}
         if after_seq is None:
@@ -78,17 +135,33 @@ class Plan:
 
 
 def plan_pass(
-    session: Session, now: datetime, lease_s: float, cache: PendingCache, after_seq: int | None = None
+    session: Session,
+    now: datetime,
+    lease_s: float,
+    cache: PendingCache,
+    after_seq: int | None = None,
+    config: SchedulerConfig | None = None,
 ) -> Plan | None:
     """Plan placements for every pending job, or (incremental) only for jobs newer than
-    ``after_seq``: sound while no capacity was freed since the last full pass, because jobs that
-    did not fit then cannot fit now."""
+    ``after_seq`` plus those holding reservations: sound while no capacity was freed since the
+    last full pass, because jobs that did not fit then cannot fit now."""
+    config = config or SchedulerConfig()
     jobs, reasons = cache.load(session, after_seq)
     if not jobs:
+        if after_seq is None:
+            cache.reserved, cache.reservations = set(), {}
         return None
     view = capacity_view(session, now, lease_s)
-    decision = schedule(jobs, view.sites, now)
-    return Plan(decision, {j.id: j.seq for j in jobs}, reasons)
+    if cache.shares_at is None or not 0 <= (now - cache.shares_at).total_seconds() < SHARES_TTL_S:
+        cache.shares, cache.shares_at = tenant_shares(session, now, config.policy, config.quotas), now
+    tenants = cache.shares
+    fill_estimates(view.sites, tenants, config.policy)
+    decision = schedule(jobs, view.sites, now, policy=config.policy, tenants=tenants, rules=config.rules)
+    seq_of = {j.id: j.seq for j in jobs}
+    if after_seq is None:
+        cache.reserved = {seq_of[j] for j in decision.reservations}
+        cache.reservations = dict(decision.reservations)
+    return Plan(decision, seq_of, reasons)
 
 
 def apply_plan(session: Session, plan: Plan, now: datetime, lease_s: float) -> PassResult:
@@ -96,6 +169,11 @@ def apply_plan(session: Session, plan: Plan, now: datetime, lease_s: float) -> P
     (cancelled meanwhile) is skipped. Only the scheduler loop writes placements, so capacity
     seen in the snapshot cannot have been handed out by someone else."""
     result = PassResult(waiting=len(plan.seq_of))
+    for preemption in plan.decision.preemptions:
+        site = _preempt(session, preemption, now)
+        if site is not None:
+            result.preempted += 1
+            result.sites.add(site)
     placed_ids = {p.job_id for p in plan.decision.placements}
     changed = {j: r for j, r in plan.decision.reasons.items() if plan.reasons_before.get(j) != r}
     touched = {plan.seq_of[j] for j in placed_ids | set(changed)}
@@ -116,6 +194,31 @@ def apply_plan(session: Session, plan: Plan, now: datetime, lease_s: float) -> P
             job.updated_at = now
     result.waiting -= result.placed
     return result
+
+
+def _preempt(session: Session, preemption: Preemption, now: datetime) -> str | None:
+    """Order the victim's current attempt stopped (SIGTERM, grace, SIGKILL at its site); when
+    the site reports it ended, it is recorded PREEMPTED and the job requeued as a new attempt.
+    An attempt not yet handed to its agent ends at once. Returns the site to wake."""
+    job = session.scalar(select(Job).where(Job.id == preemption.victim))
+    if job is None or job.current_attempt_id is None or job.cancel_requested:
+        return None
+    attempt = session.get(Attempt, job.current_attempt_id)
+    if attempt is None or attempt.state not in ACTIVE_ATTEMPT_STATES or attempt.stop_requested:
+        return None
+    reason = preemption.reason if is_preemption(preemption.reason) else PREEMPTED_PREFIX + preemption.reason
+    if not attempt.delivered:
+        attempt.state = AttemptState.PREEMPTED.value
+        attempt.message = reason
+        attempt.ended_at = now
+        requeue_or_fail(job, attempt, now)
+        return attempt.site
+    attempt.stop_requested = True
+    attempt.stop_reason = reason
+    attempt.stop_outcome = AttemptState.PREEMPTED.value
+    job.reason = f"{reason}: stopping at {attempt.site}, then requeued"
+    job.updated_at = now
+    return attempt.site
 
 
 def _place(session: Session, job: Job, placement: Placement, now: datetime, lease_s: float) -> None:
@@ -144,6 +247,16 @@ def _place(session: Session, job: Job, placement: Placement, now: datetime, leas
     job.site = placement.site
     job.reason = ""
     job.updated_at = now
+
+
+def renew_leases(session: Session, now: datetime, lease_s: float) -> int:
+    fresh = now + timedelta(seconds=lease_s)
+    query = select(Attempt).where(Attempt.state.in_(ACTIVE_ATTEMPT_STATES), Attempt.lease_expires_at < fresh)
+    count = 0
+    for attempt in session.scalars(query):
+        attempt.lease_expires_at = fresh
+        count += 1
+    return count
 
 
 def any_expired(session: Session, now: datetime) -> bool:

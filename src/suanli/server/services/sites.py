@@ -12,15 +12,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from suanli.core.api import GpuCount, NodeOut, SiteOut
 from suanli.core.network import NetworkSpec, SiteDecl, Tariff
 from suanli.core.protocol import NodeReport
 from suanli.core.scheduler import Allocation, NodeState, SiteState
+from suanli.core.spec import Priority
 from suanli.core.states import AttemptState
-from suanli.server.services.errors import NotFound, Unauthorized
+from suanli.server.services.errors import NotFound, Unauthorized, Unprocessable
 from suanli.store.models import Attempt, Job, Node, Site, Tenant
 
 ACTIVE_ATTEMPT_STATES = (AttemptState.SCHEDULED.value, AttemptState.STARTING.value, AttemptState.RUNNING.value)
@@ -130,6 +131,10 @@ def update_inventory(session: Session, site: Site, reports: Sequence[NodeReport]
         )
         if changed:
             changed_any = True
+            if row.healthy and not r.healthy and not row.drained:
+                # A node that failed its health check stays out until an operator has looked at
+                # it (like Slurm's DRAIN), even if the next check passes.
+                row.drained, row.drain_reason = True, f"{r.reason or 'unhealthy'} (drained automatically)"
             row.gpu_type, row.gpus_total, row.cpus, row.memory = r.gpu_type, r.gpus_total, r.cpus, r.memory
             row.healthy, row.health_reason, row.gpu_source = r.healthy, r.reason, r.gpu_source
             row.updated_at = now
@@ -168,12 +173,15 @@ def capacity_view(session: Session, now: datetime, lease_s: float) -> CapacityVi
     by_id = {s.id: s for s in site_rows}
     node_rows = list(session.scalars(select(Node).order_by(Node.name)))
     active = session.execute(
-        select(Attempt, Job.spec).join(Job, Job.seq == Attempt.job_seq).where(Attempt.state.in_(ACTIVE_ATTEMPT_STATES))
+        select(Attempt, Job.spec, Job.id, Job.tenant, Job.priority)
+        .join(Job, Job.seq == Attempt.job_seq)
+        .where(Attempt.state.in_(ACTIVE_ATTEMPT_STATES))
     ).all()
+    preempted = _last_preempted(session, [a.job_seq for a, *_ in active])
     held: dict[str, list[Allocation]] = defaultdict(list)
     gpus_held: dict[str, set[int]] = defaultdict(set)
     running_per_site: dict[str, int] = defaultdict(int)
-    for attempt, spec in active:
+    for attempt, spec, job_id, tenant, priority in active:
         running_per_site[attempt.site] += 1
         limit = spec.get("time_limit") if isinstance(spec, dict) else None
         start = attempt.started_at or attempt.created_at
@@ -183,12 +191,17 @@ def capacity_view(session: Session, now: datetime, lease_s: float) -> CapacityVi
             gpus_held[assigned["node"]].update(indices)
             held[assigned["node"]].append(
                 Allocation(
-                    str(attempt.job_seq),
+                    job_id,
                     assigned["node"],
                     len(indices),
                     float(assigned.get("cpus", 0)),
                     float(assigned.get("memory", 0)),
                     ends,
+                    tenant=tenant,
+                    priority=Priority(priority),
+                    started_at=start,
+                    stopping=attempt.stop_requested,
+                    last_preempted_at=preempted.get(attempt.job_seq),
                 )
             )
     states: dict[str, SiteState] = {}
@@ -230,6 +243,19 @@ def capacity_view(session: Session, now: datetime, lease_s: float) -> CapacityVi
             )
         )
     return CapacityView(list(states.values()), site_rows, nodes, dict(running_per_site))
+
+
+def _last_preempted(session: Session, seqs: Sequence[int]) -> dict[int, datetime]:
+    """When each of these jobs last had an attempt preempted (for the preemption cool-down)."""
+    out: dict[int, datetime] = {}
+    for start in range(0, len(seqs), 500):
+        rows = session.execute(
+            select(Attempt.job_seq, func.max(Attempt.ended_at))
+            .where(Attempt.job_seq.in_(seqs[start : start + 500]), Attempt.state == AttemptState.PREEMPTED.value)
+            .group_by(Attempt.job_seq)
+        )
+        out.update({seq: at for seq, at in rows if at is not None})
+    return out
 
 
 def site_outs(view: CapacityView, now: datetime, lease_s: float) -> list[SiteOut]:
@@ -298,3 +324,22 @@ def node_outs(view: CapacityView, site: str | None = None) -> list[NodeOut]:
             )
         )
     return out
+
+
+def drain_node(session: Session, name: str, reason: str, now: datetime) -> Node:
+    """No new attempts go to the node; attempts already there run to their end (Slurm's DRAIN)."""
+    node = session.scalar(select(Node).where(Node.name == name))
+    if node is None:
+        raise NotFound(f"no node '{name}'; 'suanli nodes' lists them")
+    if not reason.strip():
+        raise Unprocessable("say why the node is drained (--reason), so whoever looks next knows")
+    node.drained, node.drain_reason, node.updated_at = True, reason.strip(), now
+    return node
+
+
+def undrain_node(session: Session, name: str, now: datetime) -> Node:
+    node = session.scalar(select(Node).where(Node.name == name))
+    if node is None:
+        raise NotFound(f"no node '{name}'; 'suanli nodes' lists them")
+    node.drained, node.drain_reason, node.updated_at = False, "", now
+    return node

@@ -1,0 +1,274 @@
+"""``suanli data``: register, list, show, grade and check datasets; copy them between sites."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+from suanli.cli.context import JsonOption, ServerOption, TokenOption, err_console, note, open_client, say
+from suanli.sdk import Client
+
+app = typer.Typer(
+    name="data", help="Datasets: register, grade, check where they may go, copy them.", no_args_is_help=True
+)
+
+LevelOpt = Annotated[str, typer.Option("--level", help="core | important | general")]
+PiOpt = Annotated[int, typer.Option("--pi", help="Individuals whose (non-sensitive) personal information it holds.")]
+SpiOpt = Annotated[int, typer.Option("--spi", help="Individuals whose sensitive personal information it holds.")]
+CatOpt = Annotated[
+    list[str] | None, typer.Option("--category", help="Category id (e.g. an FTZ negative-list id); repeat.")
+]
+
+
+def _classification(
+    level: str, sub_grade: int | None, pi: int, spi: int, categories: list[str] | None, return_flow: bool
+) -> dict[str, Any]:
+    return {
+        "level": level,
+        "sub_grade": sub_grade,
+        "pi_count": pi,
+        "spi_count": spi,
+        "categories": categories or [],
+        "return_flow": return_flow,
+    }
+
+
+def _echo_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _summary(d: dict[str, Any]) -> str:
+    c = d["classification"]
+    sub = f"/{c['sub_grade']}" if c.get("sub_grade") else ""
+    inh = " (inherited, re-grade it)" if c.get("inherited") else ""
+    return (
+        f"{d['name']:<20} {d['owner']:<12} {d['home_site']:<16} {c['level']}{sub}{inh:<10} "
+        f"PI {c['pi_count']:,} SPI {c['spi_count']:,}  {d['size']:,} B  replicas: {', '.join(d['replicas']) or '—'}"
+    )
+
+
+@app.command()
+def register(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Dataset name.")],
+    path: Annotated[Path, typer.Option("--path", help="The data file (on the server's machine in this version).")],
+    site: Annotated[str, typer.Option("--site", help="Home site.")],
+    owner: Annotated[str, typer.Option("--owner", help="Owner tenant (the exporter).")],
+    level: LevelOpt = "general",
+    sub_grade: Annotated[int | None, typer.Option("--sub-grade")] = None,
+    pi: PiOpt = 0,
+    spi: SpiOpt = 0,
+    category: CatOpt = None,
+    return_flow: Annotated[
+        bool, typer.Option("--return-flow", help="PI collected abroad, nothing domestic added.")
+    ] = False,
+    derived_from: Annotated[list[str] | None, typer.Option("--derived-from", help="Input dataset; repeat.")] = None,
+    chunk_mib: Annotated[int, typer.Option("--chunk-mib", help="Chunk size, 4–16 MiB.")] = 8,
+    json_out: JsonOption = False,
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Register a graded dataset at its home site (derived ones inherit the highest input level)."""
+    body: dict[str, Any] = {
+        "name": name,
+        "owner": owner,
+        "home_site": site,
+        "path": str(path.resolve()),
+        "chunk_mib": chunk_mib,
+        "derived_from": derived_from or [],
+    }
+    if not derived_from:
+        body["classification"] = _classification(level, sub_grade, pi, spi, category, return_flow)
+    with open_client(ctx, server, token) as client:
+        d = client.register_dataset(**body)
+    if json_out:
+        _echo_json(d)
+        return
+    say(f"registered {d['name']} at {d['home_site']}: {d['chunks']} chunks, Merkle root {d['root'][:16]}…")
+    say(_summary(d))
+
+
+@app.command("ls")
+def list_(
+    ctx: typer.Context,
+    owner: Annotated[str | None, typer.Option("--owner")] = None,
+    json_out: JsonOption = False,
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
+    """List datasets with their level, PI counts and replicas."""
+    with open_client(ctx, server, token) as client:
+        items = client.datasets(owner)
+    if json_out:
+        _echo_json(items)
+        return
+    if not items:
+        note("No datasets yet. Register one with 'suanli data register'.")
+    for d in items:
+        say(_summary(d))
+
+
+@app.command()
+def show(
+    ctx: typer.Context, name: str, json_out: JsonOption = False, server: ServerOption = None, token: TokenOption = None
+) -> None:
+    """Show a dataset and every version of its grading."""
+    with open_client(ctx, server, token) as client:
+        d = client.dataset(name)
+    if json_out:
+        _echo_json(d)
+        return
+    say(_summary(d))
+    say(f"root {d['root']}  chunks {d['chunks']} × {d['chunk_size']:,} B")
+    for g in d["grades"]:
+        c = g["classification"]
+        say(
+            f"  v{g['version']}: {c['level']} PI {c['pi_count']:,} SPI {c['spi_count']:,} "
+            f"categories {', '.join(c['categories']) or '—'} — {g['graded_by']} at {g['graded_at']}"
+        )
+
+
+@app.command()
+def grade(
+    ctx: typer.Context,
+    name: str,
+    by: Annotated[str, typer.Option("--by", help="Who grades it.")],
+    level: LevelOpt = "general",
+    sub_grade: Annotated[int | None, typer.Option("--sub-grade")] = None,
+    pi: PiOpt = 0,
+    spi: SpiOpt = 0,
+    category: CatOpt = None,
+    return_flow: Annotated[bool, typer.Option("--return-flow")] = False,
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Re-grade a dataset (a new version; the old ones stay on record)."""
+    with open_client(ctx, server, token) as client:
+        d = client.grade_dataset(name, _classification(level, sub_grade, pi, spi, category, return_flow), by)
+    say(f"{name} is now grade version {d['grade_version']}")
+    say(_summary(d))
+
+
+@app.command()
+def check(
+    ctx: typer.Context,
+    name: str,
+    to: Annotated[str | None, typer.Option("--to", help="Destination site.")] = None,
+    kind: Annotated[str, typer.Option("--kind", help="transfer | job_read | download | overseas_access")] = "transfer",
+    zone: Annotated[str | None, typer.Option("--zone", help="Requester's zone for download / overseas_access.")] = None,
+    purpose: Annotated[
+        str, typer.Option("--purpose", help="none | contract | hr | emergency | foreign_judicial")
+    ] = "none",
+    json_out: JsonOption = False,
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Explain, in words, whether DATASET may go to a site and what it needs first."""
+    with open_client(ctx, server, token) as client:
+        d = client.check_movement(name, to=to, zone=zone, kind=kind, purpose=purpose)
+    if json_out:
+        _echo_json(d)
+        return
+    say(d["explain"])
+    say(f"now: {d['hold']}")
+
+
+@app.command()
+def exporter(
+    ctx: typer.Context,
+    tenant: str,
+    ciio: Annotated[
+        bool, typer.Option("--ciio/--no-ciio", help="A critical information infrastructure operator.")
+    ] = False,
+    ftz: Annotated[str | None, typer.Option("--ftz", help="Free trade zone the tenant is registered in.")] = None,
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Set what the rules need to know about an exporter (CIIO, free trade zone)."""
+    with open_client(ctx, server, token) as client:
+        e = client.set_exporter(tenant, ciio=ciio, ftz=ftz)
+    say(f"{e['name']}: CIIO {'yes' if e['ciio'] else 'no'}, FTZ {e['ftz'] or '—'}")
+
+
+def _run_with_progress(client: Client, transfer_id: str, total: int) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            result.update(client.run_transfer(transfer_id, timeout=24 * 3600))
+        except BaseException as exc:  # handed to the main thread
+            failure.append(exc)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    columns = (*Progress.get_default_columns()[:2], BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    with Progress(*columns, console=err_console(), transient=True) as bar:
+        task = bar.add_task("copying", total=total)
+        while worker.is_alive():
+            worker.join(0.25)
+            if worker.is_alive():
+                bar.update(task, completed=client.transfer(transfer_id)["bytes_done"])
+        bar.update(task, completed=total)
+    if failure:
+        raise failure[0]
+    return result
+
+
+@app.command()
+def copy(
+    ctx: typer.Context,
+    name: str,
+    to: Annotated[str, typer.Option("--to", help="Destination site.")],
+    purpose: Annotated[str, typer.Option("--purpose")] = "none",
+    bandwidth_mbps: Annotated[float | None, typer.Option("--bandwidth-mbps", help="Cap, megabits per second.")] = None,
+    resume: Annotated[str | None, typer.Option("--resume", help="Resume this transfer id instead.")] = None,
+    json_out: JsonOption = False,
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Copy a dataset to a site, encrypted and verified — if the rules allow it now."""
+    with open_client(ctx, server, token) as client:
+        if resume:
+            t = client.transfer(resume)
+        else:
+            t = client.create_transfer(name, to, purpose=purpose, bandwidth_mbps=bandwidth_mbps)
+        decision = t["decision"]
+        note(
+            f"route: {decision['route']} (rules {', '.join(decision['rule_ids'])}, "
+            f"rule set {decision['ruleset_version']})"
+        )
+        if t["state"] in ("denied", "held"):
+            say(f"transfer {t['id']} {t['state']}: {t['reason']}")
+            if t["state"] == "held":
+                say(f"create the filing with: suanli filing create {name} --to {to}")
+            raise typer.Exit(1)
+        total = client.dataset(t["dataset"])["size"]
+        done = _run_with_progress(client, t["id"], total)
+    if json_out:
+        _echo_json(done)
+        return
+    say(f"transfer {done['id']}: {done['state']} — {done['reason']} ({done['chunks_resent']} chunks resent)")
+
+
+@app.command()
+def transfers(
+    ctx: typer.Context,
+    dataset: Annotated[str | None, typer.Option("--dataset")] = None,
+    json_out: JsonOption = False,
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
+    """List transfers with their state and reason."""
+    with open_client(ctx, server, token) as client:
+        items = client.transfers(dataset)
+    if json_out:
+        _echo_json(items)
+        return
+    for t in items:
+        say(f"{t['id']}  {t['dataset']:<16} {t['source_site']} → {t['dest_site']:<16} {t['state']:<8} {t['reason']}")

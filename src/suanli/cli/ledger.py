@@ -1,0 +1,158 @@
+"""``suanli ledger``: checkpoints, proofs, counters, and ``verify`` — the regulator's check."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from suanli.cli.context import ServerOption, TokenOption, error, note, open_client, say
+from suanli.core.ledger import Checkpoint, Record, verify_consistency, verify_log
+
+app = typer.Typer(
+    name="ledger", help="The append-only data ledger: export, verify, proofs, counters.", no_args_is_help=True
+)
+
+
+def _fetch(ctx: typer.Context, server: str | None, token: str | None) -> dict[str, Any]:
+    with open_client(ctx, server, token) as client:
+        return {
+            "public_key": client.ledger_key(),
+            "entries": client.ledger_entries(),
+            "checkpoints": client.ledger_checkpoints(),
+        }
+
+
+@app.command()
+def export(
+    ctx: typer.Context,
+    out: Annotated[Path, typer.Argument(help="JSON file to write.")],
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
+    """(auditor) Save the whole log, its checkpoints and the public key, to verify offline later."""
+    doc = _fetch(ctx, server, token)
+    out.write_text(json.dumps(doc), encoding="utf-8")
+    say(f"{len(doc['entries'])} entries, {len(doc['checkpoints'])} checkpoints written to {out}")
+
+
+@app.command()
+def verify(
+    ctx: typer.Context,
+    from_: Annotated[
+        Path | None, typer.Option("--from", help="A checkpoint JSON you kept earlier: the log must still hold it.")
+    ] = None,
+    file: Annotated[
+        Path | None, typer.Option("--file", help="Verify an exported log offline instead of asking the server.")
+    ] = None,
+    key: Annotated[
+        str | None, typer.Option("--key", help="Pinned public key (hex). Default: the key in the log/server.")
+    ] = None,
+    save: Annotated[
+        Path | None, typer.Option("--save-checkpoint", help="Keep the newest checkpoint here for next time.")
+    ] = None,
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Check every entry and signed checkpoint (RFC 9162 tree, Ed25519): a modified, deleted or
+    reordered entry is named. Exit 1 when anything fails."""
+    doc = json.loads(file.read_text(encoding="utf-8")) if file else _fetch(ctx, server, token)
+    public = bytes.fromhex(key or doc["public_key"])
+    if not key:
+        note("using the public key the log carries; pin it with --key to guard against a replaced key")
+    records = [Record(e["index"], bytes.fromhex(e["leaf_hash"]), e["data"].encode()) for e in doc["entries"]]
+    cps = [Checkpoint.from_dict(c) for c in doc["checkpoints"]]
+    trusted = Checkpoint.from_dict(json.loads(from_.read_text(encoding="utf-8"))) if from_ else None
+    report = verify_log(records, cps, public, trusted=trusted)
+    kinds: dict[str, int] = {}
+    for e in doc["entries"]:
+        kinds[e["kind"]] = kinds.get(e["kind"], 0) + 1
+    if not report.ok:
+        for p in report.problems:
+            error(p)
+        if report.first_bad is not None:
+            note(f"first entry at fault: {report.first_bad}")
+        raise typer.Exit(1)
+    latest = max(cps, key=lambda c: c.size) if cps else None
+    if trusted and latest and trusted.size <= latest.size:
+        note(f"consistent with your checkpoint at size {trusted.size}")
+    say(f"ok: {report.entries} entries, {report.checkpoints} signed checkpoints verified")
+    for kind, n in sorted(kinds.items()):
+        say(f"  {kind:<20} {n}")
+    if latest:
+        say(f"newest checkpoint: size {latest.size}, root {latest.root.hex()}, {latest.timestamp}")
+    if save and latest:
+        save.write_text(json.dumps(latest.to_dict()), encoding="utf-8")
+
+
+@app.command()
+def checkpoints(ctx: typer.Context, server: ServerOption = None, token: TokenOption = None) -> None:
+    """List signed checkpoints."""
+    with open_client(ctx, server, token) as client:
+        for c in client.ledger_checkpoints():
+            say(f"size {c['size']:>8}  root {c['root']}  {c['timestamp']}  key {c['key_id']}")
+
+
+@app.command()
+def consistency(
+    ctx: typer.Context,
+    first: int,
+    second: Annotated[int | None, typer.Argument()] = None,
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Fetch and check a consistency proof between two tree sizes."""
+    with open_client(ctx, server, token) as client:
+        p = client.consistency_proof(first, second)
+    ok = verify_consistency(
+        p["first"],
+        p["second"],
+        bytes.fromhex(p["first_root"]),
+        bytes.fromhex(p["second_root"]),
+        [bytes.fromhex(h) for h in p["proof"]],
+    )
+    say(f"size {p['first']} → {p['second']}: {'consistent' if ok else 'NOT consistent'} ({len(p['proof'])} hashes)")
+    if not ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def counters(
+    ctx: typer.Context,
+    year: Annotated[int | None, typer.Option("--year")] = None,
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
+    """(auditor) Each exporter's yearly counters of individuals exported (X6)."""
+    with open_client(ctx, server, token) as client:
+        for c in client.ledger_counters(year):
+            say(f"{c['year']}  {c['exporter']:<16} PI {c['pi']:>12,}  SPI {c['spi']:>10,}")
+
+
+@app.command()
+def entries(
+    ctx: typer.Context,
+    kind: Annotated[
+        str | None, typer.Option("--kind", help="decision, transfer.state, filing.state, placement…")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")] = False,
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
+    """(auditor) Read ledger entries, e.g. every policy decision with its rules (--kind decision)."""
+    with open_client(ctx, server, token) as client:
+        items = client.ledger_entries(kind=kind)
+    if json_out:
+        typer.echo(json.dumps([{**e, "data": json.loads(e["data"])} for e in items], indent=2, ensure_ascii=False))
+        return
+    for e in items:
+        doc = json.loads(e["data"])
+        b = doc["body"]
+        summary = " ".join(
+            f"{k}={v}"
+            for k, v in b.items()
+            if k in ("dataset", "transfer", "filing", "route", "state", "rule_ids", "destination", "job", "path")
+        )
+        say(f"{e['index']:>6}  {doc['at'][:19]}  {e['kind']:<18} {summary}")

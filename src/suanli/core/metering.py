@@ -1,0 +1,142 @@
+"""Pricing metered usage like a utility: time-of-use periods, tariff history, exact money.
+
+Money is ``Decimal`` end to end, stored as integer micro-yuan (1e-6 CNY). A usage interval is
+split wherever the price can change — at every local hour boundary (periods are whole hours),
+and at every tariff version's effective time — and each piece is priced by the tariff and the
+period factor in force for it. A record's cost is rounded once, to the micro-yuan; invoices are
+sums of records, so their lines always add up to the usage records exactly.
+
+Prices are declared as decimal literals in the network file; they become Decimals through
+their shortest text form (``Decimal(str(28.0))``), so 0.1 is exactly one tenth.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
+from zoneinfo import ZoneInfo
+
+from suanli.core.network import Tariff
+
+MICRO = Decimal("0.000001")
+HOUR = Decimal(3600)
+
+
+def dec(value: float | int | str | Decimal) -> Decimal:
+    return value if isinstance(value, Decimal) else Decimal(str(value))
+
+
+def to_micro(amount: Decimal) -> int:
+    return int(amount.quantize(MICRO, rounding=ROUND_HALF_EVEN) / MICRO)
+
+
+def from_micro(micro: int) -> Decimal:
+    return (Decimal(micro) * MICRO).quantize(MICRO)
+
+
+@dataclass(frozen=True)
+class TariffVersion:
+    """A tariff and the moment it takes effect; the newest one not after a time applies."""
+
+    effective_from: datetime
+    tariff: Tariff
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """What an attempt holds while it runs, per node summed over its nodes."""
+
+    gpu_type: str | None
+    gpus: int
+    cpus: float
+    memory_gib: float
+    low_priority: bool = False
+
+
+@dataclass(frozen=True)
+class Piece:
+    start: datetime
+    end: datetime
+    tariff_index: int
+    factor: Decimal
+    cost: Decimal
+
+    @property
+    def seconds(self) -> Decimal:
+        return dec((self.end - self.start).total_seconds())
+
+
+def version_at(versions: Sequence[TariffVersion], when: datetime) -> int | None:
+    """Index of the version in force at ``when`` (versions sorted by effective_from)."""
+    found = None
+    for i, v in enumerate(versions):
+        if v.effective_from <= when:
+            found = i
+        else:
+            break
+    return found
+
+
+def hourly_rate(tariff: Tariff, alloc: Allocation) -> Decimal:
+    """CNY per hour at factor 1 for this allocation (before the low-priority discount)."""
+    rate = dec(tariff.cpu_hour) * dec(alloc.cpus) + dec(tariff.memory_gib_hour) * dec(alloc.memory_gib)
+    if alloc.gpu_type and alloc.gpus:
+        rate += dec(tariff.gpu_hour.get(alloc.gpu_type, 0)) * alloc.gpus
+    return rate
+
+
+def _boundaries(start: datetime, end: datetime, versions: Sequence[TariffVersion]) -> Iterator[datetime]:
+    """Every instant in (start, end) where the price may change."""
+    cuts = {v.effective_from for v in versions if start < v.effective_from < end}
+    zones = {v.tariff.timezone for v in versions}
+    for zone in zones:
+        local = start.astimezone(ZoneInfo(zone))
+        hour = local.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+        while hour.astimezone(UTC) < end:
+            cuts.add(hour.astimezone(UTC))
+            hour = (hour + timedelta(hours=1)).astimezone(ZoneInfo(zone))
+    yield from sorted(cuts)
+
+
+def price(versions: Sequence[TariffVersion], start: datetime, end: datetime, alloc: Allocation) -> list[Piece]:
+    """The interval [start, end) cut where prices change, each piece priced (unrounded)."""
+    if end <= start:
+        return []
+    ordered = sorted(versions, key=lambda v: v.effective_from)
+    pieces: list[Piece] = []
+    edges = [start, *_boundaries(start, end, ordered), end]
+    for a, b in itertools.pairwise(edges):
+        index = version_at(ordered, a)
+        if index is None:
+            pieces.append(Piece(a, b, -1, Decimal(0), Decimal(0)))  # before any tariff: free
+            continue
+        tariff = ordered[index].tariff
+        factor = dec(tariff.factor_at_hour(tariff.local_hour(a)))
+        rate = hourly_rate(tariff, alloc) * factor
+        if alloc.low_priority:
+            rate *= 1 - dec(tariff.low_priority_discount)
+        seconds = dec((b - a).total_seconds())
+        pieces.append(Piece(a, b, index, factor, rate * seconds / HOUR))
+    return pieces
+
+
+def cost_micro(versions: Sequence[TariffVersion], start: datetime, end: datetime, alloc: Allocation) -> int:
+    """The cost of one usage record, rounded once to the micro-yuan."""
+    return to_micro(sum((p.cost for p in price(versions, start, end, alloc)), Decimal(0)))
+
+
+def month_bounds(month: str) -> tuple[datetime, datetime]:
+    """``"2026-03"`` → [2026-03-01, 2026-04-01) in Asia/Shanghai, as UTC instants."""
+    year, mon = (int(x) for x in month.split("-"))
+    zone = ZoneInfo("Asia/Shanghai")
+    first = datetime(year, mon, 1, tzinfo=zone)
+    nxt = datetime(year + (mon == 12), mon % 12 + 1, 1, tzinfo=zone)
+    return first.astimezone(UTC), nxt.astimezone(UTC)
+
+
+def month_of(when: datetime) -> str:
+    """The billing month (Asia/Shanghai) an instant falls in, as ``"YYYY-MM"``."""
+    return when.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m")

@@ -1,0 +1,50 @@
+"""The data chain's context: the rule set, the ledger service, the key store and site stores.
+
+In this version every site's store is a directory on the control plane's machine
+(``$SUANLI_HOME/datachain/sites/<site>``), as ``suanli up --demo`` runs all sites on one host;
+keys live in ``$SUANLI_HOME/datachain/keys``, apart from the data.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from suanli.core.clock import Clock
+from suanli.core.policy import RuleSet
+from suanli.datachain.crypto import KeyStore
+from suanli.datachain.ledger import LedgerService, load_signing_key
+from suanli.datachain.rulesets import default_ruleset
+from suanli.datachain.transfer import SiteStore
+from suanli.store.db import Database
+
+
+@dataclass
+class Chain:
+    db: Database
+    clock: Clock
+    root: Path
+    rules: RuleSet
+    keys: KeyStore
+    ledger: LedgerService
+    _stores: dict[str, SiteStore] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def open(cls, db: Database, clock: Clock, home: Path, rules: RuleSet | None = None) -> Chain:
+        root = home / "datachain"
+        (root / "sites").mkdir(parents=True, exist_ok=True)
+        keys = KeyStore(root / "keys", forbidden=[root / "sites"])
+        ledger = LedgerService(load_signing_key(keys.root / "ledger-ed25519.key"))
+        return cls(db=db, clock=clock, root=root, rules=rules or default_ruleset(), keys=keys, ledger=ledger)
+
+    def store(self, site: str) -> SiteStore:
+        with self._lock:
+            if site not in self._stores:
+                self._stores[site] = SiteStore(self.root / "sites" / site, self.keys)
+            return self._stores[site]
+
+    def seal(self) -> None:
+        """After a commit that recorded ledger entries: sign a checkpoint over them."""
+        self.ledger.seal(self.db, self.clock.now())

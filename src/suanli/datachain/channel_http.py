@@ -1,0 +1,169 @@
+"""The transfer channel over HTTP: a small receiver server for a site store, and its client.
+
+Plain HTTP/1.1 with keep-alive, one connection per sending thread; chunks are sealed before
+they reach the socket, so the channel needs no TLS for confidentiality or integrity. The
+per-transfer key travels in the ``begin`` request: in this version that request must come
+over loopback or a TLS-terminating proxy (the control plane's own channel in production).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from suanli.datachain.manifest import Manifest
+from suanli.datachain.transfer import ChunkRejected, Offer, SiteStore, TransferError
+
+
+def _handler(store: SiteStore) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            super().setup()
+            # Small header writes must not wait on delayed ACKs (Nagle): 40 ms per chunk otherwise.
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+        def _reply(self, status: int, body: dict[str, Any]) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _body(self) -> bytes:
+            return self.rfile.read(int(self.headers.get("Content-Length", "0")))
+
+        def _body_into(self) -> memoryview:
+            """The request body read into this connection's reused buffer."""
+            n = int(self.headers.get("Content-Length", "0"))
+            buf: bytearray | None = getattr(self, "_buf", None)
+            if buf is None or len(buf) < n:
+                buf = self._buf = bytearray(n)
+            view = memoryview(buf)[:n]
+            got = 0
+            while got < n:
+                k = self.rfile.readinto(view[got:])
+                if not k:
+                    break
+                got += k
+            return view[:got]
+
+        def do_POST(self) -> None:
+            parts = urlsplit(self.path).path.strip("/").split("/")
+            body = self._body()
+            try:
+                if len(parts) == 2 and parts[0] == "transfers":
+                    doc = json.loads(body)
+                    offer = Offer(
+                        transfer_id=parts[1],
+                        dataset=doc["dataset"],
+                        manifest=Manifest.model_validate(doc["manifest"]),
+                        key=bytes.fromhex(doc["key"]),
+                        at_rest=bool(doc.get("at_rest", False)),
+                    )
+                    self._reply(200, {"have": sorted(store.begin(offer))})
+                elif len(parts) == 3 and parts[2] == "finish":
+                    self._reply(200, {"root": store.finish(parts[1])})
+                else:
+                    self._reply(404, {"detail": "no such endpoint"})
+            except TransferError as exc:
+                self._reply(409, {"detail": str(exc)})
+
+        def do_PUT(self) -> None:
+            url = urlsplit(self.path)
+            parts = url.path.strip("/").split("/")
+            blob = self._body_into()
+            if len(parts) != 4 or parts[2] != "chunks":
+                self._reply(404, {"detail": "no such endpoint"})
+                return
+            last = parse_qs(url.query).get("last", ["0"])[0] == "1"
+            try:
+                store.put(parts[1], int(parts[3]), last, blob)
+                self._reply(200, {"ok": True})
+            except ChunkRejected as exc:
+                self._reply(422, {"detail": str(exc), "index": exc.index})
+            except TransferError as exc:
+                self._reply(409, {"detail": str(exc)})
+
+    return Handler
+
+
+def serve(store: SiteStore, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
+    """Start a receiver in a daemon thread; ``server.server_address`` has the port."""
+    server = ThreadingHTTPServer((host, port), _handler(store))
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="suanli-receiver", daemon=True).start()
+    return server
+
+
+class HttpChannel:
+    def __init__(self, host: str, port: int, timeout: float = 60.0) -> None:
+        self.host, self.port, self.timeout = host, port, timeout
+        self._local = threading.local()
+        self._all: list[http.client.HTTPConnection] = []
+        self._all_lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._all_lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+
+    def _conn(self) -> http.client.HTTPConnection:
+        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            conn.connect()
+            assert conn.sock is not None
+            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._local.conn = conn
+            with self._all_lock:
+                self._all.append(conn)
+        return conn
+
+    def _call(self, method: str, path: str, body: bytes) -> tuple[int, dict[str, Any]]:
+        conn = self._conn()
+        try:
+            conn.request(method, path, body=body, headers={"Content-Length": str(len(body))})
+            resp = conn.getresponse()
+            data = resp.read()
+        except (OSError, http.client.HTTPException):
+            conn.close()
+            self._local.conn = None
+            raise
+        return resp.status, json.loads(data or b"{}")
+
+    def begin(self, offer: Offer) -> set[int]:
+        doc = {
+            "dataset": offer.dataset,
+            "manifest": offer.manifest.model_dump(),
+            "key": offer.key.hex(),
+            "at_rest": offer.at_rest,
+        }
+        status, body = self._call("POST", f"/transfers/{offer.transfer_id}", json.dumps(doc).encode())
+        if status != 200:
+            raise TransferError(str(body.get("detail", status)))
+        return {int(i) for i in body["have"]}
+
+    def put(self, transfer_id: str, index: int, last: bool, blob: bytes) -> None:
+        status, body = self._call("PUT", f"/transfers/{transfer_id}/chunks/{index}?last={int(last)}", blob)
+        if status == 422:
+            raise ChunkRejected(index, str(body.get("detail")))
+        if status != 200:
+            raise TransferError(str(body.get("detail", status)))
+
+    def finish(self, transfer_id: str) -> str:
+        status, body = self._call("POST", f"/transfers/{transfer_id}/finish", b"")
+        if status != 200:
+            raise TransferError(str(body.get("detail", status)))
+        return str(body["root"])

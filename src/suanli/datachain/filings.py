@@ -1,0 +1,180 @@
+"""Filings: the package a route needs, its states, expiry, and what an accepted one releases."""
+
+from __future__ import annotations
+
+import html
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from suanli.core.policy import FILING_TRANSITIONS, Decision, FilingState, Movement, MovementKind, Purpose, Route, decide
+from suanli.datachain import movements
+from suanli.datachain.chain import Chain
+from suanli.datachain.errors import Conflict, DataChainError, NotFound
+from suanli.store.models import Filing
+
+PIA_OUTLINE = (
+    "Legality, legitimacy and necessity of the purpose, scope and method of processing by exporter and recipient",
+    "Scale, scope, kinds and sensitivity of the personal information exported, and the risks to individuals' rights",
+    "Obligations the recipient undertakes, and its management and technical measures and capability to honour them",
+    "Risk of leakage, damage, tampering or abuse after export, and channels for individuals to exercise their rights",
+    "Impact of the destination's personal-information protection policies and regulations",
+)
+
+
+def _package(m: Movement, d: Decision, route: Route, filing_id: str, now: datetime) -> str:
+    c = m.classification
+    e = html.escape
+    counters = d.counters_after or m.counters
+    rows = [
+        ("Filing", filing_id),
+        ("Route", route.value),
+        ("Dataset", m.dataset),
+        ("Exporter", f"{m.exporter.name} (CIIO: {'yes' if m.exporter.ciio else 'no'}, FTZ: {m.exporter.ftz or '—'})"),
+        ("From", f"{m.source.name} ({m.source.zone.value}, {m.source.region})"),
+        ("To", f"{m.destination.name} ({m.destination.zone.value}, {m.destination.region})"),
+        ("Level", f"{c.level.value}" + (f" / sub-grade {c.sub_grade}" if c.sub_grade else "")),
+        ("Individuals (PI / sensitive PI)", f"{c.pi_count:,} / {c.spi_count:,}"),
+        ("Categories", ", ".join(c.categories) or "—"),
+        ("Exporter's counters this year after this transfer", f"PI {counters.pi:,} / SPI {counters.spi:,}"),
+        ("Rules applied", f"{', '.join(d.rule_ids)} (rule set {d.ruleset_version})"),
+        ("Generated", now.isoformat()),
+    ]
+    table = "\n".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in rows)
+    reasons = "\n".join(f"<li>{e(r)}</li>" for r in d.reasons)
+    outline = "\n".join(f"<li>{e(x)}</li>" for x in PIA_OUTLINE)
+    checklist = ""
+    if route == Route.SECURITY_ASSESSMENT:
+        items = ("Declaration form", "Data export risk self-assessment report", "Legal documents with the recipient")
+        checklist = "<h2>Declaration checklist</h2><ul>" + "".join(f"<li>{e(i)}</li>" for i in items) + "</ul>"
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>Filing {e(filing_id)}</title></head><body>"
+        f"<h1>Cross-border data filing — {e(route.value.replace('_', ' '))}</h1>"
+        f"<h2>Facts of the transfer</h2><table>{table}</table>"
+        f"<h2>Why this route</h2><ul>{reasons}</ul>"
+        f"<h2>Personal information impact assessment (outline)</h2><ol>{outline}</ol>{checklist}"
+        "</body></html>"
+    )
+
+
+def create(
+    session: Session, chain: Chain, *, dataset: str, to: str, route: Route | None, actor: str, now: datetime
+) -> Filing:
+    m = movements.movement_for(session, dataset, to, MovementKind.TRANSFER, purpose=Purpose.NONE, year=now.year)
+    d = decide(m, chain.rules)
+    if not d.route.needs_filing:
+        raise DataChainError(f"'{dataset}' to {to} needs no filing: {d.route.value} ({', '.join(d.rule_ids)})")
+    chosen = route or d.route
+    if chosen != d.route and chosen not in d.alternatives:
+        allowed = ", ".join(r.value for r in (d.route, *d.alternatives))
+        raise DataChainError(f"route {chosen.value} does not satisfy this movement; use one of: {allowed}")
+    fid = "f-" + uuid.uuid4().hex[:10]
+    f = Filing(
+        id=fid,
+        dataset=dataset,
+        exporter=m.exporter.name,
+        destination=to,
+        route=chosen.value,
+        state=FilingState.DRAFT.value,
+        package=_package(m, d, chosen, fid, now),
+        note="",
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(f)
+    session.flush()
+    _record(session, chain, f, actor, now)
+    return f
+
+
+def _record(session: Session, chain: Chain, f: Filing, actor: str, now: datetime) -> None:
+    chain.ledger.record(
+        session,
+        "filing.state",
+        {
+            "filing": f.id,
+            "dataset": f.dataset,
+            "exporter": f.exporter,
+            "destination": f.destination,
+            "route": f.route,
+            "state": f.state,
+            "actor": actor,
+            "expires_at": f.expires_at.isoformat() if f.expires_at else None,
+            "certificate_id": f.certificate_id,
+        },
+        now,
+    )
+
+
+def get(session: Session, filing_id: str) -> Filing:
+    f = session.get(Filing, filing_id)
+    if f is None:
+        raise NotFound(f"no filing '{filing_id}'; see `suanli filing ls`")
+    return f
+
+
+def move_to(
+    session: Session,
+    chain: Chain,
+    filing_id: str,
+    state: FilingState,
+    *,
+    actor: str,
+    now: datetime,
+    note: str = "",
+    expires_at: datetime | None = None,
+    certificate_id: str | None = None,
+) -> tuple[Filing, list[str]]:
+    f = get(session, filing_id)
+    current = FilingState(f.state)
+    if state not in FILING_TRANSITIONS[current]:
+        allowed = ", ".join(s.value for s in FILING_TRANSITIONS[current]) or "nothing (it is final)"
+        raise Conflict(f"filing {f.id} is {current.value}; it can move to {allowed}")
+    f.state, f.updated_at, f.note = state.value, now, note or f.note
+    released: list[str] = []
+    if state == FilingState.ACCEPTED:
+        f.decided_by = actor
+        years = chain.rules.validity_years.get(Route(f.route))
+        f.expires_at = expires_at or (now + timedelta(days=365 * years) if years else None)
+        f.certificate_id = certificate_id
+        if Route(f.route) == Route.CERTIFICATION and not certificate_id:
+            raise DataChainError("a certification filing is accepted with its certificate id (--certificate)")
+    elif state == FilingState.REJECTED:
+        f.decided_by = actor
+    _record(session, chain, f, actor, now)
+    if state == FilingState.ACCEPTED:
+        session.flush()
+        released = movements.release_held(session, chain, f, now)
+    return f, released
+
+
+def list_filings(session: Session, state: str | None = None, dataset: str | None = None) -> list[Filing]:
+    q = select(Filing).order_by(Filing.created_at, Filing.id)
+    if state:
+        q = q.where(Filing.state == state)
+    if dataset:
+        q = q.where(Filing.dataset == dataset)
+    return list(session.scalars(q).all())
+
+
+def filing_out(f: Filing, *, with_package: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": f.id,
+        "dataset": f.dataset,
+        "exporter": f.exporter,
+        "destination": f.destination,
+        "route": f.route,
+        "state": f.state,
+        "certificate_id": f.certificate_id,
+        "note": f.note,
+        "decided_by": f.decided_by,
+        "expires_at": f.expires_at.isoformat() if f.expires_at else None,
+        "created_at": f.created_at.isoformat(),
+        "updated_at": f.updated_at.isoformat(),
+    }
+    if with_package:
+        out["package"] = f.package
+    return out

@@ -1,0 +1,362 @@
+"""Decisions and transfers: every movement goes through the policy engine and onto the ledger.
+
+A transfer is created with its decision: ``denied`` (nothing ever moves), ``held`` (waiting
+for an accepted filing, the reason says which) or ``ready``. Running it re-checks the hold,
+adds its individuals to the exporter's yearly counters once, then copies chunk by chunk
+(sealed, verified) from the source site's store to the destination's; a run that stops
+half-way resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from suanli.core.network import Zone
+from suanli.core.policy import (
+    Decision,
+    FilingFacts,
+    FilingState,
+    Hold,
+    Movement,
+    MovementKind,
+    Purpose,
+    Route,
+    SiteFacts,
+    decide,
+    hold_for,
+    may_read,
+)
+from suanli.datachain import registry
+from suanli.datachain.chain import Chain
+from suanli.datachain.crypto import new_key
+from suanli.datachain.errors import Conflict, DataChainError, Denied, NotFound
+from suanli.datachain.manifest import Manifest
+from suanli.datachain.transfer import Channel, LocalChannel, Offer, SiteStore, send
+from suanli.store.models import DataTransfer, Filing, Replica
+
+ChannelFactory = Callable[[SiteStore], Channel]
+
+
+def decision_body(d: Decision) -> dict[str, Any]:
+    return {
+        "route": d.route.value,
+        "rule_ids": list(d.rule_ids),
+        "ruleset_version": d.ruleset_version,
+        "export": d.export,
+        "adds_pi": d.adds_pi,
+        "adds_spi": d.adds_spi,
+    }
+
+
+def movement_for(
+    session: Session,
+    name: str,
+    to: str | None,
+    kind: MovementKind,
+    *,
+    zone: Zone | None = None,
+    purpose: Purpose = Purpose.NONE,
+    judicial_approval: bool = False,
+    year: int,
+) -> Movement:
+    ds = registry.get_dataset(session, name)
+    home = registry.site_facts(session, ds.home_site)
+    if to is not None:
+        dest = registry.site_facts(session, to)
+    elif zone is not None:
+        dest = SiteFacts(name=f"client@{zone.value}", region="", zone=zone)
+    else:
+        raise DataChainError("say where the data goes: a site, or the requester's zone")
+    exporter = registry.exporter_of(session, ds.owner)
+    return Movement(
+        kind=kind,
+        dataset=name,
+        classification=registry.classification_of(session, ds),
+        home=home,
+        source=home,
+        destination=dest,
+        exporter=exporter,
+        purpose=purpose,
+        judicial_approval=judicial_approval,
+        counters=registry.counters_of(session, exporter.name, year),
+    )
+
+
+def filings_for(session: Session, m: Movement) -> list[FilingFacts]:
+    rows = session.scalars(select(Filing).where(Filing.dataset == m.dataset, Filing.exporter == m.exporter.name)).all()
+    return [
+        FilingFacts(
+            id=f.id,
+            route=Route(f.route),
+            state=FilingState(f.state),
+            dataset=f.dataset,
+            exporter=f.exporter,
+            destination=f.destination,
+            expires_at=f.expires_at,
+        )
+        for f in rows
+    ]
+
+
+def check(session: Session, chain: Chain, m: Movement, now: datetime, *, actor: str) -> tuple[Decision, Hold]:
+    """Decide and record the decision (a dry run moves nothing, but is on the record too)."""
+    d = decide(m, chain.rules)
+    hold = hold_for(d, m, filings_for(session, m), now)
+    chain.ledger.record(
+        session,
+        "decision",
+        {
+            "dataset": m.dataset,
+            "kind": m.kind.value,
+            "source": m.source.name,
+            "destination": m.destination.name,
+            "exporter": m.exporter.name,
+            "actor": actor,
+            "dry_run": True,
+            **decision_body(d),
+        },
+        now,
+    )
+    return d, hold
+
+
+def create_transfer(
+    session: Session,
+    chain: Chain,
+    *,
+    dataset: str,
+    to: str,
+    purpose: Purpose,
+    bandwidth_bps: float | None,
+    actor: str,
+    now: datetime,
+) -> DataTransfer:
+    m = movement_for(session, dataset, to, MovementKind.TRANSFER, purpose=purpose, year=now.year)
+    if to in registry.replicas_of(session, dataset) or to == m.home.name:
+        raise Conflict(f"'{dataset}' already lies at {to}")
+    d = decide(m, chain.rules)
+    hold = hold_for(d, m, filings_for(session, m), now)
+    state = "denied" if d.route == Route.DENY else ("ready" if hold.ok else "held")
+    t = DataTransfer(
+        id=uuid.uuid4().hex[:16],
+        dataset=dataset,
+        source_site=m.source.name,
+        dest_site=to,
+        exporter=m.exporter.name,
+        purpose=purpose.value,
+        state=state,
+        reason=hold.reason,
+        decision=d.to_dict(),
+        filing_id=hold.filing_id,
+        counted=False,
+        bytes_done=0,
+        chunks_resent=0,
+        bandwidth_bps=bandwidth_bps,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(t)
+    session.flush()
+    chain.ledger.record(
+        session,
+        "decision",
+        {
+            "dataset": dataset,
+            "kind": m.kind.value,
+            "source": m.source.name,
+            "destination": to,
+            "exporter": m.exporter.name,
+            "actor": actor,
+            "transfer": t.id,
+            "dry_run": False,
+            **decision_body(d),
+        },
+        now,
+    )
+    chain.ledger.record(session, "transfer.state", {"transfer": t.id, "state": state, "filing": t.filing_id}, now)
+    return t
+
+
+def get_transfer(session: Session, transfer_id: str) -> DataTransfer:
+    t = session.get(DataTransfer, transfer_id)
+    if t is None:
+        raise NotFound(f"no transfer '{transfer_id}'; see `suanli data transfers`")
+    return t
+
+
+def _begin_run(chain: Chain, transfer_id: str) -> tuple[Offer, str, str]:
+    """Re-decide and re-check the hold; count the export once; hand back what to send.
+    A refusal is committed (state and reason) before it is raised, and moves nothing."""
+    now = chain.clock.now()
+    refusal: DataChainError | None = None
+    with chain.db.session() as s:
+        t = get_transfer(s, transfer_id)
+        if t.state == "done":
+            raise Conflict(f"transfer {t.id} is already done")
+        if t.state == "denied":
+            raise Denied(f"transfer {t.id} was denied by policy and never moves: {t.reason}")
+        m = movement_for(s, t.dataset, t.dest_site, MovementKind.TRANSFER, purpose=Purpose(t.purpose), year=now.year)
+        d = decide(m, chain.rules)
+        hold = hold_for(d, m, filings_for(s, m), now)
+        if hold.ok:
+            if d.export and not t.counted:
+                registry.add_to_counters(s, t.exporter, now.year, d.adds_pi, d.adds_spi)
+                t.counted = True
+            t.state, t.reason, t.filing_id, t.updated_at, t.decision = (
+                "running",
+                hold.reason,
+                hold.filing_id,
+                now,
+                d.to_dict(),
+            )
+            body = {"transfer": t.id, "state": "running", "filing": hold.filing_id}
+            chain.ledger.record(s, "transfer.state", {**body, "counted_pi": d.adds_pi, "counted_spi": d.adds_spi}, now)
+        else:
+            t.state = "denied" if d.route == Route.DENY else "held"
+            t.reason, t.updated_at = hold.reason, now
+            chain.ledger.record(s, "transfer.state", {"transfer": t.id, "state": t.state}, now)
+            refusal = Denied(f"transfer {t.id} cannot run: {hold.reason}")
+        ds = registry.get_dataset(s, t.dataset)
+        at_rest = registry.classification_of(s, ds).level.encrypted_at_rest
+        offer = Offer(t.id, t.dataset, Manifest.model_validate(ds.manifest), new_key(), at_rest)
+        source, dest = t.source_site, t.dest_site
+    chain.seal()
+    if refusal is not None:
+        raise refusal
+    return offer, source, dest
+
+
+def run_transfer(
+    chain: Chain,
+    transfer_id: str,
+    *,
+    channel_factory: ChannelFactory = LocalChannel,
+    progress: Callable[[int, int], None] | None = None,
+) -> DataTransfer:
+    """Run (or resume) a transfer. No database session stays open while bytes move."""
+    offer, source, dest = _begin_run(chain, transfer_id)
+    key = chain.keys.get(f"transfer-{transfer_id}")
+    if key is not None:  # resuming: the receiver holds chunks sealed under the first key
+        offer = Offer(offer.transfer_id, offer.dataset, offer.manifest, key, offer.at_rest)
+    src_store, dst_store = chain.store(source), chain.store(dest)
+    try:
+        result = send(
+            lambda i: src_store.read_chunk(offer.dataset, i),
+            offer,
+            channel_factory(dst_store),
+            bandwidth_bps=_bandwidth(chain, transfer_id),
+            progress=progress,
+        )
+    except Exception as exc:
+        now = chain.clock.now()
+        with chain.db.session() as s:
+            t = get_transfer(s, transfer_id)
+            t.state, t.reason, t.updated_at = "failed", f"interrupted: {exc}; run it again to resume", now
+            chain.ledger.record(s, "transfer.state", {"transfer": t.id, "state": "failed"}, now)
+        chain.seal()
+        raise
+    now = chain.clock.now()
+    with chain.db.session() as s:
+        t = get_transfer(s, transfer_id)
+        t.state, t.reason, t.updated_at, t.finished_at = "done", "copied, encrypted and verified", now, now
+        t.bytes_done = offer.manifest.size
+        t.chunks_resent += result.resends
+        s.add(Replica(dataset=t.dataset, site=dest, transfer_id=t.id, created_at=now))
+        chain.ledger.record(
+            s,
+            "transfer.state",
+            {
+                "transfer": t.id,
+                "state": "done",
+                "root": result.root,
+                "chunks_sent": result.chunks_sent,
+                "chunks_skipped": result.chunks_skipped,
+                "resends": result.resends,
+                "encrypted_at_rest": offer.at_rest,
+            },
+            now,
+        )
+    chain.seal()
+    with chain.db.read() as s:
+        return get_transfer(s, transfer_id)
+
+
+def _bandwidth(chain: Chain, transfer_id: str) -> float | None:
+    with chain.db.read() as s:
+        return get_transfer(s, transfer_id).bandwidth_bps
+
+
+def release_held(session: Session, chain: Chain, filing: Filing, now: datetime) -> list[str]:
+    """After a filing is accepted: held transfers it covers become ready."""
+    released = []
+    held = session.scalars(
+        select(DataTransfer).where(
+            DataTransfer.dataset == filing.dataset,
+            DataTransfer.exporter == filing.exporter,
+            DataTransfer.dest_site == filing.destination,
+            DataTransfer.state == "held",
+        )
+    ).all()
+    for t in held:
+        t.state, t.filing_id, t.updated_at = "ready", filing.id, now
+        t.reason = f"allowed by accepted filing {filing.id}"
+        chain.ledger.record(session, "transfer.state", {"transfer": t.id, "state": "ready", "filing": filing.id}, now)
+        released.append(t.id)
+    return released
+
+
+def readable_at(session: Session, chain: Chain, dataset: str, site: str, now: datetime) -> Decision:
+    """The scheduler's question, answered from the store: may a job at ``site`` read ``dataset``?
+
+    Placement owners call this (or :func:`suanli.core.policy.may_read` with their own state) for
+    every dataset a job reads; only ``Decision.moves_now`` sites are candidates, and core data
+    answers ``deny`` everywhere but its home site."""
+    ds = registry.get_dataset(session, dataset)
+    home = registry.site_facts(session, ds.home_site)
+    replicas = [registry.site_facts(session, r) for r in registry.replicas_of(session, dataset)]
+    exporter = registry.exporter_of(session, ds.owner)
+    return may_read(
+        dataset,
+        registry.classification_of(session, ds),
+        home,
+        replicas,
+        registry.site_facts(session, site),
+        exporter,
+        chain.rules,
+        registry.counters_of(session, ds.owner, now.year),
+    )
+
+
+def record_placement(
+    session: Session, chain: Chain, job_id: str, site: str, datasets: list[str], now: datetime
+) -> None:
+    """Put a job's placement on data on the record (the scheduler calls it when it places one)."""
+    decisions = {d: readable_at(session, chain, d, site, now).route.value for d in datasets}
+    if any(r == Route.DENY.value for r in decisions.values()):
+        raise Denied(f"job {job_id} may not read {', '.join(d for d, r in decisions.items() if r == 'deny')} at {site}")
+    chain.ledger.record(session, "placement", {"job": job_id, "site": site, "datasets": decisions}, now)
+
+
+def transfer_out(t: DataTransfer) -> dict[str, Any]:
+    return {
+        "id": t.id,
+        "dataset": t.dataset,
+        "source_site": t.source_site,
+        "dest_site": t.dest_site,
+        "exporter": t.exporter,
+        "purpose": t.purpose,
+        "state": t.state,
+        "reason": t.reason,
+        "decision": t.decision,
+        "filing_id": t.filing_id,
+        "bytes_done": t.bytes_done,
+        "chunks_resent": t.chunks_resent,
+        "created_at": t.created_at.isoformat(),
+        "finished_at": t.finished_at.isoformat() if t.finished_at else None,
+    }

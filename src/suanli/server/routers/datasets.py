@@ -1,0 +1,136 @@
+"""/api/v1/datasets and /api/v1/exporters: the registry, grading, and ``check`` (a dry-run decision)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from suanli.core.datasets import Classification
+from suanli.core.network import Zone
+from suanli.core.policy import MovementKind, Purpose
+from suanli.datachain import movements, registry
+from suanli.datachain.manifest import DEFAULT_CHUNK, MiB
+from suanli.server.services.datachain import ChainDep, translated
+
+router = APIRouter(prefix="/api/v1", tags=["datasets"])
+
+
+class DatasetIn(BaseModel):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,62}$")
+    owner: str
+    home_site: str
+    #: A file on the server's machine (this version has no upload).
+    path: str
+    chunk_mib: int = DEFAULT_CHUNK // MiB
+    classification: Classification | None = None
+    derived_from: list[str] = Field(default_factory=list)
+    graded_by: str = ""
+
+
+class GradeIn(BaseModel):
+    classification: Classification
+    graded_by: str
+
+
+class CheckIn(BaseModel):
+    to: str | None = None
+    zone: Zone | None = None
+    kind: MovementKind = MovementKind.TRANSFER
+    purpose: Purpose = Purpose.NONE
+    judicial_approval: bool = False
+    actor: str = ""
+
+
+class ExporterIn(BaseModel):
+    ciio: bool = False
+    ftz: str | None = None
+
+
+@router.post("/datasets", status_code=201)
+def register(body: DatasetIn, chain: ChainDep) -> dict[str, Any]:
+    with translated():
+        manifest = registry.prepare(Path(body.path), body.chunk_mib * MiB)
+        with chain.db.read() as s:
+            registry.site_facts(s, body.home_site)
+            registry.ensure_new(s, body.name)
+            at_rest = body.classification.level.encrypted_at_rest if body.classification else True
+        chain.store(body.home_site).adopt(body.name, Path(body.path), manifest, at_rest=at_rest)
+        now = chain.clock.now()
+        with chain.db.session() as s:
+            ds = registry.register(
+                s,
+                chain,
+                name=body.name,
+                owner=body.owner,
+                home_site=body.home_site,
+                manifest=manifest,
+                classification=body.classification,
+                derived_from=body.derived_from,
+                graded_by=body.graded_by or body.owner,
+                now=now,
+            )
+            out = registry.dataset_out(s, ds)
+    chain.seal()
+    return out
+
+
+@router.get("/datasets")
+def list_datasets(chain: ChainDep, owner: str | None = None) -> dict[str, Any]:
+    with chain.db.read() as s:
+        return {"items": [registry.dataset_out(s, d) for d in registry.list_datasets(s, owner)], "next_cursor": None}
+
+
+@router.get("/datasets/{name}")
+def show(name: str, chain: ChainDep) -> dict[str, Any]:
+    with translated(), chain.db.read() as s:
+        out = registry.dataset_out(s, registry.get_dataset(s, name))
+        out["grades"] = [
+            {
+                "version": g.version,
+                "classification": g.classification,
+                "graded_by": g.graded_by,
+                "graded_at": g.graded_at.isoformat(),
+            }
+            for g in registry.grades(s, name)
+        ]
+        return out
+
+
+@router.post("/datasets/{name}/grade")
+def grade(name: str, body: GradeIn, chain: ChainDep) -> dict[str, Any]:
+    with translated(), chain.db.session() as s:
+        out = registry.dataset_out(
+            s, registry.grade(s, chain, name, body.classification, body.graded_by, chain.clock.now())
+        )
+    chain.seal()
+    return out
+
+
+@router.post("/datasets/{name}/check")
+def check(name: str, body: CheckIn, chain: ChainDep) -> dict[str, Any]:
+    now = chain.clock.now()
+    with translated(), chain.db.session() as s:
+        m = movements.movement_for(
+            s,
+            name,
+            body.to,
+            body.kind,
+            zone=body.zone,
+            purpose=body.purpose,
+            judicial_approval=body.judicial_approval,
+            year=now.year,
+        )
+        d, hold = movements.check(s, chain, m, now, actor=body.actor or m.exporter.name)
+    chain.seal()
+    return {**d.to_dict(), "explain": d.explain(), "may_move_now": hold.ok, "hold": hold.reason}
+
+
+@router.put("/exporters/{tenant}")
+def set_exporter(tenant: str, body: ExporterIn, chain: ChainDep) -> dict[str, Any]:
+    with translated(), chain.db.session() as s:
+        e = registry.set_exporter(s, chain, tenant, body.ciio, body.ftz, chain.clock.now())
+    chain.seal()
+    return e.model_dump()

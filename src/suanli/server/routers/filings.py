@@ -1,0 +1,98 @@
+"""/api/v1/filings: create (with its generated package), submit, and — for auditors — decide."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel
+
+from suanli.core.policy import FilingState, Route
+from suanli.datachain import filings
+from suanli.server.services.datachain import Auditor, ChainDep, translated
+
+router = APIRouter(prefix="/api/v1/filings", tags=["filings"])
+
+
+class FilingIn(BaseModel):
+    dataset: str
+    to: str
+    route: Route | None = None
+    actor: str = ""
+
+
+class DecideIn(BaseModel):
+    note: str = ""
+    expires_at: datetime | None = None
+    certificate_id: str | None = None
+
+
+@router.post("", status_code=201)
+def create(body: FilingIn, chain: ChainDep) -> dict[str, Any]:
+    with translated(), chain.db.session() as s:
+        f = filings.create(
+            s,
+            chain,
+            dataset=body.dataset,
+            to=body.to,
+            route=body.route,
+            actor=body.actor or "owner",
+            now=chain.clock.now(),
+        )
+        out = filings.filing_out(f)
+    chain.seal()
+    return out
+
+
+@router.get("")
+def list_filings(chain: ChainDep, state: str | None = None, dataset: str | None = None) -> dict[str, Any]:
+    with chain.db.read() as s:
+        return {"items": [filings.filing_out(f) for f in filings.list_filings(s, state, dataset)], "next_cursor": None}
+
+
+@router.get("/{filing_id}")
+def get(filing_id: str, chain: ChainDep) -> dict[str, Any]:
+    with translated(), chain.db.read() as s:
+        return filings.filing_out(filings.get(s, filing_id))
+
+
+@router.get("/{filing_id}/package", response_class=HTMLResponse)
+def package(filing_id: str, chain: ChainDep) -> HTMLResponse:
+    with translated(), chain.db.read() as s:
+        return HTMLResponse(filings.get(s, filing_id).package)
+
+
+def _move(chain: Any, filing_id: str, state: FilingState, actor: str, body: DecideIn | None = None) -> dict[str, Any]:
+    body = body or DecideIn()
+    with translated(), chain.db.session() as s:
+        f, released = filings.move_to(
+            s,
+            chain,
+            filing_id,
+            state,
+            actor=actor,
+            now=chain.clock.now(),
+            note=body.note,
+            expires_at=body.expires_at,
+            certificate_id=body.certificate_id,
+        )
+        out = {**filings.filing_out(f), "released_transfers": released}
+    chain.seal()
+    return out
+
+
+@router.post("/{filing_id}/submit")
+def submit(filing_id: str, chain: ChainDep) -> dict[str, Any]:
+    return _move(chain, filing_id, FilingState.SUBMITTED, "owner")
+
+
+@router.post("/{filing_id}/approve")
+def approve(filing_id: str, chain: ChainDep, who: Auditor, body: DecideIn | None = None) -> dict[str, Any]:
+    return _move(chain, filing_id, FilingState.ACCEPTED, who, body)
+
+
+@router.post("/{filing_id}/reject")
+def reject(filing_id: str, chain: ChainDep, who: Auditor, body: DecideIn | None = None) -> dict[str, Any]:
+    return _move(chain, filing_id, FilingState.REJECTED, who, body)

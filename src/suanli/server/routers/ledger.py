@@ -1,0 +1,70 @@
+"""/api/v1/ledger: checkpoints, proofs and the key for anyone; entries and counters for auditors."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from sqlalchemy import select
+
+from suanli.server.services.datachain import Auditor, ChainDep, translated
+from suanli.store.models import ExportCounter
+
+router = APIRouter(prefix="/api/v1/ledger", tags=["ledger"])
+
+
+@router.get("/key")
+def key(chain: ChainDep) -> dict[str, Any]:
+    """The checkpoint-signing public key (Ed25519, raw, hex). A regulator should pin it."""
+    return {"algorithm": "ed25519", "public_key": chain.ledger.public_key.hex()}
+
+
+@router.get("/checkpoints")
+def checkpoints(chain: ChainDep) -> dict[str, Any]:
+    with chain.db.read() as s:
+        return {"items": [c.to_dict() for c in chain.ledger.checkpoints(s)], "next_cursor": None}
+
+
+@router.get("/checkpoints/latest")
+def latest(chain: ChainDep) -> dict[str, Any]:
+    with chain.db.read() as s:
+        cps = chain.ledger.checkpoints(s)
+    return cps[-1].to_dict() if cps else {}
+
+
+@router.get("/proofs/inclusion")
+def inclusion(chain: ChainDep, index: int, size: int | None = None) -> dict[str, Any]:
+    with translated(), chain.db.read() as s:
+        return chain.ledger.inclusion(s, index, size)
+
+
+@router.get("/proofs/consistency")
+def consistency(chain: ChainDep, first: int, second: int | None = None) -> dict[str, Any]:
+    with translated(), chain.db.read() as s:
+        return chain.ledger.consistency(s, first, second)
+
+
+@router.get("/entries")
+def entries(
+    chain: ChainDep,
+    _who: Auditor,
+    start: int = 0,
+    limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
+    kind: str | None = None,
+) -> dict[str, Any]:
+    """Entries as stored (canonical JSON and leaf hash): what ``suanli ledger verify`` checks."""
+    with chain.db.read() as s:
+        rows = chain.ledger.entries(s, start, limit, kind)
+        items = [{"index": r.index, "kind": r.kind, "data": r.data, "leaf_hash": r.leaf_hash} for r in rows]
+    nxt = str(rows[-1].index + 1) if len(rows) == limit and not kind else None
+    return {"items": items, "next_cursor": nxt}
+
+
+@router.get("/counters")
+def counters(chain: ChainDep, _who: Auditor, year: int | None = None) -> dict[str, Any]:
+    with chain.db.read() as s:
+        q = select(ExportCounter).order_by(ExportCounter.year, ExportCounter.exporter)
+        if year:
+            q = q.where(ExportCounter.year == year)
+        rows = [{"exporter": r.exporter, "year": r.year, "pi": r.pi, "spi": r.spi} for r in s.scalars(q)]
+    return {"items": rows, "next_cursor": None}

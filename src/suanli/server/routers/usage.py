@@ -1,0 +1,148 @@
+"""/api/v1/usage, /api/v1/invoices, /api/v1/tariffs: the utility side of the network."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import HTMLResponse, PlainTextResponse, Response
+from pydantic import BaseModel
+
+from suanli.core import metering as pricing
+from suanli.core.api import InvoiceOut, Page, SiteRevenueOut, TariffVersionOut, UsageLineOut
+from suanli.core.network import Tariff
+from suanli.server.deps import Control
+from suanli.server.services import invoices, metering
+from suanli.server.services.errors import Unprocessable
+from suanli.server.services.sites import capacity_view
+
+router = APIRouter(prefix="/api/v1", tags=["usage"])
+
+
+class TariffIn(BaseModel):
+    site: str
+    tariff: Tariff
+    #: When the new prices apply (default: now). Never in the past.
+    effective_from: datetime | None = None
+
+
+def _window(start: datetime | None, end: datetime | None, month: str | None) -> tuple[datetime | None, datetime | None]:
+    if month:
+        try:
+            return pricing.month_bounds(month)
+        except ValueError:
+            raise Unprocessable(f"month must look like 2026-03, not '{month}'") from None
+    for when in (start, end):
+        if when is not None and when.tzinfo is None:
+            raise Unprocessable("give times with a zone, e.g. 2026-03-01T00:00:00+08:00")
+    return start, end
+
+
+@router.get("/usage", response_model=Page[UsageLineOut])
+def usage(
+    control: Control,
+    tenant: str | None = None,
+    site: str | None = None,
+    start: Annotated[datetime | None, Query(alias="from")] = None,
+    end: Annotated[datetime | None, Query(alias="to")] = None,
+    month: str | None = None,
+    by: str = "site",
+) -> Page[UsageLineOut]:
+    """Usage and cost, grouped ``by`` site (with GPU type), job, gpu-type or tenant."""
+    lo, hi = _window(start, end, month)
+    with control.db.read() as session:
+        rows = metering.usage_rows(session, tenant=tenant, site=site, start=lo, end=hi)
+    lines = metering.aggregate(rows, by, control.settings.waive_platform_faults)
+    return Page[UsageLineOut](items=[UsageLineOut.model_validate(line.out()) for line in lines])
+
+
+@router.get("/usage/sites", response_model=Page[SiteRevenueOut])
+def site_revenue(
+    control: Control,
+    start: Annotated[datetime | None, Query(alias="from")] = None,
+    end: Annotated[datetime | None, Query(alias="to")] = None,
+    month: str | None = None,
+) -> Page[SiteRevenueOut]:
+    """For operators: revenue and GPU utilisation per site over a window (default: all time)."""
+    lo, hi = _window(start, end, month)
+    now = control.clock.now()
+    with control.db.read() as session:
+        rows = metering.usage_rows(session, start=lo, end=hi)
+        view = capacity_view(session, now, control.settings.lease_s)
+    lines = {
+        line.key["site"]: line for line in metering.aggregate(rows, "site", control.settings.waive_platform_faults)
+    }
+    first = min((r.start for r, _ in rows), default=now)
+    window_s = max(((hi or now) - (lo or first)).total_seconds(), 1.0)
+    items = []
+    for site in view.sites:
+        total_gpus = sum(n.gpus_total for n in site.nodes)
+        matching = [line for key, line in lines.items() if key == site.name]
+        gpu_s = sum(line.gpu_seconds for line in matching)
+        items.append(
+            SiteRevenueOut(
+                site=site.name,
+                revenue_cny=str(pricing.from_micro(sum(line.cost_micro for line in matching))),
+                waived_cny=str(pricing.from_micro(sum(line.waived_micro for line in matching))),
+                gpu_seconds=round(gpu_s, 3),
+                gpus=total_gpus,
+                gpu_utilization=round(gpu_s / (total_gpus * window_s), 6) if total_gpus else None,
+                window_s=round(window_s, 3),
+            )
+        )
+    return Page[SiteRevenueOut](items=items)
+
+
+@router.get(
+    "/invoices/{tenant}/{month}",
+    response_model=InvoiceOut,
+    responses={200: {"content": {"text/csv": {}, "text/html": {}}}},
+)
+def invoice(control: Control, tenant: str, month: str, format: str = "json") -> Response:
+    """A tenant's invoice for a month (Asia/Shanghai): ``format`` json, csv or html."""
+    with control.db.read() as session:
+        bill = invoices.build(session, tenant, month, control.settings.waive_platform_faults)
+    if format == "csv":
+        return PlainTextResponse(invoices.to_csv(bill), media_type="text/csv; charset=utf-8")
+    if format == "html":
+        return HTMLResponse(invoices.to_html(bill))
+    if format != "json":
+        raise Unprocessable("format must be json, csv or html")
+    return Response(InvoiceOut.model_validate(bill.to_json()).model_dump_json(), media_type="application/json")
+
+
+@router.get("/tariffs", response_model=Page[TariffVersionOut])
+def tariffs(control: Control, site: str | None = None) -> Page[TariffVersionOut]:
+    """Every tariff version, oldest first per site: the history bills are priced from."""
+    with control.db.read() as session:
+        rows = metering.list_tariffs(session, site)
+        items = [
+            TariffVersionOut(
+                site=r.site,
+                effective_from=r.effective_from,
+                tariff=r.tariff,
+                created_at=r.created_at,
+                created_by=r.created_by,
+            )
+            for r in rows
+        ]
+    return Page[TariffVersionOut](items=items)
+
+
+@router.post("/tariffs", status_code=201, response_model=TariffVersionOut)
+def set_tariff(body: TariffIn, control: Control) -> TariffVersionOut:
+    """A new tariff version for a site, from ``effective_from`` (default now). History is kept."""
+    now = control.clock.now()
+    effective = body.effective_from or now
+    if effective.tzinfo is None:
+        raise Unprocessable("effective_from needs a zone, e.g. 2026-03-01T00:00:00+08:00")
+    with control.db.session() as session:
+        row = metering.set_tariff(session, body.site, body.tariff, effective, now, by="api")
+        return TariffVersionOut(
+            site=row.site,
+            effective_from=row.effective_from,
+            tariff=row.tariff,
+            created_at=row.created_at,
+            created_by=row.created_by,
+        )

@@ -1,0 +1,66 @@
+"""``suanli explain JOB``: the job's reason and, per site, why it was or was not chosen."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from suanli.core.api import ExplainOut, SiteExplainOut
+from suanli.core.scheduler import explain_sites
+from suanli.core.states import JobState
+from suanli.server.services.fairshare import tenant_shares
+from suanli.server.services.jobs import get_job
+from suanli.server.services.scheduling import SchedulerConfig, fill_estimates, pending_job
+from suanli.server.services.sites import capacity_view
+from suanli.store.models import Tenant
+
+
+def explain_job(
+    session: Session,
+    job_id: str,
+    now: datetime,
+    lease_s: float,
+    config: SchedulerConfig,
+    reservation: tuple[str, datetime] | None = None,
+) -> ExplainOut:
+    job = get_job(session, job_id)
+    home = session.scalar(select(Tenant.home_region).where(Tenant.name == job.tenant))
+    pending = pending_job(job, home)
+    view = capacity_view(session, now, lease_s)
+    fill_estimates(view.sites, tenant_shares(session, now, config.policy, config.quotas), config.policy)
+    state = JobState(job.state)
+    chosen = job.site if state != JobState.PENDING else None
+    verdicts = explain_sites(pending, view.sites, now, config.rules)
+    sites: list[SiteExplainOut] = []
+    for v in verdicts:
+        text = v.text
+        if v.site == chosen:
+            extras = [f"{v.price_per_gpu_hour:g} CNY/GPU-h"] if v.price_per_gpu_hour is not None else []
+            if v.latency_ms is not None:
+                extras.append(f"{v.latency_ms:g} ms from {pending.home_region}")
+            text = ", ".join([f"{v.site}: chosen, {'ran' if state.is_terminal() else 'runs'} here", *extras])
+        sites.append(
+            SiteExplainOut(
+                site=v.site,
+                allowed=v.allowed,
+                fits_now=v.fits_now,
+                start_at=v.start_at,
+                price_per_gpu_hour=v.price_per_gpu_hour,
+                latency_ms=v.latency_ms,
+                chosen=v.site == chosen,
+                text=text,
+            )
+        )
+    return ExplainOut(
+        job_id=job.id,
+        name=job.name,
+        state=state,
+        reason=job.reason,
+        site=job.site,
+        optimize=pending.optimize,
+        reserved_site=reservation[0] if reservation and state == JobState.PENDING else None,
+        reserved_start_at=reservation[1] if reservation and state == JobState.PENDING else None,
+        sites=sites,
+    )

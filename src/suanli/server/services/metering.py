@@ -1,0 +1,244 @@
+"""Metering and billing: usage records from agents' reports, tariff history, bills.
+
+Usage is metered from what the agents report (each attempt's elapsed time at the site), never
+from clients. Every report that adds at least ``MIN_RECORD_S`` seconds (or ends the attempt)
+becomes a usage record: allocated GPUs, CPUs and memory over that interval, priced by the
+tariff versions in force, split at month ends so each month's bill holds exactly its records.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from suanli.core import metering as pricing
+from suanli.core.network import NetworkSpec, Tariff
+from suanli.core.protocol import AttemptReport
+from suanli.core.states import AttemptState
+from suanli.server.services.errors import NotFound, Unprocessable
+from suanli.store.models import Attempt, Job, Site, TariffVersion, UsageRecord
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: Reports closer together than this accumulate before a record is written.
+MIN_RECORD_S = 5.0
+#: Attempts that ended this way were lost by the platform: their usage is waived by default.
+PLATFORM_FAULTS = (AttemptState.LOST.value, AttemptState.PREEMPTED.value)
+GROUPINGS = {
+    "site": ("tenant", "site", "gpu_type"),
+    "job": ("tenant", "job_id", "job_name", "site", "gpu_type"),
+    "gpu-type": ("tenant", "gpu_type"),
+    "tenant": ("tenant",),
+}
+
+
+# -- tariffs ------------------------------------------------------------------------------
+def sync_tariffs(session: Session, network: NetworkSpec, now: datetime) -> None:
+    """A site's declared tariff becomes a new version when it differs from the one in force."""
+    for site in network.sites:
+        declared = site.tariff.model_dump(mode="json")
+        latest = session.scalar(
+            select(TariffVersion)
+            .where(TariffVersion.site == site.name)
+            .order_by(TariffVersion.effective_from.desc())
+            .limit(1)
+        )
+        if latest is not None and latest.tariff == declared:
+            continue
+        # A site's first tariff covers all time before it; a changed file applies from now on.
+        effective = site.tariff.effective_from or (EPOCH if latest is None else now)
+        session.add(
+            TariffVersion(
+                site=site.name, effective_from=effective, tariff=declared, created_at=now, created_by="network file"
+            )
+        )
+
+
+def set_tariff(
+    session: Session, site: str, tariff: Tariff, effective_from: datetime, now: datetime, by: str
+) -> TariffVersion:
+    if session.scalar(select(Site.id).where(Site.name == site)) is None:
+        raise NotFound(f"no site '{site}'")
+    if effective_from < now - timedelta(minutes=1):
+        raise Unprocessable("a tariff cannot take effect in the past: bills already made must stay right")
+    row = TariffVersion(
+        site=site,
+        effective_from=effective_from,
+        tariff=tariff.model_copy(update={"effective_from": effective_from}).model_dump(mode="json"),
+        created_at=now,
+        created_by=by,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def versions(session: Session, site: str) -> list[pricing.TariffVersion]:
+    rows = session.scalars(
+        select(TariffVersion).where(TariffVersion.site == site).order_by(TariffVersion.effective_from)
+    )
+    return [pricing.TariffVersion(r.effective_from, Tariff.model_validate(r.tariff)) for r in rows]
+
+
+def list_tariffs(session: Session, site: str | None) -> list[TariffVersion]:
+    query = select(TariffVersion).order_by(TariffVersion.site, TariffVersion.effective_from)
+    if site:
+        query = query.where(TariffVersion.site == site)
+    return list(session.scalars(query))
+
+
+# -- metering -----------------------------------------------------------------------------
+def allocation(attempt: Attempt, job: Job) -> pricing.Allocation:
+    nodes = attempt.nodes
+    return pricing.Allocation(
+        gpu_type=attempt.gpu_type,
+        gpus=sum(len(n.get("gpu_indices", [])) for n in nodes),
+        cpus=float(sum(float(n.get("cpus", 0)) for n in nodes)),
+        memory_gib=float(sum(float(n.get("memory", 0)) for n in nodes)),
+        low_priority=job.priority == "low",
+    )
+
+
+def meter(session: Session, attempt: Attempt, report: AttemptReport, now: datetime) -> int:
+    """Turn the growth of the attempt's elapsed time into usage records. Returns how many."""
+    if report.elapsed_s is None:
+        return 0
+    delta = report.elapsed_s - attempt.metered_s
+    if delta <= 0 or (delta < MIN_RECORD_S and not report.state.is_terminal()):
+        return 0
+    job = session.get(Job, attempt.job_seq)
+    if job is None:
+        return 0
+    alloc = allocation(attempt, job)
+    prices = versions(session, attempt.site)
+    start = now - timedelta(seconds=delta)
+    made = 0
+    for a, b in split_at_month_ends(start, now):
+        session.add(
+            UsageRecord(
+                attempt_id=attempt.id,
+                job_seq=job.seq,
+                job_id=job.id,
+                job_name=job.name,
+                tenant=job.tenant,
+                site=attempt.site,
+                gpu_type=alloc.gpu_type,
+                gpus=alloc.gpus,
+                cpus=alloc.cpus,
+                memory_gib=alloc.memory_gib,
+                low_priority=alloc.low_priority,
+                start=a,
+                end=b,
+                seconds=(b - a).total_seconds(),
+                cost_micro=pricing.cost_micro(prices, a, b, alloc),
+                created_at=now,
+            )
+        )
+        made += 1
+    attempt.metered_s = report.elapsed_s
+    return made
+
+
+def split_at_month_ends(start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
+    pieces = []
+    while True:
+        _, month_end = pricing.month_bounds(pricing.month_of(start))
+        if end <= month_end:
+            pieces.append((start, end))
+            return pieces
+        pieces.append((start, month_end))
+        start = month_end
+
+
+# -- reading usage ------------------------------------------------------------------------
+@dataclass
+class UsageLine:
+    key: dict[str, Any]
+    seconds: float = 0.0
+    gpu_seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    memory_gib_hours: float = 0.0
+    cost_micro: int = 0
+    waived_micro: int = 0
+    records: int = 0
+    jobs: set[str] = field(default_factory=set)
+
+    def out(self) -> dict[str, Any]:
+        return {
+            **self.key,
+            "seconds": round(self.seconds, 3),
+            "gpu_seconds": round(self.gpu_seconds, 3),
+            "cpu_seconds": round(self.cpu_seconds, 3),
+            "memory_gib_hours": round(self.memory_gib_hours, 6),
+            "cost_cny": str(pricing.from_micro(self.cost_micro)),
+            "waived_cny": str(pricing.from_micro(self.waived_micro)),
+            "records": self.records,
+        }
+
+
+def usage_rows(
+    session: Session,
+    *,
+    tenant: str | None = None,
+    site: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    job_seq: int | None = None,
+) -> list[tuple[UsageRecord, str]]:
+    query = (
+        select(UsageRecord, Attempt.state).join(Attempt, Attempt.id == UsageRecord.attempt_id).order_by(UsageRecord.id)
+    )
+    if tenant:
+        query = query.where(UsageRecord.tenant == tenant)
+    if site:
+        query = query.where(UsageRecord.site == site)
+    if start:
+        query = query.where(UsageRecord.start >= start)
+    if end:
+        query = query.where(UsageRecord.start < end)
+    if job_seq is not None:
+        query = query.where(UsageRecord.job_seq == job_seq)
+    return [(r, s) for r, s in session.execute(query)]
+
+
+def aggregate(rows: Iterable[tuple[UsageRecord, str]], by: str, waive_faults: bool) -> list[UsageLine]:
+    if by not in GROUPINGS:
+        raise Unprocessable(f"--by must be one of {', '.join(GROUPINGS)} (per-user bills arrive with identities)")
+    lines: dict[tuple[Any, ...], UsageLine] = {}
+    for record, attempt_state in rows:
+        key = tuple(getattr(record, k) for k in GROUPINGS[by])
+        line = lines.setdefault(key, UsageLine(dict(zip(GROUPINGS[by], key, strict=True))))
+        line.seconds += record.seconds
+        line.gpu_seconds += record.seconds * record.gpus
+        line.cpu_seconds += record.seconds * record.cpus
+        line.memory_gib_hours += record.seconds * record.memory_gib / 3600
+        line.records += 1
+        line.jobs.add(record.job_id)
+        if waive_faults and attempt_state in PLATFORM_FAULTS:
+            line.waived_micro += record.cost_micro
+        else:
+            line.cost_micro += record.cost_micro
+    return [lines[k] for k in sorted(lines, key=lambda k: tuple(str(x) for x in k))]
+
+
+def job_cost(session: Session, job_seqs: Sequence[int], waive_faults: bool) -> dict[int, Decimal]:
+    """Cost so far of each job (waived usage left out)."""
+    if not job_seqs:
+        return {}
+    query = (
+        select(UsageRecord.job_seq, Attempt.state, func.sum(UsageRecord.cost_micro))
+        .join(Attempt, Attempt.id == UsageRecord.attempt_id)
+        .where(UsageRecord.job_seq.in_(list(job_seqs)))
+        .group_by(UsageRecord.job_seq, Attempt.state)
+    )
+    totals: dict[int, int] = defaultdict(int)
+    for seq, state, micro in session.execute(query):
+        if not (waive_faults and state in PLATFORM_FAULTS):
+            totals[seq] += int(micro or 0)
+    return {seq: pricing.from_micro(micro) for seq, micro in totals.items()}

@@ -1,0 +1,471 @@
+"""The discrete-event loop: arrivals, completions and scheduling passes over a network.
+
+Scheduling happens on a grid of ``interval_s`` (60 s, as the Pollux artifact; 0 schedules at
+every event), and only at grid points where something happened. Each pass asks the policy
+what to offer and calls the same :func:`suanli.core.scheduler.schedule` as the live server.
+Before the call, jobs that cannot fit in what is free at the start of the pass are left out,
+and of each request shape no more are offered than could fit: the scheduler only takes
+capacity away as it goes, so this changes no placement, and it keeps a pass cheap when
+thousands wait.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from bisect import insort
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+
+from suanli.core.network import NetworkSpec
+from suanli.core.resources import Accelerator
+from suanli.core.scheduler import Allocation, NodeState, PendingJob, SiteState, TenantShare, never_fits, schedule
+from suanli.core.scheduler import Policy as CorePolicy
+from suanli.core.spec import Priority, Resources
+from suanli.sim.policies import BASELINE_CORE, Policy
+from suanli.sim.speed import SpeedModel
+from suanli.sim.state import PriceCurve, SimJob
+from suanli.sim.trace import Trace, TraceJob
+
+DEFAULT_EPOCH = datetime(2026, 1, 5, tzinfo=UTC)
+Shape = tuple[int, int, tuple[str, ...], bool]
+
+
+@dataclass
+class SimResult:
+    policy: str
+    jobs: list[SimJob]
+    refused: list[SimJob]
+    total_gpus: int
+    #: (time, busy GPUs, waiting jobs) after every change.
+    timeline: list[tuple[float, int, int]]
+    epoch: datetime
+    passes: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Site:
+    state: SiteState
+    prices: dict[str | None, PriceCurve]
+
+
+class Simulation:
+    def __init__(
+        self,
+        trace: Trace,
+        network: NetworkSpec,
+        policy: Policy,
+        speed: SpeedModel,
+        interval_s: float = 60.0,
+        on_progress: Callable[[int, int], None] | None = None,
+        optimize: str = "balanced",
+    ) -> None:
+        self.policy, self.speed, self.interval = policy, speed, interval_s
+        self.on_progress = on_progress
+        #: Every job's ``placement.optimize`` (what to favour among the sites that fit).
+        self.optimize = optimize
+        self.epoch = trace.epoch or DEFAULT_EPOCH
+        self.sites: dict[str, _Site] = {}
+        self.nodes: dict[str, NodeState] = {}
+        self.site_of: dict[str, str] = {}
+        for decl in network.sites:
+            nodes = [
+                NodeState(
+                    n.name, n.gpu_type, n.gpu_count, n.cpus, n.memory, tuple(range(n.gpu_count)), n.cpus, n.memory
+                )
+                for n in decl.node_decls()
+            ]
+            state = SiteState(decl.name, decl.region, nodes, latency_ms=dict(decl.latency_ms), tariff=decl.tariff)
+            types = {n.gpu_type for n in nodes}
+            self.sites[decl.name] = _Site(state, {t: PriceCurve.of(decl.tariff, t, self.epoch) for t in types})
+            for n in nodes:
+                self.nodes[n.name], self.site_of[n.name] = n, decl.name
+        self.total_gpus = sum(n.gpus_total for n in self.nodes.values())
+        # Trace jobs take any GPU type, preferring them in the order the network file declares them.
+        self.gpu_types = list(dict.fromkeys(n.gpu_type for n in self.nodes.values() if n.gpu_type))
+        self.node_cap = max((n.gpus_total for n in self.nodes.values()), default=0)
+        self.regions = set(network.regions) | {s.region for s in network.sites}
+        self.sites_in: dict[str, list[str]] = {}
+        for decl in network.sites:
+            self.sites_in.setdefault(decl.region, []).append(decl.name)
+        self.core_policy = CorePolicy.from_decl(network.scheduling) if policy.suanli else BASELINE_CORE
+        self.tenant_decls = {t.name: t for t in network.tenants}
+        self.quotas = any(t.max_gpus is not None or t.max_gpus_per_site is not None for t in network.tenants)
+        #: (tenant, GPU type) → [decayed usage, at time, running GPUs, Σ GPUs × start].
+        self.usage: dict[tuple[str, str | None], list[float]] = {}
+        #: tenant → [Σ run time of finished jobs, count], for the tenant's run-time estimate.
+        self.runtimes: dict[str, list[float]] = {}
+        self.site_allocs: dict[str, dict[int, list[Allocation]]] = {name: {} for name in self.sites}
+        #: site → tenant → jobs of it running there (who could be preempted where).
+        self.site_tenants: dict[str, dict[str, int]] = {name: {} for name in self.sites}
+        self.last_preempted: dict[int, datetime] = {}
+        self.force_pass = False
+        self.jobs = [self._make_job(i, tj) for i, tj in enumerate(trace.jobs)]
+        self.by_id = {j.trace.id: j for j in self.jobs}
+        self.busy = 0
+        self.timeline: list[tuple[float, int, int]] = []
+
+    # -- requests ------------------------------------------------------------------------
+
+    def _shape(self, tj: TraceJob) -> tuple[int, int]:
+        """GPUs → (per node, nodes): one node when it fits, else the fewest equal nodes."""
+        g = tj.gpus
+        if g <= self.node_cap or self.node_cap == 0:
+            return g, 1
+        for k in range(2, g + 1):
+            if g % k == 0 and g // k <= self.node_cap:
+                return g // k, k
+        return 1, g
+
+    def _make_job(self, index: int, tj: TraceJob) -> SimJob:
+        per_node, num_nodes = self._shape(tj)
+        accs = [Accelerator(t, per_node) for t in self.gpu_types] if tj.gpus else []
+        res = Resources.model_construct(accelerators=accs, cpus=tj.cpus, memory=tj.memory_gib, num_nodes=num_nodes)
+        regions = (tj.tenant,) if tj.tenant in self.regions else ()
+        submitted = self.epoch + timedelta(seconds=tj.submit_s)
+        pending = PendingJob(
+            tj.id, index, res, regions=regions, tenant=tj.tenant, submitted_at=submitted, optimize=self.optimize
+        )
+        total = self.speed.total(tj)
+        full = tuple([per_node] * num_nodes)
+        size = self.speed.time_to_finish(tj, 0.0, full) if tj.gpus else total
+        return SimJob(index, index, tj, pending, total, size)
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def run(self) -> SimResult:
+        arrivals = sorted(self.jobs, key=lambda j: (j.trace.submit_s, j.seq))
+        heap: list[tuple[float, int, int]] = []
+        self.running: dict[int, SimJob] = {}
+        self.waiting: dict[Shape, list[tuple[tuple[float, ...], int]]] = {}
+        self.dynamic: dict[int, SimJob] = {}
+        self.waiting_count = 0
+        self.refused: list[SimJob] = []
+        self._never: dict[tuple[object, ...], bool] = {}
+        done, ptr, now, passes = 0, 0, -math.inf, 0
+        n = len(arrivals)
+        step = max(1, n // 200)
+        while done + len(self.refused) < n:
+            tick = self._next_tick(now, heap, arrivals[ptr].trace.submit_s if ptr < n else None)
+            while heap and heap[0][0] <= tick + 1e-9:
+                end, run_id, idx = heapq.heappop(heap)
+                job = self.jobs[idx]
+                if job.run_id != run_id:
+                    continue
+                self._stop(job, end, finished=True)
+                done += 1
+                if self.on_progress and done % step == 0:
+                    self.on_progress(done, n)
+            while ptr < n and arrivals[ptr].trace.submit_s <= tick + 1e-9:
+                self._admit(arrivals[ptr])
+                ptr += 1
+            now = tick
+            passes += 1
+            self.force_pass = False
+            for job in self._pass(now):
+                heapq.heappush(heap, (self._start(job, now), job.run_id, job.index))
+            self.timeline.append((now, self.busy, self.waiting_count))
+        if self.on_progress:
+            self.on_progress(n, n)
+        finished = [j for j in self.jobs if j.finish is not None]
+        return SimResult(self.policy.name, finished, self.refused, self.total_gpus, self.timeline, self.epoch, passes)
+
+    def _next_tick(self, now: float, heap: list[tuple[float, int, int]], arrival: float | None) -> float:
+        """The next grid point at which something happens: an arrival, an end, a policy wake-up."""
+        while heap and self.jobs[heap[0][2]].run_id != heap[0][1]:
+            heapq.heappop(heap)
+        times = [] if arrival is None else [arrival]
+        if heap:
+            times.append(heap[0][0])
+        if self.force_pass:
+            times.append(now + (self.interval or 1e-6))
+        if self.waiting_count and self.running:
+            wake = self.policy.wakeup(list(self.running.values()), max(now, 0.0))
+            if wake is not None:
+                times.append(wake)
+        if not times:
+            raise RuntimeError("the simulation stalled: jobs wait but nothing can ever free capacity")
+        t = min(times)
+        tick = math.ceil(t / self.interval - 1e-9) * self.interval if self.interval > 0 else t
+        return tick if tick > now else now + (self.interval or 1e-6)
+
+    def _admit(self, job: SimJob) -> None:
+        """Queue an arriving job, or refuse it when no site could ever hold it (as the server does)."""
+        res = job.pending.resources
+        key = (tuple(res.accelerators), res.num_nodes, job.pending.regions)
+        if key not in self._never:
+            sites = [s.state for s in self.sites.values()]
+            self._never[key] = never_fits(res, sites, job.pending.regions) is not None
+        if self._never[key]:
+            self.refused.append(job)
+        else:
+            self._enqueue(job)
+
+    # -- queues --------------------------------------------------------------------------
+
+    def _shape_key(self, job: SimJob) -> Shape:
+        res = job.pending.resources
+        per_node = res.accelerators[0].count if res.accelerators else 0
+        return (per_node, res.num_nodes, job.pending.regions, bool(res.accelerators))
+
+    def _enqueue(self, job: SimJob) -> None:
+        self.waiting_count += 1
+        key = self.policy.sort_key(job)
+        if key is None:
+            self.dynamic[job.index] = job
+        else:
+            insort(self.waiting.setdefault(self._shape_key(job), []), (key, job.index))
+
+    def _dequeue(self, job: SimJob) -> None:
+        self.waiting_count -= 1
+        if job.index in self.dynamic:
+            del self.dynamic[job.index]
+            return
+        bucket = self.waiting[self._shape_key(job)]
+        key = self.policy.sort_key(job)
+        assert key is not None
+        bucket.remove((key, job.index))
+
+    def _capacity(self, shape: Shape, free: dict[str, list[int]]) -> int:
+        """How many jobs of this shape could at most start on what is free now."""
+        per_node, num_nodes, regions, gpu = shape
+        if not gpu:
+            return 1 << 30
+        slots = 0
+        names = [n for r in regions for n in self.sites_in.get(r, ())] if regions else list(self.sites)
+        for name in names:
+            if name not in free:
+                free[name] = [len(n.free_gpus) for n in self.sites[name].state.nodes if n.schedulable and n.free_gpus]
+            counts = [f // per_node for f in free[name] if f >= per_node]
+            if len(counts) >= num_nodes:
+                slots += sum(counts) // num_nodes
+        return slots
+
+    def _offer(self, now: float) -> tuple[list[SimJob], bool]:
+        running = list(self.running.values())
+        if self.dynamic:
+            decision = self.policy.decide(list(self.dynamic.values()), running, now, self.total_gpus)
+            for job in decision.preempt:
+                self._stop(job, now, finished=False)
+                self._enqueue(job)
+            return decision.offer, decision.backfill
+        backfill = self.policy.decide([], running, now, self.total_gpus).backfill
+        free: dict[str, list[int]] = {}
+        caps = {shape: self._capacity(shape, free) for shape, bucket in self.waiting.items() if bucket}
+        picked: list[tuple[tuple[float, ...], int]] = []
+        for shape, cap in caps.items():
+            picked.extend(self.waiting[shape][: cap + (0 if backfill else 1)])
+        picked.sort()
+        offer = [self.jobs[i] for _, i in picked]
+        if not backfill:  # the first job that cannot fit blocks the rest
+            kept: list[SimJob] = []
+            for job in offer:
+                shape = self._shape_key(job)
+                if caps[shape] <= 0:
+                    break
+                caps[shape] -= 1
+                kept.append(job)
+            offer = kept
+        return offer, backfill
+
+    def _pass(self, now: float) -> list[SimJob]:
+        offer, backfill = self._offer(now)
+        if not offer:
+            return []
+        suanli = self.policy.suanli
+        gpu_only = all(j.pending.resources.accelerators for j in offer)
+        sites = []
+        # Sites no offered job may use (placement.regions) cannot change this pass, unless a
+        # tenant's network-wide quota counts GPUs held there.
+        wanted: set[str] | None = None
+        if not self.quotas and all(j.pending.regions for j in offer):
+            wanted = {r for j in offer for r in j.pending.regions}
+        for name, site in self.sites.items():
+            if wanted is not None and site.state.region not in wanted:
+                continue
+            if suanli:
+                allocs = [a for group in self.site_allocs[name].values() for a in group]
+                sites.append(replace(site.state, allocations=allocs))
+                continue
+            nodes = [n for n in site.state.nodes if n.free_gpus or not gpu_only]
+            if nodes:
+                sites.append(replace(site.state, nodes=nodes, allocations=[]))
+        if suanli and not self._could_act(offer):
+            return []
+        when = self.epoch + timedelta(seconds=now)
+        ranked = [j.pending for j in offer] if suanli else [replace(j.pending, seq=r) for r, j in enumerate(offer)]
+        tenants = self._tenants(now, offer) if suanli else None
+        result = schedule(ranked, sites, when, policy=self.core_policy, tenants=tenants)
+        by_id = {p.job_id: p for p in result.placements}
+        started: list[SimJob] = []
+        for job in offer:
+            placement = by_id.get(job.trace.id)
+            if placement is None:
+                if not backfill:
+                    break
+                continue
+            job.site = placement.site
+            job.nodes = [(a.node, a.gpu_indices) for a in placement.nodes]
+            for a in placement.nodes:
+                node = self.nodes[a.node]
+                node.free_gpus = tuple(g for g in node.free_gpus if g not in a.gpu_indices)
+                node.cpus_free -= a.cpus
+                node.memory_free -= a.memory
+            started.append(job)
+        for p in result.preemptions:
+            victim = self.by_id.get(p.victim)
+            if victim is not None and victim.placement is not None:
+                self._stop(victim, now, finished=False)
+                self.last_preempted[victim.index] = when
+                self._enqueue(victim)
+                self.force_pass = True
+        return started
+
+    def _could_act(self, offer: list[SimJob]) -> bool:
+        """Whether a pass could start or preempt anything. A job starts only where its GPUs are
+        free now (reservations only hold it back further); it preempts only if it is ``high``
+        or another tenant runs at a site it may use. When neither holds for any offered job,
+        the scheduler's answer is "wait" for all, and the call is skipped."""
+        free: dict[str, list[int]] = {}
+        seen: set[tuple[object, ...]] = set()
+        for job in offer:
+            key = (self._shape_key(job), job.trace.tenant, job.pending.priority)
+            if key in seen:
+                continue
+            seen.add(key)
+            if not job.pending.resources.accelerators or self._capacity(key[0], free) > 0:
+                return True
+            if self.core_policy.preemption:
+                if job.pending.priority == Priority.HIGH:
+                    return True
+                regions = job.pending.regions
+                names = [n for r in regions for n in self.sites_in.get(r, ())] if regions else list(self.sites)
+                if any(t != job.trace.tenant for n in names for t, c in self.site_tenants[n].items() if c):
+                    return True
+        return False
+
+    def _tenants(self, now: float, offer: list[SimJob]) -> dict[str, TenantShare]:
+        """Each tenant's weight, quotas, decayed GPU usage by type and run-time estimate."""
+        half_life = self.core_policy.usage_half_life_s
+        usage: dict[str, dict[str, float]] = {}
+        for (tenant, gpu_type), (value, at, gpus, gpu_starts) in self.usage.items():
+            decayed = value * 0.5 ** ((now - at) / half_life) if half_life > 0 else 0.0
+            usage.setdefault(tenant, {})[gpu_type or "cpu"] = decayed + gpus * now - gpu_starts
+        names = set(self.tenant_decls) | set(usage) | {j.trace.tenant for j in offer}
+        out = {}
+        for name in names:
+            decl = self.tenant_decls.get(name)
+            runs = self.runtimes.get(name)
+            out[name] = TenantShare(
+                weight=decl.weight if decl else 1.0,
+                usage=usage.get(name, {}),
+                max_gpus=decl.max_gpus if decl else None,
+                max_gpus_per_site=decl.max_gpus_per_site if decl else None,
+                estimate_s=runs[0] / runs[1] if runs else None,
+            )
+        return out
+
+    # -- runs ----------------------------------------------------------------------------
+
+    def _start(self, job: SimJob, now: float) -> float:
+        self._dequeue(job)
+        job.placement = tuple(len(g) for _, g in job.nodes)
+        job.run_start, job.run_id = now, job.run_id + 1
+        if job.first_start is None:
+            job.first_start = now
+        else:
+            job.restarts += 1
+        self.running[job.index] = job
+        self.busy += sum(job.placement)
+        if self.policy.suanli:
+            self._hold(job, now)
+        delay = self.speed.restart_s
+        return now + delay + self.speed.time_to_finish(job.trace, job.progress, job.placement)
+
+    def _stop(self, job: SimJob, end: float, finished: bool) -> None:
+        assert job.placement is not None
+        assert job.site is not None
+        gpus = sum(job.placement)
+        ran = end - job.run_start
+        if finished:
+            job.progress, job.finish = job.total, end
+        else:
+            useful = max(0.0, ran - self.speed.restart_s)
+            job.progress = self.speed.advance(job.trace, job.progress, job.placement, useful)
+        job.attained_gpu_s += gpus * ran
+        job.gpu_s += gpus * ran
+        site = self.sites[job.site]
+        gpu_type = self.nodes[job.nodes[0][0]].gpu_type
+        job.cost_cny += site.prices[gpu_type].cost(job.run_start, end, gpus)
+        if site.state.tariff is not None:
+            hours = ran / 3600.0 * len(job.nodes)
+            job.cost_cny += hours * (
+                site.state.tariff.cpu_hour * job.pending.resources.cpus
+                + site.state.tariff.memory_gib_hour * job.pending.resources.memory
+            )
+        if self.policy.suanli:
+            self._release(job, end, ran, finished)
+        for node_name, indices in job.nodes:
+            node = self.nodes[node_name]
+            node.free_gpus = tuple(sorted(node.free_gpus + indices))
+            node.cpus_free += job.pending.resources.cpus
+            node.memory_free += job.pending.resources.memory
+        self.busy -= gpus
+        del self.running[job.index]
+        job.placement, job.site, job.nodes, job.run_id = None, None, [], job.run_id + 1
+        self.timeline.append((end, self.busy, self.waiting_count))
+
+    # -- what suanli's own policy sees of running work ----------------------------------
+
+    def _estimate(self, tenant: str) -> float:
+        runs = self.runtimes.get(tenant)
+        return runs[0] / runs[1] if runs else self.core_policy.default_estimate_s
+
+    def _hold(self, job: SimJob, now: float) -> None:
+        """Allocations as the server reports them: ends at start + the tenant's estimate."""
+        assert job.site is not None
+        assert job.placement is not None
+        started = self.epoch + timedelta(seconds=now)
+        ends = started + timedelta(seconds=self._estimate(job.trace.tenant))
+        res = job.pending.resources
+        self.site_allocs[job.site][job.index] = [
+            Allocation(
+                job.trace.id,
+                node,
+                len(gpus),
+                res.cpus,
+                res.memory,
+                ends,
+                tenant=job.trace.tenant,
+                priority=job.pending.priority,
+                started_at=started,
+                last_preempted_at=self.last_preempted.get(job.index),
+            )
+            for node, gpus in job.nodes
+        ]
+        held = self.site_tenants[job.site]
+        held[job.trace.tenant] = held.get(job.trace.tenant, 0) + 1
+        entry = self.usage.setdefault((job.trace.tenant, self.nodes[job.nodes[0][0]].gpu_type), [0.0, now, 0.0, 0.0])
+        gpus = sum(job.placement)
+        entry[2] += gpus
+        entry[3] += gpus * now
+
+    def _release(self, job: SimJob, end: float, ran: float, finished: bool) -> None:
+        assert job.site is not None
+        assert job.placement is not None
+        self.site_allocs[job.site].pop(job.index, None)
+        self.site_tenants[job.site][job.trace.tenant] -= 1
+        entry = self.usage[(job.trace.tenant, self.nodes[job.nodes[0][0]].gpu_type)]
+        gpus = sum(job.placement)
+        half_life = self.core_policy.usage_half_life_s
+        decay = 0.5 ** ((end - entry[1]) / half_life) if half_life > 0 else 0.0
+        entry[0] = entry[0] * decay + gpus * ran
+        entry[1] = end
+        entry[2] -= gpus
+        entry[3] -= gpus * job.run_start
+        if finished:
+            runs = self.runtimes.setdefault(job.trace.tenant, [0.0, 0])
+            runs[0] += end - (job.first_start or end)
+            runs[1] += 1

@@ -1,0 +1,209 @@
+"""Read models of the job pages: the filtered, paginated table and one job with its story.
+
+Queries are scoped by the caller's :class:`~suanli.web.auth.Identity` (its tenant), so a page
+never shows what its viewer may not see. The table reads one page by keyset (newest first) and
+counts the matches, so it costs the same with ten or a hundred thousand jobs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from suanli.core.api import JobOut, SiteExplainOut
+from suanli.core.states import JobState
+from suanli.server.control import ControlPlane
+from suanli.server.services import jobs as job_service
+from suanli.server.services import metering
+from suanli.server.services.errors import NotFound
+from suanli.server.services.explain import explain_job
+from suanli.store.models import Attempt, Job, LogChunkRow, Site, Tenant
+from suanli.web.auth import Identity
+
+PAGE_SIZE = 50
+#: Log chunks a job page shows inline; the rest streams or comes from the API.
+LOG_CHUNKS_INLINE = 2000
+
+
+@dataclass
+class JobFilters:
+    states: list[str] = field(default_factory=list)
+    tenant: str = ""
+    site: str = ""
+    name: str = ""
+
+    def query_string(self) -> list[tuple[str, str]]:
+        pairs = [("state", s) for s in self.states]
+        pairs += [(k, v) for k, v in (("tenant", self.tenant), ("site", self.site), ("name", self.name)) if v]
+        return pairs
+
+
+@dataclass
+class JobRow:
+    job: JobOut
+    age_s: float
+
+
+@dataclass
+class JobsPage:
+    rows: list[JobRow]
+    total: int
+    next_cursor: int | None
+    tenants: list[str]
+    sites: list[str]
+
+
+def _filtered(query: Select[Any], filters: JobFilters, identity: Identity) -> Select[Any]:
+    if identity.tenant is not None:
+        query = query.where(Job.tenant == identity.tenant)
+    if filters.states:
+        query = query.where(Job.state.in_(filters.states))
+    if filters.tenant:
+        query = query.where(Job.tenant == filters.tenant)
+    if filters.site:
+        query = query.where(Job.site == filters.site)
+    if filters.name:
+        query = query.where(Job.name.startswith(filters.name, autoescape=True))
+    return query
+
+
+def jobs_page(
+    control: ControlPlane, identity: Identity, filters: JobFilters, cursor: int | None, limit: int = PAGE_SIZE
+) -> JobsPage:
+    now = control.clock.now()
+    query = _filtered(select(Job).order_by(Job.seq.desc()).limit(limit + 1), filters, identity)
+    if cursor is not None:
+        query = query.where(Job.seq < cursor)
+    with control.db.read() as session:
+        jobs = list(session.scalars(query))
+        more = len(jobs) > limit
+        jobs = jobs[:limit]
+        total = session.scalar(_filtered(select(func.count()).select_from(Job), filters, identity)) or 0
+        attempts = job_service.attempts_of(session, jobs)
+        costs = metering.job_cost(session, [j.seq for j in jobs], control.settings.waive_platform_faults)
+        tenants = _tenants(session, identity)
+        sites = list(session.scalars(select(Site.name).order_by(Site.name)))
+        rows = []
+        for j in jobs:
+            out = job_service.to_out(j, attempts[j.seq], with_spec=False)
+            cost = costs.get(j.seq)
+            out.cost_cny = str(cost) if cost is not None else None
+            rows.append(JobRow(out, (now - j.submitted_at).total_seconds()))
+    return JobsPage(rows, total, jobs[-1].seq if more and jobs else None, tenants, sites)
+
+
+def _tenants(session: Session, identity: Identity) -> list[str]:
+    if identity.tenant is not None:
+        return [identity.tenant]
+    declared = set(session.scalars(select(Tenant.name)))
+    return sorted(declared | set(session.scalars(select(Job.tenant).distinct())))
+
+
+@dataclass
+class JobDetail:
+    job: JobOut
+    age_s: float
+    verdicts: list[SiteExplainOut]
+    logs: str
+    #: Id of the last log chunk shown; the live stream continues after it.
+    last_chunk: int
+    logs_truncated: bool
+    multi_node: bool
+
+
+def visible_job(session: Session, identity: Identity, job_id: str) -> Job:
+    """The job, if this identity may see it; otherwise the same 'no such job' as a missing one."""
+    job = job_service.get_job(session, job_id)
+    if not identity.sees_tenant(job.tenant):
+        raise NotFound(f"no job '{job_id}'; the jobs page lists the jobs")
+    return job
+
+
+def job_detail(control: ControlPlane, identity: Identity, job_id: str) -> JobDetail:
+    now = control.clock.now()
+    with control.db.read() as session:
+        job = visible_job(session, identity, job_id)
+        attempts = job_service.attempts_of(session, [job])[job.seq]
+        out = job_service.to_out(job, attempts)
+        cost = metering.job_cost(session, [job.seq], control.settings.waive_platform_faults).get(job.seq)
+        out.cost_cny = str(cost) if cost is not None else None
+        verdicts: list[SiteExplainOut] = []
+        if not JobState(job.state).is_terminal():
+            lease_s = control.settings.lease_s
+            verdicts = explain_job(session, job.id, now, lease_s, control.scheduler_config).sites
+        multi = is_multi_node(job)
+        chunks = job_service.log_chunks_after(session, job, 0, limit=LOG_CHUNKS_INLINE + 1)
+        truncated = len(chunks) > LOG_CHUNKS_INLINE
+        chunks = chunks[:LOG_CHUNKS_INLINE]
+        text = "".join(LogFormatter(multi, {a.id: a for a in attempts}).feed(chunks, final=not truncated))
+    return JobDetail(
+        out,
+        (now - job.submitted_at).total_seconds(),
+        verdicts,
+        text,
+        chunks[-1].id if chunks else 0,
+        truncated,
+        multi,
+    )
+
+
+def is_multi_node(job: Job) -> bool:
+    return int(job.spec.get("resources", {}).get("num_nodes", 1) or 1) > 1
+
+
+class LogFormatter:
+    """Turns stored chunks into the text the CLI prints: a line between attempts, and each line
+    of a multi-node job prefixed with its node rank."""
+
+    def __init__(self, multi: bool, attempts: dict[int, Attempt], attempt_id: int | None = None) -> None:
+        self.multi = multi
+        self.attempts = attempts
+        self.attempt_id = attempt_id
+        self.partial: dict[int, str] = {}
+
+    def feed(self, chunks: Sequence[LogChunkRow], final: bool = False) -> Iterator[str]:
+        for chunk in chunks:
+            if chunk.attempt_id != self.attempt_id:
+                if self.attempt_id is not None and chunk.attempt_id in self.attempts:
+                    a = self.attempts[chunk.attempt_id]
+                    yield f"--- attempt {a.number} at {a.site} ---\n"
+                self.attempt_id = chunk.attempt_id
+            if not self.multi:
+                yield chunk.data
+                continue
+            lines = (self.partial.pop(chunk.rank, "") + chunk.data).split("\n")
+            self.partial[chunk.rank] = lines.pop()
+            yield "".join(f"[rank {chunk.rank}] {line}\n" for line in lines)
+        if final and self.multi:
+            yield "".join(f"[rank {rank}] {rest}\n" for rank, rest in sorted(self.partial.items()) if rest)
+            self.partial.clear()
+
+
+def follow_logs(control: ControlPlane, identity: Identity, job_id: str, after: int) -> Iterator[str]:
+    """New output of a job after chunk ``after``, until the job ends (the page's live view)."""
+    formatter: LogFormatter | None = None
+    while True:
+        seen = control.signals.version("logs")
+        with control.db.read() as session:
+            job = visible_job(session, identity, job_id)
+            done = JobState(job.state).is_terminal()
+            chunks = job_service.log_chunks_after(session, job, after)
+            attempts = {a.id: a for a in job_service.attempts_of(session, [job])[job.seq]}
+            if formatter is None:
+                previous = session.scalar(select(LogChunkRow.attempt_id).where(LogChunkRow.id == after))
+                formatter = LogFormatter(is_multi_node(job), attempts, previous)
+            formatter.attempts = attempts
+        if chunks:
+            after = chunks[-1].id
+            text = "".join(formatter.feed(chunks))
+            if text:
+                yield text
+            continue
+        if done or control.stopping:
+            yield "".join(formatter.feed([], final=True))
+            return
+        control.signals.wait("logs", seen, 1.0)
