@@ -24,6 +24,7 @@ import httpx
 from pydantic import BaseModel, TypeAdapter
 
 from suanli.core.api import (
+    BudgetOut,
     ExplainOut,
     InvoiceOut,
     JobOut,
@@ -358,6 +359,9 @@ class Client:
         if effective_from:
             body["effective_from"] = effective_from.isoformat()
         return TariffVersionOut.model_validate_json(self._request("POST", "/api/v1/tariffs", json=body).content)
+
+    def budgets(self) -> list[BudgetOut]:
+        return _list_of(BudgetOut, self._request("GET", "/api/v1/budgets"))
 
     def metrics(self) -> str:
         return self._request("GET", "/metrics").text

@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
+import pytest
+
 from suanli.agent.agent import Agent
 from suanli.core.metering import month_of
 from suanli.core.protocol import AttemptReport, HeartbeatRequest
@@ -93,3 +95,30 @@ def test_a_real_job_is_metered_from_the_agents_clock(net: Net) -> None:
     assert line.job_id == job.id
     assert 0.5 <= line.seconds < 10  # the agent measures from the first poll that sees it running
     assert line.cpu_seconds == line.seconds * 2
+
+
+def test_monthly_budget_holds_new_work_and_refuses_what_never_fits(net: Net) -> None:
+    from suanli.core.network import parse_network
+    from suanli.sdk import ApiError
+    from tests.integration.conftest import NETWORK
+
+    net.control.apply_network(
+        parse_network(NETWORK.replace("home_region: beijing}", "home_region: beijing, monthly_budget_cny: 34}"))
+    )
+    agent, _ = net.fake_agent("tianjin-gaocun")
+    hour = "run: x\nresources: {accelerators: H100:1}\ntime_limit: 1h\n"
+    _, attempt_id = running(net, hour)
+    report(agent, "tianjin-gaocun", attempt_id, 3600)  # 28 CNY spent of 34
+    [state] = net.client.budgets()
+    assert (state.tenant, state.spent_cny, state.state) == ("bj-ai", "28.000000", "warning")
+
+    second = net.client.submit(parse_job_spec(hour))
+    net.cycle()
+    waiting = net.client.job(second.id)
+    assert waiting.state.value == "PENDING"
+    assert waiting.reason == "tenant bj-ai: 28.00 of 34 CNY this month; this job's estimate is 28.00 CNY"
+
+    with pytest.raises(ApiError) as info:
+        net.client.submit(parse_job_spec(hour.replace("1h", "2h")))
+    assert info.value.status == 422
+    assert "more than tenant bj-ai's whole monthly budget (34 CNY)" in info.value.detail

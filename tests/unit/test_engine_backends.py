@@ -126,6 +126,16 @@ def test_the_job_spec_maps_to_sbatch(slurm: ScriptedSlurm, tmp_path: Path) -> No
     assert "SLURM_PROCID" in (Path(args[-1]).parent / "rank.sh").read_text()
 
 
+def test_the_jobs_own_cpus_and_memory_win_over_the_site_default(slurm: ScriptedSlurm, tmp_path: Path) -> None:
+    backend = SlurmBackend(tmp_path, slurm, cpus_per_task=16, mem_per_node_gib=64)
+    backend.inventory()
+    node = AssignedNode(node="gpu-01", rank=0, gpu_indices=[0], cpus=4, memory_gib=8)
+    backend.start(spec().model_copy(update={"nodes": [node]}), None)
+    args = slurm.submitted[0].sbatch_args()
+    assert "--cpus-per-task=4" in args
+    assert "--mem=8192M" in args
+
+
 def test_untyped_gres_asks_for_untyped_gpus(slurm: ScriptedSlurm, tmp_path: Path) -> None:
     backend = SlurmBackend(tmp_path, slurm)
     backend.start(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pathlib
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -179,3 +180,23 @@ def test_trusted_checkpoint_must_still_hold() -> None:
     report = verify_log(records, [], PUB, trusted=trusted)
     assert not report.ok
     assert "trusted checkpoint" in report.problems[0]
+
+
+def test_key_store_gives_every_concurrent_caller_the_same_key(tmp_path: pathlib.Path) -> None:
+    import threading
+
+    from suanli.datachain.crypto import KeyStore
+
+    def race(keys: KeyStore) -> list[bytes]:
+        got: list[bytes] = []
+        threads = [threading.Thread(target=lambda: got.append(keys.get_or_create("dataset-x"))) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return got
+
+    for trial in range(20):
+        got = race(KeyStore(tmp_path / f"keys-{trial}"))
+        assert len(got) == 8
+        assert len(set(got)) == 1

@@ -71,6 +71,7 @@ app.command(rich_help_panel="Network")(network.undrain)
 app.command(rich_help_panel="Usage and bills")(usage.usage)
 app.command(rich_help_panel="Usage and bills")(usage.invoice)
 app.command(rich_help_panel="Usage and bills")(usage.revenue)
+app.command(rich_help_panel="Usage and bills")(usage.budget)
 app.add_typer(usage.tariff_app, name="tariff", rich_help_panel="Usage and bills")
 
 app.add_typer(data.app, rich_help_panel="Data")

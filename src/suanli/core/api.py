@@ -196,3 +196,13 @@ class ExplainOut(BaseModel):
     reserved_site: str | None = None
     reserved_start_at: datetime | None = None
     sites: list[SiteExplainOut] = Field(default_factory=list)
+
+
+class BudgetOut(BaseModel):
+    tenant: str
+    budget_cny: str
+    spent_cny: str
+    #: spent / budget (0-1+)
+    used: float
+    #: ok | warning (past 80 %) | exhausted
+    state: str

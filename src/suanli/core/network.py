@@ -186,6 +186,8 @@ class TenantDecl(StrictModel):
     #: Most GPUs the tenant may hold at once, network-wide and at any one site (quotas).
     max_gpus: int | None = Field(default=None, ge=0)
     max_gpus_per_site: int | None = Field(default=None, ge=0)
+    #: CNY a month (Asia/Shanghai months); new work waits once it would pass it.
+    monthly_budget_cny: float | None = Field(default=None, ge=0)
 
     @field_validator("name")
     @classmethod

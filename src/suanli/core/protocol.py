@@ -65,6 +65,10 @@ class AssignedNode(BaseModel):
     node: str
     rank: int
     gpu_indices: list[int] = Field(default_factory=list)
+    #: CPUs and memory (GiB) the scheduler reserved for this rank on the node; engines that
+    #: allocate them themselves (Slurm) ask for exactly this.
+    cpus: float | None = None
+    memory_gib: float | None = None
 
 
 class AttemptAssignment(BaseModel):

@@ -18,7 +18,7 @@ from pathlib import Path
 from suanli.core.clock import Clock, SystemClock
 from suanli.core.network import NetworkSpec
 from suanli.core.scheduler import Policy, SiteState
-from suanli.server.services import metering, scheduling, sites
+from suanli.server.services import budgets, metering, scheduling, sites
 from suanli.server.services.fairshare import quotas_of
 from suanli.server.settings import Settings
 from suanli.store.db import Database
@@ -93,7 +93,11 @@ class ControlPlane:
             fresh = sites.apply_network(session, network, self.clock.now(), self.settings.token_dir)
             metering.sync_tariffs(session, network, self.clock.now())
         self.scheduler_config = replace(
-            self.scheduler_config, policy=Policy.from_decl(network.scheduling), quotas=quotas_of(network)
+            self.scheduler_config,
+            policy=Policy.from_decl(network.scheduling),
+            quotas=quotas_of(network),
+            budgets=budgets.budgets_of(network),
+            waive_platform_faults=self.settings.waive_platform_faults,
         )
         self._pending.shares_at = None  # weights and quotas may have changed
         self.invalidate_capacity()

@@ -70,6 +70,10 @@ class Database:
         with self._write_lock, self.sessions() as session, session.begin():
             yield session
 
+    def write_busy(self) -> bool:
+        """Whether another writer in this process holds the write lock right now (a hint)."""
+        return self._write_lock is not None and self._write_lock.locked()
+
     @contextmanager
     def read(self) -> Iterator[Session]:
         """A read-only transaction (a consistent snapshot)."""

@@ -39,7 +39,7 @@ from suanli.agent.backends.slurm_api import (
     parse_gres,
 )
 from suanli.agent.backends.staging import RankLog, exit_words, job_environment, note, stage_attempt
-from suanli.core.protocol import AttemptAssignment, AttemptReport, LogChunk, NodeReport
+from suanli.core.protocol import AssignedNode, AttemptAssignment, AttemptReport, LogChunk, NodeReport
 from suanli.core.resources import format_duration
 from suanli.core.states import AttemptState
 
@@ -108,7 +108,7 @@ class SlurmBackend(Backend, MultiNode, GpuAccounting):
 
     ``partition``/``account``: where the jobs go (the site's config). ``gpu_type``: the type
     to report for nodes whose gres has none (``Gres=gpu:4``). ``cpus_per_task`` and
-    ``mem_per_node_gib``: asked for every job (the assignment does not carry the job's own yet);
+    ``mem_per_node_gib``: asked for jobs whose assignment does not carry their own request;
     None leaves Slurm's defaults (``DefMemPerCPU``). ``pin_nodes``: ask for the nodes the server
     placed the attempt on (``--nodelist``), so the server's picture of the site stays true.
     ``refresh_s``: how stale squeue's answer may be (poll is called ten times a second).
@@ -286,6 +286,9 @@ class SlurmBackend(Backend, MultiNode, GpuAccounting):
             _BATCH.format(attempt_id=spec.attempt_id, job_id=spec.job_id, dir=shlex.quote(str(a.dir))), encoding="utf-8"
         )
         typed = any(self._node_types.get(n.node) for n in spec.nodes)
+        # The job's own request (what the scheduler reserved per node) wins over the site default.
+        first = spec.nodes[0] if spec.nodes else AssignedNode(node="", rank=0)
+        mem_gib = first.memory_gib or self.mem_per_node_gib
         return JobRequest(
             name=f"suanli-{spec.job_id}-{spec.attempt_number}",
             script=batch,
@@ -295,8 +298,8 @@ class SlurmBackend(Backend, MultiNode, GpuAccounting):
             nodes=max(1, len(spec.nodes)),
             gpus_per_node=gpus,
             gpu_type=spec.gpu_type if typed else None,
-            cpus_per_task=self.cpus_per_task,
-            mem_per_node_mb=int(self.mem_per_node_gib * 1024) if self.mem_per_node_gib else None,
+            cpus_per_task=first.cpus or self.cpus_per_task,
+            mem_per_node_mb=int(mem_gib * 1024) if mem_gib else None,
             time_limit_s=spec.time_limit_s,
             partition=self.partition,
             account=self.account,

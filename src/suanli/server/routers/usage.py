@@ -10,10 +10,10 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from pydantic import BaseModel
 
 from suanli.core import metering as pricing
-from suanli.core.api import InvoiceOut, Page, SiteRevenueOut, TariffVersionOut, UsageLineOut
+from suanli.core.api import BudgetOut, InvoiceOut, Page, SiteRevenueOut, TariffVersionOut, UsageLineOut
 from suanli.core.network import Tariff
 from suanli.server.deps import Control
-from suanli.server.services import invoices, metering
+from suanli.server.services import budgets, invoices, metering
 from suanli.server.services.errors import Unprocessable
 from suanli.server.services.sites import capacity_view
 
@@ -146,3 +146,15 @@ def set_tariff(body: TariffIn, control: Control) -> TariffVersionOut:
             created_at=row.created_at,
             created_by=row.created_by,
         )
+
+
+@router.get("/budgets", response_model=Page[BudgetOut])
+def budget_list(control: Control) -> Page[BudgetOut]:
+    """Each tenant's monthly budget and what it has spent this month (warning past 80 %)."""
+    configured = control.scheduler_config.budgets
+    with control.db.read() as session:
+        spent = budgets.spent_this_month(
+            session, list(configured), control.clock.now(), control.settings.waive_platform_faults
+        )
+    states = budgets.budget_states(configured, spent)
+    return Page[BudgetOut](items=[BudgetOut.model_validate(s.__dict__) for s in states])

@@ -138,7 +138,14 @@ def assignment(job: Job, attempt: Attempt) -> AttemptAssignment:
         workdir_digest=job.workdir_digest,
         gpu_type=attempt.gpu_type,
         nodes=[
-            AssignedNode(node=n["node"], rank=n["rank"], gpu_indices=n.get("gpu_indices", [])) for n in attempt.nodes
+            AssignedNode(
+                node=n["node"],
+                rank=n["rank"],
+                gpu_indices=n.get("gpu_indices", []),
+                cpus=n.get("cpus"),
+                memory_gib=n.get("memory"),
+            )
+            for n in attempt.nodes
         ],
         time_limit_s=spec.get("time_limit"),
         keep_checkpoint=bool(spec.get("checkpoint", {}).get("keep", True)),

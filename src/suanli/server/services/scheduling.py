@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -23,6 +24,7 @@ from suanli.core.scheduler import (
 from suanli.core.spec import Placement as PlacementSpec
 from suanli.core.spec import Priority, Resources
 from suanli.core.states import AttemptState, JobState
+from suanli.server.services import budgets
 from suanli.server.services.fairshare import Quota, tenant_shares
 from suanli.server.services.jobs import finish
 from suanli.server.services.sites import ACTIVE_ATTEMPT_STATES, capacity_view
@@ -47,6 +49,9 @@ class SchedulerConfig:
     policy: Policy = field(default_factory=Policy)
     quotas: dict[str, Quota] = field(default_factory=dict)
     rules: tuple[SiteRule, ...] = ()
+    #: Monthly budgets, CNY, by tenant.
+    budgets: dict[str, Decimal] = field(default_factory=dict)
+    waive_platform_faults: bool = True
 
 
 @dataclass
@@ -156,12 +161,37 @@ def plan_pass(
         cache.shares, cache.shares_at = tenant_shares(session, now, config.policy, config.quotas), now
     tenants = cache.shares
     fill_estimates(view.sites, tenants, config.policy)
-    decision = schedule(jobs, view.sites, now, policy=config.policy, tenants=tenants, rules=config.rules)
+    held = _over_budget(session, jobs, view.sites, tenants, now, config)
+    eligible = [j for j in jobs if j.id not in held] if held else jobs
+    decision = schedule(eligible, view.sites, now, policy=config.policy, tenants=tenants, rules=config.rules)
+    decision.reasons.update(held)
     seq_of = {j.id: j.seq for j in jobs}
     if after_seq is None:
         cache.reserved = {seq_of[j] for j in decision.reservations}
         cache.reservations = dict(decision.reservations)
     return Plan(decision, seq_of, reasons)
+
+
+def job_hours(job: PendingJob, tenants: Mapping[str, TenantShare], policy: Policy) -> float:
+    share = tenants.get(job.tenant)
+    seconds = job.time_limit_s or (share.estimate_s if share else None) or policy.default_estimate_s
+    return seconds / 3600
+
+
+def _over_budget(
+    session: Session,
+    jobs: Sequence[PendingJob],
+    sites: Sequence[SiteState],
+    tenants: Mapping[str, TenantShare],
+    now: datetime,
+    config: SchedulerConfig,
+) -> dict[str, str]:
+    with_budget = [j for j in jobs if j.tenant in config.budgets]
+    if not with_budget:
+        return {}
+    spent = budgets.spent_this_month(session, list(config.budgets), now, config.waive_platform_faults)
+    estimates = {j.id: budgets.estimate_micro(j, sites, now, job_hours(j, tenants, config.policy)) for j in with_budget}
+    return budgets.hold_over_budget(with_budget, config.budgets, spent, estimates).held
 
 
 def apply_plan(session: Session, plan: Plan, now: datetime, lease_s: float) -> PassResult:
