@@ -1,20 +1,10 @@
-"""Python client for the suanli HTTP API. The CLI and the site agent are built on it.
-
-from suanli.sdk import Client
-with Client("http://127.0.0.1:8731") as c:
-    job = c.submit_file("examples/hello.yaml")
-    for text in c.logs(job.id, follow=True):
-        print(text, end="")
-"""
+"""The typed client for one suanli server."""
 
 from __future__ import annotations
 
-import fnmatch
 import io
 import os
-import tarfile
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -37,136 +27,18 @@ from suanli.core.api import (
     UsageLineOut,
     WorkdirOut,
 )
-from suanli.core.errors import SuanliError
 from suanli.core.protocol import HeartbeatRequest, HeartbeatResponse, RegisterRequest, RegisterResponse
 from suanli.core.spec import JobSpec, parse_job_spec
+from suanli.sdk.errors import ApiError, ServerUnreachable
+from suanli.sdk.workdir import ProgressFn, ProgressReader, pack_workdir
 
 DEFAULT_SERVER = "http://127.0.0.1:8731"
-#: Workdirs larger than this (before compression) are refused; override with SUANLI_MAX_WORKDIR_MB.
-DEFAULT_MAX_WORKDIR_MB = 100
-ALWAYS_EXCLUDED = (
-    ".git",
-    "__pycache__",
-    ".venv",
-    "venv",
-    ".mypy_cache",
-    ".ruff_cache",
-    ".pytest_cache",
-    "node_modules",
-)
 
-ProgressFn = Callable[[int, int], None]
 M = TypeVar("M", bound=BaseModel)
-
-
-class ApiError(SuanliError):
-    """The server answered with an error (an RFC 9457 problem document)."""
-
-    def __init__(self, status: int, title: str, detail: str = "", errors: list[dict[str, Any]] | None = None) -> None:
-        self.status = status
-        self.title = title
-        self.detail = detail
-        self.errors = errors or []
-        super().__init__(detail or title)
-
-
-class ServerUnreachable(SuanliError):
-    pass
-
-
-class WorkdirTooLarge(SuanliError):
-    pass
 
 
 def default_server() -> str:
     return os.environ.get("SUANLI_SERVER", DEFAULT_SERVER)
-
-
-def max_workdir_bytes() -> int:
-    return int(float(os.environ.get("SUANLI_MAX_WORKDIR_MB", DEFAULT_MAX_WORKDIR_MB)) * 1024 * 1024)
-
-
-def format_bytes(n: float) -> str:
-    """1536 → '1.5 KiB'; exact enough to state a limit a user set."""
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} B" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
-
-
-def _ignore_patterns(root: Path) -> list[str]:
-    patterns = list(ALWAYS_EXCLUDED)
-    ignore = root / ".suanliignore"
-    if ignore.is_file():
-        for line in ignore.read_text(encoding="utf-8").splitlines():
-            line = line.strip()
-            if line and not line.startswith("#"):
-                patterns.append(line.rstrip("/"))
-    return patterns
-
-
-def workdir_files(root: Path) -> list[tuple[Path, str]]:
-    """Regular files under ``root`` (relative names), skipping ignored ones and links."""
-    patterns = _ignore_patterns(root)
-    out: list[tuple[Path, str]] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        rel_dir = Path(dirpath).relative_to(root)
-        dirnames[:] = sorted(
-            d
-            for d in dirnames
-            if not any(fnmatch.fnmatch(d, p) or fnmatch.fnmatch(str(rel_dir / d), p) for p in patterns)
-            and not (Path(dirpath) / d).is_symlink()
-        )
-        for name in sorted(filenames):
-            rel = str(rel_dir / name) if str(rel_dir) != "." else name
-            if any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(rel, p) for p in patterns):
-                continue
-            path = Path(dirpath) / name
-            if path.is_symlink() or not path.is_file():
-                continue
-            out.append((path, rel))
-    return out
-
-
-def pack_workdir(root: Path, limit: int | None = None) -> IO[bytes]:
-    """A gzip'd tar of ``root`` in a temporary file, refused with a clear message if too large."""
-    root = root.resolve()
-    if not root.is_dir():
-        raise SuanliError(f"workdir {root} is not a directory")
-    limit = max_workdir_bytes() if limit is None else limit
-    files = workdir_files(root)
-    total = sum(p.stat().st_size for p, _ in files)
-    if total > limit:
-        biggest = sorted(files, key=lambda f: -f[0].stat().st_size)[:3]
-        names = ", ".join(f"{rel} ({format_bytes(p.stat().st_size)})" for p, rel in biggest)
-        raise WorkdirTooLarge(
-            f"workdir {root} holds {format_bytes(total)}, over the {format_bytes(limit)} limit. "
-            f"Largest files: {names}. List what to leave out in {root / '.suanliignore'}, "
-            "or raise SUANLI_MAX_WORKDIR_MB."
-        )
-    buf = tempfile.TemporaryFile()
-    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=6) as tar:
-        for path, rel in files:
-            info = tar.gettarinfo(str(path), arcname=rel)
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
-            with path.open("rb") as fh:
-                tar.addfile(info, fh)
-    buf.seek(0)
-    return buf
-
-
-class _ProgressReader:
-    def __init__(self, fh: IO[bytes], total: int, progress: ProgressFn | None, chunk: int = 256 * 1024) -> None:
-        self.fh, self.total, self.progress, self.chunk, self.done = fh, total, progress, chunk, 0
-
-    def __iter__(self) -> Iterator[bytes]:
-        while data := self.fh.read(self.chunk):
-            self.done += len(data)
-            if self.progress:
-                self.progress(self.done, self.total)
-            yield data
 
 
 class Client:
@@ -216,7 +88,7 @@ class Client:
         with pack_workdir(root, limit) as packed:
             size = packed.seek(0, io.SEEK_END)
             packed.seek(0)
-            body = _ProgressReader(packed, size, progress)
+            body = ProgressReader(packed, size, progress)
             response = self._request(
                 "POST",
                 "/api/v1/workdirs",
