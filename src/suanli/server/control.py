@@ -18,7 +18,7 @@ from pathlib import Path
 from suanli.core.clock import Clock, SystemClock
 from suanli.core.network import NetworkSpec
 from suanli.core.scheduler import Policy, SiteState
-from suanli.server.services import budgets, metering, scheduling, sites
+from suanli.server.services import budgets, jobs, metering, scheduling, sites
 from suanli.server.services.fairshare import quotas_of
 from suanli.server.settings import Settings
 from suanli.store.db import Database
@@ -74,6 +74,7 @@ class ControlPlane:
         self._kick = threading.Event()
         self._thread: threading.Thread | None = None
         self._pending = scheduling.PendingCache()
+        self._default_tenant: str | None = None
         #: Scheduling policy, quotas and data rules; the network file sets them (``apply_network``).
         self.scheduler_config = scheduling.SchedulerConfig()
         self._tick_lock = threading.Lock()
@@ -92,6 +93,7 @@ class ControlPlane:
         with self.db.session() as session:
             fresh = sites.apply_network(session, network, self.clock.now(), self.settings.token_dir)
             metering.sync_tariffs(session, network, self.clock.now())
+            self._default_tenant = jobs.default_tenant(session)
         self.scheduler_config = replace(
             self.scheduler_config,
             policy=Policy.from_decl(network.scheduling),
@@ -102,6 +104,14 @@ class ControlPlane:
         self._pending.shares_at = None  # weights and quotas may have changed
         self.invalidate_capacity()
         return fresh
+
+    @property
+    def default_tenant(self) -> str:
+        """Whom a job that names no tenant belongs to (read once: the network file sets it)."""
+        if self._default_tenant is None:
+            with self.db.read() as session:
+                self._default_tenant = jobs.default_tenant(session)
+        return self._default_tenant
 
     def site_token_path(self, site: str) -> Path:
         return sites.token_file(self.settings.token_dir, site)

@@ -33,12 +33,14 @@ async def submit(request: Request) -> Response:
     spec = service.validate_spec(body.spec)
     service.check_fits(spec, control.capacity())
 
+    tenant = body.tenant or control.default_tenant
+
     def write() -> JobOut:
         with control.db.session() as session:
             if control.scheduler_config.budgets:
-                check_budget(session, control, spec, body.tenant)
+                check_budget(session, control, spec, tenant)
             return service.submit(
-                session, spec, tenant=body.tenant, workdir_digest=body.workdir_digest, now=control.clock.now()
+                session, spec, tenant=tenant, workdir_digest=body.workdir_digest, now=control.clock.now()
             )
 
     # One INSERT under WAL takes a fraction of a millisecond: done on the event loop it saves the

@@ -86,7 +86,8 @@ def submit(
         "submitted_at": now,
         "updated_at": now,
     }
-    session.execute(insert(Job).values(values))
+    # Parameters apart from the statement: its compiled form is cached across submissions.
+    session.execute(insert(Job), [values])
     return to_out(Job(**values), [])
 
 
