@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -351,3 +353,24 @@ def test_jobs_json_lists_and_filters(cli: Cli, network: Network, tmp_path: Path)
     assert bad["id"] in ids
     assert ok["id"] not in ids
     assert {j["state"] for j in only_failed} == {"FAILED"}
+
+
+# -- the bill ------------------------------------------------------------------------------------
+
+
+def test_a_real_job_is_metered_and_billed(cli: Cli, tmp_path: Path) -> None:
+    spec = write(tmp_path / "metered.yaml", "name: e2e-metered\nresources: {accelerators: A800:1}\nrun: sleep 6\n")
+    result = cli.run("submit", str(spec), "--follow")
+    assert result.returncode == 0, str(result)
+    job_id = job_id_from(result.stderr)
+    job = cli.status(job_id)
+    assert job["site"] == "beijing", job
+    assert Decimal(job["cost_cny"]) > 0, job  # 22 CNY per A800-hour, metered from the agent's clock
+    [line] = [x for x in cli.run("usage", "--by", "job", "--json").json() if x["job_id"] == job_id]
+    assert line["gpu_type"] == "A800"
+    assert 5 <= line["gpu_seconds"] < 30, line
+    assert line["cost_cny"] == job["cost_cny"]
+    month = datetime.now(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m")
+    bill = cli.run("invoice", job["tenant"], month, "--json").json()
+    assert sum(Decimal(x["cost_cny"]) for x in bill["lines"]) == Decimal(bill["total_cny"])
+    assert any(x["job_id"] == job_id for x in bill["lines"])
