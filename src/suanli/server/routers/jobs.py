@@ -20,7 +20,7 @@ from suanli.server.services import budgets, metering
 from suanli.server.services import jobs as service
 from suanli.server.services.errors import Unprocessable
 from suanli.server.services.explain import explain_job
-from suanli.store.models import LogChunkRow
+from suanli.store.models import Attempt, LogChunkRow
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 
@@ -146,13 +146,15 @@ def _stream(control: ControlPlane, job_id: str, follow: bool, multi: bool) -> It
     after = 0
     attempt_id: int | None = None
     partial: dict[int, str] = {}
+    attempts: dict[int, Attempt] = {}
     while True:
         seen = control.signals.version("logs")
         with control.db.read() as session:
             job = service.get_job(session, job_id)
             done = JobState(job.state).is_terminal()
             chunks = service.log_chunks_after(session, job, after)
-            attempts = {a.id: a for a in service.attempts_of(session, [job])[job.seq]}
+            if any(c.attempt_id not in attempts for c in chunks):  # only when a new attempt speaks
+                attempts = {a.id: a for a in service.attempts_of(session, [job])[job.seq]}
         for chunk in chunks:
             after = chunk.id
             if chunk.attempt_id != attempt_id:
