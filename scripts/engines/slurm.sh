@@ -104,6 +104,9 @@ wait_for() {  # wait_for SECONDS WHAT COMMAND...
 
 start() {
   need_root
+  # Daemons keep the directory they start in as their working directory: start them from one
+  # that outlives the checkout (slurmrestd aborts on "getcwd failed" once a clone is removed).
+  cd /
   command -v slurmctld >/dev/null || { say "Slurm is not installed: run '$0 install'"; exit 3; }
   write_configs
   # munge
