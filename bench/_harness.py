@@ -35,6 +35,11 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
+def _server_env() -> dict[str, str]:
+    """The benchmarks measure the server, not its per-token rate limit: off unless set."""
+    return {**os.environ, "SUANLI_RATE_LIMIT": os.environ.get("SUANLI_RATE_LIMIT", "0")}
+
+
 @contextlib.contextmanager
 def suanli_process(args: list[str], *, home: Path | None = None, ready_timeout: float = 60) -> Iterator[str]:
     """Run ``suanli ARGS --home H --port P`` and yield its URL once /healthz answers."""
@@ -43,9 +48,7 @@ def suanli_process(args: list[str], *, home: Path | None = None, ready_timeout: 
         state = home or Path(tmp)
         log = (Path(tmp) / "server.log").open("wb")
         cmd = [sys.executable, "-m", "suanli", *args, "--home", str(state), "--port", str(port)]
-        proc = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=os.environ.copy()
-        )
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=_server_env())
         url = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + ready_timeout
@@ -61,6 +64,7 @@ def suanli_process(args: list[str], *, home: Path | None = None, ready_timeout: 
                 if time.monotonic() > deadline:
                     raise RuntimeError("suanli did not become ready")
                 time.sleep(0.05)
+            _adopt_admin_token(state)
             yield url
         finally:
             with contextlib.suppress(ProcessLookupError):
@@ -71,6 +75,22 @@ def suanli_process(args: list[str], *, home: Path | None = None, ready_timeout: 
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
             log.close()
+
+
+def _adopt_admin_token(state: Path) -> None:
+    """Use the admin token the server wrote (``suanli up --demo`` keeps its state in demo/):
+    exported as SUANLI_TOKEN, so client processes started from here inherit it."""
+    for candidate in (state / "admin.token", state / "demo" / "admin.token"):
+        if candidate.exists():
+            os.environ["SUANLI_TOKEN"] = candidate.read_text().strip()
+            return
+    raise RuntimeError(f"the server wrote no admin token under {state}")
+
+
+def auth() -> dict[str, str]:
+    """Authorization header for the benchmark's requests (see :func:`suanli_process`)."""
+    token = os.environ.get("SUANLI_TOKEN")
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 def emit(result: dict[str, float | int | str], as_json: bool, title: str) -> None:

@@ -198,7 +198,7 @@ def main() -> None:
         seeded_s = time.perf_counter() - t0
         own = in_process_times(home, args.repeat)
         with suanli_process(["server", "--network", str(network)], home=home) as url:
-            token = "bench-token"
+            token = (home / "admin.token").read_text().strip()
             response = httpx.post(f"{url}/login", data={"token": token, "next": "/jobs"}, timeout=30)
             assert response.status_code == 303, response.text
             cookies = httpx.Cookies({"suanli_token": token})

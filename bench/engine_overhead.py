@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 
-from _harness import emit, percentile, suanli_process
+from _harness import auth, emit, percentile, suanli_process
 
 POLL_S = 0.01
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
@@ -54,7 +54,10 @@ def through_suanli(engine: str, jobs: int) -> list[tuple[float, float]]:
     with tempfile.TemporaryDirectory() as tmp:
         network = Path(tmp) / "network.yaml"
         network.write_text(SITE.format(engine=engine))
-        with suanli_process(["up", "--network", str(network)]) as url, httpx.Client(base_url=url, timeout=30) as c:
+        with (
+            suanli_process(["up", "--network", str(network)]) as url,
+            httpx.Client(base_url=url, timeout=30, headers=auth()) as c,
+        ):
             deadline = time.monotonic() + 60
             while not all(s["online"] for s in c.get("/api/v1/sites").json()["items"]):
                 if time.monotonic() > deadline:

@@ -220,6 +220,8 @@ class Network:
         started = time.monotonic()
         self.server.start()
         wait_for(self.server_up, 60, "the server to answer")
+        token = (self.root / "home" / "admin.token").read_text().strip()
+        self.http.headers["Authorization"] = f"Bearer {token}"
         return time.monotonic() - started
 
     def server_up(self) -> bool:

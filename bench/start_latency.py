@@ -15,7 +15,7 @@ from datetime import datetime
 
 import httpx
 
-from _harness import HERE, emit, percentile, suanli_process
+from _harness import HERE, auth, emit, percentile, suanli_process
 
 SPEC = {"name": "latency", "run": "sleep 0.3", "resources": {"cpus": 1}}
 
@@ -29,7 +29,7 @@ def main() -> None:
     latencies: list[float] = []
     with (
         suanli_process(["up", "--network", str(HERE / "network.yaml")]) as url,
-        httpx.Client(base_url=url, timeout=30) as client,
+        httpx.Client(base_url=url, timeout=30, headers=auth()) as client,
     ):
         deadline = time.monotonic() + 30
         while not all(s["online"] for s in client.get("/api/v1/sites").json()["items"]):

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from _harness import HERE, emit, percentile, suanli_process
+from _harness import HERE, auth, emit, percentile, suanli_process
 
 SPEC = {"name": "bench", "run": "true", "resources": {"cpus": 1}}
 
@@ -32,7 +32,7 @@ def client_process(url: str, count: int, go: Any, results: Any) -> None:
     host, port = url.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=30)
     body = json.dumps({"spec": SPEC})
-    headers = {"Content-Type": "application/json"}
+    headers = {"Content-Type": "application/json", **auth()}
     conn.request("GET", "/healthz")
     conn.getresponse().read()  # connected before the clock starts
     go.wait()
@@ -86,7 +86,7 @@ def main() -> None:
         for p in procs:
             p.join()
 
-        with httpx.Client(base_url=url, timeout=60) as client:
+        with httpx.Client(base_url=url, timeout=60, headers=auth()) as client:
             found: set[str] = set()
             cursor = None
             while True:

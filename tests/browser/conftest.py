@@ -94,7 +94,12 @@ class Session:
     def goto(self, path: str) -> Any:
         return self.page.goto(self.net.url + path)
 
-    def sign_in(self, token: str = "demo-token") -> None:
+    @property
+    def admin_token(self) -> str:
+        return (self.net.home / "demo" / "admin.token").read_text().strip()
+
+    def sign_in(self, token: str | None = None) -> None:
+        token = token or self.admin_token
         self.goto("/")
         assert "/login" in self.page.url
         self.page.get_by_test_id("token").fill(token)

@@ -14,10 +14,13 @@ import httpx
 import pytest
 import uvicorn
 
+from suanli.core.api import TenantIn, TokenIn, UserIn
 from suanli.core.clock import ManualClock
+from suanli.core.identity import SYSTEM
 from suanli.launch.network import demo_network
 from suanli.server.app import create_app
 from suanli.server.control import ControlPlane
+from suanli.server.services import identities
 from suanli.server.settings import Settings
 from suanli.web import mount_dashboard
 
@@ -47,14 +50,20 @@ def browser(control: ControlPlane) -> Iterator[httpx.Client]:
         time.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", follow_redirects=False, timeout=10) as client:
+        _TOKENS[client] = control.admin_token_path.read_text().strip()
         yield client
+        del _TOKENS[client]
     server.should_exit = True
     thread.join(timeout=10)
 
 
-def sign_in(client: httpx.Client, lang: str = "en") -> None:
+#: The admin token of each test's network, by its client.
+_TOKENS: dict[httpx.Client, str] = {}
+
+
+def sign_in(client: httpx.Client, lang: str = "en", token: str | None = None) -> None:
     client.cookies.set("suanli_lang", lang)
-    response = client.post("/login", data={"token": "any-token", "next": "/jobs"})
+    response = client.post("/login", data={"token": token or _TOKENS[client], "next": "/jobs"})
     assert response.status_code == 303, response.text
     assert response.headers["location"] == "/jobs"
     assert "httponly" in response.headers["set-cookie"].lower()
@@ -104,7 +113,7 @@ def test_every_page_reads_without_javascript(browser: httpx.Client, lang: str) -
 
 
 def test_language_follows_the_browser_then_the_switch(browser: httpx.Client) -> None:
-    browser.post("/login", data={"token": "t", "next": "/"})
+    browser.post("/login", data={"token": _TOKENS[browser], "next": "/"})
     assert "网络概览" in browser.get("/", headers={"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.8"}).text
     assert "The network at a glance" in browser.get("/", headers={"Accept-Language": "en-US,en;q=0.9"}).text
     switched = browser.get("/lang/zh", params={"next": "/jobs"})
@@ -200,3 +209,37 @@ def test_locale_formats() -> None:
     assert en.number(12345.678, 1) == "12,345.7"
     assert zh.gettext("nav.jobs") == "作业"
     assert en.gettext("no.such.key") == "no.such.key"
+
+
+def test_a_member_of_another_tenant_sees_none_of_it(browser: httpx.Client, control: ControlPlane) -> None:
+    """bj-ai's job, its usage and its bill are invisible, page by page, to a member of another
+    tenant; its job page answers 404 as if it did not exist; an operator sees no jobs at all.
+    (Signing in with an unknown token is refused: test_pages_need_sign_in.)"""
+    sign_in(browser)
+    _, where = submit(browser, HELLO.replace("hello-web", "bj-secret"))
+    job_id = where.rsplit("/", 1)[-1]
+    now = control.clock.now()
+    with control.db.session() as s:
+        identities.create_tenant(s, SYSTEM, TenantIn(name="rival"), now)
+        identities.create_user(s, SYSTEM, UserIn(name="eve", role="member", tenant="rival"), now)
+        identities.create_user(s, SYSTEM, UserIn(name="ops", role="operator", sites=["beijing"]), now)
+        eve = identities.create_token(s, SYSTEM, TokenIn(user="eve"), now).token
+        ops = identities.create_token(s, SYSTEM, TokenIn(user="ops"), now).token
+    browser.cookies.clear()
+    sign_in(browser, token=eve)
+    for path in ("/", "/jobs", "/jobs?tenant=bj-ai", "/usage", "/usage?tenant=bj-ai", "/data"):
+        page = browser.get(path)
+        assert page.status_code == 200, path
+        assert "bj-secret" not in page.text, path
+        assert job_id not in page.text, path
+    assert "bj-ai" not in browser.get("/jobs").text
+    for path in (f"/jobs/{job_id}", f"/jobs/{job_id}/logs"):
+        assert browser.get(path).status_code == 404, path
+    response = browser.post(f"/jobs/{job_id}/cancel", data={"form_key": form_key(browser.get("/jobs/new").text)})
+    assert response.status_code == 404
+    browser.cookies.clear()
+    sign_in(browser, token=ops)
+    assert "bj-secret" not in browser.get("/jobs").text
+    # An operator's role has no jobs:read at all: 403, which says nothing about this job.
+    assert browser.get(f"/jobs/{job_id}").status_code == 403
+    assert browser.get("/nodes").status_code == 200

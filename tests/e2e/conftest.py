@@ -105,10 +105,13 @@ class Cli:
     """Runs ``python -m suanli ...`` against one server."""
 
     server: str
+    #: The network's home: ``suanli up`` saved its admin token there for the local CLI.
+    home: Path | None = None
     cwd: Path = REPO
 
     def _env(self, env: dict[str, str] | None) -> dict[str, str]:
-        return clean_env(SUANLI_SERVER=self.server, **(env or {}))
+        home = {"SUANLI_HOME": str(self.home)} if self.home else {}
+        return clean_env(SUANLI_SERVER=self.server, **home, **(env or {}))
 
     def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = 60) -> Result:
         proc = subprocess.run(
@@ -255,6 +258,9 @@ class Network:
         assert self.proc is not None
         if self.proc.poll() is not None:
             pytest.fail(f"suanli up exited with {self.proc.returncode}:\n{self.log()}")
+        token_file = self.home / "demo" / "admin.token"
+        if token_file.exists():
+            self.api.headers["Authorization"] = f"Bearer {token_file.read_text().strip()}"
         try:
             response = self.api.get("/api/v1/sites", params={"limit": 100})
         except httpx.TransportError:
@@ -358,14 +364,14 @@ def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
     try:
         net.start()
         yield net
-        assert_stops_cleanly(net, Cli(net.url), tmp_path_factory.mktemp("teardown"))
+        assert_stops_cleanly(net, Cli(net.url, net.home), tmp_path_factory.mktemp("teardown"))
     finally:
         net.close()
 
 
 @pytest.fixture(scope="session")
 def cli(network: Network) -> Cli:
-    return Cli(network.url)
+    return Cli(network.url, network.home)
 
 
 def job_id_from(stderr: str) -> str:

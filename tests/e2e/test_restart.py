@@ -17,7 +17,7 @@ def test_jobs_survive_a_restart(tmp_path: Path) -> None:
     net = Network(home, free_port())
     try:
         net.start()
-        cli = Cli(net.url)
+        cli = Cli(net.url, net.home)
         done = cli.submit(EXAMPLES / "hello.yaml", "--name", "e2e-restart")
         running = cli.submit(write(tmp_path / "sleeper.yaml", SLEEPER))
         net.wait_job(done["id"], "SUCCEEDED")
@@ -28,7 +28,7 @@ def test_jobs_survive_a_restart(tmp_path: Path) -> None:
 
         net.move_to(free_port())  # a fresh port: this test is about the state under --home
         net.start()
-        cli = Cli(net.url)
+        cli = Cli(net.url, net.home)
         listed, status = cli.run_many([["jobs", "--json"], ["status", done["id"], "--json"]])
         by_id = {j["id"]: j for j in listed.json()}
         assert done["id"] in by_id, f"{done['id']} missing after the restart: {sorted(by_id)}"

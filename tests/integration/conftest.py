@@ -3,11 +3,13 @@ hand on a ManualClock) and real agents talking to it over HTTP through the SDK."
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -54,7 +56,20 @@ class Net:
     client: Client
     spec: NetworkSpec
     tmp: Path
+    admin_token: str
     agents: dict[str, Agent] = field(default_factory=dict)
+
+    def user(self, name: str, role: str = "member", tenant: str | None = None, sites: list[str] | None = None) -> str:
+        """Make a user (and its tenant, for a member) through the API; returns a token for it."""
+        if tenant and tenant not in {t.name for t in self.client.tenants()}:
+            self.client.create_tenant(tenant)
+        self.client.create_user(name, role=role, tenant=tenant, sites=sites or [])
+        return self.client.create_token(user=name, name="test").token
+
+    def http_as(self, token: str | None) -> httpx.Client:
+        """A raw HTTP client with ``token`` (None: no credentials). Close it (use ``with``)."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers)
 
     def agent(self, site: str, backend: Backend) -> Agent:
         token = self.control.site_token_path(site).read_text().strip()
@@ -95,12 +110,14 @@ class Net:
         return self.client.job(job_id).state.value
 
 
-@pytest.fixture
-def net(tmp_path: Path) -> Iterator[Net]:
+@contextlib.contextmanager
+def start_net(tmp_path: Path, network: str = NETWORK, **settings: Any) -> Iterator[Net]:
+    """A server on a loopback port for ``network`` (YAML), its scheduler ticked by hand.
+    ``settings``: Settings fields to override."""
     clock = ManualClock()
-    control = ControlPlane(Settings(home=tmp_path / "home", lease_s=30), clock=clock)
+    control = ControlPlane(Settings(home=tmp_path / "home", lease_s=30, **settings), clock=clock)
     control.migrate()
-    spec = parse_network(NETWORK)
+    spec = parse_network(network)
     control.apply_network(spec)
     server = uvicorn.Server(uvicorn.Config(create_app(control), host="127.0.0.1", port=0, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -110,16 +127,23 @@ def net(tmp_path: Path) -> Iterator[Net]:
         assert time.monotonic() < deadline, "server did not start"
         time.sleep(0.01)
     url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    with httpx.Client(base_url=url) as http:
-        network = Net(control, clock, url, http, Client(url), spec, tmp_path)
+    admin = control.admin_token_path.read_text().strip()
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {admin}"}) as http:
+        network_ = Net(control, clock, url, http, Client(url, token=admin), spec, tmp_path, admin)
         try:
-            yield network
+            yield network_
         finally:
-            for agent in network.agents.values():
+            for agent in network_.agents.values():
                 agent.shutdown(cancel_running=True, grace_s=1.0)
                 assert isinstance(agent.client, Client)
                 agent.client.close()
-            network.client.close()
+            network_.client.close()
             server.should_exit = True
             thread.join(timeout=10)
             control.close()
+
+
+@pytest.fixture
+def net(tmp_path: Path) -> Iterator[Net]:
+    with start_net(tmp_path) as network:
+        yield network

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from suanli.core.identity import SYSTEM
 from suanli.core.spec import JobSpec, parse_job_spec
 from suanli.sdk import ApiError
 from suanli.server.control import ControlPlane
@@ -139,7 +140,7 @@ def test_submission_survives_a_restart(net: Net) -> None:
     try:
         again.migrate()
         with again.db.read() as session:
-            assert get_job(session, job.id).name == "durable"
+            assert get_job(session, job.id, SYSTEM).name == "durable"
     finally:
         again.close()
 

@@ -112,12 +112,12 @@ def test_cli_explain_and_every_pending_job_has_a_reason(net: Net) -> None:
     net.cycle()
     runner = CliRunner()
     for job in jobs[1:]:
-        result = runner.invoke(app, ["explain", job.id, "--server", net.url])
+        result = runner.invoke(app, ["explain", job.id, "--server", net.url, "--token", net.admin_token])
         assert result.exit_code == 0, result.output
         assert "Waiting: no site has" in result.output
         assert "tianjin-gaocun: " in result.output
         assert "ningxia: 910B does not match H100" in result.output
-        as_json = runner.invoke(app, ["explain", job.id, "--json", "--server", net.url])
+        as_json = runner.invoke(app, ["explain", job.id, "--json", "--server", net.url, "--token", net.admin_token])
         assert json.loads(as_json.output)["job_id"] == job.id
     pending = list(net.client.iter_jobs(state="PENDING"))
     assert pending
@@ -162,5 +162,5 @@ def test_explain_shows_the_reservation(net: Net) -> None:
     out = net.client.explain(big.id)
     assert out.reserved_site == "tianjin-gaocun"
     assert out.reserved_start_at is not None
-    result = CliRunner().invoke(app, ["explain", big.id, "--server", net.url])
+    result = CliRunner().invoke(app, ["explain", big.id, "--server", net.url, "--token", net.admin_token])
     assert "Reserved  tianjin-gaocun from" in result.output

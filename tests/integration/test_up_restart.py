@@ -33,7 +33,7 @@ def test_restart_requeues_and_resumes_from_checkpoint(tmp_path: Path) -> None:
     first.start()
     try:
         first.wait_online()
-        with Client(first.url) as client:
+        with Client(first.url, token=first.admin_token) as client:
             job = client.submit(parse_job_spec(f"run: '{script}'\n"))
             wait_for(lambda: "started" in "".join(client.logs(job.id)))
     finally:
@@ -43,7 +43,7 @@ def test_restart_requeues_and_resumes_from_checkpoint(tmp_path: Path) -> None:
     second.start()
     try:
         second.wait_online()
-        with Client(second.url) as client:
+        with Client(second.url, token=second.admin_token) as client:
             after_stop = client.job(job.id)
             assert after_stop.attempts[0].state.value == "LOST"
             assert "shut down" in after_stop.attempts[0].message

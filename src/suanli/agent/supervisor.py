@@ -19,7 +19,13 @@ by the same signal, so ``Popen.returncode`` of the supervisor is what it would h
 the shell itself. Standard library only, started as a script: it must start fast and must not
 import the agent.
 
-Usage: ``python supervisor.py --exit FILE [--alive FILE] [--log FILE] [--grace S] -- CMD ...``
+With ``--uid``/``--gid``/``--groups`` (the local backend's ``run_as``; the supervisor then runs
+as root), the rank is started as that user: the supervisor forks, sets the supplementary
+groups, the gid and the uid, and only then executes the command. The supervisor itself stays
+root, out of the job's reach: the job cannot kill it or forge the exit status it records.
+
+Usage: ``python supervisor.py --exit FILE [--alive FILE] [--log FILE] [--grace S]
+[--uid UID --gid GID --groups G,...] -- CMD ...``
 """
 
 from __future__ import annotations
@@ -121,12 +127,36 @@ def _wait(pid: int, pidfd: int | None, timeout: float) -> int | None:
         time.sleep(0.02)
 
 
+def _spawn(command: list[str], uid: int | None, gid: int | None, groups: list[int]) -> int:
+    """Start the rank; as ``uid``/``gid``/``groups`` when given (privileges dropped before exec)."""
+    env = dict(os.environ)
+    if uid is None:
+        return os.posix_spawn(command[0], command, env, setsigdef=(signal.SIGPIPE,))
+    pid = os.fork()
+    if pid == 0:  # the child: drop privileges for good, then become the rank
+        try:
+            os.setgroups(groups)
+            os.setgid(gid if gid is not None else uid)
+            os.setuid(uid)
+            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+            os.execve(command[0], command, env)  # noqa: S606 - the rank, as posix_spawn starts it
+        except BaseException as exc:
+            with contextlib.suppress(OSError):
+                os.write(2, f"[suanli] cannot start the job as uid {uid}: {exc}\n".encode())
+        finally:
+            os._exit(127)
+    return pid
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="suanli-supervisor")
     parser.add_argument("--exit", required=True, dest="exit_file")
     parser.add_argument("--alive")
     parser.add_argument("--log")
     parser.add_argument("--grace", type=float, default=5.0)
+    parser.add_argument("--uid", type=int)
+    parser.add_argument("--gid", type=int)
+    parser.add_argument("--groups", default="")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -134,7 +164,8 @@ def main(argv: list[str]) -> int:
         parser.error("no command to run")
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, lambda _s, _f: None)  # the rank decides; a handler resets at exec
-    pid = os.posix_spawn(command[0], command, dict(os.environ), setsigdef=(signal.SIGPIPE,))
+    groups = [int(g) for g in args.groups.split(",") if g]
+    pid = _spawn(command, args.uid, args.gid, groups)
     pidfd: int | None = None
     with contextlib.suppress(AttributeError, OSError):
         pidfd = os.pidfd_open(pid)

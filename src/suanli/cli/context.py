@@ -40,7 +40,7 @@ TokenOption = Annotated[
     typer.Option(
         "--token",
         metavar="TOKEN",
-        help="API token (default: $SUANLI_TOKEN).",
+        help="API token (default: $SUANLI_TOKEN, else the one 'suanli login' saved for the server).",
         show_default=False,
         rich_help_panel=CONNECTION_PANEL,
     ),

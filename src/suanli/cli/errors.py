@@ -69,7 +69,7 @@ def report(exc: BaseException) -> bool:
 def _api_message(exc: ApiError) -> str:
     message = exc.detail or exc.title
     if exc.status == 401 and not os.environ.get("SUANLI_TOKEN"):
-        message += " (pass a token with --token or SUANLI_TOKEN)"
+        message += " ('suanli login', or pass --token / $SUANLI_TOKEN)"
     return message
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +34,15 @@ def submit(
     *,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Stream the logs until the job ends.")] = False,
     name: Annotated[str | None, typer.Option("--name", help="Job name (overrides the spec's).")] = None,
+    secret: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--secret",
+            metavar="NAME[=VALUE]",
+            help="A secret for the job's environment, added to the spec's secrets: NAME takes the value of "
+            "$NAME in this shell (keeps it out of your shell history), NAME=VALUE gives it. Repeatable.",
+        ),
+    ] = None,
     json_out: JsonOption = False,
     server: ServerOption = None,
     token: TokenOption = None,
@@ -42,7 +52,7 @@ def submit(
     With --follow the job's output goes to stdout and the exit code is 0 only if it
     SUCCEEDED. With --json (and --follow) the logs go to stderr and the final job is printed.
     """
-    spec = load_spec(file, name)
+    spec = with_secrets(load_spec(file, name), secret or [])
     workdir = (file.parent / spec.workdir).resolve() if spec.workdir else None
     with open_client(ctx, server, token) as client:
         job = _submit(client, spec, workdir)
@@ -105,6 +115,27 @@ def load_spec(file: Path, name: str | None = None) -> JobSpec:
         return job_spec_from_data({**spec.model_dump(), "name": name})
     except SpecError as exc:
         raise typer.BadParameter("; ".join(p.message for p in exc.problems), param_hint="--name") from None
+
+
+def with_secrets(spec: JobSpec, given: list[str]) -> JobSpec:
+    """The spec with ``--secret`` options merged into its ``secrets`` (they win over the file's)."""
+    if not given:
+        return spec
+    secrets = dict(spec.secrets)
+    for item in given:
+        key, sep, value = item.partition("=")
+        if not sep:
+            if key not in os.environ:
+                raise typer.BadParameter(
+                    f"${key} is not set in this shell; export it, or give the value as {key}=VALUE",
+                    param_hint="--secret",
+                )
+            value = os.environ[key]
+        secrets[key] = value
+    try:
+        return job_spec_from_data({**spec.model_dump(), "secrets": secrets})
+    except SpecError as exc:
+        raise typer.BadParameter("; ".join(p.message for p in exc.problems), param_hint="--secret") from None
 
 
 def follow_job(client: Client, job: JobOut, *, logs_to_stderr: bool = False) -> JobOut:

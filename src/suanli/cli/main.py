@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from suanli import __version__
-from suanli.cli import data, explain, filing, jobs, ledger, network, usage, views
+from suanli.cli import data, explain, filing, identities, jobs, ledger, network, usage, views
 from suanli.cli.context import ServerOption, TokenOption, state_of
 from suanli.cli.errors import SuanliGroup
 
@@ -73,6 +73,13 @@ app.command(rich_help_panel="Usage and bills")(usage.invoice)
 app.command(rich_help_panel="Usage and bills")(usage.revenue)
 app.command(rich_help_panel="Usage and bills")(usage.budget)
 app.add_typer(usage.tariff_app, name="tariff", rich_help_panel="Usage and bills")
+
+app.command(rich_help_panel="Identity")(identities.login)
+app.command(rich_help_panel="Identity")(identities.logout)
+app.command(rich_help_panel="Identity")(identities.whoami)
+app.add_typer(identities.token_app, name="token", rich_help_panel="Identity")
+app.add_typer(identities.user_app, name="user", rich_help_panel="Identity")
+app.add_typer(identities.tenant_app, name="tenant", rich_help_panel="Identity")
 
 app.add_typer(data.app, rich_help_panel="Data")
 app.add_typer(filing.app, rich_help_panel="Data")

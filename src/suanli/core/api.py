@@ -206,3 +206,74 @@ class BudgetOut(BaseModel):
     used: float
     #: ok | warning (past 80 %) | exhausted
     state: str
+
+
+# -- identities ---------------------------------------------------------------------------
+
+
+class WhoAmIOut(BaseModel):
+    user: str
+    role: str
+    tenant: str | None = None
+    sites: list[str] = Field(default_factory=list)
+    #: What this token may do (its scopes within the user's role).
+    scopes: list[str]
+    token_id: str
+
+
+class TenantIn(BaseModel):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")
+    home_region: str | None = Field(default=None, max_length=64)
+    weight: float = Field(default=1.0, gt=0, le=1000)
+
+
+class TenantOut(BaseModel):
+    name: str
+    home_region: str | None = None
+    weight: float
+    users: int
+    created_at: datetime
+
+
+class UserIn(BaseModel):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")
+    role: str = "member"
+    tenant: str | None = Field(default=None, max_length=64)
+    sites: list[str] = Field(default_factory=list, max_length=256)
+
+
+class UserOut(BaseModel):
+    name: str
+    role: str
+    tenant: str | None = None
+    sites: list[str] = Field(default_factory=list)
+    disabled: bool
+    tokens: int
+    created_at: datetime
+
+
+class TokenIn(BaseModel):
+    #: A label for the token ("laptop", "ci").
+    name: str = Field(default="", max_length=64)
+    #: Whose token (admin only; default: the caller).
+    user: str | None = Field(default=None, max_length=64)
+    #: Scopes within the user's role (default: all of them).
+    scopes: list[str] | None = Field(default=None, max_length=32)
+    #: Lifetime in seconds; None: the default (90 days); 0: never expires.
+    expires_in_s: int | None = Field(default=None, ge=0, le=10 * 365 * 86400)
+
+
+class TokenOut(BaseModel):
+    id: str
+    user: str
+    name: str
+    scopes: list[str]
+    created_at: datetime
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+    last_used_at: datetime | None = None
+
+
+class TokenCreatedOut(TokenOut):
+    #: The token itself: shown this once, never again.
+    token: str

@@ -80,6 +80,12 @@ class AttemptAssignment(BaseModel):
     setup: str | None = None
     run: str
     envs: dict[str, str] = Field(default_factory=dict)
+    #: The job's secrets, in clear: only agents receive them. The agent puts them into the job's
+    #: environment and masks their values in the output it ships; never logged, never stored
+    #: in clear by the server.
+    secrets: dict[str, str] = Field(default_factory=dict, repr=False)
+    #: The tenant the job belongs to (a site may run each tenant's jobs as its own OS user).
+    tenant: str = ""
     workdir_digest: str | None = None
     gpu_type: str | None = None
     nodes: list[AssignedNode]

@@ -7,17 +7,38 @@ The format follows SkyPilot's task YAML, which most users in this field already 
 from __future__ import annotations
 
 import re
+import unicodedata
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationInfo, field_validator
 
 from suanli.core.resources import Accelerator, parse_accelerator, parse_duration, parse_minimum
 from suanli.core.validation import parse_yaml_as, validate_data
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,62}$")
 ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: Label keys as Kubernetes has them: an optional DNS prefix and '/', then a name of 1-63
+#: letters, digits, '.', '_' or '-' that starts and ends with a letter or digit.
+LABEL_PREFIX_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
+LABEL_NAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
+MAX_LABELS = 64
+MAX_LABEL_VALUE = 256
+MAX_ENVS = 256
+MAX_ENV_VALUE_BYTES = 32 * 1024
+#: Largest ``run`` or ``setup`` command; longer scripts belong in the workdir.
+MAX_COMMAND_BYTES = 64 * 1024
 RESERVED_ENV_PREFIX = "SUANLI_"
+#: What the server stores, shows and returns in place of a secret's value (``secrets``).
+SECRET_MASK = "***"  # noqa: S105 - the mask, not a password
+MAX_SECRETS = 64
+MAX_SECRET_BYTES = 32 * 1024
+
+
+def _shown(text: str) -> str:
+    """``text`` quoted for an error message: control characters escaped, long text cut."""
+    shown = repr(text) if not text.isprintable() else f"'{text}'"
+    return shown if len(shown) <= 80 else shown[:77] + "..."
 
 
 class StrictModel(BaseModel):
@@ -153,6 +174,9 @@ class JobSpec(StrictModel):
     #: Local directory uploaded with the job (the CLI resolves it against the spec file).
     workdir: str | None = None
     envs: dict[str, str] = Field(default_factory=dict)
+    #: Environment variables whose values are secret (tokens, passwords): they reach the job's
+    #: environment but are stored encrypted, shown as SECRET_MASK and masked in its logs.
+    secrets: dict[str, str] = Field(default_factory=dict, repr=False)
     setup: str | None = None
     run: str
     checkpoint: Checkpoint = Field(default_factory=Checkpoint)
@@ -182,6 +206,21 @@ class JobSpec(StrictModel):
             raise ValueError("run must be a command, e.g. 'python train.py'")
         return value
 
+    @field_validator("run", "setup")
+    @classmethod
+    def _command(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        size = len(value.encode("utf-8", "surrogatepass"))
+        if size > MAX_COMMAND_BYTES:
+            raise ValueError(
+                f"the command is {size / 1024:.0f} KiB; it may be at most "
+                f"{MAX_COMMAND_BYTES // 1024} KiB (put a long script in the workdir and run it)"
+            )
+        if "\x00" in value:
+            raise ValueError("the command has a NUL character, which no shell can run")
+        return value
+
     @field_validator("envs", "labels", mode="before")
     @classmethod
     def _stringify(cls, value: Any) -> Any:
@@ -207,6 +246,60 @@ class JobSpec(StrictModel):
                 raise ValueError(f"'{key}' is not a valid environment variable name")
             if key.startswith(RESERVED_ENV_PREFIX):
                 raise ValueError(f"'{key}': names starting with {RESERVED_ENV_PREFIX} are set by suanli")
+        if len(value) > MAX_ENVS:
+            raise ValueError(f"at most {MAX_ENVS} environment variables, not {len(value)}")
+        for key, text in value.items():
+            if len(text.encode("utf-8", "surrogatepass")) > MAX_ENV_VALUE_BYTES:
+                raise ValueError(f"'{key}': a value may be at most {MAX_ENV_VALUE_BYTES // 1024} KiB")
+            if "\x00" in text:
+                raise ValueError(f"'{key}': the value has a NUL character, which no environment can hold")
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > MAX_LABELS:
+            raise ValueError(f"at most {MAX_LABELS} labels, not {len(value)}")
+        for key, text in value.items():
+            prefix, slash, name = key.rpartition("/")
+            if not LABEL_NAME_RE.match(name) or (slash and not (len(prefix) <= 253 and LABEL_PREFIX_RE.match(prefix))):
+                raise ValueError(
+                    f"{_shown(key)} is not a valid label key: use 1-63 letters, digits, '.', '_' or '-', "
+                    "starting and ending with a letter or digit, optionally after a DNS prefix and '/' "
+                    "(e.g. team or example.com/team)"
+                )
+            if len(text) > MAX_LABEL_VALUE:
+                raise ValueError(f"'{key}': a label's value may be at most {MAX_LABEL_VALUE} characters")
+            if any(unicodedata.category(c) == "Cc" for c in text):
+                raise ValueError(f"'{key}': a label's value may not hold control characters (tab, newline, NUL, ...)")
+        return value
+
+    @field_validator("secrets", mode="before")
+    @classmethod
+    def _secret_values(cls, value: Any) -> Any:
+        if isinstance(value, dict):  # numbers as text, as in envs; never echo a value back
+            return {
+                k: str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v for k, v in value.items()
+            }
+        return value
+
+    @field_validator("secrets")
+    @classmethod
+    def _secrets(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        both = sorted(set(value) & set(info.data.get("envs") or {}))
+        if both:
+            raise ValueError(f"{', '.join(both)}: a name is in envs or in secrets, not in both")
+        if len(value) > MAX_SECRETS:
+            raise ValueError(f"at most {MAX_SECRETS} secrets, not {len(value)}")
+        for key, secret in value.items():
+            if not ENV_RE.match(key):
+                raise ValueError(f"'{key}' is not a valid environment variable name")
+            if key.startswith(RESERVED_ENV_PREFIX):
+                raise ValueError(f"'{key}': names starting with {RESERVED_ENV_PREFIX} are set by suanli")
+            if not secret:
+                raise ValueError(f"'{key}': a secret's value must not be empty")
+            if len(secret.encode("utf-8")) > MAX_SECRET_BYTES:
+                raise ValueError(f"'{key}': a secret's value must be at most {MAX_SECRET_BYTES // 1024} KiB")
         return value
 
     @field_validator("time_limit", mode="before")

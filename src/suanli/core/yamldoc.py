@@ -17,6 +17,10 @@ from suanli.core.errors import Problem, SpecError
 
 #: Largest document accepted, in bytes.
 MAX_DOCUMENT_BYTES = 1 << 20
+#: Most nodes (mappings, lists and scalars) in one document.
+MAX_NODES = 100_000
+#: Deepest nesting of mappings and lists.
+MAX_DEPTH = 64
 
 Path = tuple[str | int, ...]
 
@@ -47,7 +51,11 @@ def _build(node: yaml.Node, path: Path, lines: dict[Path, int]) -> Any:
                 raise SpecError(
                     [Problem(_dotted(path), "mapping keys must be plain words", key_node.start_mark.line + 1)]
                 )
-            key = str(_scalar(key_node))
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                raise SpecError(
+                    [Problem(_dotted(path), "YAML merge keys ('<<') are not allowed", key_node.start_mark.line + 1)]
+                )
+            key = str(_scalar(key_node, path))
             if key == "<<":
                 raise SpecError(
                     [Problem(_dotted(path), "YAML merge keys ('<<') are not allowed", key_node.start_mark.line + 1)]
@@ -62,14 +70,22 @@ def _build(node: yaml.Node, path: Path, lines: dict[Path, int]) -> Any:
     if isinstance(node, yaml.SequenceNode):
         return [_build(item, (*path, i), lines) for i, item in enumerate(node.value)]
     assert isinstance(node, yaml.ScalarNode)
-    return _scalar(node)
+    return _scalar(node, path)
 
 
 _resolver_loader = yaml.SafeLoader("")
 
 
-def _scalar(node: yaml.ScalarNode) -> Any:
-    return _resolver_loader.construct_object(node, deep=True)
+def _scalar(node: yaml.ScalarNode, path: Path = ()) -> Any:
+    try:
+        return _resolver_loader.construct_object(node, deep=True)
+    except yaml.MarkedYAMLError as exc:  # an unknown tag ('!foo', '!!python/object')
+        why = exc.problem or "it has an unknown tag"
+    except (ValueError, OverflowError) as exc:  # '!!int abc', a date like 2020-13-45, 5000 digits
+        why = str(exc)
+    finally:
+        _resolver_loader.constructed_objects.clear()
+    raise SpecError([Problem(_dotted(path), f"this value cannot be read: {why}", node.start_mark.line + 1)])
 
 
 def _dotted(path: Sequence[str | int]) -> str:
@@ -85,6 +101,12 @@ def dotted(path: Sequence[str | int]) -> str:
 
 
 class _NoAliasComposer(yaml.SafeLoader):
+    """Composes a node tree, refusing aliases and anchors, and stopping at :data:`MAX_NODES`
+    nodes or :data:`MAX_DEPTH` levels (before Python's own recursion limit could be hit)."""
+
+    _nodes = 0
+    _depth = 0
+
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()  # type: ignore[no-untyped-call]
@@ -92,7 +114,20 @@ class _NoAliasComposer(yaml.SafeLoader):
         event = self.peek_event()  # type: ignore[no-untyped-call]
         if getattr(event, "anchor", None):
             raise SpecError([Problem("", "YAML anchors ('&name') are not allowed", event.start_mark.line + 1)])
-        return super().compose_node(parent, index)
+        self._nodes += 1
+        if self._nodes > MAX_NODES:
+            raise SpecError(
+                [Problem("", f"the document has more than {MAX_NODES:,} values; split it", event.start_mark.line + 1)]
+            )
+        if self._depth >= MAX_DEPTH:
+            raise SpecError(
+                [Problem("", f"the document nests deeper than {MAX_DEPTH} levels", event.start_mark.line + 1)]
+            )
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def load_yaml(text: str, source: str | None = None) -> LocatedDocument:

@@ -95,6 +95,11 @@ def server(
                 f"site [bold]{site.name}[/] ({site.region}, {site.backend.value}): "
                 f"{state} in {control.site_token_path(site.name)}"
             )
+    if control.admin_token_written:
+        err.print(f"admin token written to [bold]{control.admin_token_written}[/] (mode 0600; shown nowhere else)")
+    err.print(
+        f"admin: suanli login --server http://{host}:{port} --token-file {control.admin_token_path}",
+    )
     err.print(f"suanli server on [bold]http://{host}:{port}[/]  (dashboard: http://{host}:{port}/, API docs: /docs)")
     uvicorn.run(
         mount_dashboard(create_app(control, background=True)),
@@ -230,6 +235,7 @@ def up(
         single_site_network,
     )
     from suanli.sdk import Client, default_server
+    from suanli.sdk.credentials import CREDENTIALS_FILE, save_token
 
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
@@ -253,9 +259,12 @@ def up(
         net.start()
         net.wait_online()
         url = net.url
+        token_path = net.control.admin_token_path if net.control else state / "admin.token"
+        saved = save_token(url, net.admin_token, base / CREDENTIALS_FILE)
         err.print(f"[bold green]suanli is up[/] at [bold]{url}[/]  (state in {state})")
-        err.print(f"  dashboard: [bold]{url}/[/]  (no accounts yet: sign in with any token, e.g. 'demo')")
-        with Client(url) as client:
+        err.print(f"  admin token: {token_path} (mode 0600; the CLI here uses it, saved in {saved})")
+        err.print(f"  dashboard: [bold]{url}/[/]  (sign in with the admin token: cat {token_path})")
+        with Client(url, token=net.admin_token) as client:
             for s in client.sites():
                 gpus = ", ".join(f"{g.total} × {t}" for t, g in s.gpus.items()) or "CPU only"
                 err.print(f"  site [bold]{s.name:<16}[/] {s.region:<10} {s.nodes} node(s), {gpus}")

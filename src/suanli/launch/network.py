@@ -126,6 +126,12 @@ class LocalNetwork:
             elif site.backend in (Backend.LOCAL, Backend.SLURM, Backend.RAY):
                 self._start_agent(site)
 
+    @property
+    def admin_token(self) -> str:
+        """The network's admin token (``$SUANLI_HOME/admin.token``, written on first start)."""
+        assert self.control is not None
+        return self.control.admin_token_path.read_text().strip()
+
     def _engine_problem(self, backend: Backend) -> str | None:
         """Why a Slurm or Ray site cannot get an agent here (its engine is not running)."""
         if backend == Backend.SLURM:
@@ -150,7 +156,7 @@ class LocalNetwork:
         assert self.control is not None
         names = {a.agent.site for a in self.agents}
         deadline = time.monotonic() + timeout
-        with Client(self.url) as client:
+        with Client(self.url, token=self.admin_token) as client:
             while time.monotonic() < deadline:
                 online = {s.name for s in client.sites() if s.online}
                 if names <= online:

@@ -24,11 +24,20 @@ from suanli.core.api import (
     SiteOut,
     SiteRevenueOut,
     TariffVersionOut,
+    TenantIn,
+    TenantOut,
+    TokenCreatedOut,
+    TokenIn,
+    TokenOut,
     UsageLineOut,
+    UserIn,
+    UserOut,
+    WhoAmIOut,
     WorkdirOut,
 )
 from suanli.core.protocol import HeartbeatRequest, HeartbeatResponse, RegisterRequest, RegisterResponse
 from suanli.core.spec import JobSpec, parse_job_spec
+from suanli.sdk.credentials import discover_token
 from suanli.sdk.errors import ApiError, ServerUnreachable
 from suanli.sdk.workdir import ProgressFn, ProgressReader, pack_workdir
 
@@ -53,6 +62,8 @@ class Client:
         http: httpx.Client | None = None,
     ) -> None:
         self.server = (server or default_server()).rstrip("/")
+        if token is None:
+            token = discover_token(self.server)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = http or httpx.Client(base_url=self.server, timeout=timeout, headers=headers)
         if http is not None and token:
@@ -235,6 +246,55 @@ class Client:
     def budgets(self) -> list[BudgetOut]:
         return _list_of(BudgetOut, self._request("GET", "/api/v1/budgets"))
 
+    # -- identities -----------------------------------------------------------------------
+    def whoami(self) -> WhoAmIOut:
+        return self._get("/api/v1/whoami", WhoAmIOut)
+
+    def create_token(
+        self,
+        *,
+        name: str = "",
+        user: str | None = None,
+        scopes: list[str] | None = None,
+        expires_in_s: int | None = None,
+    ) -> TokenCreatedOut:
+        body = TokenIn(name=name, user=user, scopes=scopes, expires_in_s=expires_in_s)
+        response = self._request("POST", "/api/v1/tokens", json=body.model_dump(mode="json"))
+        return TokenCreatedOut.model_validate_json(response.content)
+
+    def tokens(self, *, user: str | None = None, all_users: bool = False) -> list[TokenOut]:
+        params: dict[str, Any] = {"all": "true"} if all_users else {}
+        if user:
+            params["user"] = user
+        return self._get("/api/v1/tokens", Page[TokenOut], params=params).items
+
+    def revoke_token(self, token_id: str) -> TokenOut:
+        return TokenOut.model_validate_json(self._request("DELETE", f"/api/v1/tokens/{token_id}").content)
+
+    def users(self) -> list[UserOut]:
+        return self._get("/api/v1/users", Page[UserOut]).items
+
+    def create_user(
+        self, name: str, *, role: str = "member", tenant: str | None = None, sites: list[str] | None = None
+    ) -> UserOut:
+        body = UserIn(name=name, role=role, tenant=tenant, sites=sites or [])
+        return UserOut.model_validate_json(
+            self._request("POST", "/api/v1/users", json=body.model_dump(mode="json")).content
+        )
+
+    def set_user_disabled(self, name: str, disabled: bool) -> UserOut:
+        action = "disable" if disabled else "enable"
+        return UserOut.model_validate_json(self._request("POST", f"/api/v1/users/{name}/{action}").content)
+
+    def tenants(self) -> list[TenantOut]:
+        return self._get("/api/v1/tenants", Page[TenantOut]).items
+
+    def create_tenant(self, name: str, *, home_region: str | None = None, weight: float = 1.0) -> TenantOut:
+        body = TenantIn(name=name, home_region=home_region, weight=weight)
+        return TenantOut.model_validate_json(
+            self._request("POST", "/api/v1/tenants", json=body.model_dump(mode="json")).content
+        )
+
     def metrics(self) -> str:
         return self._request("GET", "/metrics").text
 
@@ -268,10 +328,6 @@ class Client:
         return written
 
     # -- data chain (datasets, transfers, filings, ledger) ------------------------------------
-    #: The auditor role is claimed with this header; the server honours it from loopback only
-    #: until identities land (a placeholder, not authentication).
-    AUDITOR = {"X-Suanli-Role": "auditor"}  # noqa: RUF012
-
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         return self._request(method, path, **kwargs).json()
 
@@ -334,10 +390,7 @@ class Client:
 
     def move_filing(self, filing_id: str, action: str, **body: Any) -> dict[str, Any]:
         """``action``: submit, or (auditor) approve / reject."""
-        headers = self.AUDITOR if action in ("approve", "reject") else {}
-        out: dict[str, Any] = self._json(
-            "POST", f"/api/v1/filings/{filing_id}/{action}", json=body or None, headers=headers
-        )
+        out: dict[str, Any] = self._json("POST", f"/api/v1/filings/{filing_id}/{action}", json=body or None)
         return out
 
     def ledger_key(self) -> str:
@@ -356,16 +409,14 @@ class Client:
             params: dict[str, Any] = {"start": cursor, "limit": 10_000}
             if kind:
                 params["kind"] = kind
-            page = self._json("GET", "/api/v1/ledger/entries", params=params, headers=self.AUDITOR)
+            page = self._json("GET", "/api/v1/ledger/entries", params=params)
             out.extend(page["items"])
             cursor = int(page["next_cursor"]) if page.get("next_cursor") else None
         return out
 
     def ledger_counters(self, year: int | None = None) -> list[dict[str, Any]]:
         params = {"year": year} if year else {}
-        items: list[dict[str, Any]] = self._json("GET", "/api/v1/ledger/counters", params=params, headers=self.AUDITOR)[
-            "items"
-        ]
+        items: list[dict[str, Any]] = self._json("GET", "/api/v1/ledger/counters", params=params)["items"]
         return items
 
     def inclusion_proof(self, index: int, size: int | None = None) -> dict[str, Any]:

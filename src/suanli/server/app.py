@@ -14,9 +14,22 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import suanli
+from suanli.core.api import Problem
 from suanli.server.control import ControlPlane
+from suanli.server.limits import install_limits
 from suanli.server.metrics import SuanliCollector
-from suanli.server.routers import agents, datasets, filings, jobs, ledger, sites, transfers, usage, workdirs
+from suanli.server.routers import (
+    agents,
+    datasets,
+    filings,
+    identities,
+    jobs,
+    ledger,
+    sites,
+    transfers,
+    usage,
+    workdirs,
+)
 from suanli.server.services.errors import ServiceError
 
 log = logging.getLogger("suanli.server")
@@ -28,7 +41,25 @@ def problem(status: int, title: str, detail: str = "", errors: list[dict[str, An
     body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
     if errors:
         body["errors"] = errors
-    return JSONResponse(body, status_code=status, media_type=PROBLEM)
+    headers = {"WWW-Authenticate": 'Bearer realm="suanli"'} if status == 401 else None
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {PROBLEM: {"schema": Problem.model_json_schema()}}}
+
+
+#: Every /api/v1 operation may answer these, always as an RFC 9457 problem document.
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _problem("Bad request"),
+    401: _problem("No valid API token (see WWW-Authenticate)"),
+    403: _problem("The token's role or scopes do not allow this"),
+    404: _problem("No such object, or one the caller may not see"),
+    409: _problem("Conflicts with the object's state"),
+    413: _problem("Request body too large"),
+    422: _problem("Invalid request: the problem names each field"),
+    429: _problem("Too many requests for this token (see Retry-After)"),
+}
 
 
 def create_app(control: ControlPlane, *, background: bool = False) -> FastAPI:
@@ -51,12 +82,20 @@ def create_app(control: ControlPlane, *, background: bool = False) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.control = control
-    for router in (jobs.router, sites.router, agents.router, workdirs.router, usage.router):
-        app.include_router(router)
-    app.include_router(datasets.router)
-    app.include_router(transfers.router)
-    app.include_router(filings.router)
-    app.include_router(ledger.router)
+    install_limits(app, control.settings)
+    for router in (
+        jobs.router,
+        sites.router,
+        agents.router,
+        workdirs.router,
+        usage.router,
+        identities.router,
+        datasets.router,
+        transfers.router,
+        filings.router,
+        ledger.router,
+    ):
+        app.include_router(router, responses=PROBLEM_RESPONSES)
 
     registry = CollectorRegistry()
     registry.register(SuanliCollector(control))

@@ -18,8 +18,9 @@ from pathlib import Path
 from suanli.core.clock import Clock, SystemClock
 from suanli.core.network import NetworkSpec
 from suanli.core.scheduler import Policy, SiteState
-from suanli.server.services import budgets, jobs, metering, scheduling, sites
+from suanli.server.services import budgets, identities, jobs, metering, scheduling, sites
 from suanli.server.services.fairshare import quotas_of
+from suanli.server.services.secrets import SecretBox
 from suanli.server.settings import Settings
 from suanli.store.db import Database
 
@@ -27,6 +28,8 @@ log = logging.getLogger("suanli.server")
 
 #: Least time between two scheduling passes.
 MIN_PASS_GAP_S = 0.05
+#: How often tokens' last-used times are written (batched, off the request path).
+LAST_USED_FLUSH_S = 10.0
 
 
 @dataclass
@@ -68,6 +71,12 @@ class ControlPlane:
         settings.blob_dir.mkdir(parents=True, exist_ok=True)
         self.db = db or Database(settings.db_url)
         self.signals = Signals()
+        #: Seals job secrets at submission and opens them for agents' assignments.
+        self.secrets = SecretBox(settings.secret_key_path, settings.secret_key)
+        self.identities = identities.Authenticator(self.db, self.clock)
+        #: Set by :meth:`migrate` when it wrote a new admin token.
+        self.admin_token_written: Path | None = None
+        self._last_used_flush = 0.0
         self._capacity: list[SiteState] | None = None
         self._capacity_lock = threading.Lock()
         self._stop = threading.Event()
@@ -87,7 +96,19 @@ class ControlPlane:
 
     # -- set-up ---------------------------------------------------------------------------
     def migrate(self) -> None:
+        """Bring the schema up to date and make sure the network has an admin whose token is in
+        ``$SUANLI_HOME/admin.token`` (mode 0600): the local CLI uses it, zero configuration."""
         self.db.migrate()
+        with self.db.session() as session:
+            self.admin_token_written = identities.bootstrap_admin(session, self.settings.home, self.clock.now())
+
+    def tenants_changed(self) -> None:
+        """A tenant was added or changed: fair-share weights are read again on the next pass."""
+        self._pending.shares_at = None
+
+    @property
+    def admin_token_path(self) -> Path:
+        return self.settings.home / identities.ADMIN_TOKEN_FILE
 
     def apply_network(self, network: NetworkSpec) -> list[str]:
         with self.db.session() as session:
@@ -213,6 +234,9 @@ class ControlPlane:
             started = time.monotonic()
             try:
                 self.tick(full=False)
+                if started - self._last_used_flush >= LAST_USED_FLUSH_S:
+                    self._last_used_flush = started
+                    self.identities.flush_last_used()
             except Exception:  # the loop must outlive one bad pass; the error is logged in full
                 log.exception("scheduler pass failed")
             # Coalesce bursts of kicks (hundreds of submissions a second) into fewer passes, and

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from suanli.core.identity import Identity
 from suanli.server.control import ControlPlane
 
 
@@ -14,11 +16,34 @@ def get_control(request: Request) -> ControlPlane:
     return control
 
 
-def bearer_token(authorization: Annotated[str | None, Header()] = None) -> str | None:
-    if authorization and authorization.lower().startswith("bearer "):
-        return authorization[7:].strip() or None
-    return None
+_SITE_BEARER = HTTPBearer(
+    auto_error=False, scheme_name="SiteToken", description="A site agent's token ($SUANLI_HOME/tokens/site-NAME.token)"
+)
+
+
+def bearer_token(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_SITE_BEARER)]) -> str | None:
+    """A site agent's token (the agent protocol's endpoints take nothing else)."""
+    return credentials.credentials.strip() or None if credentials else None
+
+
+#: Declares the scheme in the OpenAPI document (the "Authorize" button of /docs); the check
+#: itself is :func:`caller`'s, so a missing or malformed header is a 401 problem document.
+_BEARER = HTTPBearer(auto_error=False, description="An API token: 'suanli token create', or $SUANLI_HOME/admin.token")
+
+
+async def caller(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]
+) -> Identity:
+    """The identity behind the request's bearer token; 401 without a valid one.
+
+    Async on purpose: a cached token resolves without a thread hand-off (the submit path);
+    a cache miss is one indexed read."""
+    control: ControlPlane = request.app.state.control
+    identity = control.identities.authenticate(credentials.credentials.strip() if credentials else None)
+    request.state.identity = identity
+    return identity
 
 
 Control = Annotated[ControlPlane, Depends(get_control)]
 Token = Annotated[str | None, Depends(bearer_token)]
+Caller = Annotated[Identity, Depends(caller)]

@@ -31,12 +31,24 @@ class Settings:
     max_workdir_bytes: int = field(
         default_factory=lambda: int(float(os.environ.get("SUANLI_MAX_WORKDIR_MB", "100")) * 2**20)
     )
-    #: Largest JSON request body, bytes.
+    #: Largest total size of a workdir archive once unpacked (a decompression-bomb guard), bytes.
+    max_workdir_unpacked_bytes: int = field(
+        default_factory=lambda: int(float(os.environ.get("SUANLI_MAX_WORKDIR_UNPACKED_MB", "1024")) * 2**20)
+    )
+    #: Largest request body outside the workdir upload, bytes (413 beyond it).
     max_body_bytes: int = 4 * 2**20
+    #: Requests per second each API token (or, without one, each client address) may sustain;
+    #: 0 turns rate limiting off. The agent protocol, /healthz and /metrics are not limited.
+    rate_limit_per_s: float = field(default_factory=lambda: float(os.environ.get("SUANLI_RATE_LIMIT", "100")))
+    #: Requests a token may send at once above the sustained rate (the bucket's size).
+    rate_limit_burst: int = field(default_factory=lambda: int(os.environ.get("SUANLI_RATE_BURST", "1000")))
     #: Grace between SIGTERM and SIGKILL when a job is cancelled.
     cancel_grace_s: float = 10.0
     #: Waive usage of attempts the platform lost or preempted (node fault, lost site, preemption).
     waive_platform_faults: bool = True
+    #: Fernet key(s) sealing job secrets (comma-separated: the first seals, all open); None:
+    #: ``$SUANLI_HOME/server.key``, made on first use (see ``services/secrets.py``).
+    secret_key: str | None = field(default_factory=lambda: os.environ.get("SUANLI_SECRET_KEY") or None, repr=False)
 
     def __post_init__(self) -> None:
         self.home = Path(self.home).expanduser()
@@ -48,6 +60,10 @@ class Settings:
     @property
     def blob_dir(self) -> Path:
         return self.home / "blobs"
+
+    @property
+    def secret_key_path(self) -> Path:
+        return self.home / "server.key"
 
     @property
     def token_dir(self) -> Path:

@@ -63,8 +63,8 @@ class Site(Base):
 
 
 class Tenant(Base):
-    """A customer of the network. Identities and quotas come later; for now a tenant has a home
-    region (latency limits are measured from it) and a fair-share weight."""
+    """A customer of the network: its users see its jobs and bills and nothing else. It has a
+    home region (latency limits are measured from it) and a fair-share weight."""
 
     __tablename__ = "tenants"
 
@@ -72,6 +72,46 @@ class Tenant(Base):
     home_region: Mapped[str | None] = mapped_column(String(64), nullable=True)
     weight: Mapped[float] = mapped_column(Float, default=1.0)
     created_at: Mapped[datetime]
+
+
+class User(Base):
+    """Someone who calls the API. One role; members belong to a tenant, operators run sites."""
+
+    __tablename__ = "users"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    tenant: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    #: Sites an operator runs.
+    sites: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime]
+
+
+class ApiToken(Base):
+    """An API token. Only the SHA-256 of the whole token is kept; the token is shown once."""
+
+    __tablename__ = "api_tokens"
+
+    #: The public part of the token (``sl_<id>_<secret>``): finds the row, safe to show and log.
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    user: Mapped[str] = mapped_column(ForeignKey("users.name", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64), default="")
+    token_hash: Mapped[str] = mapped_column(String(64))
+    scopes: Mapped[list[Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class BlobTenant(Base):
+    """Which tenants uploaded a workdir: a job may use only its own tenant's uploads."""
+
+    __tablename__ = "blob_tenants"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
 
 
 class Node(Base):
@@ -105,6 +145,9 @@ class Job(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
     priority: Mapped[str] = mapped_column(String(8), default="normal")
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: The spec's secret values, sealed with the server's key (a Fernet token); the spec itself
+    #: keeps only their names. None: the job has no secrets.
+    secrets_enc: Mapped[str | None] = mapped_column(Text, nullable=True)
     workdir_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
     site: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     current_attempt_id: Mapped[int | None] = mapped_column(Integer, nullable=True)

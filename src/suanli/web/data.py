@@ -10,7 +10,7 @@ from fastapi import Request
 from sqlalchemy import select
 
 from suanli.datachain import filings, movements, registry
-from suanli.server.services.datachain import chain_of
+from suanli.server.services.datachain import chain_of, dataset_owner_filter
 from suanli.store.models import DataTransfer
 from suanli.web.auth import Identity
 
@@ -28,14 +28,15 @@ class DataView:
 
 def data_view(request: Request, identity: Identity) -> DataView:
     chain = chain_of(request)
+    owner = dataset_owner_filter(identity)
     with chain.db.read() as session:
-        datasets = [registry.dataset_out(session, d) for d in registry.list_datasets(session, identity.tenant)]
+        datasets = [registry.dataset_out(session, d) for d in registry.list_datasets(session, owner)]
         names = {d["name"] for d in datasets}
         query = select(DataTransfer).order_by(DataTransfer.created_at.desc()).limit(LIMIT)
         transfers = [movements.transfer_out(t) for t in session.scalars(query)]
         found = [filings.filing_out(f) for f in filings.list_filings(session)]
         checkpoints = chain.ledger.checkpoints(session)
-    if identity.tenant is not None:
+    if owner is not None:
         transfers = [t for t in transfers if t["dataset"] in names]
         found = [f for f in found if f["dataset"] in names]
     return DataView(

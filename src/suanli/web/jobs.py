@@ -19,6 +19,7 @@ from suanli.core.states import JobState
 from suanli.server.control import ControlPlane
 from suanli.server.services import jobs as job_service
 from suanli.server.services import metering
+from suanli.server.services.access import tenant_filter
 from suanli.server.services.errors import NotFound
 from suanli.server.services.explain import explain_job
 from suanli.store.models import Attempt, Job, LogChunkRow, Site, Tenant
@@ -58,8 +59,9 @@ class JobsPage:
 
 
 def _filtered(query: Select[Any], filters: JobFilters, identity: Identity) -> Select[Any]:
-    if identity.tenant is not None:
-        query = query.where(Job.tenant == identity.tenant)
+    scope = tenant_filter(identity)
+    if scope is not None:
+        query = query.where(Job.tenant == scope)
     if filters.states:
         query = query.where(Job.state.in_(filters.states))
     if filters.tenant:
@@ -97,8 +99,8 @@ def jobs_page(
 
 
 def _tenants(session: Session, identity: Identity) -> list[str]:
-    if identity.tenant is not None:
-        return [identity.tenant]
+    if not identity.all_tenants:
+        return [identity.tenant] if identity.tenant else []
     declared = set(session.scalars(select(Tenant.name)))
     return sorted(declared | set(session.scalars(select(Job.tenant).distinct())))
 
@@ -117,10 +119,10 @@ class JobDetail:
 
 def visible_job(session: Session, identity: Identity, job_id: str) -> Job:
     """The job, if this identity may see it; otherwise the same 'no such job' as a missing one."""
-    job = job_service.get_job(session, job_id)
-    if not identity.sees_tenant(job.tenant):
-        raise NotFound(f"no job '{job_id}'; the jobs page lists the jobs")
-    return job
+    try:
+        return job_service.get_job(session, job_id, identity)
+    except NotFound:
+        raise NotFound(f"no job '{job_id}'; the jobs page lists the jobs") from None
 
 
 def job_detail(control: ControlPlane, identity: Identity, job_id: str) -> JobDetail:
@@ -134,7 +136,7 @@ def job_detail(control: ControlPlane, identity: Identity, job_id: str) -> JobDet
         verdicts: list[SiteExplainOut] = []
         if not JobState(job.state).is_terminal():
             lease_s = control.settings.lease_s
-            verdicts = explain_job(session, job.id, now, lease_s, control.scheduler_config).sites
+            verdicts = explain_job(session, job.id, identity, now, lease_s, control.scheduler_config).sites
         multi = is_multi_node(job)
         chunks = job_service.log_chunks_after(session, job, 0, limit=LOG_CHUNKS_INLINE + 1)
         truncated = len(chunks) > LOG_CHUNKS_INLINE

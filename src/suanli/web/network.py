@@ -14,6 +14,7 @@ from sqlalchemy import func, or_, select
 from suanli.core.api import NodeOut, SiteOut
 from suanli.core.states import JobState
 from suanli.server.control import ControlPlane
+from suanli.server.services.access import tenant_filter
 from suanli.server.services.sites import capacity_view, node_outs, site_outs
 from suanli.store.models import Attempt, Job
 from suanli.web.auth import Identity
@@ -124,7 +125,8 @@ def overview(control: ControlPlane, identity: Identity) -> Overview:
 
 
 def _scoped(query: Any, identity: Identity) -> Any:
-    return query if identity.tenant is None else query.where(Job.tenant == identity.tenant)
+    scope = tenant_filter(identity)
+    return query if scope is None else query.where(Job.tenant == scope)
 
 
 def _card(site: SiteOut, nodes: list[NodeOut]) -> SiteCard:

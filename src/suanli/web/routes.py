@@ -220,9 +220,16 @@ def _submit_problems(control: ControlPlane, identity: Identity, text: str, sourc
     try:
         checked = job_service.validate_spec(spec.model_dump(mode="json", exclude_none=True))
         job_service.check_fits(checked, control.capacity())
+        tenant = job_service.tenant_for_submit(identity, None, control.default_tenant)
         with control.db.session() as session:
             out = job_service.submit(
-                session, checked, tenant=identity.tenant, workdir_digest=None, now=control.clock.now()
+                session,
+                checked,
+                tenant=tenant,
+                workdir_digest=None,
+                now=control.clock.now(),
+                who=identity,
+                secret_box=control.secrets,
             )
     except ServiceError as exc:
         return [exc.detail or exc.title]
@@ -321,7 +328,7 @@ def drain_node(
     _check_operator(identity, form_key)
     try:
         with control.db.session() as session:
-            site_service.drain_node(session, name, reason, control.clock.now())
+            site_service.drain_node(session, name, reason, control.clock.now(), identity)
     except ServiceError as exc:
         return _nodes(request, control, identity, error=exc.detail)
     return RedirectResponse("/nodes", status_code=303)
@@ -334,7 +341,7 @@ def undrain_node(
     _check_operator(identity, form_key)
     try:
         with control.db.session() as session:
-            site_service.undrain_node(session, name, control.clock.now())
+            site_service.undrain_node(session, name, control.clock.now(), identity)
     except ServiceError as exc:
         return _nodes(request, control, identity, error=exc.detail)
     control.capacity_changed()
@@ -355,7 +362,7 @@ def usage_page(
     request: Request, control: Control, identity: User, month: str = "", tenant: str = "", by: str = "site"
 ) -> HTMLResponse:
     month = month or control.clock.now().astimezone(ZONE).strftime("%Y-%m")
-    tenant = identity.tenant or tenant
+    tenant = tenant if identity.all_tenants else identity.tenant or ""
     by = by if by in ("site", "job", "gpu-type", "tenant") else "site"
     try:
         start, end = pricing.month_bounds(month)
@@ -363,8 +370,9 @@ def usage_page(
         detail = f"month must look like 2026-03, not '{month}'"
         return render(request, "error.html", identity, 422, title="Invalid request", detail=detail)
     with control.db.read() as session:
-        rows = metering.usage_rows(session, tenant=tenant or None, start=start, end=end)
-        bill = invoices.build(session, tenant, month, control.settings.waive_platform_faults) if tenant else None
+        rows = metering.usage_for(session, identity, tenant=tenant or None, start=start, end=end)
+        waive = control.settings.waive_platform_faults
+        bill = invoices.build_for(session, identity, tenant, month, waive) if tenant else None
         tenants = job_views._tenants(session, identity)
     lines = [line.out() for line in metering.aggregate(rows, by, control.settings.waive_platform_faults)]
     total = sum((pricing.dec(line["cost_cny"]) for line in lines), pricing.dec(0))

@@ -4,6 +4,9 @@ An operator writes it once per site (``suanli agent --backend slurm --config age
 
     backend: slurm                 # local | slurm | ray (--backend overrides)
     work_dir: /shared/suanli/tj    # attempts and checkpoints; on Slurm, a file system every node mounts
+    local:
+      run_as: {bj-ai: suanli-bjai} # tenant -> OS user its jobs run as (the agent must run as root)
+      run_as_default: nobody       # optional: the user for every other tenant
     slurm:
       partition: gpu               # where suanli's jobs go
       account: suanli              # optional
@@ -41,6 +44,13 @@ from suanli.core.validation import parse_yaml_as
 BACKENDS = ("local", "slurm", "ray")
 
 
+class LocalConfig(StrictModel):
+    #: Tenant → OS user (name or uid) whose jobs run as that user; needs the agent to run as root.
+    run_as: dict[str, str] = Field(default_factory=dict)
+    #: The OS user of every tenant ``run_as`` does not name (None: the agent's own user).
+    run_as_default: str | None = None
+
+
 class SlurmConfig(StrictModel):
     partition: str | None = None
     account: str | None = None
@@ -65,6 +75,7 @@ class RayConfig(StrictModel):
 class AgentConfig(StrictModel):
     backend: Literal["local", "slurm", "ray"] = "local"
     work_dir: Path | None = None
+    local: LocalConfig = Field(default_factory=LocalConfig)
     slurm: SlurmConfig = Field(default_factory=SlurmConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
 
@@ -84,7 +95,9 @@ def make_backend(
     virtual nodes; an engine reports its own."""
     config = config or AgentConfig()
     if name == "local":
-        return LocalBackend(work_dir, nodes=nodes or None)
+        return LocalBackend(
+            work_dir, nodes=nodes or None, run_as=config.local.run_as, run_as_default=config.local.run_as_default
+        )
     if name == "slurm":
         s = config.slurm
         return SlurmBackend(

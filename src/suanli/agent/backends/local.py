@@ -22,6 +22,18 @@ Files, under ``work_dir``::
 ``time_limit_s`` counts from ``start`` (setup included, as Slurm counts a job's whole life). A
 job with ``keep_checkpoint`` false gets a fresh ``checkpoint`` folder inside its attempt folder.
 
+Secrets: the assignment's ``secrets`` join the job's environment, and their values are masked
+(``***``) in the output read back (``logstream.Utf8Stream``). ``attempt.json`` keeps them (a
+restarted agent needs them to start ``run`` after an adopted ``setup`` and to go on masking),
+so it is written with mode 0600 and goes with the attempt's folder when the attempt is forgotten.
+
+Run as (``run_as``: tenant → OS user, ``run_as_default``): with the agent running as root, a
+tenant's ranks run as that user (uid, gid and its supplementary groups; HOME, USER, LOGNAME set).
+The supervisor stays root and drops privileges only for the rank it starts, so the job can
+neither kill it nor forge its exit status; the workdir and the checkpoint folder are given to
+the user, the rank writes its log through the descriptor it inherits. The work dir and the
+folders above it must let the users through (``x`` for others): the backend checks at start.
+
 Exit codes follow ``Popen.returncode``: the shell's exit status, or ``-signum`` when the shell
 itself was killed by a signal (e.g. -9 after SIGKILL). A command the shell ran that died of a
 signal shows as the shell reports it, 128 + signum.
@@ -40,13 +52,14 @@ import sys
 import tarfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from suanli.agent.backends.base import Backend
 from suanli.agent.backends.gpus import this_machine
 from suanli.agent.backends.local_parts import (
     SUPERVISOR,
+    RunAs,
     _Attempt,
     _exit_file,
     _failure_message,
@@ -60,7 +73,10 @@ from suanli.agent.backends.local_parts import (
     _Stop,
     _wait_gone,
 )
+from suanli.agent.backends.logstream import Utf8Stream
+from suanli.agent.backends.staging import write_private
 from suanli.agent.recovery import Recoverable
+from suanli.core.errors import SuanliError
 from suanli.core.network import NodeDecl
 from suanli.core.protocol import AttemptAssignment, AttemptReport, LogChunk, NodeReport
 from suanli.core.resources import format_duration
@@ -84,6 +100,8 @@ class LocalBackend(Backend, Recoverable):
     ``orphan_timeout_s``: attempts stop by themselves when nothing has driven this backend
     (``poll`` or ``keepalive``) for this long, e.g. after a ``kill -9`` of the agent; None: never.
     The agent sets it from the server's lease (``recovery.orphan_timeout``).
+    ``run_as``: tenant → OS user (name or uid) its jobs run as, ``run_as_default`` for the other
+    tenants (None: they run as the agent's user); both need the agent to run as root.
     """
 
     name = "local"
@@ -97,6 +115,8 @@ class LocalBackend(Backend, Recoverable):
         clock: Callable[[], float] = time.monotonic,
         node_name: str | None = None,
         orphan_timeout_s: float | None = 30.0,
+        run_as: Mapping[str, str] | None = None,
+        run_as_default: str | None = None,
     ) -> None:
         self.work_dir = Path(work_dir)
         self._nodes = list(nodes or [])
@@ -108,6 +128,7 @@ class LocalBackend(Backend, Recoverable):
         self._lock = threading.RLock()
         self._bash = shutil.which("bash") or "/bin/bash"
         (self.work_dir / "attempts").mkdir(parents=True, exist_ok=True)
+        self._run_as, self._run_as_default = _resolve_run_as(self.work_dir, run_as or {}, run_as_default)
         self._alive = self.work_dir / "agent.alive"
         self._orphan_timeout_s = orphan_timeout_s
         self._touched_at: float | None = None
@@ -289,6 +310,7 @@ class LocalBackend(Backend, Recoverable):
                 node=str(rr["node"]),
                 gpu_indices=gpus.get(int(rr["rank"]), []),
                 log_path=adir / str(rr["log"]),
+                stream=Utf8Stream(spec.secrets.values()),
             )
             r.accepted = int(rr.get("accepted") or 0)
             r.stream.consumed = r.stream.emitted = r.accepted
@@ -309,7 +331,8 @@ class LocalBackend(Backend, Recoverable):
         a.checkpoint_dir = Path(str(ckpt)) if ckpt else adir / "checkpoint"
         a.master_port = int(record.get("master_port") or 0)  # type: ignore[call-overload]
         if phase != "done":
-            a.env = _job_environment(spec, a.checkpoint_dir, a.master_port or _free_port())
+            user = self._user_for(spec)
+            a.env = _job_environment(spec, a.checkpoint_dir, a.master_port or _free_port(), user, a.workdir)
         stopping = record.get("stopping")
         if phase != "done" and isinstance(stopping, dict):
             a.stop = _Stop(_lost_if_cancelled(AttemptState(stopping["state"])), str(stopping.get("message") or ""))
@@ -324,13 +347,20 @@ class LocalBackend(Backend, Recoverable):
         adir = self.work_dir / "attempts" / str(spec.attempt_id)
         if adir.exists():
             shutil.rmtree(adir)
-        adir.mkdir(parents=True)
+        adir.mkdir(parents=True, mode=0o700)  # its logs and records are the agent's (see run_as)
+        secrets = spec.secrets.values()
         ranks = [
-            _Rank(rank=n.rank, node=n.node, gpu_indices=list(n.gpu_indices), log_path=adir / f"rank-{n.rank}.log")
+            _Rank(
+                rank=n.rank,
+                node=n.node,
+                gpu_indices=list(n.gpu_indices),
+                log_path=adir / f"rank-{n.rank}.log",
+                stream=Utf8Stream(secrets),
+            )
             for n in sorted(spec.nodes, key=lambda n: n.rank)
-        ] or [_Rank(rank=0, node="", gpu_indices=[], log_path=adir / "rank-0.log")]
+        ] or [_Rank(rank=0, node="", gpu_indices=[], log_path=adir / "rank-0.log", stream=Utf8Stream(secrets))]
         for r in ranks:
-            r.log_path.touch()
+            r.log_path.touch(mode=0o600)  # unmasked output: the agent reads it, other users may not
         return _Attempt(spec=spec, dir=adir, ranks=ranks, started_at=self._clock())
 
     def _populate(self, a: _Attempt, archive: Path | None) -> str | None:
@@ -341,7 +371,7 @@ class LocalBackend(Backend, Recoverable):
         if not _SAFE_NAME.match(spec.job_id):
             return f"job id {spec.job_id!r} cannot name a checkpoint folder"
         ckpt = self.work_dir / "checkpoints" / spec.job_id if spec.keep_checkpoint else a.dir / "checkpoint"
-        ckpt.mkdir(parents=True, exist_ok=True)
+        ckpt.mkdir(parents=True, exist_ok=True, mode=0o700)
         a.workdir.mkdir()
         if archive is not None:
             try:
@@ -350,9 +380,22 @@ class LocalBackend(Backend, Recoverable):
                     tar.extractall(a.workdir, filter="data")
             except (tarfile.TarError, OSError, EOFError) as exc:
                 return f"cannot unpack the workdir archive: {exc}"
+        user = self._user_for(spec)
+        if user is not None:
+            try:
+                a.dir.chmod(0o711)  # the user passes through to its workdir; the records stay the agent's
+                for folder in (a.workdir, ckpt):
+                    user.take(folder)
+                    folder.chmod(0o700)  # the user's alone: other tenants' users cannot look in
+            except OSError as exc:
+                return f"cannot give the workdir and checkpoint folder to user {user.name}: {exc}"
         a.checkpoint_dir, a.master_port = ckpt, _free_port()
-        a.env = _job_environment(spec, ckpt, a.master_port)
+        a.env = _job_environment(spec, ckpt, a.master_port, user, a.workdir)
         return None
+
+    def _user_for(self, spec: AttemptAssignment) -> RunAs | None:
+        """The OS user the attempt's ranks run as (None: the agent's own)."""
+        return self._run_as.get(spec.tenant, self._run_as_default)
 
     def _launch(self, a: _Attempt, phase: str) -> None:
         """Start ``phase`` (setup or run) on every rank at once."""
@@ -361,6 +404,7 @@ class LocalBackend(Backend, Recoverable):
         a.state = AttemptState.STARTING if phase == "setup" else AttemptState.RUNNING
         for r in a.ranks:
             r.proc, r.pid, r.exit_code = None, None, None
+        user = self._user_for(a.spec)
         for r in a.ranks:
             env = dict(a.env)
             env.update(
@@ -384,6 +428,7 @@ class LocalBackend(Backend, Recoverable):
                 str(r.log_path),
                 "--grace",
                 "3",
+                *(user.supervisor_args() if user is not None else []),
                 "--",
                 self._bash,
                 "-c",
@@ -523,7 +568,7 @@ class LocalBackend(Backend, Recoverable):
         except FileNotFoundError:
             size = 0
         data = b""
-        take = min(limit - r.stream.held, size - r.stream.consumed)  # held bytes count: chunks stay ≤ limit
+        take = min(r.stream.room(limit), size - r.stream.consumed)  # held bytes count: chunks stay about ≤ limit
         if take > 0:
             with r.log_path.open("rb") as fh:
                 fh.seek(r.stream.consumed)
@@ -541,7 +586,8 @@ class LocalBackend(Backend, Recoverable):
         return chunk, cost
 
     def _save(self, a: _Attempt) -> None:
-        """``attempt.json``, replaced atomically: enough to find and re-adopt the processes."""
+        """``attempt.json``, replaced atomically: enough to find and re-adopt the processes. It
+        holds the job's secrets (see the module's docstring), so only the agent's user reads it."""
         record = {
             "attempt_id": a.spec.attempt_id,
             "fencing_token": a.spec.fencing_token,
@@ -568,9 +614,59 @@ class LocalBackend(Backend, Recoverable):
             ],
             "assignment": a.spec.model_dump(mode="json"),
         }
-        tmp = a.dir / ".attempt.json.tmp"
         try:
-            tmp.write_text(json.dumps(record, indent=2), encoding="utf-8")
-            os.replace(tmp, a.dir / "attempt.json")
+            write_private(a.dir / "attempt.json", json.dumps(record, indent=2))
         except OSError as exc:
             log.warning("cannot write the record of attempt %s: %s", a.spec.attempt_id, exc)
+
+
+def _resolve_run_as(
+    work_dir: Path, run_as: Mapping[str, str], default: str | None
+) -> tuple[dict[str, RunAs], RunAs | None]:
+    """Look the configured users up; refuse to start when they cannot be used as asked."""
+    if not run_as and not default:
+        return {}, None
+    if os.geteuid() != 0:
+        raise SuanliError(
+            f"local.run_as: running jobs as other OS users needs the agent to run as root, and it runs as uid "
+            f"{os.geteuid()}; start the agent as root or remove run_as and run_as_default from its config"
+        )
+    users: dict[str, RunAs] = {}
+    for tenant, name in [*run_as.items(), ("", default)]:
+        if not name:
+            continue
+        try:
+            user = RunAs.lookup(str(name))
+        except (KeyError, ValueError):
+            where = f"run_as of tenant '{tenant}'" if tenant else "run_as_default"
+            raise SuanliError(f"local.{where}: there is no OS user '{name}' on this machine") from None
+        users[tenant] = user
+    default_user = users.pop("", None) if default else None
+    # Its users pass through to their own folders, but cannot list the others'.
+    work_dir.chmod(work_dir.stat().st_mode | 0o111)
+    for path in (work_dir / "attempts", work_dir / "checkpoints"):
+        path.mkdir(parents=True, exist_ok=True)
+        path.chmod(0o711)
+    for user in [*users.values(), *([default_user] if default_user else [])]:
+        blocked = _blocked_for(work_dir, user)
+        if blocked is not None:
+            raise SuanliError(
+                f"local.run_as: user {user.name} cannot reach the work dir {work_dir}: {blocked} does not let it "
+                f"through (chmod o+x {blocked}, or choose a work dir under e.g. /var/lib/suanli)"
+            )
+    return users, default_user
+
+
+def _blocked_for(path: Path, user: RunAs) -> Path | None:
+    """The first folder on the way to ``path`` that ``user`` may not pass through, if any."""
+    for folder in [*reversed(path.resolve().parents), path.resolve()]:
+        st = folder.stat()
+        if st.st_uid == user.uid:
+            ok = bool(st.st_mode & 0o100)
+        elif st.st_gid in user.groups or st.st_gid == user.gid:
+            ok = bool(st.st_mode & 0o010)
+        else:
+            ok = bool(st.st_mode & 0o001)
+        if not ok:
+            return folder
+    return None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pwd
 import signal
 import socket
 import subprocess
@@ -45,6 +46,35 @@ class _Rank:
         return (self.proc is not None or self.pid is not None) and self.exit_code is None
 
 
+@dataclass(frozen=True)
+class RunAs:
+    """An unprivileged OS user a tenant's jobs run as (the local backend's ``run_as``)."""
+
+    name: str
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+    home: str
+
+    @classmethod
+    def lookup(cls, name: str) -> RunAs:
+        """The user ``name`` (or a numeric uid); KeyError when this machine has no such user."""
+        entry = pwd.getpwuid(int(name)) if name.isdigit() else pwd.getpwnam(name)
+        groups = tuple(sorted(set(os.getgrouplist(entry.pw_name, entry.pw_gid))))
+        return cls(entry.pw_name, entry.pw_uid, entry.pw_gid, groups, entry.pw_dir)
+
+    def supervisor_args(self) -> list[str]:
+        """How the supervisor is told to drop to this user before it starts the rank."""
+        return ["--uid", str(self.uid), "--gid", str(self.gid), "--groups", ",".join(str(g) for g in self.groups)]
+
+    def take(self, path: Path) -> None:
+        """Give ``path`` and everything under it to this user (links themselves, never followed)."""
+        os.chown(path, self.uid, self.gid, follow_symlinks=False)
+        for root, dirs, files in os.walk(path):
+            for name in dirs + files:
+                os.chown(os.path.join(root, name), self.uid, self.gid, follow_symlinks=False)
+
+
 @dataclass
 class _Stop:
     """Why an attempt is being stopped, and what it reports once every rank is gone."""
@@ -78,13 +108,20 @@ class _Attempt:
         return self.dir / "workdir"
 
 
-def _job_environment(spec: AttemptAssignment, checkpoint_dir: Path, master_port: int) -> dict[str, str]:
+def _job_environment(
+    spec: AttemptAssignment, checkpoint_dir: Path, master_port: int, user: RunAs | None = None, home: Path | None = None
+) -> dict[str, str]:
     """What every rank sees (the rank adds its own SUANLI_NODE_RANK and CUDA_VISIBLE_DEVICES).
 
-    The agent's own SUANLI_* variables are left out: they may hold the site's token.
+    The agent's own SUANLI_* variables are left out: they may hold the site's token. A job run
+    as ``user`` gets that user's HOME (``home`` when it has none), USER and LOGNAME.
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith("SUANLI_")}
     env.update(spec.envs)
+    env.update(spec.secrets)
+    if user is not None:
+        env.update(HOME=user.home if Path(user.home).is_dir() else str(home or checkpoint_dir), USER=user.name)
+        env["LOGNAME"] = user.name
     env.update(
         SUANLI_JOB_ID=spec.job_id,
         SUANLI_JOB_NAME=spec.job_name,

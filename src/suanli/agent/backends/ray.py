@@ -16,7 +16,12 @@ FAILED → FAILED (with the driver's exit code), STOPPED → CANCELLED (exit cod
 time limit: the backend stops a job past ``time_limit_s`` and reports it FAILED.
 
 Logs: Ray keeps one log per job, fetched whole (``get_job_logs``); the backend returns what is
-new, with byte offsets as the local backend's, after dropping Ray's own lines from it.
+new, with byte offsets as the local backend's, after dropping Ray's own lines from it, and with
+the job's secrets masked.
+
+Secrets do not go into ``env_vars``, which Ray shows on its dashboard and in ``ray job list``:
+they travel in the uploaded workdir as ``.suanli-secrets.sh`` (mode 0600), which the entrypoint
+sources and deletes before setup runs; the agent deletes its own copy once Ray has the upload.
 """
 
 from __future__ import annotations
@@ -36,7 +41,14 @@ import httpx
 
 from suanli.agent.backends.base import Backend
 from suanli.agent.backends.logstream import Utf8Stream
-from suanli.agent.backends.staging import exit_words, job_environment, note, stage_attempt
+from suanli.agent.backends.staging import (
+    exit_words,
+    job_environment,
+    note,
+    secrets_script,
+    stage_attempt,
+    write_private,
+)
 from suanli.core.errors import SuanliError
 from suanli.core.protocol import AttemptAssignment, AttemptReport, LogChunk, NodeReport
 from suanli.core.resources import format_duration
@@ -49,7 +61,9 @@ CANCELLED_EXIT_CODE = -15
 _MARK = "\x1esuanli:"
 _BEGIN = f"{_MARK}begin\n"
 _SETUP_FAILED = f"{_MARK}setup-failed\n"
+_SECRETS_FILE = ".suanli-secrets.sh"
 _ENTRY = """printf '\\036suanli:begin\\n'
+if [ -f .suanli-secrets.sh ]; then . ./.suanli-secrets.sh; rm -f .suanli-secrets.sh; fi
 if [ -s .suanli-setup.sh ]; then
   bash .suanli-setup.sh; rc=$?
   if [ $rc -ne 0 ]; then printf '\\036suanli:setup-failed\\n'; exit $rc; fi
@@ -213,6 +227,7 @@ class RayBackend(Backend):
                 return
             staged = stage_attempt(self.work_dir, assignment, workdir_archive)
             a = _Attempt(spec=assignment, dir=staged.dir, started_at=self._clock())
+            a.log.stream = Utf8Stream(assignment.secrets.values())
             self._attempts[assignment.attempt_id] = a
             problem = staged.problem
             if problem is None and len(assignment.nodes) > 1:
@@ -226,7 +241,10 @@ class RayBackend(Backend):
             (staged.workdir / ".suanli-entry.sh").write_text(_ENTRY, encoding="utf-8")
             (staged.workdir / ".suanli-setup.sh").write_text(assignment.setup or "", encoding="utf-8")
             (staged.workdir / ".suanli-run.sh").write_text(assignment.run, encoding="utf-8")
-            env = job_environment(assignment, staged.checkpoint_dir, inherit=False)
+            secrets_file = staged.workdir / _SECRETS_FILE
+            if assignment.secrets:
+                write_private(secrets_file, secrets_script(assignment.secrets))
+            env = job_environment(assignment, staged.checkpoint_dir, inherit=False, secrets=False)
             gpus = max((len(n.gpu_indices) for n in assignment.nodes), default=0)
             env.update(SUANLI_NODE_RANK="0", SUANLI_MASTER_ADDR="127.0.0.1", SUANLI_NUM_GPUS_PER_NODE=str(gpus))
             options: dict[str, Any] = {}
@@ -253,6 +271,8 @@ class RayBackend(Backend):
             except Exception as exc:  # Ray raises RuntimeError for a job it refuses
                 self._end(a, AttemptState.FAILED, None, f"Ray refused the job: {exc}")
                 return
+            finally:
+                secrets_file.unlink(missing_ok=True)  # Ray has its upload by now
             self._seen_at = -1e9
             log.info("attempt %s of job %s is Ray job %s", assignment.attempt_id, assignment.job_id, sid)
 
@@ -303,7 +323,7 @@ class RayBackend(Backend):
                 elif a.submission_id is None:
                     a.log.complete = ended
                 data = a.log.text
-                take = max(0, min(budget - a.log.stream.held, len(data) - a.log.stream.consumed))
+                take = max(0, min(a.log.stream.room(budget), len(data) - a.log.stream.consumed))
                 final = a.log.complete and a.log.stream.consumed + take >= len(data)
                 offset, text = a.log.stream.feed(data[a.log.stream.consumed : a.log.stream.consumed + take], final)
                 budget -= take + a.log.stream.held

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from suanli.agent.backends.base import AttemptUsage, Backend, GpuAccounting, MultiNode
+from suanli.agent.backends.logstream import Utf8Stream
 from suanli.agent.backends.slurm_api import (
     JobRequest,
     SlurmApi,
@@ -177,7 +178,10 @@ class SlurmBackend(Backend, MultiNode, GpuAccounting):
             a = _Attempt(
                 spec=assignment,
                 dir=staged.dir,
-                logs=[RankLog(rank=r, path=staged.dir / f"rank-{r}.log") for r in range(ranks)],
+                logs=[
+                    RankLog(rank=r, path=staged.dir / f"rank-{r}.log", stream=Utf8Stream(assignment.secrets.values()))
+                    for r in range(ranks)
+                ],
             )
             self._attempts[assignment.attempt_id] = a
             if staged.problem:
@@ -416,7 +420,7 @@ class SlurmBackend(Backend, MultiNode, GpuAccounting):
             "state": a.state.value,
             "exit_code": a.exit_code,
             "message": a.message,
-            "assignment": a.spec.model_dump(mode="json"),
+            "assignment": a.spec.model_dump(mode="json", exclude={"secrets"}),  # never on disk in clear
         }
         try:
             (a.dir / "attempt.json").write_text(json.dumps(record, indent=2), encoding="utf-8")

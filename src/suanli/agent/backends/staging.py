@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import signal
 import sys
@@ -61,12 +62,17 @@ def stage_attempt(work_dir: Path, spec: AttemptAssignment, archive: Path | None)
     return staged
 
 
-def job_environment(spec: AttemptAssignment, checkpoint_dir: Path, *, inherit: bool = True) -> dict[str, str]:
+def job_environment(
+    spec: AttemptAssignment, checkpoint_dir: Path, *, inherit: bool = True, secrets: bool = True
+) -> dict[str, str]:
     """What every rank sees, before the engine adds the rank's own variables. With ``inherit``
     the agent's environment is passed on (as Slurm's ``--export=ALL`` does), without its own
-    SUANLI_* variables: they may hold the site's token."""
+    SUANLI_* variables: they may hold the site's token. ``secrets``: with the job's secrets (an
+    engine that shows environments to its users gets them another way: ``secrets_script``)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SUANLI_")} if inherit else {}
     env.update(spec.envs)
+    if secrets:
+        env.update(spec.secrets)
     env.update(
         SUANLI_JOB_ID=spec.job_id,
         SUANLI_JOB_NAME=spec.job_name,
@@ -80,9 +86,25 @@ def job_environment(spec: AttemptAssignment, checkpoint_dir: Path, *, inherit: b
     return env
 
 
+def write_private(path: Path, text: str) -> None:
+    """Replace ``path`` atomically with ``text``, readable by the agent's user only (0600)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def secrets_script(secrets: dict[str, str]) -> str:
+    """Shell lines exporting ``secrets``, for a file the job's entry script sources."""
+    return "".join(f"export {name}={shlex.quote(value)}\n" for name, value in secrets.items())
+
+
 @dataclass
 class RankLog:
-    """One rank's log file, read incrementally (the same offsets contract as the local backend)."""
+    """One rank's log file, read incrementally (the same offsets contract as the local backend);
+    make its ``stream`` with the job's secrets (``Utf8Stream(spec.secrets.values())``) to mask them."""
 
     rank: int
     path: Path
@@ -98,7 +120,7 @@ class RankLog:
         except FileNotFoundError:
             size = 0
         data = b""
-        take = min(limit - self.stream.held, size - self.stream.consumed)
+        take = min(self.stream.room(limit), size - self.stream.consumed)
         if take > 0:
             with self.path.open("rb") as fh:
                 fh.seek(self.stream.consumed)

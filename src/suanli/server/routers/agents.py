@@ -40,7 +40,9 @@ def heartbeat(req: HeartbeatRequest, control: Control, token: Token) -> Heartbea
     with control.db.session() as session:
         site = authenticate_site(session, req.site, token)
         grace = control.scheduler_config.policy.preempt_grace_s
-        out = service.record_heartbeat(session, site, req, control.clock.now(), control.settings.lease_s, grace)
+        out = service.record_heartbeat(
+            session, site, req, control.clock.now(), control.settings.lease_s, grace, control.secrets
+        )
     if out.inventory_changed:
         control.invalidate_capacity()
     if out.logs_added or out.changed_jobs:
@@ -58,7 +60,7 @@ def heartbeat(req: HeartbeatRequest, control: Control, token: Token) -> Heartbea
         seen = now_seen
         with control.db.session() as session:
             site = authenticate_site(session, req.site, token)
-            service.collect_orders(session, site, control.clock.now(), out, grace)
+            service.collect_orders(session, site, control.clock.now(), out, grace, control.secrets)
     return HeartbeatResponse(
         start=out.start,
         stop=out.stop,
@@ -71,7 +73,9 @@ def heartbeat(req: HeartbeatRequest, control: Control, token: Token) -> Heartbea
 @router.get("/workdirs/{digest}", response_class=FileResponse)
 def download_workdir(digest: str, control: Control, token: Token) -> FileResponse:
     with control.db.read() as session:
-        site_for_token(session, token)
+        site = site_for_token(session, token)
+        if not service.site_runs_workdir(session, site.name, digest):
+            raise NotFound(f"no workdir {digest} for site '{site.name}'")
     path = blob_path(control.settings.blob_dir, digest)
     if not path.is_file():
         raise NotFound(f"no workdir {digest}")

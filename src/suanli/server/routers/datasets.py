@@ -9,11 +9,21 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from suanli.core.datasets import Classification
+from suanli.core.identity import Role, Scope
 from suanli.core.network import Zone
 from suanli.core.policy import MovementKind, Purpose
 from suanli.datachain import movements, registry
 from suanli.datachain.manifest import DEFAULT_CHUNK, MiB
-from suanli.server.services.datachain import ChainDep, translated
+from suanli.server.deps import Caller
+from suanli.server.services.access import require, require_role
+from suanli.server.services.datachain import (
+    ChainDep,
+    actor_of,
+    dataset_owner_filter,
+    owned_dataset,
+    translated,
+    visible_dataset,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["datasets"])
 
@@ -50,7 +60,10 @@ class ExporterIn(BaseModel):
 
 
 @router.post("/datasets", status_code=201)
-def register(body: DatasetIn, chain: ChainDep) -> dict[str, Any]:
+def register(body: DatasetIn, chain: ChainDep, who: Caller) -> dict[str, Any]:
+    """Register a file on the server's machine as a dataset (admin only: it reads a server path)."""
+    require(who, Scope.DATA_WRITE)
+    require_role(who, Role.ADMIN)
     with translated():
         manifest = registry.prepare(Path(body.path), body.chunk_mib * MiB)
         with chain.db.read() as s:
@@ -78,15 +91,20 @@ def register(body: DatasetIn, chain: ChainDep) -> dict[str, Any]:
 
 
 @router.get("/datasets")
-def list_datasets(chain: ChainDep, owner: str | None = None) -> dict[str, Any]:
+def list_datasets(chain: ChainDep, who: Caller, owner: str | None = None) -> dict[str, Any]:
+    scope = dataset_owner_filter(who)
+    if scope is not None:
+        if owner is not None and owner != scope:
+            return {"items": [], "next_cursor": None}
+        owner = scope
     with chain.db.read() as s:
         return {"items": [registry.dataset_out(s, d) for d in registry.list_datasets(s, owner)], "next_cursor": None}
 
 
 @router.get("/datasets/{name}")
-def show(name: str, chain: ChainDep) -> dict[str, Any]:
+def show(name: str, chain: ChainDep, who: Caller) -> dict[str, Any]:
     with translated(), chain.db.read() as s:
-        out = registry.dataset_out(s, registry.get_dataset(s, name))
+        out = registry.dataset_out(s, visible_dataset(s, who, name))
         out["grades"] = [
             {
                 "version": g.version,
@@ -100,8 +118,9 @@ def show(name: str, chain: ChainDep) -> dict[str, Any]:
 
 
 @router.post("/datasets/{name}/grade")
-def grade(name: str, body: GradeIn, chain: ChainDep) -> dict[str, Any]:
+def grade(name: str, body: GradeIn, chain: ChainDep, who: Caller) -> dict[str, Any]:
     with translated(), chain.db.session() as s:
+        owned_dataset(s, who, name)
         out = registry.dataset_out(
             s, registry.grade(s, chain, name, body.classification, body.graded_by, chain.clock.now())
         )
@@ -110,9 +129,10 @@ def grade(name: str, body: GradeIn, chain: ChainDep) -> dict[str, Any]:
 
 
 @router.post("/datasets/{name}/check")
-def check(name: str, body: CheckIn, chain: ChainDep) -> dict[str, Any]:
+def check(name: str, body: CheckIn, chain: ChainDep, who: Caller) -> dict[str, Any]:
     now = chain.clock.now()
     with translated(), chain.db.session() as s:
+        visible_dataset(s, who, name)
         m = movements.movement_for(
             s,
             name,
@@ -123,13 +143,16 @@ def check(name: str, body: CheckIn, chain: ChainDep) -> dict[str, Any]:
             judicial_approval=body.judicial_approval,
             year=now.year,
         )
-        d, hold = movements.check(s, chain, m, now, actor=body.actor or m.exporter.name)
+        d, hold = movements.check(s, chain, m, now, actor=actor_of(who, body.actor or m.exporter.name))
     chain.seal()
     return {**d.to_dict(), "explain": d.explain(), "may_move_now": hold.ok, "hold": hold.reason}
 
 
 @router.put("/exporters/{tenant}")
-def set_exporter(tenant: str, body: ExporterIn, chain: ChainDep) -> dict[str, Any]:
+def set_exporter(tenant: str, body: ExporterIn, chain: ChainDep, who: Caller) -> dict[str, Any]:
+    """Record a tenant's standing as a data exporter (CIIO, free-trade zone): admin only."""
+    require(who, Scope.DATA_WRITE)
+    require_role(who, Role.ADMIN)
     with translated(), chain.db.session() as s:
         e = registry.set_exporter(s, chain, tenant, body.ciio, body.ftz, chain.clock.now())
     chain.seal()

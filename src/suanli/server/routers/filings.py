@@ -8,10 +8,24 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from suanli.core.identity import Identity
 from suanli.core.policy import FilingState, Route
 from suanli.datachain import filings
-from suanli.server.services.datachain import Auditor, ChainDep, translated
+from suanli.server.deps import Caller
+from suanli.server.services.datachain import (
+    Auditor,
+    ChainDep,
+    actor_of,
+    dataset_owner_filter,
+    owned_dataset,
+    translated,
+    visible_dataset,
+)
+from suanli.server.services.errors import NotFound
+from suanli.store.models import Dataset, Filing
 
 router = APIRouter(prefix="/api/v1/filings", tags=["filings"])
 
@@ -30,15 +44,16 @@ class DecideIn(BaseModel):
 
 
 @router.post("", status_code=201)
-def create(body: FilingIn, chain: ChainDep) -> dict[str, Any]:
+def create(body: FilingIn, chain: ChainDep, who: Caller) -> dict[str, Any]:
     with translated(), chain.db.session() as s:
+        owned_dataset(s, who, body.dataset)
         f = filings.create(
             s,
             chain,
             dataset=body.dataset,
             to=body.to,
             route=body.route,
-            actor=body.actor or "owner",
+            actor=actor_of(who, body.actor or "owner"),
             now=chain.clock.now(),
         )
         out = filings.filing_out(f)
@@ -47,21 +62,36 @@ def create(body: FilingIn, chain: ChainDep) -> dict[str, Any]:
 
 
 @router.get("")
-def list_filings(chain: ChainDep, state: str | None = None, dataset: str | None = None) -> dict[str, Any]:
+def list_filings(chain: ChainDep, who: Caller, state: str | None = None, dataset: str | None = None) -> dict[str, Any]:
+    owner = dataset_owner_filter(who)
     with chain.db.read() as s:
-        return {"items": [filings.filing_out(f) for f in filings.list_filings(s, state, dataset)], "next_cursor": None}
+        found = filings.list_filings(s, state, dataset)
+        if owner is not None:
+            mine = set(s.scalars(select(Dataset.name).where(Dataset.owner == owner)))
+            found = [f for f in found if f.dataset in mine]
+        return {"items": [filings.filing_out(f) for f in found], "next_cursor": None}
 
 
 @router.get("/{filing_id}")
-def get(filing_id: str, chain: ChainDep) -> dict[str, Any]:
+def get(filing_id: str, chain: ChainDep, who: Caller) -> dict[str, Any]:
     with translated(), chain.db.read() as s:
-        return filings.filing_out(filings.get(s, filing_id))
+        return filings.filing_out(_visible(s, who, filing_id))
 
 
 @router.get("/{filing_id}/package", response_class=HTMLResponse)
-def package(filing_id: str, chain: ChainDep) -> HTMLResponse:
+def package(filing_id: str, chain: ChainDep, who: Caller) -> HTMLResponse:
     with translated(), chain.db.read() as s:
-        return HTMLResponse(filings.get(s, filing_id).package)
+        return HTMLResponse(_visible(s, who, filing_id).package)
+
+
+def _visible(s: Session, who: Identity, filing_id: str) -> Filing:
+    """The filing, if ``who`` may read its dataset; otherwise the same 404 as a missing one."""
+    f = filings.get(s, filing_id)
+    try:
+        visible_dataset(s, who, f.dataset)
+    except NotFound:
+        raise NotFound(f"no filing '{filing_id}'; see `suanli filing ls`") from None
+    return f
 
 
 def _move(chain: Any, filing_id: str, state: FilingState, actor: str, body: DecideIn | None = None) -> dict[str, Any]:
@@ -84,15 +114,21 @@ def _move(chain: Any, filing_id: str, state: FilingState, actor: str, body: Deci
 
 
 @router.post("/{filing_id}/submit")
-def submit(filing_id: str, chain: ChainDep) -> dict[str, Any]:
-    return _move(chain, filing_id, FilingState.SUBMITTED, "owner")
+def submit(filing_id: str, chain: ChainDep, who: Caller) -> dict[str, Any]:
+    with translated(), chain.db.read() as s:
+        f = filings.get(s, filing_id)
+        try:
+            owned_dataset(s, who, f.dataset)
+        except NotFound:
+            raise NotFound(f"no filing '{filing_id}'; see `suanli filing ls`") from None
+    return _move(chain, filing_id, FilingState.SUBMITTED, actor_of(who, "owner"))
 
 
 @router.post("/{filing_id}/approve")
 def approve(filing_id: str, chain: ChainDep, who: Auditor, body: DecideIn | None = None) -> dict[str, Any]:
-    return _move(chain, filing_id, FilingState.ACCEPTED, who, body)
+    return _move(chain, filing_id, FilingState.ACCEPTED, who.name, body)
 
 
 @router.post("/{filing_id}/reject")
 def reject(filing_id: str, chain: ChainDep, who: Auditor, body: DecideIn | None = None) -> dict[str, Any]:
-    return _move(chain, filing_id, FilingState.REJECTED, who, body)
+    return _move(chain, filing_id, FilingState.REJECTED, who.name, body)

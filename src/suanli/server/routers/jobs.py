@@ -6,16 +6,19 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
+from pydantic import ValidationError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from suanli.core.api import ExplainOut, JobOut, JobSubmit, Page
+from suanli.core.identity import Identity
 from suanli.core.scheduler import PendingJob
 from suanli.core.spec import JobSpec
 from suanli.core.states import JobState
 from suanli.server.control import ControlPlane
-from suanli.server.deps import Control
+from suanli.server.deps import Caller, Control
 from suanli.server.services import budgets, metering
 from suanli.server.services import jobs as service
 from suanli.server.services.errors import Unprocessable
@@ -26,21 +29,30 @@ router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 
 
 @router.post("", status_code=201, response_model=JobOut)
-async def submit(request: Request) -> Response:
+async def submit(request: Request, who: Caller) -> Response:
     """Submit a job. It is committed durably before its id is returned."""
     control: ControlPlane = request.app.state.control
-    body = JobSubmit.model_validate_json(await request.body())
+    service.require_write(who)  # before reading the body
+    try:
+        body = JobSubmit.model_validate_json(await request.body())
+    except ValidationError as exc:  # malformed JSON or a wrong shape: 422, as for FastAPI's own bodies
+        raise RequestValidationError(exc.errors(include_url=False)) from None
+    tenant = service.tenant_for_submit(who, body.tenant, control.default_tenant)
     spec = service.validate_spec(body.spec)
     service.check_fits(spec, control.capacity())
-
-    tenant = body.tenant or control.default_tenant
 
     def write() -> JobOut:
         with control.db.session() as session:
             if control.scheduler_config.budgets:
                 check_budget(session, control, spec, tenant)
             return service.submit(
-                session, spec, tenant=tenant, workdir_digest=body.workdir_digest, now=control.clock.now()
+                session,
+                spec,
+                tenant=tenant,
+                workdir_digest=body.workdir_digest,
+                now=control.clock.now(),
+                who=who,
+                secret_box=control.secrets,
             )
 
     # One INSERT under WAL takes a fraction of a millisecond: done on the event loop it saves the
@@ -55,6 +67,7 @@ async def submit(request: Request) -> Response:
 @router.get("", response_model=Page[JobOut])
 def list_jobs(
     control: Control,
+    who: Caller,
     state: Annotated[list[str] | None, Query(description="Filter by state; repeat or comma-separate")] = None,
     site: str | None = None,
     name: str | None = None,
@@ -68,9 +81,11 @@ def list_jobs(
     try:
         after = int(cursor) if cursor else None
     except ValueError:
-        raise Unprocessable("cursor must be the next_cursor of a previous page") from None
+        after = -1
+    if after is not None and not 0 <= after <= 2**62:
+        raise Unprocessable("cursor must be the next_cursor of a previous page")
     with control.db.read() as session:
-        rows, nxt = service.list_jobs(session, states=states, site=site, name=name, limit=limit, cursor=after)
+        rows, nxt = service.list_jobs(session, who, states=states, site=site, name=name, limit=limit, cursor=after)
         attempts = service.attempts_of(session, rows)
         costs = metering.job_cost(session, [j.seq for j in rows], control.settings.waive_platform_faults)
         items = [
@@ -83,21 +98,22 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobOut)
-def get_job(job_id: str, control: Control) -> JobOut:
+def get_job(job_id: str, control: Control, who: Caller) -> JobOut:
     with control.db.read() as session:
-        job = service.get_job(session, job_id)
+        job = service.get_job(session, job_id, who)
         cost = metering.job_cost(session, [job.seq], control.settings.waive_platform_faults).get(job.seq)
         out = service.to_out(job, service.attempts_of(session, [job])[job.seq])
     return out.model_copy(update={"cost_cny": str(cost) if cost is not None else None})
 
 
 @router.get("/{job_id}/explain", response_model=ExplainOut)
-def explain(job_id: str, control: Control) -> ExplainOut:
+def explain(job_id: str, control: Control, who: Caller) -> ExplainOut:
     """Why the job runs where it does, or why it waits: per site, what it offers the job."""
     with control.db.read() as session:
         return explain_job(
             session,
             job_id,
+            who,
             control.clock.now(),
             control.settings.lease_s,
             control.scheduler_config,
@@ -106,9 +122,10 @@ def explain(job_id: str, control: Control) -> ExplainOut:
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut)
-def cancel(job_id: str, control: Control) -> JobOut:
+def cancel(job_id: str, control: Control, who: Caller) -> JobOut:
     with control.db.session() as session:
-        job = service.get_job(session, job_id)
+        job = service.get_job(session, job_id, who)
+        service.require_write(who)
         notify = service.cancel(session, job, control.clock.now())
         site = job.site
         out = service.to_out(job, service.attempts_of(session, [job])[job.seq])
@@ -120,13 +137,13 @@ def cancel(job_id: str, control: Control) -> JobOut:
 
 
 @router.get("/{job_id}/logs", response_class=StreamingResponse)
-def logs(job_id: str, control: Control, follow: bool = False) -> StreamingResponse:
+def logs(job_id: str, control: Control, who: Caller, follow: bool = False) -> StreamingResponse:
     """The job's output, all attempts in order; with ``follow`` the stream stays open until the
     job ends. Lines of multi-node jobs are prefixed with their node rank."""
     with control.db.read() as session:
-        job = service.get_job(session, job_id)
+        job = service.get_job(session, job_id, who)
         multi = int(job.spec.get("resources", {}).get("num_nodes", 1) or 1) > 1
-    return StreamingResponse(_stream(control, job_id, follow, multi), media_type="text/plain; charset=utf-8")
+    return StreamingResponse(_stream(control, job_id, who, follow, multi), media_type="text/plain; charset=utf-8")
 
 
 def check_budget(session: Session, control: ControlPlane, spec: JobSpec, tenant: str | None) -> None:
@@ -142,7 +159,7 @@ def check_budget(session: Session, control: ControlPlane, spec: JobSpec, tenant:
         raise Unprocessable(message)
 
 
-def _stream(control: ControlPlane, job_id: str, follow: bool, multi: bool) -> Iterator[str]:
+def _stream(control: ControlPlane, job_id: str, who: Identity, follow: bool, multi: bool) -> Iterator[str]:
     after = 0
     attempt_id: int | None = None
     partial: dict[int, str] = {}
@@ -150,7 +167,7 @@ def _stream(control: ControlPlane, job_id: str, follow: bool, multi: bool) -> It
     while True:
         seen = control.signals.version("logs")
         with control.db.read() as session:
-            job = service.get_job(session, job_id)
+            job = service.get_job(session, job_id, who)
             done = JobState(job.state).is_terminal()
             chunks = service.log_chunks_after(session, job, after)
             if any(c.attempt_id not in attempts for c in chunks):  # only when a new attempt speaks

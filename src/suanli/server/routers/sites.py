@@ -9,9 +9,11 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from suanli.core.api import NodeOut, Page, SiteOut
+from suanli.core.identity import Scope
 from suanli.server.control import ControlPlane
-from suanli.server.deps import Control
+from suanli.server.deps import Caller, Control
 from suanli.server.services import sites as service
+from suanli.server.services.access import require
 
 T = TypeVar("T")
 
@@ -20,8 +22,9 @@ router = APIRouter(prefix="/api/v1", tags=["sites"])
 
 @router.get("/sites", response_model=Page[SiteOut])
 def list_sites(
-    control: Control, limit: Annotated[int, Query(ge=1, le=1000)] = 100, cursor: str | None = None
+    control: Control, who: Caller, limit: Annotated[int, Query(ge=1, le=1000)] = 100, cursor: str | None = None
 ) -> Page[SiteOut]:
+    require(who, Scope.NETWORK_READ)
     now = control.clock.now()
     with control.db.read() as session:
         view = service.capacity_view(session, now, control.settings.lease_s)
@@ -32,10 +35,12 @@ def list_sites(
 @router.get("/nodes", response_model=Page[NodeOut])
 def list_nodes(
     control: Control,
+    who: Caller,
     site: str | None = None,
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
     cursor: str | None = None,
 ) -> Page[NodeOut]:
+    require(who, Scope.NETWORK_READ)
     with control.db.read() as session:
         view = service.capacity_view(session, control.clock.now(), control.settings.lease_s)
     return _page(service.node_outs(view, site), limit, cursor, key=lambda n: n.name)
@@ -56,19 +61,19 @@ class DrainIn(BaseModel):
 
 
 @router.post("/nodes/{name}/drain", response_model=NodeOut)
-def drain(name: str, body: DrainIn, control: Control) -> NodeOut:
+def drain(name: str, body: DrainIn, control: Control, who: Caller) -> NodeOut:
     """Take a node out of scheduling (for repair); its running attempts finish first."""
     now = control.clock.now()
     with control.db.session() as session:
-        service.drain_node(session, name, body.reason, now)
+        service.drain_node(session, name, body.reason, now, who)
     return _node(control, name)
 
 
 @router.post("/nodes/{name}/undrain", response_model=NodeOut)
-def undrain(name: str, control: Control) -> NodeOut:
+def undrain(name: str, control: Control, who: Caller) -> NodeOut:
     now = control.clock.now()
     with control.db.session() as session:
-        service.undrain_node(session, name, now)
+        service.undrain_node(session, name, now, who)
     control.capacity_changed()
     return _node(control, name)
 

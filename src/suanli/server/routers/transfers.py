@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from suanli.core.identity import Identity
 from suanli.core.policy import Purpose
 from suanli.datachain import movements
-from suanli.server.services.datachain import ChainDep, translated
-from suanli.store.models import DataTransfer
+from suanli.server.deps import Caller
+from suanli.server.services.datachain import (
+    ChainDep,
+    actor_of,
+    dataset_owner_filter,
+    owned_dataset,
+    translated,
+    visible_dataset,
+)
+from suanli.server.services.errors import NotFound
+from suanli.store.models import Dataset, DataTransfer
 
 router = APIRouter(prefix="/api/v1/transfers", tags=["transfers"])
 
@@ -25,9 +37,10 @@ class TransferIn(BaseModel):
 
 
 @router.post("", status_code=201)
-def create(body: TransferIn, chain: ChainDep) -> dict[str, Any]:
+def create(body: TransferIn, chain: ChainDep, who: Caller) -> dict[str, Any]:
     bw = body.bandwidth_mbps * 1e6 / 8 if body.bandwidth_mbps else None
     with translated(), chain.db.session() as s:
+        owned_dataset(s, who, body.dataset)
         t = movements.create_transfer(
             s,
             chain,
@@ -35,7 +48,7 @@ def create(body: TransferIn, chain: ChainDep) -> dict[str, Any]:
             to=body.to,
             purpose=body.purpose,
             bandwidth_bps=bw,
-            actor=body.actor or "owner",
+            actor=actor_of(who, body.actor or "owner"),
             now=chain.clock.now(),
         )
         out = movements.transfer_out(t)
@@ -44,8 +57,10 @@ def create(body: TransferIn, chain: ChainDep) -> dict[str, Any]:
 
 
 @router.post("/{transfer_id}/run")
-def run(transfer_id: str, chain: ChainDep) -> dict[str, Any]:
+def run(transfer_id: str, chain: ChainDep, who: Caller) -> dict[str, Any]:
     """Runs the copy to the end (or resumes it); follow progress with GET meanwhile."""
+    with translated(), chain.db.read() as s:
+        _mine(s, who, transfer_id, owned_dataset)
     progress_every = 8
     calls = [0]
 
@@ -62,9 +77,14 @@ def run(transfer_id: str, chain: ChainDep) -> dict[str, Any]:
 
 
 @router.get("")
-def list_transfers(chain: ChainDep, dataset: str | None = None, state: str | None = None) -> dict[str, Any]:
+def list_transfers(
+    chain: ChainDep, who: Caller, dataset: str | None = None, state: str | None = None
+) -> dict[str, Any]:
+    owner = dataset_owner_filter(who)
     with chain.db.read() as s:
         q = select(DataTransfer).order_by(DataTransfer.created_at)
+        if owner is not None:
+            q = q.join(Dataset, Dataset.name == DataTransfer.dataset).where(Dataset.owner == owner)
         if dataset:
             q = q.where(DataTransfer.dataset == dataset)
         if state:
@@ -73,6 +93,18 @@ def list_transfers(chain: ChainDep, dataset: str | None = None, state: str | Non
 
 
 @router.get("/{transfer_id}")
-def get(transfer_id: str, chain: ChainDep) -> dict[str, Any]:
+def get(transfer_id: str, chain: ChainDep, who: Caller) -> dict[str, Any]:
     with translated(), chain.db.read() as s:
-        return movements.transfer_out(movements.get_transfer(s, transfer_id))
+        return movements.transfer_out(_mine(s, who, transfer_id, visible_dataset))
+
+
+def _mine(
+    s: Session, who: Identity, transfer_id: str, check: Callable[[Session, Identity, str], Dataset]
+) -> DataTransfer:
+    """The transfer, if ``check`` lets ``who`` at its dataset; else the 404 of a missing transfer."""
+    t = movements.get_transfer(s, transfer_id)
+    try:
+        check(s, who, t.dataset)
+    except NotFound:
+        raise NotFound(f"no transfer '{transfer_id}'; see `suanli data transfers`") from None
+    return t

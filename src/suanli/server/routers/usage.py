@@ -11,9 +11,11 @@ from pydantic import BaseModel
 
 from suanli.core import metering as pricing
 from suanli.core.api import BudgetOut, InvoiceOut, Page, SiteRevenueOut, TariffVersionOut, UsageLineOut
+from suanli.core.identity import Scope
 from suanli.core.network import Tariff
-from suanli.server.deps import Control
+from suanli.server.deps import Caller, Control
 from suanli.server.services import budgets, invoices, metering
+from suanli.server.services.access import require, require_site, tenant_filter
 from suanli.server.services.errors import Unprocessable
 from suanli.server.services.sites import capacity_view
 
@@ -42,6 +44,7 @@ def _window(start: datetime | None, end: datetime | None, month: str | None) -> 
 @router.get("/usage", response_model=Page[UsageLineOut])
 def usage(
     control: Control,
+    who: Caller,
     tenant: str | None = None,
     site: str | None = None,
     start: Annotated[datetime | None, Query(alias="from")] = None,
@@ -52,7 +55,7 @@ def usage(
     """Usage and cost, grouped ``by`` site (with GPU type), job, gpu-type or tenant."""
     lo, hi = _window(start, end, month)
     with control.db.read() as session:
-        rows = metering.usage_rows(session, tenant=tenant, site=site, start=lo, end=hi)
+        rows = metering.usage_for(session, who, tenant=tenant, site=site, start=lo, end=hi)
     lines = metering.aggregate(rows, by, control.settings.waive_platform_faults)
     return Page[UsageLineOut](items=[UsageLineOut.model_validate(line.out()) for line in lines])
 
@@ -60,6 +63,7 @@ def usage(
 @router.get("/usage/sites", response_model=Page[SiteRevenueOut])
 def site_revenue(
     control: Control,
+    who: Caller,
     start: Annotated[datetime | None, Query(alias="from")] = None,
     end: Annotated[datetime | None, Query(alias="to")] = None,
     month: str | None = None,
@@ -76,7 +80,8 @@ def site_revenue(
     first = min((r.start for r, _ in rows), default=now)
     window_s = max(((hi or now) - (lo or first)).total_seconds(), 1.0)
     items = []
-    for site in view.sites:
+    mine = set(metering.revenue_sites(who, [s.name for s in view.sites]))
+    for site in (s for s in view.sites if s.name in mine):
         total_gpus = sum(n.gpus_total for n in site.nodes)
         matching = [line for key, line in lines.items() if key == site.name]
         gpu_s = sum(line.gpu_seconds for line in matching)
@@ -99,10 +104,10 @@ def site_revenue(
     response_model=InvoiceOut,
     responses={200: {"content": {"text/csv": {}, "text/html": {}}}},
 )
-def invoice(control: Control, tenant: str, month: str, format: str = "json") -> Response:
+def invoice(control: Control, who: Caller, tenant: str, month: str, format: str = "json") -> Response:
     """A tenant's invoice for a month (Asia/Shanghai): ``format`` json, csv or html."""
     with control.db.read() as session:
-        bill = invoices.build(session, tenant, month, control.settings.waive_platform_faults)
+        bill = invoices.build_for(session, who, tenant, month, control.settings.waive_platform_faults)
     if format == "csv":
         return PlainTextResponse(invoices.to_csv(bill), media_type="text/csv; charset=utf-8")
     if format == "html":
@@ -113,8 +118,9 @@ def invoice(control: Control, tenant: str, month: str, format: str = "json") -> 
 
 
 @router.get("/tariffs", response_model=Page[TariffVersionOut])
-def tariffs(control: Control, site: str | None = None) -> Page[TariffVersionOut]:
+def tariffs(control: Control, who: Caller, site: str | None = None) -> Page[TariffVersionOut]:
     """Every tariff version, oldest first per site: the history bills are priced from."""
+    require(who, Scope.NETWORK_READ)
     with control.db.read() as session:
         rows = metering.list_tariffs(session, site)
         items = [
@@ -131,14 +137,15 @@ def tariffs(control: Control, site: str | None = None) -> Page[TariffVersionOut]
 
 
 @router.post("/tariffs", status_code=201, response_model=TariffVersionOut)
-def set_tariff(body: TariffIn, control: Control) -> TariffVersionOut:
+def set_tariff(body: TariffIn, control: Control, who: Caller) -> TariffVersionOut:
     """A new tariff version for a site, from ``effective_from`` (default now). History is kept."""
+    require_site(who, Scope.NETWORK_WRITE, body.site)
     now = control.clock.now()
     effective = body.effective_from or now
     if effective.tzinfo is None:
         raise Unprocessable("effective_from needs a zone, e.g. 2026-03-01T00:00:00+08:00")
     with control.db.session() as session:
-        row = metering.set_tariff(session, body.site, body.tariff, effective, now, by="api")
+        row = metering.set_tariff(session, body.site, body.tariff, effective, now, by=who.name)
         return TariffVersionOut(
             site=row.site,
             effective_from=row.effective_from,
@@ -149,9 +156,12 @@ def set_tariff(body: TariffIn, control: Control) -> TariffVersionOut:
 
 
 @router.get("/budgets", response_model=Page[BudgetOut])
-def budget_list(control: Control) -> Page[BudgetOut]:
-    """Each tenant's monthly budget and what it has spent this month (warning past 80 %)."""
-    configured = control.scheduler_config.budgets
+def budget_list(control: Control, who: Caller) -> Page[BudgetOut]:
+    """Each tenant's monthly budget and what it has spent this month (warning past 80 %):
+    the admin sees every tenant's, a member its own."""
+    require(who, Scope.USAGE_READ)
+    scope = tenant_filter(who)
+    configured = {t: b for t, b in control.scheduler_config.budgets.items() if scope is None or t == scope}
     with control.db.read() as session:
         spent = budgets.spent_this_month(
             session, list(configured), control.clock.now(), control.settings.waive_platform_faults

@@ -25,6 +25,7 @@ from suanli.core.states import AttemptState, JobState, can_transition_attempt, j
 from suanli.server.services import metering
 from suanli.server.services.jobs import finish
 from suanli.server.services.scheduling import PREEMPT_GRACE_S, requeue_or_fail
+from suanli.server.services.secrets import SecretBox, SecretsUnavailable, open_secrets
 from suanli.server.services.sites import ACTIVE_ATTEMPT_STATES, update_inventory
 from suanli.store.models import Attempt, Job, LogChunkRow, Site
 
@@ -55,7 +56,9 @@ def record_heartbeat(
     now: datetime,
     lease_s: float,
     preempt_grace_s: float = PREEMPT_GRACE_S,
+    secret_box: SecretBox | None = None,
 ) -> HeartbeatOutcome:
+    """``secret_box`` opens the secrets of jobs whose attempts start now (see ``collect_orders``)."""
     out = HeartbeatOutcome()
     site.last_heartbeat_at = now
     site.agent_id = req.agent_id
@@ -95,14 +98,20 @@ def record_heartbeat(
         )
     ):
         attempt.lease_expires_at = lease
-    collect_orders(session, site, now, out, preempt_grace_s)
+    collect_orders(session, site, now, out, preempt_grace_s, secret_box)
     return out
 
 
 def collect_orders(
-    session: Session, site: Site, now: datetime, out: HeartbeatOutcome, preempt_grace_s: float = PREEMPT_GRACE_S
+    session: Session,
+    site: Site,
+    now: datetime,
+    out: HeartbeatOutcome,
+    preempt_grace_s: float = PREEMPT_GRACE_S,
+    secret_box: SecretBox | None = None,
 ) -> None:
-    """Attempts to start (not yet delivered) and to stop (stop requested, still active)."""
+    """Attempts to start (not yet delivered) and to stop (stop requested, still active).
+    An attempt whose job's secrets cannot be opened with ``secret_box`` fails, saying why."""
     rows = session.execute(
         select(Attempt, Job)
         .join(Job, Job.seq == Attempt.job_seq)
@@ -121,11 +130,25 @@ def collect_orders(
         if attempt.delivered:
             continue
         attempt.delivered = True
-        out.start.append(assignment(job, attempt))
+        try:
+            out.start.append(assignment(job, attempt, secret_box))
+        except SecretsUnavailable as exc:
+            attempt.state = AttemptState.FAILED.value
+            attempt.message = exc.detail
+            attempt.ended_at = now
+            finish(job, JobState.FAILED, now, exc.detail)
+            out.changed_jobs.add(job.seq)
+            out.freed_capacity = True
 
 
-def assignment(job: Job, attempt: Attempt) -> AttemptAssignment:
+def assignment(job: Job, attempt: Attempt, secret_box: SecretBox | None = None) -> AttemptAssignment:
+    """What the agent needs to run the attempt; the job's secrets in clear (agents only)."""
     spec = job.spec
+    secrets: dict[str, str] = {}
+    if job.secrets_enc:
+        if secret_box is None:
+            raise SecretsUnavailable("the server cannot open the job's secrets here")
+        secrets = open_secrets(job.secrets_enc, secret_box)
     return AttemptAssignment(
         attempt_id=attempt.id,
         fencing_token=attempt.id,
@@ -135,6 +158,8 @@ def assignment(job: Job, attempt: Attempt) -> AttemptAssignment:
         setup=spec.get("setup"),
         run=spec["run"],
         envs=dict(spec.get("envs", {})),
+        secrets=secrets,
+        tenant=job.tenant,
         workdir_digest=job.workdir_digest,
         gpu_type=attempt.gpu_type,
         nodes=[
@@ -253,3 +278,15 @@ def stop_attempts_on_failed_nodes(session: Session, site: Site, nodes: Sequence[
             job.updated_at = now
         stopped += 1
     return stopped
+
+
+def site_runs_workdir(session: Session, site: str, digest: str) -> bool:
+    """Whether a job with this workdir has an attempt at ``site``: an agent fetches only the
+    workdirs of the work it was given."""
+    query = (
+        select(Attempt.id)
+        .join(Job, Job.seq == Attempt.job_seq)
+        .where(Attempt.site == site, Job.workdir_digest == digest)
+        .limit(1)
+    )
+    return session.scalar(query) is not None

@@ -1,4 +1,4 @@
-"""Glue between the HTTP layer and the data chain: the Chain per app, errors, the auditor gate."""
+"""Glue between the HTTP layer and the data chain: the Chain per app, errors, who may see and do what."""
 
 from __future__ import annotations
 
@@ -7,16 +7,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
 
+from suanli.core.identity import Identity, Role, Scope
 from suanli.datachain.chain import Chain
 from suanli.datachain.errors import DataChainError
 from suanli.server.control import ControlPlane
+from suanli.server.deps import caller
+from suanli.server.services.access import require, tenant_filter
 from suanli.server.services.errors import Conflict, Forbidden, NotFound, ServiceError, Unprocessable
+from suanli.store.models import Dataset
 
 _LOCK = threading.Lock()
-ROLE_HEADER = "X-Suanli-Role"
-LOOPBACK = frozenset({"127.0.0.1", "::1"})
 
 
 def chain_of(request: Request) -> Chain:
@@ -49,27 +52,53 @@ def translated() -> Iterator[None]:
         raise Unprocessable(str(exc)) from None
 
 
-def auditor(request: Request, role: Annotated[str | None, Header(alias=ROLE_HEADER)] = None) -> str:
-    """PLACEHOLDER until identities and roles land: the ``auditor`` role is claimed with the
-    ``X-Suanli-Role: auditor`` header and honoured only on requests from this machine
-    (loopback). It keeps the regulator's actions separate and on the record; it is not
-    authentication. Every auditor request is itself written to the ledger."""
-    client = request.client.host if request.client else ""
-    if role != "auditor":
-        raise Forbidden(
-            f"this needs the auditor role; send header {ROLE_HEADER}: auditor (loopback only in this version)"
-        )
-    if client not in LOOPBACK:
-        raise Forbidden("the auditor role is accepted only from loopback until identities land")
+def dataset_owner_filter(who: Identity) -> str | None:
+    """Datasets a listing shows: the admin's and the auditor's every one (None), a member's its
+    tenant's, anyone else's none."""
+    require(who, Scope.DATA_READ)
+    if who.role in (Role.ADMIN, Role.AUDITOR):
+        return None
+    return tenant_filter(who)
+
+
+def visible_dataset(session: Session, who: Identity, name: str) -> Dataset:
+    """The dataset if ``who`` may read it; another tenant's answers the same 404 as a missing one."""
+    require(who, Scope.DATA_READ)
+    ds = session.get(Dataset, name)
+    if ds is None or not (who.role == Role.AUDITOR or who.sees_tenant(ds.owner)):
+        raise NotFound(f"no dataset '{name}'; see `suanli data ls`")
+    return ds
+
+
+def owned_dataset(session: Session, who: Identity, name: str) -> Dataset:
+    """The dataset if ``who`` may act for its owner (its tenant's members, the admin)."""
+    require(who, Scope.DATA_WRITE)
+    ds = session.get(Dataset, name)
+    if ds is None or not who.sees_tenant(ds.owner):
+        raise NotFound(f"no dataset '{name}'; see `suanli data ls`")
+    return ds
+
+
+def actor_of(who: Identity, asked: str) -> str:
+    """Who the ledger records as acting: the caller; only the admin may name someone else."""
+    return (asked or who.name) if who.is_admin else who.name
+
+
+def auditor(request: Request, who: Annotated[Identity, Depends(caller)]) -> Identity:
+    """An auditor's request (deciding filings): every one is itself written to the ledger."""
+    require(who, Scope.FILINGS_DECIDE)
     chain = chain_of(request)
     now = chain.clock.now()
     with chain.db.session() as session:
         chain.ledger.record(
-            session, "audit.access", {"role": "auditor", "method": request.method, "path": request.url.path}, now
+            session,
+            "audit.access",
+            {"role": who.role.value, "user": who.name, "method": request.method, "path": request.url.path},
+            now,
         )
     chain.seal()
-    return f"auditor@{client}"
+    return who
 
 
 ChainDep = Annotated[Chain, Depends(chain_of)]
-Auditor = Annotated[str, Depends(auditor)]
+Auditor = Annotated[Identity, Depends(auditor)]

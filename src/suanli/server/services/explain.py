@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from suanli.core.api import ExplainOut, SiteExplainOut
+from suanli.core.identity import Identity
 from suanli.core.scheduler import explain_sites
 from suanli.core.states import JobState
 from suanli.server.services.fairshare import tenant_shares
@@ -20,12 +21,13 @@ from suanli.store.models import Tenant
 def explain_job(
     session: Session,
     job_id: str,
+    who: Identity,
     now: datetime,
     lease_s: float,
     config: SchedulerConfig,
     reservation: tuple[str, datetime] | None = None,
 ) -> ExplainOut:
-    job = get_job(session, job_id)
+    job = get_job(session, job_id, who)
     home = session.scalar(select(Tenant.home_region).where(Tenant.name == job.tenant))
     pending = pending_job(job, home)
     view = capacity_view(session, now, lease_s)

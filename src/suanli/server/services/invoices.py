@@ -13,6 +13,8 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from suanli.core import metering as pricing
+from suanli.core.identity import Identity, Role, Scope
+from suanli.server.services.access import require, require_role, visible
 from suanli.server.services.errors import Unprocessable
 from suanli.server.services.metering import aggregate, usage_rows
 
@@ -42,6 +44,14 @@ class Invoice:
             "total_cny": str(self.total_cny),
             "waived_cny": str(pricing.from_micro(self.waived_micro)),
         }
+
+
+def build_for(session: Session, who: Identity, tenant: str, month: str, waive_faults: bool) -> Invoice:
+    """A tenant's invoice, for its members and the admin; to anyone else it does not exist."""
+    require(who, Scope.USAGE_READ)
+    require_role(who, Role.ADMIN, Role.MEMBER)
+    visible(who, tenant, f"no invoice for tenant '{tenant}'")
+    return build(session, tenant, month, waive_faults)
 
 
 def build(session: Session, tenant: str, month: str, waive_faults: bool) -> Invoice:

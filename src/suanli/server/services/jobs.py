@@ -12,11 +12,14 @@ from sqlalchemy.orm import Session
 
 from suanli.core.api import AttemptOut, JobOut, NodeAssignmentOut
 from suanli.core.errors import SpecError
+from suanli.core.identity import Identity, Role, Scope
 from suanli.core.scheduler import SiteState, never_fits
 from suanli.core.spec import JobSpec, job_spec_from_data
 from suanli.core.states import QUEUED_REASON, AttemptState, JobState
-from suanli.server.services.errors import NotFound, Unprocessable
-from suanli.store.models import Attempt, Blob, Job, LogChunkRow, Tenant
+from suanli.server.services.access import require, tenant_filter, visible
+from suanli.server.services.errors import Forbidden, NotFound, Unprocessable
+from suanli.server.services.secrets import SecretBox, seal_spec
+from suanli.store.models import Attempt, Blob, BlobTenant, Job, LogChunkRow, Tenant
 
 _ID_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 
@@ -60,6 +63,19 @@ def default_tenant(session: Session) -> str:
     return first or DEFAULT_TENANT
 
 
+def tenant_for_submit(who: Identity, asked: str | None, default: str) -> str:
+    """Whose job this is: a member's own tenant; the admin's choice (default: the network's
+    first tenant). Nobody else submits."""
+    require(who, Scope.JOBS_WRITE)
+    if who.role == Role.MEMBER and who.tenant:
+        if asked is not None and asked != who.tenant:
+            raise Forbidden(f"you submit for your own tenant '{who.tenant}' only")
+        return who.tenant
+    if not who.all_tenants:
+        raise Forbidden(f"a {who.role.value} does not submit jobs")
+    return asked or default
+
+
 def submit(
     session: Session,
     spec: JobSpec,
@@ -67,10 +83,18 @@ def submit(
     tenant: str | None,
     workdir_digest: str | None,
     now: datetime,
+    who: Identity | None = None,
+    secret_box: SecretBox | None = None,
 ) -> JobOut:
-    """Insert the job (one statement: this is the API's hot path) and return it as the API shows it."""
-    if workdir_digest is not None and session.get(Blob, workdir_digest) is None:
-        raise Unprocessable(f"workdir {workdir_digest} was not uploaded; POST it to /api/v1/workdirs first")
+    """Insert the job (one statement: this is the API's hot path) and return it as the API shows it.
+    ``secret_box`` seals the spec's secrets (the stored spec keeps their names only).
+    ``who`` (the submitter, when not the admin) may use only workdirs its tenant uploaded."""
+    if workdir_digest is not None:
+        missing = session.get(Blob, workdir_digest) is None
+        if not missing and who is not None and not who.all_tenants:
+            missing = session.get(BlobTenant, (workdir_digest, tenant)) is None
+        if missing:
+            raise Unprocessable(f"workdir {workdir_digest} was not uploaded; POST it to /api/v1/workdirs first")
     values: dict[str, Any] = {
         "id": new_job_id(),
         "name": spec.display_name,
@@ -86,20 +110,33 @@ def submit(
         "submitted_at": now,
         "updated_at": now,
     }
+    if spec.secrets:
+        if secret_box is None:
+            raise Unprocessable("secrets: this way of submitting cannot take secrets; use the CLI or the API")
+        values["spec"], values["secrets_enc"] = seal_spec(values["spec"], secret_box)
     # Parameters apart from the statement: its compiled form is cached across submissions.
     session.execute(insert(Job), [values])
     return to_out(Job(**values), [])
 
 
-def get_job(session: Session, job_id: str) -> Job:
+def get_job(session: Session, job_id: str, who: Identity) -> Job:
+    """The job, if ``who`` may see it; another tenant's job is as absent as a missing one."""
+    require(who, Scope.JOBS_READ)
     job = session.scalar(select(Job).where(Job.id == job_id))
+    missing = f"no job '{job_id}'; 'suanli jobs' lists the jobs"
     if job is None:
-        raise NotFound(f"no job '{job_id}'; 'suanli jobs' lists the jobs")
+        raise NotFound(missing)
+    visible(who, job.tenant, missing)
     return job
+
+
+def require_write(who: Identity) -> None:
+    require(who, Scope.JOBS_WRITE)
 
 
 def list_jobs(
     session: Session,
+    who: Identity,
     *,
     states: Sequence[str] = (),
     site: str | None = None,
@@ -107,7 +144,11 @@ def list_jobs(
     limit: int = 100,
     cursor: int | None = None,
 ) -> tuple[list[Job], int | None]:
+    require(who, Scope.JOBS_READ)
     query = select(Job).order_by(Job.seq.desc()).limit(limit + 1)
+    scope = tenant_filter(who)
+    if scope is not None:
+        query = query.where(Job.tenant == scope)
     if states:
         query = query.where(Job.state.in_(states))
     if site:

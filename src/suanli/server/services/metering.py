@@ -19,9 +19,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from suanli.core import metering as pricing
+from suanli.core.identity import Identity, Role, Scope
 from suanli.core.network import NetworkSpec, Tariff
 from suanli.core.protocol import AttemptReport
 from suanli.core.states import AttemptState
+from suanli.server.services.access import require, require_role, tenant_filter
 from suanli.server.services.errors import NotFound, Unprocessable
 from suanli.store.models import Attempt, Job, Site, TariffVersion, UsageRecord
 
@@ -205,6 +207,34 @@ def usage_rows(
     if job_seq is not None:
         query = query.where(UsageRecord.job_seq == job_seq)
     return [(r, s) for r, s in session.execute(query)]
+
+
+def usage_for(
+    session: Session,
+    who: Identity,
+    *,
+    tenant: str | None = None,
+    site: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> list[tuple[UsageRecord, str]]:
+    """Usage the caller may read: a member its own tenant's (another tenant's: none), the admin
+    anyone's. Operators read revenue per site instead (:func:`revenue_sites`)."""
+    require(who, Scope.USAGE_READ)
+    require_role(who, Role.ADMIN, Role.MEMBER)
+    scope = tenant_filter(who)
+    if scope is not None:
+        if tenant is not None and tenant != scope:
+            return []
+        tenant = scope
+    return usage_rows(session, tenant=tenant, site=site, start=start, end=end)
+
+
+def revenue_sites(who: Identity, sites: Iterable[str]) -> list[str]:
+    """The sites whose revenue the caller may read: all for the admin, its own for an operator."""
+    require(who, Scope.USAGE_READ)
+    require_role(who, Role.ADMIN, Role.OPERATOR)
+    return [s for s in sites if who.runs_site(s)]
 
 
 def aggregate(rows: Iterable[tuple[UsageRecord, str]], by: str, waive_faults: bool) -> list[UsageLine]:

@@ -16,11 +16,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from suanli.core.api import GpuCount, NodeOut, SiteOut
+from suanli.core.identity import Identity, Scope
 from suanli.core.network import NetworkSpec, SiteDecl, Tariff
 from suanli.core.protocol import NodeReport
 from suanli.core.scheduler import Allocation, NodeState, SiteState
 from suanli.core.spec import Priority
 from suanli.core.states import AttemptState
+from suanli.server.services.access import require_site
 from suanli.server.services.errors import NotFound, Unauthorized, Unprocessable
 from suanli.store.models import Attempt, Job, Node, Site, Tenant
 
@@ -326,20 +328,26 @@ def node_outs(view: CapacityView, site: str | None = None) -> list[NodeOut]:
     return out
 
 
-def drain_node(session: Session, name: str, reason: str, now: datetime) -> Node:
-    """No new attempts go to the node; attempts already there run to their end (Slurm's DRAIN)."""
+def _operated_node(session: Session, who: Identity, name: str) -> Node:
     node = session.scalar(select(Node).where(Node.name == name))
     if node is None:
         raise NotFound(f"no node '{name}'; 'suanli nodes' lists them")
+    site = session.get(Site, node.site_id)
+    require_site(who, Scope.NETWORK_WRITE, site.name if site else "")
+    return node
+
+
+def drain_node(session: Session, name: str, reason: str, now: datetime, who: Identity) -> Node:
+    """No new attempts go to the node; attempts already there run to their end (Slurm's DRAIN).
+    Only the admin and the operators of the node's site may."""
+    node = _operated_node(session, who, name)
     if not reason.strip():
         raise Unprocessable("say why the node is drained (--reason), so whoever looks next knows")
     node.drained, node.drain_reason, node.updated_at = True, reason.strip(), now
     return node
 
 
-def undrain_node(session: Session, name: str, now: datetime) -> Node:
-    node = session.scalar(select(Node).where(Node.name == name))
-    if node is None:
-        raise NotFound(f"no node '{name}'; 'suanli nodes' lists them")
+def undrain_node(session: Session, name: str, now: datetime, who: Identity) -> Node:
+    node = _operated_node(session, who, name)
     node.drained, node.drain_reason, node.updated_at = False, "", now
     return node

@@ -1,0 +1,289 @@
+"""Limits that keep hostile or careless clients from hurting the server: request body size,
+header size, content type, and a per-token request rate. A pure ASGI middleware, so a refused
+request costs no routing, no body parsing and no thread hand-off; every refusal is an RFC 9457
+problem document, like the API's own errors.
+
+- Bodies over ``Settings.max_body_bytes`` get 413: at once when Content-Length says so, or as soon
+  as a streamed (chunked) body goes over. The workdir upload has its own, larger limit, enforced by
+  its route while it streams the archive to disk.
+- Request headers over :data:`MAX_HEADER_BYTES` in all get 431.
+- A body sent to ``/api/v1`` that declares a content type other than JSON gets 415.
+- Each bearer token (keyed by its SHA-256, never the token itself), or each client address for
+  requests without one, gets a token bucket of ``rate_limit_burst`` requests refilled at
+  ``rate_limit_per_s``; beyond it, 429 with ``Retry-After``. Site agents (``/api/v1/agents/``),
+  ``/healthz`` and ``/metrics`` are not limited.
+
+The limits are read from the settings on every request, so changing them takes effect at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+from starlette.applications import Starlette
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from suanli.server.settings import Settings
+
+PROBLEM = "application/problem+json"
+
+#: Largest total size of a request's headers (names and values), bytes.
+MAX_HEADER_BYTES = 64 * 1024
+#: Most rate-limit buckets kept; the least recently used go first (an idle bucket is full again,
+#: so forgetting it changes nothing for its owner).
+MAX_BUCKETS = 10_000
+
+#: Routes that take a body of their own kind, size-limited by the route itself.
+UPLOAD_PATHS = frozenset({"/api/v1/workdirs"})
+#: Not rate-limited: site agents long-poll and heartbeat (site tokens), probes and scrapers.
+UNLIMITED_PREFIXES = ("/api/v1/agents/",)
+UNLIMITED_PATHS = frozenset({"/healthz", "/metrics"})
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def problem_response(status: int, title: str, detail: str, headers: dict[str, str] | None = None) -> list[Message]:
+    """The ASGI messages of an RFC 9457 problem document."""
+    body = json.dumps({"type": "about:blank", "title": title, "status": status, "detail": detail}).encode()
+    raw = [(b"content-type", PROBLEM.encode()), (b"content-length", str(len(body)).encode())]
+    raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
+    return [
+        {"type": "http.response.start", "status": status, "headers": raw},
+        {"type": "http.response.body", "body": body},
+    ]
+
+
+def _mib(n: int) -> str:
+    """``n`` bytes for people: '5 MiB', '97.7 KiB', '300 bytes'."""
+    for unit, size in (("MiB", 2**20), ("KiB", 1024)):
+        if n >= size:
+            return f"{n / size:.1f}".removesuffix(".0") + f" {unit}"
+    return f"{n} bytes"
+
+
+class RateLimiter:
+    """Token buckets keyed by a string, bounded in number (LRU). Thread-safe; one short lock per call."""
+
+    def __init__(self, max_keys: int = MAX_BUCKETS, clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_keys = max_keys
+        self.clock = clock
+        self._lock = threading.Lock()
+        #: key -> [tokens, time of last update]
+        self._buckets: OrderedDict[str, list[float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def take(self, key: str, rate: float, burst: int) -> float:
+        """Spend one token of ``key``'s bucket. Returns 0 if allowed, else the seconds until a
+        token will be available."""
+        capacity = float(max(burst, 1))
+        with self._lock:
+            now = self.clock()
+            bucket = self._buckets.get(key)
+            if bucket is None:
+                bucket = self._buckets[key] = [capacity, now]
+                if len(self._buckets) > self.max_keys:
+                    self._buckets.popitem(last=False)
+            else:
+                self._buckets.move_to_end(key)
+                bucket[0] = min(capacity, bucket[0] + (now - bucket[1]) * rate)
+                bucket[1] = now
+            if bucket[0] >= 1.0:
+                bucket[0] -= 1.0
+                return 0.0
+            return (1.0 - bucket[0]) / rate
+
+    def waiting(self, key: str, rate: float, burst: int) -> float:
+        """Seconds until ``key``'s bucket has a token again (0: it has one); spends nothing."""
+        with self._lock:
+            bucket = self._buckets.get(key)
+            if bucket is None:
+                return 0.0
+            tokens = min(float(max(burst, 1)), bucket[0] + (self.clock() - bucket[1]) * rate)
+            return 0.0 if tokens >= 1.0 else (1.0 - tokens) / rate
+
+
+def _address(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+def rate_key(scope: Scope, authorization: bytes | None) -> str:
+    """Whose bucket a request draws on: its bearer token's hash, else its client address."""
+    if authorization is not None and authorization[:7].lower() == b"bearer ":
+        token = authorization[7:].strip()
+        if token:
+            return "token:" + hashlib.sha256(token).hexdigest()
+    return "addr:" + _address(scope)
+
+
+class _BodyTooLarge(Exception):
+    """Raised from ``receive`` when a streamed body goes over the limit."""
+
+
+class LimitsMiddleware:
+    def __init__(self, app: ASGIApp, settings: Settings, limiter: RateLimiter | None = None) -> None:
+        self.app = app
+        self.settings = settings
+        self.limiter = limiter if limiter is not None else RateLimiter()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        authorization: bytes | None = None
+        content_length: bytes | None = None
+        content_type: bytes | None = None
+        chunked = False
+        header_bytes = 0
+        for name, value in scope["headers"]:
+            header_bytes += len(name) + len(value)
+            if name == b"authorization":
+                authorization = value
+            elif name == b"content-length":
+                content_length = value
+            elif name == b"content-type":
+                content_type = value
+            elif name == b"transfer-encoding":
+                chunked = True
+
+        if header_bytes > MAX_HEADER_BYTES:
+            await self._refuse(
+                send,
+                431,
+                "Request headers too large",
+                f"the request's headers are {_mib(header_bytes)} in all, over the {_mib(MAX_HEADER_BYTES)} limit",
+            )
+            return
+
+        settings = self.settings
+        rate = settings.rate_limit_per_s
+        if rate > 0 and path not in UNLIMITED_PATHS and not path.startswith(UNLIMITED_PREFIXES):
+            key = rate_key(scope, authorization)
+            # Made-up tokens would each get a fresh bucket: failed sign-ins draw on their
+            # address's own bucket, and an address out of it is refused before any lookup.
+            failures = "authfail:" + _address(scope)
+            wait = self.limiter.waiting(failures, rate, settings.rate_limit_burst)
+            if wait > 0:
+                retry = max(1, math.ceil(wait))
+                await self._refuse(
+                    send,
+                    429,
+                    "Too many requests",
+                    f"too many requests with invalid API tokens from this address; retry after {retry} s",
+                    {"Retry-After": str(retry)},
+                )
+                return
+            send = self._charging_failures(send, failures, rate, settings.rate_limit_burst)
+            wait = self.limiter.take(key, rate, settings.rate_limit_burst)
+            if wait > 0:
+                retry = max(1, math.ceil(wait))
+                who = "this API token" if key.startswith("token:") else "this client address"
+                await self._refuse(
+                    send,
+                    429,
+                    "Too many requests",
+                    f"{who} sent more than {rate:g} requests per second (bursts up to "
+                    f"{settings.rate_limit_burst}); retry after {retry} s",
+                    {"Retry-After": str(retry)},
+                )
+                return
+
+        if path in UPLOAD_PATHS:
+            await self.app(scope, receive, send)
+            return
+
+        declared: int | None = None
+        if content_length is not None and content_length.isdigit():
+            # (more digits than any real body has: no need to parse them to say no)
+            declared = int(content_length) if len(content_length) <= 18 else 10**18
+        has_body = chunked or bool(declared)
+        if has_body and content_type is not None and scope["method"] in _BODY_METHODS and path.startswith("/api/"):
+            media = content_type.split(b";", 1)[0].strip().lower()
+            if media != b"application/json" and not media.endswith(b"+json"):
+                shown = media.decode("latin-1")[:100]
+                await self._refuse(
+                    send,
+                    415,
+                    "Unsupported media type",
+                    f"send the request body as JSON with 'Content-Type: application/json', not '{shown}'",
+                )
+                return
+
+        limit = settings.max_body_bytes
+        if declared is not None:
+            if declared > limit:
+                await self._refuse(send, 413, "Request too large", _too_large(declared, limit))
+                return
+            # The server will not pass on more bytes than Content-Length declares.
+            await self.app(scope, receive, send)
+            return
+        if not chunked:
+            await self.app(scope, receive, send)
+            return
+        await self._counted(scope, receive, send, limit)
+
+    async def _counted(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        """Pass on a body of unknown length, refusing it once it goes over ``limit``."""
+        received = 0
+        over = False
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received, over
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    over = True
+                    raise _BodyTooLarge
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if over:  # whatever the app makes of the interrupted body, the answer is 413
+                return
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            if not over:  # a real error of the app's: not ours to answer
+                raise
+        if over and not started:
+            await self._refuse(send, 413, "Request too large", _too_large(None, limit))
+
+    def _charging_failures(self, send: Send, key: str, rate: float, burst: int) -> Send:
+        """``send``, spending a token of ``key`` whenever the answer is 401."""
+
+        async def watched(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 401:
+                self.limiter.take(key, rate, burst)
+            await send(message)
+
+        return watched
+
+    @staticmethod
+    async def _refuse(send: Send, status: int, title: str, detail: str, headers: dict[str, str] | None = None) -> None:
+        for message in problem_response(status, title, detail, headers):
+            await send(message)
+
+
+def _too_large(size: int | None, limit: int) -> str:
+    if size is None:
+        return f"the request body goes over the {_mib(limit)} limit"
+    return f"the request body is {_mib(size)}, over the {_mib(limit)} limit"
+
+
+def install_limits(app: Starlette, settings: Settings) -> None:
+    """Add :class:`LimitsMiddleware` to a Starlette/FastAPI ``app`` (before it first serves)."""
+    app.add_middleware(LimitsMiddleware, settings=settings)

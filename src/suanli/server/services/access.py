@@ -1,0 +1,47 @@
+"""Authorisation checks every service calls with the caller's :class:`Identity`.
+
+Two kinds of refusal: a caller whose role or token lacks a permission gets 403 with the scope
+it needs (that reveals nothing about anyone's objects); a caller asking for another tenant's
+object gets exactly the 404 an absent object gets, so nothing leaks that it exists.
+"""
+
+from __future__ import annotations
+
+from suanli.core.identity import ROLE_SCOPES, Identity, Role, Scope
+from suanli.server.services.errors import Forbidden, NotFound
+
+
+def require(who: Identity, scope: Scope) -> None:
+    if not who.can(scope):
+        held = "your role" if scope not in ROLE_SCOPES[who.role] else "this token"
+        raise Forbidden(
+            f"{held} may not do this: it needs the '{scope.value}' scope ({who.role.value} '{who.name}', "
+            f"token {who.token_id or '-'})"
+        )
+
+
+def require_role(who: Identity, *roles: Role) -> None:
+    if who.role not in roles:
+        names = " or ".join(r.value for r in roles)
+        raise Forbidden(f"only {names} users may do this; you are {who.role.value} '{who.name}'")
+
+
+def require_site(who: Identity, scope: Scope, site: str) -> None:
+    """Operators act only on the sites they run; the admin on all."""
+    require(who, scope)
+    if not who.runs_site(site):
+        raise Forbidden(f"you do not operate site '{site}'")
+
+
+def tenant_filter(who: Identity) -> str | None:
+    """The tenant a listing is limited to: None for the admin (every tenant). Anyone else who
+    is not a member gets a name no tenant has, so a listing is empty rather than wide."""
+    if who.all_tenants:
+        return None
+    return who.tenant if who.role == Role.MEMBER and who.tenant else "\x00none"
+
+
+def visible(who: Identity, tenant: str, what: str) -> None:
+    """404 (the same sentence as for a missing object) unless ``who`` may see ``tenant``'s objects."""
+    if not who.sees_tenant(tenant):
+        raise NotFound(what)

@@ -1,0 +1,386 @@
+"""The isolation matrix: every endpoint of the API, called by every role, answers exactly as
+docs/identities.md says, and another tenant's objects are 404 or absent, never 403 or shown.
+
+Callers: nobody (no token), alice (member of bj-ai, which owns the job, workdir, usage,
+dataset, transfer and filing under test), eve (member of rival), ops (operator of beijing),
+aud (auditor), admin. A route the app serves but this matrix does not name fails the test, so
+a new endpoint cannot ship without its row.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.routing import APIRoute
+
+from suanli.server.app import create_app
+from tests.integration.conftest import Net, start_net
+
+NETWORK = """\
+regions: [beijing, tianjin, singapore]
+sites:
+  - name: beijing
+    region: beijing
+    zone: mainland
+    nodes: [{name: bj-01, cpus: 8, memory: 32}]
+  - {name: tianjin-bonded, region: tianjin, zone: bonded, nodes: [{name: tjb-01, cpus: 8, memory: 32}]}
+  - {name: singapore, region: singapore, zone: overseas, nodes: [{name: sg-01, cpus: 8, memory: 32}]}
+tenants:
+  - {name: bj-ai, home_region: beijing}
+"""
+
+ROLES = ("nobody", "alice", "eve", "ops", "aud", "admin")
+
+#: Expectations: an exact status, or "ok" (authorised: any 2xx, or a business answer such as
+#: 409/422 — anything but 401, 403, 404 or 5xx).
+OK = "ok"
+
+
+@dataclass
+class World:
+    net: Net
+    tokens: dict[str, str]
+    job: str
+    digest: str
+    dataset: str
+    transfer: str
+    filing: str
+    spare_token: str
+    clients: dict[str, httpx.Client] = field(default_factory=dict)
+
+    def call(self, role: str, method: str, path: str, body: Any = None, content: bytes | None = None) -> httpx.Response:
+        client = self.clients[role]
+        if content is not None:
+            return client.request(method, path, content=content, headers={"Content-Type": "application/gzip"})
+        return client.request(method, path, json=body)
+
+
+def _archive(data: bytes = b"print('hi')\n") -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        info = tarfile.TarInfo("main.py")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    tmp = tmp_path_factory.mktemp("isolation")
+    with start_net(tmp, NETWORK) as net:
+        tokens = {
+            "alice": net.user("alice", tenant="bj-ai"),
+            "eve": net.user("eve", tenant="rival"),
+            "ops": net.user("ops", role="operator", sites=["beijing"]),
+            "aud": net.user("aud", role="auditor"),
+            "admin": net.admin_token,
+        }
+        net.client.create_user("victim", tenant="rival")
+        clients = {role: net.http_as(tokens.get(role)) for role in ROLES}
+        alice = clients["alice"]
+        # bj-ai's objects: a job that ran (logs, usage), a workdir, a dataset, a transfer, a filing.
+        net.local_agent("beijing")
+        # Content only alice has: anyone uploading the same bytes may use them too (they have them).
+        digest = alice.post("/api/v1/workdirs", content=_archive(os.urandom(64))).json()["digest"]
+        spec = {"name": "bj-secret", "run": "echo the-bj-ai-log-line", "resources": {"cpus": 1}}
+        job = alice.post("/api/v1/jobs", json={"spec": spec, "workdir_digest": digest}).json()["id"]
+        net.pump(lambda: net.state(job) == "SUCCEEDED")
+        src = tmp / "notes.bin"
+        src.write_bytes(os.urandom(4096))
+        net.client.register_dataset(
+            name="bj-notes",
+            owner="bj-ai",
+            home_site="beijing",
+            path=str(src),
+            classification={"level": "general", "sub_grade": 2, "pi_count": 200_000, "categories": ["marketing"]},
+        )
+        transfer = alice.post("/api/v1/transfers", json={"dataset": "bj-notes", "to": "tianjin-bonded"}).json()["id"]
+        filing = alice.post("/api/v1/filings", json={"dataset": "bj-notes", "to": "singapore"}).json()["id"]
+        spare = alice.post("/api/v1/tokens", json={"name": "spare"}).json()["id"]
+        w = World(net, tokens, job, digest, "bj-notes", transfer, filing, spare, clients)
+        try:
+            yield w
+        finally:
+            for c in clients.values():
+                c.close()
+
+
+Row = tuple[str, str, Any, dict[str, int | str]]
+
+
+def _all(status: int | str, **over: int | str) -> dict[str, int | str]:
+    return {**dict.fromkeys(ROLES[1:], status), "nobody": 401, **over}
+
+
+def matrix(w: World) -> list[Row]:
+    """(method, path, body, expected per role). Order matters only for calls that change
+    state: roles are tried nobody → eve → ops → aud → alice → admin."""
+    job, ds, t, f = w.job, w.dataset, w.transfer, w.filing
+    spec = {"spec": {"run": "true", "resources": {"cpus": 1}}}
+    tariff = {"site": "beijing", "tariff": {"gpu_hour": {"A800": 9}}}
+    members = {"alice": 201, "eve": 201, "ops": 403, "aud": 403, "admin": 201}
+    tenant_job = {"alice": 200, "eve": 404, "ops": 403, "aud": 403, "admin": 200}
+    owned_read = {"alice": 200, "eve": 404, "ops": 403, "aud": 200, "admin": 200}
+    owned_write = {"alice": OK, "eve": 404, "ops": 403, "aud": 403, "admin": OK}
+    admin_only = {"alice": 403, "eve": 403, "ops": 403, "aud": 403, "admin": OK}
+    return [
+        ("POST", "/api/v1/jobs", spec, _all(0, **members)),
+        ("GET", "/api/v1/jobs", None, _all(200, ops=403, aud=403)),
+        ("GET", f"/api/v1/jobs/{job}", None, _all(0, **tenant_job)),
+        ("GET", f"/api/v1/jobs/{job}/explain", None, _all(0, **tenant_job)),
+        ("GET", f"/api/v1/jobs/{job}/logs", None, _all(0, **tenant_job)),
+        ("POST", f"/api/v1/jobs/{job}/cancel", None, _all(0, **tenant_job)),
+        ("POST", "/api/v1/workdirs", b"", _all(0, **members)),
+        ("GET", "/api/v1/sites", None, _all(200)),
+        ("GET", "/api/v1/nodes", None, _all(200)),
+        ("POST", "/api/v1/nodes/bj-01/drain", {"reason": "fan"}, _all(403, ops=200, admin=200)),
+        ("POST", "/api/v1/nodes/bj-01/undrain", None, _all(403, ops=200, admin=200)),
+        ("POST", "/api/v1/nodes/sg-01/drain", {"reason": "fan"}, _all(403, admin=200)),
+        ("POST", "/api/v1/nodes/sg-01/undrain", None, _all(403, admin=200)),
+        ("GET", "/api/v1/usage", None, _all(200, ops=403, aud=403)),
+        ("GET", "/api/v1/usage?tenant=bj-ai", None, _all(200, ops=403, aud=403)),
+        ("GET", "/api/v1/usage/sites", None, _all(403, ops=200, admin=200)),
+        ("GET", "/api/v1/invoices/bj-ai/2026-01", None, _all(0, **tenant_job)),
+        ("GET", "/api/v1/tariffs", None, _all(200)),
+        ("POST", "/api/v1/tariffs", tariff, _all(403, ops=201, admin=201)),
+        ("POST", "/api/v1/tariffs", {**tariff, "site": "singapore"}, _all(403, admin=201)),
+        ("GET", "/api/v1/budgets", None, _all(200, aud=403)),
+        ("GET", "/api/v1/whoami", None, _all(200)),
+        ("POST", "/api/v1/tokens", {"name": "x"}, _all(201)),
+        ("GET", "/api/v1/tokens", None, _all(200)),
+        ("DELETE", f"/api/v1/tokens/{w.spare_token}", None, _all(404, alice=200, admin=200)),
+        ("GET", "/api/v1/users", None, _all(403, admin=200)),
+        ("POST", "/api/v1/users", {"name": "newbie", "tenant": "rival"}, _all(403, admin=201)),
+        ("POST", "/api/v1/users/victim/disable", None, _all(403, admin=200)),
+        ("POST", "/api/v1/users/victim/enable", None, _all(403, admin=200)),
+        ("GET", "/api/v1/tenants", None, _all(200)),
+        ("POST", "/api/v1/tenants", {"name": "newco"}, _all(403, admin=201)),
+        (
+            "POST",
+            "/api/v1/datasets",
+            {"name": "x", "owner": "bj-ai", "home_site": "beijing", "path": "/etc/passwd"},
+            _all(403, admin=OK),
+        ),
+        ("GET", "/api/v1/datasets", None, _all(200, ops=403)),
+        ("GET", f"/api/v1/datasets/{ds}", None, _all(0, **owned_read)),
+        (
+            "POST",
+            f"/api/v1/datasets/{ds}/grade",
+            {
+                "classification": {
+                    "level": "general",
+                    "sub_grade": 2,
+                    "pi_count": 200_000,
+                    "categories": ["marketing"],
+                },
+                "graded_by": "x",
+            },
+            _all(0, **owned_write),
+        ),
+        ("POST", f"/api/v1/datasets/{ds}/check", {"to": "singapore"}, _all(0, **owned_read)),
+        ("PUT", "/api/v1/exporters/bj-ai", {"ciio": False}, _all(0, **admin_only)),
+        ("POST", "/api/v1/transfers", {"dataset": ds, "to": "tianjin-bonded"}, _all(0, **owned_write)),
+        ("POST", f"/api/v1/transfers/{t}/run", None, _all(0, **owned_write)),
+        ("GET", "/api/v1/transfers", None, _all(200, ops=403)),
+        ("GET", f"/api/v1/transfers/{t}", None, _all(0, **owned_read)),
+        ("POST", "/api/v1/filings", {"dataset": ds, "to": "singapore"}, _all(0, **owned_write)),
+        ("GET", "/api/v1/filings", None, _all(200, ops=403)),
+        ("GET", f"/api/v1/filings/{f}", None, _all(0, **owned_read)),
+        ("GET", f"/api/v1/filings/{f}/package", None, _all(0, **owned_read)),
+        ("POST", f"/api/v1/filings/{f}/submit", None, _all(0, **owned_write)),
+        ("POST", f"/api/v1/filings/{f}/approve", {"note": "ok"}, _all(403, aud=OK)),
+        ("POST", f"/api/v1/filings/{f}/reject", {"note": "no"}, _all(403, aud=OK)),
+        ("GET", "/api/v1/ledger/key", None, _all(200)),
+        ("GET", "/api/v1/ledger/checkpoints", None, _all(200)),
+        ("GET", "/api/v1/ledger/checkpoints/latest", None, _all(200)),
+        ("GET", "/api/v1/ledger/proofs/inclusion?index=0", None, _all(OK)),
+        ("GET", "/api/v1/ledger/proofs/consistency?first=1", None, _all(OK)),
+        ("GET", "/api/v1/ledger/entries", None, _all(403, aud=200, admin=200)),
+        ("GET", "/api/v1/ledger/counters", None, _all(403, aud=200, admin=200)),
+    ]
+
+
+#: Served without a token on purpose (docs/identities.md).
+PUBLIC = {("GET", "/healthz"), ("GET", "/metrics")}
+#: The agent protocol: site tokens only (tested below).
+AGENT = {
+    ("POST", "/api/v1/agents/register"),
+    ("POST", "/api/v1/agents/heartbeat"),
+    ("GET", "/api/v1/agents/workdirs/{digest}"),
+}
+ORDER = ("nobody", "eve", "ops", "aud", "alice", "admin")
+
+
+def _template(path: str, w: World) -> str:
+    """The route template a concrete path came from (ids back to {placeholders})."""
+    path = path.split("?", maxsplit=1)[0]
+    for value, name in (
+        (w.job, "{job_id}"),
+        (w.dataset, "{name}"),
+        (w.transfer, "{transfer_id}"),
+        (w.filing, "{filing_id}"),
+        (w.spare_token, "{token_id}"),
+    ):
+        path = path.replace(value, name)
+    path = path.replace("/bj-01/", "/{name}/").replace("/sg-01/", "/{name}/").replace("/victim/", "/{name}/")
+    return path.replace("/invoices/bj-ai/2026-01", "/invoices/{tenant}/{month}").replace(
+        "/exporters/bj-ai", "/exporters/{tenant}"
+    )
+
+
+def test_every_route_has_a_row(world: World) -> None:
+    served = {
+        (method, route.path)
+        for route in create_app(world.net.control).routes
+        if isinstance(route, APIRoute)
+        for method in route.methods
+    }
+    covered = {(m, _template(p, world)) for m, p, _, _ in matrix(world)} | PUBLIC | AGENT
+    missing = sorted(served - covered)
+    assert not missing, f"routes without a row in the isolation matrix: {missing}"
+
+
+def _leaks(w: World, text: str) -> list[str]:
+    marks = [w.job, "bj-secret", "the-bj-ai-log-line", w.dataset, w.transfer, w.filing, w.digest, "bj-ai"]
+    return [m for m in marks if m in text]
+
+
+def test_every_role_against_every_endpoint(world: World) -> None:
+    wrong: list[str] = []
+    calls = 0
+    for method, path, body, expected in matrix(world):
+        for role in ORDER:
+            want = expected[role]
+            if method == "POST" and path == "/api/v1/workdirs":
+                r = world.call(role, method, path, content=_archive())
+            else:
+                r = world.call(role, method, path, body)
+            calls += 1
+            got = r.status_code
+            ok = got < 500 and got not in (401, 403, 404) if want == OK else got == want
+            if not ok:
+                wrong.append(f"{role} {method} {path}: {got} (expected {want}) {r.text[:160]}")
+            if got >= 400:
+                assert r.headers["content-type"].startswith("application/problem+json"), (role, path)
+                assert "Traceback" not in r.text
+            if got == 404 and role in ("eve", "ops", "aud"):
+                # The same answer as for an id that never existed: only what was asked is echoed.
+                asked = path + json.dumps(body)
+                assert not [m for m in _leaks(world, r.text) if m not in asked], (role, path, r.text)
+            if got == 401:
+                assert r.headers.get("www-authenticate", "").startswith("Bearer")
+    assert not wrong, "\n".join(wrong)
+    assert calls == len(matrix(world)) * len(ORDER)
+
+
+def test_listings_never_leak_another_tenants_objects(world: World) -> None:
+    """eve (rival) lists everything she may list: not one of bj-ai's objects shows."""
+    for path in (
+        "/api/v1/jobs",
+        "/api/v1/jobs?name=bj-secret",
+        "/api/v1/usage?by=job",
+        "/api/v1/usage?tenant=bj-ai&by=job",
+        "/api/v1/budgets",
+        "/api/v1/tenants",
+        "/api/v1/tokens",
+        "/api/v1/datasets",
+        "/api/v1/datasets?owner=bj-ai",
+        "/api/v1/transfers",
+        "/api/v1/filings",
+    ):
+        r = world.call("eve", "GET", path)
+        assert r.status_code == 200, (path, r.text)
+        assert not _leaks(world, r.text), (path, r.text)
+    # ... while alice and the admin do see them (so the check above is not vacuous).
+    assert world.job in world.call("alice", "GET", "/api/v1/jobs").text
+    assert "bj-ai" in world.call("alice", "GET", "/api/v1/usage?by=job").text
+    assert world.dataset in world.call("alice", "GET", "/api/v1/datasets").text
+    assert world.filing in world.call("admin", "GET", "/api/v1/filings").text
+    assert world.transfer in world.call("aud", "GET", "/api/v1/transfers").text
+
+
+def test_a_member_uses_only_its_own_tenants_workdirs_and_tenant(world: World) -> None:
+    spec = {"run": "true", "resources": {"cpus": 1}}
+    stolen = world.call("eve", "POST", "/api/v1/jobs", {"spec": spec, "workdir_digest": world.digest})
+    assert stolen.status_code == 422
+    assert "was not uploaded" in stolen.json()["detail"]
+    as_other = world.call("eve", "POST", "/api/v1/jobs", {"spec": spec, "tenant": "bj-ai"})
+    assert as_other.status_code == 403
+    # The agent of a site fetches only the workdirs of work given to that site.
+    token = world.net.control.site_token_path("singapore").read_text().strip()
+    with world.net.http_as(token) as agent:
+        assert agent.get(f"/api/v1/agents/workdirs/{world.digest}").status_code == 404
+
+
+def test_user_tokens_cannot_speak_for_agents_and_agents_only_for_their_site(world: World) -> None:
+    beat = {"site": "beijing", "agent_id": "x", "attempts": [], "logs": []}
+    for role in ("alice", "admin"):
+        r = world.call(role, "POST", "/api/v1/agents/heartbeat", beat)
+        assert r.status_code == 401, r.text
+        assert world.call(role, "GET", f"/api/v1/agents/workdirs/{world.digest}").status_code == 401
+    site_token = world.net.control.site_token_path("singapore").read_text().strip()
+    with world.net.http_as(site_token) as agent:
+        assert agent.post("/api/v1/agents/heartbeat", json=beat).status_code == 401
+        assert agent.get("/api/v1/jobs").status_code == 401
+
+
+def test_narrowed_expired_revoked_and_disabled_tokens(world: World) -> None:
+    alice = world.clients["alice"]
+    read_only = alice.post("/api/v1/tokens", json={"name": "ro", "scopes": ["jobs:read"]}).json()["token"]
+    with world.net.http_as(read_only) as ro:
+        assert ro.get(f"/api/v1/jobs/{world.job}").status_code == 200
+        refused = ro.post("/api/v1/jobs", json={"spec": {"run": "true"}})
+        assert refused.status_code == 403
+        assert "jobs:write" in refused.json()["detail"]
+        # A narrowed token cannot mint a wider one.
+        wider = ro.post("/api/v1/tokens", json={"scopes": ["jobs:write"]})
+        assert wider.status_code == 403
+    assert alice.post("/api/v1/tokens", json={"scopes": ["ledger:read"]}).status_code == 422
+    short = alice.post("/api/v1/tokens", json={"expires_in_s": 60}).json()["token"]
+    with world.net.http_as(short) as c:
+        assert c.get("/api/v1/whoami").status_code == 200
+        world.net.clock.advance(61)
+        world.net.control.identities.invalidate()
+        expired = c.get("/api/v1/whoami")
+        assert expired.status_code == 401
+        assert "expired" in expired.json()["detail"]
+    doomed = alice.post("/api/v1/tokens", json={"name": "doomed"}).json()
+    with world.net.http_as(doomed["token"]) as c:
+        assert c.get("/api/v1/whoami").status_code == 200
+        assert alice.delete(f"/api/v1/tokens/{doomed['id']}").status_code == 200
+        assert c.get("/api/v1/whoami").status_code == 401  # at once: the cache was cleared
+    admin = world.clients["admin"]
+    victim_token = admin.post("/api/v1/tokens", json={"user": "victim"}).json()["token"]
+    with world.net.http_as(victim_token) as c:
+        assert c.get("/api/v1/whoami").json()["user"] == "victim"
+        assert admin.post("/api/v1/users/victim/disable").status_code == 200
+        assert c.get("/api/v1/whoami").status_code == 401
+        assert admin.post("/api/v1/users/victim/enable").status_code == 200
+        assert c.get("/api/v1/whoami").status_code == 200
+    for bad in ("nonsense", "sl_abcdefghij_forged", "Bearer", "sl_" + "a" * 500):
+        with world.net.http_as(bad) as c:
+            assert c.get("/api/v1/whoami").status_code == 401
+
+
+def test_tokens_are_stored_hashed(world: World) -> None:
+    from suanli.store.models import ApiToken
+
+    with world.net.control.db.read() as s:
+        hashes = [t.token_hash for t in s.query(ApiToken)]
+    raw = [world.tokens["alice"], world.tokens["eve"], world.tokens["admin"]]
+    assert all(len(h) == 64 for h in hashes)
+    assert not set(raw) & set(hashes)
+    db = Path(str(world.net.control.settings.db_url).removeprefix("sqlite:///"))
+    blob = b"".join(p.read_bytes() for p in db.parent.glob(db.name + "*"))
+    for token in raw:
+        assert token.encode() not in blob
+    assert oct(world.net.control.admin_token_path.stat().st_mode & 0o777) == "0o600"
