@@ -8,7 +8,8 @@ Scenarios (each with a fresh server, a short lease and its own work dirs):
    dir (it adopts them); agent-kill-9-gone: the same, the agent never comes back (the server
    declares the attempts lost after the lease and runs them at another site; the orphans stop
    by themselves);
-3. gpu-fault-xid79: a health program starts reporting "XID 79" for one node under load;
+3. gpu-fault-xid79: under load, site-a's agent (running on a fake NVML, ``SUANLI_FAKE_NVML``)
+   sees GPU 3 report XID 79: the node is drained, its attempts run again at site-b;
 4. partition: the agent cannot reach the server (a TCP proxy between them is paused) for
    2 x the lease, then can again.
 
@@ -17,7 +18,7 @@ completed twice shows as a file of two lines. The table: submitted (requests sen
 acknowledged (answered with an id), completed (acknowledged and SUCCEEDED, with its line
 written), lost (acknowledged and not completed by the end), completed twice, and recovery_s:
 seconds from the fault until the network is whole again (see ``docs/faults.md``; target:
-lease + 5 s).
+lease + 5 s, plus the retry back-off where jobs are requeued).
 
     python bench/faults.py [--quick] [--json] [--lease S] [--only NAME ...]
 """
@@ -60,7 +61,11 @@ sites:
     nodes: [{name: node-b, gpus: H100:128, cpus: 128, memory: 512}]
 tenants:
   - {name: bench, home_region: north}
+scheduling: {retry_backoff: 2s}
 """
+#: The network's retry back-off (2 s here, 10 s by default): a job lost with its site waits this
+#: long before its retry may be placed, so the recovery targets of those scenarios include it.
+RETRY_BACKOFF_S = 2.0
 #: Each site's one node: (name, --gpus, --cpus, --memory). Best fit places a job where the least
 #: capacity is left over, so jobs go to site-a while it has room; site-b takes them over.
 NODES = {"site-a": ("node-a", "H100:64", "64", "256"), "site-b": ("node-b", "H100:128", "128", "512")}
@@ -99,8 +104,8 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str, every: float 
 class Proc:
     """A `suanli ...` subprocess in its own session, its output in a log file."""
 
-    def __init__(self, args: list[str], log: Path) -> None:
-        self.args, self.log_path = args, log
+    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+        self.args, self.log_path, self.env = args, log, env
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -111,6 +116,7 @@ class Proc:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                env={**os.environ, **self.env} if self.env else None,
             )
 
     def kill9(self) -> None:
@@ -231,7 +237,11 @@ class Network:
             return False
 
     # agents
-    def start_agent(self, site: str, *, via_proxy: bool = False, health_check: str | None = None) -> None:
+    def start_agent(
+        self, site: str, *, via_proxy: bool = False, health_check: str | None = None, fake_nvml: Path | None = None
+    ) -> None:
+        """``fake_nvml``: the agent watches a fake NVML's GPUs, whose state is this JSON file
+        (``suanli.agent.fake_nvml``; testing only)."""
         url = self.url
         if via_proxy:
             proxy = self.proxies.get(site) or Proxy(self.port)
@@ -244,7 +254,8 @@ class Network:
         args += ["--gpus", gpus, "--cpus", cpus, "--memory", memory]
         if health_check:
             args += ["--health-check", health_check, "--health-interval", "0.5"]
-        proc = self.agents.get(site) or Proc(args, self.root / f"agent-{site}.log")
+        env = {"SUANLI_FAKE_NVML": str(fake_nvml)} if fake_nvml else None
+        proc = self.agents.get(site) or Proc(args, self.root / f"agent-{site}.log", env)
         self.agents[site] = proc
         proc.start()
 
@@ -438,7 +449,7 @@ def server_kills(lease_s: float, submissions: int, kills: int, keep: Path | None
 
 def agent_kill(lease_s: float, attempts: int, come_back: bool, keep: Path | None = None) -> Row:
     name = "agent-kill-9-restart" if come_back else "agent-kill-9-gone"
-    row = Row(name, target_s=lease_s + 5)
+    row = Row(name, target_s=lease_s + 5 + (0 if come_back else RETRY_BACKOFF_S))
     # Restart: still running when the agent is back. Gone: without the orphan watchdog they
     # would finish after the server requeued them, and count twice.
     work_s = orphan_timeout(lease_s) + 3 if come_back else lease_s + 3
@@ -483,24 +494,28 @@ def _heard_since(net: Network, site: str, since: float) -> bool:
 def gpu_fault(lease_s: float, load: int, keep: Path | None = None) -> Row:
     row = Row("gpu-fault-xid79", target_s=lease_s + 5)
     with network(lease_s, keep) as net:
-        flag = net.root / "xid79"
-        check = f"if [ -e {flag} ]; then echo 'XID 79: GPU has fallen off the bus'; exit 1; fi"
+        # site-a's machine has 8 (fake) GPUs; the fault is an XID 79 event on GPU 3.
+        nvml = net.root / "nvml.json"
+        write_atomically(nvml, json.dumps({"gpus": 8, "xids": []}))
         net.start_server()
-        net.start_agent("site-a", health_check=check)
+        net.start_agent("site-a", fake_nvml=nvml)
         net.start_agent("site-b")
         net.wait_online("site-a")
         net.wait_online("site-b")
         first = [i for i in (net.submit(max(5.0, lease_s / 2)) for _ in range(load)) if i]
         wait_for(running_on(net, first, "site-a"), 60, "the load to run at site-a")
-        flag.touch()
+        write_atomically(nvml, json.dumps({"gpus": 8, "xids": [[3, 79]]}))
         faulted = time.monotonic()
+        reason: list[str] = []
 
         def drained() -> bool:
             nodes = net.http.get("/api/v1/nodes").json()["items"]
-            return any(n["name"] == "node-a" and n["state"] in ("drained", "down") for n in nodes)
+            reason[:] = [n["reason"] for n in nodes if n["name"] == "node-a" and n["state"] in ("drained", "down")]
+            return bool(reason)
 
         wait_for(drained, 60, "node-a to be drained")
         row.recovery_s = round(time.monotonic() - faulted, 2)
+        row.notes["drain_reason"] = reason[0]
         later = [i for i in (net.submit(1) for _ in range(load)) if i]
         row.submitted = 2 * load
         ids = first + later
@@ -514,8 +529,15 @@ def gpu_fault(lease_s: float, load: int, keep: Path | None = None) -> Row:
     return row
 
 
+def write_atomically(path: Path, text: str) -> None:
+    """So that a reader never sees half a file."""
+    part = path.with_name(path.name + ".part")
+    part.write_text(text)
+    part.replace(path)
+
+
 def partition(lease_s: float, attempts: int, keep: Path | None = None) -> Row:
-    row = Row("partition-2x-lease", target_s=lease_s + 5)
+    row = Row("partition-2x-lease", target_s=lease_s + RETRY_BACKOFF_S + 5)
     with network(lease_s, keep) as net:
         net.start_server()
         net.start_agent("site-a", via_proxy=True)

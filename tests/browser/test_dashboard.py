@@ -1,6 +1,7 @@
 """The dashboard in a real browser (Debian's Chromium) against a live ``suanli up --demo``:
 sign in, see the network, submit from the page and watch the job run with its logs streaming,
-cancel another, switch language, the operators' nodes page, usage and bills."""
+cancel another, switch language, the operators' nodes page, usage and bills, and that a member
+of another tenant sees none of it."""
 
 from __future__ import annotations
 
@@ -157,3 +158,34 @@ def test_usage_and_bills(session: Session) -> None:
     session.goto("/data")
     assert session.page.get_by_test_id("datasets-table").is_visible()
     session.shot("14-data")
+
+
+def test_a_member_of_another_tenant_sees_none_of_it(session: Session, demo: Network) -> None:
+    """Signed in as a member of another tenant: no job, usage or bill of bj-ai on any page,
+    and bj-ai's job page answers 404 as if it did not exist."""
+    import httpx
+
+    admin = {"Authorization": f"Bearer {session.admin_token}"}
+    with httpx.Client(base_url=demo.url, headers=admin, timeout=10) as api:
+        job = api.post(
+            "/api/v1/jobs", json={"spec": {"name": "bj-private", "run": "sleep 1", "resources": {"cpus": 1}}}
+        )
+        assert job.status_code == 201, job.text
+        job_id = job.json()["id"]
+        api.post("/api/v1/tenants", json={"name": "rival"})
+        made = api.post("/api/v1/users", json={"name": "eve-web", "tenant": "rival"})
+        assert made.status_code in (201, 409), made.text
+        eve = api.post("/api/v1/tokens", json={"user": "eve-web", "name": "browser"}).json()["token"]
+    session.sign_in(eve)
+    for path, shot in (("/", "15-rival-network"), ("/jobs", "16-rival-jobs"), ("/usage", "17-rival-usage")):
+        session.goto(path)
+        text = session.page.content()
+        assert job_id not in text, path
+        assert "bj-private" not in text, path
+        session.shot(shot)
+    session.goto("/jobs?tenant=bj-ai")
+    assert "bj-private" not in session.page.content()
+    response = session.goto(f"/jobs/{job_id}")
+    assert response.status == 404
+    session.expected_errors.append("404")
+    session.shot("18-rival-job-404")

@@ -36,7 +36,7 @@ def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalNet
     net.start()
     try:
         net.wait_online(timeout=30)
-        with Client(net.url) as client:
+        with Client(net.url, token=net.admin_token) as client:
             yield net, client
     finally:
         net.stop()

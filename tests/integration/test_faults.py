@@ -56,3 +56,4 @@ def test_gpu_fault_drains_the_node(tmp_path: Path) -> None:
     row = faults.gpu_fault(LEASE_S, load=2, keep=tmp_path)
     check(row)
     assert row.notes["new_jobs_placed_on_faulty_node"] == 0
+    assert row.notes["drain_reason"] == "drained: GPU 3: XID 79 (GPU has fallen off the bus) (drained automatically)"

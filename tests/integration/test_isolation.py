@@ -216,6 +216,7 @@ AGENT = {
     ("POST", "/api/v1/agents/register"),
     ("POST", "/api/v1/agents/heartbeat"),
     ("GET", "/api/v1/agents/workdirs/{digest}"),
+    ("GET", "/api/v1/agents/datasets/{name}"),
 }
 ORDER = ("nobody", "eve", "ops", "aud", "alice", "admin")
 

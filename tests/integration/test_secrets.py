@@ -93,6 +93,8 @@ def test_every_attempt_gets_the_secret_and_the_jobs_tenant(net: Net) -> None:
     assert first.secrets == {"TOKEN": value}
     assert first.tenant == net.client.job(job.id).tenant
     fake.finish(first.attempt_id, None, state=AttemptState.LOST, message="the node died")
+    net.cycle()  # reported: requeued, after its back-off
+    net.clock.advance(10)
     net.pump(lambda: len(started()) == 2)
     second = started()[1]
     assert (second.attempt_number, second.secrets) == (2, {"TOKEN": value})

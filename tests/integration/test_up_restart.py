@@ -14,6 +14,7 @@ from suanli.server.settings import Settings
 
 NETWORK = parse_network(
     "regions: [r]\nsites:\n  - name: one\n    region: r\n    nodes: [{name: n1, gpus: H100:2, cpus: 8, memory: 16}]\n"
+    "scheduling: {retry_backoff: 1s}\n"  # the lost attempt's retry waits 1 s, not the default 10
 )
 
 

@@ -111,7 +111,7 @@ def test_unauthorized_hints_at_the_token(harness: Harness) -> None:
     harness.api.override = lambda _: problem(401, "Unauthorized", "a token is required")
     result = harness.run("jobs", env={"SUANLI_TOKEN": None})
     assert_clean_failure(result)
-    assert "--token or SUANLI_TOKEN" in result.stderr
+    assert "'suanli login', or pass --token / $SUANLI_TOKEN" in result.stderr
 
 
 def refuse(request: httpx.Request) -> httpx.Response:

@@ -4,6 +4,7 @@ rate per token), workdir archives (paths, links, devices, bombs), job spec bound
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import io
 import re
@@ -166,7 +167,8 @@ async def chunks(total: int, size: int = 256) -> AsyncIterator[bytes]:
 
 
 class Caller:
-    """Requests straight into the ASGI app (no sockets), one event loop per request."""
+    """Requests straight into the ASGI app (no sockets), one event loop per request, in a thread
+    of its own (the browser tests' Playwright keeps a loop running in the main thread)."""
 
     def __init__(self, app: FastAPI) -> None:
         self.app = app
@@ -177,7 +179,8 @@ class Caller:
             async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
                 return await client.request(method, path, **kw)
 
-        return asyncio.run(go())
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            return pool.submit(asyncio.run, go()).result()
 
     def get(self, path: str, **kw: Any) -> httpx.Response:
         return self.request("GET", path, **kw)

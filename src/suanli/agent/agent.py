@@ -29,13 +29,15 @@ from pathlib import Path
 from typing import IO, Protocol
 
 from suanli import __version__
-from suanli.agent.backends.base import Backend
+from suanli.agent.backends.base import Backend, KeptCheckpoints
+from suanli.agent.checkpoints import CHECKPOINT_EVERY_S, CheckpointCarrier, CheckpointUnavailable
 from suanli.agent.delivery import Backoff, LogOutbox
-from suanli.agent.health import HealthChecker
+from suanli.agent.health import NodeHealth
 from suanli.agent.recovery import Recoverable, orphan_timeout
 from suanli.core.protocol import (
     AttemptAssignment,
     AttemptReport,
+    CheckpointReceipt,
     HeartbeatRequest,
     HeartbeatResponse,
     LogChunk,
@@ -52,6 +54,12 @@ log = logging.getLogger("suanli.agent")
 #: Heartbeat answers that mean "register again" (server restarted, or forgot this agent).
 _REREGISTER = frozenset({401, 403, 404})
 _DIGEST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$")
+_DATASET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,62}$")
+
+
+def dataset_env(name: str) -> str:
+    """``SUANLI_DATASET_<NAME>``: the name upper-cased, anything but letters and digits as '_'."""
+    return "SUANLI_DATASET_" + re.sub(r"[^A-Z0-9]", "_", name.upper())
 
 
 class AgentClient(Protocol):
@@ -62,6 +70,12 @@ class AgentClient(Protocol):
     def agent_heartbeat(self, request: HeartbeatRequest) -> HeartbeatResponse: ...
 
     def download_workdir(self, digest: str, dest: IO[bytes]) -> int: ...
+
+    def upload_checkpoint(self, attempt_id: int, archive: IO[bytes], size: int) -> CheckpointReceipt: ...
+
+    def download_checkpoint(self, digest: str, attempt_id: int, dest: IO[bytes]) -> int: ...
+
+    def download_dataset(self, name: str, attempt_id: int, dest: IO[bytes]) -> int: ...
 
 
 class Agent:
@@ -86,7 +100,8 @@ class Agent:
         log_batch_bytes: int = 256 * 1024,
         max_backoff_s: float = 30.0,
         stop_on_partition: bool = True,
-        health: HealthChecker | None = None,
+        checkpoint_every_s: float | None = CHECKPOINT_EVERY_S,
+        health: NodeHealth | None = None,
     ) -> None:
         self.client, self.site, self.backend = client, site, backend
         self.work_dir = Path(work_dir)
@@ -113,12 +128,20 @@ class Agent:
         self._abandoned: dict[int, str] = {}  # attempts stopped by our own shutdown → reported LOST
         self._meter: dict[int, list[float | None]] = {}  # attempt → [started, ended] (monotonic)
         self._last_ok: float | None = None  # monotonic time of the last accepted heartbeat
+        #: Carries jobs' checkpoint folders to and from the server, so a retry at another site
+        #: resumes from them (backends that keep them; ``checkpoint_every_s``: the periodic upload).
+        self.checkpoints: CheckpointCarrier | None = None
+        if isinstance(backend, KeptCheckpoints):
+            self.checkpoints = CheckpointCarrier(client, self.work_dir / "archives", every_s=checkpoint_every_s)
         if isinstance(backend, Recoverable):
             # A restarted agent finds what its previous process was running and reports it
             # (same fencing tokens): the server adopts what it knows and stops the rest.
             now = time.monotonic()
             for attempt_id, elapsed in backend.adopt().items():
                 self._meter[attempt_id] = [now - elapsed, None]
+        if self.checkpoints is not None and isinstance(backend, KeptCheckpoints):
+            for held in backend.held_assignments():  # adopted ones
+                self.checkpoints.track(held, backend.checkpoint_dir(held))
 
     # -- one cycle, for tests and for the loops -------------------------------------------
     def register(self) -> RegisterResponse:
@@ -147,10 +170,20 @@ class Agent:
 
     def step(self, wait_s: float = 0.0) -> HeartbeatResponse:
         """One full cycle: poll the backend, send inventory, reports and logs, apply the reply."""
+        self.sync_checkpoints()
         self._retry_pending()
         with self._lock:
             reports, batch, _ = self._collect(with_logs=True)
         return self._send(reports, batch, nodes=True, wait_s=wait_s)
+
+    def sync_checkpoints(self) -> None:
+        """Upload the checkpoint folders that are due (see ``suanli.agent.checkpoints``)."""
+        if self.checkpoints is None or not self.checkpoints.tracking:
+            return
+        try:
+            self.checkpoints.sync(self.backend.poll())
+        except Exception:  # never let a checkpoint stop the agent; the error is logged in full
+            log.exception("checkpoint upload failed")
 
     def report_changes(self) -> HeartbeatResponse | None:
         """A short heartbeat (no inventory, no wait) if any state changed or output is due."""
@@ -215,8 +248,12 @@ class Agent:
             report = self._metered(report)
             if not report.state.is_terminal():
                 self._live[attempt_id] = report
-            elif not self.backend.logs_drained(attempt_id) or self._outbox.holds(attempt_id):
-                # Output still due: the end waits until the server has all of it.
+            elif (
+                not self.backend.logs_drained(attempt_id)
+                or self._outbox.holds(attempt_id)
+                or (self.checkpoints is not None and self.checkpoints.holds(report))
+            ):
+                # Output (or the last checkpoint upload) still due: the end waits until the server has it.
                 report = self._live.get(attempt_id) or report.model_copy(
                     update={"state": AttemptState.STARTING, "exit_code": None, "message": ""}
                 )
@@ -257,6 +294,8 @@ class Agent:
             table.pop(attempt_id, None)
         self._fetch_warned.discard(attempt_id)
         self._outbox.drop(attempt_id)
+        if self.checkpoints is not None:
+            self.checkpoints.forget(attempt_id)
 
     # -- applying the server's reply ------------------------------------------------------
     def _apply(self, response: HeartbeatResponse) -> None:
@@ -313,8 +352,12 @@ class Agent:
                 return
             self._downloading.add(attempt_id)
         digest = assignment.workdir_digest
+        archive: Path | None = None
         try:
             archive = self._fetch_archive(digest) if digest else None
+            if assignment.datasets:
+                assignment = self._fetch_datasets(assignment)
+            self._restore_checkpoint(assignment)
         except ServerUnreachable as exc:
             with self._lock:
                 first = attempt_id not in self._fetch_warned
@@ -323,8 +366,12 @@ class Agent:
                 "cannot fetch the workdir of attempt %s yet; will retry: %s", attempt_id, exc
             )
             return
+        except CheckpointUnavailable as exc:
+            self._fail_locally(assignment, str(exc))
+            return
         except (ApiError, OSError, ValueError) as exc:
-            self._fail_locally(assignment, f"cannot fetch the workdir archive {digest}: {exc}")
+            what = f"the workdir archive {digest}" if archive is None and digest else "the job's datasets"
+            self._fail_locally(assignment, f"cannot fetch {what}: {exc}")
             return
         finally:
             with self._lock:
@@ -345,6 +392,43 @@ class Agent:
         with self._lock:
             if self._pending.pop(assignment.attempt_id, None) is not None:
                 self._local[assignment.attempt_id] = _failed(assignment, message)
+
+    def _fetch_datasets(self, assignment: AttemptAssignment) -> AttemptAssignment:
+        """Fetch each dataset the job reads (from this site's copy) to ``datasets/<job>/<name>``
+        and tell the job where: ``SUANLI_DATASET_<NAME>`` (the file), ``SUANLI_DATASETS_DIR``."""
+        root = self.work_dir / "datasets" / assignment.job_id
+        root.mkdir(parents=True, exist_ok=True)
+        envs = dict(assignment.envs)
+        for item in assignment.datasets:
+            if not _DATASET.match(item.name):
+                raise ValueError(f"the server sent an unusable dataset name {item.name!r}")
+            path = root / item.name
+            part = path.with_name(f".{item.name}.{uuid.uuid4().hex[:8]}.part")
+            try:
+                with part.open("wb") as fh:
+                    size = self.client.download_dataset(item.name, assignment.attempt_id, fh)
+                os.replace(part, path)
+            finally:
+                part.unlink(missing_ok=True)
+            log.info("fetched dataset %s for attempt %s (%d bytes)", item.name, assignment.attempt_id, size)
+            envs[dataset_env(item.name)] = str(path)
+        envs["SUANLI_DATASETS_DIR"] = str(root)
+        return assignment.model_copy(update={"envs": envs})
+
+    def _restore_checkpoint(self, assignment: AttemptAssignment) -> None:
+        """Follow the attempt's checkpoint folder and, when the job's latest checkpoint was made
+        at another site (``checkpoint_digest``), fill the folder with it before the job starts."""
+        if self.checkpoints is None or not isinstance(self.backend, KeptCheckpoints):
+            if assignment.checkpoint_digest:
+                log.warning(
+                    "the %s backend keeps no checkpoint folders: attempt %s starts without its checkpoint",
+                    self.backend.name,
+                    assignment.attempt_id,
+                )
+            return
+        folder = self.backend.checkpoint_dir(assignment)
+        self.checkpoints.restore(assignment, folder)
+        self.checkpoints.track(assignment, folder)
 
     def _fetch_archive(self, digest: str) -> Path:
         """``archives/<digest>.tar.gz``, downloaded once per digest (attempts of a job share it)."""
@@ -377,12 +461,17 @@ class Agent:
             target=self._report_loop, args=(stop,), name=f"suanli-agent-{self.site}-reporter", daemon=True
         )
         reporter.start()
+        carrier = threading.Thread(
+            target=self._checkpoint_loop, args=(stop,), name=f"suanli-agent-{self.site}-checkpoints", daemon=True
+        )
+        carrier.start()
         try:
             if self._register_until_ok(stop):
                 self._heartbeat_loop(stop)
         finally:
             self._halt.set()
             reporter.join()
+            carrier.join()  # an upload under way ends first: shutdown's last uploads come after it
 
     def shutdown(self, cancel_running: bool = False, grace_s: float = 10.0) -> None:
         """Stop the loops; with ``cancel_running``, also stop every attempt and wait for it
@@ -404,8 +493,9 @@ class Agent:
             for report in live:
                 self._abandoned[report.attempt_id] = f"the agent of site {self.site} shut down"
         self.backend.stop_all(grace_s)
-        for _ in range(5):  # logs, then end states: a few short cycles, best effort
+        for _ in range(5):  # checkpoints, logs, then end states: a few short cycles, best effort
             try:
+                self.sync_checkpoints()
                 if self.report_changes() is None:
                     break
             except Exception as exc:
@@ -504,6 +594,13 @@ class Agent:
                 not_before = time.monotonic() + backoff.next()
             else:
                 backoff.reset()
+
+    def _checkpoint_loop(self, stop: threading.Event) -> None:
+        """Uploads of checkpoint folders, on their own thread: one can take a while, and reports
+        and logs must not wait behind it."""
+        while not stop.wait(1.0) and not self._halt.is_set():
+            if self._registered.is_set():
+                self.sync_checkpoints()
 
     def _lost_server(self, exc: Exception) -> None:
         with self._lock:

@@ -1,6 +1,10 @@
 """Node health checks: an operator's program run per node on an interval (like Slurm's
 HealthCheckProgram). Exit 0 means healthy; anything else marks the node unhealthy, with the
-first line the program printed as the reason ("XID 79: GPU fell off the bus")."""
+first line the program printed as the reason ("XID 79: GPU fell off the bus").
+
+The agent takes any ``NodeHealth`` (``apply`` overlays verdicts on the backend's inventory):
+this ``HealthChecker``, ``suanli.agent.nvml_health.NvmlHealth`` (GPU faults from NVML), or
+several of them in ``HealthChecks``."""
 
 from __future__ import annotations
 
@@ -11,10 +15,42 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from suanli.core.protocol import NodeReport
 
 log = logging.getLogger("suanli.agent")
+
+
+class NodeHealth(Protocol):
+    def apply(self, nodes: Sequence[NodeReport]) -> list[NodeReport]:
+        """The inventory with this check's verdicts on it."""
+        ...
+
+
+class HealthChecks:
+    """Several checks, applied in turn: a node is unhealthy if any says so, for all their reasons."""
+
+    def __init__(self, *checks: NodeHealth) -> None:
+        self.checks = list(checks)
+
+    def apply(self, nodes: Sequence[NodeReport]) -> list[NodeReport]:
+        out = list(nodes)
+        for check in self.checks:
+            out = check.apply(out)
+        return out
+
+
+def overlay(node: NodeReport, reason: str, *, transient: bool = False) -> NodeReport:
+    """``node`` with one more reason to be unhealthy. A lasting fault outranks a transient one
+    (whose reason it replaces); reasons of the same kind are joined."""
+    if node.healthy:
+        return node.model_copy(update={"healthy": False, "reason": reason, "transient": transient})
+    if node.transient and not transient:
+        return node.model_copy(update={"reason": reason, "transient": False})
+    if node.transient == transient and reason not in node.reason:
+        return node.model_copy(update={"reason": f"{node.reason}; {reason}" if node.reason else reason})
+    return node
 
 
 @dataclass
@@ -78,7 +114,7 @@ class HealthChecker:
                         "healthy" if verdict.healthy else "unhealthy",
                         verdict.reason,
                     )
-            if node.healthy and not verdict.healthy:
-                node = node.model_copy(update={"healthy": False, "reason": verdict.reason})
+            if not verdict.healthy:
+                node = overlay(node, verdict.reason)
             out.append(node)
         return out

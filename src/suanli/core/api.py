@@ -195,6 +195,8 @@ class ExplainOut(BaseModel):
     #: Where and from when the scheduler holds capacity for it (last full pass), if it does.
     reserved_site: str | None = None
     reserved_start_at: datetime | None = None
+    #: A job requeued after a fault is not placed before this (its retry back-off).
+    not_before: datetime | None = None
     sites: list[SiteExplainOut] = Field(default_factory=list)
 
 

@@ -199,6 +199,15 @@ def _duration(value: Any) -> Any:
     return None if value is None else parse_duration(value)
 
 
+def _duration_or_off(value: Any) -> Any:
+    """A duration, or 0 (``0``, ``0s``): the feature is off."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value == 0:
+        return 0.0
+    if isinstance(value, str) and value.strip() in ("0", "0s"):
+        return 0.0
+    return _duration(value)
+
+
 class SchedulingDecl(StrictModel):
     """The network's scheduling policy (``scheduling:`` in the network file); durations take
     ``30m`` / ``2h`` / ``7d`` or seconds."""
@@ -219,10 +228,21 @@ class SchedulingDecl(StrictModel):
     preempt_grace: float = 30.0
     #: Never preempt a job twice within this long.
     preempt_cooldown: float = 3600.0
+    #: Wait before the first retry after a fault; each further retry doubles it (0: no back-off).
+    retry_backoff: float = Field(default=10.0, ge=0)
+    #: The longest back-off.
+    retry_backoff_cap: float = Field(default=600.0, ge=0)
 
     _durations = field_validator(
-        "usage_half_life", "default_estimate", "preempt_after", "preempt_grace", "preempt_cooldown", mode="before"
+        "usage_half_life",
+        "default_estimate",
+        "preempt_after",
+        "preempt_grace",
+        "preempt_cooldown",
+        "retry_backoff_cap",
+        mode="before",
     )(_duration)
+    _durations_or_off = field_validator("retry_backoff", mode="before")(_duration_or_off)
 
 
 class NetworkSpec(StrictModel):

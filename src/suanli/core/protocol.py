@@ -22,6 +22,9 @@ class NodeReport(BaseModel):
     memory: float
     healthy: bool = True
     reason: str = ""
+    #: An unhealthy verdict that clears by itself (a hot GPU): the server places nothing new on
+    #: the node while it is reported, but neither drains the node nor stops what runs there.
+    transient: bool = False
     #: Where the GPUs were found: "nvml" (real) or "virtual" (declared slots).
     gpu_source: str = "virtual"
 
@@ -71,6 +74,14 @@ class AssignedNode(BaseModel):
     memory_gib: float | None = None
 
 
+class DatasetInput(BaseModel):
+    """A registered dataset the job reads: the agent fetches it from its own site's copy."""
+
+    name: str
+    #: Where the spec asked for it (``datasets[].mount``).
+    mount: str
+
+
 class AttemptAssignment(BaseModel):
     attempt_id: int
     fencing_token: int
@@ -91,6 +102,12 @@ class AttemptAssignment(BaseModel):
     nodes: list[AssignedNode]
     time_limit_s: float | None = None
     keep_checkpoint: bool = True
+    #: The job's latest checkpoint, when another site made it: the agent fetches it
+    #: (``GET /api/v1/agents/checkpoints/{digest}?attempt=ID``) and unpacks it into the
+    #: checkpoint folder before setup. None: the folder this site keeps (or an empty one).
+    checkpoint_digest: str | None = None
+    #: Datasets to fetch (from this site's copy) before the job starts.
+    datasets: list[DatasetInput] = Field(default_factory=list)
 
 
 class StopOrder(BaseModel):
@@ -116,3 +133,14 @@ class HeartbeatResponse(BaseModel):
     forget: list[int] = Field(default_factory=list)
     lease_s: float
     server_time: datetime
+
+
+class CheckpointReceipt(BaseModel):
+    """The answer to a checkpoint upload (``POST /api/v1/agents/checkpoints?attempt=ID``)."""
+
+    job_id: str
+    attempt_id: int
+    digest: str
+    size: int
+    site: str
+    stored_at: datetime

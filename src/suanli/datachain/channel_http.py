@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import http.client
 import json
+import mmap
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from suanli.datachain.manifest import Manifest
-from suanli.datachain.transfer import ChunkRejected, Offer, SiteStore, TransferError
+from suanli.datachain.crypto import OVERHEAD, Buffer
+from suanli.datachain.manifest import MAX_CHUNK, Manifest
+from suanli.datachain.transfer import ChunkRejected, Offer, SiteStore, TransferError, chunk_buffer
+
+#: The largest body a chunk request may have: a sealed chunk of the largest chunk size.
+MAX_SEALED = MAX_CHUNK + OVERHEAD
 
 
 def _handler(store: SiteStore) -> type[BaseHTTPRequestHandler]:
@@ -43,16 +48,17 @@ def _handler(store: SiteStore) -> type[BaseHTTPRequestHandler]:
         def _body(self) -> bytes:
             return self.rfile.read(int(self.headers.get("Content-Length", "0")))
 
-        def _body_into(self) -> memoryview:
-            """The request body read into this connection's reused buffer."""
-            n = int(self.headers.get("Content-Length", "0"))
-            buf: bytearray | None = getattr(self, "_buf", None)
+        def _body_into(self, n: int) -> memoryview:
+            """The request body read into this connection's reused buffer: what the header
+            reader had buffered first, then straight from the socket, the kernel waiting for
+            the whole body (``MSG_WAITALL``) rather than Python looping over small reads."""
+            buf: mmap.mmap | None = getattr(self, "_buf", None)
             if buf is None or len(buf) < n:
-                buf = self._buf = bytearray(n)
+                buf = self._buf = chunk_buffer(n)
             view = memoryview(buf)[:n]
-            got = 0
+            got = self.rfile.readinto1(view) if n else 0
             while got < n:
-                k = self.rfile.readinto(view[got:])
+                k = self.connection.recv_into(view[got:], n - got, socket.MSG_WAITALL)
                 if not k:
                     break
                 got += k
@@ -82,7 +88,15 @@ def _handler(store: SiteStore) -> type[BaseHTTPRequestHandler]:
         def do_PUT(self) -> None:
             url = urlsplit(self.path)
             parts = url.path.strip("/").split("/")
-            blob = self._body_into()
+            try:
+                n = int(self.headers.get("Content-Length", "0"))
+            except ValueError:
+                n = -1
+            if not 0 <= n <= MAX_SEALED:
+                self.close_connection = True  # the body is not read: the connection cannot go on
+                self._reply(413, {"detail": f"a sealed chunk has at most {MAX_SEALED} bytes"})
+                return
+            blob = self._body_into(n)
             if len(parts) != 4 or parts[2] != "chunks":
                 self._reply(404, {"detail": "no such endpoint"})
                 return
@@ -131,10 +145,10 @@ class HttpChannel:
                 self._all.append(conn)
         return conn
 
-    def _call(self, method: str, path: str, body: bytes) -> tuple[int, dict[str, Any]]:
+    def _call(self, method: str, path: str, body: Buffer) -> tuple[int, dict[str, Any]]:
         conn = self._conn()
         try:
-            conn.request(method, path, body=body, headers={"Content-Length": str(len(body))})
+            conn.request(method, path, body=body, headers={"Content-Length": str(memoryview(body).nbytes)})
             resp = conn.getresponse()
             data = resp.read()
         except (OSError, http.client.HTTPException):
@@ -155,7 +169,7 @@ class HttpChannel:
             raise TransferError(str(body.get("detail", status)))
         return {int(i) for i in body["have"]}
 
-    def put(self, transfer_id: str, index: int, last: bool, blob: bytes) -> None:
+    def put(self, transfer_id: str, index: int, last: bool, blob: Buffer) -> None:
         status, body = self._call("PUT", f"/transfers/{transfer_id}/chunks/{index}?last={int(last)}", blob)
         if status == 422:
             raise ChunkRejected(index, str(body.get("detail")))

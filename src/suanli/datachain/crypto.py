@@ -9,16 +9,22 @@ Nonces are random (96 bits), so a resent chunk never reuses a nonce even if its 
 from __future__ import annotations
 
 import contextlib
+import mmap
 import os
 import stat
 import tempfile
 from pathlib import Path
+from typing import TypeAlias
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 NONCE, TAG = 12, 16
 OVERHEAD = NONCE + TAG
+
+#: Bytes that may be read without a copy, and buffers that may be written in place.
+Buffer: TypeAlias = bytes | bytearray | memoryview | mmap.mmap
+WritableBuffer: TypeAlias = bytearray | memoryview | mmap.mmap
 
 
 class SealError(Exception):
@@ -33,16 +39,27 @@ def new_key() -> bytes:
     return AESGCM.generate_key(bit_length=256)
 
 
-def seal(key: bytes, context: str, index: int, last: bool, plaintext: bytes | memoryview) -> bytes:
+def seal(key: bytes, context: str, index: int, last: bool, plaintext: Buffer) -> bytes:
     """``nonce || ciphertext || tag``, written once into one buffer (no concatenation copy)."""
-    nonce = os.urandom(NONCE)
-    out = bytearray(NONCE + len(plaintext) + TAG)
-    out[:NONCE] = nonce
-    AESGCM(key).encrypt_into(nonce, plaintext, aad(context, index, last), memoryview(out)[NONCE:])
+    out = bytearray(len(memoryview(plaintext)) + OVERHEAD)
+    seal_into(key, context, index, last, plaintext, out)
     return out  # type: ignore[return-value]  # a bytearray is bytes-like everywhere it goes
 
 
-def open_sealed(key: bytes, context: str, index: int, last: bool, blob: bytes | memoryview) -> bytes:
+def seal_into(key: bytes, context: str, index: int, last: bool, plaintext: Buffer, out: WritableBuffer) -> memoryview:
+    """Like :func:`seal`, into ``out`` (a buffer the caller reuses for every chunk); returns the
+    sealed bytes as a view of ``out``. A fresh random nonce every call, as :func:`seal`."""
+    n = len(memoryview(plaintext)) + OVERHEAD
+    target = memoryview(out)[:n]
+    if len(target) < n:
+        raise ValueError(f"a sealed chunk of {n} bytes does not fit a {len(target)}-byte buffer")
+    nonce = os.urandom(NONCE)
+    target[:NONCE] = nonce
+    AESGCM(key).encrypt_into(nonce, memoryview(plaintext), aad(context, index, last), target[NONCE:])
+    return target
+
+
+def open_sealed(key: bytes, context: str, index: int, last: bool, blob: Buffer) -> bytes:
     view = memoryview(blob)
     try:
         return AESGCM(key).decrypt(view[:NONCE], view[NONCE:], aad(context, index, last))
@@ -50,15 +67,20 @@ def open_sealed(key: bytes, context: str, index: int, last: bool, blob: bytes | 
         raise SealError(f"chunk {index} of {context} failed authentication") from None
 
 
-def open_into(key: bytes, context: str, index: int, last: bool, blob: bytes | memoryview, out: bytearray) -> memoryview:
-    """Like :func:`open_sealed`, into ``out`` (reused by the caller: no fresh 8 MiB per chunk)."""
+def open_into(key: bytes, context: str, index: int, last: bool, blob: Buffer, out: WritableBuffer) -> memoryview:
+    """Like :func:`open_sealed`, into ``out`` (reused by the caller: no fresh 8 MiB per chunk).
+
+    A ``bytearray`` grows to fit; any other buffer must be large enough. On failure ``out`` may
+    hold unauthenticated bytes: the caller must not use them."""
     view = memoryview(blob)
     n = len(view) - OVERHEAD
     if n < 0:
         raise SealError(f"chunk {index} of {context} is too short to be sealed")
-    if len(out) < n:
+    if isinstance(out, bytearray) and len(out) < n:
         out.extend(bytes(n - len(out)))
     target = memoryview(out)[:n]
+    if len(target) < n:
+        raise SealError(f"chunk {index} of {context} is larger than a chunk of this transfer")
     try:
         AESGCM(key).decrypt_into(view[:NONCE], view[NONCE:], aad(context, index, last), target)
     except InvalidTag:

@@ -17,8 +17,12 @@ DEFAULT_CHUNK = 8 * MiB
 MIN_CHUNK, MAX_CHUNK = 4 * MiB, 16 * MiB
 
 
-def chunk_hash(data: bytes | bytearray | memoryview) -> str:
-    return blake3.blake3(data, max_threads=blake3.blake3.AUTO if len(data) >= MiB else 1).hexdigest()
+def chunk_hash(data: bytes | bytearray | memoryview, *, parallel: bool = True) -> str:
+    """BLAKE3 of one chunk. ``parallel`` spreads a large chunk over all cores (building a
+    manifest reads one chunk at a time); a receiver that verifies several chunks at once
+    already keeps the cores busy, and hashes each on its own thread."""
+    threads = blake3.blake3.AUTO if parallel and len(data) >= MiB else 1
+    return blake3.blake3(data, max_threads=threads).hexdigest()
 
 
 def _node(left: bytes, right: bytes) -> bytes:

@@ -246,13 +246,14 @@ def run_transfer(
         offer = Offer(offer.transfer_id, offer.dataset, offer.manifest, key, offer.at_rest)
     src_store, dst_store = chain.store(source), chain.store(dest)
     try:
-        result = send(
-            lambda i: src_store.read_chunk(offer.dataset, i),
-            offer,
-            channel_factory(dst_store),
-            bandwidth_bps=_bandwidth(chain, transfer_id),
-            progress=progress,
-        )
+        with src_store.chunks(offer.dataset) as chunks:
+            result = send(
+                chunks,
+                offer,
+                channel_factory(dst_store),
+                bandwidth_bps=_bandwidth(chain, transfer_id),
+                progress=progress,
+            )
     except Exception as exc:
         now = chain.clock.now()
         with chain.db.session() as s:

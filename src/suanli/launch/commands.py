@@ -146,10 +146,41 @@ def agent(
         typer.Option("--health-check", help="A program run per node; non-zero exit drains the node with its output."),
     ] = None,
     health_interval: Annotated[float, typer.Option("--health-interval", help="Seconds between health checks.")] = 60.0,
+    gpu_health: Annotated[
+        bool,
+        typer.Option(
+            "--gpu-health/--no-gpu-health",
+            help="Watch this machine's NVIDIA GPUs through NVML (XID errors, ECC, lost GPUs, heat) and mark "
+            "its node unhealthy on a fault. Needs the 'nvidia' extra and a driver; otherwise nothing is watched.",
+        ),
+    ] = True,
+    gpu_max_temp: Annotated[
+        str,
+        typer.Option(
+            "--gpu-max-temp",
+            help="GPU temperature (°C) at which the node is unhealthy until it cools 5 °C below; "
+            "'slowdown': each GPU's own slowdown threshold.",
+        ),
+    ] = "90",
+    gpu_fatal_xids: Annotated[
+        str,
+        typer.Option(
+            "--gpu-fatal-xids",
+            help="XIDs that drain the node, comma-separated (default: 48,62,63,64,74,79,92,94,95,119,120,140).",
+        ),
+    ] = "default",
     node_name: Annotated[
         str | None,
         typer.Option("--node-name", help="Name of the node --gpus/--cpus/--memory declare (default: host name)."),
     ] = None,
+    checkpoint_every: Annotated[
+        float,
+        typer.Option(
+            "--checkpoint-every",
+            help="Seconds between uploads of a running job's changed checkpoint folder, so a retry at another "
+            "site resumes from it (0: only when an attempt ends).",
+        ),
+    ] = 60.0,
     keep_jobs_on_exit: Annotated[
         bool,
         typer.Option(
@@ -164,7 +195,8 @@ def agent(
 
     from suanli.agent.agent import Agent
     from suanli.agent.backends.config import AgentConfig, make_backend, read_agent_config
-    from suanli.agent.health import HealthChecker
+    from suanli.agent.health import HealthChecker, HealthChecks, NodeHealth
+    from suanli.agent.nvml_health import NvmlHealth, parse_xids
     from suanli.core.network import NodeDecl
     from suanli.core.resources import parse_accelerator
     from suanli.sdk import Client, default_server
@@ -186,6 +218,16 @@ def agent(
                 memory=memory or round(psutil.virtual_memory().total / 2**30, 1),
             )
         ]
+    checks: list[NodeHealth] = [HealthChecker(health_check, health_interval)] if health_check else []
+    if gpu_health:
+        try:
+            fatal = parse_xids(gpu_fatal_xids)
+            max_temp = None if gpu_max_temp.strip().lower() == "slowdown" else float(gpu_max_temp)
+        except ValueError as exc:
+            raise SuanliError(f"--gpu-fatal-xids or --gpu-max-temp: {exc}") from None
+        watch = NvmlHealth.open(node=node_name, fatal_xids=fatal, max_temp_c=max_temp)
+        if watch is not None:
+            checks.append(watch)
     the_agent = Agent(
         Client(server_url or default_server(), token=secret),
         site,
@@ -193,7 +235,8 @@ def agent(
         root,
         agent_id=f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}",
         stop_on_partition=stop_on_partition,
-        health=HealthChecker(health_check, health_interval) if health_check else None,
+        checkpoint_every_s=checkpoint_every or None,
+        health=HealthChecks(*checks) if checks else None,
     )
     stop = _until_signalled()
     err.print(f"agent for site [bold]{site}[/] → {server_url or default_server()} (work dir {root}); Ctrl-C stops it")

@@ -35,7 +35,13 @@ from suanli.core.api import (
     WhoAmIOut,
     WorkdirOut,
 )
-from suanli.core.protocol import HeartbeatRequest, HeartbeatResponse, RegisterRequest, RegisterResponse
+from suanli.core.protocol import (
+    CheckpointReceipt,
+    HeartbeatRequest,
+    HeartbeatResponse,
+    RegisterRequest,
+    RegisterResponse,
+)
 from suanli.core.spec import JobSpec, parse_job_spec
 from suanli.sdk.credentials import discover_token
 from suanli.sdk.errors import ApiError, ServerUnreachable
@@ -317,6 +323,51 @@ class Client:
         written = 0
         try:
             with self._http.stream("GET", f"/api/v1/agents/workdirs/{digest}") as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise _api_error(response)
+                for data in response.iter_bytes():
+                    dest.write(data)
+                    written += len(data)
+        except httpx.TransportError as exc:
+            raise ServerUnreachable(f"cannot reach {self.server} ({exc.__class__.__name__})") from None
+        return written
+
+    def download_dataset(self, name: str, attempt_id: int, dest: IO[bytes]) -> int:
+        """(Agents) Write dataset ``name``, from this site's copy, into ``dest``; returns bytes written."""
+        written = 0
+        try:
+            path = f"/api/v1/agents/datasets/{name}"
+            with self._http.stream("GET", path, params={"attempt": attempt_id}) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise _api_error(response)
+                for data in response.iter_bytes():
+                    dest.write(data)
+                    written += len(data)
+        except httpx.TransportError as exc:
+            raise ServerUnreachable(f"cannot reach {self.server} ({exc.__class__.__name__})") from None
+        return written
+
+    def upload_checkpoint(self, attempt_id: int, archive: IO[bytes], size: int) -> CheckpointReceipt:
+        """(Agents) Send a job's checkpoint folder, packed as a ``.tar.gz`` of ``size`` bytes,
+        for ``attempt_id`` at this agent's site; it becomes the job's latest checkpoint."""
+        response = self._request(
+            "POST",
+            "/api/v1/agents/checkpoints",
+            params={"attempt": attempt_id},
+            content=iter(ProgressReader(archive, size, None)),
+            headers={"Content-Type": "application/gzip", "Content-Length": str(size)},
+        )
+        return CheckpointReceipt.model_validate_json(response.content)
+
+    def download_checkpoint(self, digest: str, attempt_id: int, dest: IO[bytes]) -> int:
+        """(Agents) Write checkpoint ``digest``, the one ``attempt_id`` starts from, into ``dest``;
+        returns bytes written."""
+        written = 0
+        try:
+            path = f"/api/v1/agents/checkpoints/{digest}"
+            with self._http.stream("GET", path, params={"attempt": attempt_id}) as response:
                 if response.status_code >= 400:
                     response.read()
                     raise _api_error(response)

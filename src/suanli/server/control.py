@@ -18,7 +18,8 @@ from pathlib import Path
 from suanli.core.clock import Clock, SystemClock
 from suanli.core.network import NetworkSpec
 from suanli.core.scheduler import Policy, SiteState
-from suanli.server.services import budgets, identities, jobs, metering, scheduling, sites
+from suanli.datachain.chain import Chain
+from suanli.server.services import budgets, datarules, identities, jobs, metering, scheduling, sites
 from suanli.server.services.fairshare import quotas_of
 from suanli.server.services.secrets import SecretBox
 from suanli.server.settings import Settings
@@ -77,6 +78,8 @@ class ControlPlane:
         #: Set by :meth:`migrate` when it wrote a new admin token.
         self.admin_token_written: Path | None = None
         self._last_used_flush = 0.0
+        self._chain: Chain | None = None
+        self._chain_lock = threading.Lock()
         self._capacity: list[SiteState] | None = None
         self._capacity_lock = threading.Lock()
         self._stop = threading.Event()
@@ -188,13 +191,15 @@ class ControlPlane:
         lost_sites: set[str] = set()
         if expired:
             with self.db.session() as session:
-                lost_sites = scheduling.expire_leases(session, now)
+                lost_sites = scheduling.expire_leases(session, now, self.scheduler_config.policy)
             if lost_sites:
                 self.capacity_changed()
         with self._epoch_lock:
             epoch = self._epoch
         started = time.monotonic()
         full = full or epoch != self._planned_epoch or started - self._last_full >= self.settings.scheduler_interval_s
+        wake_at = self._pending.wake_at
+        full = full or (wake_at is not None and now >= wake_at)  # a back-off ended: look at that job again
         with self.db.read() as session:
             plan = scheduling.plan_pass(
                 session,
@@ -211,11 +216,33 @@ class ControlPlane:
             self._seen_seq = max(self._seen_seq, *plan.seq_of.values())
             with self.db.session() as session:
                 result = scheduling.apply_plan(session, plan, now, self.settings.lease_s)
+            on_data = [(j, s) for j, s in result.placements if j in plan.datasets_of]
+            if on_data:
+                self._record_on_data(on_data, plan.datasets_of, now)
         for site in result.sites | lost_sites:
             self.signals.bump(f"site:{site}")
         if result.placed or lost_sites or result.preempted:
             self.signals.bump("jobs")
         return TickResult(result.placed, result.waiting, len(lost_sites))
+
+    @property
+    def chain(self) -> Chain:
+        """The data chain (rules, key store, ledger), opened on first use beside the state."""
+        with self._chain_lock:
+            if self._chain is None:
+                self._chain = Chain.open(self.db, self.clock, self.settings.home)
+            return self._chain
+
+    def _record_on_data(
+        self, placements: list[tuple[str, str]], datasets_of: dict[str, tuple[str, ...]], now: datetime
+    ) -> None:
+        """Put each placement of a job on data on the ledger, with the route of every dataset."""
+        chain = self.chain
+        with self.db.session() as session:
+            for job_id, site in placements:
+                decisions = datarules.placement_decisions(session, datasets_of[job_id], site, now)
+                chain.ledger.record(session, "placement", {"job": job_id, "site": site, "datasets": decisions}, now)
+        chain.seal()
 
     def start(self) -> None:
         if self._thread is not None:

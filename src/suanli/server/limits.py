@@ -4,8 +4,8 @@ request costs no routing, no body parsing and no thread hand-off; every refusal 
 problem document, like the API's own errors.
 
 - Bodies over ``Settings.max_body_bytes`` get 413: at once when Content-Length says so, or as soon
-  as a streamed (chunked) body goes over. The workdir upload has its own, larger limit, enforced by
-  its route while it streams the archive to disk.
+  as a streamed (chunked) body goes over. The workdir and checkpoint uploads have their own, larger
+  limit, enforced by their routes while they stream the archive to disk.
 - Request headers over :data:`MAX_HEADER_BYTES` in all get 431.
 - A body sent to ``/api/v1`` that declares a content type other than JSON gets 415.
 - Each bearer token (keyed by its SHA-256, never the token itself), or each client address for
@@ -40,7 +40,7 @@ MAX_HEADER_BYTES = 64 * 1024
 MAX_BUCKETS = 10_000
 
 #: Routes that take a body of their own kind, size-limited by the route itself.
-UPLOAD_PATHS = frozenset({"/api/v1/workdirs"})
+UPLOAD_PATHS = frozenset({"/api/v1/workdirs", "/api/v1/agents/checkpoints"})
 #: Not rate-limited: site agents long-poll and heartbeat (site tokens), probes and scrapers.
 UNLIMITED_PREFIXES = ("/api/v1/agents/",)
 UNLIMITED_PATHS = frozenset({"/healthz", "/metrics"})

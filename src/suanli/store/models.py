@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -153,6 +154,8 @@ class Job(Base):
     current_attempt_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     attempts_count: Mapped[int] = mapped_column(Integer, default=0)
     retries_used: Mapped[int] = mapped_column(Integer, default=0)
+    #: After a fault, the requeued job is not placed before this (exponential back-off); None: at once.
+    not_before: Mapped[datetime | None] = mapped_column(nullable=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
     submitted_at: Mapped[datetime]
@@ -209,6 +212,22 @@ class Blob(Base):
 
     digest: Mapped[str] = mapped_column(String(64), primary_key=True)
     size: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+
+
+class JobCheckpoint(Base):
+    """The latest SUANLI_CHECKPOINT_DIR of a job, as its agents uploaded it (a .tar.gz stored by
+    SHA-256 beside the workdirs, under $SUANLI_HOME/blobs). One row per job: each upload from
+    the job's current attempt replaces it. Only agents running the job's attempts fetch it."""
+
+    __tablename__ = "job_checkpoints"
+
+    job_seq: Mapped[int] = mapped_column(ForeignKey("jobs.seq", ondelete="CASCADE"), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    #: Where it was made: an attempt at another site gets it; one at this site keeps its own folder.
+    site: Mapped[str] = mapped_column(String(64))
+    attempt_id: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime]
 
 

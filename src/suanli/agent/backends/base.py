@@ -4,7 +4,7 @@ The agent owns the conversation with the server; a backend owns the work (local 
 Slurm jobs, Ray jobs, pods). The interface is small on purpose, so that a new engine is one file
 and one contract test runs against every backend (``tests/contract/``).
 
-Optional capabilities are mixins (``MultiNode``, ``GpuAccounting``), found with ``issubclass`` on
+Optional capabilities are mixins (``MultiNode``, ``GpuAccounting``, ``KeptCheckpoints``), found with ``issubclass`` on
 the backend's class, never by trying a method and catching the error.
 
 The contract every backend keeps:
@@ -95,6 +95,23 @@ class MultiNode(ABC):  # noqa: B024 - a marker: having it is the capability
 
     Backends without it run an attempt on one machine; an assignment of several nodes ends
     FAILED with a message saying so."""
+
+
+class KeptCheckpoints(ABC):
+    """The backend keeps a job's SUANLI_CHECKPOINT_DIR (``keep_checkpoint``) in one folder on the
+    agent's machine, the same for every attempt of the job at this site
+    (``staging.kept_checkpoint_dir``: ``<work_dir>/checkpoints/<job id>/``). The agent carries it
+    between sites through the server (``suanli.agent.checkpoints``): it uploads the folder while
+    an attempt runs and when it ends, and fills it before an attempt whose job's latest checkpoint
+    was made elsewhere starts."""
+
+    @abstractmethod
+    def checkpoint_dir(self, assignment: AttemptAssignment) -> Path | None:
+        """The job's kept checkpoint folder at this site (None: the job keeps none)."""
+
+    def held_assignments(self) -> list[AttemptAssignment]:
+        """The assignments of the attempts held now; how the agent finds adopted attempts."""
+        return []
 
 
 @dataclass(frozen=True)

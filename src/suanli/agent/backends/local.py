@@ -55,7 +55,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from suanli.agent.backends.base import Backend
+from suanli.agent.backends.base import Backend, KeptCheckpoints
 from suanli.agent.backends.gpus import this_machine
 from suanli.agent.backends.local_parts import (
     SUPERVISOR,
@@ -74,7 +74,7 @@ from suanli.agent.backends.local_parts import (
     _wait_gone,
 )
 from suanli.agent.backends.logstream import Utf8Stream
-from suanli.agent.backends.staging import write_private
+from suanli.agent.backends.staging import kept_checkpoint_dir, write_private
 from suanli.agent.recovery import Recoverable
 from suanli.core.errors import SuanliError
 from suanli.core.network import NodeDecl
@@ -89,7 +89,7 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _TOUCH_S = 1.0
 
 
-class LocalBackend(Backend, Recoverable):
+class LocalBackend(Backend, Recoverable, KeptCheckpoints):
     """Runs attempts as local process groups; nodes are declared virtual ones or this machine.
 
     ``nodes``: declared virtual nodes (e.g. a demo site with one node of 16 × H100 on a laptop;
@@ -236,6 +236,14 @@ class LocalBackend(Backend, Recoverable):
             for key in [k for k in self._chunk_ends if k[0] == attempt_id]:
                 del self._chunk_ends[key]
             shutil.rmtree(a.dir, ignore_errors=True)
+
+    # -- KeptCheckpoints -------------------------------------------------------------------
+    def checkpoint_dir(self, assignment: AttemptAssignment) -> Path | None:
+        return kept_checkpoint_dir(self.work_dir, assignment)
+
+    def held_assignments(self) -> list[AttemptAssignment]:
+        with self._lock:
+            return [a.spec for a in self._attempts.values()]
 
     # -- Recoverable ----------------------------------------------------------------------
     def keepalive(self) -> None:

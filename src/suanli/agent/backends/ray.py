@@ -39,11 +39,12 @@ from typing import Any, Protocol, cast
 
 import httpx
 
-from suanli.agent.backends.base import Backend
+from suanli.agent.backends.base import Backend, KeptCheckpoints
 from suanli.agent.backends.logstream import Utf8Stream
 from suanli.agent.backends.staging import (
     exit_words,
     job_environment,
+    kept_checkpoint_dir,
     note,
     secrets_script,
     stage_attempt,
@@ -154,7 +155,7 @@ def user_output(raw: str, submission_id: str, ended: bool) -> str:
     return text
 
 
-class RayBackend(Backend):
+class RayBackend(Backend, KeptCheckpoints):
     """Runs attempts as Ray jobs on the cluster whose dashboard is at ``address``.
 
     ``gpu_resource``: the Ray resource that counts GPUs (``GPU``; ``GPU_fake`` in the tests).
@@ -194,6 +195,10 @@ class RayBackend(Backend):
         return self._jobs
 
     # -- Backend --------------------------------------------------------------------------
+    def checkpoint_dir(self, assignment: AttemptAssignment) -> Path | None:
+        """KeptCheckpoints: the folder ``stage_attempt`` gives the job."""
+        return kept_checkpoint_dir(self.work_dir, assignment)
+
     def inventory(self) -> list[NodeReport]:
         try:
             r = httpx.get(f"{self.address}/api/v0/nodes", params={"limit": 10000}, timeout=10)

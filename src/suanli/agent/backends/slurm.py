@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from suanli.agent.backends.base import AttemptUsage, Backend, GpuAccounting, MultiNode
+from suanli.agent.backends.base import AttemptUsage, Backend, GpuAccounting, KeptCheckpoints, MultiNode
 from suanli.agent.backends.logstream import Utf8Stream
 from suanli.agent.backends.slurm_api import (
     JobRequest,
@@ -39,7 +39,14 @@ from suanli.agent.backends.slurm_api import (
     SlurmRejected,
     parse_gres,
 )
-from suanli.agent.backends.staging import RankLog, exit_words, job_environment, note, stage_attempt
+from suanli.agent.backends.staging import (
+    RankLog,
+    exit_words,
+    job_environment,
+    kept_checkpoint_dir,
+    note,
+    stage_attempt,
+)
 from suanli.core.protocol import AssignedNode, AttemptAssignment, AttemptReport, LogChunk, NodeReport
 from suanli.core.resources import format_duration
 from suanli.core.states import AttemptState
@@ -104,7 +111,7 @@ class _Attempt:
         return self.state.is_terminal()
 
 
-class SlurmBackend(Backend, MultiNode, GpuAccounting):
+class SlurmBackend(Backend, MultiNode, GpuAccounting, KeptCheckpoints):
     """Runs attempts as Slurm jobs. ``api``: ``SlurmCli()`` (the default) or ``SlurmRest(...)``.
 
     ``partition``/``account``: where the jobs go (the site's config). ``gpu_type``: the type
@@ -144,6 +151,10 @@ class SlurmBackend(Backend, MultiNode, GpuAccounting):
         self._seen_at = -1e9
         self._node_types: dict[str, str | None] = {}
         (self.work_dir / "attempts").mkdir(parents=True, exist_ok=True)
+
+    # -- KeptCheckpoints ------------------------------------------------------------------
+    def checkpoint_dir(self, assignment: AttemptAssignment) -> Path | None:
+        return kept_checkpoint_dir(self.work_dir, assignment)
 
     # -- Backend --------------------------------------------------------------------------
     def inventory(self) -> list[NodeReport]:

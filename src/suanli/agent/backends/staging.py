@@ -62,6 +62,39 @@ def stage_attempt(work_dir: Path, spec: AttemptAssignment, archive: Path | None)
     return staged
 
 
+def kept_checkpoint_dir(work_dir: Path, spec: AttemptAssignment) -> Path | None:
+    """``<work_dir>/checkpoints/<job id>``: the one folder every attempt of a job with
+    ``keep_checkpoint`` gets as SUANLI_CHECKPOINT_DIR at this site (None: it keeps none here)."""
+    if not spec.keep_checkpoint or not _SAFE_NAME.match(spec.job_id):
+        return None
+    return work_dir / "checkpoints" / spec.job_id
+
+
+def restore_checkpoint(archive: Path, folder: Path) -> None:
+    """Replace what ``folder`` holds with the checkpoint ``archive`` (a ``.tar.gz``): a job's
+    checkpoint made at another site, so its next attempt here resumes from it. Unpacked beside
+    the folder first and swapped in whole, so a failure leaves the folder as it was."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    fresh = folder.with_name(f".{folder.name}.restoring-{os.getpid()}")
+    if fresh.exists():
+        shutil.rmtree(fresh)
+    fresh.mkdir(mode=0o700)
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            # "data" refuses absolute paths, '..', links leaving the folder and devices.
+            tar.extractall(fresh, filter="data")
+        old = folder.with_name(f".{folder.name}.replaced-{os.getpid()}")
+        if folder.exists():
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(folder, old)
+        os.replace(fresh, folder)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(fresh, ignore_errors=True)
+        raise
+
+
 def job_environment(
     spec: AttemptAssignment, checkpoint_dir: Path, *, inherit: bool = True, secrets: bool = True
 ) -> dict[str, str]:

@@ -184,6 +184,11 @@ class Policy:
     preempt_grace_s: float = 30.0
     #: A job is never preempted twice within this long.
     preempt_cooldown_s: float = 3600.0
+    #: Back-off before a job requeued after a fault (a lost attempt, a retried exit code) may be
+    #: placed again: ``retry_backoff_s · 2^(retries used − 1)``, at most ``retry_backoff_cap_s``;
+    #: 0 turns it off. Preemptions never back off.
+    retry_backoff_s: float = 10.0
+    retry_backoff_cap_s: float = 600.0
 
     @classmethod
     def from_decl(cls, decl: SchedulingDecl) -> Policy:
@@ -197,7 +202,16 @@ class Policy:
             preempt_after_s=decl.preempt_after,
             preempt_grace_s=decl.preempt_grace,
             preempt_cooldown_s=decl.preempt_cooldown,
+            retry_backoff_s=decl.retry_backoff,
+            retry_backoff_cap_s=decl.retry_backoff_cap,
         )
+
+    def retry_backoff(self, retries_used: int) -> float:
+        """Seconds the ``retries_used``-th retry after a fault waits before it may be placed:
+        10 s, 20 s, 40 s … (the defaults), capped; 0 when back-off is off."""
+        if self.retry_backoff_s <= 0 or retries_used < 1:
+            return 0.0
+        return min(self.retry_backoff_cap_s, self.retry_backoff_s * 2.0 ** min(retries_used - 1, 62))
 
 
 @dataclass(frozen=True)

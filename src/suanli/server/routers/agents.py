@@ -1,18 +1,28 @@
-"""/api/v1/agents: the pull protocol of site agents, and workdir downloads for them."""
+"""/api/v1/agents: the pull protocol of site agents, workdir downloads and checkpoint uploads
+and downloads for them."""
 
 from __future__ import annotations
 
 import time
+from typing import Annotated
 
-from fastapi import APIRouter
-from fastapi.responses import FileResponse
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
-from suanli.core.protocol import HeartbeatRequest, HeartbeatResponse, RegisterRequest, RegisterResponse
+from suanli.core.protocol import (
+    CheckpointReceipt,
+    HeartbeatRequest,
+    HeartbeatResponse,
+    RegisterRequest,
+    RegisterResponse,
+)
 from suanli.server.deps import Control, Token
 from suanli.server.services import agents as service
-from suanli.server.services.errors import NotFound
+from suanli.server.services import checkpoints
+from suanli.server.services.errors import NotFound, TooLarge
 from suanli.server.services.sites import authenticate_site, site_for_token
-from suanli.server.services.workdirs import blob_path
+from suanli.server.services.workdirs import Receiver, blob_path
 
 router = APIRouter(prefix="/api/v1/agents", tags=["agents"])
 
@@ -41,7 +51,14 @@ def heartbeat(req: HeartbeatRequest, control: Control, token: Token) -> Heartbea
         site = authenticate_site(session, req.site, token)
         grace = control.scheduler_config.policy.preempt_grace_s
         out = service.record_heartbeat(
-            session, site, req, control.clock.now(), control.settings.lease_s, grace, control.secrets
+            session,
+            site,
+            req,
+            control.clock.now(),
+            control.settings.lease_s,
+            grace,
+            control.secrets,
+            policy=control.scheduler_config.policy,
         )
     if out.inventory_changed:
         control.invalidate_capacity()
@@ -79,4 +96,75 @@ def download_workdir(digest: str, control: Control, token: Token) -> FileRespons
     path = blob_path(control.settings.blob_dir, digest)
     if not path.is_file():
         raise NotFound(f"no workdir {digest}")
+    return FileResponse(path, media_type="application/gzip")
+
+
+@router.get("/datasets/{name}", response_class=StreamingResponse)
+def download_dataset(
+    name: str, control: Control, token: Token, attempt: Annotated[int, Query(ge=0, le=2**62)]
+) -> StreamingResponse:
+    """A dataset's bytes, from this site's own copy (each chunk verified against its manifest),
+    for an attempt at this site whose job reads it. Nothing crosses sites here: a copy elsewhere
+    moves only through ``suanli data copy`` and its rules."""
+    with control.db.read() as session:
+        site = site_for_token(session, token)
+        if not service.site_reads_dataset(session, site.name, attempt, name):
+            raise NotFound(f"no dataset '{name}' for attempt {attempt} at site '{site.name}'")
+    store = control.chain.store(site.name)
+    if not store.has(name):
+        raise NotFound(f"site '{site.name}' holds no copy of dataset '{name}'")
+    size = store.manifest_of(name).size
+    return StreamingResponse(
+        store.read_plain(name), media_type="application/octet-stream", headers={"Content-Length": str(size)}
+    )
+
+
+@router.post("/checkpoints", status_code=201, response_model=CheckpointReceipt)
+async def upload_checkpoint(
+    request: Request, control: Control, token: Token, attempt: Annotated[int, Query(ge=0, le=2**62)]
+) -> CheckpointReceipt:
+    """An attempt's ``SUANLI_CHECKPOINT_DIR`` as a ``.tar.gz``: it becomes the job's latest
+    checkpoint, which a retry at another site starts from. Checked like a workdir upload (size,
+    unpacked size, only plain files and folders); refused (409) when a newer attempt has started."""
+
+    def check() -> None:
+        with control.db.read() as session:
+            checkpoints.check_upload(session, site_for_token(session, token).name, attempt)
+
+    await run_in_threadpool(check)  # before reading the body: a stale upload costs no transfer
+    limit = control.settings.max_workdir_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise TooLarge(
+            f"the checkpoint archive is {int(declared) / 2**20:.1f} MiB, over the {limit / 2**20:.0f} MiB limit"
+        )
+    receiver = Receiver(control.settings.blob_dir, limit, control.settings.max_workdir_unpacked_bytes, "checkpoint")
+    try:
+        async for data in request.stream():
+            receiver.write(data)
+    except BaseException:
+        receiver.abort()
+        raise
+    digest, size, _ = await run_in_threadpool(receiver.finish)
+
+    def store() -> CheckpointReceipt:
+        with control.db.session() as session:
+            site = site_for_token(session, token)
+            return checkpoints.record_upload(session, site.name, attempt, digest, size, control.clock.now())
+
+    return await run_in_threadpool(store)
+
+
+@router.get("/checkpoints/{digest}", response_class=FileResponse)
+def download_checkpoint(
+    digest: str, control: Control, token: Token, attempt: Annotated[int, Query(ge=0, le=2**62)]
+) -> FileResponse:
+    """The checkpoint an attempt at this site starts from (its assignment's ``checkpoint_digest``)."""
+    with control.db.read() as session:
+        site = site_for_token(session, token)
+        if not checkpoints.may_download(session, site.name, attempt, digest):
+            raise NotFound(f"no checkpoint {digest} for attempt {attempt} at site '{site.name}'")
+    path = blob_path(control.settings.blob_dir, digest)
+    if not path.is_file():
+        raise NotFound(f"no checkpoint {digest}")
     return FileResponse(path, media_type="application/gzip")

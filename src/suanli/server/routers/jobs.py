@@ -53,12 +53,14 @@ async def submit(request: Request, who: Caller) -> Response:
                 now=control.clock.now(),
                 who=who,
                 secret_box=control.secrets,
+                sites=control.capacity() if spec.datasets else None,
             )
 
     # One INSERT under WAL takes a fraction of a millisecond: done on the event loop it saves the
     # thread hand-off that dominates this hot path. Only when another writer holds the lock
     # (a scheduler pass writing placements) does it go to a thread, so the loop never waits.
-    out = await run_in_threadpool(write) if control.db.write_busy() else write()
+    slow = control.db.write_busy() or bool(spec.datasets)  # data rules read the registry
+    out = await run_in_threadpool(write) if slow else write()
     control.kick()
     # Serialised once, by pydantic: this is the API's hot path.
     return Response(out.model_dump_json(), status_code=201, media_type="application/json")

@@ -15,14 +15,16 @@ from suanli.core.protocol import (
     AssignedNode,
     AttemptAssignment,
     AttemptReport,
+    DatasetInput,
     HeartbeatRequest,
     LogChunk,
     NodeReport,
     RegisterRequest,
     StopOrder,
 )
+from suanli.core.scheduler import Policy
 from suanli.core.states import AttemptState, JobState, can_transition_attempt, job_state_for_attempt
-from suanli.server.services import metering
+from suanli.server.services import checkpoints, metering
 from suanli.server.services.jobs import finish
 from suanli.server.services.scheduling import PREEMPT_GRACE_S, requeue_or_fail
 from suanli.server.services.secrets import SecretBox, SecretsUnavailable, open_secrets
@@ -57,8 +59,10 @@ def record_heartbeat(
     lease_s: float,
     preempt_grace_s: float = PREEMPT_GRACE_S,
     secret_box: SecretBox | None = None,
+    policy: Policy | None = None,
 ) -> HeartbeatOutcome:
-    """``secret_box`` opens the secrets of jobs whose attempts start now (see ``collect_orders``)."""
+    """``secret_box`` opens the secrets of jobs whose attempts start now (see ``collect_orders``);
+    ``policy`` sets the back-off of jobs requeued after a fault (``requeue_or_fail``)."""
     out = HeartbeatOutcome()
     site.last_heartbeat_at = now
     site.agent_id = req.agent_id
@@ -80,7 +84,7 @@ def record_heartbeat(
                     StopOrder(attempt_id=report.attempt_id, reason="this attempt is not known to the server", grace_s=5)
                 )
             continue
-        _apply_report(session, attempt, report, now, out)
+        _apply_report(session, attempt, report, now, out, policy)
         metering.meter(session, attempt, report, now)
         if not AttemptState(attempt.state).is_terminal():
             attempt.lease_expires_at = lease
@@ -131,7 +135,9 @@ def collect_orders(
             continue
         attempt.delivered = True
         try:
-            out.start.append(assignment(job, attempt, secret_box))
+            order = assignment(job, attempt, secret_box)
+            order.checkpoint_digest = checkpoints.carried_digest(session, job, attempt)
+            out.start.append(order)
         except SecretsUnavailable as exc:
             attempt.state = AttemptState.FAILED.value
             attempt.message = exc.detail
@@ -174,6 +180,7 @@ def assignment(job: Job, attempt: Attempt, secret_box: SecretBox | None = None) 
         ],
         time_limit_s=spec.get("time_limit"),
         keep_checkpoint=bool(spec.get("checkpoint", {}).get("keep", True)),
+        datasets=[DatasetInput(name=d["name"], mount=d["mount"]) for d in spec.get("datasets", [])],
     )
 
 
@@ -184,7 +191,12 @@ def _attempts(session: Session, ids: Sequence[int]) -> dict[int, Attempt]:
 
 
 def _apply_report(
-    session: Session, attempt: Attempt, report: AttemptReport, now: datetime, out: HeartbeatOutcome
+    session: Session,
+    attempt: Attempt,
+    report: AttemptReport,
+    now: datetime,
+    out: HeartbeatOutcome,
+    policy: Policy | None = None,
 ) -> None:
     old = AttemptState(attempt.state)
     new = report.state
@@ -213,14 +225,14 @@ def _apply_report(
         attempt.state = new.value
         attempt.message = attempt.stop_reason
     if new in (AttemptState.LOST, AttemptState.PREEMPTED):
-        requeue_or_fail(job, attempt, now)
+        requeue_or_fail(job, attempt, now, policy)
         return
     if job.cancel_requested and new != AttemptState.SUCCEEDED:
         finish(job, JobState.CANCELLED, now, attempt.stop_reason or "cancelled by the user", report.exit_code)
         return
     retry_codes = job.spec.get("retry", {}).get("on_exit_codes", [])
     if new == AttemptState.FAILED and report.exit_code is not None and report.exit_code in retry_codes:
-        requeue_or_fail(job, attempt, now)  # the spec asked for this code to be retried
+        requeue_or_fail(job, attempt, now, policy)  # the spec asked for this code to be retried
         return
     state = job_state_for_attempt(new)
     reason = report.message if state != JobState.SUCCEEDED else ""
@@ -255,8 +267,9 @@ def _store_logs(
 
 def stop_attempts_on_failed_nodes(session: Session, site: Site, nodes: Sequence[NodeReport], now: datetime) -> int:
     """Attempts on a node the agent reports unhealthy are stopped and, once stopped, recorded
-    LOST and requeued (elsewhere: the node is drained). Returns how many were ordered stopped."""
-    failed = {n.name: n.reason or "unhealthy" for n in nodes if not n.healthy}
+    LOST and requeued (elsewhere: the node is drained). A transient verdict (a hot GPU) stops
+    nothing. Returns how many were ordered stopped."""
+    failed = {n.name: n.reason or "unhealthy" for n in nodes if not n.healthy and not n.transient}
     if not failed:
         return 0
     stopped = 0
@@ -290,3 +303,14 @@ def site_runs_workdir(session: Session, site: str, digest: str) -> bool:
         .limit(1)
     )
     return session.scalar(query) is not None
+
+
+def site_reads_dataset(session: Session, site: str, attempt_id: int, dataset: str) -> bool:
+    """Whether ``attempt_id`` is an active attempt at ``site`` of a job that reads ``dataset``:
+    an agent fetches only the data of the work it was given."""
+    attempt = session.get(Attempt, attempt_id)
+    if attempt is None or attempt.site != site or attempt.state not in ACTIVE_ATTEMPT_STATES:
+        return False
+    job = session.get(Job, attempt.job_seq)
+    spec = job.spec if job is not None else {}
+    return any(d.get("name") == dataset for d in spec.get("datasets", []) if isinstance(d, dict))

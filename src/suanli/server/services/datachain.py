@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated
@@ -19,20 +18,14 @@ from suanli.server.services.access import require, tenant_filter
 from suanli.server.services.errors import Conflict, Forbidden, NotFound, ServiceError, Unprocessable
 from suanli.store.models import Dataset
 
-_LOCK = threading.Lock()
-
 
 def chain_of(request: Request) -> Chain:
-    """One Chain per app, opened on first use beside the control plane's state directory."""
+    """The control plane's Chain (one per state directory: placements are recorded through it too)."""
     app_state = request.app.state
     chain: Chain | None = getattr(app_state, "datachain", None)
     if chain is None:
-        with _LOCK:
-            chain = getattr(app_state, "datachain", None)
-            if chain is None:
-                control: ControlPlane = app_state.control
-                chain = Chain.open(control.db, control.clock, control.settings.home)
-                app_state.datachain = chain
+        control: ControlPlane = app_state.control
+        chain = app_state.datachain = control.chain
     return chain
 
 

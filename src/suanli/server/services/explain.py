@@ -11,6 +11,7 @@ from suanli.core.api import ExplainOut, SiteExplainOut
 from suanli.core.identity import Identity
 from suanli.core.scheduler import explain_sites
 from suanli.core.states import JobState
+from suanli.server.services import datarules
 from suanli.server.services.fairshare import tenant_shares
 from suanli.server.services.jobs import get_job
 from suanli.server.services.scheduling import SchedulerConfig, fill_estimates, pending_job
@@ -34,7 +35,8 @@ def explain_job(
     fill_estimates(view.sites, tenant_shares(session, now, config.policy, config.quotas), config.policy)
     state = JobState(job.state)
     chosen = job.site if state != JobState.PENDING else None
-    verdicts = explain_sites(pending, view.sites, now, config.rules)
+    data = datarules.data_rule(session, [pending], now)
+    verdicts = explain_sites(pending, view.sites, now, (*config.rules, data) if data else config.rules)
     sites: list[SiteExplainOut] = []
     for v in verdicts:
         text = v.text
@@ -64,5 +66,6 @@ def explain_job(
         optimize=pending.optimize,
         reserved_site=reservation[0] if reservation and state == JobState.PENDING else None,
         reserved_start_at=reservation[1] if reservation and state == JobState.PENDING else None,
+        not_before=job.not_before if state == JobState.PENDING and job.not_before and job.not_before > now else None,
         sites=sites,
     )

@@ -16,10 +16,11 @@ from suanli.core.identity import Identity, Role, Scope
 from suanli.core.scheduler import SiteState, never_fits
 from suanli.core.spec import JobSpec, job_spec_from_data
 from suanli.core.states import QUEUED_REASON, AttemptState, JobState
+from suanli.server.services import datarules
 from suanli.server.services.access import require, tenant_filter, visible
 from suanli.server.services.errors import Forbidden, NotFound, Unprocessable
 from suanli.server.services.secrets import SecretBox, seal_spec
-from suanli.store.models import Attempt, Blob, BlobTenant, Job, LogChunkRow, Tenant
+from suanli.store.models import Attempt, Blob, BlobTenant, Dataset, Job, LogChunkRow, Tenant
 
 _ID_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 
@@ -37,14 +38,38 @@ def validate_spec(data: dict[str, Any]) -> JobSpec:
             "the job spec is invalid: " + "; ".join(p.render() for p in exc.problems),
             [{"field": p.field, "message": p.message} for p in exc.problems],
         ) from None
-    if spec.datasets:
-        # Accepting them and running without the data would be worse than saying no.
-        raise Unprocessable(
-            "datasets: this network does not serve registered datasets yet (the data chain is not "
-            "deployed); remove 'datasets' and ship small inputs in the workdir",
-            [{"field": "datasets", "message": "datasets are not available on this network yet"}],
-        )
+    names = [d.name for d in spec.datasets]
+    if len(set(names)) != len(names):
+        raise Unprocessable("datasets: a dataset is listed twice", [{"field": "datasets", "message": "duplicate"}])
     return spec
+
+
+def check_datasets(
+    session: Session, spec: JobSpec, tenant: str, now: datetime, sites: Sequence[SiteState] | None = None
+) -> None:
+    """A job reads only its own tenant's datasets, and only if some site may read them all (and,
+    given ``sites``, could ever hold the job): otherwise it is refused now, with the reasons."""
+    names = [d.name for d in spec.datasets]
+    rows = session.execute(select(Dataset.name, Dataset.owner).where(Dataset.name.in_(names)))
+    owners = {row[0]: row[1] for row in rows}
+    missing = [n for n in names if owners.get(n) != tenant]
+    if missing:
+        raise Unprocessable(
+            f"datasets: no dataset {', '.join(repr(n) for n in missing)} of tenant '{tenant}'; "
+            "'suanli data ls' lists yours",
+            [{"field": "datasets", "message": f"unknown dataset {n}"} for n in missing],
+        )
+    readable, refused = datarules.readable_sites(session, names, now)
+    if not readable:
+        raise Unprocessable(
+            f"no site may run this job: its datasets may be read nowhere it could go ({'; '.join(refused)})",
+            [{"field": "datasets", "message": r} for r in refused],
+        )
+    if sites is not None:
+        message = never_fits(spec.resources, [s for s in sites if s.name in readable], spec.placement.regions)
+        if message:
+            others = f"; elsewhere: {'; '.join(refused)}" if refused else ""
+            raise Unprocessable(f"{message} (only {', '.join(readable)} may read its datasets{others})")
 
 
 def check_fits(spec: JobSpec, sites: Sequence[SiteState]) -> None:
@@ -85,10 +110,13 @@ def submit(
     now: datetime,
     who: Identity | None = None,
     secret_box: SecretBox | None = None,
+    sites: Sequence[SiteState] | None = None,
 ) -> JobOut:
     """Insert the job (one statement: this is the API's hot path) and return it as the API shows it.
     ``secret_box`` seals the spec's secrets (the stored spec keeps their names only).
     ``who`` (the submitter, when not the admin) may use only workdirs its tenant uploaded."""
+    if spec.datasets:
+        check_datasets(session, spec, tenant or default_tenant(session), now, sites)
     if workdir_digest is not None:
         missing = session.get(Blob, workdir_digest) is None
         if not missing and who is not None and not who.all_tenants:

@@ -24,7 +24,7 @@ from suanli.core.scheduler import (
 from suanli.core.spec import Placement as PlacementSpec
 from suanli.core.spec import Priority, Resources
 from suanli.core.states import AttemptState, JobState
-from suanli.server.services import budgets
+from suanli.server.services import budgets, datarules
 from suanli.server.services.fairshare import Quota, tenant_shares
 from suanli.server.services.jobs import finish
 from suanli.server.services.sites import ACTIVE_ATTEMPT_STATES, capacity_view
@@ -61,6 +61,8 @@ class PassResult:
     preempted: int = 0
     #: Sites that got new work (their agents should be woken).
     sites: set[str] = field(default_factory=set)
+    #: (job id, site) of each placement written.
+    placements: list[tuple[str, str]] = field(default_factory=list)
 
 
 def pending_job(job: Job, home_region: str | None = None) -> PendingJob:
@@ -109,14 +111,30 @@ class PendingCache:
         #: for SHARES_TTL_S rather than summing every recent attempt again.
         self.shares: dict[str, TenantShare] = {}
         self.shares_at: datetime | None = None
+        #: The earliest back-off end of a pending job skipped for it: the pass after that moment
+        #: must look at every pending job again (an incremental one would not see it).
+        self.wake_at: datetime | None = None
 
-    def load(self, session: Session, after_seq: int | None = None) -> tuple[list[PendingJob], dict[str, str]]:
-        """Pending jobs in submit order; with ``after_seq`` only those submitted after it."""
-        query = select(Job.seq, Job.id, Job.reason).where(Job.state == JobState.PENDING.value).order_by(Job.seq)
+    def load(
+        self, session: Session, after_seq: int | None = None, now: datetime | None = None
+    ) -> tuple[list[PendingJob], dict[str, str]]:
+        """Pending jobs in submit order; with ``after_seq`` only those submitted after it. With
+        ``now``, jobs backing off after a fault (``not_before`` later than ``now``) are left out;
+        their reason already says until when, and ``wake_at`` holds the earliest such time."""
+        query = select(Job.seq, Job.id, Job.reason, Job.not_before).where(Job.state == JobState.PENDING.value)
+        query = query.order_by(Job.seq)
         if after_seq is not None:
             query = query.where((Job.seq > after_seq) | Job.seq.in_(sorted(self.reserved)))
         rows = session.execute(query).all()
         seqs = {r.seq for r in rows}
+        if now is not None:
+            later = [r.not_before for r in rows if r.not_before is not None and r.not_before > now]
+            if after_seq is None:
+                self.wake_at = min(later, default=None)
+            elif later:
+                self.wake_at = min([*later, *([self.wake_at] if self.wake_at else [])])
+            if later:
+                rows = [r for r in rows if r.not_before is None or r.not_before <= now]
         if after_seq is None:
             for seq in [s for s in self._jobs if s not in seqs]:
                 del self._jobs[seq]
@@ -137,6 +155,8 @@ class Plan:
     decision: ScheduleResult
     seq_of: dict[str, int]
     reasons_before: dict[str, str]
+    #: Job id → the datasets it reads (only jobs that read some): placements on data are recorded.
+    datasets_of: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def plan_pass(
@@ -151,7 +171,7 @@ def plan_pass(
     ``after_seq`` plus those holding reservations: sound while no capacity was freed since the
     last full pass, because jobs that did not fit then cannot fit now."""
     config = config or SchedulerConfig()
-    jobs, reasons = cache.load(session, after_seq)
+    jobs, reasons = cache.load(session, after_seq, now)
     if not jobs:
         if after_seq is None:
             cache.reserved, cache.reservations = set(), {}
@@ -163,13 +183,15 @@ def plan_pass(
     fill_estimates(view.sites, tenants, config.policy)
     held = _over_budget(session, jobs, view.sites, tenants, now, config)
     eligible = [j for j in jobs if j.id not in held] if held else jobs
-    decision = schedule(eligible, view.sites, now, policy=config.policy, tenants=tenants, rules=config.rules)
+    data = datarules.data_rule(session, eligible, now)
+    rules = (*config.rules, data) if data is not None else config.rules
+    decision = schedule(eligible, view.sites, now, policy=config.policy, tenants=tenants, rules=rules)
     decision.reasons.update(held)
     seq_of = {j.id: j.seq for j in jobs}
     if after_seq is None:
         cache.reserved = {seq_of[j] for j in decision.reservations}
         cache.reservations = dict(decision.reservations)
-    return Plan(decision, seq_of, reasons)
+    return Plan(decision, seq_of, reasons, {j.id: j.datasets for j in jobs if j.datasets})
 
 
 def job_hours(job: PendingJob, tenants: Mapping[str, TenantShare], policy: Policy) -> float:
@@ -215,6 +237,7 @@ def apply_plan(session: Session, plan: Plan, now: datetime, lease_s: float) -> P
         if job is None or job.state != JobState.PENDING.value:
             continue
         _place(session, job, placement, now, lease_s)
+        result.placements.append((job.id, placement.site))
         result.placed += 1
         result.sites.add(placement.site)
     for job_id, reason in changed.items():
@@ -276,6 +299,7 @@ def _place(session: Session, job: Job, placement: Placement, now: datetime, leas
     job.state = JobState.SCHEDULED.value
     job.site = placement.site
     job.reason = ""
+    job.not_before = None
     job.updated_at = now
 
 
@@ -294,9 +318,9 @@ def any_expired(session: Session, now: datetime) -> bool:
     return session.scalar(query) is not None
 
 
-def expire_leases(session: Session, now: datetime) -> set[str]:
+def expire_leases(session: Session, now: datetime, policy: Policy | None = None) -> set[str]:
     """Attempts whose site stopped reporting them past their lease become LOST; their jobs are
-    requeued while retries last. Returns the sites affected."""
+    requeued while retries last, after the ``policy``'s back-off. Returns the sites affected."""
     affected: set[str] = set()
     expired = session.scalars(
         select(Attempt).where(Attempt.state.in_(ACTIVE_ATTEMPT_STATES), Attempt.lease_expires_at < now)
@@ -309,12 +333,15 @@ def expire_leases(session: Session, now: datetime) -> set[str]:
         job = session.get(Job, attempt.job_seq)
         if job is None or job.current_attempt_id != attempt.id or JobState(job.state).is_terminal():
             continue
-        requeue_or_fail(job, attempt, now)
+        requeue_or_fail(job, attempt, now, policy)
     return affected
 
 
-def requeue_or_fail(job: Job, attempt: Attempt, now: datetime) -> None:
-    """After a platform fault: a new attempt while retries last, else FAILED."""
+def requeue_or_fail(job: Job, attempt: Attempt, now: datetime, policy: Policy | None = None) -> None:
+    """After a platform fault (or an exit code the spec retries): a new attempt while retries
+    last, else FAILED. The new attempt is not placed before the ``policy``'s back-off has passed
+    (``job.not_before``), except after a preemption: the job did nothing wrong, and the
+    scheduler chose to stop it."""
     if job.cancel_requested:
         finish(job, JobState.CANCELLED, now, "cancelled by the user")
         return
@@ -331,3 +358,29 @@ def requeue_or_fail(job: Job, attempt: Attempt, now: datetime) -> None:
     job.state = JobState.PENDING.value
     job.reason = f"requeued after attempt {attempt.number} was {attempt.state.lower()} ({attempt.message})"
     job.updated_at = now
+    job.not_before = None
+    if attempt.state == AttemptState.PREEMPTED.value:
+        return
+    delay = (policy or Policy()).retry_backoff(job.retries_used)
+    if delay > 0:
+        job.not_before = now + timedelta(seconds=delay)
+        job.reason = (
+            f"retrying after {fault_words(attempt)}: back-off until {job.not_before:%H:%M:%S} UTC "
+            f"(attempt {job.attempts_count + 1} of {max_retries + 1})"
+        )
+
+
+def fault_words(attempt: Attempt) -> str:
+    """What ended ``attempt``, for a waiting reason: "a node fault", "exit code 75", …"""
+    message = attempt.message or ""
+    if attempt.state == AttemptState.FAILED.value:
+        return f"exit code {attempt.exit_code} (retry.on_exit_codes)"
+    if message.startswith("node "):
+        return "a node fault"
+    if "lost the server" in message:
+        return f"a partition between site {attempt.site} and the server"
+    if "shut down" in message:
+        return f"the agent of site {attempt.site} shutting down"
+    if "lease" in message:
+        return f"site {attempt.site} going silent"
+    return f"attempt {attempt.number} was {attempt.state.lower()}"

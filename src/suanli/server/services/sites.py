@@ -133,9 +133,10 @@ def update_inventory(session: Session, site: Site, reports: Sequence[NodeReport]
         )
         if changed:
             changed_any = True
-            if row.healthy and not r.healthy and not row.drained:
+            if row.healthy and not r.healthy and not row.drained and not r.transient:
                 # A node that failed its health check stays out until an operator has looked at
-                # it (like Slurm's DRAIN), even if the next check passes.
+                # it (like Slurm's DRAIN), even if the next check passes. A transient verdict (a
+                # hot GPU) only keeps new work off while it lasts.
                 row.drained, row.drain_reason = True, f"{r.reason or 'unhealthy'} (drained automatically)"
             row.gpu_type, row.gpus_total, row.cpus, row.memory = r.gpu_type, r.gpus_total, r.cpus, r.memory
             row.healthy, row.health_reason, row.gpu_source = r.healthy, r.reason, r.gpu_source

@@ -39,8 +39,10 @@ def blob_path(blob_dir: Path, digest: str) -> Path:
 class Receiver:
     """Writes an upload to a temporary file while hashing it and enforcing the size limit."""
 
-    def __init__(self, blob_dir: Path, limit: int, unpacked_limit: int = MAX_UNPACKED_BYTES) -> None:
-        self.blob_dir, self.limit, self.unpacked_limit = blob_dir, limit, unpacked_limit
+    def __init__(
+        self, blob_dir: Path, limit: int, unpacked_limit: int = MAX_UNPACKED_BYTES, what: str = "workdir"
+    ) -> None:
+        self.blob_dir, self.limit, self.unpacked_limit, self.what = blob_dir, limit, unpacked_limit, what
         self.size = 0
         self._hash = hashlib.sha256()
         fd, name = tempfile.mkstemp(dir=blob_dir, prefix=".upload-")
@@ -51,7 +53,7 @@ class Receiver:
         self.size += len(data)
         if self.size > self.limit:
             self.abort()
-            raise TooLarge(f"the workdir archive is over the {self.limit / 2**20:.0f} MiB limit")
+            raise TooLarge(f"the {self.what} archive is over the {self.limit / 2**20:.0f} MiB limit")
         self._hash.update(data)
         self._fh.write(data)
 
@@ -65,7 +67,7 @@ class Receiver:
         self._fh.close()
         digest = self._hash.hexdigest()
         try:
-            check_archive(self.path, self.unpacked_limit)
+            check_archive(self.path, self.unpacked_limit, what=self.what)
         except BaseException:
             self.path.unlink(missing_ok=True)
             raise
@@ -86,8 +88,8 @@ class _Inflated:
     """The decompressed tar stream, refusing to read or skip past ``limit`` bytes: a small gzip
     of zeros may unpack to terabytes, and tarfile would otherwise read a huge pax header whole."""
 
-    def __init__(self, raw: gzip.GzipFile, limit: int) -> None:
-        self.raw, self.limit = raw, limit
+    def __init__(self, raw: gzip.GzipFile, limit: int, what: str = "workdir") -> None:
+        self.raw, self.limit, self.what = raw, limit, what
 
     def write(self, data: bytes) -> int:
         raise OSError("the workdir check only reads")
@@ -110,7 +112,9 @@ class _Inflated:
 
     def read(self, size: int | None = -1) -> bytes:
         if size is None or size < 0 or size > _MAX_HEADER_BYTES:
-            raise Unprocessable("the workdir archive has a tar header larger than 1 MiB; it is not a plain archive")
+            raise Unprocessable(
+                f"the {self.what} archive has a tar header larger than 1 MiB; it is not a plain archive"
+            )
         if self.raw.tell() + size > self.limit:
             data = self.raw.read(max(0, self.limit - self.raw.tell()) + 1)
             if self.raw.tell() > self.limit:
@@ -119,49 +123,52 @@ class _Inflated:
         return self.raw.read(size)
 
 
-def _member_problem(member: tarfile.TarInfo) -> str | None:
-    """Why ``member`` may not be in a workdir archive, or None."""
+def _member_problem(member: tarfile.TarInfo, what: str = "workdir") -> str | None:
+    """Why ``member`` may not be in a workdir (or checkpoint: ``what``) archive, or None."""
     name, shown = member.name, _show(member.name)
+    it = f"the {what} archive"
     if "\x00" in name or "\x00" in member.linkname:
-        return f"the workdir archive has an unsafe path, one with a NUL character: {shown}"
+        return f"{it} has an unsafe path, one with a NUL character: {shown}"
     parts = re.split(r"[/\\]", name)
     if name.startswith(("/", "\\")) or _WINDOWS_DRIVE.match(name):
-        return f"the workdir archive has an unsafe path, an absolute one: {shown}"
+        return f"{it} has an unsafe path, an absolute one: {shown}"
     if ".." in parts:
-        return f"the workdir archive has an unsafe path, one that climbs out of its folder ('..'): {shown}"
+        return f"{it} has an unsafe path, one that climbs out of its folder ('..'): {shown}"
     if member.issym():
-        return f"the workdir archive may not hold links; {shown} is a symbolic link to {_show(member.linkname)}"
+        return f"{it} may not hold links; {shown} is a symbolic link to {_show(member.linkname)}"
     if member.islnk():
-        return f"the workdir archive may not hold links; {shown} is a hard link to {_show(member.linkname)}"
+        return f"{it} may not hold links; {shown} is a hard link to {_show(member.linkname)}"
     if member.ischr() or member.isblk():
-        return f"the workdir archive may not hold device files; {shown} is one"
+        return f"{it} may not hold device files; {shown} is one"
     if member.isfifo():
-        return f"the workdir archive may not hold named pipes (FIFOs); {shown} is one"
+        return f"{it} may not hold named pipes (FIFOs); {shown} is one"
     if member.sparse is not None:
-        return f"the workdir archive may not hold sparse files; {shown} is one"
+        return f"{it} may not hold sparse files; {shown} is one"
     if not (member.isfile() or member.isdir()):
-        return f"the workdir archive may hold only files and folders; {shown} is neither"
+        return f"{it} may hold only files and folders; {shown} is neither"
     return None
 
 
-def check_archive(path: Path, max_unpacked: int = MAX_UNPACKED_BYTES, max_members: int = MAX_MEMBERS) -> None:
+def check_archive(
+    path: Path, max_unpacked: int = MAX_UNPACKED_BYTES, max_members: int = MAX_MEMBERS, what: str = "workdir"
+) -> None:
     """Refuse archives that are not a plain tree of files and folders: absolute or Windows paths,
     '..', NUL in names, links, devices, FIFOs, sparse files; more than ``max_members`` members;
     more than ``max_unpacked`` bytes once unpacked (checked as it reads, so a bomb stops early)."""
     count = total = 0
     last = ""
     try:
-        with gzip.open(path, "rb") as raw, tarfile.open(fileobj=_Inflated(raw, max_unpacked), mode="r:") as tar:
+        with gzip.open(path, "rb") as raw, tarfile.open(fileobj=_Inflated(raw, max_unpacked, what), mode="r:") as tar:
             while (member := tar.next()) is not None:
                 tar.members.clear()  # type: ignore[attr-defined]  # keep only the current member: flat memory
                 count += 1
                 last = member.name
                 if count > max_members:
                     raise Unprocessable(
-                        f"the workdir archive has more than {max_members:,} files and folders "
+                        f"the {what} archive has more than {max_members:,} files and folders "
                         f"(at {_show(member.name)}); pack fewer"
                     )
-                problem = _member_problem(member)
+                problem = _member_problem(member, what)
                 if problem:
                     raise Unprocessable(problem)
                 total += member.size
@@ -169,11 +176,11 @@ def check_archive(path: Path, max_unpacked: int = MAX_UNPACKED_BYTES, max_member
                     raise _TooMuch
     except _TooMuch:
         raise Unprocessable(
-            f"the workdir archive unpacks to more than {max_unpacked / 2**20:g} MiB "
-            f"(at {_show(last) or 'its first member'}); leave data out of the workdir"
+            f"the {what} archive unpacks to more than {max_unpacked / 2**20:g} MiB "
+            f"(at {_show(last) or 'its first member'}); leave data out of the {what}"
         ) from None
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-        raise Unprocessable(f"the workdir is not a gzip'd tar archive ({exc})") from None
+        raise Unprocessable(f"the {what} is not a gzip'd tar archive ({exc})") from None
 
 
 def record(session: Session, digest: str, size: int, now: datetime, who: Identity) -> None:
