@@ -123,11 +123,11 @@ def in_process_times(home: Path, repeat: int) -> list[float]:
     scheduler loop beside it), so the figure says what the code costs apart from the machine's load."""
     from starlette.requests import Request
 
-    from suanli.web.auth import Identity
+    from suanli.core.identity import ALL_SCOPES, Identity, Role
     from suanli.web.routes import jobs_list
 
     control = ControlPlane(Settings(home=home))
-    identity = Identity("admin", None, frozenset({"admin"}), "bench-token")
+    identity = Identity(name="admin", role=Role.ADMIN, scopes=ALL_SCOPES, token="bench-token")
     request = Request({"type": "http", "method": "GET", "path": "/jobs", "query_string": b"", "headers": []})
     out = []
     try:
