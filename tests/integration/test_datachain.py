@@ -344,6 +344,10 @@ def test_the_cli_walks_the_whole_story(dnet: DataNet, tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     filing_id = r.output.split()[0]
     assert "impact assessment" in pkg.read_text()
+    pdf = tmp_path / "pkg.pdf"
+    r = cli("filing", "package", filing_id, "--pdf", str(pdf))
+    assert r.exit_code == 0, r.output
+    assert pdf.read_bytes().startswith(b"%PDF-")
     assert cli("filing", "submit", filing_id).exit_code == 0
     r = cli("filing", "approve", filing_id, "--note", "checked", token=auditor)
     assert r.exit_code == 0, r.output

@@ -196,6 +196,7 @@ def matrix(w: World) -> list[Row]:
         ("GET", "/api/v1/filings", None, _all(200, ops=403)),
         ("GET", f"/api/v1/filings/{f}", None, _all(0, **owned_read)),
         ("GET", f"/api/v1/filings/{f}/package", None, _all(0, **owned_read)),
+        ("GET", f"/api/v1/filings/{f}/package?format=pdf", None, _all(0, **owned_read)),
         ("POST", f"/api/v1/filings/{f}/submit", None, _all(0, **owned_write)),
         ("POST", f"/api/v1/filings/{f}/approve", {"note": "ok"}, _all(403, aud=OK)),
         ("POST", f"/api/v1/filings/{f}/reject", {"note": "no"}, _all(403, aud=OK)),

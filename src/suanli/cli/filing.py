@@ -1,14 +1,18 @@
-"""``suanli filing``: the declarations a route needs — create, submit, and (auditors) decide."""
+"""``suanli filing``: the declarations a route needs — create, submit, (auditors) decide, and the package as
+HTML or PDF."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
 from suanli.cli.context import JsonOption, ServerOption, TokenOption, note, open_client, say
+from suanli.sdk import Client
 
 app = typer.Typer(
     name="filing", help="Filings: standard contract, certification, security assessment.", no_args_is_help=True
@@ -28,18 +32,86 @@ def create(
     route: Annotated[
         str | None, typer.Option("--route", help="standard_contract | certification | security_assessment")
     ] = None,
-    package: Annotated[Path | None, typer.Option("--package", help="Write the generated package (HTML) here.")] = None,
+    package: Annotated[
+        Path | None,
+        typer.Option("--package", help="Write the generated package here (HTML; a .pdf name gives the PDF)."),
+    ] = None,
     server: ServerOption = None,
     token: TokenOption = None,
 ) -> None:
     """Create the filing the route needs, with its generated package (facts, PI impact assessment outline)."""
+    if package is not None:
+        _writable(package, "--package")
     with open_client(ctx, server, token) as client:
         f = client.create_filing(dataset, to, route)
-        html = client.filing_package(f["id"])
-    target = package or Path(f"{f['id']}.html")
-    target.write_text(html, encoding="utf-8")
+        target = package or Path(f"{f['id']}.html")
+        data = _fetch(client, f["id"], "pdf" if target.suffix.lower() == ".pdf" else "html")
+    target.write_bytes(data)
     say(_line(f))
     note(f"package written to {target}; submit with: suanli filing submit {f['id']}")
+
+
+def _writable(target: Path, option: str) -> None:
+    """Refuse, before anything is asked of the server, a file that could not be written."""
+    if not target.parent.is_dir():
+        raise typer.BadParameter(f"no folder {target.parent} to write {target.name} in", param_hint=f"'{option}'")
+
+
+def _fetch(client: Client, filing_id: str, fmt: Literal["html", "pdf"]) -> bytes:
+    if fmt == "pdf":
+        return client.filing_package(filing_id, "pdf")
+    return client.filing_package(filing_id).encode("utf-8")
+
+
+@app.command("package")
+def package_(
+    ctx: typer.Context,
+    filing_id: str,
+    pdf: Annotated[
+        Path | None,
+        typer.Option("--pdf", metavar="FILE", help="Write the package as a PDF (A4) here; a folder takes ID.pdf."),
+    ] = None,
+    html: Annotated[
+        Path | None,
+        typer.Option("--html", metavar="FILE", help="Write the package as HTML here; a folder takes ID.html."),
+    ] = None,
+    json_out: JsonOption = False,
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Write a filing's package: HTML (the default: ID.html) or, with --pdf FILE, a PDF. '-' writes to stdout."""
+    if pdf is not None and html is not None:
+        raise typer.BadParameter("give --pdf FILE or --html FILE, not both", param_hint="'--pdf' / '--html'")
+    fmt: Literal["html", "pdf"] = "pdf" if pdf is not None else "html"
+    target = pdf or html or Path(f"{filing_id}.{fmt}")
+    to_stdout = str(target) == "-"
+    if to_stdout and json_out:
+        raise typer.BadParameter("--json prints a summary on stdout; give a file, not '-'", param_hint="'--json'")
+    if to_stdout and fmt == "pdf" and sys.stdout.isatty():
+        raise typer.BadParameter(
+            "not writing a PDF to a terminal: redirect stdout or give a file", param_hint="'--pdf'"
+        )
+    if target.is_dir():
+        target = target / f"{filing_id}.{fmt}"
+    elif not to_stdout:
+        _writable(target, f"--{fmt}")
+    with open_client(ctx, server, token) as client:
+        data = _fetch(client, filing_id, fmt)
+    if to_stdout:
+        typer.echo(data, nl=False)
+        return
+    target.write_bytes(data)
+    if json_out:
+        summary = {
+            "filing": filing_id,
+            "format": fmt,
+            "path": str(target),
+            "bytes": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    say(f"package of {filing_id} written to {target} ({fmt.upper()}, {len(data):,} bytes)")
 
 
 def _move(ctx: typer.Context, filing_id: str, action: str, server: str | None, token: str | None, **body: Any) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -10,54 +9,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from suanli.core.policy import FILING_TRANSITIONS, Decision, FilingState, Movement, MovementKind, Purpose, Route, decide
+from suanli.core.policy import FILING_TRANSITIONS, FilingState, MovementKind, Purpose, Route, decide
 from suanli.datachain import movements
 from suanli.datachain.chain import Chain
 from suanli.datachain.errors import Conflict, DataChainError, NotFound
+from suanli.datachain.package import PackageFacts, render_html
 from suanli.store.models import Filing
-
-PIA_OUTLINE = (
-    "Legality, legitimacy and necessity of the purpose, scope and method of processing by exporter and recipient",
-    "Scale, scope, kinds and sensitivity of the personal information exported, and the risks to individuals' rights",
-    "Obligations the recipient undertakes, and its management and technical measures and capability to honour them",
-    "Risk of leakage, damage, tampering or abuse after export, and channels for individuals to exercise their rights",
-    "Impact of the destination's personal-information protection policies and regulations",
-)
-
-
-def _package(m: Movement, d: Decision, route: Route, filing_id: str, now: datetime) -> str:
-    c = m.classification
-    e = html.escape
-    counters = d.counters_after or m.counters
-    rows = [
-        ("Filing", filing_id),
-        ("Route", route.value),
-        ("Dataset", m.dataset),
-        ("Exporter", f"{m.exporter.name} (CIIO: {'yes' if m.exporter.ciio else 'no'}, FTZ: {m.exporter.ftz or '—'})"),
-        ("From", f"{m.source.name} ({m.source.zone.value}, {m.source.region})"),
-        ("To", f"{m.destination.name} ({m.destination.zone.value}, {m.destination.region})"),
-        ("Level", f"{c.level.value}" + (f" / sub-grade {c.sub_grade}" if c.sub_grade else "")),
-        ("Individuals (PI / sensitive PI)", f"{c.pi_count:,} / {c.spi_count:,}"),
-        ("Categories", ", ".join(c.categories) or "—"),
-        ("Exporter's counters this year after this transfer", f"PI {counters.pi:,} / SPI {counters.spi:,}"),
-        ("Rules applied", f"{', '.join(d.rule_ids)} (rule set {d.ruleset_version})"),
-        ("Generated", now.isoformat()),
-    ]
-    table = "\n".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in rows)
-    reasons = "\n".join(f"<li>{e(r)}</li>" for r in d.reasons)
-    outline = "\n".join(f"<li>{e(x)}</li>" for x in PIA_OUTLINE)
-    checklist = ""
-    if route == Route.SECURITY_ASSESSMENT:
-        items = ("Declaration form", "Data export risk self-assessment report", "Legal documents with the recipient")
-        checklist = "<h2>Declaration checklist</h2><ul>" + "".join(f"<li>{e(i)}</li>" for i in items) + "</ul>"
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>Filing {e(filing_id)}</title></head><body>"
-        f"<h1>Cross-border data filing — {e(route.value.replace('_', ' '))}</h1>"
-        f"<h2>Facts of the transfer</h2><table>{table}</table>"
-        f"<h2>Why this route</h2><ul>{reasons}</ul>"
-        f"<h2>Personal information impact assessment (outline)</h2><ol>{outline}</ol>{checklist}"
-        "</body></html>"
-    )
 
 
 def create(
@@ -72,6 +29,7 @@ def create(
         allowed = ", ".join(r.value for r in (d.route, *d.alternatives))
         raise DataChainError(f"route {chosen.value} does not satisfy this movement; use one of: {allowed}")
     fid = "f-" + uuid.uuid4().hex[:10]
+    facts = PackageFacts.gather(m, d, chosen, fid, now)
     f = Filing(
         id=fid,
         dataset=dataset,
@@ -79,7 +37,8 @@ def create(
         destination=to,
         route=chosen.value,
         state=FilingState.DRAFT.value,
-        package=_package(m, d, chosen, fid, now),
+        package=render_html(facts),
+        package_facts=facts.model_dump_json(),
         note="",
         created_at=now,
         updated_at=now,
@@ -158,6 +117,16 @@ def list_filings(session: Session, state: str | None = None, dataset: str | None
     if dataset:
         q = q.where(Filing.dataset == dataset)
     return list(session.scalars(q).all())
+
+
+def package_facts(f: Filing) -> PackageFacts:
+    """The facts the filing's package was built from (what its PDF is rendered from)."""
+    if not f.package_facts:
+        raise Conflict(
+            f"filing {f.id} was created before packages were kept as facts: its package is HTML only "
+            "(create a new filing for a PDF)"
+        )
+    return PackageFacts.model_validate_json(f.package_facts)
 
 
 def filing_out(f: Filing, *, with_package: bool = False) -> dict[str, Any]:

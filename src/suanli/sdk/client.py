@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, TypeVar
+from typing import IO, Any, Literal, TypeVar, overload
 
 import httpx
 from pydantic import BaseModel, TypeAdapter
@@ -436,8 +436,18 @@ class Client:
         items: list[dict[str, Any]] = self._json("GET", "/api/v1/filings", params=params)["items"]
         return items
 
-    def filing_package(self, filing_id: str) -> str:
-        return self._request("GET", f"/api/v1/filings/{filing_id}/package").text
+    @overload
+    def filing_package(self, filing_id: str, fmt: Literal["html"] = "html") -> str: ...
+    @overload
+    def filing_package(self, filing_id: str, fmt: Literal["pdf"]) -> bytes: ...
+    def filing_package(self, filing_id: str, fmt: Literal["html", "pdf"] = "html") -> str | bytes:
+        """The filing's package: the HTML text, or with ``fmt="pdf"`` the PDF's bytes."""
+        response = self._request("GET", f"/api/v1/filings/{filing_id}/package", params={"format": fmt})
+        return response.content if fmt == "pdf" else response.text
+
+    def filing_package_pdf(self, filing_id: str) -> bytes:
+        """The filing's package as a PDF (A4)."""
+        return self.filing_package(filing_id, "pdf")
 
     def move_filing(self, filing_id: str, action: str, **body: Any) -> dict[str, Any]:
         """``action``: submit, or (auditor) approve / reject."""

@@ -380,6 +380,9 @@ class Filing(Base):
     state: Mapped[str] = mapped_column(String(16), index=True)
     #: The generated package (HTML): facts, PI impact assessment outline, counters.
     package: Mapped[str] = mapped_column(Text, default="")
+    #: The facts that package was rendered from (``suanli.datachain.package.PackageFacts`` as
+    #: JSON); the PDF is rendered from them. None for filings made before migration 0010.
+    package_facts: Mapped[str | None] = mapped_column(Text, nullable=True)
     certificate_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     note: Mapped[str] = mapped_column(Text, default="")
     decided_by: Mapped[str | None] = mapped_column(String(64), nullable=True)

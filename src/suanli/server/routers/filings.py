@@ -1,12 +1,14 @@
-"""/api/v1/filings: create (with its generated package), submit, and — for auditors — decide."""
+"""/api/v1/filings: create (with its generated package, served as HTML or PDF), submit, and — for auditors —
+decide."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from enum import StrEnum
+from typing import Annotated, Any
 
-from fastapi import APIRouter
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Query
+from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -14,6 +16,7 @@ from sqlalchemy.orm import Session
 from suanli.core.identity import Identity
 from suanli.core.policy import FilingState, Route
 from suanli.datachain import filings
+from suanli.datachain.package import render_pdf
 from suanli.server.deps import Caller
 from suanli.server.services.datachain import (
     Auditor,
@@ -78,10 +81,38 @@ def get(filing_id: str, chain: ChainDep, who: Caller) -> dict[str, Any]:
         return filings.filing_out(_visible(s, who, filing_id))
 
 
-@router.get("/{filing_id}/package", response_class=HTMLResponse)
-def package(filing_id: str, chain: ChainDep, who: Caller) -> HTMLResponse:
+class PackageFormat(StrEnum):
+    HTML = "html"
+    PDF = "pdf"
+
+
+PACKAGE_CONTENT: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The filing's package: HTML (the default) or, with `format=pdf`, a PDF",
+        "content": {
+            "text/html": {"schema": {"type": "string"}},
+            "application/pdf": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+@router.get("/{filing_id}/package", response_class=HTMLResponse, responses=PACKAGE_CONTENT)
+def package(
+    filing_id: str,
+    chain: ChainDep,
+    who: Caller,
+    fmt: Annotated[PackageFormat, Query(alias="format", description="html (default) or pdf")] = PackageFormat.HTML,
+) -> Response:
     with translated(), chain.db.read() as s:
-        return HTMLResponse(_visible(s, who, filing_id).package)
+        f = _visible(s, who, filing_id)
+        if fmt == PackageFormat.HTML:
+            return HTMLResponse(f.package)
+        facts = filings.package_facts(f)
+    pdf = render_pdf(facts)
+    return Response(
+        pdf, media_type="application/pdf", headers={"Content-Disposition": f'inline; filename="{facts.filing_id}.pdf"'}
+    )
 
 
 def _visible(s: Session, who: Identity, filing_id: str) -> Filing:
