@@ -19,8 +19,6 @@ Delivery rules, which make a failed send harmless:
 from __future__ import annotations
 
 import logging
-import os
-import re
 import socket
 import threading
 import time
@@ -33,6 +31,7 @@ from suanli.agent.backends.base import Backend, KeptCheckpoints
 from suanli.agent.checkpoints import CHECKPOINT_EVERY_S, CheckpointCarrier, CheckpointUnavailable
 from suanli.agent.delivery import Backoff, LogOutbox
 from suanli.agent.health import NodeHealth
+from suanli.agent.inputs import fetch_archive, fetch_datasets
 from suanli.agent.recovery import Recoverable, orphan_timeout
 from suanli.core.protocol import (
     AttemptAssignment,
@@ -53,13 +52,6 @@ log = logging.getLogger("suanli.agent")
 
 #: Heartbeat answers that mean "register again" (server restarted, or forgot this agent).
 _REREGISTER = frozenset({401, 403, 404})
-_DIGEST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$")
-_DATASET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,62}$")
-
-
-def dataset_env(name: str) -> str:
-    """``SUANLI_DATASET_<NAME>``: the name upper-cased, anything but letters and digits as '_'."""
-    return "SUANLI_DATASET_" + re.sub(r"[^A-Z0-9]", "_", name.upper())
 
 
 class AgentClient(Protocol):
@@ -354,9 +346,9 @@ class Agent:
         digest = assignment.workdir_digest
         archive: Path | None = None
         try:
-            archive = self._fetch_archive(digest) if digest else None
+            archive = fetch_archive(self.client, self.work_dir, digest) if digest else None
             if assignment.datasets:
-                assignment = self._fetch_datasets(assignment)
+                assignment = fetch_datasets(self.client, self.work_dir, assignment)
             self._restore_checkpoint(assignment)
         except ServerUnreachable as exc:
             with self._lock:
@@ -393,28 +385,6 @@ class Agent:
             if self._pending.pop(assignment.attempt_id, None) is not None:
                 self._local[assignment.attempt_id] = _failed(assignment, message)
 
-    def _fetch_datasets(self, assignment: AttemptAssignment) -> AttemptAssignment:
-        """Fetch each dataset the job reads (from this site's copy) to ``datasets/<job>/<name>``
-        and tell the job where: ``SUANLI_DATASET_<NAME>`` (the file), ``SUANLI_DATASETS_DIR``."""
-        root = self.work_dir / "datasets" / assignment.job_id
-        root.mkdir(parents=True, exist_ok=True)
-        envs = dict(assignment.envs)
-        for item in assignment.datasets:
-            if not _DATASET.match(item.name):
-                raise ValueError(f"the server sent an unusable dataset name {item.name!r}")
-            path = root / item.name
-            part = path.with_name(f".{item.name}.{uuid.uuid4().hex[:8]}.part")
-            try:
-                with part.open("wb") as fh:
-                    size = self.client.download_dataset(item.name, assignment.attempt_id, fh)
-                os.replace(part, path)
-            finally:
-                part.unlink(missing_ok=True)
-            log.info("fetched dataset %s for attempt %s (%d bytes)", item.name, assignment.attempt_id, size)
-            envs[dataset_env(item.name)] = str(path)
-        envs["SUANLI_DATASETS_DIR"] = str(root)
-        return assignment.model_copy(update={"envs": envs})
-
     def _restore_checkpoint(self, assignment: AttemptAssignment) -> None:
         """Follow the attempt's checkpoint folder and, when the job's latest checkpoint was made
         at another site (``checkpoint_digest``), fill the folder with it before the job starts."""
@@ -429,23 +399,6 @@ class Agent:
         folder = self.backend.checkpoint_dir(assignment)
         self.checkpoints.restore(assignment, folder)
         self.checkpoints.track(assignment, folder)
-
-    def _fetch_archive(self, digest: str) -> Path:
-        """``archives/<digest>.tar.gz``, downloaded once per digest (attempts of a job share it)."""
-        if not _DIGEST.match(digest):
-            raise ValueError(f"the server sent an unusable workdir digest {digest!r}")
-        path = self.work_dir / "archives" / f"{digest}.tar.gz"
-        if path.exists():
-            return path
-        part = path.with_name(f".{digest}.{uuid.uuid4().hex[:8]}.part")
-        try:
-            with part.open("wb") as fh:
-                size = self.client.download_workdir(digest, fh)
-            os.replace(part, path)
-        finally:
-            part.unlink(missing_ok=True)
-        log.info("fetched workdir %s (%d bytes)", digest, size)
-        return path
 
     # -- running ---------------------------------------------------------------------------
     def run_forever(self, stop: threading.Event) -> None:
