@@ -5,6 +5,7 @@ data is on the ledger. The whole story of the data-chain issue, end to end."""
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from pathlib import Path
 
@@ -129,3 +130,38 @@ def test_an_agent_fetches_only_data_of_its_own_attempts(dnet: Net) -> None:
         assert r.status_code == 404
     with net.http_as(net.admin_token) as admin:
         assert admin.get("/api/v1/agents/datasets/notes", params={"attempt": 1}).status_code == 401
+
+
+def test_the_owner_downloads_as_the_rules_allow(dnet: Net) -> None:
+    net = dnet
+    alice = Client(net.url, token=net.user("alice", tenant="bj-ai"))
+    auditor = Client(net.url, token=net.user("regulator", role="auditor"))
+    eve = Client(net.url, token=net.user("eve", tenant="rival"))
+    src = net.tmp / "notes.bin"
+    src.write_bytes(os.urandom(2**20 + 5))
+    net.client.register_dataset(name="notes", owner="bj-ai", home_site="beijing", path=str(src), classification=GENERAL)
+
+    got = io.BytesIO()
+    assert alice.download_data("notes", got) == src.stat().st_size
+    assert got.getvalue() == src.read_bytes()
+
+    # Abroad it is an export of 200,000 people's data: held until a filing is accepted.
+    with pytest.raises(ApiError) as held:
+        alice.download_data("notes", io.BytesIO(), zone="overseas")
+    assert held.value.status == 403
+    assert "the rules hold this download" in str(held.value)
+    assert net.client.ledger_counters() == []  # nothing exported, nothing counted
+    for other, status in ((eve, 404), (auditor, 403)):
+        with pytest.raises(ApiError) as refused:
+            other.download_data("notes", io.BytesIO())
+        assert refused.value.status == status
+
+    entries = net.client.ledger_entries()
+    downloads = [e for e in entries if e["kind"] == "download"]
+    assert len(downloads) == 1
+    assert '"zone":"mainland"' in downloads[0]["data"]
+    assert '"actor":"alice"' in downloads[0]["data"]
+    decided = [e for e in entries if e["kind"] == "decision" and '"kind":"download"' in e["data"]]
+    assert len(decided) == 2  # the one that went, and the one held
+    for c in (alice, auditor, eve):
+        c.close()

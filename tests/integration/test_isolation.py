@@ -187,6 +187,7 @@ def matrix(w: World) -> list[Row]:
             _all(0, **owned_write),
         ),
         ("POST", f"/api/v1/datasets/{ds}/check", {"to": "singapore"}, _all(0, **owned_read)),
+        ("GET", f"/api/v1/datasets/{ds}/download?zone=mainland", None, _all(0, **owned_write)),
         ("PUT", "/api/v1/exporters/bj-ai", {"ciio": False}, _all(0, **admin_only)),
         ("POST", "/api/v1/transfers", {"dataset": ds, "to": "tianjin-bonded"}, _all(0, **owned_write)),
         ("POST", f"/api/v1/transfers/{t}/run", None, _all(0, **owned_write)),

@@ -361,3 +361,32 @@ def transfer_out(t: DataTransfer) -> dict[str, Any]:
         "created_at": t.created_at.isoformat(),
         "finished_at": t.finished_at.isoformat() if t.finished_at else None,
     }
+
+
+def authorise_download(
+    session: Session, chain: Chain, dataset: str, zone: Zone, now: datetime, *, actor: str
+) -> tuple[Decision, Hold]:
+    """Decide a download of ``dataset`` by a client in ``zone`` and put it on the record (not a
+    dry run). When it may go now, an export adds to the exporter's yearly counters, as a
+    transfer does, so split downloads are caught like split transfers."""
+    m = movement_for(session, dataset, None, MovementKind.DOWNLOAD, zone=zone, year=now.year)
+    d = decide(m, chain.rules)
+    hold = hold_for(d, m, filings_for(session, m), now)
+    body = {
+        "dataset": m.dataset,
+        "kind": m.kind.value,
+        "source": m.source.name,
+        "destination": m.destination.name,
+        "exporter": m.exporter.name,
+        "actor": actor,
+        "dry_run": False,
+        **decision_body(d),
+    }
+    chain.ledger.record(session, "decision", body, now)
+    if hold.ok:
+        if d.export:
+            registry.add_to_counters(session, m.exporter.name, now.year, d.adds_pi, d.adds_spi)
+        chain.ledger.record(
+            session, "download", {"dataset": m.dataset, "zone": zone.value, "actor": actor, "route": d.route.value}, now
+        )
+    return d, hold

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from suanli.core.datasets import Classification
@@ -24,6 +25,7 @@ from suanli.server.services.datachain import (
     translated,
     visible_dataset,
 )
+from suanli.server.services.errors import Forbidden
 
 router = APIRouter(prefix="/api/v1", tags=["datasets"])
 
@@ -157,3 +159,26 @@ def set_exporter(tenant: str, body: ExporterIn, chain: ChainDep, who: Caller) ->
         e = registry.set_exporter(s, chain, tenant, body.ciio, body.ftz, chain.clock.now())
     chain.seal()
     return e.model_dump()
+
+
+@router.get(
+    "/datasets/{name}/download",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+def download(name: str, zone: Zone, chain: ChainDep, who: Caller) -> StreamingResponse:
+    """The dataset's bytes from its home site, for its owner's members (and the admin), to a
+    client in ``zone`` — decided as a download by the rules (outside the mainland it is an export,
+    counted and perhaps needing a filing) and put on the record before a byte moves."""
+    now = chain.clock.now()
+    with translated(), chain.db.session() as s:
+        ds = owned_dataset(s, who, name)
+        home = ds.home_site
+        decision, hold = movements.authorise_download(s, chain, name, zone, now, actor=who.name)
+    chain.seal()
+    if not hold.ok:
+        raise Forbidden(f"the rules hold this download: {hold.reason or decision.explain()}")
+    store = chain.store(home)
+    size = store.manifest_of(name).size
+    headers = {"Content-Length": str(size), "Content-Disposition": f'attachment; filename="{name}"'}
+    return StreamingResponse(store.read_plain(name), media_type="application/octet-stream", headers=headers)
