@@ -320,34 +320,11 @@ class Client:
 
     def download_workdir(self, digest: str, dest: IO[bytes]) -> int:
         """Write the workdir archive ``digest`` into ``dest``; returns bytes written."""
-        written = 0
-        try:
-            with self._http.stream("GET", f"/api/v1/agents/workdirs/{digest}") as response:
-                if response.status_code >= 400:
-                    response.read()
-                    raise _api_error(response)
-                for data in response.iter_bytes():
-                    dest.write(data)
-                    written += len(data)
-        except httpx.TransportError as exc:
-            raise ServerUnreachable(f"cannot reach {self.server} ({exc.__class__.__name__})") from None
-        return written
+        return self._download(f"/api/v1/agents/workdirs/{digest}", dest)
 
     def download_dataset(self, name: str, attempt_id: int, dest: IO[bytes]) -> int:
         """(Agents) Write dataset ``name``, from this site's copy, into ``dest``; returns bytes written."""
-        written = 0
-        try:
-            path = f"/api/v1/agents/datasets/{name}"
-            with self._http.stream("GET", path, params={"attempt": attempt_id}) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    raise _api_error(response)
-                for data in response.iter_bytes():
-                    dest.write(data)
-                    written += len(data)
-        except httpx.TransportError as exc:
-            raise ServerUnreachable(f"cannot reach {self.server} ({exc.__class__.__name__})") from None
-        return written
+        return self._download(f"/api/v1/agents/datasets/{name}", dest, {"attempt": attempt_id})
 
     def upload_checkpoint(self, attempt_id: int, archive: IO[bytes], size: int) -> CheckpointReceipt:
         """(Agents) Send a job's checkpoint folder, packed as a ``.tar.gz`` of ``size`` bytes,
@@ -364,27 +341,19 @@ class Client:
     def download_checkpoint(self, digest: str, attempt_id: int, dest: IO[bytes]) -> int:
         """(Agents) Write checkpoint ``digest``, the one ``attempt_id`` starts from, into ``dest``;
         returns bytes written."""
-        written = 0
-        try:
-            path = f"/api/v1/agents/checkpoints/{digest}"
-            with self._http.stream("GET", path, params={"attempt": attempt_id}) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    raise _api_error(response)
-                for data in response.iter_bytes():
-                    dest.write(data)
-                    written += len(data)
-        except httpx.TransportError as exc:
-            raise ServerUnreachable(f"cannot reach {self.server} ({exc.__class__.__name__})") from None
-        return written
+        return self._download(f"/api/v1/agents/checkpoints/{digest}", dest, {"attempt": attempt_id})
 
     # -- data chain (datasets, transfers, filings, ledger) ------------------------------------
     def download_data(self, name: str, dest: IO[bytes], *, zone: str = "mainland") -> int:
         """Download dataset ``name`` (its owner's members) to a client in ``zone``; the rules
         decide it first and it goes on the ledger. Returns the bytes written."""
+        return self._download(f"/api/v1/datasets/{name}/download", dest, {"zone": zone})
+
+    def _download(self, path: str, dest: IO[bytes], params: dict[str, Any] | None = None) -> int:
+        """Stream GET ``path`` into ``dest``; returns the bytes written."""
         written = 0
         try:
-            with self._http.stream("GET", f"/api/v1/datasets/{name}/download", params={"zone": zone}) as response:
+            with self._http.stream("GET", path, params=params) as response:
                 if response.status_code >= 400:
                     response.read()
                     raise _api_error(response)

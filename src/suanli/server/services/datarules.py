@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from suanli.core.datasets import Classification, Level
+from suanli.core.network import Zone
 from suanli.core.policy import Counters, Exporter, Route, RuleSet, SiteFacts, may_read
 from suanli.core.scheduler import PendingJob, SiteRule, SiteState
 from suanli.datachain import registry
@@ -67,8 +68,6 @@ def load_facts(session: Session, names: Iterable[str], now: datetime) -> dict[st
 
 
 def site_facts(session: Session) -> dict[str, SiteFacts]:
-    from suanli.core.network import Zone
-
     return {s.name: SiteFacts(name=s.name, region=s.region, zone=Zone(s.zone)) for s in session.scalars(select(Site))}
 
 

@@ -12,7 +12,6 @@ per database, see docs/operators.md).
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 import os
@@ -40,6 +39,7 @@ from suanli.core.identity import (
 )
 from suanli.server.services.access import require, require_role
 from suanli.server.services.errors import Conflict, NotFound, Unauthorized, Unprocessable
+from suanli.server.services.sites import hash_token
 from suanli.store.db import Database
 from suanli.store.models import ApiToken, Site, Tenant, User
 
@@ -53,10 +53,6 @@ DEFAULT_TOKEN_LIFETIME = timedelta(days=90)
 CACHE_TTL_S = 5.0
 _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 _SCOPE_VALUES = frozenset(s.value for s in ALL_SCOPES)
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _new_token() -> tuple[str, str]:
