@@ -271,7 +271,8 @@ def transfers(
         _echo_json(items)
         return
     for t in items:
-        say(f"{t['id']}  {t['dataset']:<16} {t['source_site']} → {t['dest_site']:<16} {t['state']:<8} {t['reason']}")
+        why = f"{t['reason']} (for job {t['for_job']})" if t.get("for_job") else t["reason"]
+        say(f"{t['id']}  {t['dataset']:<16} {t['source_site']} → {t['dest_site']:<16} {t['state']:<8} {why}")
 
 
 @app.command()

@@ -232,6 +232,11 @@ class SchedulingDecl(StrictModel):
     retry_backoff: float = Field(default=10.0, ge=0)
     #: The longest back-off.
     retry_backoff_cap: float = Field(default=600.0, ge=0)
+    #: Copy a waiting job's datasets to a site where it can start sooner, where the rules let
+    #: the copy run now (compute to data; ``false``: jobs wait for copies users make).
+    stage_data: bool = True
+    #: MB/s a copy into a site is assumed to run at until copies there have been measured.
+    transfer_rate: float = Field(default=100.0, gt=0)
 
     _durations = field_validator(
         "usage_half_life",

@@ -30,6 +30,8 @@ class Chain:
     ledger: LedgerService
     _stores: dict[str, SiteStore] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    #: Transfer id → who runs it now, in this process (a transfer runs once at a time).
+    _running: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def open(cls, db: Database, clock: Clock, home: Path, rules: RuleSet | None = None) -> Chain:
@@ -44,6 +46,19 @@ class Chain:
             if site not in self._stores:
                 self._stores[site] = SiteStore(self.root / "sites" / site, self.keys)
             return self._stores[site]
+
+    def claim(self, transfer_id: str, by: str) -> str | None:
+        """Mark ``transfer_id`` as running for ``by``; if it already runs, who runs it (and
+        nothing is marked)."""
+        with self._lock:
+            holder = self._running.get(transfer_id)
+            if holder is None:
+                self._running[transfer_id] = by
+            return holder
+
+    def release(self, transfer_id: str) -> None:
+        with self._lock:
+            self._running.pop(transfer_id, None)
 
     def seal(self) -> None:
         """After a commit that recorded ledger entries: sign a checkpoint over them."""

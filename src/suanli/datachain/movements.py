@@ -136,6 +136,7 @@ def create_transfer(
     bandwidth_bps: float | None,
     actor: str,
     now: datetime,
+    for_job: str | None = None,
 ) -> DataTransfer:
     m = movement_for(session, dataset, to, MovementKind.TRANSFER, purpose=purpose, year=now.year)
     if to in registry.replicas_of(session, dataset) or to == m.home.name:
@@ -158,6 +159,7 @@ def create_transfer(
         bytes_done=0,
         chunks_resent=0,
         bandwidth_bps=bandwidth_bps,
+        for_job=for_job,
         created_at=now,
         updated_at=now,
     )
@@ -174,6 +176,7 @@ def create_transfer(
             "exporter": m.exporter.name,
             "actor": actor,
             "transfer": t.id,
+            **({"for_job": for_job} if for_job else {}),
             "dry_run": False,
             **decision_body(d),
         },
@@ -215,6 +218,7 @@ def _begin_run(chain: Chain, transfer_id: str) -> tuple[Offer, str, str]:
                 now,
                 d.to_dict(),
             )
+            t.started_at = now
             body = {"transfer": t.id, "state": "running", "filing": hold.filing_id}
             chain.ledger.record(s, "transfer.state", {**body, "counted_pi": d.adds_pi, "counted_spi": d.adds_spi}, now)
         else:
@@ -238,8 +242,25 @@ def run_transfer(
     *,
     channel_factory: ChannelFactory = LocalChannel,
     progress: Callable[[int, int], None] | None = None,
+    by: str = "asked by its owner",
 ) -> DataTransfer:
-    """Run (or resume) a transfer. No database session stays open while bytes move."""
+    """Run (or resume) a transfer. No database session stays open while bytes move, and a
+    transfer runs once at a time (a second run is refused while the first goes on)."""
+    holder = chain.claim(transfer_id, by)
+    if holder is not None:
+        raise Conflict(f"transfer {transfer_id} is already running ({holder}); follow it with `suanli data transfers`")
+    try:
+        return _run(chain, transfer_id, channel_factory, progress)
+    finally:
+        chain.release(transfer_id)
+
+
+def _run(
+    chain: Chain,
+    transfer_id: str,
+    channel_factory: ChannelFactory,
+    progress: Callable[[int, int], None] | None,
+) -> DataTransfer:
     offer, source, dest = _begin_run(chain, transfer_id)
     key = chain.keys.get(f"transfer-{transfer_id}")
     if key is not None:  # resuming: the receiver holds chunks sealed under the first key
@@ -358,7 +379,9 @@ def transfer_out(t: DataTransfer) -> dict[str, Any]:
         "filing_id": t.filing_id,
         "bytes_done": t.bytes_done,
         "chunks_resent": t.chunks_resent,
+        "for_job": t.for_job,
         "created_at": t.created_at.isoformat(),
+        "started_at": t.started_at.isoformat() if t.started_at else None,
         "finished_at": t.finished_at.isoformat() if t.finished_at else None,
     }
 

@@ -19,7 +19,7 @@ from suanli.core.clock import Clock, SystemClock
 from suanli.core.network import NetworkSpec
 from suanli.core.scheduler import Policy, SiteState
 from suanli.datachain.chain import Chain
-from suanli.server.services import budgets, datarules, identities, jobs, metering, scheduling, sites
+from suanli.server.services import budgets, datarules, identities, jobs, metering, scheduling, sites, staging
 from suanli.server.services.fairshare import quotas_of
 from suanli.server.services.secrets import SecretBox
 from suanli.server.settings import Settings
@@ -80,6 +80,8 @@ class ControlPlane:
         self._last_used_flush = 0.0
         self._chain: Chain | None = None
         self._chain_lock = threading.Lock()
+        #: Copies the scheduler starts so that waiting jobs can run where their data may go.
+        self.copies = staging.CopyRunner(lambda: self.chain, self.capacity_changed)
         self._capacity: list[SiteState] | None = None
         self._capacity_lock = threading.Lock()
         self._stop = threading.Event()
@@ -124,6 +126,8 @@ class ControlPlane:
             quotas=quotas_of(network),
             budgets=budgets.budgets_of(network),
             waive_platform_faults=self.settings.waive_platform_faults,
+            stage_data=network.scheduling.stage_data,
+            transfer_rate_bps=network.scheduling.transfer_rate * 1e6,
         )
         self._pending.shares_at = None  # weights and quotas may have changed
         self.invalidate_capacity()
@@ -212,10 +216,15 @@ class ControlPlane:
         if full:
             self._planned_epoch, self._last_full = epoch, started
         result = scheduling.PassResult()
+        needs: list[staging.Need] = []
         if plan is not None:
             self._seen_seq = max(self._seen_seq, *plan.seq_of.values())
+            if plan.datasets_of and self.scheduler_config.stage_data:
+                needs = self._weigh_copies(plan, now)
             with self.db.session() as session:
                 result = scheduling.apply_plan(session, plan, now, self.settings.lease_s)
+            if needs:
+                self._start_copies(needs, now)
             on_data = [(j, s) for j, s in result.placements if j in plan.datasets_of]
             if on_data:
                 self._record_on_data(on_data, plan.datasets_of, now)
@@ -233,6 +242,28 @@ class ControlPlane:
                 self._chain = Chain.open(self.db, self.clock, self.settings.home)
             return self._chain
 
+    def _weigh_copies(self, plan: scheduling.Plan, now: datetime) -> list[staging.Need]:
+        """Copies worth starting for the jobs that read data and found no place; their reasons
+        in ``plan`` become what is copied where."""
+        placed = {p.job_id for p in plan.decision.placements}
+        waiting = staging.waiting_jobs(plan.jobs, placed)
+        if not waiting:
+            return []
+        chain = self.chain
+        with self.db.read() as session:
+            needs = staging.plan(
+                session, chain, waiting, plan.sites, now, plan.rules, self.scheduler_config.transfer_rate_bps
+            )
+        plan.decision.reasons.update({n.job_id: n.reason for n in needs})
+        return needs
+
+    def _start_copies(self, needs: list[staging.Need], now: datetime) -> None:
+        chain = self.chain
+        with self.db.session() as session:
+            runs = staging.transfers_to_run(session, chain, needs, now, self.copies.busy)
+        chain.seal()
+        self.copies.start(runs)
+
     def _record_on_data(
         self, placements: list[tuple[str, str]], datasets_of: dict[str, tuple[str, ...]], now: datetime
     ) -> None:
@@ -249,6 +280,7 @@ class ControlPlane:
             return
         self.renew_leases()
         self._stop.clear()
+        self.copies.restart()
         self._thread = threading.Thread(target=self._loop, name="suanli-scheduler", daemon=True)
         self._thread.start()
 
@@ -276,6 +308,7 @@ class ControlPlane:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
+        self.copies.stop()
         self.signals.bump("shutdown")
 
     @property

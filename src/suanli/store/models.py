@@ -364,8 +364,12 @@ class DataTransfer(Base):
     bytes_done: Mapped[int] = mapped_column(Integer, default=0)
     chunks_resent: Mapped[int] = mapped_column(Integer, default=0)
     bandwidth_bps: Mapped[float | None] = mapped_column(Float, nullable=True)
+    #: The job the scheduler started this copy for (None: a user asked for it).
+    for_job: Mapped[str | None] = mapped_column(String(32), nullable=True)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    #: When its last run began (a copy's rate is measured from it to ``finished_at``).
+    started_at: Mapped[datetime | None] = mapped_column(nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 

@@ -3,9 +3,9 @@
 A job reads a dataset only where a copy lies (its home site or a replica) and the rules allow
 reading it there (``core.policy.may_read``: core data is read at its home site only, L1).
 A site without a copy is refused with the copy's route in words ("a copy there would need a
-standard contract filing: suanli data copy notes --to singapore"); this version does not start
-copies by itself (docs/datachain.md). Every placement of a job on data is written to the ledger
-with the decision for each dataset.
+standard contract filing: suanli data copy notes --to singapore"), or with the copy on its way
+when the scheduler started one for a job (``services/staging.py``). Every placement of a job on
+data is written to the ledger with the decision for each dataset.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from suanli.core.policy import Counters, Exporter, Route, RuleSet, SiteFacts, ma
 from suanli.core.scheduler import PendingJob, SiteRule, SiteState
 from suanli.datachain import registry
 from suanli.datachain.rulesets import default_ruleset
-from suanli.store.models import Dataset, Site
+from suanli.store.models import Dataset, DataTransfer, Site
 
 
 @functools.cache
@@ -37,6 +37,7 @@ def ruleset() -> RuleSet:
 class DatasetFacts:
     name: str
     owner: str
+    size: int
     classification: Classification
     home: SiteFacts
     replicas: tuple[SiteFacts, ...]
@@ -58,6 +59,7 @@ def load_facts(session: Session, names: Iterable[str], now: datetime) -> dict[st
         out[ds.name] = DatasetFacts(
             name=ds.name,
             owner=ds.owner,
+            size=ds.size,
             classification=registry.classification_of(session, ds),
             home=registry.site_facts(session, ds.home_site),
             replicas=tuple(registry.site_facts(session, r) for r in registry.replicas_of(session, ds.name)),
@@ -86,14 +88,20 @@ def never(facts: DatasetFacts | None, name: str, site: SiteFacts, rules: RuleSet
     return None
 
 
-def why_not(facts: DatasetFacts | None, name: str, site: SiteFacts, rules: RuleSet) -> str | None:
-    """Why a job at ``site`` may not read dataset ``name`` now (None: it may)."""
+def why_not(
+    facts: DatasetFacts | None, name: str, site: SiteFacts, rules: RuleSet, moving: DataTransfer | None = None
+) -> str | None:
+    """Why a job at ``site`` may not read dataset ``name`` now (None: it may); ``moving`` is the
+    open transfer bringing it there, if any."""
     forbidden = never(facts, name, site, rules)
     if forbidden or facts is None:
         return forbidden
     decision = may_read(
         name, facts.classification, facts.home, facts.replicas, site, facts.exporter, rules, facts.counters
     )
+    if site.name not in facts.copies and moving is not None:
+        done = f"{100 * moving.bytes_done / facts.size:.0f}% done" if facts.size else moving.state
+        return f"'{name}' is being copied here (transfer {moving.id}, {done})"
     if site.name not in facts.copies:
         where = ", ".join(facts.copies)
         route = "is allowed now" if decision.moves_now else f"needs {decision.route.value.replace('_', ' ')}"
@@ -111,6 +119,14 @@ def data_rule(session: Session, jobs: Sequence[PendingJob], now: datetime) -> Si
     facts = load_facts(session, names, now)
     sites = site_facts(session)
     rules = ruleset()
+    moving = {
+        (t.dataset, t.dest_site): t
+        for t in session.scalars(
+            select(DataTransfer)
+            .where(DataTransfer.dataset.in_(sorted(names)), DataTransfer.state.in_(("ready", "running", "failed")))
+            .order_by(DataTransfer.created_at)
+        )
+    }
     verdicts: dict[tuple[str, str], str | None] = {}
 
     def rule(job: PendingJob, site: SiteState) -> str | None:
@@ -119,7 +135,9 @@ def data_rule(session: Session, jobs: Sequence[PendingJob], now: datetime) -> Si
             key = (name, site.name)
             if key not in verdicts:
                 verdicts[key] = (
-                    why_not(facts.get(name), name, here, rules) if here else f"site '{site.name}' is not known"
+                    why_not(facts.get(name), name, here, rules, moving.get(key))
+                    if here
+                    else f"site '{site.name}' is not known"
                 )
             why = verdicts[key]
             if why:

@@ -52,6 +52,10 @@ class SchedulerConfig:
     #: Monthly budgets, CNY, by tenant.
     budgets: dict[str, Decimal] = field(default_factory=dict)
     waive_platform_faults: bool = True
+    #: Copy waiting jobs' datasets where they can start sooner (``services/staging.py``).
+    stage_data: bool = True
+    #: Bytes/s a copy into a site is assumed to run at until copies there were measured.
+    transfer_rate_bps: float = 100e6
 
 
 @dataclass
@@ -157,6 +161,10 @@ class Plan:
     reasons_before: dict[str, str]
     #: Job id → the datasets it reads (only jobs that read some): placements on data are recorded.
     datasets_of: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: What the pass planned on, kept for weighing copies for jobs that read data and wait.
+    jobs: list[PendingJob] = field(default_factory=list)
+    sites: list[SiteState] = field(default_factory=list)
+    rules: tuple[SiteRule, ...] = ()
 
 
 def plan_pass(
@@ -191,7 +199,10 @@ def plan_pass(
     if after_seq is None:
         cache.reserved = {seq_of[j] for j in decision.reservations}
         cache.reservations = dict(decision.reservations)
-    return Plan(decision, seq_of, reasons, {j.id: j.datasets for j in jobs if j.datasets})
+    datasets_of = {j.id: j.datasets for j in jobs if j.datasets}
+    if not datasets_of:
+        return Plan(decision, seq_of, reasons)
+    return Plan(decision, seq_of, reasons, datasets_of, eligible, view.sites, config.rules)
 
 
 def job_hours(job: PendingJob, tenants: Mapping[str, TenantShare], policy: Policy) -> float:

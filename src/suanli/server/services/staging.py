@@ -1,0 +1,311 @@
+"""Compute to data, the moving half: when a waiting job could start sooner at a site its data
+may be copied to than at any site that holds a copy, the scheduler copies it there.
+
+After a pass, each job that reads datasets and found no place is weighed site by site:
+
+- a site that holds every dataset the job reads starts it when capacity frees there;
+- a site where every missing dataset may be copied *now* (the route moves at once, or an
+  accepted filing covers it: the same hold a user's ``suanli data copy`` meets) starts it at
+  the later of its capacity and the copies' arrival, each copy's time taken as its size over
+  the rate measured on recent copies into that site (the network's ``transfer_rate`` until
+  there are some);
+- other sites are out (core data, a filing still missing, the data rules deny it).
+
+When a copying site wins, its copies are started (or resumed), each a transfer like any other:
+decided, recorded on the ledger with the job that asked for it, sealed, verified. The job's
+reason says what is being copied where and when it could start. Once a copy lands the site holds
+the data, and the next pass places the job there; nothing is copied for a job that can start
+at least as soon where its data already lies.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from suanli.core.policy import MovementKind, Purpose, decide, hold_for
+from suanli.core.scheduler import PendingJob, SiteRule, SiteState
+from suanli.core.scheduling.explain import explain_sites
+from suanli.core.scheduling.index import fmt_time
+from suanli.datachain import movements, registry
+from suanli.datachain.chain import Chain
+from suanli.server.services import datarules
+from suanli.store.models import DataTransfer
+
+log = logging.getLogger("suanli.server")
+
+#: A transfer that is neither finished nor refused: a copy that is (or will be) on its way.
+OPEN_STATES = ("ready", "running", "failed")
+#: At most this many waiting jobs are weighed after one pass (the oldest first).
+MAX_JOBS_PER_PASS = 32
+#: Recent finished copies into a site that its copy rate is measured on.
+RATE_SAMPLE = 10
+#: Copies the scheduler runs at once.
+MAX_RUNNING = 2
+#: A copy that broke off is resumed after this long.
+RETRY_AFTER_S = 30.0
+#: Progress is written to the transfer's row every this many chunks.
+PROGRESS_EVERY = 8
+
+
+@dataclass(frozen=True)
+class Copy:
+    dataset: str
+    site: str
+    size: int
+    #: The open transfer already bringing it there, if any.
+    transfer_id: str | None
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Need:
+    """The copies to start for one job, and the sentence its reason becomes."""
+
+    job_id: str
+    site: str
+    copies: tuple[Copy, ...]
+    ready_at: datetime
+    reason: str
+
+
+def copy_rates(session: Session, sites: Iterable[str], default_bps: float) -> dict[str, float]:
+    """Bytes per second of recent finished copies into each site (median of the last few), or
+    ``default_bps`` where none finished yet."""
+    out: dict[str, float] = {}
+    for site in sites:
+        rows = session.execute(
+            select(DataTransfer.bytes_done, DataTransfer.started_at, DataTransfer.finished_at)
+            .where(DataTransfer.dest_site == site, DataTransfer.state == "done")
+            .order_by(DataTransfer.finished_at.desc())
+            .limit(RATE_SAMPLE)
+        ).all()
+        rates = [
+            size / seconds
+            for size, started, finished in rows
+            if started is not None
+            and finished is not None
+            and size > 0
+            and (seconds := (finished - started).total_seconds()) > 0
+        ]
+        out[site] = statistics.median(rates) if rates else default_bps
+    return out
+
+
+def open_transfers(session: Session, datasets: Iterable[str]) -> dict[tuple[str, str], DataTransfer]:
+    """(dataset, destination) → the open transfer bringing it there (the newest, if several)."""
+    wanted = sorted(set(datasets))
+    if not wanted:
+        return {}
+    rows = session.scalars(
+        select(DataTransfer)
+        .where(DataTransfer.dataset.in_(wanted), DataTransfer.state.in_(OPEN_STATES))
+        .order_by(DataTransfer.created_at)
+    )
+    return {(t.dataset, t.dest_site): t for t in rows}
+
+
+def may_copy_now(session: Session, dataset: str, site: str, now: datetime, chain: Chain) -> bool:
+    """Whether a copy of ``dataset`` to ``site`` would run now: the route moves at once, or an
+    accepted, unexpired filing covers it (exactly what running a transfer checks)."""
+    m = movements.movement_for(session, dataset, site, MovementKind.TRANSFER, purpose=Purpose.NONE, year=now.year)
+    d = decide(m, chain.rules)
+    return hold_for(d, m, movements.filings_for(session, m), now).ok
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def _seconds(s: float) -> str:
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.0f} min"
+
+
+def plan(
+    session: Session,
+    chain: Chain,
+    jobs: Sequence[PendingJob],
+    sites: Sequence[SiteState],
+    now: datetime,
+    rules: Sequence[SiteRule],
+    default_bps: float,
+) -> list[Need]:
+    """The copies worth starting for ``jobs`` (waiting jobs that read datasets), one site each."""
+    jobs = [j for j in jobs if j.datasets][:MAX_JOBS_PER_PASS]
+    if not jobs:
+        return []
+    names = {d for j in jobs for d in j.datasets}
+    facts = datarules.load_facts(session, names, now)
+    known = datarules.site_facts(session)
+    rates = copy_rates(session, [s.name for s in sites], default_bps)
+    moving = open_transfers(session, names)
+    allowed: dict[tuple[str, str], bool] = {}
+    needs: list[Need] = []
+    for job in jobs:
+        if any(d not in facts for d in job.datasets):
+            continue
+        best_copy: datetime | None = None  # soonest start where every dataset already lies
+        best: tuple[datetime, str, tuple[Copy, ...]] | None = None
+        for verdict in explain_sites(job, sites, now, rules):
+            if not verdict.allowed or verdict.site not in known:
+                continue
+            here = known[verdict.site]
+            if any(datarules.never(facts[d], d, here, datarules.ruleset()) for d in job.datasets):
+                continue
+            start = verdict.start_at or datetime.max.replace(tzinfo=now.tzinfo)
+            missing = [d for d in job.datasets if verdict.site not in facts[d].copies]
+            if not missing:
+                best_copy = start if best_copy is None else min(best_copy, start)
+                continue
+            copies: list[Copy] = []
+            for d in missing:
+                key = (d, verdict.site)
+                if key not in allowed:
+                    allowed[key] = may_copy_now(session, d, verdict.site, now, chain)
+                if not allowed[key]:
+                    break
+                size = facts[d].size
+                t = moving.get(key)
+                left = size - (t.bytes_done if t is not None else 0)
+                copies.append(Copy(d, verdict.site, size, t.id if t else None, max(left, 0) / rates[verdict.site]))
+            else:
+                arrive = now + timedelta(seconds=sum(c.seconds for c in copies))
+                ready = max(start, arrive)
+                if best is None or ready < best[0]:
+                    best = (ready, verdict.site, tuple(copies))
+        if best is None or (best_copy is not None and best_copy <= best[0]):
+            continue
+        ready, site, chosen = best
+        what = ", ".join(f"'{c.dataset}' ({_size(c.size)}, ~{_seconds(c.seconds)})" for c in chosen)
+        if best_copy is None:
+            against = "no site holding the data can take it"
+        elif best_copy.year < datetime.max.year:
+            against = f"no site holding the data frees sooner (soonest ~{fmt_time(best_copy.timestamp())})"
+        else:
+            against = "no site holding the data has room now, nor an estimate of when"
+        when = "" if ready.year >= datetime.max.year else f"; it can start there at ~{ready:%H:%M:%S} UTC"
+        reason = f"copying {what} to {site} for it{when} ({against})"
+        needs.append(Need(job.id, site, chosen, ready, reason))
+    return needs
+
+
+def waiting_jobs(jobs: Sequence[PendingJob], placed: Iterable[str]) -> list[PendingJob]:
+    done = set(placed)
+    return [j for j in jobs if j.datasets and j.id not in done]
+
+
+def transfers_to_run(
+    session: Session, chain: Chain, needs: Sequence[Need], now: datetime, busy: Mapping[str, object]
+) -> list[str]:
+    """Create the transfers ``needs`` lack (each decided and put on the ledger, with the job that
+    asked); return the ids of those to run now (not already running in this process)."""
+    out: list[str] = []
+    seen: set[tuple[str, str]] = set()
+    for need in needs:
+        for c in need.copies:
+            key = (c.dataset, c.site)
+            if key in seen:
+                continue
+            seen.add(key)
+            tid = c.transfer_id
+            if tid is None:
+                owner = registry.get_dataset(session, c.dataset).owner
+                t = movements.create_transfer(
+                    session,
+                    chain,
+                    dataset=c.dataset,
+                    to=c.site,
+                    purpose=Purpose.NONE,
+                    bandwidth_bps=None,
+                    actor=f"scheduler, for job {need.job_id} of {owner}",
+                    now=now,
+                    for_job=need.job_id,
+                )
+                if t.state != "ready":
+                    continue
+                tid = t.id
+            if tid not in busy:
+                out.append(tid)
+    return out
+
+
+class CopyStopped(Exception):
+    """The server is stopping: the copy breaks off here and resumes after the next start."""
+
+
+class CopyRunner:
+    """Runs the scheduler's copies on daemon threads, a few at a time; ``landed`` is called after
+    each one finishes (the sites holding the data changed), so that a pass looks again."""
+
+    def __init__(self, chain: Callable[[], Chain], landed: Callable[[], None]) -> None:
+        self._chain, self._landed = chain, landed
+        self._lock = threading.Lock()
+        self._running: dict[str, threading.Thread] = {}
+        self._retry_at: dict[str, float] = {}
+        self._stop = threading.Event()
+
+    @property
+    def busy(self) -> dict[str, threading.Thread]:
+        with self._lock:
+            return dict(self._running)
+
+    def start(self, transfer_ids: Iterable[str]) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for tid in transfer_ids:
+                if self._stop.is_set() or len(self._running) >= MAX_RUNNING:
+                    return
+                if tid in self._running or self._retry_at.get(tid, 0.0) > now:
+                    continue
+                thread = threading.Thread(target=self._run, args=(tid,), name=f"suanli-copy-{tid}", daemon=True)
+                self._running[tid] = thread
+                thread.start()
+
+    def _run(self, tid: str) -> None:
+        chain = self._chain()
+        calls = [0]
+
+        def progress(done: int, total: int) -> None:
+            if self._stop.is_set():
+                raise CopyStopped("the server is stopping")
+            calls[0] += 1
+            if calls[0] % PROGRESS_EVERY == 0 and done < total:
+                with chain.db.session() as s:
+                    t = s.get(DataTransfer, tid)
+                    if t is not None:
+                        t.bytes_done = done
+
+        try:
+            t = movements.run_transfer(chain, tid, progress=progress, by="started by the scheduler for a job")
+            log.info("copy %s of %s to %s done", tid, t.dataset, t.dest_site)
+            self._retry_at.pop(tid, None)
+        except Exception as exc:  # the copy is resumed later; the transfer's row says why it stopped
+            if not self._stop.is_set():
+                log.warning("copy %s broke off (%s); resuming in %.0f s", tid, exc, RETRY_AFTER_S)
+            self._retry_at[tid] = time.monotonic() + RETRY_AFTER_S
+        finally:
+            with self._lock:
+                self._running.pop(tid, None)
+        if not self._stop.is_set():
+            self._landed()
+
+    def restart(self) -> None:
+        self._stop.clear()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Break running copies off at their next chunk (they resume after the next start)."""
+        self._stop.set()
+        deadline = time.monotonic() + timeout
+        for thread in list(self.busy.values()):
+            thread.join(max(0.0, deadline - time.monotonic()))
