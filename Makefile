@@ -4,12 +4,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help install demo test lint format typecheck imports unit integration e2e bench clean engines engine-test
+.PHONY: help install demo test lint format typecheck imports unit integration e2e bench clean engines engine-test test-gpu
 
 help:
 	@echo "make demo   start a three-site network on this machine and run jobs on it"
 	@echo "make test   lint, type-check, import rules, and the whole test suite (real Slurm and Ray when root with apt)"
 	@echo "make engines  install and start Slurm and Ray on this machine (scripts/engines/); make engine-test runs their tests"
+	@echo "make test-gpu  the tests on a real NVIDIA GPU (tests/gpu); they fail without one"
 	@echo "make bench  the benchmarks (they print figures; add ARGS=--json for JSON)"
 
 $(STAMP): pyproject.toml
@@ -25,8 +26,9 @@ demo: $(STAMP)
 
 # The suite without the real engines, then the engine tests against the Slurm and Ray that
 # `make engines` installs and starts (root with apt, and always in CI; skipped loudly otherwise).
+# The real-GPU tests (tests/gpu) are left out: `make test-gpu` runs them where there is a GPU.
 test: lint typecheck imports
-	$(BIN)/python -m pytest -q -m "not engine"
+	$(BIN)/python -m pytest -q -m "not engine and not gpu"
 	@$(MAKE) --no-print-directory engines
 	@$(MAKE) --no-print-directory engine-test
 
@@ -37,6 +39,11 @@ engines: $(STAMP)
 # Contract suite and engine tests on Slurm and Ray; they skip loudly without the engines (fail under CI=true).
 engine-test: $(STAMP)
 	$(BIN)/python -m pytest -q -ra -m engine tests/contract tests/engines
+
+# The tests on a real NVIDIA GPU (they fail without one); scripts/gpu-check.sh runs them with the
+# transfer benchmark on a GPU machine that lacks the venv.
+test-gpu: $(STAMP)
+	$(BIN)/python -m pytest -q -ra -m gpu tests/gpu
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples

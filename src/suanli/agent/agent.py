@@ -24,9 +24,10 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 from suanli import __version__
+from suanli.agent import outputs
 from suanli.agent.backends.base import Backend, KeptCheckpoints
 from suanli.agent.checkpoints import CHECKPOINT_EVERY_S, CheckpointCarrier, CheckpointUnavailable
 from suanli.agent.delivery import Backoff, LogOutbox
@@ -68,6 +69,8 @@ class AgentClient(Protocol):
     def download_checkpoint(self, digest: str, attempt_id: int, dest: IO[bytes]) -> int: ...
 
     def download_dataset(self, name: str, attempt_id: int, dest: IO[bytes]) -> int: ...
+
+    def upload_output(self, attempt_id: int, archive: IO[bytes], size: int) -> dict[str, Any]: ...
 
 
 class Agent:
@@ -123,6 +126,8 @@ class Agent:
         #: Carries jobs' checkpoint folders to and from the server, so a retry at another site
         #: resumes from them (backends that keep them; ``checkpoint_every_s``: the periodic upload).
         self.checkpoints: CheckpointCarrier | None = None
+        #: Uploads a succeeded job's SUANLI_OUTPUT_DIR, which becomes a derived dataset.
+        self.outputs = outputs.OutputCarrier(client, self.work_dir)
         if isinstance(backend, KeptCheckpoints):
             self.checkpoints = CheckpointCarrier(client, self.work_dir / "archives", every_s=checkpoint_every_s)
         if isinstance(backend, Recoverable):
@@ -169,7 +174,13 @@ class Agent:
         return self._send(reports, batch, nodes=True, wait_s=wait_s)
 
     def sync_checkpoints(self) -> None:
-        """Upload the checkpoint folders that are due (see ``suanli.agent.checkpoints``)."""
+        """Upload the checkpoint folders and job outputs that are due (``suanli.agent.checkpoints``,
+        ``suanli.agent.outputs``)."""
+        if self.outputs.tracking:
+            try:
+                self.outputs.sync(self.backend.poll())
+            except Exception:  # never let an upload stop the agent; the error is logged in full
+                log.exception("output upload failed")
         if self.checkpoints is None or not self.checkpoints.tracking:
             return
         try:
@@ -244,11 +255,14 @@ class Agent:
                 not self.backend.logs_drained(attempt_id)
                 or self._outbox.holds(attempt_id)
                 or (self.checkpoints is not None and self.checkpoints.holds(report))
+                or self.outputs.holds(report)
             ):
                 # Output (or the last checkpoint upload) still due: the end waits until the server has it.
                 report = self._live.get(attempt_id) or report.model_copy(
                     update={"state": AttemptState.STARTING, "exit_code": None, "message": ""}
                 )
+            elif report.state == AttemptState.SUCCEEDED and (why := self.outputs.refused(attempt_id)):
+                report = report.model_copy(update={"message": why})
             reports.append(report)
         reports += [
             AttemptReport(
@@ -288,6 +302,7 @@ class Agent:
         self._outbox.drop(attempt_id)
         if self.checkpoints is not None:
             self.checkpoints.forget(attempt_id)
+        self.outputs.forget(attempt_id)
 
     # -- applying the server's reply ------------------------------------------------------
     def _apply(self, response: HeartbeatResponse) -> None:
@@ -349,6 +364,7 @@ class Agent:
             archive = fetch_archive(self.client, self.work_dir, digest) if digest else None
             if assignment.datasets:
                 assignment = fetch_datasets(self.client, self.work_dir, assignment)
+            assignment = outputs.prepare(self.work_dir, assignment)
             self._restore_checkpoint(assignment)
         except ServerUnreachable as exc:
             with self._lock:
@@ -371,6 +387,7 @@ class Agent:
         with self._lock:
             if self._pending.pop(attempt_id, None) is None:
                 return  # stopped while its workdir was fetched
+            self.outputs.track(assignment)
             try:
                 self.backend.start(assignment, archive)
             except Exception as exc:

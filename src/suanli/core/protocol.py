@@ -108,6 +108,9 @@ class AttemptAssignment(BaseModel):
     checkpoint_digest: str | None = None
     #: Datasets to fetch (from this site's copy) before the job starts.
     datasets: list[DatasetInput] = Field(default_factory=list)
+    #: The dataset the job's SUANLI_OUTPUT_DIR becomes when it succeeds: the agent uploads the
+    #: folder (``POST /api/v1/agents/outputs?attempt=ID``) before it reports the success.
+    output_dataset: str | None = None
 
 
 class StopOrder(BaseModel):

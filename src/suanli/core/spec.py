@@ -160,6 +160,23 @@ class Checkpoint(StrictModel):
     keep: bool = True
 
 
+class Output(StrictModel):
+    """What the job writes to ``SUANLI_OUTPUT_DIR`` becomes dataset ``dataset`` when it succeeds:
+    derived from the datasets it reads, at its site, with their highest level until re-graded."""
+
+    dataset: str
+
+    @field_validator("dataset")
+    @classmethod
+    def _dataset(cls, value: str) -> str:
+        if not NAME_RE.match(value):
+            raise ValueError(
+                f"'{value}' is not a valid dataset name: use 1-63 letters, digits, '.', '_' or '-', "
+                "starting with a letter or digit"
+            )
+        return value
+
+
 class RetryPolicy(StrictModel):
     #: A failure with one of these exit codes is retried like a platform fault (within
     #: max_retries); any other failure by the job's own exit code ends the job.
@@ -180,6 +197,8 @@ class JobSpec(StrictModel):
     setup: str | None = None
     run: str
     checkpoint: Checkpoint = Field(default_factory=Checkpoint)
+    #: Register what the job writes to SUANLI_OUTPUT_DIR as a derived dataset when it succeeds.
+    output: Output | None = None
     priority: Priority = Priority.NORMAL
     #: Retries after platform faults (lost node, preemption); not after the job's own failure.
     max_retries: int = Field(default=3, ge=0, le=100)

@@ -338,6 +338,19 @@ class Client:
         )
         return CheckpointReceipt.model_validate_json(response.content)
 
+    def upload_output(self, attempt_id: int, archive: IO[bytes], size: int) -> dict[str, Any]:
+        """(Agents) Send a succeeded attempt's ``SUANLI_OUTPUT_DIR``, packed as a ``.tar.gz`` of
+        ``size`` bytes; it becomes the derived dataset its job's ``output.dataset`` names."""
+        response = self._request(
+            "POST",
+            "/api/v1/agents/outputs",
+            params={"attempt": attempt_id},
+            content=iter(ProgressReader(archive, size, None)),
+            headers={"Content-Type": "application/gzip", "Content-Length": str(size)},
+        )
+        out: dict[str, Any] = response.json()
+        return out
+
     def download_checkpoint(self, digest: str, attempt_id: int, dest: IO[bytes]) -> int:
         """(Agents) Write checkpoint ``digest``, the one ``attempt_id`` starts from, into ``dest``;
         returns bytes written."""

@@ -40,7 +40,7 @@ MAX_HEADER_BYTES = 64 * 1024
 MAX_BUCKETS = 10_000
 
 #: Routes that take a body of their own kind, size-limited by the route itself.
-UPLOAD_PATHS = frozenset({"/api/v1/workdirs", "/api/v1/agents/checkpoints"})
+UPLOAD_PATHS = frozenset({"/api/v1/workdirs", "/api/v1/agents/checkpoints", "/api/v1/agents/outputs"})
 #: Not rate-limited: site agents long-poll and heartbeat (site tokens), probes and scrapers.
 UNLIMITED_PREFIXES = ("/api/v1/agents/",)
 UNLIMITED_PATHS = frozenset({"/healthz", "/metrics"})

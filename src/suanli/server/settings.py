@@ -35,6 +35,10 @@ class Settings:
     max_workdir_unpacked_bytes: int = field(
         default_factory=lambda: int(float(os.environ.get("SUANLI_MAX_WORKDIR_UNPACKED_MB", "1024")) * 2**20)
     )
+    #: Largest job output (SUANLI_OUTPUT_DIR packed, and unpacked), bytes.
+    max_output_bytes: int = field(
+        default_factory=lambda: int(float(os.environ.get("SUANLI_MAX_OUTPUT_MB", "16384")) * 2**20)
+    )
     #: Largest request body outside the workdir upload, bytes (413 beyond it).
     max_body_bytes: int = 4 * 2**20
     #: Requests per second each API token (or, without one, each client address) may sustain;

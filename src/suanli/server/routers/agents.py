@@ -4,7 +4,7 @@ and downloads for them."""
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, StreamingResponse
@@ -19,7 +19,8 @@ from suanli.core.protocol import (
 )
 from suanli.server.deps import Control, Token
 from suanli.server.services import agents as service
-from suanli.server.services import checkpoints
+from suanli.server.services import checkpoints, outputs
+from suanli.server.services.datachain import translated
 from suanli.server.services.errors import NotFound, TooLarge
 from suanli.server.services.sites import authenticate_site, site_for_token
 from suanli.server.services.workdirs import Receiver, blob_path
@@ -153,6 +154,45 @@ async def upload_checkpoint(
             return checkpoints.record_upload(session, site.name, attempt, digest, size, control.clock.now())
 
     return await run_in_threadpool(store)
+
+
+@router.post("/outputs", status_code=201)
+async def upload_output(
+    request: Request, control: Control, token: Token, attempt: Annotated[int, Query(ge=0, le=2**62)]
+) -> dict[str, Any]:
+    """A succeeded attempt's ``SUANLI_OUTPUT_DIR`` as a ``.tar.gz``: it becomes the derived
+    dataset its job's ``output.dataset`` names, at this site (``services/outputs.py``). Checked
+    like a workdir upload; refused (409) for a job that names no output, an attempt that is not
+    the job's running one, or a name already registered."""
+
+    def check() -> None:
+        with control.db.read() as session:
+            outputs.check_upload(session, site_for_token(session, token).name, attempt)
+
+    await run_in_threadpool(check)
+    limit = control.settings.max_output_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"the output archive is {int(declared) / 2**20:.1f} MiB, over the {limit / 2**20:.0f} MiB limit")
+    receiver = Receiver(control.settings.blob_dir, limit, limit, "output")
+    try:
+        async for data in request.stream():
+            receiver.write(data)
+    except BaseException:
+        receiver.abort()
+        raise
+    digest, _, path = await run_in_threadpool(receiver.finish)
+
+    def register() -> dict[str, Any]:
+        with control.db.read() as session:
+            site = site_for_token(session, token).name
+        with translated():
+            try:
+                return outputs.register(control.chain, site, attempt, path, digest, control.clock.now())
+            finally:
+                path.unlink(missing_ok=True)  # the site's store holds it now (sealed if need be)
+
+    return await run_in_threadpool(register)
 
 
 @router.get("/checkpoints/{digest}", response_class=FileResponse)

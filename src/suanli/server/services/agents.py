@@ -181,6 +181,7 @@ def assignment(job: Job, attempt: Attempt, secret_box: SecretBox | None = None) 
         time_limit_s=spec.get("time_limit"),
         keep_checkpoint=bool(spec.get("checkpoint", {}).get("keep", True)),
         datasets=[DatasetInput(name=d["name"], mount=d["mount"]) for d in spec.get("datasets", [])],
+        output_dataset=(spec.get("output") or {}).get("dataset"),
     )
 
 

@@ -72,6 +72,24 @@ def check_datasets(
             raise Unprocessable(f"{message} (only {', '.join(readable)} may read its datasets{others})")
 
 
+def check_output(session: Session, spec: JobSpec) -> None:
+    """An output becomes a derived dataset, graded as its inputs: the job must read some, and
+    the name must be free (it is checked again when the output arrives)."""
+    assert spec.output is not None
+    name = spec.output.dataset
+    if not spec.datasets:
+        raise Unprocessable(
+            "output: a job's output inherits the grade of the datasets it reads, and this job reads "
+            "none; register what it writes with `suanli data register` and grade it yourself",
+            [{"field": "output", "message": "needs datasets to inherit a grade from"}],
+        )
+    if name in {d.name for d in spec.datasets} or session.get(Dataset, name) is not None:
+        raise Unprocessable(
+            f"output: dataset '{name}' is already registered; name the output anew",
+            [{"field": "output.dataset", "message": "already registered"}],
+        )
+
+
 def check_fits(spec: JobSpec, sites: Sequence[SiteState]) -> None:
     message = never_fits(spec.resources, sites, spec.placement.regions)
     if message:
@@ -117,6 +135,8 @@ def submit(
     ``who`` (the submitter, when not the admin) may use only workdirs its tenant uploaded."""
     if spec.datasets:
         check_datasets(session, spec, tenant or default_tenant(session), now, sites)
+    if spec.output is not None:
+        check_output(session, spec)
     if workdir_digest is not None:
         missing = session.get(Blob, workdir_digest) is None
         if not missing and who is not None and not who.all_tenants:
