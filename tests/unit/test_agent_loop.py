@@ -161,6 +161,21 @@ def test_assignment_runs_is_reported_then_forgotten(agent: Agent, client: FakeCl
     assert client.heartbeats[-1].attempts == []
 
 
+def test_a_job_that_ends_before_the_first_poll_is_metered_from_its_start(
+    agent: Agent, client: FakeClient, backend: FakeBackend
+) -> None:
+    client.replies.append(reply(start=[assignment(1)]))
+    agent.step()
+    backend.finish(1, 0)  # over before the agent ever polled it
+    time.sleep(0.05)
+    for _ in range(3):
+        agent.step()
+    ended = [r for h in client.heartbeats for r in h.attempts if r.state == AttemptState.SUCCEEDED]
+    assert ended
+    assert ended[-1].elapsed_s is not None
+    assert ended[-1].elapsed_s >= 0.05
+
+
 def test_a_failed_heartbeat_sends_everything_again(agent: Agent, client: FakeClient, backend: FakeBackend) -> None:
     client.replies.append(reply(start=[assignment(1)]))
     agent.step()

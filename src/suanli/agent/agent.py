@@ -388,6 +388,9 @@ class Agent:
             if self._pending.pop(attempt_id, None) is None:
                 return  # stopped while its workdir was fetched
             self.outputs.track(assignment)
+            # The meter runs from the hand-over: a job that ends before the first poll sees it
+            # still ran (and is billed) for the time it took.
+            self._meter.setdefault(attempt_id, [time.monotonic(), None])
             try:
                 self.backend.start(assignment, archive)
             except Exception as exc:
