@@ -8,8 +8,11 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 from suanli.core.ledger import Checkpoint, Record, verify_log
 from suanli.sdk import Client
+from suanli.server.services import staging
 from tests.integration.conftest import Net, start_net
 
 NETWORK = """\
@@ -159,4 +162,40 @@ def test_copies_can_be_left_to_users(tmp_path: Path) -> None:
         assert waiting.state.value == "PENDING"
         assert "suanli data copy notes --to tianjin" in waiting.reason
         assert alice.transfers("notes") == []
+        alice.close()
+
+
+def test_a_copy_that_breaks_off_is_resumed_and_the_job_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(staging, "RETRY_AFTER_S", 0.0)
+    with start_net(tmp_path, NETWORK) as net:
+        for site in ("beijing", "tianjin"):
+            net.local_agent(site)
+        alice = Client(net.url, token=net.user("alice", tenant="bj-ai"))
+        digest = register(net)
+        busy = alice._json(
+            "POST",
+            "/api/v1/jobs",
+            json={"spec": {"name": "busy", "resources": {"cpus": 2}, "run": "sleep 60", "time_limit": 3600}},
+        )
+        net.pump(lambda: net.state(busy["id"]) == "RUNNING")
+
+        # The source copy is unreadable for a while: the copy breaks off, and the job says so.
+        home = net.control.chain.store("beijing").dataset_dir("notes")
+        aside = home.with_name("notes.aside")
+        home.rename(aside)
+        job = alice._json("POST", "/api/v1/jobs", json={"spec": read_job("reader")})
+        net.pump(lambda: any(t["state"] == "failed" for t in alice.transfers("notes")))
+        net.pump(lambda: "broke off" in alice.job(job["id"]).reason)
+        assert alice.job(job["id"]).state.value == "PENDING"
+
+        # Readable again: the scheduler resumes the same transfer, and the job runs on the copy.
+        aside.rename(home)
+        net.pump(lambda: net.state(job["id"]) in ("SUCCEEDED", "FAILED"))
+        done = alice.job(job["id"])
+        assert done.state.value == "SUCCEEDED", "".join(alice.logs(job["id"]))
+        assert done.attempts[-1].site == "tianjin"
+        assert "".join(alice.logs(job["id"])).strip() == digest
+        [t] = alice.transfers("notes")
+        assert t["state"] == "done"
+        alice.cancel(busy["id"])
         alice.close()

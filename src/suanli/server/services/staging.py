@@ -196,6 +196,10 @@ def plan(
             against = "no site holding the data has room now, nor an estimate of when"
         when = "" if ready.year >= datetime.max.year else f"; it can start there at ~{ready:%H:%M:%S} UTC"
         reason = f"copying {what} to {site} for it{when} ({against})"
+        broke = [moving[(c.dataset, site)] for c in chosen if (c.dataset, site) in moving]
+        broke = [t for t in broke if t.state == "failed"]
+        if broke:
+            reason += f"; the last try of transfer {broke[0].id} broke off ({broke[0].reason}), it resumes"
         needs.append(Need(job.id, site, chosen, ready, reason))
     return needs
 
