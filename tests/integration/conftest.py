@@ -25,6 +25,7 @@ from suanli.sdk import Client
 from suanli.server.app import create_app
 from suanli.server.control import ControlPlane
 from suanli.server.settings import Settings
+from suanli.web import mount_dashboard
 
 NETWORK = """\
 regions: [beijing, tianjin, ningxia]
@@ -119,7 +120,9 @@ def start_net(tmp_path: Path, network: str = NETWORK, **settings: Any) -> Iterat
     control.migrate()
     spec = parse_network(network)
     control.apply_network(spec)
-    server = uvicorn.Server(uvicorn.Config(create_app(control), host="127.0.0.1", port=0, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(mount_dashboard(create_app(control)), host="127.0.0.1", port=0, log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -141,6 +144,11 @@ def start_net(tmp_path: Path, network: str = NETWORK, **settings: Any) -> Iterat
             server.should_exit = True
             thread.join(timeout=10)
             control.close()
+
+
+def dashboard(net: Net) -> httpx.Client:
+    """The dashboard's pages (served beside the API), signed in as the admin."""
+    return httpx.Client(base_url=net.url, cookies={"suanli_token": net.admin_token})
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from suanli.sdk import ApiError, Client
-from tests.integration.conftest import Net, start_net
+from tests.integration.conftest import Net, dashboard, start_net
 
 NETWORK = """\
 regions: [beijing, tianjin, singapore]
@@ -83,6 +83,11 @@ def test_an_output_becomes_a_derived_dataset_that_moves_only_by_the_rules(onet: 
         member = tar.extractfile("parts/summary.txt")
         assert member is not None
         assert member.read().decode().strip() == digest
+
+    # The dashboard shows what it was derived from.
+    web = dashboard(net)
+    assert "(derived from records)" in web.get("/data").text
+    web.close()
 
     # It leaves only through the policy: abroad, an important dataset needs a security assessment.
     abroad = alice.check_movement("summary", to="singapore")

@@ -13,7 +13,7 @@ import pytest
 from suanli.core.ledger import Checkpoint, Record, verify_log
 from suanli.sdk import Client
 from suanli.server.services import staging
-from tests.integration.conftest import Net, start_net
+from tests.integration.conftest import Net, dashboard, start_net
 
 NETWORK = """\
 regions: [beijing, tianjin, singapore]
@@ -82,6 +82,13 @@ def test_a_waiting_job_gets_its_data_copied_where_it_starts_sooner(tmp_path: Pat
         transfers = alice.transfers("notes")
         assert [(t["dest_site"], t["state"], t["for_job"]) for t in transfers] == [("tianjin", "done", job["id"])]
         assert transfers[0]["started_at"] is not None
+
+        # The dashboard's data page names the job each copy was made for.
+        web = dashboard(net)
+        page = web.get("/data")
+        web.close()
+        assert page.status_code == 200
+        assert f'href="/jobs/{job["id"]}"' in page.text
 
         # A second job at tianjin reads the copy: nothing more is copied.
         again = alice._json("POST", "/api/v1/jobs", json={"spec": read_job("again", ["tianjin"])})
