@@ -12,14 +12,24 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from suanli.core.clock import Clock, SystemClock
 from suanli.core.network import NetworkSpec
 from suanli.core.scheduler import Policy, SiteState
 from suanli.datachain.chain import Chain
-from suanli.server.services import budgets, datarules, identities, jobs, metering, scheduling, sites, staging
+from suanli.server.services import (
+    blobs,
+    budgets,
+    datarules,
+    identities,
+    jobs,
+    metering,
+    scheduling,
+    sites,
+    staging,
+)
 from suanli.server.services.fairshare import quotas_of
 from suanli.server.services.secrets import SecretBox
 from suanli.server.settings import Settings
@@ -31,6 +41,8 @@ log = logging.getLogger("suanli.server")
 MIN_PASS_GAP_S = 0.05
 #: How often tokens' last-used times are written (batched, off the request path).
 LAST_USED_FLUSH_S = 10.0
+#: How often blobs nothing needs any more are deleted.
+BLOB_SWEEP_S = 3600.0
 
 
 @dataclass
@@ -78,6 +90,7 @@ class ControlPlane:
         #: Set by :meth:`migrate` when it wrote a new admin token.
         self.admin_token_written: Path | None = None
         self._last_used_flush = 0.0
+        self._last_sweep = time.monotonic()  # the first sweep comes an interval after start
         self._chain: Chain | None = None
         self._chain_lock = threading.Lock()
         #: Copies the scheduler starts so that waiting jobs can run where their data may go.
@@ -234,6 +247,12 @@ class ControlPlane:
             self.signals.bump("jobs")
         return TickResult(result.placed, result.waiting, len(lost_sites))
 
+    def sweep_blobs(self) -> blobs.Swept:
+        """Delete the workdirs and checkpoints nothing needs any more (``services/blobs.py``)."""
+        retention = timedelta(seconds=self.settings.blob_retention_s)
+        with self.db.session() as session:
+            return blobs.sweep(session, self.settings.blob_dir, self.clock.now(), retention)
+
     @property
     def chain(self) -> Chain:
         """The data chain (rules, key store, ledger), opened on first use beside the state."""
@@ -296,6 +315,9 @@ class ControlPlane:
                 if started - self._last_used_flush >= LAST_USED_FLUSH_S:
                     self._last_used_flush = started
                     self.identities.flush_last_used()
+                if started - self._last_sweep >= BLOB_SWEEP_S:
+                    self._last_sweep = started
+                    self.sweep_blobs()
             except Exception:  # the loop must outlive one bad pass; the error is logged in full
                 log.exception("scheduler pass failed")
             # Coalesce bursts of kicks (hundreds of submissions a second) into fewer passes, and

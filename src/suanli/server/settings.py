@@ -39,6 +39,10 @@ class Settings:
     max_output_bytes: int = field(
         default_factory=lambda: int(float(os.environ.get("SUANLI_MAX_OUTPUT_MB", "16384")) * 2**20)
     )
+    #: How long workdirs and checkpoints are kept after their job ended (``services/blobs.py``).
+    blob_retention_s: float = field(
+        default_factory=lambda: float(os.environ.get("SUANLI_BLOB_RETENTION_DAYS", "7")) * 86400
+    )
     #: Largest request body outside the workdir upload, bytes (413 beyond it).
     max_body_bytes: int = 4 * 2**20
     #: Requests per second each API token (or, without one, each client address) may sustain;
