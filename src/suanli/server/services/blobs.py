@@ -11,7 +11,8 @@ A blob is kept while anything may still read it:
 
 Everything else goes: the file, its ``blobs``/``blob_tenants`` rows, and the checkpoint rows of
 jobs that ended before the retention. Upload leftovers (``.upload-*``, from a server stopped
-mid-upload) go after a day. The scheduler loop runs this every hour.
+mid-upload) go after a day, and no blob written within the last hour is touched. The scheduler
+loop runs this every hour.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ log = logging.getLogger("suanli.server")
 
 #: How long an aborted upload's temporary file may stay.
 UPLOAD_LEFTOVER_S = 86400.0
+#: A blob written this recently is never deleted: an upload renames its file into place just
+#: before its row is written, and the sweep must not fall between the two.
+RECENT_S = 3600.0
 
 
 @dataclass
@@ -72,7 +76,7 @@ def sweep(session: Session, blob_dir: Path, now: datetime, retention: timedelta)
             if not name.endswith(".tar.gz"):
                 continue
             digest = name.removesuffix(".tar.gz")
-            if digest in keep:
+            if digest in keep or wall - path.stat().st_mtime < RECENT_S:
                 continue
             swept.bytes += path.stat().st_size
             path.unlink()
