@@ -39,13 +39,14 @@ from _harness import emit
 from suanli.datachain.channel_http import HttpChannel
 from suanli.datachain.crypto import new_key
 from suanli.datachain.manifest import Manifest, MiB, build_manifest, check_chunk_size
-from suanli.datachain.transfer import DEFAULT_WORKERS, Offer, file_chunks, send
+from suanli.datachain.sender import file_chunks, send
+from suanli.datachain.transfer import DEFAULT_WORKERS, Offer
 
 RECEIVER = """
 import sys, time
 from pathlib import Path
 from suanli.datachain.crypto import KeyStore
-from suanli.datachain.transfer import SiteStore
+from suanli.datachain.site_store import SiteStore
 from suanli.datachain.channel_http import serve
 root = Path(sys.argv[1])
 server = serve(SiteStore(root / "site", KeyStore(root / "keys")))

@@ -23,7 +23,7 @@ from suanli.core.network import parse_network
 from suanli.datachain import movements
 from suanli.datachain.chain import Chain
 from suanli.datachain.manifest import MiB
-from suanli.datachain.transfer import LocalChannel
+from suanli.datachain.site_store import LocalChannel
 from suanli.sdk import ApiError, Client
 from suanli.server.app import create_app
 from suanli.server.control import ControlPlane

@@ -11,20 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from suanli.datachain import transfer
+from suanli.datachain import site_store
 from suanli.datachain.channel_http import HttpChannel, serve
 from suanli.datachain.crypto import OVERHEAD, KeyStore, SealError, new_key, open_sealed, seal, seal_into
 from suanli.datachain.manifest import MiB, build_manifest, merkle_root
-from suanli.datachain.transfer import (
-    ChunkRejected,
-    LocalChannel,
-    Offer,
-    RateLimit,
-    SiteStore,
-    TransferError,
-    file_chunks,
-    send,
-)
+from suanli.datachain.sender import RateLimit, file_chunks, send
+from suanli.datachain.site_store import LocalChannel, SiteStore
+from suanli.datachain.transfer import ChunkRejected, Offer, TransferError
 
 CHUNK = 4 * MiB
 
@@ -299,7 +292,7 @@ def test_a_finished_copy_is_in_place_with_its_manifest_and_no_leftovers(tmp_path
 
 def test_copy_without_direct_io_is_the_same(tmp_path: Path, source: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Where the file system refuses O_DIRECT (tmpfs, some FUSE), chunks go through the page cache."""
-    monkeypatch.setattr(transfer, "_open_direct", lambda path: None)
+    monkeypatch.setattr(site_store, "_open_direct", lambda path: None)
     offer = offer_for(source)
     dest = store(tmp_path)
     with file_chunks(source, offer.manifest) as chunks:

@@ -49,6 +49,17 @@ def register(net: Net) -> str:
     return hashlib.sha256(src.read_bytes()).hexdigest()
 
 
+def occupy_beijing(net: Net, alice: Client) -> dict[str, str]:
+    """Keep beijing, where the data lies, busy for an hour."""
+    busy: dict[str, str] = alice._json(
+        "POST",
+        "/api/v1/jobs",
+        json={"spec": {"name": "busy", "resources": {"cpus": 2}, "run": "sleep 60", "time_limit": 3600}},
+    )
+    net.pump(lambda: net.state(busy["id"]) == "RUNNING")
+    return busy
+
+
 def test_a_waiting_job_gets_its_data_copied_where_it_starts_sooner(tmp_path: Path) -> None:
     with start_net(tmp_path, NETWORK) as net:
         for site in ("beijing", "tianjin", "singapore"):
@@ -57,12 +68,7 @@ def test_a_waiting_job_gets_its_data_copied_where_it_starts_sooner(tmp_path: Pat
         digest = register(net)
 
         # beijing, where the data lies, is busy for an hour.
-        busy = alice._json(
-            "POST",
-            "/api/v1/jobs",
-            json={"spec": {"name": "busy", "resources": {"cpus": 2}, "run": "sleep 60", "time_limit": 3600}},
-        )
-        net.pump(lambda: net.state(busy["id"]) == "RUNNING")
+        busy = occupy_beijing(net, alice)
         assert alice.job(busy["id"]).attempts[0].site == "beijing"
 
         # The job that reads it could start at tianjin now, once a copy lands: the scheduler copies.
@@ -179,12 +185,7 @@ def test_a_copy_that_breaks_off_is_resumed_and_the_job_says_so(tmp_path: Path, m
             net.local_agent(site)
         alice = Client(net.url, token=net.user("alice", tenant="bj-ai"))
         digest = register(net)
-        busy = alice._json(
-            "POST",
-            "/api/v1/jobs",
-            json={"spec": {"name": "busy", "resources": {"cpus": 2}, "run": "sleep 60", "time_limit": 3600}},
-        )
-        net.pump(lambda: net.state(busy["id"]) == "RUNNING")
+        busy = occupy_beijing(net, alice)
 
         # The source copy is unreadable for a while: the copy breaks off, and the job says so.
         home = net.control.chain.store("beijing").dataset_dir("notes")

@@ -3,7 +3,8 @@
 It reaches the server only over HTTP, through ``suanli.sdk.Client``.
 """
 
-from suanli.agent.agent import Agent, AgentClient
+from suanli.agent.agent import Agent
 from suanli.agent.backends import Backend, FakeBackend, LocalBackend
+from suanli.agent.cycle import AgentClient
 
 __all__ = ["Agent", "AgentClient", "Backend", "FakeBackend", "LocalBackend"]

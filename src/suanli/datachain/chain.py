@@ -16,7 +16,7 @@ from suanli.core.policy import RuleSet
 from suanli.datachain.crypto import KeyStore
 from suanli.datachain.ledger import LedgerService, load_signing_key
 from suanli.datachain.rulesets import default_ruleset
-from suanli.datachain.transfer import SiteStore
+from suanli.datachain.site_store import SiteStore
 from suanli.store.db import Database
 
 

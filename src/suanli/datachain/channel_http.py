@@ -19,7 +19,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from suanli.datachain.crypto import OVERHEAD, Buffer
 from suanli.datachain.manifest import MAX_CHUNK, Manifest
-from suanli.datachain.transfer import ChunkRejected, Offer, SiteStore, TransferError, chunk_buffer
+from suanli.datachain.site_store import SiteStore
+from suanli.datachain.transfer import ChunkRejected, Offer, TransferError, chunk_buffer
 
 #: The largest body a chunk request may have: a sealed chunk of the largest chunk size.
 MAX_SEALED = MAX_CHUNK + OVERHEAD

@@ -37,7 +37,9 @@ from suanli.datachain.chain import Chain
 from suanli.datachain.crypto import new_key
 from suanli.datachain.errors import Conflict, DataChainError, Denied, NotFound
 from suanli.datachain.manifest import Manifest
-from suanli.datachain.transfer import Channel, LocalChannel, Offer, SiteStore, send
+from suanli.datachain.sender import send
+from suanli.datachain.site_store import LocalChannel, SiteStore
+from suanli.datachain.transfer import Channel, Offer
 from suanli.store.models import DataTransfer, Filing, Replica
 
 ChannelFactory = Callable[[SiteStore], Channel]

@@ -329,27 +329,24 @@ class Client:
     def upload_checkpoint(self, attempt_id: int, archive: IO[bytes], size: int) -> CheckpointReceipt:
         """(Agents) Send a job's checkpoint folder, packed as a ``.tar.gz`` of ``size`` bytes,
         for ``attempt_id`` at this agent's site; it becomes the job's latest checkpoint."""
-        response = self._request(
-            "POST",
-            "/api/v1/agents/checkpoints",
-            params={"attempt": attempt_id},
-            content=iter(ProgressReader(archive, size, None)),
-            headers={"Content-Type": "application/gzip", "Content-Length": str(size)},
-        )
+        response = self._upload_archive("/api/v1/agents/checkpoints", attempt_id, archive, size)
         return CheckpointReceipt.model_validate_json(response.content)
 
     def upload_output(self, attempt_id: int, archive: IO[bytes], size: int) -> dict[str, Any]:
         """(Agents) Send a succeeded attempt's ``SUANLI_OUTPUT_DIR``, packed as a ``.tar.gz`` of
         ``size`` bytes; it becomes the derived dataset its job's ``output.dataset`` names."""
-        response = self._request(
+        out: dict[str, Any] = self._upload_archive("/api/v1/agents/outputs", attempt_id, archive, size).json()
+        return out
+
+    def _upload_archive(self, path: str, attempt_id: int, archive: IO[bytes], size: int) -> httpx.Response:
+        """(Agents) Stream a ``.tar.gz`` of ``size`` bytes to ``path`` for ``attempt_id``."""
+        return self._request(
             "POST",
-            "/api/v1/agents/outputs",
+            path,
             params={"attempt": attempt_id},
             content=iter(ProgressReader(archive, size, None)),
             headers={"Content-Type": "application/gzip", "Content-Length": str(size)},
         )
-        out: dict[str, Any] = response.json()
-        return out
 
     def download_checkpoint(self, digest: str, attempt_id: int, dest: IO[bytes]) -> int:
         """(Agents) Write checkpoint ``digest``, the one ``attempt_id`` starts from, into ``dest``;

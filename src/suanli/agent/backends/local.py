@@ -23,20 +23,19 @@ Files, under ``work_dir``::
 job with ``keep_checkpoint`` false gets a fresh ``checkpoint`` folder inside its attempt folder.
 
 Secrets: the assignment's ``secrets`` join the job's environment, and their values are masked
-(``***``) in the output read back (``logstream.Utf8Stream``). ``attempt.json`` keeps them (a
-restarted agent needs them to start ``run`` after an adopted ``setup`` and to go on masking),
-so it is written with mode 0600 and goes with the attempt's folder when the attempt is forgotten.
-
-Run as (``run_as``: tenant → OS user, ``run_as_default``): with the agent running as root, a
-tenant's ranks run as that user (uid, gid and its supplementary groups; HOME, USER, LOGNAME set).
-The supervisor stays root and drops privileges only for the rank it starts, so the job can
-neither kill it nor forge its exit status; the workdir and the checkpoint folder are given to
-the user, the rank writes its log through the descriptor it inherits. The work dir and the
-folders above it must let the users through (``x`` for others): the backend checks at start.
+(``***``) in the output read back (``logstream.Utf8Stream``). ``attempt.json`` keeps them, so it
+is written with mode 0600 (``local_records``) and goes with the attempt's folder when the
+attempt is forgotten. Run as (``run_as``: tenant → OS user, ``run_as_default``): with the agent
+running as root, a tenant's ranks run as that user; see ``local_runas``.
 
 Exit codes follow ``Popen.returncode``: the shell's exit status, or ``-signum`` when the shell
 itself was killed by a signal (e.g. -9 after SIGKILL). A command the shell ran that died of a
 signal shows as the shell reports it, 128 + signum.
+
+The parts: this module holds ``LocalBackend`` and the life of an attempt (start, setup → run,
+stop, the final state); ``local_state`` what an attempt and its ranks are (and reading a rank's
+log); ``local_proc`` the rank processes and their supervisors; ``local_records`` ``attempt.json``
+and re-adoption from it; ``local_runas`` the OS users jobs run as.
 """
 
 from __future__ import annotations
@@ -47,8 +46,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
-import sys
 import tarfile
 import threading
 import time
@@ -57,26 +54,20 @@ from pathlib import Path
 
 from suanli.agent.backends.base import Backend, KeptCheckpoints
 from suanli.agent.backends.gpus import this_machine
-from suanli.agent.backends.local_parts import (
-    SUPERVISOR,
-    RunAs,
-    _Attempt,
+from suanli.agent.backends.local_proc import (
     _exit_file,
-    _failure_message,
     _free_port,
-    _is_supervisor,
     _job_environment,
     _killpg,
-    _lost_if_cancelled,
-    _Rank,
-    _read_exit,
-    _Stop,
+    _reap,
+    _spawn,
     _wait_gone,
 )
-from suanli.agent.backends.logstream import Utf8Stream
-from suanli.agent.backends.staging import kept_checkpoint_dir, write_private
+from suanli.agent.backends.local_records import _restore, _save
+from suanli.agent.backends.local_runas import RunAs, _resolve_run_as
+from suanli.agent.backends.local_state import _Attempt, _failure_message, _fresh_attempt, _Rank, _Stop
+from suanli.agent.backends.staging import kept_checkpoint_dir
 from suanli.agent.recovery import Recoverable
-from suanli.core.errors import SuanliError
 from suanli.core.network import NodeDecl
 from suanli.core.protocol import AttemptAssignment, AttemptReport, LogChunk, NodeReport
 from suanli.core.resources import format_duration
@@ -162,7 +153,7 @@ class LocalBackend(Backend, Recoverable, KeptCheckpoints):
                 return
             has_setup = bool(assignment.setup and assignment.setup.strip())
             self._launch(a, "setup" if has_setup else "run")
-            self._save(a)
+            _save(a, self._clock)
 
     def poll(self) -> list[AttemptReport]:
         self.keepalive()
@@ -197,7 +188,7 @@ class LocalBackend(Backend, Recoverable, KeptCheckpoints):
                 a.stop = _Stop(AttemptState.CANCELLED, "cancelled")
             self._stop(a, now, grace_s)
             if a.phase != "done":
-                self._save(a)  # a restarted agent must know it was being stopped
+                _save(a, self._clock)  # a restarted agent must know it was being stopped
 
     def read_logs(self, max_bytes: int = 256 * 1024) -> list[LogChunk]:
         with self._lock:
@@ -281,7 +272,7 @@ class LocalBackend(Backend, Recoverable, KeptCheckpoints):
                 r.accepted = end
                 dirty[c.attempt_id] = a
             for a in dirty.values():
-                self._save(a)
+                _save(a, self._clock)
 
     def adopt(self) -> dict[int, float]:
         """Hold again every attempt ``attempts/*/attempt.json`` records that this backend does
@@ -295,7 +286,9 @@ class LocalBackend(Backend, Recoverable, KeptCheckpoints):
                     attempt_id = int(record["attempt_id"])
                     if attempt_id in self._attempts:
                         continue
-                    a = self._restore(path.parent, record)
+                    a = _restore(
+                        path.parent, record, clock=self._clock, kill_grace_s=self._kill_grace_s, user_for=self._user_for
+                    )
                 except (OSError, ValueError, KeyError, TypeError) as exc:
                     log.warning("cannot adopt the attempt recorded in %s: %s", path, exc)
                     continue
@@ -305,71 +298,10 @@ class LocalBackend(Backend, Recoverable, KeptCheckpoints):
                 log.info("adopted attempt %s of job %s (%s, %d live rank(s))", attempt_id, a.spec.job_id, a.phase, live)
         return adopted
 
-    def _restore(self, adir: Path, record: dict[str, object]) -> _Attempt:
-        spec = AttemptAssignment.model_validate(record["assignment"])
-        phase = str(record["phase"])
-        gpus = {n.rank: list(n.gpu_indices) for n in spec.nodes}
-        ranks: list[_Rank] = []
-        rank_records = record["ranks"]
-        assert isinstance(rank_records, list)
-        for rr in rank_records:
-            r = _Rank(
-                rank=int(rr["rank"]),
-                node=str(rr["node"]),
-                gpu_indices=gpus.get(int(rr["rank"]), []),
-                log_path=adir / str(rr["log"]),
-                stream=Utf8Stream(spec.secrets.values()),
-            )
-            r.accepted = int(rr.get("accepted") or 0)
-            r.stream.consumed = r.stream.emitted = r.accepted
-            r.exit_code = rr.get("exit_code")
-            pid = rr.get("pid")
-            if phase != "done" and r.exit_code is None and isinstance(pid, int):
-                r.pid = pid
-                if not _is_supervisor(pid, adir):
-                    self._reap_adopted(adir, phase, r)  # ended while no agent watched
-            ranks.append(r)
-        started = float(record["started_at"])  # type: ignore[arg-type]
-        a = _Attempt(spec=spec, dir=adir, ranks=ranks, started_at=self._clock() - max(0.0, time.time() - started))
-        a.phase, a.state = phase, AttemptState(str(record["state"]))
-        code = record.get("exit_code")
-        a.exit_code = code if isinstance(code, int) else None
-        a.message = str(record.get("message") or "")
-        ckpt = record.get("checkpoint_dir")
-        a.checkpoint_dir = Path(str(ckpt)) if ckpt else adir / "checkpoint"
-        a.master_port = int(record.get("master_port") or 0)  # type: ignore[call-overload]
-        if phase != "done":
-            user = self._user_for(spec)
-            a.env = _job_environment(spec, a.checkpoint_dir, a.master_port or _free_port(), user, a.workdir)
-        stopping = record.get("stopping")
-        if phase != "done" and isinstance(stopping, dict):
-            a.stop = _Stop(_lost_if_cancelled(AttemptState(stopping["state"])), str(stopping.get("message") or ""))
-            a.kill_at = self._clock() + self._kill_grace_s  # the SIGTERM went out before the restart
-        elif phase == "done":
-            a.state = _lost_if_cancelled(a.state)
-        return a
-
     # -- starting -------------------------------------------------------------------------
     def _prepare(self, spec: AttemptAssignment) -> _Attempt:
         """A fresh attempt folder (a leftover one with the same id, from an older server, goes)."""
-        adir = self.work_dir / "attempts" / str(spec.attempt_id)
-        if adir.exists():
-            shutil.rmtree(adir)
-        adir.mkdir(parents=True, mode=0o700)  # its logs and records are the agent's (see run_as)
-        secrets = spec.secrets.values()
-        ranks = [
-            _Rank(
-                rank=n.rank,
-                node=n.node,
-                gpu_indices=list(n.gpu_indices),
-                log_path=adir / f"rank-{n.rank}.log",
-                stream=Utf8Stream(secrets),
-            )
-            for n in sorted(spec.nodes, key=lambda n: n.rank)
-        ] or [_Rank(rank=0, node="", gpu_indices=[], log_path=adir / "rank-0.log", stream=Utf8Stream(secrets))]
-        for r in ranks:
-            r.log_path.touch(mode=0o600)  # unmasked output: the agent reads it, other users may not
-        return _Attempt(spec=spec, dir=adir, ranks=ranks, started_at=self._clock())
+        return _fresh_attempt(self.work_dir / "attempts" / str(spec.attempt_id), spec, self._clock)
 
     def _populate(self, a: _Attempt, archive: Path | None) -> str | None:
         """Workdir, checkpoint folder and environment; returns what went wrong, in words."""
@@ -414,46 +346,12 @@ class LocalBackend(Backend, Recoverable, KeptCheckpoints):
             r.proc, r.pid, r.exit_code = None, None, None
         user = self._user_for(a.spec)
         for r in a.ranks:
-            env = dict(a.env)
-            env.update(
-                SUANLI_NODE_RANK=str(r.rank),
-                SUANLI_NODE_NAME=r.node,
-                SUANLI_NUM_GPUS_PER_NODE=str(len(r.gpu_indices)),
-                CUDA_VISIBLE_DEVICES=",".join(str(i) for i in r.gpu_indices),
-            )
             exit_file = _exit_file(a.dir, r.rank, phase)
             exit_file.unlink(missing_ok=True)
-            supervised = [
-                sys.executable,
-                "-I",
-                "-S",
-                SUPERVISOR,
-                "--exit",
-                str(exit_file),
-                "--alive",
-                str(self._alive),
-                "--log",
-                str(r.log_path),
-                "--grace",
-                "3",
-                *(user.supervisor_args() if user is not None else []),
-                "--",
-                self._bash,
-                "-c",
-                script,
-            ]
             try:
-                with r.log_path.open("ab") as out:
-                    r.proc = subprocess.Popen(
-                        supervised,
-                        cwd=a.workdir,
-                        env=env,
-                        stdin=subprocess.DEVNULL,
-                        stdout=out,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,  # its own process group: signals reach its children
-                    )
-                r.pid = r.proc.pid
+                _spawn(
+                    r, script, a.env, cwd=a.workdir, exit_file=exit_file, alive=self._alive, bash=self._bash, user=user
+                )
             except OSError as exc:
                 a.stop = _Stop(AttemptState.FAILED, f"could not start {phase} on rank {r.rank}: {exc}", note=True)
                 self._stop(a, self._clock(), 0)
@@ -467,7 +365,7 @@ class LocalBackend(Backend, Recoverable, KeptCheckpoints):
         """One step of the attempt's life: collect exits, enforce limits, move phases."""
         for r in a.ranks:
             if r.alive:
-                self._reap(a, r)
+                _reap(a, r)
         if a.stop is None and any(r.orphaned for r in a.ranks):
             a.stop = _Stop(AttemptState.LOST, "stopped on its own: the site agent was gone past its lease", note=False)
         if a.stop is not None:
@@ -486,45 +384,9 @@ class LocalBackend(Backend, Recoverable, KeptCheckpoints):
         if all(r.exit_code == 0 for r in a.ranks):
             if a.phase == "setup":
                 self._launch(a, "run")
-                self._save(a)
+                _save(a, self._clock)
             else:
                 self._finish(a, _Stop(AttemptState.SUCCEEDED, "", 0))
-
-    def _reap(self, a: _Attempt, r: _Rank) -> None:
-        """Record a rank's exit; kill what its shell left behind in its process group.
-
-        The leader is checked without being reaped first (``WNOWAIT``): while it is a zombie its
-        pid cannot be reused, so signalling its group cannot hit an unrelated process.
-        """
-        proc = r.proc
-        if proc is None:
-            if r.pid is not None:
-                self._reap_adopted(a.dir, a.phase, r)
-            return
-        waitid = getattr(os, "waitid", None)
-        if waitid is not None:
-            try:
-                if waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
-                    return
-            except ChildProcessError:
-                pass
-            else:
-                _killpg(proc.pid, signal.SIGKILL)
-        r.exit_code = proc.poll()
-        if r.exit_code is not None:
-            r.orphaned = _read_exit(_exit_file(a.dir, r.rank, a.phase))[1]
-
-    def _reap_adopted(self, adir: Path, phase: str, r: _Rank) -> None:
-        """A rank this process did not start: its supervisor wrote how it ended, or vanished
-        without a word (killed with its whole group by SIGKILL)."""
-        exit_file = _exit_file(adir, r.rank, phase)
-        code, orphaned = _read_exit(exit_file)
-        if code is None and r.pid is not None and _is_supervisor(r.pid, adir):
-            return
-        if code is None:
-            code, orphaned = _read_exit(exit_file)  # it may have written just before it went
-        r.exit_code = -signal.SIGKILL if code is None else code
-        r.orphaned = orphaned
 
     def _stop(self, a: _Attempt, now: float, grace_s: float | None) -> None:
         """Drive an attempt whose ``stop`` is set: SIGTERM (when ``grace_s`` is given), SIGKILL
@@ -538,7 +400,7 @@ class LocalBackend(Backend, Recoverable, KeptCheckpoints):
             a.kill_at = deadline if a.kill_at is None else min(a.kill_at, deadline)
         for r in a.ranks:
             if r.alive:
-                self._reap(a, r)
+                _reap(a, r)
         if any(r.alive for r in a.ranks):
             if a.kill_at is not None and now >= a.kill_at:
                 log.info("attempt %s did not stop within its grace period: SIGKILL", a.spec.attempt_id)
@@ -559,7 +421,7 @@ class LocalBackend(Backend, Recoverable, KeptCheckpoints):
         if stop.note:
             with a.ranks[0].log_path.open("ab") as out:
                 out.write(f"[suanli] {stop.message}\n".encode())
-        self._save(a)
+        _save(a, self._clock)
         log.info(
             "attempt %s of job %s %s%s",
             a.spec.attempt_id,
@@ -568,23 +430,10 @@ class LocalBackend(Backend, Recoverable, KeptCheckpoints):
             f": {a.message}" if a.message else "",
         )
 
-    # -- logs and records -----------------------------------------------------------------
+    # -- logs -----------------------------------------------------------------------------
     def _read_rank(self, a: _Attempt, r: _Rank, limit: int) -> tuple[LogChunk | None, int]:
         ended = a.phase == "done"  # read before the size: no rank writes after this
-        try:
-            size = r.log_path.stat().st_size
-        except FileNotFoundError:
-            size = 0
-        data = b""
-        take = min(r.stream.room(limit), size - r.stream.consumed)  # held bytes count: chunks stay about ≤ limit
-        if take > 0:
-            with r.log_path.open("rb") as fh:
-                fh.seek(r.stream.consumed)
-                data = fh.read(take)
-        final = ended and r.stream.consumed + len(data) >= size
-        cost = len(data) + r.stream.held  # the bytes of the chunk, held ones included
-        offset, text = r.stream.feed(data, final)
-        r.drained = final
+        offset, text, cost = r.read_log(limit, ended)
         if not text:
             return None, cost
         self._chunk_ends[(a.spec.attempt_id, r.rank, offset)] = r.stream.emitted
@@ -592,89 +441,3 @@ class LocalBackend(Backend, Recoverable, KeptCheckpoints):
             attempt_id=a.spec.attempt_id, fencing_token=a.spec.fencing_token, rank=r.rank, offset=offset, data=text
         )
         return chunk, cost
-
-    def _save(self, a: _Attempt) -> None:
-        """``attempt.json``, replaced atomically: enough to find and re-adopt the processes. It
-        holds the job's secrets (see the module's docstring), so only the agent's user reads it."""
-        record = {
-            "attempt_id": a.spec.attempt_id,
-            "fencing_token": a.spec.fencing_token,
-            "job_id": a.spec.job_id,
-            "phase": a.phase,
-            "state": a.state.value,
-            "exit_code": a.exit_code,
-            "message": a.message,
-            "started_at": time.time() - (self._clock() - a.started_at),
-            "checkpoint_dir": str(a.checkpoint_dir) if a.checkpoint_dir else None,
-            "stopping": {"state": a.stop.state.value, "message": a.stop.message} if a.stop else None,
-            "master_port": a.master_port,
-            "ranks": [
-                {
-                    "rank": r.rank,
-                    "node": r.node,
-                    "pid": r.pid,
-                    "pgid": r.pid,  # start_new_session: the group is the supervisor's pid
-                    "exit_code": r.exit_code,
-                    "log": r.log_path.name,
-                    "accepted": r.accepted,
-                }
-                for r in a.ranks
-            ],
-            "assignment": a.spec.model_dump(mode="json"),
-        }
-        try:
-            write_private(a.dir / "attempt.json", json.dumps(record, indent=2))
-        except OSError as exc:
-            log.warning("cannot write the record of attempt %s: %s", a.spec.attempt_id, exc)
-
-
-def _resolve_run_as(
-    work_dir: Path, run_as: Mapping[str, str], default: str | None
-) -> tuple[dict[str, RunAs], RunAs | None]:
-    """Look the configured users up; refuse to start when they cannot be used as asked."""
-    if not run_as and not default:
-        return {}, None
-    if os.geteuid() != 0:
-        raise SuanliError(
-            f"local.run_as: running jobs as other OS users needs the agent to run as root, and it runs as uid "
-            f"{os.geteuid()}; start the agent as root or remove run_as and run_as_default from its config"
-        )
-    users: dict[str, RunAs] = {}
-    for tenant, name in [*run_as.items(), ("", default)]:
-        if not name:
-            continue
-        try:
-            user = RunAs.lookup(str(name))
-        except (KeyError, ValueError):
-            where = f"run_as of tenant '{tenant}'" if tenant else "run_as_default"
-            raise SuanliError(f"local.{where}: there is no OS user '{name}' on this machine") from None
-        users[tenant] = user
-    default_user = users.pop("", None) if default else None
-    # Its users pass through to their own folders, but cannot list the others'.
-    work_dir.chmod(work_dir.stat().st_mode | 0o111)
-    for path in (work_dir / "attempts", work_dir / "checkpoints"):
-        path.mkdir(parents=True, exist_ok=True)
-        path.chmod(0o711)
-    for user in [*users.values(), *([default_user] if default_user else [])]:
-        blocked = _blocked_for(work_dir, user)
-        if blocked is not None:
-            raise SuanliError(
-                f"local.run_as: user {user.name} cannot reach the work dir {work_dir}: {blocked} does not let it "
-                f"through (chmod o+x {blocked}, or choose a work dir under e.g. /var/lib/suanli)"
-            )
-    return users, default_user
-
-
-def _blocked_for(path: Path, user: RunAs) -> Path | None:
-    """The first folder on the way to ``path`` that ``user`` may not pass through, if any."""
-    for folder in [*reversed(path.resolve().parents), path.resolve()]:
-        st = folder.stat()
-        if st.st_uid == user.uid:
-            ok = bool(st.st_mode & 0o100)
-        elif st.st_gid in user.groups or st.st_gid == user.gid:
-            ok = bool(st.st_mode & 0o010)
-        else:
-            ok = bool(st.st_mode & 0o001)
-        if not ok:
-            return folder
-    return None

@@ -21,9 +21,9 @@ from suanli.server.deps import Control, Token
 from suanli.server.services import agents as service
 from suanli.server.services import checkpoints, outputs
 from suanli.server.services.datachain import translated
-from suanli.server.services.errors import NotFound, TooLarge
+from suanli.server.services.errors import NotFound
 from suanli.server.services.sites import authenticate_site, site_for_token
-from suanli.server.services.workdirs import Receiver, blob_path
+from suanli.server.services.workdirs import blob_path, receive
 
 router = APIRouter(prefix="/api/v1/agents", tags=["agents"])
 
@@ -133,20 +133,10 @@ async def upload_checkpoint(
             checkpoints.check_upload(session, site_for_token(session, token).name, attempt)
 
     await run_in_threadpool(check)  # before reading the body: a stale upload costs no transfer
-    limit = control.settings.max_workdir_bytes
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise TooLarge(
-            f"the checkpoint archive is {int(declared) / 2**20:.1f} MiB, over the {limit / 2**20:.0f} MiB limit"
-        )
-    receiver = Receiver(control.settings.blob_dir, limit, control.settings.max_workdir_unpacked_bytes, "checkpoint")
-    try:
-        async for data in request.stream():
-            receiver.write(data)
-    except BaseException:
-        receiver.abort()
-        raise
-    digest, size, _ = await run_in_threadpool(receiver.finish)
+    settings = control.settings
+    digest, size, _ = await receive(
+        request, settings.blob_dir, settings.max_workdir_bytes, settings.max_workdir_unpacked_bytes, "checkpoint"
+    )
 
     def store() -> CheckpointReceipt:
         with control.db.session() as session:
@@ -171,17 +161,7 @@ async def upload_output(
 
     await run_in_threadpool(check)
     limit = control.settings.max_output_bytes
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise TooLarge(f"the output archive is {int(declared) / 2**20:.1f} MiB, over the {limit / 2**20:.0f} MiB limit")
-    receiver = Receiver(control.settings.blob_dir, limit, limit, "output")
-    try:
-        async for data in request.stream():
-            receiver.write(data)
-    except BaseException:
-        receiver.abort()
-        raise
-    digest, _, path = await run_in_threadpool(receiver.finish)
+    digest, _, path = await receive(request, control.settings.blob_dir, limit, limit, "output")
 
     def register() -> dict[str, Any]:
         with control.db.read() as session:

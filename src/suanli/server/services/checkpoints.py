@@ -35,7 +35,8 @@ def keeps_checkpoint(job: Job) -> bool:
     return bool(checkpoint.get("keep", True)) if isinstance(checkpoint, dict) else True
 
 
-def _attempt_of_site(session: Session, site: str, attempt_id: int) -> tuple[Attempt, Job]:
+def attempt_of_site(session: Session, site: str, attempt_id: int) -> tuple[Attempt, Job]:
+    """The attempt and its job, if the attempt is ``site``'s; else NotFound (as for a missing one)."""
     attempt = session.get(Attempt, attempt_id)
     job = session.get(Job, attempt.job_seq) if attempt is not None and attempt.site == site else None
     if attempt is None or job is None:
@@ -46,7 +47,7 @@ def _attempt_of_site(session: Session, site: str, attempt_id: int) -> tuple[Atte
 def check_upload(session: Session, site: str, attempt_id: int) -> tuple[Attempt, Job]:
     """The attempt and its job if ``site`` may upload the job's checkpoint for it now; raises
     NotFound (not this site's attempt) or Conflict (stale, or a job that keeps no checkpoint)."""
-    attempt, job = _attempt_of_site(session, site, attempt_id)
+    attempt, job = attempt_of_site(session, site, attempt_id)
     if not keeps_checkpoint(job):
         raise Conflict(f"job {job.id} does not keep its checkpoint folder (checkpoint.keep: false)")
     if JobState(job.state).is_terminal():

@@ -29,16 +29,9 @@ from suanli.core.states import JobState
 from suanli.datachain import registry
 from suanli.datachain.chain import Chain
 from suanli.datachain.manifest import DEFAULT_CHUNK, build_manifest
-from suanli.server.services.errors import Conflict, NotFound
-from suanli.store.models import Attempt, Dataset, Job
-
-
-def _attempt_of_site(session: Session, site: str, attempt_id: int) -> tuple[Attempt, Job]:
-    attempt = session.get(Attempt, attempt_id)
-    job = session.get(Job, attempt.job_seq) if attempt is not None and attempt.site == site else None
-    if attempt is None or job is None:
-        raise NotFound(f"no attempt {attempt_id} at site '{site}'")
-    return attempt, job
+from suanli.server.services.checkpoints import attempt_of_site
+from suanli.server.services.errors import Conflict
+from suanli.store.models import Dataset, Job
 
 
 def output_name(job: Job) -> str | None:
@@ -48,7 +41,7 @@ def output_name(job: Job) -> str | None:
 
 def check_upload(session: Session, site: str, attempt_id: int) -> tuple[Job, str]:
     """The job and its output's name if ``site`` may upload it for ``attempt_id`` now."""
-    attempt, job = _attempt_of_site(session, site, attempt_id)
+    attempt, job = attempt_of_site(session, site, attempt_id)
     name = output_name(job)
     if name is None:
         raise Conflict(f"job {job.id} names no output (output.dataset)")

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import IO
 
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
 
 from suanli.core.identity import Identity, Scope
 from suanli.server.services.access import require
@@ -74,6 +76,24 @@ class Receiver:
         final = blob_path(self.blob_dir, digest)
         os.replace(self.path, final)
         return digest, self.size, final
+
+
+async def receive(
+    request: Request, blob_dir: Path, limit: int, unpacked_limit: int, what: str
+) -> tuple[str, int, Path]:
+    """Stream an upload's body into the blob store as a checked archive: (digest, size, path).
+    Refused (413) by its declared length before a byte is read, or as soon as it passes ``limit``."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"the {what} archive is {int(declared) / 2**20:.1f} MiB, over the {limit / 2**20:.0f} MiB limit")
+    receiver = Receiver(blob_dir, limit, unpacked_limit, what)
+    try:
+        async for data in request.stream():
+            receiver.write(data)
+    except BaseException:
+        receiver.abort()
+        raise
+    return await run_in_threadpool(receiver.finish)
 
 
 def _show(name: str) -> str:
