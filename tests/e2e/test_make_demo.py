@@ -35,6 +35,9 @@ def test_demo_script(tmp_path: Path) -> None:
     assert "no site can ever hold" in output, context
     assert "sum of ranks+1 = 3" in output, context
     assert "done: accuracy" in output, context
+    assert "copied, encrypted and verified (for job" in output, context  # compute to data
+    assert "general (inherited, re-grade it)" in output, context  # the job's output, derived
+    assert "signed checkpoints verified" in output, context
     assert "Traceback" not in output, context
 
     deadline = time.monotonic() + 15  # the script's trap waits for 'suanli up' to stop
