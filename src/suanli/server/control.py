@@ -43,6 +43,9 @@ MIN_PASS_GAP_S = 0.05
 LAST_USED_FLUSH_S = 10.0
 #: How often blobs nothing needs any more are deleted.
 BLOB_SWEEP_S = 3600.0
+#: Least time between two weighings of copies for waiting jobs (they read the registry and
+#: explain each job's sites: tens of milliseconds on a large network).
+STAGE_EVERY_S = 1.0
 
 
 @dataclass
@@ -91,6 +94,9 @@ class ControlPlane:
         self.admin_token_written: Path | None = None
         self._last_used_flush = 0.0
         self._last_sweep = time.monotonic()  # the first sweep comes an interval after start
+        self._last_stage = float("-inf")
+        #: The reasons the last weighing of copies gave waiting jobs (kept between weighings).
+        self._stage_reasons: dict[str, str] = {}
         self._chain: Chain | None = None
         self._chain_lock = threading.Lock()
         #: Copies the scheduler starts so that waiting jobs can run where their data may go.
@@ -233,7 +239,13 @@ class ControlPlane:
         if plan is not None:
             self._seen_seq = max(self._seen_seq, *plan.seq_of.values())
             if plan.datasets_of and self.scheduler_config.stage_data:
-                needs = self._weigh_copies(plan, now)
+                if started - self._last_stage >= STAGE_EVERY_S:
+                    self._last_stage = started
+                    needs = self._weigh_copies(plan, now)
+                    self._stage_reasons = {n.job_id: n.reason for n in needs}
+                else:
+                    waiting = plan.decision.reasons
+                    waiting.update({j: r for j, r in self._stage_reasons.items() if j in waiting})
             with self.db.session() as session:
                 result = scheduling.apply_plan(session, plan, now, self.settings.lease_s)
             if needs:

@@ -179,10 +179,15 @@ class SiteVerdict:
 
 
 def explain_sites(
-    job: PendingJob, sites: Sequence[SiteState], now: datetime, rules: Sequence[SiteRule] = ()
+    job: PendingJob,
+    sites: Sequence[SiteState],
+    now: datetime,
+    rules: Sequence[SiteRule] = (),
+    index: CapacityIndex | None = None,
 ) -> list[SiteVerdict]:
-    """Per site, why it was or was not chosen for ``job`` (sites in name order)."""
-    index = CapacityIndex(sites, now, 0.0)
+    """Per site, why it was or was not chosen for ``job`` (sites in name order). ``index``: one
+    built over ``sites`` at ``now`` already, to share between many jobs."""
+    index = index or CapacityIndex(sites, now, 0.0)
     res = job.resources
     out: list[SiteVerdict] = []
     for site in index.sites:

@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 from suanli.core.policy import MovementKind, Purpose, decide, hold_for
 from suanli.core.scheduler import PendingJob, SiteRule, SiteState
 from suanli.core.scheduling.explain import explain_sites
-from suanli.core.scheduling.index import fmt_time
+from suanli.core.scheduling.index import CapacityIndex, fmt_time
 from suanli.datachain import movements, registry
 from suanli.datachain.chain import Chain
 from suanli.server.services import datarules
@@ -151,13 +151,23 @@ def plan(
     rates = copy_rates(session, [s.name for s in sites], default_bps)
     moving = open_transfers(session, names)
     allowed: dict[tuple[str, str], bool] = {}
+    index = CapacityIndex(sites, now, 0.0)
+    #: Jobs alike in shape, placement and data get the same answer: weighed once a pass.
+    weighed: dict[object, tuple[datetime, str, tuple[Copy, ...]] | None] = {}
+    reasons: dict[object, str] = {}
     needs: list[Need] = []
     for job in jobs:
         if any(d not in facts for d in job.datasets):
             continue
+        alike = (job.shape_key, job.filter_key, job.datasets)
+        if alike in weighed:
+            hit = weighed[alike]
+            if hit is not None:
+                needs.append(Need(job.id, hit[1], hit[2], hit[0], reasons[alike]))
+            continue
         best_copy: datetime | None = None  # soonest start where every dataset already lies
         best: tuple[datetime, str, tuple[Copy, ...]] | None = None
-        for verdict in explain_sites(job, sites, now, rules):
+        for verdict in explain_sites(job, sites, now, rules, index):
             if not verdict.allowed or verdict.site not in known:
                 continue
             here = known[verdict.site]
@@ -185,7 +195,9 @@ def plan(
                 if best is None or ready < best[0]:
                     best = (ready, verdict.site, tuple(copies))
         if best is None or (best_copy is not None and best_copy <= best[0]):
+            weighed[alike] = None
             continue
+        weighed[alike] = best
         ready, site, chosen = best
         what = ", ".join(f"'{c.dataset}' ({_size(c.size)}, ~{_seconds(c.seconds)})" for c in chosen)
         if best_copy is None:
@@ -200,6 +212,7 @@ def plan(
         broke = [t for t in broke if t.state == "failed"]
         if broke:
             reason += f"; the last try of transfer {broke[0].id} broke off ({broke[0].reason}), it resumes"
+        reasons[alike] = reason
         needs.append(Need(job.id, site, chosen, ready, reason))
     return needs
 
