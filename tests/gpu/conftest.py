@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from suanli.agent.nvml_health import FAKE_NVML_ENV
+from suanli.agent.nvml_gpus import FAKE_NVML_ENV
 
 
 @dataclass

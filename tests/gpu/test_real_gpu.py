@@ -23,7 +23,8 @@ import pytest
 
 from suanli.agent.backends.gpus import detect_nvidia_gpus, short_gpu_name, this_machine
 from suanli.agent.backends.local import LocalBackend
-from suanli.agent.nvml_health import FAKE_NVML_ENV, NvmlHealth, load_nvml
+from suanli.agent.nvml_gpus import FAKE_NVML_ENV, load_nvml
+from suanli.agent.nvml_health import NvmlHealth
 from suanli.core.protocol import NodeReport
 from suanli.core.spec import parse_job_spec
 from tests.gpu.conftest import GpuProbe
@@ -69,8 +70,8 @@ def _optional(nvml: Any, query: Callable[..., Any], *args: Any) -> Any:
 
 
 def test_nvml_reads_what_the_agent_reads_on_every_gpu(gpu: GpuProbe) -> None:
-    """The NVML calls suanli makes (nvml_health.py, gpus.py) answer on the real driver with the
-    types the code expects."""
+    """The NVML calls suanli makes (nvml_gpus.py, nvml_health.py, gpus.py) answer on the real
+    driver with the types the code expects."""
     nvml = load_nvml()
     assert nvml is not None
     assert getattr(nvml, "__name__", "") == "pynvml", "load_nvml() must give the real pynvml"

@@ -18,7 +18,8 @@ from suanli.agent import fake_nvml
 from suanli.agent.backends import gpus
 from suanli.agent.fake_nvml import FakeGpu, FakeNvml
 from suanli.agent.health import HealthChecker, HealthChecks
-from suanli.agent.nvml_health import DEFAULT_FATAL_XIDS, FAKE_NVML_ENV, NvmlHealth, load_nvml, parse_xids
+from suanli.agent.nvml_gpus import FAKE_NVML_ENV, load_nvml
+from suanli.agent.nvml_health import DEFAULT_FATAL_XIDS, NvmlHealth, parse_xids
 from suanli.core.protocol import NodeReport
 
 

@@ -7,7 +7,7 @@ node. Tests change its GPUs' state and queue XID events through its attributes a
 (``FakeGpu``, ``xid``). ``FakeNvml.from_file(path)`` reads that state from a JSON file instead,
 re-read whenever the file changes, so another process (``bench/faults.py``) can break a GPU of a
 running agent: the agent loads it when ``SUANLI_FAKE_NVML`` names the file
-(``suanli.agent.nvml_health.load_nvml``). For testing only; never set it in production.
+(``suanli.agent.nvml_gpus.load_nvml``). For testing only; never set it in production.
 
 The file::
 

@@ -4,7 +4,8 @@ lost GPUs and temperature, for the node the agent runs on.
 NVML comes from ``pynvml`` (the optional ``nvidia`` extra, package ``nvidia-ml-py``), imported
 lazily: without it, or without a driver, nothing is checked and the agent runs as before. Tests
 and fault drills pass a :class:`suanli.agent.fake_nvml.FakeNvml` instead (``nvml=``), or name a
-fake's JSON file in ``SUANLI_FAKE_NVML`` (testing only; see :func:`load_nvml`).
+fake's JSON file in ``SUANLI_FAKE_NVML`` (testing only; see
+:func:`suanli.agent.nvml_gpus.load_nvml`).
 
 What marks the node unhealthy, with a reason naming the GPU (NVML's index, as nvidia-smi numbers):
 
@@ -33,31 +34,26 @@ reports a fatal XID).
 
 Events are read on every heartbeat's inventory (``nvmlEventSetWait`` with a zero timeout: NVML
 queues them in the event set meanwhile); the other queries run every ``interval_s`` seconds.
+
+The NVML side (loading NVML, opening the GPUs, the queries and what their errors mean) is
+:mod:`suanli.agent.nvml_gpus`; this module holds the watcher that runs the checks on it, reads
+the XID events, and overlays the verdict on the node.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import logging
-import os
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from suanli.agent.health import overlay
+from suanli.agent.nvml_gpus import DEFAULT_MAX_TEMP_C, Gpu, NvmlGpus, load_nvml
 from suanli.core.protocol import NodeReport
 
 log = logging.getLogger("suanli.agent.gpu_health")
-
-#: Names the JSON file of a fake NVML (``suanli.agent.fake_nvml``) that the agent uses instead
-#: of pynvml. For tests and fault drills only; never set it on a production node.
-FAKE_NVML_ENV = "SUANLI_FAKE_NVML"
-
-DEFAULT_MAX_TEMP_C = 90.0
 
 #: What the XIDs mean (NVIDIA's Xid catalog, docs.nvidia.com/deploy/xid-errors), for the reasons.
 XID_MEANINGS: dict[int, str] = {
@@ -100,23 +96,6 @@ XID_MEANINGS: dict[int, str] = {
 DEFAULT_FATAL_XIDS: frozenset[int] = frozenset({48, 62, 63, 64, 74, 79, 92, 94, 95, 119, 120, 140})
 
 
-def load_nvml() -> Any | None:
-    """NVML for the agent: the fake named by ``$SUANLI_FAKE_NVML`` when set (testing only), else
-    the ``pynvml`` module, else None (the ``nvidia`` extra is not installed)."""
-    path = os.environ.get(FAKE_NVML_ENV)
-    if path:
-        from suanli.agent.fake_nvml import FakeNvml
-
-        log.warning("using the fake NVML of %s ($%s): for testing only", path, FAKE_NVML_ENV)
-        return FakeNvml.from_file(path)
-    try:
-        import pynvml  # optional dependency: the 'nvidia' extra
-    except ImportError:
-        log.debug("pynvml is not installed; no NVIDIA GPUs are seen")
-        return None
-    return pynvml
-
-
 def parse_xids(text: str) -> frozenset[int]:
     """``"48,79, 95"`` → {48, 79, 95}; ``"default"`` → :data:`DEFAULT_FATAL_XIDS`."""
     if text.strip().lower() == "default":
@@ -127,25 +106,14 @@ def parse_xids(text: str) -> frozenset[int]:
         raise ValueError(f"XIDs are whole numbers separated by commas, not {text!r}") from None
 
 
-@dataclass
-class _Gpu:
-    index: int
-    handle: Any
-    ecc_baseline: int | None = None  # None: the GPU has no (enabled) ECC
-    limit_c: float = DEFAULT_MAX_TEMP_C
-    hot_at: float | None = None  # the highest temperature since it became hot; None: not hot
-    retired_pages: bool = True  # whether the query is supported, as far as we know
-    remapped_rows: bool = True
-    lost: bool = False
-
-
-class NvmlHealth:
+class NvmlHealth(NvmlGpus):
     """Watches this machine's NVIDIA GPUs and overlays their faults on one node of the inventory.
 
     ``nvml``: pynvml, or a :class:`~suanli.agent.fake_nvml.FakeNvml`. ``node``: the node these
     GPUs belong to; None: the inventory's only node, else the node named like this host.
     ``fatal_xids``, ``max_temp_c``, ``cool_by_c``, ``interval_s``: see the module's doc.
     ``apply`` (the agent's health hook) starts watching on first use; ``open`` starts at once.
+    The NVML session, its GPUs and the faults found are :class:`~suanli.agent.nvml_gpus.NvmlGpus`.
     """
 
     def __init__(
@@ -159,15 +127,12 @@ class NvmlHealth:
         interval_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.nvml, self.node = nvml, node
+        super().__init__(nvml, max_temp_c=max_temp_c)
+        self.node = node
         self.fatal_xids = frozenset(fatal_xids)
-        self.max_temp_c, self.cool_by_c, self.interval_s, self.clock = max_temp_c, cool_by_c, interval_s, clock
-        self._gpus: list[_Gpu] = []
-        self._faults: dict[tuple[Any, ...], str] = {}  # sticky, in the order they were found
-        self._events: Any = None
+        self.cool_by_c, self.interval_s, self.clock = cool_by_c, interval_s, clock
         self._started: bool | None = None  # None: not tried yet; False: NVML is not usable
         self._checked_at: float | None = None
-        self._noted: set[tuple[Any, ...]] = set()  # things logged once
         self._lock = threading.RLock()
 
     @classmethod
@@ -179,7 +144,7 @@ class NvmlHealth:
         health = cls(nvml, **options)
         return health if health.start() else None
 
-    # -- NVML --------------------------------------------------------------------------------------
+    # -- watching --------------------------------------------------------------------------------
     def start(self) -> bool:
         """Initialise NVML, find the GPUs, register for XID events and take the ECC baselines.
         False when NVML cannot be used here or sees no GPU."""
@@ -187,32 +152,9 @@ class NvmlHealth:
             if self._started is not None:
                 return self._started
             self._started = False
-            nvml = self.nvml
-            try:
-                nvml.nvmlInit()
-            except Exception as exc:  # NVMLError_LibraryNotFound, DriverNotLoaded, …
-                log.info("NVML is not usable here (%s); GPU health is not watched", exc)
+            count = self._open()
+            if not count:
                 return False
-            try:
-                count = int(nvml.nvmlDeviceGetCount())
-            except Exception as exc:
-                log.warning("NVML failed to count the GPUs (%s); GPU health is not watched", exc)
-                self._shutdown()
-                return False
-            if count == 0:
-                self._shutdown()
-                return False
-            for index in range(count):
-                try:
-                    handle = nvml.nvmlDeviceGetHandleByIndex(index)
-                except Exception as exc:
-                    self._failed(index, "open", exc)
-                    continue
-                gpu = _Gpu(index, handle)
-                self._gpus.append(gpu)
-                gpu.ecc_baseline = self._query(gpu, "ECC", self._uncorrected)
-                gpu.limit_c = self._limit(gpu)
-                self._register(gpu)
             self._started = True
             events = "XID events" if self._events is not None else "no XID events (not supported)"
             log.info(
@@ -228,113 +170,10 @@ class NvmlHealth:
         with self._lock:
             if not self._started:
                 return
-            if self._events is not None:
-                with contextlib.suppress(Exception):
-                    self.nvml.nvmlEventSetFree(self._events)
-                self._events = None
-            self._shutdown()
+            self._close()
             self._started = None
-            self._gpus = []
-
-    def _shutdown(self) -> None:
-        try:
-            self.nvml.nvmlShutdown()
-        except Exception as exc:
-            log.debug("nvmlShutdown failed: %s", exc)
-
-    def _code(self, exc: BaseException) -> int | None:
-        value = getattr(exc, "value", None)
-        return value if isinstance(value, int) else None
-
-    def _failed(self, index: int | None, what: str, exc: BaseException) -> None:
-        """A query failed: a lost GPU or one that needs a reset is a fault; others are logged."""
-        code = self._code(exc)
-        name = f"GPU {index}" if index is not None else "a GPU"
-        if code == getattr(self.nvml, "NVML_ERROR_GPU_IS_LOST", 15):
-            self._fault(("lost", index), f"{name} is lost (fallen off the bus)")
-            for gpu in self._gpus:
-                if gpu.index == index:
-                    gpu.lost = True
-        elif code == getattr(self.nvml, "NVML_ERROR_RESET_REQUIRED", 16):
-            self._fault(("reset", index), f"{name} needs a reset (NVML: {exc})")
-        else:
-            self._once(("failed", index, what), logging.WARNING, "NVML: %s query of %s failed: %s", what, name, exc)
-
-    def _not_supported(self, exc: BaseException) -> bool:
-        return self._code(exc) in (
-            getattr(self.nvml, "NVML_ERROR_NOT_SUPPORTED", 3),
-            getattr(self.nvml, "NVML_ERROR_FUNCTION_NOT_FOUND", 13),
-        )
-
-    def _query(self, gpu: _Gpu, what: str, query: Callable[[Any], int]) -> int | None:
-        """``query(handle)``, or None when it is not supported or failed (a fault if lost)."""
-        try:
-            return query(gpu.handle)
-        except Exception as exc:
-            if not self._not_supported(exc):
-                self._failed(gpu.index, what, exc)
-            return None
-
-    def _uncorrected(self, handle: Any) -> int:
-        nvml = self.nvml
-        return int(
-            nvml.nvmlDeviceGetTotalEccErrors(handle, nvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, nvml.NVML_VOLATILE_ECC)
-        )
-
-    def _temperature(self, handle: Any) -> int:
-        nvml = self.nvml
-        try:
-            return int(nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU))
-        except Exception as exc:
-            # nvmlDeviceGetTemperature is deprecated in favour of nvmlDeviceGetTemperatureV,
-            # which older drivers lack: use the new one only when the old one is gone.
-            if self._code(exc) != getattr(nvml, "NVML_ERROR_FUNCTION_NOT_FOUND", 13) or not hasattr(
-                nvml, "nvmlDeviceGetTemperatureV"
-            ):
-                raise
-            return int(nvml.nvmlDeviceGetTemperatureV(handle, nvml.NVML_TEMPERATURE_GPU))
-
-    def _limit(self, gpu: _Gpu) -> float:
-        if self.max_temp_c is not None:
-            return self.max_temp_c
-        nvml = self.nvml
-        slowdown = self._query(
-            gpu,
-            "slowdown threshold",
-            lambda h: int(nvml.nvmlDeviceGetTemperatureThreshold(h, nvml.NVML_TEMPERATURE_THRESHOLD_SLOWDOWN)),
-        )
-        if not slowdown:
-            log.info("GPU %d has no slowdown threshold in NVML; its limit is %g °C", gpu.index, DEFAULT_MAX_TEMP_C)
-            return DEFAULT_MAX_TEMP_C
-        return float(slowdown)
-
-    def _register(self, gpu: _Gpu) -> None:
-        nvml = self.nvml
-        xid = nvml.nvmlEventTypeXidCriticalError
-        try:
-            if not int(nvml.nvmlDeviceGetSupportedEventTypes(gpu.handle)) & xid:
-                log.info("GPU %d does not report XID events to NVML", gpu.index)
-                return
-            if self._events is None:
-                self._events = nvml.nvmlEventSetCreate()
-            nvml.nvmlDeviceRegisterEvents(gpu.handle, xid, self._events)
-        except Exception as exc:
-            if self._not_supported(exc):
-                log.info("GPU %d does not report XID events to NVML", gpu.index)
-            else:
-                self._failed(gpu.index, "XID event registration", exc)
 
     # -- checks ----------------------------------------------------------------------------------
-    def _fault(self, key: tuple[Any, ...], reason: str) -> None:
-        if key not in self._faults:
-            self._faults[key] = reason
-            log.warning("GPU fault: %s", reason)
-
-    def _once(self, key: tuple[Any, ...], level: int, message: str, *args: Any) -> None:
-        if key not in self._noted:
-            self._noted.add(key)
-            log.log(level, message, *args)
-
     def poll(self) -> None:
         """Read the queued XID events, and run the other checks when ``interval_s`` has passed."""
         with self._lock:
@@ -377,18 +216,6 @@ class NvmlHealth:
             else:
                 self._once(("xid", index, xid), logging.WARNING, "%s; not in the fatal set, the node stays up", text)
 
-    def _index_of(self, device: Any) -> int | None:
-        """The NVML index of an event's device (None: NVML did not say)."""
-        if device is None:
-            return None
-        with contextlib.suppress(Exception):
-            return int(self.nvml.nvmlDeviceGetIndex(device))
-        address = _address(device)
-        for gpu in self._gpus:
-            if gpu.handle is device or (address is not None and _address(gpu.handle) == address):
-                return gpu.index
-        return None
-
     def _check_gpus(self) -> None:
         self._checked_at = self.clock()
         nvml = self.nvml
@@ -424,18 +251,7 @@ class NvmlHealth:
                             ("remap", gpu.index), f"GPU {gpu.index}: row remapping pending (a GPU reset applies it)"
                         )
 
-    def _supported(self, gpu: _Gpu, flag: str, query: Callable[[Any], Any]) -> Any:
-        """``query(handle)``; on "not supported", never asks again for this GPU."""
-        try:
-            return query(gpu.handle)
-        except Exception as exc:
-            if self._not_supported(exc):
-                setattr(gpu, flag, False)
-            else:
-                self._failed(gpu.index, flag.replace("_", " "), exc)
-            return None
-
-    def _check_heat(self, gpu: _Gpu) -> None:
+    def _check_heat(self, gpu: Gpu) -> None:
         temp = self._query(gpu, "temperature", self._temperature)
         if temp is None:
             return
@@ -494,11 +310,3 @@ class NvmlHealth:
                 node = overlay(node, "; ".join(faults or hot), transient=not faults)
             out.append(node)
         return out
-
-
-def _address(handle: Any) -> int | None:
-    """The address a ctypes device handle points at (pynvml's handles are ctypes pointers)."""
-    try:
-        return ctypes.cast(handle, ctypes.c_void_p).value
-    except Exception:
-        return None

@@ -2,7 +2,7 @@
 
 NVML (``pynvml``, from the optional ``nvidia-ml-py`` package) is imported lazily: a laptop or a
 CPU-only server has neither the package nor a driver, and the agent must still start there.
-``$SUANLI_FAKE_NVML`` swaps in a fake NVML for tests (``suanli.agent.nvml_health.load_nvml``).
+``$SUANLI_FAKE_NVML`` swaps in a fake NVML for tests (``suanli.agent.nvml_gpus.load_nvml``).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def short_gpu_name(full: str) -> str:
 
 def detect_nvidia_gpus() -> GpuInventory | None:
     """The machine's NVIDIA GPUs, or None without pynvml, a driver or any GPU."""
-    from suanli.agent.nvml_health import load_nvml  # pynvml, or a test's fake NVML
+    from suanli.agent.nvml_gpus import load_nvml  # pynvml, or a test's fake NVML
 
     pynvml = load_nvml()
     if pynvml is None:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import logging
 import re
 import shutil
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -39,10 +38,10 @@ from typing import Any, Protocol, cast
 
 import httpx
 
-from suanli.agent.backends.base import Backend, KeptCheckpoints
+from suanli.agent.backends.base import KeptCheckpoints
+from suanli.agent.backends.engine import CANCELLED_EXIT_CODE, EngineAttempt, EngineBackend, run_seconds
 from suanli.agent.backends.logstream import Utf8Stream
 from suanli.agent.backends.staging import (
-    exit_words,
     job_environment,
     kept_checkpoint_dir,
     note,
@@ -51,13 +50,11 @@ from suanli.agent.backends.staging import (
     write_private,
 )
 from suanli.core.errors import SuanliError
-from suanli.core.protocol import AttemptAssignment, AttemptReport, LogChunk, NodeReport
-from suanli.core.resources import format_duration
+from suanli.core.protocol import AttemptAssignment, LogChunk, NodeReport
 from suanli.core.states import AttemptState
 
 log = logging.getLogger("suanli.agent.ray")
 
-CANCELLED_EXIT_CODE = -15
 #: Control lines the entrypoint prints; they never reach the user's log.
 _MARK = "\x1esuanli:"
 _BEGIN = f"{_MARK}begin\n"
@@ -118,24 +115,19 @@ class _Log:
     drained: bool = False
 
 
-@dataclass
-class _Attempt:
-    spec: AttemptAssignment
-    dir: Path
+@dataclass(kw_only=True)
+class _Attempt(EngineAttempt):
+    """An attempt as one Ray job. ``elapsed_s``: seconds since Ray started the job (to its end
+    once ended)."""
+
     started_at: float
     submission_id: str | None = None
-    state: AttemptState = AttemptState.STARTING
-    exit_code: int | None = None
-    message: str = ""
-    cancelled: bool = False
     timed_out: bool = False
-    #: Seconds since Ray started the job (to its end once ended).
-    elapsed_s: float | None = None
     log: _Log = field(default_factory=_Log)
 
     @property
-    def ended(self) -> bool:
-        return self.state.is_terminal()
+    def engine_id(self) -> str | None:
+        return self.submission_id
 
 
 def user_output(raw: str, submission_id: str, ended: bool) -> str:
@@ -155,7 +147,7 @@ def user_output(raw: str, submission_id: str, ended: bool) -> str:
     return text
 
 
-class RayBackend(Backend, KeptCheckpoints):
+class RayBackend(EngineBackend[_Attempt], KeptCheckpoints):
     """Runs attempts as Ray jobs on the cluster whose dashboard is at ``address``.
 
     ``gpu_resource``: the Ray resource that counts GPUs (``GPU``; ``GPU_fake`` in the tests).
@@ -165,6 +157,8 @@ class RayBackend(Backend, KeptCheckpoints):
     """
 
     name = "ray"
+    engine = "Ray"
+    _log = log
 
     def __init__(
         self,
@@ -178,15 +172,10 @@ class RayBackend(Backend, KeptCheckpoints):
         refresh_s: float = 0.2,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.work_dir = Path(work_dir)
+        super().__init__(work_dir, refresh_s=refresh_s, clock=clock)
         self.address = address.rstrip("/")
         self.gpu_resource, self.gpu_type, self.cpus_per_job = gpu_resource, gpu_type, cpus_per_job
         self._jobs = jobs
-        self._refresh_s, self._clock = refresh_s, clock
-        self._attempts: dict[int, _Attempt] = {}
-        self._lock = threading.RLock()
-        self._seen_at = -1e9
-        (self.work_dir / "attempts").mkdir(parents=True, exist_ok=True)
 
     @property
     def jobs(self) -> RayJobs:
@@ -281,33 +270,6 @@ class RayBackend(Backend, KeptCheckpoints):
             self._seen_at = -1e9
             log.info("attempt %s of job %s is Ray job %s", assignment.attempt_id, assignment.job_id, sid)
 
-    def poll(self) -> list[AttemptReport]:
-        with self._lock:
-            self._refresh()
-            return [
-                AttemptReport(
-                    attempt_id=a.spec.attempt_id,
-                    fencing_token=a.spec.fencing_token,
-                    state=a.state,
-                    exit_code=a.exit_code,
-                    message=a.message,
-                    elapsed_s=a.elapsed_s,
-                )
-                for a in self._attempts.values()
-            ]
-
-    def cancel(self, attempt_id: int, grace_s: float) -> None:
-        """``stop_job``: Ray sends SIGTERM, and SIGKILL after its own wait
-        (``RAY_JOB_STOP_WAIT_TIME_S``, 3 s by default), not ``grace_s``."""
-        with self._lock:
-            a = self._attempts.get(attempt_id)
-            if a is None or a.ended:
-                return
-            a.cancelled = True
-            if a.submission_id is not None:
-                self.jobs.stop_job(a.submission_id)
-            self._seen_at = -1e9
-
     def read_logs(self, max_bytes: int = 256 * 1024) -> list[LogChunk]:
         with self._lock:
             chunks: list[LogChunk] = []
@@ -366,11 +328,14 @@ class RayBackend(Backend, KeptCheckpoints):
             shutil.rmtree(a.dir, ignore_errors=True)
 
     # -- inside ---------------------------------------------------------------------------
-    def _refresh(self) -> None:
-        now = self._clock()
-        live = [a for a in self._attempts.values() if not a.ended and a.submission_id is not None]
-        if not live or now - self._seen_at < self._refresh_s:
-            return
+    def _stop(self, a: _Attempt) -> None:
+        """``stop_job``: Ray sends SIGTERM, and SIGKILL after its own wait
+        (``RAY_JOB_STOP_WAIT_TIME_S``, 3 s by default)."""
+        if a.submission_id is not None:
+            self.jobs.stop_job(a.submission_id)
+
+    def _ask_engine(self, live: list[_Attempt], now: float) -> None:
+        """``get_job_info`` for each; a job past its time limit is stopped."""
         self._seen_at = now
         for a in live:
             assert a.submission_id is not None
@@ -378,8 +343,8 @@ class RayBackend(Backend, KeptCheckpoints):
             status = str(getattr(info.status, "value", info.status))
             started, ended = getattr(info, "start_time", None), getattr(info, "end_time", None)
             if isinstance(started, int | float) and started > 0 and status != "PENDING":
-                until = ended if isinstance(ended, int | float) and ended >= started else time.time() * 1000
-                a.elapsed_s = max(0.0, (until - started) / 1000)
+                until = ended if isinstance(ended, int | float) else None
+                a.elapsed_s = run_seconds(started, until, time.time() * 1000) / 1000
             limit = a.spec.time_limit_s
             late = limit is not None and now - a.started_at >= limit
             if status in ("PENDING", "RUNNING") and late and not a.timed_out:
@@ -390,42 +355,28 @@ class RayBackend(Backend, KeptCheckpoints):
             elif status == "RUNNING":
                 a.state, a.message = AttemptState.RUNNING, ""
             elif status == "SUCCEEDED":
-                self._end(a, AttemptState.SUCCEEDED, 0, "")
+                self._succeeded(a)
             elif status == "STOPPED" and a.timed_out:
-                self._end(
-                    a,
-                    AttemptState.FAILED,
-                    CANCELLED_EXIT_CODE,
-                    f"time limit {format_duration(limit or 0)} reached",
-                    note_it=True,
-                )
+                self._timed_out(a, CANCELLED_EXIT_CODE)
             elif status == "STOPPED":
-                self._end(
-                    a, AttemptState.CANCELLED, CANCELLED_EXIT_CODE, "cancelled" if a.cancelled else "stopped in Ray"
-                )
+                self._cancelled(a, "stopped in Ray")
             elif status == "FAILED":
                 code = getattr(info, "driver_exit_code", None)
                 if isinstance(code, int):
                     phase = "setup" if _SETUP_FAILED in self.jobs.get_job_logs(a.submission_id) else "run"
-                    self._end(a, AttemptState.FAILED, code, f"{phase} {exit_words(code)}")
+                    self._exited(a, phase, code)
                 else:
                     self._end(
                         a, AttemptState.FAILED, None, f"Ray failed the job: {_first_line(info.message)}", note_it=True
                     )
 
-    def _end(self, a: _Attempt, state: AttemptState, code: int | None, message: str, *, note_it: bool = False) -> None:
-        a.state, a.exit_code, a.message = state, code, message
+    def _ended(self, a: _Attempt, note_it: bool) -> None:
+        """The note goes into ``suanli.log`` in the attempt's folder, and is the whole log of an
+        attempt that never reached Ray."""
         if note_it or a.submission_id is None:
-            note(a.dir / "suanli.log", message)
+            note(a.dir / "suanli.log", a.message)
             if a.submission_id is None:  # never reached Ray: the note is the whole log
-                a.log.text = f"[suanli] {message}\n".encode()
-        log.info(
-            "attempt %s (Ray job %s) %s%s",
-            a.spec.attempt_id,
-            a.submission_id,
-            state.value,
-            f": {message}" if message else "",
-        )
+                a.log.text = f"[suanli] {a.message}\n".encode()
 
 
 def _first_line(text: object) -> str:

@@ -23,13 +23,13 @@ import json
 import logging
 import shlex
 import shutil
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from suanli.agent.backends.base import AttemptUsage, Backend, GpuAccounting, KeptCheckpoints, MultiNode
+from suanli.agent.backends.base import AttemptUsage, GpuAccounting, KeptCheckpoints, MultiNode
+from suanli.agent.backends.engine import EngineAttempt, EngineBackend, run_seconds
 from suanli.agent.backends.logstream import Utf8Stream
 from suanli.agent.backends.slurm_api import (
     JobRequest,
@@ -41,20 +41,16 @@ from suanli.agent.backends.slurm_api import (
 )
 from suanli.agent.backends.staging import (
     RankLog,
-    exit_words,
     job_environment,
     kept_checkpoint_dir,
     note,
     stage_attempt,
 )
-from suanli.core.protocol import AssignedNode, AttemptAssignment, AttemptReport, LogChunk, NodeReport
-from suanli.core.resources import format_duration
+from suanli.core.protocol import AssignedNode, AttemptAssignment, LogChunk, NodeReport
 from suanli.core.states import AttemptState
 
 log = logging.getLogger("suanli.agent.slurm")
 
-#: The exit code a cancelled attempt reports: Slurm ended it with SIGTERM.
-CANCELLED_EXIT_CODE = -15
 _HEALTHY = {"idle", "mixed", "allocated", "completing", "reserved"}
 _SICK_FLAGS = {"DRAIN", "DRAINING", "DRAINED", "FAIL", "FAILING", "NOT_RESPONDING", "POWERED_DOWN", "MAINTENANCE"}
 _LIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING", "STOPPED", "SIGNALING"}
@@ -89,29 +85,24 @@ exec bash {dir}/"$1".sh
 """
 
 
-@dataclass
-class _Attempt:
-    spec: AttemptAssignment
-    dir: Path
+@dataclass(kw_only=True)
+class _Attempt(EngineAttempt):
+    """An attempt as one Slurm job: its rank logs and what Slurm said of the job last.
+    ``elapsed_s``: how long the job has held its allocation (Slurm's start to now, or to its end)."""
+
     logs: list[RankLog]
     job_id: int | None = None
-    state: AttemptState = AttemptState.STARTING
-    exit_code: int | None = None
-    message: str = ""
-    cancelled: bool = False
     #: When the controller forgot it and sacct was asked (monotonic), to ask again later.
     missing_since: float | None = None
     usage: AttemptUsage | None = None
-    #: Seconds the job has held its allocation (Slurm's start to now, or to its end).
-    elapsed_s: float | None = None
     slurm: SlurmJob | None = field(default=None, repr=False)
 
     @property
-    def ended(self) -> bool:
-        return self.state.is_terminal()
+    def engine_id(self) -> int | None:
+        return self.job_id
 
 
-class SlurmBackend(Backend, MultiNode, GpuAccounting, KeptCheckpoints):
+class SlurmBackend(EngineBackend[_Attempt], MultiNode, GpuAccounting, KeptCheckpoints):
     """Runs attempts as Slurm jobs. ``api``: ``SlurmCli()`` (the default) or ``SlurmRest(...)``.
 
     ``partition``/``account``: where the jobs go (the site's config). ``gpu_type``: the type
@@ -123,6 +114,8 @@ class SlurmBackend(Backend, MultiNode, GpuAccounting, KeptCheckpoints):
     """
 
     name = "slurm"
+    engine = "Slurm"
+    _log = log
 
     def __init__(
         self,
@@ -140,17 +133,13 @@ class SlurmBackend(Backend, MultiNode, GpuAccounting, KeptCheckpoints):
         forgotten_grace_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.work_dir = Path(work_dir)
+        super().__init__(work_dir, refresh_s=refresh_s, clock=clock)
         self.api = api or SlurmCli()
         self.partition, self.account, self.gpu_type = partition, account, gpu_type
         self.cpus_per_task, self.mem_per_node_gib = cpus_per_task, mem_per_node_gib
         self.pin_nodes, self.extra_args = pin_nodes, tuple(extra_args)
-        self._refresh_s, self._forgotten_grace_s, self._clock = refresh_s, forgotten_grace_s, clock
-        self._attempts: dict[int, _Attempt] = {}
-        self._lock = threading.RLock()
-        self._seen_at = -1e9
+        self._forgotten_grace_s = forgotten_grace_s
         self._node_types: dict[str, str | None] = {}
-        (self.work_dir / "attempts").mkdir(parents=True, exist_ok=True)
 
     # -- KeptCheckpoints ------------------------------------------------------------------
     def checkpoint_dir(self, assignment: AttemptAssignment) -> Path | None:
@@ -207,32 +196,6 @@ class SlurmBackend(Backend, MultiNode, GpuAccounting, KeptCheckpoints):
             self._save(a)
             self._seen_at = -1e9  # look at once
             log.info("attempt %s of job %s is Slurm job %s", assignment.attempt_id, assignment.job_id, a.job_id)
-
-    def poll(self) -> list[AttemptReport]:
-        with self._lock:
-            self._refresh()
-            return [
-                AttemptReport(
-                    attempt_id=a.spec.attempt_id,
-                    fencing_token=a.spec.fencing_token,
-                    state=a.state,
-                    exit_code=a.exit_code,
-                    message=a.message,
-                    elapsed_s=a.elapsed_s,
-                )
-                for a in self._attempts.values()
-            ]
-
-    def cancel(self, attempt_id: int, grace_s: float) -> None:
-        """``scancel``; the grace period is Slurm's ``KillWait``, not ``grace_s``."""
-        with self._lock:
-            a = self._attempts.get(attempt_id)
-            if a is None or a.ended:
-                return
-            a.cancelled = True
-            if a.job_id is not None:
-                self.api.cancel(a.job_id)
-            self._seen_at = -1e9
 
     def read_logs(self, max_bytes: int = 256 * 1024) -> list[LogChunk]:
         with self._lock:
@@ -332,11 +295,13 @@ class SlurmBackend(Backend, MultiNode, GpuAccounting, KeptCheckpoints):
                 return False
         return all(n.node in self._node_types for n in spec.nodes)
 
-    def _refresh(self) -> None:
-        live = [a for a in self._attempts.values() if not a.ended and a.job_id is not None]
-        now = self._clock()
-        if not live or now - self._seen_at < self._refresh_s:
-            return
+    def _stop(self, a: _Attempt) -> None:
+        """``scancel``; the grace period is Slurm's ``KillWait``."""
+        if a.job_id is not None:
+            self.api.cancel(a.job_id)
+
+    def _ask_engine(self, live: list[_Attempt], now: float) -> None:
+        """``squeue`` for all, then ``sacct`` for the jobs the controller has forgotten."""
         jobs = self.api.jobs()
         self._seen_at = now
         missing = []
@@ -360,8 +325,7 @@ class SlurmBackend(Backend, MultiNode, GpuAccounting, KeptCheckpoints):
         a.slurm = job
         state = job.state.upper()
         if job.start_time > 0 and state != "PENDING":
-            end = job.end_time if job.end_time >= job.start_time and state not in _LIVE else time.time()
-            a.elapsed_s = max(0.0, end - job.start_time)
+            a.elapsed_s = run_seconds(job.start_time, None if state in _LIVE else job.end_time, time.time())
         if state in _LIVE:
             if state == "PENDING":
                 a.state = AttemptState.STARTING
@@ -373,14 +337,11 @@ class SlurmBackend(Backend, MultiNode, GpuAccounting, KeptCheckpoints):
         phase, code = self._result(a)
         code = code if code is not None else job.exit_code
         if state == "COMPLETED":
-            self._end(a, AttemptState.SUCCEEDED, 0, "")
+            self._succeeded(a)
         elif state == "CANCELLED":
-            self._end(
-                a, AttemptState.CANCELLED, CANCELLED_EXIT_CODE, "cancelled" if a.cancelled else "cancelled in Slurm"
-            )
+            self._cancelled(a, "cancelled in Slurm")
         elif state == "TIMEOUT":
-            limit = a.spec.time_limit_s
-            self._end(a, AttemptState.FAILED, code, f"time limit {format_duration(limit or 0)} reached", note_it=True)
+            self._timed_out(a, code)
         elif state == "OUT_OF_MEMORY":
             self._end(a, AttemptState.FAILED, code, "ran out of memory (Slurm OUT_OF_MEMORY)", note_it=True)
         elif state == "NODE_FAIL":
@@ -388,9 +349,7 @@ class SlurmBackend(Backend, MultiNode, GpuAccounting, KeptCheckpoints):
         elif state == "PREEMPTED":
             self._end(a, AttemptState.PREEMPTED, code, "preempted by Slurm")
         elif state == "FAILED" and code is not None:
-            gang = len(a.logs) > 1
-            what = phase or "run"
-            self._end(a, AttemptState.FAILED, code, f"{what} {exit_words(code)}" + (" on some rank" if gang else ""))
+            self._exited(a, phase or "run", code, " on some rank" if len(a.logs) > 1 else "")
         else:
             self._end(
                 a, AttemptState.FAILED, code, f"Slurm ended job {job.job_id} as {state} ({job.reason})", note_it=True
@@ -404,18 +363,11 @@ class SlurmBackend(Backend, MultiNode, GpuAccounting, KeptCheckpoints):
         except (OSError, ValueError):
             return None, None
 
-    def _end(self, a: _Attempt, state: AttemptState, code: int | None, message: str, *, note_it: bool = False) -> None:
-        a.state, a.exit_code, a.message = state, code, message
+    def _ended(self, a: _Attempt, note_it: bool) -> None:
+        """The note goes into rank 0's log; ``attempt.json`` records the end."""
         if note_it:
-            note(a.logs[0].path, message)
+            note(a.logs[0].path, a.message)
         self._save(a)
-        log.info(
-            "attempt %s (Slurm job %s) %s%s",
-            a.spec.attempt_id,
-            a.job_id,
-            state.value,
-            f": {message}" if message else "",
-        )
 
     def _fail(self, a: _Attempt, message: str) -> None:
         log.warning("attempt %s of job %s failed before starting: %s", a.spec.attempt_id, a.spec.job_id, message)
