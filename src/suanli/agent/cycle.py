@@ -175,17 +175,19 @@ class AgentCycle:
     def sync_checkpoints(self) -> None:
         """Upload the checkpoint folders and job outputs that are due (``suanli.agent.checkpoints``,
         ``suanli.agent.outputs``)."""
-        if self.outputs.tracking:
-            try:
-                self.outputs.sync(self.backend.poll())
-            except Exception:  # never let an upload stop the agent; the error is logged in full
-                log.exception("output upload failed")
-        if self.checkpoints is None or not self.checkpoints.tracking:
+        carriers = [c for c in (self.outputs, self.checkpoints) if c is not None and c.tracking]
+        if not carriers:
             return
         try:
-            self.checkpoints.sync(self.backend.poll())
-        except Exception:  # never let a checkpoint stop the agent; the error is logged in full
-            log.exception("checkpoint upload failed")
+            reports = self.backend.poll()  # once for both
+        except Exception:  # the heartbeat's own poll reports this; uploads wait for the next cycle
+            log.exception("polling the backend for uploads failed")
+            return
+        for carrier in carriers:
+            try:
+                carrier.sync(reports)
+            except Exception:  # never let an upload stop the agent; the error is logged in full
+                log.exception("%s upload failed", "output" if carrier is self.outputs else "checkpoint")
 
     def report_changes(self) -> HeartbeatResponse | None:
         """A short heartbeat (no inventory, no wait) if any state changed or output is due."""

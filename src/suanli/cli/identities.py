@@ -242,12 +242,7 @@ def user_disable(
     ctx: typer.Context, name: str, json_out: JsonOption = False, server: ServerOption = None, token: TokenOption = None
 ) -> None:
     """Disable a user: every token of theirs stops working at once."""
-    with open_client(ctx, server, token) as client:
-        user = client.set_user_disabled(name, True)
-    if json_out:
-        print_json(user)
-        return
-    say(f"user {user.name} disabled")
+    _set_disabled(ctx, name, True, json_out, server, token)
 
 
 @user_app.command("enable")
@@ -255,12 +250,18 @@ def user_enable(
     ctx: typer.Context, name: str, json_out: JsonOption = False, server: ServerOption = None, token: TokenOption = None
 ) -> None:
     """Enable a disabled user again (their unrevoked, unexpired tokens work again)."""
+    _set_disabled(ctx, name, False, json_out, server, token)
+
+
+def _set_disabled(
+    ctx: typer.Context, name: str, disabled: bool, json_out: bool, server: str | None, token: str | None
+) -> None:
     with open_client(ctx, server, token) as client:
-        user = client.set_user_disabled(name, False)
+        user = client.set_user_disabled(name, disabled)
     if json_out:
         print_json(user)
         return
-    say(f"user {user.name} enabled")
+    say(f"user {user.name} {'disabled' if disabled else 'enabled'}")
 
 
 @tenant_app.command("create")

@@ -56,6 +56,11 @@ class Chain:
                 self._running[transfer_id] = by
             return holder
 
+    def runner_of(self, transfer_id: str) -> str | None:
+        """Who runs ``transfer_id`` in this process now (None: nobody)."""
+        with self._lock:
+            return self._running.get(transfer_id)
+
     def release(self, transfer_id: str) -> None:
         with self._lock:
             self._running.pop(transfer_id, None)

@@ -106,10 +106,15 @@ def filings_for(session: Session, m: Movement) -> list[FilingFacts]:
     ]
 
 
+def decided(session: Session, chain: Chain, m: Movement, now: datetime) -> tuple[Decision, Hold]:
+    """The rules' decision on ``m`` and whether it may go now (the filings on record count)."""
+    d = decide(m, chain.rules)
+    return d, hold_for(d, m, filings_for(session, m), now)
+
+
 def check(session: Session, chain: Chain, m: Movement, now: datetime, *, actor: str) -> tuple[Decision, Hold]:
     """Decide and record the decision (a dry run moves nothing, but is on the record too)."""
-    d = decide(m, chain.rules)
-    hold = hold_for(d, m, filings_for(session, m), now)
+    d, hold = decided(session, chain, m, now)
     chain.ledger.record(
         session,
         "decision",
@@ -143,8 +148,7 @@ def create_transfer(
     m = movement_for(session, dataset, to, MovementKind.TRANSFER, purpose=purpose, year=now.year)
     if to in registry.replicas_of(session, dataset) or to == m.home.name:
         raise Conflict(f"'{dataset}' already lies at {to}")
-    d = decide(m, chain.rules)
-    hold = hold_for(d, m, filings_for(session, m), now)
+    d, hold = decided(session, chain, m, now)
     state = "denied" if d.route == Route.DENY else ("ready" if hold.ok else "held")
     t = DataTransfer(
         id=uuid.uuid4().hex[:16],
@@ -207,8 +211,7 @@ def _begin_run(chain: Chain, transfer_id: str) -> tuple[Offer, str, str]:
         if t.state == "denied":
             raise Denied(f"transfer {t.id} was denied by policy and never moves: {t.reason}")
         m = movement_for(s, t.dataset, t.dest_site, MovementKind.TRANSFER, purpose=Purpose(t.purpose), year=now.year)
-        d = decide(m, chain.rules)
-        hold = hold_for(d, m, filings_for(s, m), now)
+        d, hold = decided(s, chain, m, now)
         if hold.ok:
             if d.export and not t.counted:
                 registry.add_to_counters(s, t.exporter, now.year, d.adds_pi, d.adds_spi)
@@ -395,8 +398,7 @@ def authorise_download(
     dry run). When it may go now, an export adds to the exporter's yearly counters, as a
     transfer does, so split downloads are caught like split transfers."""
     m = movement_for(session, dataset, None, MovementKind.DOWNLOAD, zone=zone, year=now.year)
-    d = decide(m, chain.rules)
-    hold = hold_for(d, m, filings_for(session, m), now)
+    d, hold = decided(session, chain, m, now)
     body = {
         "dataset": m.dataset,
         "kind": m.kind.value,

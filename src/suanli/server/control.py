@@ -291,7 +291,7 @@ class ControlPlane:
     def _start_copies(self, needs: list[staging.Need], now: datetime) -> None:
         chain = self.chain
         with self.db.session() as session:
-            runs = staging.transfers_to_run(session, chain, needs, now, self.copies.busy)
+            runs = staging.transfers_to_run(session, chain, needs, now)
         chain.seal()
         self.copies.start(runs)
 

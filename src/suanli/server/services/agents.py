@@ -24,7 +24,7 @@ from suanli.core.protocol import (
 )
 from suanli.core.scheduler import Policy
 from suanli.core.states import AttemptState, JobState, can_transition_attempt, job_state_for_attempt
-from suanli.server.services import checkpoints, metering
+from suanli.server.services import checkpoints, metering, outputs
 from suanli.server.services.jobs import finish
 from suanli.server.services.scheduling import PREEMPT_GRACE_S, requeue_or_fail
 from suanli.server.services.secrets import SecretBox, SecretsUnavailable, open_secrets
@@ -181,7 +181,7 @@ def assignment(job: Job, attempt: Attempt, secret_box: SecretBox | None = None) 
         time_limit_s=spec.get("time_limit"),
         keep_checkpoint=bool(spec.get("checkpoint", {}).get("keep", True)),
         datasets=[DatasetInput(name=d["name"], mount=d["mount"]) for d in spec.get("datasets", [])],
-        output_dataset=(spec.get("output") or {}).get("dataset"),
+        output_dataset=outputs.output_name(job),
     )
 
 

@@ -66,24 +66,22 @@ def sweep(session: Session, blob_dir: Path, now: datetime, retention: timedelta)
     wall = time.time()
     for path in blob_dir.iterdir():
         name = path.name
+        leftover = name.startswith(".upload-")
+        if not leftover and not name.endswith(".tar.gz"):
+            continue
+        digest = name.removesuffix(".tar.gz")
         try:
-            if name.startswith(".upload-"):
-                if wall - path.stat().st_mtime > UPLOAD_LEFTOVER_S:
-                    swept.bytes += path.stat().st_size
-                    path.unlink()
-                    swept.files += 1
+            st = path.stat()
+            age = wall - st.st_mtime
+            if (leftover and age <= UPLOAD_LEFTOVER_S) or (not leftover and (digest in keep or age < RECENT_S)):
                 continue
-            if not name.endswith(".tar.gz"):
-                continue
-            digest = name.removesuffix(".tar.gz")
-            if digest in keep or wall - path.stat().st_mtime < RECENT_S:
-                continue
-            swept.bytes += path.stat().st_size
             path.unlink()
         except FileNotFoundError:
             continue
         swept.files += 1
-        gone.append(digest)
+        swept.bytes += st.st_size
+        if not leftover:
+            gone.append(digest)
     cutoff = now - retention
     ended = select(Job.seq).where(Job.finished_at < cutoff)
     session.execute(delete(JobCheckpoint).where(JobCheckpoint.job_seq.in_(ended)))

@@ -69,6 +69,23 @@ def load_facts(session: Session, names: Iterable[str], now: datetime) -> dict[st
     return out
 
 
+#: A transfer that is neither finished nor refused: a copy that is (or will be) on its way.
+OPEN_STATES = ("ready", "running", "failed")
+
+
+def open_transfers(session: Session, datasets: Iterable[str]) -> dict[tuple[str, str], DataTransfer]:
+    """(dataset, destination) → the open transfer bringing it there (the newest, if several)."""
+    wanted = sorted(set(datasets))
+    if not wanted:
+        return {}
+    rows = session.scalars(
+        select(DataTransfer)
+        .where(DataTransfer.dataset.in_(wanted), DataTransfer.state.in_(OPEN_STATES))
+        .order_by(DataTransfer.created_at)
+    )
+    return {(t.dataset, t.dest_site): t for t in rows}
+
+
 def site_facts(session: Session) -> dict[str, SiteFacts]:
     return {s.name: SiteFacts(name=s.name, region=s.region, zone=Zone(s.zone)) for s in session.scalars(select(Site))}
 
@@ -119,14 +136,7 @@ def data_rule(session: Session, jobs: Sequence[PendingJob], now: datetime) -> Si
     facts = load_facts(session, names, now)
     sites = site_facts(session)
     rules = ruleset()
-    moving = {
-        (t.dataset, t.dest_site): t
-        for t in session.scalars(
-            select(DataTransfer)
-            .where(DataTransfer.dataset.in_(sorted(names)), DataTransfer.state.in_(("ready", "running", "failed")))
-            .order_by(DataTransfer.created_at)
-        )
-    }
+    moving = open_transfers(session, names)
     verdicts: dict[tuple[str, str], str | None] = {}
 
     def rule(job: PendingJob, site: SiteState) -> str | None:

@@ -52,9 +52,12 @@ def check_upload(session: Session, site: str, attempt_id: int) -> tuple[Job, str
     return job, name
 
 
+def inputs_of(job: Job) -> list[str]:
+    return [str(d["name"]) for d in job.spec.get("datasets", []) if isinstance(d, dict)]
+
+
 def grade_of(session: Session, job: Job, now: datetime) -> Classification:
-    inputs = [str(d["name"]) for d in job.spec.get("datasets", []) if isinstance(d, dict)]
-    grades = [registry.classification_of(session, registry.get_dataset(session, d)) for d in inputs]
+    grades = [registry.classification_of(session, registry.get_dataset(session, d)) for d in inputs_of(job)]
     return inherit(grades, graded_by=f"job {job.id}", graded_at=now)
 
 
@@ -67,7 +70,6 @@ def register(chain: Chain, site: str, attempt_id: int, archive: Path, digest: st
     chain.store(site).adopt(name, archive, manifest, at_rest=level.encrypted_at_rest)
     with chain.db.session() as s:
         job, name = check_upload(s, site, attempt_id)
-        inputs = [str(d["name"]) for d in job.spec.get("datasets", []) if isinstance(d, dict)]
         ds = registry.register(
             s,
             chain,
@@ -76,7 +78,7 @@ def register(chain: Chain, site: str, attempt_id: int, archive: Path, digest: st
             home_site=site,
             manifest=manifest,
             classification=None,
-            derived_from=inputs,
+            derived_from=inputs_of(job),
             graded_by=f"job {job.id}",
             now=now,
         )

@@ -25,13 +25,13 @@ import statistics
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from suanli.core.policy import MovementKind, Purpose, decide, hold_for
+from suanli.core.policy import MovementKind, Purpose
 from suanli.core.scheduler import PendingJob, SiteRule, SiteState
 from suanli.core.scheduling.explain import explain_sites
 from suanli.core.scheduling.index import CapacityIndex, fmt_time
@@ -42,8 +42,6 @@ from suanli.store.models import DataTransfer
 
 log = logging.getLogger("suanli.server")
 
-#: A transfer that is neither finished nor refused: a copy that is (or will be) on its way.
-OPEN_STATES = ("ready", "running", "failed")
 #: At most this many waiting jobs are weighed after one pass (the oldest first).
 MAX_JOBS_PER_PASS = 32
 #: Recent finished copies into a site that its copy rate is measured on.
@@ -77,48 +75,31 @@ class Need:
     reason: str
 
 
-def copy_rates(session: Session, sites: Iterable[str], default_bps: float) -> dict[str, float]:
-    """Bytes per second of recent finished copies into each site (median of the last few), or
-    ``default_bps`` where none finished yet."""
-    out: dict[str, float] = {}
-    for site in sites:
-        rows = session.execute(
-            select(DataTransfer.bytes_done, DataTransfer.started_at, DataTransfer.finished_at)
-            .where(DataTransfer.dest_site == site, DataTransfer.state == "done")
-            .order_by(DataTransfer.finished_at.desc())
-            .limit(RATE_SAMPLE)
-        ).all()
-        rates = [
-            size / seconds
-            for size, started, finished in rows
-            if started is not None
-            and finished is not None
-            and size > 0
-            and (seconds := (finished - started).total_seconds()) > 0
-        ]
-        out[site] = statistics.median(rates) if rates else default_bps
-    return out
+def copy_rate(session: Session, site: str, default_bps: float) -> float:
+    """Bytes per second of recent finished copies into ``site`` (median of the last few), or
+    ``default_bps`` while none finished yet."""
+    rows = session.execute(
+        select(DataTransfer.bytes_done, DataTransfer.started_at, DataTransfer.finished_at)
+        .where(DataTransfer.dest_site == site, DataTransfer.state == "done")
+        .order_by(DataTransfer.finished_at.desc())
+        .limit(RATE_SAMPLE)
+    ).all()
+    rates = [
+        size / seconds
+        for size, started, finished in rows
+        if started is not None
+        and finished is not None
+        and size > 0
+        and (seconds := (finished - started).total_seconds()) > 0
+    ]
+    return statistics.median(rates) if rates else default_bps
 
 
-def open_transfers(session: Session, datasets: Iterable[str]) -> dict[tuple[str, str], DataTransfer]:
-    """(dataset, destination) → the open transfer bringing it there (the newest, if several)."""
-    wanted = sorted(set(datasets))
-    if not wanted:
-        return {}
-    rows = session.scalars(
-        select(DataTransfer)
-        .where(DataTransfer.dataset.in_(wanted), DataTransfer.state.in_(OPEN_STATES))
-        .order_by(DataTransfer.created_at)
-    )
-    return {(t.dataset, t.dest_site): t for t in rows}
-
-
-def may_copy_now(session: Session, dataset: str, site: str, now: datetime, chain: Chain) -> bool:
+def may_copy_now(session: Session, chain: Chain, dataset: str, site: str, now: datetime) -> bool:
     """Whether a copy of ``dataset`` to ``site`` would run now: the route moves at once, or an
     accepted, unexpired filing covers it (exactly what running a transfer checks)."""
     m = movements.movement_for(session, dataset, site, MovementKind.TRANSFER, purpose=Purpose.NONE, year=now.year)
-    d = decide(m, chain.rules)
-    return hold_for(d, m, movements.filings_for(session, m), now).ok
+    return movements.decided(session, chain, m, now)[1].ok
 
 
 def _size(n: int) -> str:
@@ -148,29 +129,32 @@ def plan(
     names = {d for j in jobs for d in j.datasets}
     facts = datarules.load_facts(session, names, now)
     known = datarules.site_facts(session)
-    rates = copy_rates(session, [s.name for s in sites], default_bps)
-    moving = open_transfers(session, names)
-    allowed: dict[tuple[str, str], bool] = {}
+    moving = datarules.open_transfers(session, names)
     index = CapacityIndex(sites, now, 0.0)
-    #: Jobs alike in shape, placement and data get the same answer: weighed once a pass.
-    weighed: dict[object, tuple[datetime, str, tuple[Copy, ...]] | None] = {}
-    reasons: dict[object, str] = {}
-    needs: list[Need] = []
-    for job in jobs:
-        if any(d not in facts for d in job.datasets):
-            continue
-        alike = (job.shape_key, job.filter_key, job.datasets)
-        if alike in weighed:
-            hit = weighed[alike]
-            if hit is not None:
-                needs.append(Need(job.id, hit[1], hit[2], hit[0], reasons[alike]))
-            continue
+    rates: dict[str, float] = {}
+    allowed: dict[tuple[str, str], bool] = {}
+
+    def copy_to(dataset: str, site: str) -> Copy | None:
+        """The copy of ``dataset`` that ``site`` would need, if it may run now."""
+        key = (dataset, site)
+        if key not in allowed:
+            allowed[key] = may_copy_now(session, chain, dataset, site, now)
+        if not allowed[key]:
+            return None
+        if site not in rates:
+            rates[site] = copy_rate(session, site, default_bps)
+        t = moving.get(key)
+        size = facts[dataset].size
+        left = max(size - (t.bytes_done if t is not None else 0), 0)
+        return Copy(dataset, site, size, t.id if t else None, left / rates[site])
+
+    def weigh(job: PendingJob) -> Need | None:
         best_copy: datetime | None = None  # soonest start where every dataset already lies
         best: tuple[datetime, str, tuple[Copy, ...]] | None = None
         for verdict in explain_sites(job, sites, now, rules, index):
-            if not verdict.allowed or verdict.site not in known:
+            here = known.get(verdict.site)
+            if not verdict.allowed or here is None:
                 continue
-            here = known[verdict.site]
             if any(datarules.never(facts[d], d, here, datarules.ruleset()) for d in job.datasets):
                 continue
             start = verdict.start_at or datetime.max.replace(tzinfo=now.tzinfo)
@@ -178,43 +162,54 @@ def plan(
             if not missing:
                 best_copy = start if best_copy is None else min(best_copy, start)
                 continue
-            copies: list[Copy] = []
-            for d in missing:
-                key = (d, verdict.site)
-                if key not in allowed:
-                    allowed[key] = may_copy_now(session, d, verdict.site, now, chain)
-                if not allowed[key]:
-                    break
-                size = facts[d].size
-                t = moving.get(key)
-                left = size - (t.bytes_done if t is not None else 0)
-                copies.append(Copy(d, verdict.site, size, t.id if t else None, max(left, 0) / rates[verdict.site]))
-            else:
-                arrive = now + timedelta(seconds=sum(c.seconds for c in copies))
-                ready = max(start, arrive)
-                if best is None or ready < best[0]:
-                    best = (ready, verdict.site, tuple(copies))
+            copies = [copy_to(d, verdict.site) for d in missing]
+            if any(c is None for c in copies):
+                continue
+            chosen = tuple(c for c in copies if c is not None)
+            ready = max(start, now + timedelta(seconds=sum(c.seconds for c in chosen)))
+            if best is None or ready < best[0]:
+                best = (ready, verdict.site, chosen)
         if best is None or (best_copy is not None and best_copy <= best[0]):
-            weighed[alike] = None
-            continue
-        weighed[alike] = best
+            return None
         ready, site, chosen = best
-        what = ", ".join(f"'{c.dataset}' ({_size(c.size)}, ~{_seconds(c.seconds)})" for c in chosen)
-        if best_copy is None:
-            against = "no site holding the data can take it"
-        elif best_copy.year < datetime.max.year:
-            against = f"no site holding the data frees sooner (soonest ~{fmt_time(best_copy.timestamp())})"
-        else:
-            against = "no site holding the data has room now, nor an estimate of when"
-        when = "" if ready.year >= datetime.max.year else f"; it can start there at ~{ready:%H:%M:%S} UTC"
-        reason = f"copying {what} to {site} for it{when} ({against})"
-        broke = [moving[(c.dataset, site)] for c in chosen if (c.dataset, site) in moving]
-        broke = [t for t in broke if t.state == "failed"]
-        if broke:
-            reason += f"; the last try of transfer {broke[0].id} broke off ({broke[0].reason}), it resumes"
-        reasons[alike] = reason
-        needs.append(Need(job.id, site, chosen, ready, reason))
+        return Need(job.id, site, chosen, ready, _reason(site, chosen, ready, best_copy, moving))
+
+    #: Jobs alike in shape, placement and data get the same answer: weighed once a pass.
+    weighed: dict[object, Need | None] = {}
+    needs: list[Need] = []
+    for job in jobs:
+        if any(d not in facts for d in job.datasets):
+            continue
+        alike = (job.shape_key, job.filter_key, job.datasets)
+        if alike not in weighed:
+            weighed[alike] = weigh(job)
+        need = weighed[alike]
+        if need is not None:
+            needs.append(replace(need, job_id=job.id))
     return needs
+
+
+def _reason(
+    site: str,
+    chosen: tuple[Copy, ...],
+    ready: datetime,
+    best_copy: datetime | None,
+    moving: Mapping[tuple[str, str], DataTransfer],
+) -> str:
+    """What a waiting job's reason says while its data is copied."""
+    what = ", ".join(f"'{c.dataset}' ({_size(c.size)}, ~{_seconds(c.seconds)})" for c in chosen)
+    if best_copy is None:
+        against = "no site holding the data can take it"
+    elif best_copy.year < datetime.max.year:
+        against = f"no site holding the data frees sooner (soonest ~{fmt_time(best_copy.timestamp())})"
+    else:
+        against = "no site holding the data has room now, nor an estimate of when"
+    when = "" if ready.year >= datetime.max.year else f"; it can start there at ~{ready:%H:%M:%S} UTC"
+    reason = f"copying {what} to {site} for it{when} ({against})"
+    broke = [t for c in chosen if (t := moving.get((c.dataset, site))) is not None and t.state == "failed"]
+    if broke:
+        reason += f"; the last try of transfer {broke[0].id} broke off ({broke[0].reason}), it resumes"
+    return reason
 
 
 def waiting_jobs(jobs: Sequence[PendingJob], placed: Iterable[str]) -> list[PendingJob]:
@@ -222,9 +217,7 @@ def waiting_jobs(jobs: Sequence[PendingJob], placed: Iterable[str]) -> list[Pend
     return [j for j in jobs if j.datasets and j.id not in done]
 
 
-def transfers_to_run(
-    session: Session, chain: Chain, needs: Sequence[Need], now: datetime, busy: Mapping[str, object]
-) -> list[str]:
+def transfers_to_run(session: Session, chain: Chain, needs: Sequence[Need], now: datetime) -> list[str]:
     """Create the transfers ``needs`` lack (each decided and put on the ledger, with the job that
     asked); return the ids of those to run now (not already running in this process)."""
     out: list[str] = []
@@ -252,7 +245,7 @@ def transfers_to_run(
                 if t.state != "ready":
                     continue
                 tid = t.id
-            if tid not in busy:
+            if chain.runner_of(tid) is None:
                 out.append(tid)
     return out
 
@@ -271,11 +264,6 @@ class CopyRunner:
         self._running: dict[str, threading.Thread] = {}
         self._retry_at: dict[str, float] = {}
         self._stop = threading.Event()
-
-    @property
-    def busy(self) -> dict[str, threading.Thread]:
-        with self._lock:
-            return dict(self._running)
 
     def start(self, transfer_ids: Iterable[str]) -> None:
         now = time.monotonic()
@@ -324,5 +312,7 @@ class CopyRunner:
         """Break running copies off at their next chunk (they resume after the next start)."""
         self._stop.set()
         deadline = time.monotonic() + timeout
-        for thread in list(self.busy.values()):
+        with self._lock:
+            threads = list(self._running.values())
+        for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
