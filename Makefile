@@ -21,13 +21,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) sandbox
 	@bash scripts/demo.sh
 
 # The suite without the real engines, then the engine tests against the Slurm and Ray that
 # `make engines` installs and starts (root with apt, and always in CI; skipped loudly otherwise).
 # The real-GPU tests (tests/gpu) are left out: `make test-gpu` runs them where there is a GPU.
-test: lint typecheck imports
+# `sandbox` and `containers` install bubblewrap and podman when root with apt (every local job runs sandboxed).
+test: lint typecheck imports sandbox containers
 	$(BIN)/python -m pytest -q -m "not engine and not gpu"
 	@$(MAKE) --no-print-directory engines
 	@$(MAKE) --no-print-directory engine-test
@@ -79,17 +80,20 @@ clean:
 # The dashboard's browser tests drive Debian's Chromium (Playwright's own download does not work
 # here), with a CJK font so Chinese pages render. Installs them when root with apt; otherwise it
 # says what to run (the tests then skip loudly, or fail under CI=true).
-.PHONY: browser web-vendor
-BROWSER_PACKAGES := chromium fonts-wqy-zenhei
+.PHONY: browser web-vendor containers sandbox
 browser:
-	@if [ -x /usr/bin/chromium ] && fc-list :lang=zh 2>/dev/null | grep -q .; then \
-	  echo "browser: /usr/bin/chromium and a CJK font are installed"; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	  export DEBIAN_FRONTEND=noninteractive; \
-	  apt-get install -y -q $(BROWSER_PACKAGES) || { apt-get update -q && apt-get install -y -q $(BROWSER_PACKAGES); }; \
-	else \
-	  echo "browser: Chromium or a CJK font is missing; as root run: apt-get install -y $(BROWSER_PACKAGES)" >&2; \
-	fi
+	@bash scripts/debian-packages.sh browser '[ -x /usr/bin/chromium ] && fc-list :lang=zh | grep -q .' \
+	  chromium fonts-wqy-zenhei
+
+# Jobs that name an `image:` run under podman with runc (crun fails on hybrid cgroups); the tests
+# build their image from Debian's busybox-static (scripts/test-image.sh), never pulling one.
+containers:
+	@bash scripts/debian-packages.sh containers 'command -v podman && command -v runc && [ -x /bin/busybox ]' \
+	  podman runc busybox-static
+
+# The local backend runs every job under bubblewrap (agent/backends/sandbox.py).
+sandbox:
+	@bash scripts/debian-packages.sh sandbox 'command -v bwrap' bubblewrap
 
 # Re-vendor the dashboard's front-end packages (pinned in package.json) from the npm registry.
 web-vendor:

@@ -7,7 +7,8 @@ Scenarios (each with a fresh server, a short lease and its own work dirs):
 2. agent-kill-9-restart: ``kill -9`` an agent while attempts run, restart it on the same work
    dir (it adopts them); agent-kill-9-gone: the same, the agent never comes back (the server
    declares the attempts lost after the lease and runs them at another site; the orphans stop
-   by themselves);
+   by themselves); agent-dies-staggered: the agent dies for good while 16 jobs of 4 s to 13 s
+   run, so that many would end within the lease (each must still complete exactly once);
 3. gpu-fault-xid79: under load, site-a's agent (running on a fake NVML, ``SUANLI_FAKE_NVML``)
    sees GPU 3 report XID 79: the node is drained, its attempts run again at site-b;
 4. partition: the agent cannot reach the server (a TCP proxy between them is paused) for
@@ -238,10 +239,17 @@ class Network:
 
     # agents
     def start_agent(
-        self, site: str, *, via_proxy: bool = False, health_check: str | None = None, fake_nvml: Path | None = None
+        self,
+        site: str,
+        *,
+        via_proxy: bool = False,
+        health_check: str | None = None,
+        fake_nvml: Path | None = None,
+        sandboxed: bool = False,
     ) -> None:
         """``fake_nvml``: the agent watches a fake NVML's GPUs, whose state is this JSON file
-        (``suanli.agent.fake_nvml``; testing only)."""
+        (``suanli.agent.fake_nvml``; testing only). ``sandboxed``: jobs run in the local
+        backend's sandbox (bench/escape.py); the fault scenarios run them unsandboxed."""
         url = self.url
         if via_proxy:
             proxy = self.proxies.get(site) or Proxy(self.port)
@@ -251,6 +259,12 @@ class Network:
         args = ["agent", "--site", site, "--server", url, "--token-file", str(token)]
         node, gpus, cpus, memory = NODES[site]
         args += ["--work-dir", str(self.root / "agents" / site), "--node-name", node]
+        # Unsandboxed: each job's side effect is a line in the bench's out/ folder, which a
+        # sandboxed job could not reach. The fence freezes and stops sandboxed ranks alike.
+        if not sandboxed:
+            config = self.root / f"agent-{site}.yaml"
+            config.write_text("local:\n  sandbox: none\n")
+            args += ["--config", str(config)]
         args += ["--gpus", gpus, "--cpus", cpus, "--memory", memory]
         if health_check:
             args += ["--health-check", health_check, "--health-interval", "0.5"]
@@ -478,6 +492,34 @@ def agent_kill(lease_s: float, attempts: int, come_back: bool, keep: Path | None
     return row
 
 
+def agent_dies_staggered(lease_s: float, jobs: int = 16, keep: Path | None = None) -> Row:
+    """The agent is ``kill -9``'ed for good while jobs of staggered lengths run (4 s to 13 s at a
+    12 s lease): many of them would end within the orphan timeout. Each must complete exactly
+    once, judged by its side effect (its line in ``out/<job id>``), not by the server's view."""
+    row = Row("agent-dies-staggered", target_s=lease_s + 5 + RETRY_BACKOFF_S)
+    lengths = [round(4 + 9 * k / max(1, jobs - 1), 2) for k in range(jobs)]
+    with network(lease_s, keep) as net:
+        net.start_server()
+        net.start_agent("site-a")
+        net.start_agent("site-b")
+        net.wait_online("site-a")
+        net.wait_online("site-b")
+        ids = [i for i in (net.submit(seconds) for seconds in lengths) if i]
+        row.submitted = jobs
+        wait_for(running_on(net, ids, "site-a"), 60, f"{jobs} attempts to run at site-a")
+        net.agents["site-a"].kill9()
+        killed = time.monotonic()
+        wait_for(running_or_done(net, ids, "site-b"), 60 + 2 * lease_s, "the attempts to run again at site-b")
+        row.recovery_s = round(time.monotonic() - killed, 2)
+        row.notes["orphans_left_after_lease"] = net.supervisors("site-a")
+        net.tally(row, ids, timeout=60 + 3 * max(lengths))
+        row.notes["ran_at_the_dead_site"] = sum(
+            1 for p in net.out.iterdir() for line in p.read_text().splitlines() if line.split()[:1] == ["1"]
+        )
+        row.notes["job_lengths_s"] = f"{lengths[0]:g}-{lengths[-1]:g}"
+    return row
+
+
 def _heard_since(net: Network, site: str, since: float) -> bool:
     """The site's agent has reported after ``since`` (monotonic) — judged by a fresh heartbeat
     time on the server, and the restarted agent's log saying it adopted attempts."""
@@ -570,6 +612,7 @@ def run(quick: bool, lease_s: float, only: list[str] | None = None) -> list[Row]
         ("server", lambda: server_kills(lease_s, 60 if quick else 2000, 2 if quick else 10)),
         ("agent-restart", lambda: agent_kill(lease_s, 20 if quick else 50, come_back=True)),
         ("agent-gone", lambda: agent_kill(lease_s, 20 if quick else 50, come_back=False)),
+        ("agent-dies-staggered", lambda: agent_dies_staggered(lease_s, 16)),
         ("gpu", lambda: gpu_fault(lease_s, 8 if quick else 20)),
         ("partition", lambda: partition(lease_s, 10 if quick else 30)),
     ]
@@ -613,7 +656,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a smaller version of every scenario (< 2 minutes)")
     parser.add_argument("--json", action="store_true", help="print a JSON list of objects")
     parser.add_argument("--lease", type=float, help="the server's lease, seconds (default 12)")
-    parser.add_argument("--only", nargs="*", choices=["server", "agent-restart", "agent-gone", "gpu", "partition"])
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        choices=["server", "agent-restart", "agent-gone", "agent-dies-staggered", "gpu", "partition"],
+    )
     args = parser.parse_args()
     started = time.monotonic()
     args.lease = args.lease or 12.0

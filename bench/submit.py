@@ -4,7 +4,10 @@ Starts `suanli server` as a subprocess (SQLite in WAL mode, scheduler loop runni
 submits N trivial jobs from C concurrent client processes. A submission counts when the server has
 answered 201 with an id, which it does only after the commit. At the end every id is read back.
 
-    python bench/submit.py [--jobs 2000] [--concurrency 8] [--json]
+    python bench/submit.py [--jobs 2000] [--concurrency 8] [--idempotency-keys] [--json]
+
+``--idempotency-keys`` sends a fresh ``Idempotency-Key`` with every submission, as the SDK and
+the CLI do (the key is written in the job's transaction).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import http.client
 import json
 import multiprocessing as mp
 import time
+import uuid
 from typing import Any
 
 import httpx
@@ -23,7 +27,7 @@ from _harness import HERE, auth, emit, percentile, suanli_process
 SPEC = {"name": "bench", "run": "true", "resources": {"cpus": 1}}
 
 
-def client_process(url: str, count: int, go: Any, results: Any) -> None:
+def client_process(url: str, count: int, go: Any, results: Any, keys: bool = False) -> None:
     """One client: a keep-alive HTTP/1.1 connection (the standard library's, which costs the
     client far less CPU than a full-featured client, so the figure is the server's)."""
     latencies: list[float] = []
@@ -37,6 +41,8 @@ def client_process(url: str, count: int, go: Any, results: Any) -> None:
     conn.getresponse().read()  # connected before the clock starts
     go.wait()
     for _ in range(count):
+        if keys:
+            headers["Idempotency-Key"] = uuid.uuid4().hex
         t0 = time.perf_counter()
         conn.request("POST", "/api/v1/jobs", body=body, headers=headers)
         response = conn.getresponse()
@@ -55,6 +61,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=4, help="client processes")
+    parser.add_argument("--idempotency-keys", action="store_true", help="a fresh Idempotency-Key per submission")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
 
@@ -68,7 +75,7 @@ def main() -> None:
             args.jobs // args.concurrency + (1 if i < args.jobs % args.concurrency else 0)
             for i in range(args.concurrency)
         ]
-        procs = [ctx.Process(target=client_process, args=(url, n, go, results)) for n in shares]
+        procs = [ctx.Process(target=client_process, args=(url, n, go, results, args.idempotency_keys)) for n in shares]
         for p in procs:
             p.start()
         time.sleep(1.0)  # let every client import and connect
@@ -107,6 +114,7 @@ def main() -> None:
         "errors": len(errors),
         "missing_after": missing,
         "concurrency": args.concurrency,
+        "idempotency_keys": args.idempotency_keys,
         "wall_s": round(wall, 3),
     }
     emit(result, args.json, f"bench/submit.py: {args.jobs} submissions, {args.concurrency} clients, SQLite (WAL)")

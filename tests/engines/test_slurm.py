@@ -3,19 +3,23 @@ the job environment under srun, refusals, accounting from sacct, and slurmrestd 
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from suanli.agent.agent import Agent
 from suanli.agent.backends.slurm import SlurmBackend
-from suanli.agent.backends.slurm_api import SlurmRest
+from suanli.agent.backends.slurm_api import SlurmCli, SlurmRest
 from suanli.core.protocol import AssignedNode, AttemptAssignment, AttemptReport, LogChunk
 from suanli.core.states import AttemptState
 from tests.engines_support import require_slurm
+from tests.unit.test_agent_loop import FakeClient
 
 pytestmark = pytest.mark.engine
 HOST = socket.gethostname().split(".")[0]
@@ -151,3 +155,40 @@ def test_slurmrestd_with_a_jwt(tmp_path: Path) -> None:
         wait_until(lambda: {r.attempt_id: r for r in backend.poll()}[6].state is AttemptState.CANCELLED, "the cancel")
     finally:
         rest.close()
+
+
+def test_a_new_agent_cancels_the_job_a_dead_agent_left(tmp_path: Path) -> None:
+    """An agent submits a job and dies (its backend is dropped, the job left running); the next
+    agent of the site, which holds nothing, cancels it at its start. A job of another site on
+    the same cluster is left alone."""
+    require_slurm()
+    site = f"sweep-{uuid.uuid4().hex[:6]}"  # jobs of other tests and runs carry other markers
+    dead = SlurmBackend(tmp_path / "dead", gpu_type="H100")
+    dead.site_name = site
+    other = SlurmBackend(tmp_path / "other", gpu_type="H100")
+    other.site_name = f"{site}-other"
+    orphan: int | None = None
+    try:
+        dead.start(assignment(7, "sleep 120"), None)
+        other.start(assignment(8, "sleep 120"), None)
+        wait_until(lambda: {r.attempt_id: r for r in dead.poll()}[7].state is AttemptState.RUNNING, "attempt 7")
+        wait_until(lambda: {r.attempt_id: r for r in other.poll()}[8].state is AttemptState.RUNNING, "attempt 8")
+        record = json.loads((tmp_path / "dead" / "attempts" / "7" / "attempt.json").read_text())
+        orphan = int(record["slurm_job_id"])
+        # The agent dies here: `dead` is never used again, nothing reports or cancels its job any more.
+        client = FakeClient()  # a server that tells the new agent it holds nothing
+        agent = Agent(client, site, SlurmBackend(tmp_path / "next", gpu_type="H100"), tmp_path / "agent", agent_id="n")
+        agent.register()
+        agent.step()
+        cli = SlurmCli()
+
+        def cancelled() -> bool:
+            job = cli.jobs().get(orphan)
+            return job is None or job.state.upper() in ("CANCELLED", "COMPLETING")
+
+        wait_until(cancelled, f"Slurm job {orphan} to be cancelled", timeout=30)
+        assert {r.attempt_id: r for r in other.poll()}[8].state is AttemptState.RUNNING, "another site's job runs on"
+    finally:
+        other.stop_all(grace_s=0.1, timeout_s=20)
+        if orphan is not None:
+            SlurmCli().cancel(orphan)  # if the sweep failed: leave the cluster clean

@@ -410,3 +410,37 @@ def test_registering_a_taken_name_changes_nothing(dnet: DataNet) -> None:
             classification={"level": "general"},
         )
     assert "4–16 MiB" in bad_chunk.value.detail
+
+
+def test_a_check_is_a_dry_run_that_records_nothing(dnet: DataNet) -> None:
+    """Issue 16, item 9: ``suanli data check`` asked again and again must not fill the permanent ledger."""
+    c = dnet.client
+    c.register_dataset(
+        name="asked",
+        owner="bj-ai",
+        home_site="beijing",
+        path=str(make_file(dnet.tmp / "asked.bin", 1024)),
+        classification={"level": "general", "sub_grade": 2, "pi_count": 200_000, "categories": ["marketing"]},
+    )
+    before = c.ledger_entries()
+    checkpoints = c.ledger_checkpoints()
+    for kind, where in (("transfer", {"to": "singapore"}), ("overseas_access", {"zone": "overseas"})):
+        answer = c.check_movement("asked", kind=kind, **where)
+        assert answer["route"]
+    result = CliRunner().invoke(
+        app,
+        [
+            "--server",
+            c.server,
+            "--token",
+            dnet.control.admin_token_path.read_text().strip(),
+            "data",
+            "check",
+            "asked",
+            "--to",
+            "tianjin-bonded",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert c.ledger_entries() == before
+    assert c.ledger_checkpoints() == checkpoints

@@ -46,6 +46,15 @@ def test_agent_killed_for_good_its_orphans_stop_and_jobs_run_elsewhere(tmp_path:
     assert row.notes["orphans_left_after_lease"] == 0
 
 
+def test_agent_dead_for_good_while_jobs_end_within_the_lease_none_completes_twice(tmp_path: Path) -> None:
+    """Issue 16: jobs of 4-13 s at a 12 s lease used to finish at the dead site and again
+    elsewhere. The supervisors freeze them the moment the agent dies."""
+    row = faults.agent_dies_staggered(LEASE_S, jobs=6, keep=tmp_path)
+    check(row)
+    assert row.notes["ran_at_the_dead_site"] == 0
+    assert row.notes["orphans_left_after_lease"] == 0
+
+
 def test_partition_of_twice_the_lease(tmp_path: Path) -> None:
     row = faults.partition(LEASE_S, attempts=3, keep=tmp_path)
     check(row)

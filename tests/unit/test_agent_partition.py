@@ -9,7 +9,7 @@ from pathlib import Path
 from suanli.agent.agent import Agent
 from suanli.agent.backends.fake import FakeBackend
 from suanli.core.states import AttemptState
-from suanli.sdk import ServerUnreachable
+from suanli.sdk import ApiError, ServerUnreachable
 from tests.unit.test_agent_loop import FakeClient, assignment, reply
 
 
@@ -74,3 +74,53 @@ def test_stop_on_partition_can_be_turned_off(tmp_path: Path) -> None:
     time.sleep(0.05)
     agent._fence_if_partitioned()
     assert backend.cancels == []
+
+
+class FailingClient(PartitionedClient):
+    """Reachable, but once ``cut`` is set every heartbeat is answered with an error: no lease
+    is renewed, though the server is not out of reach."""
+
+    def agent_heartbeat(self, request):  # type: ignore[no-untyped-def]
+        if self.cut.is_set():
+            raise ApiError(503, "Service Unavailable", "the database is locked")
+        return FakeClient.agent_heartbeat(self, request)
+
+
+def test_attempts_stop_when_heartbeats_are_refused_past_the_lease(tmp_path: Path) -> None:
+    client = FailingClient()
+    backend = FakeBackend()
+    agent = Agent(client, "s", backend, tmp_path, agent_id="a", heartbeat_s=0.05, poll_s=0.01, max_backoff_s=0.05)
+    client.replies.append(reply(start=[assignment(1)]))
+    agent.register()
+    agent.step()
+    stop = threading.Event()
+    thread = threading.Thread(target=agent.run_forever, args=(stop,))
+    thread.start()
+    try:
+        client.cut.set()
+        cut = time.monotonic()
+        run_until(lambda: backend.cancels)
+        assert backend.cancels[0][0] == 1
+        assert time.monotonic() - cut < 0.3  # the lease: stopped before the server may requeue
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
+def test_the_fence_counts_from_when_the_renewing_heartbeat_was_sent(tmp_path: Path) -> None:
+    """A held long poll is answered late; the server renewed the lease when it took the request."""
+
+    class SlowClient(FakeClient):
+        def agent_heartbeat(self, request):  # type: ignore[no-untyped-def]
+            time.sleep(0.2)
+            return super().agent_heartbeat(request)
+
+    client = SlowClient()
+    backend = FakeBackend()
+    agent = Agent(client, "s", backend, tmp_path, agent_id="a")
+    client.replies.append(reply(start=[assignment(1)]))
+    agent.register()
+    sent = time.monotonic()
+    agent.step()
+    assert agent._last_ok is not None
+    assert agent._last_ok - sent < 0.1  # not the answer's time, 0.2 s later

@@ -42,7 +42,9 @@ def harness() -> Harness:
             ],
             sites=[
                 make_site(),
-                make_site("ningxia-zw", region="ningxia", online=False, gpus={}, nodes=0, running_jobs=0),
+                make_site(
+                    "ningxia-zw", region="ningxia", online=False, gpus={}, nodes=0, running_jobs=0, sandbox="none"
+                ),
             ],
             nodes=[
                 make_node(),
@@ -267,11 +269,13 @@ def test_sites_table_and_json(harness: Harness) -> None:
     result = harness.run("sites")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["NAME", "REGION", "ZONE", "BACKEND", "ONLINE", "NODES", "GPUS", "RUNNING"]
-    assert lines[2].split() == ["ningxia-zw", "ningxia", "mainland", "local", "no", "0", "-", "0"]
-    assert lines[3].split() == ["tianjin-gaocun", "tianjin", "mainland", "local", "yes", "2", "12/16", "H100", "1"]
+    assert lines[0].split() == ["NAME", "REGION", "ZONE", "BACKEND", "SANDBOX", "ONLINE", "NODES", "GPUS", "RUNNING"]
+    assert lines[2].split() == ["ningxia-zw", "ningxia", "mainland", "local", "none", "no", "0", "-", "0"]
+    row = ["tianjin-gaocun", "tianjin", "mainland", "local", "bwrap", "yes", "2", "12/16", "H100", "1"]
+    assert lines[3].split() == row
     data = json.loads(harness.run("sites", "--json").stdout)
     assert data[1]["gpus"] == {"H100": {"total": 16, "free": 12}}
+    assert [s["sandbox"] for s in data] == ["none", "bwrap"]
 
 
 def test_nodes_table_and_json(harness: Harness) -> None:

@@ -3,11 +3,16 @@ SlurmApi, sbatch's arguments, and the filter that keeps Ray's own lines out of a
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
+from suanli.agent.agent import Agent
 from suanli.agent.backends.config import AgentConfig, make_backend, read_agent_config
 from suanli.agent.backends.ray import RayBackend, user_output
 from suanli.agent.backends.slurm import SlurmBackend
@@ -17,6 +22,7 @@ from suanli.agent.backends.slurm_api import (
     SlurmJob,
     SlurmNode,
     SlurmRejected,
+    SlurmUnavailable,
     parse_gres,
     parse_sacct,
     parse_sinfo,
@@ -26,6 +32,7 @@ from suanli.agent.backends.slurm_api import (
 from suanli.core.errors import SuanliError
 from suanli.core.protocol import AssignedNode, AttemptAssignment
 from suanli.core.states import AttemptState
+from tests.unit.test_agent_loop import FakeClient, reply
 
 
 class ScriptedSlurm(SlurmApi):
@@ -37,16 +44,21 @@ class ScriptedSlurm(SlurmApi):
         self.acct: dict[int, SlurmJob] = {}
         self.cancelled: list[int] = []
         self.refuse: str | None = None
+        self.unavailable = False
 
     def submit(self, job: JobRequest) -> int:
         if self.refuse:
             raise SlurmRejected(self.refuse)
         self.submitted.append(job)
         job_id = 100 + len(self.submitted)
-        self.queue[job_id] = SlurmJob(job_id=job_id, name=job.name, state="PENDING", reason="None")
+        self.queue[job_id] = SlurmJob(
+            job_id=job_id, name=job.name, state="PENDING", reason="None", comment=job.comment or ""
+        )
         return job_id
 
     def jobs(self) -> dict[int, SlurmJob]:
+        if self.unavailable:
+            raise SlurmUnavailable("squeue: Unable to contact slurm controller")
         return dict(self.queue)
 
     def accounting(self, job_ids: Sequence[int]) -> dict[int, SlurmJob]:
@@ -54,6 +66,8 @@ class ScriptedSlurm(SlurmApi):
 
     def cancel(self, job_id: int) -> None:
         self.cancelled.append(job_id)
+        if job_id in self.queue:
+            self.queue[job_id] = replace(self.queue[job_id], state="CANCELLED")
 
     def nodes(self) -> list[SlurmNode]:
         return [
@@ -290,3 +304,129 @@ def test_agent_config_builds_each_backend(tmp_path: Path) -> None:
     path.write_text("backend: slurm\nslurm: {partitoin: gpu}\n")
     with pytest.raises(SuanliError, match="partitoin"):
         read_agent_config(path)
+
+
+# -- orphans: the jobs a previous agent of the site left on the engine ---------------------------
+
+
+def _leftovers(slurm: ScriptedSlurm) -> None:
+    """What the engine holds when a new agent of site "beijing" starts (job ids 1-6)."""
+    for job in (
+        SlurmJob(1, "suanli-j9-1", "RUNNING", comment="suanli-site=beijing"),  # the orphan
+        SlurmJob(2, "suanli-j9-2", "PENDING", comment="suanli-site=beijing"),  # the orphan, still queued
+        SlurmJob(3, "suanli-j8-1", "RUNNING", comment="suanli-site=tianjin"),  # another site's
+        SlurmJob(4, "train", "RUNNING", comment="suanli-site=beijing"),  # a user's job, not named by suanli
+        SlurmJob(5, "suanli-x-1", "RUNNING"),  # named like ours, no marker (someone else's)
+        SlurmJob(6, "suanli-j7-1", "COMPLETED", comment="suanli-site=beijing"),  # ended already
+    ):
+        slurm.queue[job.job_id] = job
+
+
+def test_a_starting_agent_cancels_its_sites_orphaned_slurm_jobs_only(slurm: ScriptedSlurm, tmp_path: Path) -> None:
+    _leftovers(slurm)
+    backend = SlurmBackend(tmp_path / "w", slurm, refresh_s=0)
+    client = FakeClient()
+    agent = Agent(client, "beijing", backend, tmp_path / "a", agent_id="a")
+    assert slurm.cancelled == [1, 2], "its own site's live suanli jobs, and nothing else"
+    # The attempts this agent holds are its own: a later sweep leaves them alone.
+    client.replies.append(reply(start=[spec(attempt_id=11)]))
+    agent.register()
+    agent.step()
+    [submitted] = slurm.submitted
+    assert "--comment=suanli-site=beijing" in submitted.sbatch_args(), "the marker the next agent's sweep reads"
+    assert backend.sweep_orphans("beijing") == []
+    assert slurm.cancelled == [1, 2]
+    # A job of this site that no agent holds is cancelled by the next agent: this one's, once dropped.
+    again = Agent(FakeClient(), "beijing", SlurmBackend(tmp_path / "w2", slurm), tmp_path / "b", agent_id="b")
+    assert again is not None
+    assert slurm.cancelled == [1, 2, 101]
+
+
+def test_an_engine_away_at_the_start_is_swept_at_registration(slurm: ScriptedSlurm, tmp_path: Path) -> None:
+    _leftovers(slurm)
+    slurm.unavailable = True
+    agent = Agent(FakeClient(), "beijing", SlurmBackend(tmp_path / "w", slurm), tmp_path / "a", agent_id="a")
+    assert slurm.cancelled == []
+    slurm.unavailable = False
+    agent.register()
+    assert slurm.cancelled == [1, 2]
+    agent.register()  # once per agent process
+    assert slurm.cancelled == [1, 2]
+
+
+def test_squeue_reads_the_comment() -> None:
+    [job] = parse_squeue({"jobs": [{"job_id": 1, "name": "suanli-j-1", "comment": "suanli-site=s"}]}).values()
+    assert job.comment == "suanli-site=s"
+
+
+class ScriptedRay:
+    """Ray's Job Submission client, with jobs the test lists."""
+
+    def __init__(self) -> None:
+        self.listed: list[Any] = []
+        self.submitted: list[dict[str, Any]] = []
+        self.stopped: list[str] = []
+
+    def submit_job(self, **kwargs: Any) -> str:
+        self.submitted.append(kwargs)
+        sid = str(kwargs["submission_id"])
+        self.listed.append(SimpleNamespace(submission_id=sid, metadata=kwargs["metadata"], status="RUNNING"))
+        return sid
+
+    def get_job_info(self, job_id: str) -> Any:
+        return SimpleNamespace(status="RUNNING", message="", start_time=None, end_time=None)
+
+    def get_job_logs(self, job_id: str) -> str:
+        return ""
+
+    def list_jobs(self) -> list[Any]:
+        return list(self.listed)
+
+    def stop_job(self, job_id: str) -> bool:
+        self.stopped.append(job_id)
+        for job in self.listed:
+            if job.submission_id == job_id:
+                job.status = "STOPPED"
+        return True
+
+    def delete_job(self, job_id: str) -> bool:
+        return True
+
+
+def test_a_starting_agent_stops_its_sites_orphaned_ray_jobs_only(tmp_path: Path) -> None:
+    ray = ScriptedRay()
+    mine = {"suanli_job": "j9", "suanli_attempt": "5", "suanli_site": "beijing"}
+    ray.listed = [
+        SimpleNamespace(submission_id="suanli-j9-a5-abcdef", metadata=mine, status="RUNNING"),
+        SimpleNamespace(submission_id="suanli-j9-a6-abcdef", metadata=mine, status="SUCCEEDED"),
+        SimpleNamespace(
+            submission_id="suanli-j8-a4-abcdef", metadata={**mine, "suanli_site": "tianjin"}, status="RUNNING"
+        ),
+        SimpleNamespace(submission_id="raysubmit_123", metadata=mine, status="PENDING"),
+        SimpleNamespace(submission_id="suanli-old-a1-abcdef", metadata={}, status="RUNNING"),
+        SimpleNamespace(submission_id=None, metadata=None, status="RUNNING"),  # a driver outside the job API
+    ]
+    backend = RayBackend(tmp_path / "w", jobs=ray, refresh_s=0)
+    Agent(FakeClient(), "beijing", backend, tmp_path / "a", agent_id="a")
+    assert ray.stopped == ["suanli-j9-a5-abcdef"]
+    backend.start(spec(attempt_id=12, gpus=0), None)  # as the agent hands it over (site_name set)
+    [submitted] = ray.submitted
+    assert submitted["metadata"]["suanli_site"] == "beijing"
+    assert backend.sweep_orphans("beijing") == [], "held: never stopped by a sweep"
+    assert ray.stopped == ["suanli-j9-a5-abcdef"]
+
+
+def test_a_partitioned_agent_cancels_its_engine_jobs_itself(slurm: ScriptedSlurm, tmp_path: Path) -> None:
+    """The partition fence (``Agent._fence_if_partitioned``) reaches engine jobs: scancel at the
+    orphan timeout without a lease renewal, while the agent lives."""
+    backend = SlurmBackend(tmp_path / "w", slurm, refresh_s=0)
+    client = FakeClient()
+    agent = Agent(client, "beijing", backend, tmp_path / "a", agent_id="a")
+    client.replies.append(reply(start=[spec(attempt_id=11)]))
+    agent.register()
+    agent.step()
+    agent._fence_if_partitioned()
+    assert slurm.cancelled == [], "the lease was just renewed"
+    agent._last_ok = time.monotonic() - 25  # the orphan timeout of a 30 s lease is 24 s
+    agent._fence_if_partitioned()
+    assert slurm.cancelled == [101]

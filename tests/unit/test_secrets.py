@@ -235,10 +235,20 @@ def test_local_backend_gives_the_job_its_secrets_and_masks_its_output(tmp_path: 
         time.sleep(0.02)
     assert (workdir / "out.txt").read_text() == TOKEN, "the job's environment had the value"
     assert text == f"env={SECRET_MASK}\npart:{SECRET_MASK}\n"
-    assert TOKEN in (adir / "rank-0.log").read_text(), "the raw log, at the site, is the job's own output"
+    raw = (adir / "rank-0.log").read_text()
+    assert TOKEN not in raw, "the supervisor masks before the log reaches the disk"
+    assert TOKEN[:6] not in raw
+    assert raw == f"env={SECRET_MASK}\npart:{SECRET_MASK}\n"
     assert stat.S_IMODE((adir / "rank-0.log").stat().st_mode) == 0o600
     record = adir / "attempt.json"
-    assert stat.S_IMODE(record.stat().st_mode) == 0o600, "it holds the secrets: the agent's user only"
+    assert stat.S_IMODE(record.stat().st_mode) == 0o600
+    saved = json.loads(record.read_text())
+    assert TOKEN not in record.read_text(), "no secret at rest at the site"
+    assert "secrets" not in saved["assignment"]
+    assert saved["secret_names"] == ["HF_TOKEN"]
+    for path in adir.rglob("*"):
+        if path.is_file() and path.name != "out.txt":  # out.txt: the job wrote it itself
+            assert TOKEN not in path.read_text(errors="replace"), path
     # A restarted agent adopts the attempt and goes on masking its output.
     second = LocalBackend(tmp_path / "site", kill_grace_s=0.5)
     assert 1 in second.adopt()

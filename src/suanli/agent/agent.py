@@ -21,7 +21,7 @@ import time
 
 from suanli.agent.cycle import AgentCycle
 from suanli.agent.delivery import Backoff
-from suanli.agent.recovery import Recoverable, orphan_timeout
+from suanli.agent.recovery import SUPERVISOR_GRACE_S, Recoverable, orphan_timeout
 from suanli.core.protocol import HeartbeatResponse, StopOrder
 from suanli.sdk import ApiError, ServerUnreachable
 
@@ -140,6 +140,8 @@ class Agent(AgentCycle):
             if not self._registered.is_set() and not self._register_until_ok(stop):
                 return
             began = time.monotonic()
+            with self._lock:
+                answered = self._stopping | self._local.keys()
             try:
                 response = self._long_poll()
             except ServerUnreachable as exc:
@@ -163,8 +165,14 @@ class Agent(AgentCycle):
                 continue
             backoff.reset()
             self._back_online()
-            if not (response.start or response.stop or response.forget):
-                stop.wait(max(0.0, self.heartbeat_s - (time.monotonic() - began)))
+            # Straight back for more only after news. The server repeats a stop order until the
+            # attempt's end reaches it: answering each repeat at once spun this loop (and the
+            # server) hundreds of times a second for the whole grace period.
+            fresh = any(o.attempt_id not in answered for o in response.stop)
+            if not (response.start or response.forget or fresh):
+                # At least four heartbeats a lease, whatever heartbeat_s says: each renews it.
+                pace = min(self.heartbeat_s, (self._lease_s or 30.0) / 4)
+                stop.wait(max(0.0, pace - (time.monotonic() - began)))
 
     def _report_loop(self, stop: threading.Event) -> None:
         backoff = Backoff(min(1.0, self.heartbeat_s), self.max_backoff_s)
@@ -207,16 +215,17 @@ class Agent(AgentCycle):
             log.warning("lost the server; attempts keep running, retrying with back-off: %s", exc)
 
     def _fence_if_partitioned(self) -> None:
-        """Near its lease without the server, this agent's attempts are no longer its own: the
+        """Near its lease without a renewal, this agent's attempts are no longer its own: the
         server declares them lost when the lease runs out and may run them elsewhere. Stop them
-        first (``recovery.orphan_timeout`` after the last accepted heartbeat, which leaves time
-        for the grace period), so no job ever runs twice at once (``stop_on_partition``)."""
+        first (``recovery.orphan_timeout`` after the last accepted heartbeat was sent, which
+        leaves time for the grace period), so no job ever runs twice (``stop_on_partition``).
+        Whatever kept the heartbeats from being accepted counts: a server out of reach, or one
+        that answers with errors. The supervisors hold the same fence from the liveness file."""
         with self._lock:
-            since = self._unreachable_since
             lease = self._lease_s or 30.0
-            if not self.stop_on_partition or since is None:
+            if not self.stop_on_partition or self._last_ok is None:
                 return
-            silent = time.monotonic() - (self._last_ok if self._last_ok is not None else since)
+            silent = time.monotonic() - self._last_ok
             if silent <= orphan_timeout(lease):
                 return
             live = [r for r in self.backend.poll() if not r.state.is_terminal() and r.attempt_id not in self._abandoned]
@@ -226,8 +235,8 @@ class Agent(AgentCycle):
                     "stopped it, so that it cannot run twice"
                 )
         for report in live:
-            log.warning("stopping attempt %s: cut off from the server near its lease", report.attempt_id)
-            self.backend.cancel(report.attempt_id, min(5.0, lease / 4))
+            log.warning("stopping attempt %s: no lease renewal from the server for %.0fs", report.attempt_id, silent)
+            self.backend.cancel(report.attempt_id, min(SUPERVISOR_GRACE_S, lease / 4))
 
     def _back_online(self) -> None:
         with self._lock:

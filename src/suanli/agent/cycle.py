@@ -28,7 +28,8 @@ from typing import IO, Any, Protocol
 
 from suanli import __version__
 from suanli.agent import outputs
-from suanli.agent.backends.base import Backend, KeptCheckpoints
+from suanli.agent.backends.base import Backend, KeptCheckpoints, RunsContainers
+from suanli.agent.backends.engine import EngineBackend
 from suanli.agent.checkpoints import CHECKPOINT_EVERY_S, CheckpointCarrier, CheckpointUnavailable
 from suanli.agent.delivery import LogOutbox
 from suanli.agent.health import NodeHealth
@@ -47,6 +48,7 @@ from suanli.core.protocol import (
     StopOrder,
 )
 from suanli.core.states import AttemptState
+from suanli.filemodes import private_dir
 from suanli.sdk import ApiError, ServerUnreachable
 
 log = logging.getLogger("suanli.agent")
@@ -97,7 +99,10 @@ class AgentCycle:
         health: NodeHealth | None = None,
     ) -> None:
         self.client, self.site, self.backend = client, site, backend
-        self.work_dir = Path(work_dir)
+        if isinstance(backend, RunsContainers):
+            backend.site_name = site
+        # 0700 (others may keep only the right to pass through, for jobs run as other users).
+        self.work_dir = private_dir(Path(work_dir), traverse_ok=True)
         (self.work_dir / "archives").mkdir(parents=True, exist_ok=True)
         self.agent_id = agent_id or _stable_agent_id(self.work_dir)
         self.heartbeat_s, self.poll_s = heartbeat_s, poll_s
@@ -112,6 +117,7 @@ class AgentCycle:
         self._fetch_warned: set[int] = set()
         self._local: dict[int, AttemptReport] = {}  # ended before the backend had them
         self._accepted: dict[int, AttemptState] = {}  # last state the server accepted
+        self._stopping: set[int] = set()  # held attempts already told to stop (orders repeat until they end)
         self._live: dict[int, AttemptReport] = {}  # last live report, repeated while output is due
         self._lease_s: float | None = None
         self._registered = threading.Event()
@@ -121,7 +127,7 @@ class AgentCycle:
         self._unreachable_since: float | None = None
         self._abandoned: dict[int, str] = {}  # attempts stopped by our own shutdown → reported LOST
         self._meter: dict[int, list[float | None]] = {}  # attempt → [started, ended] (monotonic)
-        self._last_ok: float | None = None  # monotonic time of the last accepted heartbeat
+        self._last_ok: float | None = None  # monotonic time the last accepted heartbeat was sent
         #: Carries jobs' checkpoint folders to and from the server, so a retry at another site
         #: resumes from them (backends that keep them; ``checkpoint_every_s``: the periodic upload).
         self.checkpoints: CheckpointCarrier | None = None
@@ -133,11 +139,19 @@ class AgentCycle:
             # A restarted agent finds what its previous process was running and reports it
             # (same fencing tokens): the server adopts what it knows and stops the rest.
             now = time.monotonic()
-            for attempt_id, elapsed in backend.adopt().items():
+            adopted = backend.adopt()
+            for attempt_id, elapsed in adopted.items():
                 self._meter[attempt_id] = [now - elapsed, None]
+            renewed = backend.last_renewal()
+            if adopted and renewed is not None:
+                # Their leases were last renewed by the previous agent process: the partition
+                # fence counts from then until this one's first heartbeat is accepted.
+                self._last_ok = now - max(0.0, time.time() - renewed)
         if self.checkpoints is not None and isinstance(backend, KeptCheckpoints):
             for held in backend.held_assignments():  # adopted ones
                 self.checkpoints.track(held, backend.checkpoint_dir(held))
+        self._swept = False
+        self._sweep_orphans()
 
     # -- one cycle, for tests and for the loops -------------------------------------------
     def register(self) -> RegisterResponse:
@@ -147,13 +161,15 @@ class AgentCycle:
             backend=self.backend.name,
             version=__version__,
             nodes=self.inventory(),
+            containers=self.backend.containers_available() if isinstance(self.backend, RunsContainers) else False,
+            sandbox=self.backend.sandbox,
         )
         response = self.client.agent_register(request)
         self._lease_s = response.lease_s
+        self._sweep_orphans()  # if the engine could not be asked at the start
         if isinstance(self.backend, Recoverable):
             self.backend.set_orphan_timeout(orphan_timeout(response.lease_s) if self.stop_on_partition else None)
-        with self._lock:
-            self._last_ok = time.monotonic()
+        # Registering renews no lease: the partition fence still counts from the last heartbeat.
         self._registered.set()
         log.info(
             "agent %s registered for site %s with %d node(s); lease %gs",
@@ -163,6 +179,27 @@ class AgentCycle:
             response.lease_s,
         )
         return response
+
+    def _sweep_orphans(self) -> None:
+        """On an engine (Slurm, Ray), cancel the jobs a previous agent process of this site left
+        there: an engine backend adopts none, so no one reports them any more, and the server
+        runs their attempts again once their leases lapse (``EngineBackend.sweep_orphans``).
+        Once per agent process, before its first heartbeat if the engine answers by then."""
+        if self._swept or not isinstance(self.backend, EngineBackend):
+            return
+        try:
+            swept = self.backend.sweep_orphans(self.site)
+        except Exception as exc:  # the engine is away: try again at the next registration
+            log.warning(
+                "cannot look for %s jobs left by a previous agent of site %s (will try again when registering): %s",
+                self.backend.engine,
+                self.site,
+                exc,
+            )
+            return
+        self._swept = True
+        if swept:
+            log.info("cancelled %d %s job(s) left by a previous agent", len(swept), self.backend.engine)
 
     def step(self, wait_s: float = 0.0) -> HeartbeatResponse:
         """One full cycle: poll the backend, send inventory, reports and logs, apply the reply."""
@@ -207,6 +244,9 @@ class AgentCycle:
             logs=batch,
             wait_s=wait_s,
         )
+        # The server renews the leases of these attempts when it takes the request: no earlier
+        # than now. The fences count from here, never from the (later) answer.
+        sent, sent_wall = time.monotonic(), time.time()
         try:
             response = self.client.agent_heartbeat(request)
         except BaseException:
@@ -214,7 +254,9 @@ class AgentCycle:
                 self._outbox.settle(batch, accepted=False)
             raise
         with self._lock:
-            self._last_ok = time.monotonic()
+            self._last_ok = max(sent, self._last_ok or sent)
+            if isinstance(self.backend, Recoverable):
+                self.backend.lease_renewed(sent_wall)
             self._outbox.settle(batch, accepted=True)
             if batch and isinstance(self.backend, Recoverable):
                 self.backend.logs_accepted(batch)
@@ -292,6 +334,7 @@ class AgentCycle:
         for table in (self._pending, self._local, self._accepted, self._live):
             table.pop(attempt_id, None)
         self._fetch_warned.discard(attempt_id)
+        self._stopping.discard(attempt_id)
         self._outbox.drop(attempt_id)
         if self.checkpoints is not None:
             self.checkpoints.forget(attempt_id)
@@ -303,14 +346,38 @@ class AgentCycle:
             log.debug("attempt %s is settled on the server; the agent lets it go", attempt_id)
             with self._lock:
                 self._drop(attempt_id)
-        for order in response.stop:
-            self._stop_attempt(order)
+        if response.stop:
+            with self._lock:
+                held = {r.attempt_id: r.state for r in self.backend.poll()}
+            for order in response.stop:
+                self._stop_attempt(order, held)
         for assignment in response.start:
             self._start_attempt(assignment)
 
-    def _stop_attempt(self, order: StopOrder) -> None:
+    def _stop_attempt(self, order: StopOrder, held: dict[int, AttemptState] | None = None) -> None:
+        """Stop an attempt once. The server repeats its order on every heartbeat until the
+        attempt's end reaches it, so a repeat is not acted on (nor logged) again; an order for an
+        attempt this agent does not hold (a restarted agent, an attempt already ended and let go)
+        is answered at once with a CANCELLED report, which settles it on the server. ``held``:
+        the backend's attempts and states (None: poll it now)."""
+        attempt_id = order.attempt_id
         with self._lock:
-            pending = self._pending.pop(order.attempt_id, None)
+            if held is None:
+                held = {r.attempt_id: r.state for r in self.backend.poll()}
+            if attempt_id in self._local or attempt_id in self._stopping:
+                return  # answered already, or stopping: its end is reported when it comes
+            if attempt_id not in self._pending and attempt_id not in held:
+                log.info("attempt %s is not held by this agent; telling the server it is stopped", attempt_id)
+                self._local[attempt_id] = AttemptReport(
+                    attempt_id=attempt_id,
+                    fencing_token=attempt_id,  # an attempt's fencing token is its id (server/services/agents.py)
+                    state=AttemptState.CANCELLED,
+                    message=f"not running at site {self.site} (its agent does not hold it)",
+                )
+                return
+            if held.get(attempt_id, AttemptState.RUNNING).is_terminal():
+                return  # ended already: its end goes with the next report
+            pending = self._pending.pop(attempt_id, None)
             if pending is not None:
                 self._local[order.attempt_id] = AttemptReport(
                     attempt_id=order.attempt_id,
@@ -323,11 +390,12 @@ class AgentCycle:
                 return
             log.info(
                 "stopping attempt %s (%s) with %gs grace",
-                order.attempt_id,
+                attempt_id,
                 order.reason or "no reason given",
                 order.grace_s,
             )
-            self.backend.cancel(order.attempt_id, order.grace_s)
+            self._stopping.add(attempt_id)
+            self.backend.cancel(attempt_id, order.grace_s)
 
     def _start_attempt(self, assignment: AttemptAssignment) -> None:
         attempt_id = assignment.attempt_id
@@ -338,7 +406,18 @@ class AgentCycle:
         log.info("starting attempt %s of job %s (%s)", attempt_id, assignment.job_id, assignment.job_name)
         self._try_start(attempt_id)
 
+    def _lease_lapsed(self) -> bool:
+        """No heartbeat accepted for the orphan timeout: the server may be about to requeue this
+        agent's attempts, and a supervisor would stop a rank started now at once. New attempts
+        wait for the next accepted heartbeat (which renews their leases) before they start."""
+        with self._lock:
+            if not self.stop_on_partition or self._last_ok is None or self._lease_s is None:
+                return False
+            return time.monotonic() - self._last_ok > orphan_timeout(self._lease_s)
+
     def _retry_pending(self) -> None:
+        if self._lease_lapsed():
+            return
         with self._lock:
             waiting = [i for i in self._pending if i not in self._downloading]
         for attempt_id in waiting:
@@ -377,6 +456,8 @@ class AgentCycle:
         finally:
             with self._lock:
                 self._downloading.discard(attempt_id)
+        if self._lease_lapsed():
+            return  # still pending: it starts after the next accepted heartbeat
         with self._lock:
             if self._pending.pop(attempt_id, None) is None:
                 return  # stopped while its workdir was fetched

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.text import Text
 
+from suanli.cli.render import printable
 from suanli.sdk import DEFAULT_SERVER, Client, default_server
 
 #: Builds a client for a server URL and an optional token.
@@ -98,17 +99,22 @@ def err_console() -> Console:
 
 
 def say(message: str | Text, *, style: str | None = None) -> None:
-    """A line for the user on stdout. Plain strings are never parsed as Rich markup."""
+    """A line for the user on stdout. Plain strings are never parsed as Rich markup, and their
+    control characters are shown as escapes (they may hold names stored by others)."""
+    if isinstance(message, str):
+        message = printable(message, keep="\n\t")
     out_console().print(message, style=style, markup=False, soft_wrap=True)
 
 
 def note(message: str | Text, *, style: str | None = None) -> None:
-    """A line for the user on stderr (progress, hints, errors)."""
+    """A line for the user on stderr (progress, hints, errors); control characters escaped."""
+    if isinstance(message, str):
+        message = printable(message, keep="\n\t")
     err_console().print(message, style=style, markup=False, soft_wrap=True)
 
 
 def error(message: str, extra: Sequence[str] = ()) -> None:
-    note(Text.assemble(("error: ", "bold red"), message))
+    note(Text.assemble(("error: ", "bold red"), printable(message, keep="\n\t")))
     for line in extra:
         note("  " + line)
 

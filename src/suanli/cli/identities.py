@@ -88,7 +88,7 @@ def _lifetime(text: str) -> int:
     if text.strip().lower() in ("never", "0"):
         return 0
     try:
-        seconds = parse_duration(text)
+        seconds = parse_duration(text, "--expires", limit_s=10 * 365 * 86400)
     except ValueError as exc:
         raise SuanliError(f"--expires: {exc}; write e.g. 30d, 12h or never") from None
     if seconds < 60:

@@ -30,8 +30,8 @@ def sites(
         note("No sites have registered yet. Start one with 'suanli agent' (or try 'suanli up --demo').")
         return
     console = out_console()
-    headers = ("NAME", "REGION", "ZONE", "BACKEND", "ONLINE", "NODES", "GPUS", "RUNNING")
-    console.print(table(headers, (_site_row(s) for s in found), width=console.width, flex=6))
+    headers = ("NAME", "REGION", "ZONE", "BACKEND", "SANDBOX", "ONLINE", "NODES", "GPUS", "RUNNING")
+    console.print(table(headers, (_site_row(s) for s in found), width=console.width, flex=7))
 
 
 def nodes(
@@ -62,11 +62,19 @@ def _site_row(site: SiteOut) -> tuple[str | Text, ...]:
         site.region,
         site.zone,
         site.backend,
+        _sandbox(site.sandbox),
         online,
         str(site.nodes),
         gpu_counts(site.gpus),
         str(site.running_jobs),
     )
+
+
+def _sandbox(sandbox: str | None) -> str | Text:
+    """``none`` stands out: that site's jobs see the agent's machine."""
+    if sandbox == "none":
+        return Text("none", style="bold yellow")
+    return sandbox or DASH
 
 
 def _node_row(node: NodeOut) -> tuple[str | Text, ...]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 
@@ -83,6 +84,25 @@ def free_total(free: float, total: float, suffix: str = "") -> str:
     return f"{free:g}/{total:g}{suffix}"
 
 
+#: Bidirectional overrides and isolates: they reorder what a terminal shows ("Trojan Source").
+_BIDI = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def printable(text: str, keep: str = "") -> str:
+    """``text`` with control characters (ESC, BEL, CR, ...) and bidi overrides shown as escapes
+    (``\\x1b``), so a stored name cannot move the cursor, recolour or retitle the user's
+    terminal. The API refuses them now; rows stored earlier may still hold some. ``keep``:
+    characters to let through (a message's newlines)."""
+    if text.isprintable():
+        return text
+    return "".join(
+        c
+        if c in keep or not (c in _BIDI or unicodedata.category(c) == "Cc")
+        else (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}")
+        for c in text
+    )
+
+
 def shorten(text: str, width: int) -> str:
     """One line of at most ``width`` characters, ending in an ellipsis when cut."""
     line = " ".join(text.split())
@@ -98,7 +118,7 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Cell]], *, width: int,
     Every column keeps its natural width except ``flex`` (e.g. REASON), which is cut to one
     line with an ellipsis so the table fits ``width``; identifiers are never truncated.
     """
-    data = [[c if isinstance(c, Text) else Text(c) for c in row] for row in rows]
+    data = [[c if isinstance(c, Text) else Text(printable(c)) for c in row] for row in rows]
     flex %= len(headers)
     natural = [max([len(h), *(c.cell_len for c in (row[i] for row in data))]) for i, h in enumerate(headers)]
     room = width - sum(w for i, w in enumerate(natural) if i != flex) - _GAP * (len(headers) - 1)

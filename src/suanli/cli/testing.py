@@ -70,6 +70,7 @@ def make_site(name: str = "tianjin-gaocun", **kw: Any) -> SiteOut:
         "nodes": 2,
         "gpus": {"H100": GpuCount(total=16, free=12)},
         "running_jobs": 1,
+        "sandbox": "bwrap",
     }
     data.update(kw)
     return SiteOut(**data)

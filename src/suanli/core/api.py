@@ -2,14 +2,34 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
+from suanli.core.resources import MAX_DURATION_S, MAX_PRICE_CNY_PER_HOUR
 from suanli.core.states import AttemptState, JobState
 
 T = TypeVar("T")
+
+#: Bidirectional overrides and isolates: they reorder what a terminal or a page shows.
+_BIDI = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _no_controls(value: str) -> str:
+    """Labels people read in a terminal may not hold control characters (an ESC sequence in a
+    token's name would recolour, move or retitle the terminal of whoever lists it)."""
+    bad = next((c for c in value if c in _BIDI or unicodedata.category(c) == "Cc"), None)
+    if bad is not None:
+        raise ValueError(
+            f"may not hold control characters (here U+{ord(bad):04X}); use letters, digits, spaces and punctuation"
+        )
+    return value
+
+
+#: Free text a person reads (a token's name, a drain reason): no control characters.
+PlainText = Annotated[str, AfterValidator(_no_controls)]
 
 
 class Page(BaseModel, Generic[T]):
@@ -19,9 +39,27 @@ class Page(BaseModel, Generic[T]):
     next_cursor: str | None = None
 
 
+#: What the OpenAPI document shows of a spec's bounded numbers; the server validates the whole
+#: spec with ``core.spec.JobSpec`` (docs/job-spec.md), these bounds included.
+SPEC_BOUNDS_SCHEMA: dict[str, Any] = {
+    "properties": {
+        "time_limit": {
+            "anyOf": [{"type": "number", "exclusiveMinimum": 0, "maximum": MAX_DURATION_S}, {"type": "string"}],
+            "description": "Seconds, or a duration like 2h or 1.5d; at most 365 days.",
+        },
+        "placement": {
+            "type": "object",
+            "properties": {
+                "max_price_per_gpu_hour": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_PRICE_CNY_PER_HOUR}
+            },
+        },
+    }
+}
+
+
 class JobSubmit(BaseModel):
     #: The job spec as parsed data (the CLI parses the YAML, the server validates again).
-    spec: dict[str, Any]
+    spec: dict[str, Any] = Field(json_schema_extra=SPEC_BOUNDS_SCHEMA)
     #: Digest returned by ``POST /api/v1/workdirs``.
     workdir_digest: str | None = None
     tenant: str | None = None
@@ -87,6 +125,11 @@ class SiteOut(BaseModel):
     gpus: dict[str, GpuCount] = Field(default_factory=dict)
     running_jobs: int = 0
     tariff: dict[str, Any] = Field(default_factory=dict)
+    #: Runs jobs that name an ``image:`` (declared, and not denied by its agent).
+    containers: bool = True
+    #: How the site isolates jobs, as its agent said: ``bwrap`` (each job in a sandbox), ``none``
+    #: (declared ``sandbox: none``: jobs see the agent's machine), or the engine's name; None: not said.
+    sandbox: str | None = None
 
 
 class NodeOut(BaseModel):
@@ -154,6 +197,8 @@ class TariffVersionOut(BaseModel):
     tariff: dict[str, Any]
     created_at: datetime | None = None
     created_by: str = ""
+    #: Why this version is not used for pricing (stored before prices were checked); "" if it is.
+    problem: str = ""
 
 
 class SiteRevenueOut(BaseModel):
@@ -255,8 +300,8 @@ class UserOut(BaseModel):
 
 
 class TokenIn(BaseModel):
-    #: A label for the token ("laptop", "ci").
-    name: str = Field(default="", max_length=64)
+    #: A label for the token ("laptop", "ci"); no control characters.
+    name: PlainText = Field(default="", max_length=64)
     #: Whose token (admin only; default: the caller).
     user: str | None = Field(default=None, max_length=64)
     #: Scopes within the user's role (default: all of them).

@@ -13,6 +13,7 @@ their shortest text form (``Decimal(str(28.0))``), so 0.1 is exactly one tenth.
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -128,9 +129,20 @@ def cost_micro(versions: Sequence[TariffVersion], start: datetime, end: datetime
     return to_micro(sum((p.cost for p in price(versions, start, end, alloc)), Decimal(0)))
 
 
+#: The billing months anything accepts (``?month=``, invoices): wide enough for any real bill,
+#: narrow enough that no date arithmetic on them can overflow.
+FIRST_MONTH, LAST_MONTH = "2000-01", "2999-12"
+_MONTH = re.compile(r"^([0-9]{4})-([0-9]{2})$")
+
+
 def month_bounds(month: str) -> tuple[datetime, datetime]:
-    """``"2026-03"`` → [2026-03-01, 2026-04-01) in Asia/Shanghai, as UTC instants."""
-    year, mon = (int(x) for x in month.split("-"))
+    """``"2026-03"`` → [2026-03-01, 2026-04-01) in Asia/Shanghai, as UTC instants. Raises
+    ValueError, in words, for anything but a month from FIRST_MONTH to LAST_MONTH."""
+    m = _MONTH.match(month)
+    if not m or not 1 <= int(m.group(2)) <= 12 or not FIRST_MONTH <= month <= LAST_MONTH:
+        shown = f"'{month}'" if len(month) <= 20 and month.isprintable() else repr(month[:20])
+        raise ValueError(f"month must be one from {FIRST_MONTH} to {LAST_MONTH}, written like 2026-03, not {shown}")
+    year, mon = int(m.group(1)), int(m.group(2))
     zone = ZoneInfo("Asia/Shanghai")
     first = datetime(year, mon, 1, tzinfo=zone)
     nxt = datetime(year + (mon == 12), mon % 12 + 1, 1, tzinfo=zone)

@@ -5,19 +5,24 @@ One schema for ``suanli server --network``, ``suanli up --demo`` and the simulat
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from suanli.core.resources import Accelerator, parse_duration
+from suanli.core.resources import MAX_DURATION_S, MAX_PRICE_CNY_PER_HOUR, Accelerator, check_price, parse_duration
 from suanli.core.spec import NAME_RE, AcceleratorField, StrictModel
 from suanli.core.validation import parse_yaml_as
 
 _HOURS = re.compile(r"^(\d{1,2})-(\d{1,2})$")
+#: The largest time-of-use factor a tariff period may set (peak prices a hundredfold).
+MAX_FACTOR = 100.0
+#: A price in CNY per hour: finite, at least 0, at most MAX_PRICE_CNY_PER_HOUR.
+Price = Annotated[float, Field(ge=0, le=MAX_PRICE_CNY_PER_HOUR)]
 
 
 class Zone(StrEnum):
@@ -105,7 +110,15 @@ def parse_hours(text: str) -> list[int]:
 
 class TariffPeriod(StrictModel):
     hours: str
-    factor: float = Field(gt=0)
+    factor: float = Field(gt=0, le=MAX_FACTOR)
+
+    @field_validator("factor", mode="before")
+    @classmethod
+    def _factor(cls, value: Any) -> Any:
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if number and (not math.isfinite(value) or not 0 < value <= MAX_FACTOR):
+            raise ValueError(f"a period's factor must be more than 0 and at most {MAX_FACTOR:g}, not {value}")
+        return value
 
     @field_validator("hours")
     @classmethod
@@ -119,9 +132,9 @@ class Tariff(StrictModel):
     are read on the site's local clock (``timezone``, China Standard Time unless declared)."""
 
     timezone: str = "Asia/Shanghai"
-    gpu_hour: dict[str, float] = Field(default_factory=dict)
-    cpu_hour: float = Field(default=0.0, ge=0)
-    memory_gib_hour: float = Field(default=0.0, ge=0)
+    gpu_hour: dict[str, Price] = Field(default_factory=dict)
+    cpu_hour: Price = 0.0
+    memory_gib_hour: Price = 0.0
     periods: list[TariffPeriod] = Field(default_factory=list)
     #: Fraction off for ``priority: low`` (preemptible) work, e.g. 0.3 for 30 % off.
     low_priority_discount: float = Field(default=0.0, ge=0, lt=1)
@@ -137,6 +150,19 @@ class Tariff(StrictModel):
                     raise ValueError(f"hour {h:02d} is in two periods ('{seen[h]}' and '{p.hours}')")
                 seen[h] = p.hours
         return self
+
+    @field_validator("gpu_hour", mode="before")
+    @classmethod
+    def _gpu_prices(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            for gpu, price in value.items():
+                check_price(price, f"gpu_hour of {gpu}")
+        return value
+
+    @field_validator("cpu_hour", "memory_gib_hour", mode="before")
+    @classmethod
+    def _prices(cls, value: Any, info: ValidationInfo) -> Any:
+        return check_price(value, str(info.field_name))
 
     @field_validator("timezone")
     @classmethod
@@ -169,11 +195,23 @@ class SiteDecl(StrictModel):
     latency_ms: dict[str, float] = Field(default_factory=dict)
     nodes: list[NodeGroup] = Field(default_factory=list)
     tariff: Tariff = Field(default_factory=Tariff)
+    #: Whether the site runs jobs that name an ``image:``. Unset: local sites do (when their
+    #: agent finds podman and runc), Slurm and Ray sites do not: they need OCI support set up
+    #: (Slurm's oci.conf, podman on Ray's nodes) and say so with ``containers: true``.
+    containers: bool | None = None
+    #: How a local site's agent isolates jobs: ``bwrap`` (bubblewrap; the default) or ``none``
+    #: (jobs see the agent's machine as its user does: only for a machine the jobs' owners own).
+    sandbox: Literal["bwrap", "none"] = "bwrap"
 
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
         return _check_name(value, "site")
+
+    @property
+    def runs_containers(self) -> bool:
+        """``containers`` as declared, or the backend's default."""
+        return self.containers if self.containers is not None else self.backend == Backend.LOCAL
 
     def node_decls(self) -> list[NodeDecl]:
         return [n for group in self.nodes for n in group.expand()]
@@ -195,17 +233,22 @@ class TenantDecl(StrictModel):
         return _check_name(value, "tenant")
 
 
-def _duration(value: Any) -> Any:
-    return None if value is None else parse_duration(value)
+def _duration(value: Any, info: ValidationInfo) -> Any:
+    """A duration of at most MAX_DURATION_S (a year)."""
+    return None if value is None else parse_duration(value, str(info.field_name))
 
 
-def _duration_or_off(value: Any) -> Any:
+def _duration_or_off(value: Any, info: ValidationInfo) -> Any:
     """A duration, or 0 (``0``, ``0s``): the feature is off."""
     if isinstance(value, int | float) and not isinstance(value, bool) and value == 0:
         return 0.0
     if isinstance(value, str) and value.strip() in ("0", "0s"):
         return 0.0
-    return _duration(value)
+    return _duration(value, info)
+
+
+#: Seconds, at most a year (the bound is in the schema too).
+Duration = Annotated[float, Field(gt=0, le=MAX_DURATION_S)]
 
 
 class SchedulingDecl(StrictModel):
@@ -217,21 +260,21 @@ class SchedulingDecl(StrictModel):
     #: Points the fair-share factor is worth (0 turns fair share off).
     fair_share_weight: float = Field(default=0.5, ge=0)
     #: Half-life of the usage fair share counts.
-    usage_half_life: float = 7 * 86400.0
+    usage_half_life: Duration = 7 * 86400.0
     backfill: bool = True
     #: Run time assumed for jobs with no time limit when the tenant has no history.
-    default_estimate: float = 3600.0
+    default_estimate: Duration = 3600.0
     preemption: bool = True
     #: Preempt only when nothing frees for the job within this long.
-    preempt_after: float = 300.0
+    preempt_after: Duration = 300.0
     #: SIGTERM to SIGKILL for a preempted job.
-    preempt_grace: float = 30.0
+    preempt_grace: Duration = 30.0
     #: Never preempt a job twice within this long.
-    preempt_cooldown: float = 3600.0
+    preempt_cooldown: Duration = 3600.0
     #: Wait before the first retry after a fault; each further retry doubles it (0: no back-off).
-    retry_backoff: float = Field(default=10.0, ge=0)
+    retry_backoff: float = Field(default=10.0, ge=0, le=MAX_DURATION_S)
     #: The longest back-off.
-    retry_backoff_cap: float = Field(default=600.0, ge=0)
+    retry_backoff_cap: Duration = 600.0
     #: Copy a waiting job's datasets to a site where it can start sooner, where the rules let
     #: the copy run now (compute to data; ``false``: jobs wait for copies users make).
     stage_data: bool = True

@@ -55,6 +55,13 @@ class RegisterRequest(BaseModel):
     backend: str = "local"
     version: str = ""
     nodes: list[NodeReport] = Field(default_factory=list)
+    #: Whether the agent can run jobs that name an ``image:`` (the local backend: podman and runc
+    #: found; Slurm and Ray: the site's agent config says so). None: an older agent, not said.
+    containers: bool | None = None
+    #: How the site isolates its jobs: ``bwrap`` (the local backend's sandbox), ``none`` (a site
+    #: that declared ``sandbox: none``), or the engine's name (Slurm, Ray: the engine's own
+    #: isolation). None: an older agent, not said.
+    sandbox: str | None = Field(default=None, max_length=32)
 
 
 class RegisterResponse(BaseModel):
@@ -111,6 +118,11 @@ class AttemptAssignment(BaseModel):
     #: The dataset the job's SUANLI_OUTPUT_DIR becomes when it succeeds: the agent uploads the
     #: folder (``POST /api/v1/agents/outputs?attempt=ID``) before it reports the success.
     output_dataset: str | None = None
+    #: The container image the ranks run in (the spec's ``image:``); None: no container.
+    image: str | None = None
+    #: The job's network policy (the spec's ``network:``): ``none`` (its own empty network
+    #: namespace, loopback only), ``site`` or ``any``.
+    network: str = "any"
 
 
 class StopOrder(BaseModel):

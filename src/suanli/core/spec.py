@@ -13,7 +13,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationInfo, field_validator
 
-from suanli.core.resources import Accelerator, parse_accelerator, parse_duration, parse_minimum
+from suanli.core.images import parse_image
+from suanli.core.resources import (
+    MAX_DURATION_S,
+    MAX_PRICE_CNY_PER_HOUR,
+    Accelerator,
+    check_price,
+    parse_accelerator,
+    parse_duration,
+    parse_minimum,
+)
 from suanli.core.validation import parse_yaml_as, validate_data
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,62}$")
@@ -42,9 +51,10 @@ def _shown(text: str) -> str:
 
 
 class StrictModel(BaseModel):
-    """Unknown fields are errors (with a 'did you mean'), never silently ignored."""
+    """Unknown fields are errors (with a 'did you mean'), never silently ignored; so are NaN and
+    infinity in any number (JSON bodies may carry them, and they break every sum they enter)."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
 
 def _to_accelerator(value: Any) -> Any:
@@ -131,7 +141,7 @@ class Placement(StrictModel):
     #: Only these regions; empty means any.
     regions: list[str] = Field(default_factory=list)
     #: CNY per GPU-hour, hard limit.
-    max_price_per_gpu_hour: float | None = Field(default=None, gt=0)
+    max_price_per_gpu_hour: float | None = Field(default=None, gt=0, le=MAX_PRICE_CNY_PER_HOUR)
     #: From the tenant's home region, hard limit.
     max_latency_ms: float | None = Field(default=None, gt=0)
     #: What to favour among the sites that fit: balanced (price and latency), time, cost, latency.
@@ -141,6 +151,11 @@ class Placement(StrictModel):
     @classmethod
     def _regions(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
+
+    @field_validator("max_price_per_gpu_hour", mode="before")
+    @classmethod
+    def _max_price(cls, value: Any) -> Any:
+        return check_price(value, "max_price_per_gpu_hour")
 
 
 class DatasetMount(StrictModel):
@@ -196,6 +211,14 @@ class JobSpec(StrictModel):
     secrets: dict[str, str] = Field(default_factory=dict, repr=False)
     setup: str | None = None
     run: str
+    #: Run setup and run in this container image (``docker.io/org/name:tag``, ``localhost/name:tag``,
+    #: ``oci-archive:/path``, ``docker-archive:/path``); only sites that run containers and hold
+    #: the image can take the job: sites never pull (``core.images``). None: no container.
+    image: str | None = None
+    #: What the job may reach over the network: ``none`` (loopback only, in a network namespace
+    #: of its own), ``site`` (the site's own networks; see docs/job-spec.md for what a site
+    #: enforces) or ``any`` (the default for now).
+    network: Literal["none", "site", "any"] = "any"
     checkpoint: Checkpoint = Field(default_factory=Checkpoint)
     #: Register what the job writes to SUANLI_OUTPUT_DIR as a derived dataset when it succeeds.
     output: Output | None = None
@@ -203,8 +226,9 @@ class JobSpec(StrictModel):
     #: Retries after platform faults (lost node, preemption); not after the job's own failure.
     max_retries: int = Field(default=3, ge=0, le=100)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
-    #: Wall-clock limit in seconds ("2h" and "90m" are accepted); the scheduler plans with it.
-    time_limit: float | None = None
+    #: Wall-clock limit in seconds ("2h" and "90m" are accepted), at most 365 days; the
+    #: scheduler plans with it.
+    time_limit: float | None = Field(default=None, gt=0, le=MAX_DURATION_S)
     #: Free-form labels for filtering.
     labels: dict[str, str] = Field(default_factory=dict)
 
@@ -224,6 +248,11 @@ class JobSpec(StrictModel):
         if not value.strip():
             raise ValueError("run must be a command, e.g. 'python train.py'")
         return value
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str | None) -> str | None:
+        return None if value is None else parse_image(value).text
 
     @field_validator("run", "setup")
     @classmethod
@@ -324,7 +353,7 @@ class JobSpec(StrictModel):
     @field_validator("time_limit", mode="before")
     @classmethod
     def _time_limit(cls, value: Any) -> Any:
-        return None if value is None else parse_duration(value)
+        return None if value is None else parse_duration(value, "time_limit")
 
     @property
     def display_name(self) -> str:

@@ -112,25 +112,11 @@ def decided(session: Session, chain: Chain, m: Movement, now: datetime) -> tuple
     return d, hold_for(d, m, filings_for(session, m), now)
 
 
-def check(session: Session, chain: Chain, m: Movement, now: datetime, *, actor: str) -> tuple[Decision, Hold]:
-    """Decide and record the decision (a dry run moves nothing, but is on the record too)."""
-    d, hold = decided(session, chain, m, now)
-    chain.ledger.record(
-        session,
-        "decision",
-        {
-            "dataset": m.dataset,
-            "kind": m.kind.value,
-            "source": m.source.name,
-            "destination": m.destination.name,
-            "exporter": m.exporter.name,
-            "actor": actor,
-            "dry_run": True,
-            **decision_body(d),
-        },
-        now,
-    )
-    return d, hold
+def check(session: Session, chain: Chain, m: Movement, now: datetime) -> tuple[Decision, Hold]:
+    """A dry run: the decision and whether it may go now, recorded nowhere. The ledger is
+    permanent, so only what happens goes on it (a transfer request, a download, a placement);
+    a question asked a thousand times would bury those entries."""
+    return decided(session, chain, m, now)
 
 
 def create_transfer(

@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 
 from suanli.core.errors import SuanliError
+from suanli.filemodes import private_dir
 from suanli.launch.simulate import simulate
 from suanli.server.settings import DEFAULT_PORT, Settings, default_home
 
@@ -44,10 +45,13 @@ def _logging(verbose: bool) -> None:
 
 
 def _until_signalled() -> threading.Event:
-    """An event set by SIGINT/SIGTERM, so the main thread can wait and then clean up."""
+    """An event set by SIGINT/SIGTERM, so the main thread can wait and then clean up. A second
+    signal while it cleans up (stopping attempts takes their grace period) leaves at once."""
     stop = threading.Event()
 
     def handler(_signum: int, _frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
         stop.set()
 
     signal.signal(signal.SIGINT, handler)
@@ -66,8 +70,8 @@ def server(
         float | None,
         typer.Option(
             "--lease",
-            help="Seconds an attempt stays its site's without a report (default 30); the fault bench uses a short one.",
-            min=1.0,
+            help="Seconds an attempt stays its site's without a report (default 30, at least 2).",
+            min=2.0,
         ),
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
@@ -185,7 +189,8 @@ def agent(
         bool,
         typer.Option(
             "--keep-jobs-on-exit",
-            help="At Ctrl-C/SIGTERM leave the attempts running: an agent restarted within the lease adopts them.",
+            help="At Ctrl-C/SIGTERM leave the attempts running (local: paused until an agent restarted within "
+            "the lease adopts them; Slurm and Ray: the next agent cancels them, it cannot adopt engine jobs).",
         ),
     ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
@@ -208,6 +213,7 @@ def agent(
     if not secret:
         raise SuanliError("the agent needs its site token: --token, --token-file or $SUANLI_AGENT_TOKEN")
     root = work_dir or settings.work_dir or default_home() / "agent" / site
+    private_dir(root, traverse_ok=True)  # before the backend makes it: 0700, never open to others
     nodes = None
     if gpus or cpus or memory:
         nodes = [
@@ -247,7 +253,7 @@ def agent(
         err.print("leaving the attempts running for the next agent on this work dir")
         the_agent.shutdown(cancel_running=False)
         return
-    err.print("stopping the attempts this agent runs …")
+    err.print("stopping the attempts this agent runs … (Ctrl-C again leaves at once)")
     the_agent.shutdown(cancel_running=True)
 
 
@@ -283,7 +289,7 @@ def up(
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
-    base = home or default_home()
+    base = private_dir(home or default_home())  # 0700; narrowed, with a warning, if open to others
     if demo:
         usable = []
         for engine, problem in running_engines().items() if engines else ():

@@ -20,6 +20,7 @@ from suanli.agent.backends import probe
 from suanli.agent.backends.config import AgentConfig, RayConfig, SlurmConfig, make_backend
 from suanli.core.errors import SuanliError
 from suanli.core.network import Backend, NetworkSpec, SiteDecl, parse_network
+from suanli.filemodes import private_dir
 from suanli.sdk import Client
 from suanli.server.app import create_app
 from suanli.server.control import ControlPlane
@@ -143,8 +144,11 @@ class LocalNetwork:
     def _start_agent(self, site: SiteDecl) -> None:
         assert self.control is not None
         token = self.control.site_token_path(site.name).read_text().strip()
-        work_dir = self.settings.home / "sites" / site.name
-        backend = make_backend(site.backend.value, work_dir, self.engines, site.node_decls())
+        work_dir = private_dir(self.settings.home / "sites" / site.name, traverse_ok=True)
+        engines = self.engines
+        if site.sandbox == "none":  # the network file's word for this site
+            engines = engines.model_copy(update={"local": engines.local.model_copy(update={"sandbox": "none"})})
+        backend = make_backend(site.backend.value, work_dir, engines, site.node_decls())
         client = Client(self.url, token=token)
         agent = Agent(client, site.name, backend, work_dir, heartbeat_s=self.settings.heartbeat_s)
         thread = threading.Thread(target=agent.run_forever, args=(self._stop,), name=f"agent-{site.name}", daemon=True)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterator
+import time
+import uuid
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -52,6 +54,10 @@ DEFAULT_SERVER = "http://127.0.0.1:8731"
 M = TypeVar("M", bound=BaseModel)
 
 
+#: Answers after which a submission is sent again (with its Idempotency-Key, so safely).
+RETRY_STATUSES = frozenset({502, 503, 504})
+
+
 def default_server() -> str:
     return os.environ.get("SUANLI_SERVER", DEFAULT_SERVER)
 
@@ -66,8 +72,16 @@ class Client:
         *,
         timeout: float = 30.0,
         http: httpx.Client | None = None,
+        submit_retries: int = 3,
+        retry_backoff_s: float = 0.5,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        """``submit_retries``: how often :meth:`submit` resends after a connection error or a
+        502/503/504 (pauses of ``retry_backoff_s``, doubling; ``sleep`` waits them)."""
         self.server = (server or default_server()).rstrip("/")
+        self.submit_retries = max(0, submit_retries)
+        self.retry_backoff_s = retry_backoff_s
+        self._sleep = sleep
         if token is None:
             token = discover_token(self.server)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -89,13 +103,16 @@ class Client:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            raise ServerUnreachable(
-                f"cannot reach the suanli server at {self.server} ({exc.__class__.__name__}). "
-                "Is it running? Start one with 'suanli up', or point --server / SUANLI_SERVER at it."
-            ) from None
+            raise self._unreachable(exc) from None
         if response.status_code >= 400:
             raise _api_error(response)
         return response
+
+    def _unreachable(self, exc: httpx.TransportError) -> ServerUnreachable:
+        return ServerUnreachable(
+            f"cannot reach the suanli server at {self.server} ({exc.__class__.__name__}). "
+            "Is it running? Start one with 'suanli up', or point --server / SUANLI_SERVER at it."
+        )
 
     def _get(self, path: str, model: type[M], **kwargs: Any) -> M:
         return model.model_validate_json(self._request("GET", path, **kwargs).content)
@@ -122,10 +139,29 @@ class Client:
         progress: ProgressFn | None = None,
         tenant: str | None = None,
     ) -> JobOut:
+        """Submit a job. The request carries a fresh ``Idempotency-Key``, so when the connection
+        fails (or the server answers 502/503/504) it is sent again, up to ``submit_retries``
+        times with doubling pauses, and the server answers a retry with the job the first try
+        made: a retried submission never makes two jobs."""
         digest = self.upload_workdir(workdir, progress).digest if workdir is not None else None
         body = JobSubmit(spec=spec.model_dump(mode="json", exclude_none=True), workdir_digest=digest, tenant=tenant)
-        response = self._request("POST", "/api/v1/jobs", json=body.model_dump(mode="json"))
-        return JobOut.model_validate_json(response.content)
+        headers = {"Idempotency-Key": str(uuid.uuid4()), "Content-Type": "application/json"}
+        content = body.model_dump_json().encode()
+        attempt = 0
+        while True:
+            last = attempt >= self.submit_retries
+            try:
+                response = self._http.request("POST", "/api/v1/jobs", content=content, headers=headers)
+            except httpx.TransportError as exc:
+                if last:
+                    raise self._unreachable(exc) from None
+            else:
+                if response.status_code not in RETRY_STATUSES or last:
+                    if response.status_code >= 400:
+                        raise _api_error(response)
+                    return JobOut.model_validate_json(response.content)
+            self._sleep(self.retry_backoff_s * 2**attempt)
+            attempt += 1
 
     def submit_file(self, path: str | Path, *, name: str | None = None, progress: ProgressFn | None = None) -> JobOut:
         """Parse a spec file and submit it; ``workdir`` resolves against the file's folder."""

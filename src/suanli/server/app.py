@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import suanli
@@ -30,19 +32,42 @@ from suanli.server.routers import (
     usage,
     workdirs,
 )
-from suanli.server.services.errors import ServiceError
+from suanli.server.services.errors import InsufficientStorage, ServiceError, Unauthorized, is_disk_full
+from suanli.server.services.sites import site_for_token
 
 log = logging.getLogger("suanli.server")
 
 PROBLEM = "application/problem+json"
 
 
-def problem(status: int, title: str, detail: str = "", errors: list[dict[str, Any]] | None = None) -> JSONResponse:
+def problem(
+    status: int,
+    title: str,
+    detail: str = "",
+    errors: list[dict[str, Any]] | None = None,
+    retry_after: int | None = None,
+) -> JSONResponse:
     body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
     if errors:
         body["errors"] = errors
-    headers = {"WWW-Authenticate": 'Bearer realm="suanli"'} if status == 401 else None
+    headers: dict[str, str] = {}
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="suanli"'
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    if status >= 500:  # the connection may be in a bad state: the client must not reuse it
+        headers["Connection"] = "close"
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def disk_full(request: Request, exc: BaseException) -> JSONResponse:
+    """507, with nothing of the request kept (its transaction rolled back, its upload removed)."""
+    log.error("disk full on %s %s: %s", request.method, request.url.path, exc)
+    full = InsufficientStorage(
+        "the server's disk is full, so nothing of this request was kept; "
+        "retry later, or ask the operator to free space under $SUANLI_HOME"
+    )
+    return problem(full.status, full.title, full.detail, retry_after=full.retry_after)
 
 
 def _problem(description: str) -> dict[str, Any]:
@@ -58,8 +83,20 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     409: _problem("Conflicts with the object's state"),
     413: _problem("Request body too large"),
     422: _problem("Invalid request: the problem names each field"),
-    429: _problem("Too many requests for this token (see Retry-After)"),
+    429: _problem("Too many requests for this token, user or address (see Retry-After)"),
+    507: _problem("The server's disk is full; nothing of the request was kept (see Retry-After)"),
 }
+
+
+def site_token_valid(control: ControlPlane, token: str) -> bool:
+    """Whether ``token`` is some site's agent token (asked only of an address whose failed
+    sign-ins ran out: one read of the small sites table)."""
+    with control.db.read() as session:
+        try:
+            site_for_token(session, token)
+        except Unauthorized:
+            return False
+    return True
 
 
 def create_app(control: ControlPlane, *, background: bool = False) -> FastAPI:
@@ -82,7 +119,7 @@ def create_app(control: ControlPlane, *, background: bool = False) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.control = control
-    install_limits(app, control.settings)
+    install_limits(app, control.settings, control.identities.authenticate, partial(site_token_valid, control))
     for router in (
         jobs.router,
         sites.router,
@@ -111,7 +148,16 @@ def create_app(control: ControlPlane, *, background: bool = False) -> FastAPI:
 
     @app.exception_handler(ServiceError)
     async def service_error(_request: Request, exc: ServiceError) -> JSONResponse:
-        return problem(exc.status, exc.title, exc.detail, exc.errors)
+        return problem(exc.status, exc.title, exc.detail, exc.errors, exc.retry_after)
+
+    # A full disk is not the server's bug: 507, and the connection stays usable. Other errors
+    # of these kinds go on to the 500 handler below.
+    @app.exception_handler(OSError)
+    @app.exception_handler(DBAPIError)
+    async def storage_error(request: Request, exc: Exception) -> JSONResponse:
+        if not is_disk_full(exc):
+            raise exc
+        return disk_full(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -128,6 +174,8 @@ def create_app(control: ControlPlane, *, background: bool = False) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if is_disk_full(exc):
+            return disk_full(request, exc)
         log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
         return problem(500, "Internal server error", "the server hit an unexpected error; it is logged on the server")
 

@@ -7,6 +7,8 @@ finished attempt), so a job starts within milliseconds of being submitted.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -19,10 +21,12 @@ from suanli.core.clock import Clock, SystemClock
 from suanli.core.network import NetworkSpec
 from suanli.core.scheduler import Policy, SiteState
 from suanli.datachain.chain import Chain
+from suanli.filemodes import private_dir
 from suanli.server.services import (
     blobs,
     budgets,
     datarules,
+    idempotency,
     identities,
     jobs,
     metering,
@@ -56,17 +60,48 @@ class TickResult:
 
 
 class Signals:
-    """Version counters with a condition: waiters sleep until a counter they watch moves."""
+    """Version counters with a condition: waiters sleep until a counter they watch moves.
+
+    Threads wait with :meth:`wait`; coroutines :meth:`subscribe` and await, holding no thread
+    while they sleep (a bump wakes their event loop with ``call_soon_threadsafe``)."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._versions: dict[str, int] = defaultdict(int)
+        self._subscribers: dict[str, set[Subscription]] = defaultdict(set)
 
     def bump(self, *keys: str) -> None:
         with self._cond:
             for key in keys:
                 self._versions[key] += 1
+            woken = [s for key in keys for s in self._subscribers.get(key, ())]
             self._cond.notify_all()
+        for subscription in woken:
+            subscription.notify()
+
+    def subscribe(self, *keys: str) -> Subscription:
+        """A subscription to ``keys`` for the running event loop (use it as a context manager:
+        leaving it unsubscribes)."""
+        return Subscription(self, keys)
+
+    def waiting(self, key: str) -> int:
+        """How many subscriptions wait on ``key`` now."""
+        with self._cond:
+            return len(self._subscribers.get(key, ()))
+
+    def _attach(self, subscription: Subscription) -> None:
+        with self._cond:
+            for key in subscription.keys:
+                self._subscribers[key].add(subscription)
+
+    def _detach(self, subscription: Subscription) -> None:
+        with self._cond:
+            for key in subscription.keys:
+                waiting = self._subscribers.get(key)
+                if waiting is not None:
+                    waiting.discard(subscription)
+                    if not waiting:
+                        del self._subscribers[key]
 
     def version(self, key: str) -> int:
         with self._cond:
@@ -79,14 +114,95 @@ class Signals:
             return self._versions[key]
 
 
+class Subscription:
+    """An event loop's interest in some signals: :meth:`wait` sleeps, costing no thread, until
+    one of them is bumped (from any thread) or the timeout passes.
+
+    Clear-then-read-then-wait loses no wake-up: a bump that lands after :meth:`clear` (while
+    the caller reads) leaves the event set, so the next :meth:`wait` returns at once."""
+
+    def __init__(self, signals: Signals, keys: tuple[str, ...]) -> None:
+        self.keys = keys
+        self._signals = signals
+        self._loop = asyncio.get_running_loop()
+        self._event = asyncio.Event()
+
+    def __enter__(self) -> Subscription:
+        self._signals._attach(self)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._signals._detach(self)
+
+    def notify(self) -> None:
+        """Set the event on its own loop; safe from any thread, and after the loop closed."""
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
+            self._loop.call_soon_threadsafe(self._event.set)
+
+    def clear(self) -> None:
+        self._event.clear()
+
+    async def wait(self, timeout: float) -> bool:
+        """Whether a bump came (False: the timeout passed first)."""
+        try:
+            await asyncio.wait_for(self._event.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+
+class FollowSlots:
+    """Open log streams per key (a tenant), capped: counting is cheap and thread-safe, and a
+    slot is given back exactly once however its stream ended."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: dict[str, int] = {}
+
+    def acquire(self, key: str, cap: int) -> FollowSlot | None:
+        """A slot for one more stream of ``key``, or None when it already holds ``cap``."""
+        with self._lock:
+            held = self._open.get(key, 0)
+            if held >= cap:
+                return None
+            self._open[key] = held + 1
+        return FollowSlot(self, key)
+
+    def open(self, key: str) -> int:
+        with self._lock:
+            return self._open.get(key, 0)
+
+    def _release(self, key: str) -> None:
+        with self._lock:
+            left = self._open.get(key, 0) - 1
+            if left > 0:
+                self._open[key] = left
+            else:
+                self._open.pop(key, None)
+
+
+class FollowSlot:
+    def __init__(self, slots: FollowSlots, key: str) -> None:
+        self.key = key
+        self._slots: FollowSlots | None = slots
+
+    def release(self) -> None:
+        """Give the slot back (idempotent)."""
+        slots, self._slots = self._slots, None
+        if slots is not None:
+            slots._release(self.key)
+
+
 class ControlPlane:
     def __init__(self, settings: Settings, *, clock: Clock | None = None, db: Database | None = None) -> None:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
-        settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(settings.home)  # 0700; an existing home open to others is narrowed, with a warning
         settings.blob_dir.mkdir(parents=True, exist_ok=True)
         self.db = db or Database(settings.db_url)
         self.signals = Signals()
+        #: Open log-following streams per tenant (``server/follow.py``).
+        self.follows = FollowSlots()
         #: Seals job secrets at submission and opens them for agents' assignments.
         self.secrets = SecretBox(settings.secret_key_path, settings.secret_key)
         self.identities = identities.Authenticator(self.db, self.clock)
@@ -265,6 +381,11 @@ class ControlPlane:
         with self.db.session() as session:
             return blobs.sweep(session, self.settings.blob_dir, self.clock.now(), retention)
 
+    def sweep_idempotency_keys(self) -> int:
+        """Forget submissions' Idempotency-Keys older than their retention (24 h)."""
+        with self.db.session() as session:
+            return idempotency.sweep(session, self.clock.now())
+
     @property
     def chain(self) -> Chain:
         """The data chain (rules, key store, ledger), opened on first use beside the state."""
@@ -330,6 +451,7 @@ class ControlPlane:
                 if started - self._last_sweep >= BLOB_SWEEP_S:
                     self._last_sweep = started
                     self.sweep_blobs()
+                    self.sweep_idempotency_keys()
             except Exception:  # the loop must outlive one bad pass; the error is logged in full
                 log.exception("scheduler pass failed")
             # Coalesce bursts of kicks (hundreds of submissions a second) into fewer passes, and

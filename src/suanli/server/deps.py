@@ -9,6 +9,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from suanli.core.identity import Identity
 from suanli.server.control import ControlPlane
+from suanli.server.limits import IDENTITY_KEY
 
 
 def get_control(request: Request) -> ControlPlane:
@@ -38,6 +39,9 @@ async def caller(
 
     Async on purpose: a cached token resolves without a thread hand-off (the submit path);
     a cache miss is one indexed read."""
+    known = request.scope.get("state", {}).get(IDENTITY_KEY)
+    if isinstance(known, Identity):  # the rate limiter resolved this very request's token
+        return known
     control: ControlPlane = request.app.state.control
     identity = control.identities.authenticate(credentials.credentials.strip() if credentials else None)
     request.state.identity = identity

@@ -8,10 +8,21 @@ problem document, like the API's own errors.
   limit, enforced by their routes while they stream the archive to disk.
 - Request headers over :data:`MAX_HEADER_BYTES` in all get 431.
 - A body sent to ``/api/v1`` that declares a content type other than JSON gets 415.
-- Each bearer token (keyed by its SHA-256, never the token itself), or each client address for
-  requests without one, gets a token bucket of ``rate_limit_burst`` requests refilled at
-  ``rate_limit_per_s``; beyond it, 429 with ``Retry-After``. Site agents (``/api/v1/agents/``),
-  ``/healthz`` and ``/metrics`` are not limited.
+- Rate limits are token buckets; beyond one, 429 with ``Retry-After``. ``/healthz`` and
+  ``/metrics`` are never limited.
+
+  * Each API token (keyed by its SHA-256, never the token itself), or each client address for
+    requests without one: ``rate_limit_burst`` requests refilled at ``rate_limit_per_s``.
+  * Each user, all its tokens together (``user_rate_limit_*``): the middleware resolves the
+    token to its user through the server's identity cache (the same lookup the routes make, so
+    a request costs no extra database read), then answers an invalid token's 401 itself.
+  * Failed sign-ins, per client address (``auth_failure_*``): only requests whose token the
+    network rejects draw on it, and only they are refused once it is empty. A valid token from
+    the same address is still served, so a flood of made-up tokens locks nobody else out.
+  * Each site agent token on ``/api/v1/agents/`` (``agent_rate_limit_*``); a rejected site token
+    is a failed sign-in like any other.
+- Every 5xx answer carries ``Connection: close``: after a server error the connection may be in
+  a bad state, and the client must not send its next request on it.
 
 The limits are read from the settings on every request, so changing them takes effect at once.
 """
@@ -25,10 +36,13 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from suanli.core.identity import Identity
+from suanli.server.services.errors import Unauthorized
 from suanli.server.settings import Settings
 
 PROBLEM = "application/problem+json"
@@ -41,8 +55,9 @@ MAX_BUCKETS = 10_000
 
 #: Routes that take a body of their own kind, size-limited by the route itself.
 UPLOAD_PATHS = frozenset({"/api/v1/workdirs", "/api/v1/agents/checkpoints", "/api/v1/agents/outputs"})
-#: Not rate-limited: site agents long-poll and heartbeat (site tokens), probes and scrapers.
-UNLIMITED_PREFIXES = ("/api/v1/agents/",)
+#: The agent protocol (site tokens), limited per site token by its own settings.
+AGENT_PREFIX = "/api/v1/agents/"
+#: Never rate-limited: probes and scrapers.
 UNLIMITED_PATHS = frozenset({"/healthz", "/metrics"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
@@ -114,13 +129,50 @@ def _address(scope: Scope) -> str:
     return str(client[0]) if client else "unknown"
 
 
-def rate_key(scope: Scope, authorization: bytes | None) -> str:
-    """Whose bucket a request draws on: its bearer token's hash, else its client address."""
+def bearer(authorization: bytes | None) -> str | None:
+    """The token of an ``Authorization: Bearer`` header (as Starlette decodes headers)."""
     if authorization is not None and authorization[:7].lower() == b"bearer ":
         token = authorization[7:].strip()
         if token:
-            return "token:" + hashlib.sha256(token).hexdigest()
+            return token.decode("latin-1")
+    return None
+
+
+def rate_key(scope: Scope, authorization: bytes | None) -> str:
+    """Whose bucket a request draws on: its bearer token's hash, else its client address."""
+    token = bearer(authorization)
+    if token is not None:
+        return "token:" + hashlib.sha256(token.encode("latin-1")).hexdigest()
     return "addr:" + _address(scope)
+
+
+#: Where the middleware leaves the identity it resolved, in the request's state (``request.state.identity``),
+#: so the route's own authentication does not look the token up a second time.
+IDENTITY_KEY = "identity"
+#: Resolves an API token to its identity (cached), raising Unauthorized for one the network rejects.
+Authenticate = Callable[[str], Identity]
+#: Whether a token is some site's agent token.
+SiteTokenValid = Callable[[str], bool]
+
+
+@dataclass(frozen=True)
+class _Refusal:
+    status: int
+    title: str
+    detail: str
+    retry_after: float | None = None
+
+    def messages(self) -> list[Message]:
+        headers: dict[str, str] = {}
+        if self.retry_after is not None:
+            headers["Retry-After"] = str(max(1, math.ceil(self.retry_after)))
+        if self.status == 401:
+            headers["WWW-Authenticate"] = 'Bearer realm="suanli"'
+        return problem_response(self.status, self.title, self.detail, headers)
+
+
+def _too_many(detail: str, wait: float) -> _Refusal:
+    return _Refusal(429, "Too many requests", f"{detail}; retry after {max(1, math.ceil(wait))} s", wait)
 
 
 class _BodyTooLarge(Exception):
@@ -128,10 +180,23 @@ class _BodyTooLarge(Exception):
 
 
 class LimitsMiddleware:
-    def __init__(self, app: ASGIApp, settings: Settings, limiter: RateLimiter | None = None) -> None:
+    """``authenticate`` and ``site_token_valid`` come from the server (``install_limits``); a bare
+    app without them cannot tell a valid token from a made-up one, and then refuses every token
+    from an address out of failed sign-ins."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        settings: Settings,
+        limiter: RateLimiter | None = None,
+        authenticate: Authenticate | None = None,
+        site_token_valid: SiteTokenValid | None = None,
+    ) -> None:
         self.app = app
         self.settings = settings
         self.limiter = limiter if limiter is not None else RateLimiter()
+        self.authenticate = authenticate
+        self.site_token_valid = site_token_valid
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -164,37 +229,14 @@ class LimitsMiddleware:
             return
 
         settings = self.settings
-        rate = settings.rate_limit_per_s
-        if rate > 0 and path not in UNLIMITED_PATHS and not path.startswith(UNLIMITED_PREFIXES):
-            key = rate_key(scope, authorization)
-            # Made-up tokens would each get a fresh bucket: failed sign-ins draw on their
-            # address's own bucket, and an address out of it is refused before any lookup.
-            failures = "authfail:" + _address(scope)
-            wait = self.limiter.waiting(failures, rate, settings.rate_limit_burst)
-            if wait > 0:
-                retry = max(1, math.ceil(wait))
-                await self._refuse(
-                    send,
-                    429,
-                    "Too many requests",
-                    f"too many requests with invalid API tokens from this address; retry after {retry} s",
-                    {"Retry-After": str(retry)},
-                )
+        token = bearer(authorization)
+        if path not in UNLIMITED_PATHS:
+            refusal = self._rate_limit(scope, path, token)
+            if refusal is not None:
+                for message in refusal.messages():
+                    await send(message)
                 return
-            send = self._charging_failures(send, failures, rate, settings.rate_limit_burst)
-            wait = self.limiter.take(key, rate, settings.rate_limit_burst)
-            if wait > 0:
-                retry = max(1, math.ceil(wait))
-                who = "this API token" if key.startswith("token:") else "this client address"
-                await self._refuse(
-                    send,
-                    429,
-                    "Too many requests",
-                    f"{who} sent more than {rate:g} requests per second (bursts up to "
-                    f"{settings.rate_limit_burst}); retry after {retry} s",
-                    {"Retry-After": str(retry)},
-                )
-                return
+        send = self._watched(send, _address(scope) if authorization is not None or path == "/login" else None)
 
         if path in UPLOAD_PATHS:
             await self.app(scope, receive, send)
@@ -262,12 +304,92 @@ class LimitsMiddleware:
         if over and not started:
             await self._refuse(send, 413, "Request too large", _too_large(None, limit))
 
-    def _charging_failures(self, send: Send, key: str, rate: float, burst: int) -> Send:
-        """``send``, spending a token of ``key`` whenever the answer is 401."""
+    def _rate_limit(self, scope: Scope, path: str, token: str | None) -> _Refusal | None:
+        """Why this request is refused by a rate limit, or None (then it has paid its way)."""
+        settings = self.settings
+        address = _address(scope)
+        if path.startswith(AGENT_PREFIX):
+            rate, burst = settings.agent_rate_limit_per_s, settings.agent_rate_limit_burst
+            if rate <= 0:
+                return None
+            if token is not None:
+                check = self.site_token_valid
+                refusal = self._failed_sign_ins(address, check is None or not check(token))
+                if refusal is not None:
+                    return refusal
+            key = "site:" + hashlib.sha256(token.encode("latin-1")).hexdigest() if token else "agent-addr:" + address
+            wait = self.limiter.take(key, rate, burst)
+            if wait > 0:
+                who = "this site agent token" if token else "this client address"
+                return _too_many(
+                    f"{who} sent more than {rate:g} agent requests per second (bursts up to {burst})", wait
+                )
+            return None
+
+        rate, burst = settings.rate_limit_per_s, settings.rate_limit_burst
+        if rate <= 0:
+            return None
+        identity: Identity | None = None
+        if token is not None:
+            if self.authenticate is not None and path.startswith("/api/"):
+                try:
+                    identity = self.authenticate(token)
+                    scope.setdefault("state", {})[IDENTITY_KEY] = identity
+                except Unauthorized as exc:
+                    refusal = self._failed_sign_ins(address, True)
+                    if refusal is not None:
+                        return refusal
+                    self._charge_failure(address)
+                    return _Refusal(401, "Unauthorized", exc.detail)
+            else:
+                refusal = self._failed_sign_ins(address, self.authenticate is None)
+                if refusal is not None:
+                    return refusal
+        key = "token:" + hashlib.sha256(token.encode("latin-1")).hexdigest() if token else "addr:" + address
+        wait = self.limiter.take(key, rate, burst)
+        if wait > 0:
+            who = "this API token" if token else "this client address"
+            return _too_many(f"{who} sent more than {rate:g} requests per second (bursts up to {burst})", wait)
+        if identity is not None:
+            rate, burst = settings.user_rate_limit_per_s, settings.user_rate_limit_burst
+            wait = self.limiter.take("user:" + identity.name, rate, burst) if rate > 0 else 0.0
+            if wait > 0:
+                return _too_many(
+                    f"user '{identity.name}' sent more than {rate:g} requests per second with all its tokens "
+                    f"together (bursts up to {burst})",
+                    wait,
+                )
+        return None
+
+    def _failed_sign_ins(self, address: str, failing: bool) -> _Refusal | None:
+        """429 for a ``failing`` sign-in from an address out of its failed-sign-in budget."""
+        settings = self.settings
+        if not failing or settings.rate_limit_per_s <= 0 or settings.auth_failure_rate_per_s <= 0:
+            return None
+        wait = self.limiter.waiting(
+            "authfail:" + address, settings.auth_failure_rate_per_s, settings.auth_failure_burst
+        )
+        if wait <= 0:
+            return None
+        return _too_many("too many requests with invalid API tokens from this address", wait)
+
+    def _charge_failure(self, address: str) -> None:
+        settings = self.settings
+        if settings.auth_failure_rate_per_s > 0:
+            self.limiter.take("authfail:" + address, settings.auth_failure_rate_per_s, settings.auth_failure_burst)
+
+    def _watched(self, send: Send, failures_of: str | None) -> Send:
+        """``send``, adding ``Connection: close`` to a 5xx answer and, for a request that tried to
+        sign in (``failures_of``: its address), charging a failed sign-in for a 401."""
 
         async def watched(message: Message) -> None:
-            if message["type"] == "http.response.start" and message["status"] == 401:
-                self.limiter.take(key, rate, burst)
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                if status == 401 and failures_of is not None:
+                    self._charge_failure(failures_of)
+                elif status >= 500:
+                    headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != b"connection"]
+                    message = {**message, "headers": [*headers, (b"connection", b"close")]}
             await send(message)
 
         return watched
@@ -284,6 +406,13 @@ def _too_large(size: int | None, limit: int) -> str:
     return f"the request body is {_mib(size)}, over the {_mib(limit)} limit"
 
 
-def install_limits(app: Starlette, settings: Settings) -> None:
+def install_limits(
+    app: Starlette,
+    settings: Settings,
+    authenticate: Authenticate | None = None,
+    site_token_valid: SiteTokenValid | None = None,
+) -> None:
     """Add :class:`LimitsMiddleware` to a Starlette/FastAPI ``app`` (before it first serves)."""
-    app.add_middleware(LimitsMiddleware, settings=settings)
+    app.add_middleware(
+        LimitsMiddleware, settings=settings, authenticate=authenticate, site_token_valid=site_token_valid
+    )

@@ -46,10 +46,31 @@ class Settings:
     #: Largest request body outside the workdir upload, bytes (413 beyond it).
     max_body_bytes: int = 4 * 2**20
     #: Requests per second each API token (or, without one, each client address) may sustain;
-    #: 0 turns rate limiting off. The agent protocol, /healthz and /metrics are not limited.
+    #: 0 turns the API's rate limits off (tokens, users, addresses, failed sign-ins). /healthz
+    #: and /metrics are never limited; the agent protocol has its own limit below.
     rate_limit_per_s: float = field(default_factory=lambda: float(os.environ.get("SUANLI_RATE_LIMIT", "100")))
     #: Requests a token may send at once above the sustained rate (the bucket's size).
     rate_limit_burst: int = field(default_factory=lambda: int(os.environ.get("SUANLI_RATE_BURST", "1000")))
+    #: Requests per second one user may sustain with all its tokens together (members mint
+    #: tokens freely, so a token's own bucket alone would not bound them), and its burst.
+    user_rate_limit_per_s: float = field(default_factory=lambda: float(os.environ.get("SUANLI_USER_RATE_LIMIT", "200")))
+    user_rate_limit_burst: int = field(default_factory=lambda: int(os.environ.get("SUANLI_USER_RATE_BURST", "2000")))
+    #: Failed sign-ins (a token the network rejects) per second one client address may sustain,
+    #: and its burst. Only failing requests draw on it and only they are refused beyond it: a
+    #: valid token from the same address is served.
+    auth_failure_rate_per_s: float = field(
+        default_factory=lambda: float(os.environ.get("SUANLI_AUTH_FAILURE_RATE", "1"))
+    )
+    auth_failure_burst: int = field(default_factory=lambda: int(os.environ.get("SUANLI_AUTH_FAILURE_BURST", "60")))
+    #: Requests per second each site agent token may sustain on /api/v1/agents/ (0: off), and
+    #: its burst. An agent heartbeats every few seconds, so this bounds only a runaway one.
+    agent_rate_limit_per_s: float = field(
+        default_factory=lambda: float(os.environ.get("SUANLI_AGENT_RATE_LIMIT", "200"))
+    )
+    agent_rate_limit_burst: int = field(default_factory=lambda: int(os.environ.get("SUANLI_AGENT_RATE_BURST", "2000")))
+    #: Log streams (``logs?follow=true`` and the dashboard's live view) one tenant may hold open
+    #: at once; one more gets 429 with Retry-After. A user without a tenant counts on its own.
+    max_follows_per_tenant: int = field(default_factory=lambda: int(os.environ.get("SUANLI_MAX_FOLLOWS", "16")))
     #: Grace between SIGTERM and SIGKILL when a job is cancelled.
     cancel_grace_s: float = 10.0
     #: Waive usage of attempts the platform lost or preempted (node fault, lost site, preemption).

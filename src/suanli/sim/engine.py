@@ -77,7 +77,14 @@ class Simulation:
                 )
                 for n in decl.node_decls()
             ]
-            state = SiteState(decl.name, decl.region, nodes, latency_ms=dict(decl.latency_ms), tariff=decl.tariff)
+            state = SiteState(
+                decl.name,
+                decl.region,
+                nodes,
+                latency_ms=dict(decl.latency_ms),
+                tariff=decl.tariff,
+                containers=decl.runs_containers,
+            )
             types = {n.gpu_type for n in nodes}
             self.sites[decl.name] = _Site(state, {t: PriceCurve.of(decl.tariff, t, self.epoch) for t in types})
             for n in nodes:

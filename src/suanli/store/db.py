@@ -11,8 +11,10 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+from suanli.filemodes import private_file
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -27,6 +29,8 @@ class Database:
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        if self.is_sqlite:
+            _private_sqlite_files(url)
         kwargs: dict[str, Any] = {"echo": echo, "future": True}
         if self.is_sqlite:
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
@@ -83,6 +87,19 @@ class Database:
     def dispose(self) -> None:
         self.engine.dispose()
         self.read_engine.dispose()
+
+
+def _private_sqlite_files(url: str) -> None:
+    """The database file is created 0600 before SQLite opens it (SQLite gives its -wal and -shm
+    files the database's mode); an existing one others may read is narrowed, with a warning."""
+    path = make_url(url).database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    db = Path(path)
+    private_file(db)
+    for sibling in (db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        if sibling.exists():
+            private_file(sibling)
 
 
 def _begin_with(statement: str) -> Any:

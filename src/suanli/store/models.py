@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -61,6 +62,18 @@ class Site(Base):
     agent_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     last_heartbeat_at: Mapped[datetime | None] = mapped_column(nullable=True)
     created_at: Mapped[datetime]
+    #: The network file lets the site run jobs that name an ``image:`` (``containers:``; by
+    #: default local sites do, Slurm and Ray sites only when declared).
+    containers: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    #: What its agent last said it can do (podman and runc found); None: not said.
+    containers_reported: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    #: How its agent said it isolates jobs (``bwrap``, ``none``, an engine's name); None: not said.
+    sandbox: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+    @property
+    def runs_containers(self) -> bool:
+        """Declared, and not denied by its agent."""
+        return bool(self.containers) and self.containers_reported is not False
 
 
 class Tenant(Base):
@@ -161,6 +174,24 @@ class Job(Base):
     submitted_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class IdempotencyKey(Base):
+    """A submission's ``Idempotency-Key``: a retry with the same key gets the first job back.
+
+    The primary key is the unique constraint that makes concurrent duplicates one job. Rows
+    older than the retention (24 h, docs in README's API section) are swept hourly."""
+
+    __tablename__ = "idempotency_keys"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    #: Who sent it: another user of the tenant reusing the key is refused, not answered.
+    user: Mapped[str] = mapped_column(String(64))
+    #: SHA-256 of the request body in canonical form: the same key with another body is refused.
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    job_id: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class Attempt(Base):

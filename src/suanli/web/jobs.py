@@ -7,7 +7,6 @@ counts the matches, so it costs the same with ten or a hundred thousand jobs.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,12 +16,13 @@ from sqlalchemy.orm import Session
 from suanli.core.api import JobOut, SiteExplainOut
 from suanli.core.states import JobState
 from suanli.server.control import ControlPlane
+from suanli.server.follow import LogFormatter, is_multi_node
 from suanli.server.services import jobs as job_service
 from suanli.server.services import metering
 from suanli.server.services.access import tenant_filter
 from suanli.server.services.errors import NotFound
 from suanli.server.services.explain import explain_job
-from suanli.store.models import Attempt, Job, LogChunkRow, Site, Tenant
+from suanli.store.models import Job, Site, Tenant
 from suanli.web.auth import Identity
 
 PAGE_SIZE = 50
@@ -151,61 +151,3 @@ def job_detail(control: ControlPlane, identity: Identity, job_id: str) -> JobDet
         truncated,
         multi,
     )
-
-
-def is_multi_node(job: Job) -> bool:
-    return int(job.spec.get("resources", {}).get("num_nodes", 1) or 1) > 1
-
-
-class LogFormatter:
-    """Turns stored chunks into the text the CLI prints: a line between attempts, and each line
-    of a multi-node job prefixed with its node rank."""
-
-    def __init__(self, multi: bool, attempts: dict[int, Attempt], attempt_id: int | None = None) -> None:
-        self.multi = multi
-        self.attempts = attempts
-        self.attempt_id = attempt_id
-        self.partial: dict[int, str] = {}
-
-    def feed(self, chunks: Sequence[LogChunkRow], final: bool = False) -> Iterator[str]:
-        for chunk in chunks:
-            if chunk.attempt_id != self.attempt_id:
-                if self.attempt_id is not None and chunk.attempt_id in self.attempts:
-                    a = self.attempts[chunk.attempt_id]
-                    yield f"--- attempt {a.number} at {a.site} ---\n"
-                self.attempt_id = chunk.attempt_id
-            if not self.multi:
-                yield chunk.data
-                continue
-            lines = (self.partial.pop(chunk.rank, "") + chunk.data).split("\n")
-            self.partial[chunk.rank] = lines.pop()
-            yield "".join(f"[rank {chunk.rank}] {line}\n" for line in lines)
-        if final and self.multi:
-            yield "".join(f"[rank {rank}] {rest}\n" for rank, rest in sorted(self.partial.items()) if rest)
-            self.partial.clear()
-
-
-def follow_logs(control: ControlPlane, identity: Identity, job_id: str, after: int) -> Iterator[str]:
-    """New output of a job after chunk ``after``, until the job ends (the page's live view)."""
-    formatter: LogFormatter | None = None
-    while True:
-        seen = control.signals.version("logs")
-        with control.db.read() as session:
-            job = visible_job(session, identity, job_id)
-            done = JobState(job.state).is_terminal()
-            chunks = job_service.log_chunks_after(session, job, after)
-            attempts = {a.id: a for a in job_service.attempts_of(session, [job])[job.seq]}
-            if formatter is None:
-                previous = session.scalar(select(LogChunkRow.attempt_id).where(LogChunkRow.id == after))
-                formatter = LogFormatter(is_multi_node(job), attempts, previous)
-            formatter.attempts = attempts
-        if chunks:
-            after = chunks[-1].id
-            text = "".join(formatter.feed(chunks))
-            if text:
-                yield text
-            continue
-        if done or control.stopping:
-            yield "".join(formatter.feed([], final=True))
-            return
-        control.signals.wait("logs", seen, 1.0)

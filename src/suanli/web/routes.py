@@ -7,13 +7,14 @@ in the menu). Every page needs a signed-in identity; forms post back the identit
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Annotated, Any, ParamSpec
 from urllib.parse import quote, urlencode
 
 import yaml
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from suanli.core import metering as pricing
 from suanli.core.errors import SpecError
@@ -21,6 +22,7 @@ from suanli.core.spec import parse_job_spec
 from suanli.core.states import JobState
 from suanli.server.control import ControlPlane
 from suanli.server.deps import Control
+from suanli.server.follow import FollowResponse, follow_logs, follow_slot
 from suanli.server.services import invoices, metering
 from suanli.server.services import jobs as job_service
 from suanli.server.services import sites as site_service
@@ -256,14 +258,18 @@ def job_page(request: Request, control: Control, identity: User, job_id: str) ->
 
 
 @router.get("/jobs/{job_id}/logs/stream")
-def job_logs(control: Control, identity: User, job_id: str, after: int = 0) -> StreamingResponse:
-    """The job's output after chunk ``after``, kept open until the job ends (the live view)."""
-    with control.db.read() as session:
-        job_views.visible_job(session, identity, job_id)
-    stream: Iterator[str] = job_views.follow_logs(control, identity, job_id, after)
-    return StreamingResponse(
-        stream, media_type="text/plain; charset=utf-8", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
-    )
+async def job_logs(control: Control, identity: User, job_id: str, after: int = 0) -> StreamingResponse:
+    """The job's output after chunk ``after``, kept open until the job ends (the live view).
+    It counts against the tenant's open streams, as the API's ``logs?follow=true`` does."""
+
+    def visible() -> None:
+        with control.db.read() as session:
+            job_views.visible_job(session, identity, job_id)
+
+    await run_in_threadpool(visible)
+    slot = follow_slot(control, identity)
+    stream = follow_logs(control, identity, job_id, after)
+    return FollowResponse(stream, slot, headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
 @router.post("/jobs/{job_id}/cancel", response_class=HTMLResponse)
@@ -366,8 +372,8 @@ def usage_page(
     by = by if by in ("site", "job", "gpu-type", "tenant") else "site"
     try:
         start, end = pricing.month_bounds(month)
-    except ValueError:
-        detail = f"month must look like 2026-03, not '{month}'"
+    except ValueError as exc:
+        detail = str(exc)
         return render(request, "error.html", identity, 422, title="Invalid request", detail=detail)
     with control.db.read() as session:
         rows = metering.usage_for(session, identity, tenant=tenant or None, start=start, end=end)

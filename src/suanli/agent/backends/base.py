@@ -4,8 +4,9 @@ The agent owns the conversation with the server; a backend owns the work (local 
 Slurm jobs, Ray jobs, pods). The interface is small on purpose, so that a new engine is one file
 and one contract test runs against every backend (``tests/contract/``).
 
-Optional capabilities are mixins (``MultiNode``, ``GpuAccounting``, ``KeptCheckpoints``), found with ``issubclass`` on
-the backend's class, never by trying a method and catching the error.
+Optional capabilities are mixins (``MultiNode``, ``GpuAccounting``, ``KeptCheckpoints``,
+``RunsContainers``), found with ``issubclass`` on the backend's class, never by trying a method
+and catching the error.
 
 The contract every backend keeps:
 
@@ -39,6 +40,12 @@ class Backend(ABC):
 
     #: Sent to the server at registration (``local``, ``slurm``, ``fake`` …).
     name: ClassVar[str]
+
+    @property
+    def sandbox(self) -> str:
+        """How this backend isolates jobs, as ``suanli sites`` shows it: by default the engine's
+        own isolation, named by the engine (the local backend says ``bwrap`` or ``none``)."""
+        return self.name
 
     @abstractmethod
     def inventory(self) -> list[NodeReport]:
@@ -95,6 +102,21 @@ class MultiNode(ABC):  # noqa: B024 - a marker: having it is the capability
 
     Backends without it run an attempt on one machine; an assignment of several nodes ends
     FAILED with a message saying so."""
+
+
+class RunsContainers(ABC):
+    """The backend runs attempts whose assignment names an ``image`` in that image (the local
+    backend with podman, Slurm with ``--container``, Ray with ``runtime_env.image_uri``). The
+    agent tells the server at registration whether it can now (``containers_available``); a
+    backend without this capability says no, and the scheduler sends it no such jobs."""
+
+    #: The site's name, for messages users read ("image … not found at site …"); the agent sets it.
+    site_name: str = ""
+
+    @abstractmethod
+    def containers_available(self) -> bool | None:
+        """Whether jobs with an ``image`` can run here now; None: the site's declaration decides
+        (the engine's own OCI support, which the agent cannot check from outside)."""
 
 
 class KeptCheckpoints(ABC):

@@ -7,12 +7,15 @@ An operator writes it once per site (``suanli agent --backend slurm --config age
     local:
       run_as: {bj-ai: suanli-bjai} # tenant -> OS user its jobs run as (the agent must run as root)
       run_as_default: nobody       # optional: the user for every other tenant
+      sandbox: bwrap               # bwrap (default) | none: run jobs unsandboxed (warned at start)
+      sandbox_user: nobody         # root agent: who sandboxed jobs run as when run_as names none
     slurm:
       partition: gpu               # where suanli's jobs go
       account: suanli              # optional
       gpu_type: H100               # the type of nodes whose gres has none (Gres=gpu:8)
       cpus_per_task: 16            # optional, asked for every job
       mem_per_node_gib: 256        # optional; else Slurm's DefMemPerCPU
+      oci_bundles: /shared/oci     # optional: OCI bundles for `image:` jobs (srun --container)
       rest_url: http://127.0.0.1:6820   # optional: slurmrestd instead of the CLI
       rest_user: suanli
       rest_token_file: /etc/suanli/slurm.jwt   # from `scontrol token username=suanli lifespan=...`
@@ -20,6 +23,7 @@ An operator writes it once per site (``suanli agent --backend slurm --config age
       address: http://127.0.0.1:8265   # the head node's dashboard
       gpu_resource: GPU
       gpu_type: A800
+      containers: true             # optional: podman on every node, for `image:` jobs (image_uri)
 """
 
 from __future__ import annotations
@@ -49,6 +53,11 @@ class LocalConfig(StrictModel):
     run_as: dict[str, str] = Field(default_factory=dict)
     #: The OS user of every tenant ``run_as`` does not name (None: the agent's own user).
     run_as_default: str | None = None
+    #: ``bwrap``: every rank runs in a bubblewrap sandbox (the default; see agent/backends/sandbox.py);
+    #: ``none``: unsandboxed, with a warning at start (the network file's ``sandbox: none``).
+    sandbox: Literal["bwrap", "none"] = "bwrap"
+    #: The OS user sandboxed jobs run as when the agent is root and ``run_as`` names none.
+    sandbox_user: str = "nobody"
 
 
 class SlurmConfig(StrictModel):
@@ -59,6 +68,9 @@ class SlurmConfig(StrictModel):
     mem_per_node_gib: float | None = Field(default=None, gt=0)
     pin_nodes: bool = True
     extra_args: list[str] = Field(default_factory=list)
+    #: A folder every node mounts with one OCI bundle per image, for ``srun --container``
+    #: (Slurm 22.05+ with oci.conf); unset: jobs that name an ``image:`` are not run here.
+    oci_bundles: Path | None = None
     rest_url: str | None = None
     rest_user: str | None = None
     rest_token: str | None = None
@@ -70,6 +82,8 @@ class RayConfig(StrictModel):
     gpu_resource: str = "GPU"
     gpu_type: str | None = None
     cpus_per_job: float | None = Field(default=None, gt=0)
+    #: Every node has podman: jobs' ``image:`` goes to Ray as ``runtime_env.image_uri``.
+    containers: bool = False
 
 
 class AgentConfig(StrictModel):
@@ -96,7 +110,12 @@ def make_backend(
     config = config or AgentConfig()
     if name == "local":
         return LocalBackend(
-            work_dir, nodes=nodes or None, run_as=config.local.run_as, run_as_default=config.local.run_as_default
+            work_dir,
+            nodes=nodes or None,
+            run_as=config.local.run_as,
+            run_as_default=config.local.run_as_default,
+            sandbox=config.local.sandbox,
+            sandbox_user=config.local.sandbox_user,
         )
     if name == "slurm":
         s = config.slurm
@@ -110,11 +129,17 @@ def make_backend(
             mem_per_node_gib=s.mem_per_node_gib,
             pin_nodes=s.pin_nodes,
             extra_args=s.extra_args,
+            oci_bundles=s.oci_bundles,
         )
     if name == "ray":
         r = config.ray
         return RayBackend(
-            work_dir, r.address, gpu_resource=r.gpu_resource, gpu_type=r.gpu_type, cpus_per_job=r.cpus_per_job
+            work_dir,
+            r.address,
+            gpu_resource=r.gpu_resource,
+            gpu_type=r.gpu_type,
+            cpus_per_job=r.cpus_per_job,
+            containers=r.containers,
         )
     raise SuanliError(f"there is no backend '{name}'; choose one of: {', '.join(BACKENDS)}")
 

@@ -13,6 +13,12 @@ A backend brings its engine's part: :meth:`EngineBackend._ask_engine` (what the 
 the live jobs, as attempt states), :meth:`EngineBackend._stop` (stop one job) and
 :meth:`EngineBackend._ended` (what else the end of an attempt writes). Staging an attempt's
 folder, its environment and its logs is :mod:`suanli.agent.backends.staging`.
+
+Orphans: an engine's jobs outlive the agent, and an engine backend adopts none after a restart.
+Every job suanli submits is named ``suanli-…`` (:data:`JOB_PREFIX`) and carries its site's
+marker (Slurm's ``--comment=suanli-site=<site>``, Ray's ``metadata.suanli_site``), so
+:meth:`EngineBackend.sweep_orphans` can cancel, at an agent's start, the live jobs of its own
+site that it does not hold, and never touch another site's or anyone else's jobs.
 """
 
 from __future__ import annotations
@@ -34,6 +40,25 @@ from suanli.core.states import AttemptState
 
 #: The exit code a cancelled attempt reports: the engine ended it with SIGTERM.
 CANCELLED_EXIT_CODE = -15
+#: The start of the name of every engine job suanli submits.
+JOB_PREFIX = "suanli-"
+
+
+def site_marker(site: str) -> str:
+    """What a Slurm job's ``--comment`` says to name the suanli site whose agent submitted it."""
+    return f"suanli-site={site}"
+
+
+@dataclass(frozen=True)
+class EngineJob:
+    """A job as the engine lists it, for the sweep of orphans."""
+
+    engine_id: int | str
+    name: str
+    #: The suanli site its marker names (None: it carries no suanli marker).
+    site: str | None
+    #: Still pending or running on the engine.
+    live: bool
 
 
 @dataclass
@@ -116,7 +141,41 @@ class EngineBackend(Backend, Generic[A]):
             self._stop(a)
             self._seen_at = -1e9
 
+    def sweep_orphans(self, site: str) -> list[int | str]:
+        """Cancel the engine's live jobs that an agent of ``site`` submitted (named
+        :data:`JOB_PREFIX`… and carrying ``site``'s marker) and that this backend does not hold.
+
+        Called when an agent starts: an engine backend adopts nothing, so such a job belongs to
+        a previous agent process whose attempt no one reports any more; the server declares it
+        LOST at its lease and runs it again, and the job must not run beside its replacement nor
+        finish unreported. Jobs of other sites, other users' jobs and the attempts held here are
+        left alone. Returns the engine ids cancelled; raises when the engine cannot be asked."""
+        with self._lock:  # start() submits under this lock: a job it submits is held before it is listed
+            held = {a.engine_id for a in self._attempts.values() if a.engine_id is not None}
+            swept: list[int | str] = []
+            for job in self._list_jobs():
+                if not job.live or job.site != site or not job.name.startswith(JOB_PREFIX) or job.engine_id in held:
+                    continue
+                self._log.warning(
+                    "cancelling %s job %s (%s): left by a previous agent of site %s, whose attempt no agent holds now",
+                    self.engine,
+                    job.engine_id,
+                    job.name,
+                    site,
+                )
+                self._cancel_job(job.engine_id)
+                swept.append(job.engine_id)
+            return swept
+
     # -- the engine's part ----------------------------------------------------------------
+    @abstractmethod
+    def _list_jobs(self) -> list[EngineJob]:
+        """The jobs the engine knows, with the suanli site each one's marker names."""
+
+    @abstractmethod
+    def _cancel_job(self, engine_id: int | str) -> None:
+        """Have the engine stop one job by its id (one this backend may not hold)."""
+
     @abstractmethod
     def _ask_engine(self, live: list[A], now: float) -> None:
         """Ask the engine about the jobs of ``live`` (attempts submitted and not ended) and apply

@@ -17,15 +17,23 @@ Files, under ``work_dir``::
     attempts/<attempt_id>/rank-<r>.<phase>.exit   exit status of that phase (by its supervisor)
     attempts/<attempt_id>/workdir/       the job's workdir, unpacked from its archive
     checkpoints/<job_id>/                SUANLI_CHECKPOINT_DIR, kept across attempts of the job
-    agent.alive                          touched while the agent runs; holds the orphan timeout
+    agent.alive                          touched while the agent runs; holds the orphan timeout,
+                                         the agent process and its last lease renewal
 
 ``time_limit_s`` counts from ``start`` (setup included, as Slurm counts a job's whole life). A
 job with ``keep_checkpoint`` false gets a fresh ``checkpoint`` folder inside its attempt folder.
 
-Secrets: the assignment's ``secrets`` join the job's environment, and their values are masked
-(``***``) in the output read back (``logstream.Utf8Stream``). ``attempt.json`` keeps them, so it
-is written with mode 0600 (``local_records``) and goes with the attempt's folder when the
-attempt is forgotten. Run as (``run_as``: tenant → OS user, ``run_as_default``): with the agent
+Sandbox (``sandbox="bwrap"``, the default): every rank runs under bubblewrap with only its own
+folders, its datasets and a read-only system in view (``sandbox``); with the agent as root it
+runs as its tenant's ``run_as`` user, else ``sandbox_user`` (nobody). ``sandbox="none"`` runs
+ranks as plain processes, with a warning at start. Memory and CPUs of the rank's reservation
+are enforced by cgroup where one can be made (``local_limits``).
+
+Secrets: the assignment's ``secrets`` join the job's environment only. Each rank's supervisor
+gets their values over a pipe and masks them (``***``) before the output reaches the rank's
+log, so no log on disk holds them; ``attempt.json`` records only their names (a restarted agent
+that adopts an attempt still in setup cannot start its run without them: that attempt is LOST
+and retried). Run as (``run_as``: tenant → OS user, ``run_as_default``): with the agent
 running as root, a tenant's ranks run as that user; see ``local_runas``.
 
 Exit codes follow ``Popen.returncode``: the shell's exit status, or ``-signum`` when the shell
@@ -40,6 +48,7 @@ and re-adoption from it; ``local_runas`` the OS users jobs run as.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -49,11 +58,14 @@ import signal
 import tarfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from suanli.agent.backends.base import Backend, KeptCheckpoints
+from suanli.agent.backends.base import Backend, KeptCheckpoints, RunsContainers
+from suanli.agent.backends.container import LocalContainers
 from suanli.agent.backends.gpus import this_machine
+from suanli.agent.backends.local_limits import Cgroups
 from suanli.agent.backends.local_proc import (
     _exit_file,
     _free_port,
@@ -66,8 +78,11 @@ from suanli.agent.backends.local_proc import (
 from suanli.agent.backends.local_records import _restore, _save
 from suanli.agent.backends.local_runas import RunAs, _resolve_run_as
 from suanli.agent.backends.local_state import _Attempt, _failure_message, _fresh_attempt, _Rank, _Stop
+from suanli.agent.backends.sandbox import SandboxPlan, bwrap_argv, find_bwrap, host_layout, python_roots
 from suanli.agent.backends.staging import kept_checkpoint_dir
-from suanli.agent.recovery import Recoverable
+from suanli.agent.inputs import dataset_env
+from suanli.agent.recovery import Recoverable, liveness_text, read_renewed
+from suanli.core.errors import SuanliError
 from suanli.core.network import NodeDecl
 from suanli.core.protocol import AttemptAssignment, AttemptReport, LogChunk, NodeReport
 from suanli.core.resources import format_duration
@@ -80,7 +95,7 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _TOUCH_S = 1.0
 
 
-class LocalBackend(Backend, Recoverable, KeptCheckpoints):
+class LocalBackend(Backend, Recoverable, KeptCheckpoints, RunsContainers):
     """Runs attempts as local process groups; nodes are declared virtual ones or this machine.
 
     ``nodes``: declared virtual nodes (e.g. a demo site with one node of 16 × H100 on a laptop;
@@ -93,6 +108,9 @@ class LocalBackend(Backend, Recoverable, KeptCheckpoints):
     The agent sets it from the server's lease (``recovery.orphan_timeout``).
     ``run_as``: tenant → OS user (name or uid) its jobs run as, ``run_as_default`` for the other
     tenants (None: they run as the agent's user); both need the agent to run as root.
+    ``sandbox``: ``bwrap`` (every rank in a bubblewrap sandbox; SuanliError at start when bwrap
+    is missing) or ``none``. ``sandbox_user``: whom sandboxed ranks run as when the agent is
+    root and ``run_as`` names no user for the tenant.
     """
 
     name = "local"
@@ -108,6 +126,8 @@ class LocalBackend(Backend, Recoverable, KeptCheckpoints):
         orphan_timeout_s: float | None = 30.0,
         run_as: Mapping[str, str] | None = None,
         run_as_default: str | None = None,
+        sandbox: str = "bwrap",
+        sandbox_user: str = "nobody",
     ) -> None:
         self.work_dir = Path(work_dir)
         self._nodes = list(nodes or [])
@@ -118,15 +138,55 @@ class LocalBackend(Backend, Recoverable, KeptCheckpoints):
         self._attempts: dict[int, _Attempt] = {}
         self._lock = threading.RLock()
         self._bash = shutil.which("bash") or "/bin/bash"
+        #: podman, for attempts that name an ``image`` (``container``): they run there, not in bwrap.
+        self._containers = LocalContainers()
         (self.work_dir / "attempts").mkdir(parents=True, exist_ok=True)
         self._run_as, self._run_as_default = _resolve_run_as(self.work_dir, run_as or {}, run_as_default)
+        self._bwrap: str | None = None
+        self._sandbox_user: RunAs | None = None
+        if sandbox == "bwrap":
+            self._bwrap = find_bwrap()
+            self._host = host_layout()
+            self._python = python_roots()
+            if os.geteuid() == 0:
+                try:
+                    self._sandbox_user = RunAs.lookup(sandbox_user)
+                except (KeyError, ValueError):
+                    raise SuanliError(
+                        f"local.sandbox_user: there is no OS user '{sandbox_user}' on this machine; name one "
+                        "(e.g. nobody) for sandboxed jobs to run as"
+                    ) from None
+        elif sandbox == "none":
+            log.warning(
+                "sandbox: none — jobs at %s run unsandboxed and can read everything the agent's user can "
+                "(its work dir, other jobs' folders); only do this on a machine the jobs' owners own",
+                self.work_dir,
+            )
+        else:
+            raise SuanliError(f"local.sandbox must be bwrap or none, not {sandbox!r}")
+        tag = hashlib.sha256(str(self.work_dir.resolve()).encode()).hexdigest()[:12]
+        self._cgroups = Cgroups.probe(f"suanli-{tag}")
+        log.info(
+            "local backend at %s: %s; %s",
+            self.work_dir,
+            "every job in a bubblewrap sandbox" if self._bwrap else "no sandbox",
+            self._cgroups.describe(),
+        )
         self._alive = self.work_dir / "agent.alive"
         self._orphan_timeout_s = orphan_timeout_s
         self._touched_at: float | None = None
+        # The liveness file names this process; a previous one's last lease renewal carries over.
+        self._agent_tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._renewed = read_renewed(self._alive)
         self._chunk_ends: dict[tuple[int, int, int], int] = {}
         self.keepalive()
 
     # -- Backend --------------------------------------------------------------------------
+    @property
+    def sandbox(self) -> str:
+        """``bwrap`` (every rank in a bubblewrap sandbox) or ``none`` (the site declared it)."""
+        return "bwrap" if self._bwrap else "none"
+
     def inventory(self) -> list[NodeReport]:
         if self._nodes:
             return [
@@ -144,7 +204,7 @@ class LocalBackend(Backend, Recoverable, KeptCheckpoints):
                 return
             a = self._prepare(assignment)
             self._attempts[assignment.attempt_id] = a
-            problem = self._populate(a, workdir_archive)
+            problem = self._populate(a, workdir_archive) or self._containers.problem(assignment, self.site_name)
             if problem:
                 log.warning(
                     "attempt %s of job %s failed before starting: %s", assignment.attempt_id, assignment.job_id, problem
@@ -157,6 +217,7 @@ class LocalBackend(Backend, Recoverable, KeptCheckpoints):
 
     def poll(self) -> list[AttemptReport]:
         self.keepalive()
+        self._containers.reap()
         with self._lock:
             now = self._clock()
             for a in self._attempts.values():
@@ -226,7 +287,15 @@ class LocalBackend(Backend, Recoverable, KeptCheckpoints):
                         log.error("process %s of attempt %s survived SIGKILL", r.pid, attempt_id)
             for key in [k for k in self._chunk_ends if k[0] == attempt_id]:
                 del self._chunk_ends[key]
+            for r in a.ranks:
+                self._cgroups.remove(f"{attempt_id}-{r.rank}")
+            self._containers.remove(a)  # a SIGKILLed `podman run` leaves its container behind
             shutil.rmtree(a.dir, ignore_errors=True)
+
+    # -- RunsContainers --------------------------------------------------------------------
+    def containers_available(self) -> bool:
+        """podman and runc are installed: attempts that name an ``image`` run in it."""
+        return self._containers.available()
 
     # -- KeptCheckpoints -------------------------------------------------------------------
     def checkpoint_dir(self, assignment: AttemptAssignment) -> Path | None:
@@ -238,16 +307,19 @@ class LocalBackend(Backend, Recoverable, KeptCheckpoints):
 
     # -- Recoverable ----------------------------------------------------------------------
     def keepalive(self) -> None:
-        """Touch ``agent.alive`` (at most once a second), writing the orphan timeout into it."""
+        """Touch ``agent.alive`` (at most once a second, four times an orphan timeout), writing
+        the orphan timeout, this process and the last lease renewal into it (``recovery``)."""
         now = time.monotonic()
         with self._lock:
-            if self._touched_at is not None and now - self._touched_at < _TOUCH_S:
+            timeout = self._orphan_timeout_s
+            every = min(_TOUCH_S, timeout / 4) if timeout else _TOUCH_S
+            if self._touched_at is not None and now - self._touched_at < every:
                 return
             self._touched_at = now
-            timeout = self._orphan_timeout_s
+            text = liveness_text(timeout, self._agent_tag, os.getpid(), self._renewed)
         tmp = self._alive.with_name(f".agent.alive.{os.getpid()}")
         try:
-            tmp.write_text(f"{timeout or 0:g}\n", encoding="utf-8")
+            tmp.write_text(text, encoding="utf-8")
             os.replace(tmp, self._alive)
         except OSError as exc:
             log.warning("cannot touch %s: %s", self._alive, exc)
@@ -259,6 +331,21 @@ class LocalBackend(Backend, Recoverable, KeptCheckpoints):
             if changed:
                 self._touched_at = None
         self.keepalive()
+
+    def lease_renewed(self, at: float) -> None:
+        with self._lock:
+            if self._renewed is not None and at <= self._renewed:
+                return
+            if self._renewed is None or at - self._renewed > 0.5:
+                # Written now, before the heartbeat's reply starts anything: a rank started
+                # after a long silence must not read the old renewal and stop at once.
+                self._touched_at = None
+            self._renewed = at
+        self.keepalive()
+
+    def last_renewal(self) -> float | None:
+        with self._lock:
+            return self._renewed
 
     def logs_accepted(self, chunks: Sequence[LogChunk]) -> None:
         with self._lock:
@@ -287,7 +374,12 @@ class LocalBackend(Backend, Recoverable, KeptCheckpoints):
                     if attempt_id in self._attempts:
                         continue
                     a = _restore(
-                        path.parent, record, clock=self._clock, kill_grace_s=self._kill_grace_s, user_for=self._user_for
+                        path.parent,
+                        record,
+                        clock=self._clock,
+                        kill_grace_s=self._kill_grace_s,
+                        user_for=self._user_for,
+                        sandboxed=self._bwrap is not None,
                     )
                 except (OSError, ValueError, KeyError, TypeError) as exc:
                     log.warning("cannot adopt the attempt recorded in %s: %s", path, exc)
@@ -321,21 +413,60 @@ class LocalBackend(Backend, Recoverable, KeptCheckpoints):
             except (tarfile.TarError, OSError, EOFError) as exc:
                 return f"cannot unpack the workdir archive: {exc}"
         user = self._user_for(spec)
+        output = spec.envs.get("SUANLI_OUTPUT_DIR")
         if user is not None:
             try:
                 a.dir.chmod(0o711)  # the user passes through to its workdir; the records stay the agent's
-                for folder in (a.workdir, ckpt):
+                for folder in (a.workdir, ckpt, *([Path(output)] if output else [])):
                     user.take(folder)
                     folder.chmod(0o700)  # the user's alone: other tenants' users cannot look in
             except OSError as exc:
                 return f"cannot give the workdir and checkpoint folder to user {user.name}: {exc}"
         a.checkpoint_dir, a.master_port = ckpt, _free_port()
-        a.env = _job_environment(spec, ckpt, a.master_port, user, a.workdir)
+        a.env = _job_environment(spec, ckpt, a.master_port, user, a.workdir, sandboxed=self._bwrap is not None)
         return None
 
     def _user_for(self, spec: AttemptAssignment) -> RunAs | None:
         """The OS user the attempt's ranks run as (None: the agent's own)."""
-        return self._run_as.get(spec.tenant, self._run_as_default)
+        return self._run_as.get(spec.tenant, self._run_as_default) or self._sandbox_user
+
+    def _wrap(self, a: _Attempt, r: _Rank, user: RunAs | None) -> list[str] | None:
+        """The argv prefix rank ``r`` runs under: its sandbox (None: unsandboxed)."""
+        if self._bwrap is None:
+            return None
+        spec, envs = a.spec, a.spec.envs
+        readonly: list[tuple[Path, str]] = []
+        if envs.get("SUANLI_DATASETS_DIR"):
+            readonly.append((Path(envs["SUANLI_DATASETS_DIR"]), envs["SUANLI_DATASETS_DIR"]))
+        for d in spec.datasets:
+            fetched = envs.get(dataset_env(d.name))
+            if fetched:
+                readonly.append((Path(fetched), d.mount))
+        home = os.environ.get("SUANLI_HOME")
+        plan = SandboxPlan(
+            workdir=a.workdir,
+            writable=tuple(
+                p
+                for p in (a.checkpoint_dir, Path(envs["SUANLI_OUTPUT_DIR"]) if envs.get("SUANLI_OUTPUT_DIR") else None)
+                if p is not None
+            ),
+            readonly=tuple(readonly),
+            python=self._python,
+            hidden=(self.work_dir, *([Path(home)] if home else [])),
+            network="none" if spec.network == "none" else "any",
+            gpu_indices=tuple(r.gpu_indices),
+            uid=user.uid if user is not None else None,
+            gid=user.gid if user is not None else None,
+            groups=user.groups if user is not None else (),
+        )
+        return bwrap_argv(plan, self._host, bwrap=self._bwrap, as_root=os.geteuid() == 0, bash=self._bash)
+
+    def _limits(self, a: _Attempt, r: _Rank) -> list[str]:
+        """Supervisor options that hold rank ``r`` to the CPUs and memory reserved for it."""
+        node = next((n for n in a.spec.nodes if n.rank == r.rank), None)
+        if node is None:
+            return []
+        return self._cgroups.prepare(f"{a.spec.attempt_id}-{r.rank}", node.memory_gib, node.cpus)
 
     def _launch(self, a: _Attempt, phase: str) -> None:
         """Start ``phase`` (setup or run) on every rank at once."""
@@ -345,14 +476,38 @@ class LocalBackend(Backend, Recoverable, KeptCheckpoints):
         for r in a.ranks:
             r.proc, r.pid, r.exit_code = None, None, None
         user = self._user_for(a.spec)
+        if a.secrets_missing:
+            a.stop = _Stop(
+                AttemptState.LOST,
+                "the site agent restarted during setup and keeps no copy of the job's secrets: retrying the job",
+                note=True,
+            )
+            self._stop(a, self._clock(), 0)
+            return
         for r in a.ranks:
             exit_file = _exit_file(a.dir, r.rank, phase)
             exit_file.unlink(missing_ok=True)
             try:
+                wrap: list[str] | None
+                if a.spec.image:  # in its image, under podman (container.py), not in bwrap
+                    env, bash, wrap, limits = self._containers.rank(a, r, user)
+                else:
+                    env, bash, wrap, limits = a.env, self._bash, self._wrap(a, r, user), self._limits(a, r)
                 _spawn(
-                    r, script, a.env, cwd=a.workdir, exit_file=exit_file, alive=self._alive, bash=self._bash, user=user
+                    r,
+                    script,
+                    env,
+                    cwd=a.workdir,
+                    exit_file=exit_file,
+                    alive=self._alive,
+                    bash=bash,
+                    user=user,
+                    wrap=wrap,
+                    secrets=list(a.spec.secrets.values()),
+                    limits=limits,
+                    env_loader=wrap is not None and not a.spec.image,
                 )
-            except OSError as exc:
+            except (OSError, ValueError) as exc:
                 a.stop = _Stop(AttemptState.FAILED, f"could not start {phase} on rank {r.rank}: {exc}", note=True)
                 self._stop(a, self._clock(), 0)
                 return
@@ -378,7 +533,8 @@ class LocalBackend(Backend, Recoverable, KeptCheckpoints):
             return
         failed = next((r for r in a.ranks if r.exit_code not in (None, 0)), None)
         if failed is not None and failed.exit_code is not None:
-            a.stop = _Stop(AttemptState.FAILED, _failure_message(a, failed.rank, failed.exit_code), failed.exit_code)
+            message = _failure_message(a, failed.rank, failed.exit_code, self._memory_of(a, failed))
+            a.stop = _Stop(AttemptState.FAILED, message, failed.exit_code, note=failed.oom_kills > 0)
             self._stop(a, now, self._kill_grace_s)
             return
         if all(r.exit_code == 0 for r in a.ranks):
@@ -407,7 +563,18 @@ class LocalBackend(Backend, Recoverable, KeptCheckpoints):
                 self._signal(a, signal.SIGKILL)
                 a.kill_at = None
             return
+        if a.phase == "run" and stop.state is not AttemptState.SUCCEEDED and all(r.exit_code == 0 for r in a.ranks):
+            # Every rank had ended its run with 0 before the stop reached it: the job did its
+            # work. Reporting it stopped (LOST after a fence) would have it run again: twice.
+            stop = _Stop(AttemptState.SUCCEEDED, "", 0)
         self._finish(a, stop)
+
+    def _memory_of(self, a: _Attempt, r: _Rank) -> float | None:
+        """The memory (GiB) rank ``r`` was held to, when the kernel killed it for going past it."""
+        if r.oom_kills <= 0:
+            return None
+        node = next((n for n in a.spec.nodes if n.rank == r.rank), None)
+        return node.memory_gib if node is not None and node.memory_gib else 0.0
 
     def _signal(self, a: _Attempt, sig: signal.Signals) -> None:
         for r in a.ranks:
@@ -422,6 +589,7 @@ class LocalBackend(Backend, Recoverable, KeptCheckpoints):
             with a.ranks[0].log_path.open("ab") as out:
                 out.write(f"[suanli] {stop.message}\n".encode())
         _save(a, self._clock)
+        self._containers.remove(a)
         log.info(
             "attempt %s of job %s %s%s",
             a.spec.attempt_id,

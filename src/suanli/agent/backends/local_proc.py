@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from suanli.agent.backends.local_runas import RunAs
@@ -25,15 +26,25 @@ from suanli.core.protocol import AttemptAssignment
 
 #: The per-rank supervisor program (agent/supervisor.py).
 SUPERVISOR = str(Path(__file__).resolve().parent.parent / "supervisor.py")
+#: The supervisor's own environment: nothing of the job's, nothing of the agent's.
+SUPERVISOR_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 
 
 def _job_environment(
-    spec: AttemptAssignment, checkpoint_dir: Path, master_port: int, user: RunAs | None = None, home: Path | None = None
+    spec: AttemptAssignment,
+    checkpoint_dir: Path,
+    master_port: int,
+    user: RunAs | None = None,
+    home: Path | None = None,
+    *,
+    sandboxed: bool = False,
 ) -> dict[str, str]:
     """What every rank sees (the rank adds its own SUANLI_NODE_RANK and CUDA_VISIBLE_DEVICES).
 
     The agent's own SUANLI_* variables are left out: they may hold the site's token. A job run
-    as ``user`` gets that user's HOME (``home`` when it has none), USER and LOGNAME.
+    as ``user`` gets that user's HOME (``home`` when it has none), USER and LOGNAME. In the
+    sandbox HOME is always ``home`` (the workdir: no other home is visible there), and ``pip
+    install`` goes to ``<workdir>/.packages`` (PIP_TARGET, on PYTHONPATH): the venv is read-only.
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith("SUANLI_")}
     env.update(spec.envs)
@@ -41,6 +52,11 @@ def _job_environment(
     if user is not None:
         env.update(HOME=user.home if Path(user.home).is_dir() else str(home or checkpoint_dir), USER=user.name)
         env["LOGNAME"] = user.name
+    if sandboxed and home is not None:
+        env["HOME"] = str(home)
+        packages = str(home / ".packages")
+        env.setdefault("PIP_TARGET", packages)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (packages, env.get("PYTHONPATH")) if p)
     env.update(
         SUANLI_JOB_ID=spec.job_id,
         SUANLI_JOB_NAME=spec.job_name,
@@ -66,10 +82,23 @@ def _spawn(
     alive: Path,
     bash: str,
     user: RunAs | None,
+    wrap: list[str] | None = None,
+    secrets: Sequence[str] = (),
+    limits: Sequence[str] = (),
+    env_loader: bool = False,
 ) -> None:
     """Start ``script`` on rank ``r`` under its supervisor, in a session (process group) of its
     own; sets ``r.proc`` and ``r.pid``. ``env``: the attempt's, to which the rank's own are added.
-    Raises OSError when it cannot be started."""
+    ``wrap``: the argv prefix of its sandbox or container (``sandbox.bwrap_argv``), which then
+    drops to ``user`` itself; without one, the supervisor does. ``secrets``: values the
+    supervisor masks before they reach the log, given to it over a pipe. ``limits``: more
+    supervisor options (``--cgroup``, ``--rlimit-as``). ``env_loader``: ``wrap`` ends in
+    ``sandbox.ENV_LOADER``, which takes the environment after the drop to the job's user.
+
+    The supervisor (root, with ``run_as`` or a sandbox) starts with ``SUPERVISOR_ENV`` alone; the
+    rank's environment goes to it over the same pipe as the secrets, so nothing a job sets
+    (``LD_PRELOAD``…) reaches a process that holds privileges. Raises OSError when it cannot be
+    started."""
     env = dict(env)
     env.update(
         SUANLI_NODE_RANK=str(r.rank),
@@ -90,22 +119,34 @@ def _spawn(
         str(r.log_path),
         "--grace",
         "3",
-        *(user.supervisor_args() if user is not None else []),
-        "--",
-        bash,
-        "-c",
-        script,
+        *(user.supervisor_args() if user is not None and wrap is None else []),
+        *(["--wrapped"] if wrap else []),
+        *(["--env-loader"] if wrap and env_loader else []),
+        *limits,
     ]
-    with r.log_path.open("ab") as out:
-        r.proc = subprocess.Popen(
-            supervised,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: signals reach its children
-        )
+    read_end, write_end = os.pipe()
+    try:
+        supervised += ["--secrets-fd", str(read_end), "--", *(wrap or []), bash, "-c", script]
+        with r.log_path.open("ab") as out:
+            r.proc = subprocess.Popen(
+                supervised,
+                cwd=cwd,
+                env=SUPERVISOR_ENV,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: signals reach its children
+                pass_fds=(read_end,),
+            )
+        os.close(read_end)
+        read_end = -1
+        with os.fdopen(write_end, "wb") as fh:
+            write_end = -1
+            fh.write(json.dumps({"secrets": list(secrets), "env": env}).encode("utf-8"))
+    finally:
+        for fd in (read_end, write_end):
+            if fd >= 0:
+                os.close(fd)
     r.pid = r.proc.pid
 
 
@@ -131,33 +172,34 @@ def _reap(a: _Attempt, r: _Rank) -> None:
             _killpg(proc.pid, signal.SIGKILL)
     r.exit_code = proc.poll()
     if r.exit_code is not None:
-        r.orphaned = _read_exit(_exit_file(a.dir, r.rank, a.phase))[1]
+        _, r.orphaned, r.oom_kills = _read_exit(_exit_file(a.dir, r.rank, a.phase))
 
 
 def _reap_adopted(adir: Path, phase: str, r: _Rank) -> None:
     """A rank this process did not start: its supervisor wrote how it ended, or vanished
     without a word (killed with its whole group by SIGKILL)."""
     exit_file = _exit_file(adir, r.rank, phase)
-    code, orphaned = _read_exit(exit_file)
+    code, orphaned, ooms = _read_exit(exit_file)
     if code is None and r.pid is not None and _is_supervisor(r.pid, adir):
         return
     if code is None:
-        code, orphaned = _read_exit(exit_file)  # it may have written just before it went
+        code, orphaned, ooms = _read_exit(exit_file)  # it may have written just before it went
     r.exit_code = -signal.SIGKILL if code is None else code
-    r.orphaned = orphaned
+    r.orphaned, r.oom_kills = orphaned, ooms
 
 
 def _exit_file(adir: Path, rank: int, phase: str) -> Path:
     return adir / f"rank-{rank}.{phase}.exit"
 
 
-def _read_exit(path: Path) -> tuple[int | None, bool]:
-    """``(exit code, stopped as an orphan)`` from a supervisor's exit file; None: not written."""
+def _read_exit(path: Path) -> tuple[int | None, bool, int]:
+    """``(exit code, stopped as an orphan, OOM kills in its cgroup)`` from a supervisor's exit
+    file; None: not written."""
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
-        return int(record["exit_code"]), bool(record.get("orphaned"))
+        return int(record["exit_code"]), bool(record.get("orphaned")), int(record.get("oom_kills") or 0)
     except (OSError, ValueError, KeyError, TypeError):
-        return None, False
+        return None, False, 0
 
 
 def _is_supervisor(pid: int, adir: Path) -> bool:

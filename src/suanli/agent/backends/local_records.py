@@ -3,8 +3,10 @@ the attempt's processes again and adopt it (``LocalBackend.adopt``).
 
 It records the phase and state, each rank's supervisor pid (= its process group), how far the
 server has accepted each rank's log, whether the attempt was being stopped, and the assignment
-itself. The assignment holds the job's secrets (a restarted agent needs them to start ``run``
-after an adopted ``setup`` and to go on masking), so the file is written with mode 0600.
+itself without the job's secrets: only their names (secrets are never at rest at a site; the
+running ranks have them in their environment and the supervisors mask them in the logs). A
+restarted agent that adopts an attempt still in setup cannot start its run: it reports it LOST
+and the server retries the job. The file is written with mode 0600 all the same.
 ``_save`` writes it, replacing it atomically; ``_restore`` rebuilds the attempt from it.
 """
 
@@ -55,7 +57,8 @@ def _save(a: _Attempt, clock: Callable[[], float]) -> None:
             }
             for r in a.ranks
         ],
-        "assignment": a.spec.model_dump(mode="json"),
+        "assignment": a.spec.model_dump(mode="json", exclude={"secrets"}),
+        "secret_names": sorted(a.spec.secrets) or (["?"] if a.secrets_missing else []),
     }
     try:
         write_private(a.dir / "attempt.json", json.dumps(record, indent=2))
@@ -70,6 +73,7 @@ def _restore(
     clock: Callable[[], float],
     kill_grace_s: float,
     user_for: Callable[[AttemptAssignment], RunAs | None],
+    sandboxed: bool = False,
 ) -> _Attempt:
     """The attempt ``record`` (read from ``adir/attempt.json``) describes, its live ranks held
     by pid; a rank whose supervisor is gone is reaped from its exit file at once. Raises
@@ -100,6 +104,7 @@ def _restore(
     started = float(record["started_at"])  # type: ignore[arg-type]
     a = _Attempt(spec=spec, dir=adir, ranks=ranks, started_at=clock() - max(0.0, time.time() - started))
     a.phase, a.state = phase, AttemptState(str(record["state"]))
+    a.secrets_missing = bool(record.get("secret_names")) and not spec.secrets
     code = record.get("exit_code")
     a.exit_code = code if isinstance(code, int) else None
     a.message = str(record.get("message") or "")
@@ -108,7 +113,9 @@ def _restore(
     a.master_port = int(record.get("master_port") or 0)  # type: ignore[call-overload]
     if phase != "done":
         user = user_for(spec)
-        a.env = _job_environment(spec, a.checkpoint_dir, a.master_port or _free_port(), user, a.workdir)
+        a.env = _job_environment(
+            spec, a.checkpoint_dir, a.master_port or _free_port(), user, a.workdir, sandboxed=sandboxed
+        )
     stopping = record.get("stopping")
     if phase != "done" and isinstance(stopping, dict):
         a.stop = _Stop(_lost_if_cancelled(AttemptState(stopping["state"])), str(stopping.get("message") or ""))

@@ -35,6 +35,8 @@ class _Rank:
     accepted: int = 0
     #: Its supervisor stopped it: the agent had been gone past the orphan timeout.
     orphaned: bool = False
+    #: Processes the kernel killed in its memory cgroup (it went past its memory).
+    oom_kills: int = 0
 
     @property
     def alive(self) -> bool:
@@ -89,6 +91,9 @@ class _Attempt:
     kill_at: float | None = None
     checkpoint_dir: Path | None = None
     master_port: int = 0
+    #: Adopted after a restart from a record that keeps no secrets, though the job has some:
+    #: a phase still to start cannot be given them.
+    secrets_missing: bool = False
 
     @property
     def workdir(self) -> Path:
@@ -117,7 +122,13 @@ def _fresh_attempt(adir: Path, spec: AttemptAssignment, clock: Callable[[], floa
     return _Attempt(spec=spec, dir=adir, ranks=ranks, started_at=clock())
 
 
-def _failure_message(a: _Attempt, rank: int, code: int) -> str:
+def _failure_message(a: _Attempt, rank: int, code: int, oom_gib: float | None = None) -> str:
+    """Why the attempt failed, in words; ``oom_gib``: the rank was killed for going past this
+    much memory (0: its limit is not known)."""
+    if oom_gib is not None:
+        limit = f"{oom_gib:g} GiB memory" if oom_gib else "its memory limit"
+        where = f" on rank {rank}" if len(a.ranks) > 1 else ""
+        return f"killed: exceeded {limit}{where} ({'setup' if a.phase == 'setup' else 'run'} exited with code {code})"
     if code < 0:
         try:
             words = f"was killed by {signal.Signals(-code).name}"

@@ -22,6 +22,10 @@ the job's secrets masked.
 Secrets do not go into ``env_vars``, which Ray shows on its dashboard and in ``ray job list``:
 they travel in the uploaded workdir as ``.suanli-secrets.sh`` (mode 0600), which the entrypoint
 sources and deletes before setup runs; the agent deletes its own copy once Ray has the upload.
+
+Each job's submission id is ``suanli-<job id>-a<attempt id>-<6 hex>`` and its metadata names the
+site (``suanli_site``): an agent that starts stops the live jobs of its site that it does not
+hold (``EngineBackend.sweep_orphans``).
 """
 
 from __future__ import annotations
@@ -38,8 +42,15 @@ from typing import Any, Protocol, cast
 
 import httpx
 
-from suanli.agent.backends.base import KeptCheckpoints
-from suanli.agent.backends.engine import CANCELLED_EXIT_CODE, EngineAttempt, EngineBackend, run_seconds
+from suanli.agent.backends.base import KeptCheckpoints, RunsContainers
+from suanli.agent.backends.engine import (
+    CANCELLED_EXIT_CODE,
+    JOB_PREFIX,
+    EngineAttempt,
+    EngineBackend,
+    EngineJob,
+    run_seconds,
+)
 from suanli.agent.backends.logstream import Utf8Stream
 from suanli.agent.backends.staging import (
     job_environment,
@@ -83,6 +94,8 @@ class RayJobs(Protocol):
     def get_job_info(self, job_id: str) -> Any: ...
 
     def get_job_logs(self, job_id: str) -> str: ...
+
+    def list_jobs(self) -> list[Any]: ...
 
     def stop_job(self, job_id: str) -> bool: ...
 
@@ -147,13 +160,16 @@ def user_output(raw: str, submission_id: str, ended: bool) -> str:
     return text
 
 
-class RayBackend(EngineBackend[_Attempt], KeptCheckpoints):
+class RayBackend(EngineBackend[_Attempt], KeptCheckpoints, RunsContainers):
     """Runs attempts as Ray jobs on the cluster whose dashboard is at ``address``.
 
     ``gpu_resource``: the Ray resource that counts GPUs (``GPU``; ``GPU_fake`` in the tests).
     ``gpu_type``: the type to report when the nodes carry no ``accelerator_type:*`` resource.
     ``cpus_per_job``: ``entrypoint_num_cpus`` for every job (None: Ray's default, 0).
     ``jobs``: a client to use instead of connecting (tests).
+    ``containers``: the cluster's nodes have podman, so a job's ``image:`` goes to Ray as
+    ``runtime_env.image_uri`` (Ray runs the job's tasks and actors in it; the entrypoint itself
+    runs on the head node as usual). False: this site runs no jobs that name an image.
     """
 
     name = "ray"
@@ -169,6 +185,7 @@ class RayBackend(EngineBackend[_Attempt], KeptCheckpoints):
         gpu_type: str | None = None,
         cpus_per_job: float | None = None,
         jobs: RayJobs | None = None,
+        containers: bool = False,
         refresh_s: float = 0.2,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -176,6 +193,11 @@ class RayBackend(EngineBackend[_Attempt], KeptCheckpoints):
         self.address = address.rstrip("/")
         self.gpu_resource, self.gpu_type, self.cpus_per_job = gpu_resource, gpu_type, cpus_per_job
         self._jobs = jobs
+        self.containers = containers
+
+    def containers_available(self) -> bool | None:
+        """RunsContainers: no unless configured; then the network file's ``containers:`` decides."""
+        return None if self.containers else False
 
     @property
     def jobs(self) -> RayJobs:
@@ -229,6 +251,9 @@ class RayBackend(EngineBackend[_Attempt], KeptCheckpoints):
                     f"the Ray backend runs an attempt on one node, and this one asks for {len(assignment.nodes)}; "
                     "use num_nodes: 1 and Ray's own API for distributed work, or a Slurm site"
                 )
+            if problem is None and assignment.image and not self.containers:
+                where = f"site {self.site_name}" if self.site_name else "this site"
+                problem = f"image {assignment.image}: {where} runs no containers (its agent's ray.containers is false)"
             if problem:
                 self._end(a, AttemptState.FAILED, None, problem)
                 return
@@ -249,13 +274,16 @@ class RayBackend(EngineBackend[_Attempt], KeptCheckpoints):
                 env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for n in assignment.nodes[:1] for i in n.gpu_indices)
             if self.cpus_per_job:
                 options["entrypoint_num_cpus"] = self.cpus_per_job
-            sid = f"suanli-{assignment.job_id}-a{assignment.attempt_id}-{uuid.uuid4().hex[:6]}"
+            sid = f"{JOB_PREFIX}{assignment.job_id}-a{assignment.attempt_id}-{uuid.uuid4().hex[:6]}"
+            runtime_env: dict[str, Any] = {"working_dir": str(staged.workdir), "env_vars": env}
+            if assignment.image:
+                runtime_env["image_uri"] = assignment.image  # podman on the nodes; never pulled by suanli
             try:
                 a.submission_id = self.jobs.submit_job(
                     entrypoint=_ENTRYPOINT,
                     submission_id=sid,
-                    runtime_env={"working_dir": str(staged.workdir), "env_vars": env},
-                    metadata={"suanli_job": assignment.job_id, "suanli_attempt": str(assignment.attempt_id)},
+                    runtime_env=runtime_env,
+                    metadata=self._metadata(assignment),
                     **options,
                 )
             except RayUnavailable:
@@ -328,6 +356,36 @@ class RayBackend(EngineBackend[_Attempt], KeptCheckpoints):
             shutil.rmtree(a.dir, ignore_errors=True)
 
     # -- inside ---------------------------------------------------------------------------
+    def _metadata(self, assignment: AttemptAssignment) -> dict[str, str]:
+        """The job's metadata in Ray: the suanli job and attempt, and the site (the sweep's marker)."""
+        metadata = {"suanli_job": assignment.job_id, "suanli_attempt": str(assignment.attempt_id)}
+        if self.site_name:
+            metadata["suanli_site"] = self.site_name
+        return metadata
+
+    def _list_jobs(self) -> list[EngineJob]:
+        """``list_jobs``: every job Ray knows; the site from ``metadata.suanli_site``."""
+        jobs = []
+        for info in self.jobs.list_jobs():
+            sid = getattr(info, "submission_id", None)
+            if not isinstance(sid, str):
+                continue  # a driver run outside the Job Submission API: never suanli's
+            metadata = getattr(info, "metadata", None) or {}
+            site = metadata.get("suanli_site") if isinstance(metadata, dict) else None
+            status = str(getattr(info.status, "value", info.status))
+            jobs.append(
+                EngineJob(
+                    engine_id=sid,
+                    name=sid,
+                    site=site if isinstance(site, str) else None,
+                    live=status in ("PENDING", "RUNNING"),
+                )
+            )
+        return jobs
+
+    def _cancel_job(self, engine_id: int | str) -> None:
+        self.jobs.stop_job(str(engine_id))
+
     def _stop(self, a: _Attempt) -> None:
         """``stop_job``: Ray sends SIGTERM, and SIGKILL after its own wait
         (``RAY_JOB_STOP_WAIT_TIME_S``, 3 s by default)."""

@@ -15,12 +15,17 @@ Logs: ``srun --output`` writes one file per rank into the attempt folder (``rank
 read incrementally with the same offsets as the local backend, so ``work_dir`` must be on a file
 system that the compute nodes and the login node share. ``cancel`` is ``scancel``: Slurm sends
 SIGTERM, and SIGKILL after its own ``KillWait`` (the site's grace period, not the server's).
+
+Each job is named ``suanli-<job id>-<attempt number>`` and carries ``--comment=suanli-site=<site>``:
+an agent that starts cancels the live jobs of its site that it does not hold
+(``EngineBackend.sweep_orphans``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import shlex
 import shutil
 import time
@@ -28,8 +33,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from suanli.agent.backends.base import AttemptUsage, GpuAccounting, KeptCheckpoints, MultiNode
-from suanli.agent.backends.engine import EngineAttempt, EngineBackend, run_seconds
+from suanli.agent.backends.base import AttemptUsage, GpuAccounting, KeptCheckpoints, MultiNode, RunsContainers
+from suanli.agent.backends.engine import JOB_PREFIX, EngineAttempt, EngineBackend, EngineJob, run_seconds, site_marker
 from suanli.agent.backends.logstream import Utf8Stream
 from suanli.agent.backends.slurm_api import (
     JobRequest,
@@ -46,6 +51,7 @@ from suanli.agent.backends.staging import (
     note,
     stage_attempt,
 )
+from suanli.core.images import parse_image
 from suanli.core.protocol import AssignedNode, AttemptAssignment, LogChunk, NodeReport
 from suanli.core.states import AttemptState
 
@@ -63,7 +69,7 @@ export SUANLI_MASTER_ADDR="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | hea
 export SUANLI_MASTER_PORT=$((20000 + SLURM_JOB_ID % 20000))
 step() {{
   srun --nodes="$SLURM_JOB_NUM_NODES" --ntasks-per-node=1 --kill-on-bad-exit=1 --open-mode=append \\
-    --output="$D/rank-%t.log" --error="$D/rank-%t.log" bash "$D/rank.sh" "$1"
+    --output="$D/rank-%t.log" --error="$D/rank-%t.log"{container} bash "$D/rank.sh" "$1"
 }}
 if [ -s "$D/setup.sh" ]; then
   step setup; rc=$?
@@ -102,7 +108,7 @@ class _Attempt(EngineAttempt):
         return self.job_id
 
 
-class SlurmBackend(EngineBackend[_Attempt], MultiNode, GpuAccounting, KeptCheckpoints):
+class SlurmBackend(EngineBackend[_Attempt], MultiNode, GpuAccounting, KeptCheckpoints, RunsContainers):
     """Runs attempts as Slurm jobs. ``api``: ``SlurmCli()`` (the default) or ``SlurmRest(...)``.
 
     ``partition``/``account``: where the jobs go (the site's config). ``gpu_type``: the type
@@ -111,6 +117,9 @@ class SlurmBackend(EngineBackend[_Attempt], MultiNode, GpuAccounting, KeptCheckp
     None leaves Slurm's defaults (``DefMemPerCPU``). ``pin_nodes``: ask for the nodes the server
     placed the attempt on (``--nodelist``), so the server's picture of the site stays true.
     ``refresh_s``: how stale squeue's answer may be (poll is called ten times a second).
+    ``oci_bundles``: a folder the nodes share holding one OCI bundle per image (``bundle_for``),
+    for Slurm's ``--container`` (22.05+: ``oci.conf`` must name the runtime, e.g. runc); None:
+    this site runs no jobs that name an ``image:``.
     """
 
     name = "slurm"
@@ -129,6 +138,7 @@ class SlurmBackend(EngineBackend[_Attempt], MultiNode, GpuAccounting, KeptCheckp
         mem_per_node_gib: float | None = None,
         pin_nodes: bool = True,
         extra_args: Sequence[str] = (),
+        oci_bundles: Path | None = None,
         refresh_s: float = 0.2,
         forgotten_grace_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
@@ -138,12 +148,29 @@ class SlurmBackend(EngineBackend[_Attempt], MultiNode, GpuAccounting, KeptCheckp
         self.partition, self.account, self.gpu_type = partition, account, gpu_type
         self.cpus_per_task, self.mem_per_node_gib = cpus_per_task, mem_per_node_gib
         self.pin_nodes, self.extra_args = pin_nodes, tuple(extra_args)
+        self.oci_bundles = oci_bundles
         self._forgotten_grace_s = forgotten_grace_s
         self._node_types: dict[str, str | None] = {}
 
     # -- KeptCheckpoints ------------------------------------------------------------------
     def checkpoint_dir(self, assignment: AttemptAssignment) -> Path | None:
         return kept_checkpoint_dir(self.work_dir, assignment)
+
+    # -- RunsContainers -------------------------------------------------------------------
+    def containers_available(self) -> bool | None:
+        """No without ``oci_bundles``; otherwise the network file's ``containers:`` decides."""
+        return None if self.oci_bundles is not None else False
+
+    def bundle_for(self, image: str) -> Path | None:
+        """The OCI bundle of ``image`` under ``oci_bundles``: the reference with every character
+        but letters, digits, '.', '_' and '-' as '_' (``localhost/train:1`` → ``localhost_train_1``);
+        an archive's file name without its extension. None: no such bundle here."""
+        if self.oci_bundles is None:
+            return None
+        ref = parse_image(image)
+        stem = Path(ref.path).name.split(".")[0] if ref.path else ref.text
+        bundle = self.oci_bundles / re.sub(r"[^A-Za-z0-9._-]", "_", stem)
+        return bundle if (bundle / "config.json").is_file() else None
 
     # -- Backend --------------------------------------------------------------------------
     def inventory(self) -> list[NodeReport]:
@@ -184,8 +211,9 @@ class SlurmBackend(EngineBackend[_Attempt], MultiNode, GpuAccounting, KeptCheckp
                 ],
             )
             self._attempts[assignment.attempt_id] = a
-            if staged.problem:
-                self._fail(a, staged.problem)
+            problem = staged.problem or self._image_problem(assignment)
+            if problem:
+                self._fail(a, problem)
                 return
             request = self._request(a, staged.workdir, staged.checkpoint_dir)
             try:
@@ -260,15 +288,20 @@ class SlurmBackend(EngineBackend[_Attempt], MultiNode, GpuAccounting, KeptCheckp
             _RANK.format(gpus=gpus, workdir=shlex.quote(str(workdir)), dir=shlex.quote(str(a.dir))), encoding="utf-8"
         )
         batch = a.dir / "batch.sh"
+        bundle = self.bundle_for(spec.image) if spec.image else None
+        container = f" --container={shlex.quote(str(bundle))}" if bundle is not None else ""
         batch.write_text(
-            _BATCH.format(attempt_id=spec.attempt_id, job_id=spec.job_id, dir=shlex.quote(str(a.dir))), encoding="utf-8"
+            _BATCH.format(
+                attempt_id=spec.attempt_id, job_id=spec.job_id, dir=shlex.quote(str(a.dir)), container=container
+            ),
+            encoding="utf-8",
         )
         typed = any(self._node_types.get(n.node) for n in spec.nodes)
         # The job's own request (what the scheduler reserved per node) wins over the site default.
         first = spec.nodes[0] if spec.nodes else AssignedNode(node="", rank=0)
         mem_gib = first.memory_gib or self.mem_per_node_gib
         return JobRequest(
-            name=f"suanli-{spec.job_id}-{spec.attempt_number}",
+            name=f"{JOB_PREFIX}{spec.job_id}-{spec.attempt_number}",
             script=batch,
             workdir=workdir,
             output=a.dir / "batch.log",
@@ -283,7 +316,21 @@ class SlurmBackend(EngineBackend[_Attempt], MultiNode, GpuAccounting, KeptCheckp
             account=self.account,
             nodelist=[n.node for n in spec.nodes] if self.pin_nodes and self._pinnable(spec) else (),
             extra_args=self.extra_args,
+            comment=site_marker(self.site_name) if self.site_name else None,
         )
+
+    def _image_problem(self, spec: AttemptAssignment) -> str | None:
+        if not spec.image:
+            return None
+        where = f"site {self.site_name}" if self.site_name else "this site"
+        if self.oci_bundles is None:
+            return f"image {spec.image}: {where} runs no containers (its agent's slurm.oci_bundles is not set)"
+        if self.bundle_for(spec.image) is None:
+            return (
+                f"image {spec.image} not found at {where}: no OCI bundle for it under {self.oci_bundles}; "
+                "ask its operator to unpack it there (e.g. `umoci unpack`), or name an image the site has"
+            )
+        return None
 
     def _pinnable(self, spec: AttemptAssignment) -> bool:
         """Pin only to nodes Slurm has (an assignment from a declared network may name others)."""
@@ -299,6 +346,22 @@ class SlurmBackend(EngineBackend[_Attempt], MultiNode, GpuAccounting, KeptCheckp
         """``scancel``; the grace period is Slurm's ``KillWait``."""
         if a.job_id is not None:
             self.api.cancel(a.job_id)
+
+    def _list_jobs(self) -> list[EngineJob]:
+        """``squeue``: every job the controller holds; the site from ``--comment``."""
+        marker = site_marker("")
+        return [
+            EngineJob(
+                engine_id=job.job_id,
+                name=job.name,
+                site=job.comment[len(marker) :] if job.comment.startswith(marker) else None,
+                live=job.state.upper() in _LIVE,
+            )
+            for job in self.api.jobs().values()
+        ]
+
+    def _cancel_job(self, engine_id: int | str) -> None:
+        self.api.cancel(int(engine_id))
 
     def _ask_engine(self, live: list[_Attempt], now: float) -> None:
         """``squeue`` for all, then ``sacct`` for the jobs the controller has forgotten."""

@@ -52,6 +52,8 @@ class JobRequest:
     account: str | None = None
     nodelist: Sequence[str] = ()
     extra_args: Sequence[str] = ()
+    #: ``--comment``: the suanli site's marker (``engine.site_marker``), which the sweep of orphans reads.
+    comment: str | None = None
 
     @property
     def gres(self) -> str | None:
@@ -89,6 +91,8 @@ class JobRequest:
             args.append(f"--account={self.account}")
         if self.nodelist:
             args.append(f"--nodelist={','.join(self.nodelist)}")
+        if self.comment:
+            args.append(f"--comment={self.comment}")
         return [*args, *self.extra_args, str(self.script)]
 
 
@@ -107,6 +111,8 @@ class SlurmJob:
     end_time: float = 0.0
     elapsed_s: float | None = None
     allocated: dict[str, float] = field(default_factory=dict)
+    #: The job's ``--comment`` (squeue only).
+    comment: str = ""
 
 
 @dataclass(frozen=True)
@@ -211,6 +217,7 @@ def parse_squeue(doc: Mapping[str, Any]) -> dict[int, SlurmJob]:
             end_time=end,
             elapsed_s=max(0.0, end - start) if start and end and state not in ("RUNNING", "PENDING") else None,
             allocated=_tres(str(j.get("tres_alloc_str") or "")),
+            comment=str(j.get("comment") or ""),
         )
     return jobs
 
@@ -412,6 +419,8 @@ class SlurmRest(SlurmApi):
             props["partition"] = job.partition
         if job.account:
             props["account"] = job.account
+        if job.comment:
+            props["comment"] = job.comment
         # v0.0.38 refuses "required_nodes" ("Disabled key"): through slurmrestd, Slurm picks the nodes.
         doc = self._call("POST", f"/slurm/{self._v}/job/submit", {"job": props, "script": job.script.read_text()})
         return int(doc["job_id"])

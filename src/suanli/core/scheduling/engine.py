@@ -7,14 +7,15 @@ Pure and deterministic: the same inputs give the same result, whatever their ord
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 from suanli.core.resources import Accelerator
 from suanli.core.scheduling.explain import Explainer, price_at, site_filter_reason
-from suanli.core.scheduling.index import CapacityIndex, FreeNode, Pool, fmt_time
+from suanli.core.scheduling.index import CapacityIndex, FreeNode, Pool, at_datetime, fmt_time
 from suanli.core.scheduling.model import (
     PendingJob,
     Policy,
@@ -28,6 +29,8 @@ from suanli.core.scheduling.preempt import plan_preemption
 
 #: (the job's shape key, the names of the sites it may use)
 _Shape = tuple[int, tuple[str, ...]]
+#: What a job whose computation raised is told (followed by the error).
+CANNOT_SCHEDULE = "cannot be scheduled: "
 
 
 @dataclass
@@ -280,7 +283,7 @@ class _Pass:
             if pool is not None and pool.reservation is None:
                 spare = self.index.free_at(pool, at) - gpus_needed(job, acc) if self.policy.backfill else -1
                 pool.reservation = (at if self.policy.backfill else self.index.now, spare, job.id)
-                self.result.reservations[job.id] = (site_name, datetime.fromtimestamp(at, self.now.tzinfo))
+                self.result.reservations[job.id] = (site_name, at_datetime(at, self.now.tzinfo))
         if not self.policy.preemption or (best is not None and best[0] <= self.index.now + self.policy.preempt_after_s):
             return
         plan = plan_preemption(job, eligible, self.index, self.policy, self.fair, self.preempting)
@@ -299,18 +302,33 @@ class _Pass:
         for job, eligible in self.waiting:
             if job.id in reasons:
                 continue
-            if not eligible:
-                reasons[job.id] = self.explainer.wait_reason(job, eligible)
-                continue
             key = (job.shape_key, id(eligible))
-            text = seen.get(key)
+            text = seen.get(key) if eligible else None
             if text is None:
-                text = seen[key] = self.explainer.wait_reason(job, eligible)
-            reasons[job.id] = text
+                text = self.guarded(job, partial(self.explainer.wait_reason, job, eligible))
+                if eligible and text is not None:
+                    seen[key] = text
+            if text is not None:
+                reasons[job.id] = text
         for job, eligible, ids in self.failed_class.values():
             if ids:
-                reasons.update(dict.fromkeys(ids, self.explainer.wait_reason(job, eligible)))
+                text = self.guarded(job, partial(self.explainer.wait_reason, job, eligible))
+                reasons.update(dict.fromkeys(ids, text if text is not None else reasons[job.id]))
         return self.result
+
+    def guarded(self, job: PendingJob, compute: Callable[[], str]) -> str | None:
+        """``compute()``, or None when it raised: then the job alone gets a reason that says so
+        (and ``errors`` the error), and the pass goes on with the others."""
+        try:
+            return compute()
+        except Exception as exc:  # one bad job (a stored row from before a bound) never stops a pass
+            self.fail(job, exc)
+            return None
+
+    def fail(self, job: PendingJob, exc: Exception) -> None:
+        error = f"{type(exc).__name__}: {exc}"
+        self.result.errors[job.id] = error
+        self.result.reasons[job.id] = f"{CANNOT_SCHEDULE}{error}; cancel it and submit it again (see the server log)"
 
 
 def schedule(
@@ -323,7 +341,8 @@ def schedule(
     rules: Sequence[SiteRule] = (),
 ) -> ScheduleResult:
     """Place what fits now; reserve, backfill and preempt per ``policy``. Does not mutate its
-    inputs. Every job not placed gets a reason in words."""
+    inputs. Every job not placed gets a reason in words; one whose computation raises gets
+    ``cannot be scheduled: <error>`` (and an entry in ``errors``), and the pass goes on."""
     policy = policy or Policy()
     tenants = dict(tenants or {})
     with _gc_paused():
@@ -337,8 +356,11 @@ def schedule(
             entry = failed.get(job.class_key) if not rules and job.tenant not in quota else None
             if entry is not None:
                 entry[2].append(job.id)
-            else:
+                continue
+            try:
                 run.consider(job)
+            except Exception as exc:  # one bad job (a stored row from before a bound) never stops a pass
+                run.fail(job, exc)
         return run.finish()
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from suanli.core.resources import Accelerator
-from suanli.core.scheduling.index import CapacityIndex, fmt_time
+from suanli.core.scheduling.index import CapacityIndex, at_datetime, fmt_time
 from suanli.core.scheduling.model import EPS, NodeState, PendingJob, SiteRule, SiteState
 from suanli.core.spec import Resources
 
@@ -27,8 +27,15 @@ def _want(acc: Accelerator | None, res: Resources) -> str:
     return f"{res.num_nodes} nodes × {per_node}" if res.num_nodes > 1 else per_node
 
 
+def _named(site: str, why: str) -> str:
+    """``site: why``, or ``why`` alone when it names the site already ("tj runs no containers")."""
+    return why if why.startswith(f"{site} ") else f"{site}: {why}"
+
+
 def site_filter_reason(job: PendingJob, site: SiteState, now: datetime) -> str | None:
     """Why this site can never be chosen for this job by policy (not capacity), or None."""
+    if job.image is not None and not site.containers:
+        return f"{site.name} runs no containers (the job runs in image {job.image})"
     if job.regions and site.region not in job.regions:
         return f"region {site.region} is not in placement.regions ({', '.join(job.regions)})"
     if job.max_latency_ms is not None and job.home_region:
@@ -68,7 +75,7 @@ class Explainer:
                 for rule in self.rules:
                     why = why or rule(job, site)
                 if why:
-                    filtered.append(f"{site.name}: {why}")
+                    filtered.append(_named(site.name, why))
                 else:
                     ok.append(site)
             hit = self._eligible[key] = (ok, filtered)
@@ -206,7 +213,7 @@ def explain_sites(
         if why is None and not site.online:
             why = "offline (no heartbeat from its agent)"
         if why is not None:
-            out.append(SiteVerdict(site.name, False, False, None, None, latency, f"{site.name}: {why}"))
+            out.append(SiteVerdict(site.name, False, False, None, None, latency, _named(site.name, why)))
             continue
         best: tuple[float, Accelerator | None] | None = None
         for acc in _options(res):
@@ -231,7 +238,7 @@ def explain_sites(
             parts.append(f"{price:g} CNY/GPU-h")
         if latency is not None:
             parts.append(f"{latency:g} ms from {job.home_region}")
-        start = datetime.fromtimestamp(best[0], UTC) if best else None
+        start = at_datetime(best[0], UTC) if best else None
         fits_now = best is not None and best[0] <= index.now
         out.append(SiteVerdict(site.name, True, fits_now, start, price, latency, f"{site.name}: {', '.join(parts)}"))
     return out

@@ -11,7 +11,7 @@ import bisect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 
 from suanli.core.resources import Accelerator
 from suanli.core.scheduling.model import EPS, Allocation, NodeAssignment, Placement, SiteState
@@ -219,7 +219,19 @@ class CapacityIndex:
         return pool.free_gpus() + sum(a.gpus for end, _, a in pool.ends if end <= when and a.node in pool.nodes)
 
 
+def at_datetime(epoch_s: float, tz: tzinfo | None) -> datetime:
+    """An epoch-seconds estimate as a datetime in zone ``tz``; one past what a datetime holds
+    (a run time of centuries) is the latest one, never an error."""
+    try:
+        return datetime.fromtimestamp(epoch_s, tz)
+    except (OverflowError, ValueError, OSError):
+        return datetime.max.replace(tzinfo=tz)
+
+
 def fmt_time(when: float) -> str:
     """Rounded up to the minute: "free at ~14:06" must not promise a minute too early."""
-    at = datetime.fromtimestamp(when, UTC) + timedelta(seconds=59)
+    try:
+        at = datetime.fromtimestamp(when, UTC) + timedelta(seconds=59)
+    except (OverflowError, ValueError, OSError):
+        return "a time past any calendar"
     return f"{at:%H:%M} UTC"

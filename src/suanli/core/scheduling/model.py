@@ -82,6 +82,8 @@ class SiteState:
     latency_ms: dict[str, float] = field(default_factory=dict)
     tariff: Tariff | None = None
     allocations: list[Allocation] = field(default_factory=list)
+    #: Runs jobs that name an ``image:`` (declared in the network file, not denied by its agent).
+    containers: bool = True
 
 
 _INTERNED: dict[tuple[object, ...], int] = {}
@@ -118,6 +120,8 @@ class PendingJob:
     submitted_at: datetime | None = None
     #: Registered datasets the job reads (for data rules).
     datasets: tuple[str, ...] = ()
+    #: The container image it runs in (``image:``); only sites that run containers may take it.
+    image: str | None = None
 
     # Derived keys, computed once when the job is built (a job stays queued for many passes).
     # They are interned to small ints: a pass looks them up ~100,000 times, and an int hashes
@@ -136,7 +140,7 @@ class PendingJob:
         shape = (tuple((a.type, a.count) for a in r.accelerators), r.cpus, r.memory, r.num_nodes)
         types = tuple(a.type for a in r.accelerators) if self.max_price_per_gpu_hour else None
         home = self.home_region if self.max_latency_ms is not None else None
-        filt = (self.regions, home, self.max_latency_ms, self.max_price_per_gpu_hour, types)
+        filt = (self.regions, home, self.max_latency_ms, self.max_price_per_gpu_hour, types, self.image is not None)
         derived = {
             "shape_key": intern_key(shape),
             "filter_key": intern_key(filt),
@@ -249,6 +253,9 @@ class ScheduleResult:
     preemptions: list[Preemption] = field(default_factory=list)
     #: job id → (site, estimated start) for jobs holding a reservation.
     reservations: dict[str, tuple[str, datetime]] = field(default_factory=dict)
+    #: job id → the error its computation raised: the job got a "cannot be scheduled" reason
+    #: and the pass went on without it (callers log these).
+    errors: dict[str, str] = field(default_factory=dict)
 
 
 #: A data rule: why ``site`` may not run ``job`` (e.g. its datasets may not be read there), or None.

@@ -43,42 +43,47 @@ def register(req: RegisterRequest, control: Control, token: Token) -> RegisterRe
 
 
 @router.post("/heartbeat", response_model=HeartbeatResponse)
-def heartbeat(req: HeartbeatRequest, control: Control, token: Token) -> HeartbeatResponse:
+async def heartbeat(req: HeartbeatRequest, control: Control, token: Token) -> HeartbeatResponse:
     """Reports in, orders out. With ``wait_s`` the reply is held until there is work for the
-    site (long poll), so a new job reaches its agent at once."""
-    key = f"site:{req.site}"
-    seen = control.signals.version(key)
-    with control.db.session() as session:
-        site = authenticate_site(session, req.site, token)
-        grace = control.scheduler_config.policy.preempt_grace_s
-        out = service.record_heartbeat(
-            session,
-            site,
-            req,
-            control.clock.now(),
-            control.settings.lease_s,
-            grace,
-            control.secrets,
-            policy=control.scheduler_config.policy,
-        )
-    if out.inventory_changed:
-        control.invalidate_capacity()
-    if out.logs_added or out.changed_jobs:
-        control.signals.bump("logs", "jobs")
-    if out.freed_capacity or out.inventory_changed:
-        control.capacity_changed()
-    deadline = time.monotonic() + req.wait_s
-    while not (out.start or out.stop) and not control.stopping:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            break
-        now_seen = control.signals.wait(key, seen, left)
-        if now_seen == seen:
-            continue
-        seen = now_seen
+    site (long poll), so a new job reaches its agent at once. The wait holds no thread (as
+    log followers, ``server/follow.py``): only the reads and writes go to one, briefly."""
+    grace = control.scheduler_config.policy.preempt_grace_s
+
+    def record() -> service.HeartbeatOutcome:
+        with control.db.session() as session:
+            site = authenticate_site(session, req.site, token)
+            return service.record_heartbeat(
+                session,
+                site,
+                req,
+                control.clock.now(),
+                control.settings.lease_s,
+                grace,
+                control.secrets,
+                policy=control.scheduler_config.policy,
+            )
+
+    def collect(out: service.HeartbeatOutcome) -> None:
         with control.db.session() as session:
             site = authenticate_site(session, req.site, token)
             service.collect_orders(session, site, control.clock.now(), out, grace, control.secrets)
+
+    # Subscribed before recording: an order placed meanwhile wakes the wait below at once.
+    with control.signals.subscribe(f"site:{req.site}", "shutdown") as wake:
+        out = await run_in_threadpool(record)
+        if out.inventory_changed:
+            control.invalidate_capacity()
+        if out.logs_added or out.changed_jobs:
+            control.signals.bump("logs", "jobs")
+        if out.freed_capacity or out.inventory_changed:
+            control.capacity_changed()
+        deadline = time.monotonic() + req.wait_s
+        while not (out.start or out.stop) and not control.stopping:
+            left = deadline - time.monotonic()
+            if left <= 0 or not await wake.wait(left):
+                break
+            wake.clear()
+            await run_in_threadpool(collect, out)
     return HeartbeatResponse(
         start=out.start,
         stop=out.stop,

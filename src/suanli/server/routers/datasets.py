@@ -19,7 +19,6 @@ from suanli.server.deps import Caller
 from suanli.server.services.access import require, require_role
 from suanli.server.services.datachain import (
     ChainDep,
-    actor_of,
     dataset_owner_filter,
     owned_dataset,
     translated,
@@ -53,6 +52,7 @@ class CheckIn(BaseModel):
     kind: MovementKind = MovementKind.TRANSFER
     purpose: Purpose = Purpose.NONE
     judicial_approval: bool = False
+    #: Ignored: a check records nothing, so it names no actor (kept so older clients still validate).
     actor: str = ""
 
 
@@ -132,8 +132,10 @@ def grade(name: str, body: GradeIn, chain: ChainDep, who: Caller) -> dict[str, A
 
 @router.post("/datasets/{name}/check")
 def check(name: str, body: CheckIn, chain: ChainDep, who: Caller) -> dict[str, Any]:
+    """A dry run: what the rules decide for this movement, and whether it may go now. It moves
+    nothing and records nothing (the ledger holds what happens, not what was asked)."""
     now = chain.clock.now()
-    with translated(), chain.db.session() as s:
+    with translated(), chain.db.read() as s:
         visible_dataset(s, who, name)
         m = movements.movement_for(
             s,
@@ -145,8 +147,7 @@ def check(name: str, body: CheckIn, chain: ChainDep, who: Caller) -> dict[str, A
             judicial_approval=body.judicial_approval,
             year=now.year,
         )
-        d, hold = movements.check(s, chain, m, now, actor=actor_of(who, body.actor or m.exporter.name))
-    chain.seal()
+        d, hold = movements.check(s, chain, m, now)
     return {**d.to_dict(), "explain": d.explain(), "may_move_now": hold.ok, "hold": hold.reason}
 
 

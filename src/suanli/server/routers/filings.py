@@ -3,7 +3,6 @@ decide."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -13,6 +12,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from suanli.core.clock import Instant
 from suanli.core.identity import Identity
 from suanli.core.policy import FilingState, Route
 from suanli.datachain import filings
@@ -42,7 +42,7 @@ class FilingIn(BaseModel):
 
 class DecideIn(BaseModel):
     note: str = ""
-    expires_at: datetime | None = None
+    expires_at: Instant | None = None
     certificate_id: str | None = None
 
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
@@ -13,23 +12,44 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from suanli.core.api import ExplainOut, JobOut, JobSubmit, Page
-from suanli.core.identity import Identity
 from suanli.core.scheduler import PendingJob
 from suanli.core.spec import JobSpec
 from suanli.core.states import JobState
 from suanli.server.control import ControlPlane
 from suanli.server.deps import Caller, Control
-from suanli.server.services import budgets, metering
+from suanli.server.follow import FollowResponse, follow_logs, follow_slot
+from suanli.server.services import budgets, idempotency, metering
 from suanli.server.services import jobs as service
 from suanli.server.services.errors import Unprocessable
 from suanli.server.services.explain import explain_job
-from suanli.store.models import Attempt, LogChunkRow
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 
 
-@router.post("", status_code=201, response_model=JobOut)
-async def submit(request: Request, who: Caller) -> Response:
+@router.post(
+    "",
+    status_code=201,
+    response_model=JobOut,
+    # The body is read and validated by hand (one parse, no second model pass); its schema is
+    # still declared, bounds included, for clients and the fuzzer.
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": JobSubmit.model_json_schema()}}}
+    },
+)
+async def submit(
+    request: Request,
+    who: Caller,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias=idempotency.HEADER,
+            max_length=257,
+            description="A fresh key (e.g. a UUID) per new submission, the same key for its retries: "
+            "within 24 hours a retry answers 201 with the first job and 'Idempotent-Replayed: true'; "
+            "the key with a different body answers 422.",
+        ),
+    ] = None,
+) -> Response:
     """Submit a job. It is committed durably before its id is returned."""
     control: ControlPlane = request.app.state.control
     service.require_write(who)  # before reading the body
@@ -37,33 +57,50 @@ async def submit(request: Request, who: Caller) -> Response:
         body = JobSubmit.model_validate_json(await request.body())
     except ValidationError as exc:  # malformed JSON or a wrong shape: 422, as for FastAPI's own bodies
         raise RequestValidationError(exc.errors(include_url=False)) from None
+    key = idempotency.parse_key(idempotency_key)
     tenant = service.tenant_for_submit(who, body.tenant, control.default_tenant)
     spec = service.validate_spec(body.spec)
     service.check_fits(spec, control.capacity())
 
-    def write() -> JobOut:
-        with control.db.session() as session:
-            if control.scheduler_config.budgets:
-                check_budget(session, control, spec, tenant)
-            return service.submit(
-                session,
-                spec,
-                tenant=tenant,
-                workdir_digest=body.workdir_digest,
-                now=control.clock.now(),
-                who=who,
-                secret_box=control.secrets,
-                sites=control.capacity() if spec.datasets else None,
-            )
+    def make(session: Session) -> JobOut:
+        if control.scheduler_config.budgets:
+            check_budget(session, control, spec, tenant)
+        return service.submit(
+            session,
+            spec,
+            tenant=tenant,
+            workdir_digest=body.workdir_digest,
+            now=control.clock.now(),
+            who=who,
+            secret_box=control.secrets,
+            sites=control.capacity() if spec.datasets else None,
+        )
+
+    def write() -> tuple[JobOut, bool]:
+        if key is None:
+            with control.db.session() as session:
+                return make(session), False
+        return idempotency.submit_once(
+            control.db,
+            tenant=tenant,
+            key=key,
+            user=who.name,
+            body=body,
+            now=control.clock.now(),
+            make=make,
+            look_first=bool(control.scheduler_config.budgets),  # a retry must not be refused by its own cost
+        )
 
     # One INSERT under WAL takes a fraction of a millisecond: done on the event loop it saves the
     # thread hand-off that dominates this hot path. Only when another writer holds the lock
     # (a scheduler pass writing placements) does it go to a thread, so the loop never waits.
     slow = control.db.write_busy() or bool(spec.datasets)  # data rules read the registry
-    out = await run_in_threadpool(write) if slow else write()
-    control.kick()
+    out, replayed = await run_in_threadpool(write) if slow else write()
+    headers = {"Idempotent-Replayed": "true"} if replayed else None
+    if not replayed:
+        control.kick()
     # Serialised once, by pydantic: this is the API's hot path.
-    return Response(out.model_dump_json(), status_code=201, media_type="application/json")
+    return Response(out.model_dump_json(), status_code=201, media_type="application/json", headers=headers)
 
 
 @router.get("", response_model=Page[JobOut])
@@ -139,13 +176,18 @@ def cancel(job_id: str, control: Control, who: Caller) -> JobOut:
 
 
 @router.get("/{job_id}/logs", response_class=StreamingResponse)
-def logs(job_id: str, control: Control, who: Caller, follow: bool = False) -> StreamingResponse:
+async def logs(job_id: str, control: Control, who: Caller, follow: bool = False) -> StreamingResponse:
     """The job's output, all attempts in order; with ``follow`` the stream stays open until the
-    job ends. Lines of multi-node jobs are prefixed with their node rank."""
-    with control.db.read() as session:
-        job = service.get_job(session, job_id, who)
-        multi = int(job.spec.get("resources", {}).get("num_nodes", 1) or 1) > 1
-    return StreamingResponse(_stream(control, job_id, who, follow, multi), media_type="text/plain; charset=utf-8")
+    job ends. Lines of multi-node jobs are prefixed with their node rank. A tenant may follow
+    ``max_follows_per_tenant`` streams at once (429 with Retry-After beyond)."""
+
+    def visible() -> None:
+        with control.db.read() as session:
+            service.get_job(session, job_id, who)
+
+    await run_in_threadpool(visible)
+    slot = follow_slot(control, who) if follow else None
+    return FollowResponse(follow_logs(control, who, job_id, follow=follow), slot, headers={"Cache-Control": "no-store"})
 
 
 def check_budget(session: Session, control: ControlPlane, spec: JobSpec, tenant: str | None) -> None:
@@ -159,42 +201,3 @@ def check_budget(session: Session, control: ControlPlane, spec: JobSpec, tenant:
     message = budgets.never_fits_budget(name, budget, estimate)
     if message:
         raise Unprocessable(message)
-
-
-def _stream(control: ControlPlane, job_id: str, who: Identity, follow: bool, multi: bool) -> Iterator[str]:
-    after = 0
-    attempt_id: int | None = None
-    partial: dict[int, str] = {}
-    attempts: dict[int, Attempt] = {}
-    while True:
-        seen = control.signals.version("logs")
-        with control.db.read() as session:
-            job = service.get_job(session, job_id, who)
-            done = JobState(job.state).is_terminal()
-            chunks = service.log_chunks_after(session, job, after)
-            if any(c.attempt_id not in attempts for c in chunks):  # only when a new attempt speaks
-                attempts = {a.id: a for a in service.attempts_of(session, [job])[job.seq]}
-        for chunk in chunks:
-            after = chunk.id
-            if chunk.attempt_id != attempt_id:
-                if attempt_id is not None and chunk.attempt_id in attempts:
-                    a = attempts[chunk.attempt_id]
-                    yield f"--- attempt {a.number} at {a.site} ---\n"
-                attempt_id = chunk.attempt_id
-            yield _format(chunk, multi, partial)
-        if chunks:
-            continue
-        if not follow or done or control.stopping:
-            if multi:
-                yield "".join(f"[rank {rank}] {rest}\n" for rank, rest in sorted(partial.items()) if rest)
-            return
-        control.signals.wait("logs", seen, 1.0)
-
-
-def _format(chunk: LogChunkRow, multi: bool, partial: dict[int, str]) -> str:
-    if not multi:
-        return chunk.data
-    text = partial.pop(chunk.rank, "") + chunk.data
-    lines = text.split("\n")
-    partial[chunk.rank] = lines.pop()
-    return "".join(f"[rank {chunk.rank}] {line}\n" for line in lines)

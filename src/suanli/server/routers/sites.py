@@ -6,9 +6,9 @@ from collections.abc import Callable
 from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from suanli.core.api import NodeOut, Page, SiteOut
+from suanli.core.api import NodeOut, Page, PlainText, SiteOut
 from suanli.core.identity import Scope
 from suanli.server.control import ControlPlane
 from suanli.server.deps import Caller, Control
@@ -57,7 +57,8 @@ def _page(items: list[T], limit: int, cursor: str | None, *, key: Callable[[T], 
 
 
 class DrainIn(BaseModel):
-    reason: str
+    #: Shown to everyone who lists nodes: no control characters.
+    reason: PlainText = Field(max_length=1000)
 
 
 @router.post("/nodes/{name}/drain", response_model=NodeOut)

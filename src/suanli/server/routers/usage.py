@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from pydantic import BaseModel
 
 from suanli.core import metering as pricing
 from suanli.core.api import BudgetOut, InvoiceOut, Page, SiteRevenueOut, TariffVersionOut, UsageLineOut
+from suanli.core.clock import Instant, check_instant
 from suanli.core.identity import Scope
 from suanli.core.network import Tariff
 from suanli.server.deps import Caller, Control
@@ -21,23 +22,33 @@ from suanli.server.services.sites import capacity_view
 
 router = APIRouter(prefix="/api/v1", tags=["usage"])
 
+_MONTH_PATTERN = r"^[0-9]{4}-[0-9]{2}$"
+_MONTH_WORDS = f"A billing month (Asia/Shanghai), {pricing.FIRST_MONTH} to {pricing.LAST_MONTH}, like 2026-03."
+#: ``?month=``: a billing month; the range is checked by ``month_bounds`` (422 in words).
+Month = Annotated[str | None, Query(pattern=_MONTH_PATTERN, description=_MONTH_WORDS)]
+
 
 class TariffIn(BaseModel):
     site: str
     tariff: Tariff
     #: When the new prices apply (default: now). Never in the past.
-    effective_from: datetime | None = None
+    effective_from: Instant | None = None
 
 
 def _window(start: datetime | None, end: datetime | None, month: str | None) -> tuple[datetime | None, datetime | None]:
     if month:
         try:
             return pricing.month_bounds(month)
-        except ValueError:
-            raise Unprocessable(f"month must look like 2026-03, not '{month}'") from None
-    for when in (start, end):
+        except ValueError as exc:
+            raise Unprocessable(str(exc)) from None
+    for name, when in (("from", start), ("to", end)):
         if when is not None and when.tzinfo is None:
             raise Unprocessable("give times with a zone, e.g. 2026-03-01T00:00:00+08:00")
+        if when is not None:
+            try:
+                check_instant(when, name)
+            except ValueError as exc:
+                raise Unprocessable(str(exc)) from None
     return start, end
 
 
@@ -49,7 +60,7 @@ def usage(
     site: str | None = None,
     start: Annotated[datetime | None, Query(alias="from")] = None,
     end: Annotated[datetime | None, Query(alias="to")] = None,
-    month: str | None = None,
+    month: Month = None,
     by: str = "site",
 ) -> Page[UsageLineOut]:
     """Usage and cost, grouped ``by`` site (with GPU type), job, gpu-type or tenant."""
@@ -66,7 +77,7 @@ def site_revenue(
     who: Caller,
     start: Annotated[datetime | None, Query(alias="from")] = None,
     end: Annotated[datetime | None, Query(alias="to")] = None,
-    month: str | None = None,
+    month: Month = None,
 ) -> Page[SiteRevenueOut]:
     """For operators: revenue and GPU utilisation per site over a window (default: all time)."""
     lo, hi = _window(start, end, month)
@@ -104,7 +115,13 @@ def site_revenue(
     response_model=InvoiceOut,
     responses={200: {"content": {"text/csv": {}, "text/html": {}}}},
 )
-def invoice(control: Control, who: Caller, tenant: str, month: str, format: str = "json") -> Response:
+def invoice(
+    control: Control,
+    who: Caller,
+    tenant: str,
+    month: Annotated[str, Path(pattern=_MONTH_PATTERN, description=_MONTH_WORDS)],
+    format: str = "json",
+) -> Response:
     """A tenant's invoice for a month (Asia/Shanghai): ``format`` json, csv or html."""
     with control.db.read() as session:
         bill = invoices.build_for(session, who, tenant, month, control.settings.waive_platform_faults)
@@ -127,9 +144,10 @@ def tariffs(control: Control, who: Caller, site: str | None = None) -> Page[Tari
             TariffVersionOut(
                 site=r.site,
                 effective_from=r.effective_from,
-                tariff=r.tariff,
+                tariff=metering.shown_tariff(r.tariff),
                 created_at=r.created_at,
                 created_by=r.created_by,
+                problem=metering.read_tariff(r)[1],
             )
             for r in rows
         ]

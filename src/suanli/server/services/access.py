@@ -20,6 +20,40 @@ def require(who: Identity, scope: Scope) -> None:
         )
 
 
+def require_delegable(who: Identity, wanted: frozenset[Scope], what: str, hint: str = "") -> None:
+    """The caller may hand out (to a new user's role, or to a token for someone else) only the
+    scopes its own token holds: a narrowed token never makes a wider identity. Scopes the
+    caller's role can never hold (the admin cannot decide filings, an auditor's scope) may be
+    handed out only by a caller holding every scope of its role: the full admin."""
+    full = ROLE_SCOPES[who.role] <= who.scopes
+    beyond_role = wanted - ROLE_SCOPES[who.role]
+    if beyond_role and not full:
+        raise Forbidden(
+            f"{what} would hold {_names(beyond_role)}, which only a token with every scope of the "
+            f"{who.role.value} role may hand out; this token ({who.token_id or '-'}) lacks "
+            f"{_names(ROLE_SCOPES[who.role] - who.scopes)}"
+        )
+    missing = (wanted & ROLE_SCOPES[who.role]) - who.scopes
+    if missing:
+        raise Forbidden(
+            f"{what} would hold {_names(missing)}, which this token ({who.token_id or '-'}) does not: "
+            f"use a token that holds them{hint}"
+        )
+
+
+def require_full_admin(who: Identity, what: str) -> None:
+    """Only the admin with a token holding every admin scope may make or restore an admin."""
+    if who.role != Role.ADMIN or not ROLE_SCOPES[Role.ADMIN] <= who.scopes:
+        raise Forbidden(
+            f"{what} needs an admin token with every admin scope; you are {who.role.value} '{who.name}' "
+            f"with token {who.token_id or '-'}"
+        )
+
+
+def _names(scopes: frozenset[Scope]) -> str:
+    return ", ".join(f"'{s.value}'" for s in sorted(scopes))
+
+
 def require_role(who: Identity, *roles: Role) -> None:
     if who.role not in roles:
         names = " or ".join(r.value for r in roles)

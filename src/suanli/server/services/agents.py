@@ -48,7 +48,10 @@ def register(session: Session, site: Site, req: RegisterRequest, now: datetime) 
     """An agent (re)joins: record it and its inventory. Returns whether the inventory changed."""
     site.agent_id = req.agent_id
     site.last_heartbeat_at = now
-    return update_inventory(session, site, req.nodes, now)
+    containers_changed = site.containers_reported != req.containers
+    site.containers_reported = req.containers
+    site.sandbox = req.sandbox
+    return update_inventory(session, site, req.nodes, now) or containers_changed
 
 
 def record_heartbeat(
@@ -182,6 +185,8 @@ def assignment(job: Job, attempt: Attempt, secret_box: SecretBox | None = None) 
         keep_checkpoint=bool(spec.get("checkpoint", {}).get("keep", True)),
         datasets=[DatasetInput(name=d["name"], mount=d["mount"]) for d in spec.get("datasets", [])],
         output_dataset=outputs.output_name(job),
+        image=spec.get("image"),
+        network=spec.get("network", "any"),
     )
 
 

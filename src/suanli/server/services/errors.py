@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from typing import Any
 
 from suanli.core.errors import SuanliError
@@ -10,6 +11,8 @@ from suanli.core.errors import SuanliError
 class ServiceError(SuanliError):
     status = 400
     title = "Bad request"
+    #: Seconds the client should wait before trying again (sent as ``Retry-After``), if any.
+    retry_after: int | None = None
 
     def __init__(self, detail: str, errors: list[dict[str, Any]] | None = None) -> None:
         super().__init__(detail)
@@ -45,3 +48,37 @@ class Forbidden(ServiceError):
 class TooLarge(ServiceError):
     status = 413
     title = "Request too large"
+
+
+class InsufficientStorage(ServiceError):
+    """The server's disk (or its database's) is full: nothing of the request was kept."""
+
+    status = 507
+    title = "Insufficient storage"
+    retry_after = 60
+
+
+#: SQLite's result code for "database or disk is full"; PostgreSQL's SQLSTATE disk_full.
+SQLITE_FULL = 13
+PG_DISK_FULL = "53100"
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) says the disk is full: ENOSPC/EDQUOT from the OS,
+    SQLITE_FULL from SQLite, disk_full from PostgreSQL; through SQLAlchemy's wrapping too."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if getattr(e, "sqlite_errorcode", None) == SQLITE_FULL:
+            return True
+        if getattr(e, "pgcode", None) == PG_DISK_FULL or getattr(e, "sqlstate", None) == PG_DISK_FULL:
+            return True
+        orig = getattr(e, "orig", None)  # SQLAlchemy's DBAPIError wraps the driver's error
+        todo += [orig if isinstance(orig, BaseException) else None, e.__cause__, e.__context__]
+    return False

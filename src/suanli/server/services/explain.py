@@ -10,11 +10,12 @@ from sqlalchemy.orm import Session
 from suanli.core.api import ExplainOut, SiteExplainOut
 from suanli.core.identity import Identity
 from suanli.core.scheduler import explain_sites
+from suanli.core.scheduling.engine import CANNOT_SCHEDULE
 from suanli.core.states import JobState
 from suanli.server.services import datarules
 from suanli.server.services.fairshare import tenant_shares
 from suanli.server.services.jobs import get_job
-from suanli.server.services.scheduling import SchedulerConfig, fill_estimates, pending_job
+from suanli.server.services.scheduling import SchedulerConfig, error_words, fill_estimates, pending_job
 from suanli.server.services.sites import capacity_view
 from suanli.store.models import Tenant
 
@@ -30,10 +31,14 @@ def explain_job(
 ) -> ExplainOut:
     job = get_job(session, job_id, who)
     home = session.scalar(select(Tenant.home_region).where(Tenant.name == job.tenant))
-    pending = pending_job(job, home)
+    state = JobState(job.state)
+    try:
+        pending = pending_job(job, home)
+    except (ValueError, TypeError, KeyError) as exc:  # a stored spec from before a bound
+        reason = job.reason or f"{CANNOT_SCHEDULE}{error_words(exc)}; cancel it and submit it again"
+        return ExplainOut(job_id=job.id, name=job.name, state=state, reason=reason, site=job.site, sites=[])
     view = capacity_view(session, now, lease_s)
     fill_estimates(view.sites, tenant_shares(session, now, config.policy, config.quotas), config.policy)
-    state = JobState(job.state)
     chosen = job.site if state != JobState.PENDING else None
     data = datarules.data_rule(session, [pending], now)
     verdicts = explain_sites(pending, view.sites, now, (*config.rules, data) if data else config.rules)

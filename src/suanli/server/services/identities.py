@@ -37,7 +37,7 @@ from suanli.core.identity import (
     Scope,
     parse_scopes,
 )
-from suanli.server.services.access import require, require_role
+from suanli.server.services.access import require, require_delegable, require_full_admin, require_role
 from suanli.server.services.errors import Conflict, NotFound, Unauthorized, Unprocessable
 from suanli.server.services.sites import hash_token
 from suanli.store.db import Database
@@ -238,6 +238,7 @@ def create_user(session: Session, who: Identity, body: UserIn, now: datetime) ->
         role = Role(body.role)
     except ValueError:
         raise Unprocessable(f"unknown role '{body.role}'; roles are {', '.join(r.value for r in Role)}") from None
+    _require_may_manage(who, role, f"a user with the {role.value} role")
     if session.get(User, body.name) is not None:
         raise Conflict(f"user '{body.name}' exists")
     if role == Role.MEMBER:
@@ -286,11 +287,20 @@ def set_disabled(session: Session, who: Identity, name: str, disabled: bool) -> 
         raise NotFound(f"no user '{name}'")
     if disabled and user.name == who.name:
         raise Unprocessable("you cannot disable yourself")
+    # Enabling brings back every token the user holds; disabling can lock out a wider admin.
+    _require_may_manage(who, Role(user.role), f"{'disabling' if disabled else 'enabling'} {user.role} '{name}'")
     user.disabled = disabled
     live = session.scalar(
         select(func.count()).select_from(ApiToken).where(ApiToken.user == name, ApiToken.revoked_at.is_(None))
     )
     return _user_out(user, int(live or 0))
+
+
+def _require_may_manage(who: Identity, role: Role, what: str) -> None:
+    """Making, enabling or disabling a user needs every scope its role holds (docs/identities.md)."""
+    if role == Role.ADMIN:
+        require_full_admin(who, what)
+    require_delegable(who, ROLE_SCOPES[role], what)
 
 
 def _user_out(u: User, tokens: int) -> UserOut:
@@ -309,8 +319,9 @@ def _user_out(u: User, tokens: int) -> UserOut:
 
 
 def create_token(session: Session, who: Identity, body: TokenIn, now: datetime) -> TokenCreatedOut:
-    """A new token for the caller, or (admin) for any user. Its scopes never exceed the
-    caller's own token's when made for oneself, nor the target user's role."""
+    """A new token for the caller, or (admin) for any user. Its scopes never exceed the target
+    user's role, nor the caller's own token's (for oneself, and for anyone else: a narrowed admin
+    token cannot mint a wider token for another user)."""
     require(who, Scope.TOKENS)
     target_name = body.user or who.name
     if target_name != who.name:
@@ -331,6 +342,8 @@ def create_token(session: Session, who: Identity, body: TokenIn, now: datetime) 
         elif not scopes <= who.scopes:
             extra = ", ".join(sorted(s.value for s in scopes - who.scopes))
             raise Unprocessable(f"a token cannot grant more than the token that makes it: {extra}")
+    else:
+        require_delegable(who, scopes, f"a token for {role.value} '{target_name}'", hint=", or ask for fewer (--scope)")
     if body.expires_in_s is None:
         expires: datetime | None = now + DEFAULT_TOKEN_LIFETIME
     elif body.expires_in_s == 0:

@@ -57,8 +57,8 @@ def build_for(session: Session, who: Identity, tenant: str, month: str, waive_fa
 def build(session: Session, tenant: str, month: str, waive_faults: bool) -> Invoice:
     try:
         start, end = pricing.month_bounds(month)
-    except ValueError:
-        raise Unprocessable(f"month must look like 2026-03, not '{month}'") from None
+    except ValueError as exc:
+        raise Unprocessable(str(exc)) from None
     lines = aggregate(usage_rows(session, tenant=tenant, start=start, end=end), "job", waive_faults)
     return Invoice(
         tenant=tenant,

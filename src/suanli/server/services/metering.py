@@ -8,6 +8,8 @@ tariff versions in force, split at month ends so each month's bill holds exactly
 
 from __future__ import annotations
 
+import logging
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -15,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -26,6 +29,8 @@ from suanli.core.states import AttemptState
 from suanli.server.services.access import require, require_role, tenant_filter
 from suanli.server.services.errors import NotFound, Unprocessable
 from suanli.store.models import Attempt, Job, Site, TariffVersion, UsageRecord
+
+log = logging.getLogger("suanli.server")
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: Reports closer together than this accumulate before a record is written.
@@ -82,10 +87,49 @@ def set_tariff(
 
 
 def versions(session: Session, site: str) -> list[pricing.TariffVersion]:
+    """The site's tariff versions in force order. A stored one that no longer validates (a NaN
+    price posted before prices were checked) is left out, with a warning: the version before it
+    stays in force until the next valid one, so one bad row never stops metering."""
     rows = session.scalars(
         select(TariffVersion).where(TariffVersion.site == site).order_by(TariffVersion.effective_from)
     )
-    return [pricing.TariffVersion(r.effective_from, Tariff.model_validate(r.tariff)) for r in rows]
+    out = []
+    for row in rows:
+        tariff, problem = read_tariff(row)
+        if tariff is None:
+            log.warning("site %s: the tariff from %s is ignored: %s", site, row.effective_from, problem)
+            continue
+        out.append(pricing.TariffVersion(row.effective_from, tariff))
+    return out
+
+
+def read_tariff(row: TariffVersion) -> tuple[Tariff | None, str]:
+    """The stored version's tariff, or None and why it cannot be used (said in words)."""
+    try:
+        return Tariff.model_validate(row.tariff), ""
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"])
+        return None, (
+            f"{where}: {first['msg']}; it is not used for pricing (the version before it stays in force): "
+            "post a valid tariff"
+        )
+
+
+def shown_tariff(data: dict[str, Any]) -> dict[str, Any]:
+    """A stored tariff as JSON can carry it: NaN and infinity (stored before prices were
+    checked) become null, so listing the history never fails on them."""
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        return value
+
+    return {k: clean(v) for k, v in data.items()}
 
 
 def list_tariffs(session: Session, site: str | None) -> list[TariffVersion]:
@@ -119,9 +163,19 @@ def meter(session: Session, attempt: Attempt, report: AttemptReport, now: dateti
         return 0
     alloc = allocation(attempt, job)
     prices = versions(session, attempt.site)
-    start = now - timedelta(seconds=delta)
+    try:
+        pieces = [(a, b, pricing.cost_micro(prices, a, b, alloc)) for a, b in _interval(now, delta)]
+    except (ArithmeticError, ValueError) as exc:  # never fail the heartbeat that carries it
+        log.error(
+            "attempt %s at %s: %.0f s of usage not metered yet (%s); it is metered once this is fixed",
+            attempt.id,
+            attempt.site,
+            delta,
+            exc,
+        )
+        return 0
     made = 0
-    for a, b in split_at_month_ends(start, now):
+    for a, b, cost in pieces:
         session.add(
             UsageRecord(
                 attempt_id=attempt.id,
@@ -138,13 +192,19 @@ def meter(session: Session, attempt: Attempt, report: AttemptReport, now: dateti
                 start=a,
                 end=b,
                 seconds=(b - a).total_seconds(),
-                cost_micro=pricing.cost_micro(prices, a, b, alloc),
+                cost_micro=cost,
                 created_at=now,
             )
         )
         made += 1
     attempt.metered_s = report.elapsed_s
     return made
+
+
+def _interval(now: datetime, seconds: float) -> list[tuple[datetime, datetime]]:
+    """The ``seconds`` before ``now``, split at month ends. Raises ValueError/OverflowError for a
+    span no calendar holds (a NaN or absurd elapsed time in a report)."""
+    return split_at_month_ends(now - timedelta(seconds=seconds), now)
 
 
 def split_at_month_ends(start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:

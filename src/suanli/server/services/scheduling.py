@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from suanli.core.resources import parse_duration
 from suanli.core.scheduler import (
     PendingJob,
     Placement,
@@ -21,6 +24,7 @@ from suanli.core.scheduler import (
     TenantShare,
     schedule,
 )
+from suanli.core.scheduling.engine import CANNOT_SCHEDULE
 from suanli.core.spec import Placement as PlacementSpec
 from suanli.core.spec import Priority, Resources
 from suanli.core.states import AttemptState, JobState
@@ -29,6 +33,8 @@ from suanli.server.services.fairshare import Quota, tenant_shares
 from suanli.server.services.jobs import finish
 from suanli.server.services.sites import ACTIVE_ATTEMPT_STATES, capacity_view
 from suanli.store.models import Attempt, Job, Tenant
+
+log = logging.getLogger("suanli.server")
 
 #: Seconds a pass may reuse the tenants' shares read by an earlier pass.
 SHARES_TTL_S = 10.0
@@ -69,8 +75,21 @@ class PassResult:
     placements: list[tuple[str, str]] = field(default_factory=list)
 
 
+def error_words(exc: Exception) -> str:
+    """An error as one sentence for a job's reason (pydantic's first problem, without its URL)."""
+    if isinstance(exc, ValidationError) and exc.errors():
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"])
+        return f"{where}: {first['msg']}" if where else str(first["msg"])
+    return str(exc) or type(exc).__name__
+
+
 def pending_job(job: Job, home_region: str | None = None) -> PendingJob:
+    """The job as the scheduler sees it. Raises ValueError (pydantic's ValidationError is one)
+    when its stored spec breaks a bound it was submitted before (e.g. a ``time_limit`` of
+    3000000d): the pass then tells that job why, and places the others."""
     spec = job.spec
+    limit = spec.get("time_limit")
     placement = PlacementSpec.model_validate(spec.get("placement", {}))
     return PendingJob(
         id=job.id,
@@ -82,10 +101,11 @@ def pending_job(job: Job, home_region: str | None = None) -> PendingJob:
         home_region=home_region,
         max_latency_ms=placement.max_latency_ms,
         max_price_per_gpu_hour=placement.max_price_per_gpu_hour,
-        time_limit_s=float(spec["time_limit"]) if isinstance(spec.get("time_limit"), int | float) else None,
+        time_limit_s=parse_duration(limit, "time_limit") if isinstance(limit, int | float) else None,
         optimize=placement.optimize,
         submitted_at=job.submitted_at,
         datasets=tuple(str(d.get("name", "")) for d in spec.get("datasets", []) if isinstance(d, dict)),
+        image=str(spec["image"]) if spec.get("image") else None,
     )
 
 
@@ -118,6 +138,8 @@ class PendingCache:
         #: The earliest back-off end of a pending job skipped for it: the pass after that moment
         #: must look at every pending job again (an incremental one would not see it).
         self.wake_at: datetime | None = None
+        #: seq → (job id, reason) of pending jobs whose stored spec cannot be scheduled.
+        self.broken: dict[int, tuple[str, str]] = {}
 
     def load(
         self, session: Session, after_seq: int | None = None, now: datetime | None = None
@@ -142,13 +164,19 @@ class PendingCache:
         if after_seq is None:
             for seq in [s for s in self._jobs if s not in seqs]:
                 del self._jobs[seq]
-        missing = [s for s in seqs if s not in self._jobs]
+            self.broken = {s: b for s, b in self.broken.items() if s in seqs}
+        missing = [s for s in seqs if s not in self._jobs and s not in self.broken]
         homes: dict[str, str | None] = {}
         if missing:
             homes = dict(session.execute(select(Tenant.name, Tenant.home_region)).all())
         for start in range(0, len(missing), 500):
             for job in session.scalars(select(Job).where(Job.seq.in_(missing[start : start + 500]))):
-                self._jobs[job.seq] = pending_job(job, homes.get(job.tenant))
+                try:
+                    self._jobs[job.seq] = pending_job(job, homes.get(job.tenant))
+                except (ValueError, TypeError, KeyError) as exc:
+                    error = error_words(exc)
+                    log.warning("job %s cannot be scheduled: its stored spec is invalid: %s", job.id, error)
+                    self.broken[job.seq] = (job.id, f"{CANNOT_SCHEDULE}{error}; cancel it and submit it again")
         return [self._jobs[r.seq] for r in rows if r.seq in self._jobs], {r.id: r.reason for r in rows}
 
 
@@ -180,10 +208,14 @@ def plan_pass(
     last full pass, because jobs that did not fit then cannot fit now."""
     config = config or SchedulerConfig()
     jobs, reasons = cache.load(session, after_seq, now)
+    broken = {seq: b for seq, b in cache.broken.items() if b[0] in reasons}
     if not jobs:
         if after_seq is None:
             cache.reserved, cache.reservations = set(), {}
-        return None
+        if not broken:
+            return None
+        unplanned = ScheduleResult(reasons=dict(broken.values()))
+        return Plan(unplanned, {job_id: seq for seq, (job_id, _) in broken.items()}, reasons)
     view = capacity_view(session, now, lease_s)
     if cache.shares_at is None or not 0 <= (now - cache.shares_at).total_seconds() < SHARES_TTL_S:
         cache.shares, cache.shares_at = tenant_shares(session, now, config.policy, config.quotas), now
@@ -194,8 +226,12 @@ def plan_pass(
     data = datarules.data_rule(session, eligible, now)
     rules = (*config.rules, data) if data is not None else config.rules
     decision = schedule(eligible, view.sites, now, policy=config.policy, tenants=tenants, rules=rules)
+    for job_id, error in decision.errors.items():
+        log.error("scheduling job %s raised; it waits with a reason and the pass went on: %s", job_id, error)
     decision.reasons.update(held)
+    decision.reasons.update(dict(broken.values()))
     seq_of = {j.id: j.seq for j in jobs}
+    seq_of.update({job_id: seq for seq, (job_id, _) in broken.items()})
     if after_seq is None:
         cache.reserved = {seq_of[j] for j in decision.reservations}
         cache.reservations = dict(decision.reservations)

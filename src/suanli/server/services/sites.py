@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
+import math
 import os
 import secrets
 from collections import defaultdict
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -19,6 +22,7 @@ from suanli.core.api import GpuCount, NodeOut, SiteOut
 from suanli.core.identity import Identity, Scope
 from suanli.core.network import NetworkSpec, SiteDecl, Tariff
 from suanli.core.protocol import NodeReport
+from suanli.core.resources import MAX_DURATION_S
 from suanli.core.scheduler import Allocation, NodeState, SiteState
 from suanli.core.spec import Priority
 from suanli.core.states import AttemptState
@@ -26,6 +30,7 @@ from suanli.server.services.access import require_site
 from suanli.server.services.errors import NotFound, Unauthorized, Unprocessable
 from suanli.store.models import Attempt, Job, Node, Site, Tenant
 
+log = logging.getLogger("suanli.server")
 ACTIVE_ATTEMPT_STATES = (AttemptState.SCHEDULED.value, AttemptState.STARTING.value, AttemptState.RUNNING.value)
 
 
@@ -77,6 +82,7 @@ def _update_site(site: Site, decl: SiteDecl) -> None:
     site.backend = decl.backend.value
     site.latency_ms = dict(decl.latency_ms)
     site.tariff = decl.tariff.model_dump(mode="json")
+    site.containers = decl.runs_containers
 
 
 def _declare_nodes(session: Session, site: Site, decl: SiteDecl, now: datetime) -> None:
@@ -188,7 +194,7 @@ def capacity_view(session: Session, now: datetime, lease_s: float) -> CapacityVi
         running_per_site[attempt.site] += 1
         limit = spec.get("time_limit") if isinstance(spec, dict) else None
         start = attempt.started_at or attempt.created_at
-        ends = start + timedelta(seconds=float(limit)) if isinstance(limit, int | float) else None
+        ends = expected_end(start, limit)
         for assigned in attempt.nodes:
             indices = [int(i) for i in assigned.get("gpu_indices", [])]
             gpus_held[assigned["node"]].update(indices)
@@ -215,7 +221,8 @@ def capacity_view(session: Session, now: datetime, lease_s: float) -> CapacityVi
             nodes=[],
             online=is_online(s, now, lease_s),
             latency_ms=dict(s.latency_ms or {}),
-            tariff=Tariff.model_validate(s.tariff) if s.tariff else None,
+            tariff=stored_tariff(s),
+            containers=s.runs_containers,
         )
     nodes: list[tuple[Node, str]] = []
     for n in node_rows:
@@ -246,6 +253,31 @@ def capacity_view(session: Session, now: datetime, lease_s: float) -> CapacityVi
             )
         )
     return CapacityView(list(states.values()), site_rows, nodes, dict(running_per_site))
+
+
+def expected_end(start: datetime, limit: object) -> datetime | None:
+    """When an attempt started at ``start`` reaches its job's ``time_limit``; None without one.
+    A stored limit past MAX_DURATION_S (a row from before the spec bounded it) counts as that
+    bound, and one that is no number as none: no stored row can overflow the date arithmetic."""
+    if not isinstance(limit, int | float) or isinstance(limit, bool) or not math.isfinite(limit) or limit <= 0:
+        return None
+    return start + timedelta(seconds=min(float(limit), MAX_DURATION_S))
+
+
+def stored_tariff(site: Site) -> Tariff | None:
+    """The site's declared tariff; a stored one that no longer validates (a row from before
+    prices were bounded) is logged and left out: the site is listed and scheduled, unpriced."""
+    if not site.tariff:
+        return None
+    try:
+        return Tariff.model_validate(site.tariff)
+    except ValidationError as exc:
+        log.warning(
+            "site %s: its stored tariff is invalid and is ignored until a valid one is declared: %s",
+            site.name,
+            exc.errors(include_url=False)[0]["msg"],
+        )
+        return None
 
 
 def _last_preempted(session: Session, seqs: Sequence[int]) -> dict[int, datetime]:
@@ -285,6 +317,8 @@ def site_outs(view: CapacityView, now: datetime, lease_s: float) -> list[SiteOut
                 gpus=gpus,
                 running_jobs=view.running_per_site.get(row.name, 0),
                 tariff=dict(row.tariff or {}),
+                containers=row.runs_containers,
+                sandbox=row.sandbox,
             )
         )
     return out

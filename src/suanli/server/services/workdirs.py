@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import os
@@ -60,13 +61,19 @@ class Receiver:
         self._fh.write(data)
 
     def abort(self) -> None:
-        self._fh.close()
+        """Remove the partial file, even when closing it fails (a full disk fails the flush)."""
+        with contextlib.suppress(OSError):
+            self._fh.close()
         self.path.unlink(missing_ok=True)
 
     def finish(self) -> tuple[str, int, Path]:
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        self._fh.close()
+        try:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+        except BaseException:  # ENOSPC/EDQUOT above all: nothing half-written stays behind
+            self.abort()
+            raise
         digest = self._hash.hexdigest()
         try:
             check_archive(self.path, self.unpacked_limit, what=self.what)
