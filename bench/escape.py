@@ -57,6 +57,8 @@ def main() -> None:
         left = pwned([net.root])
         if left:
             rows.append(("files written outside", "-", ", ".join(map(str, left))))
+        for path in left:  # counted: now they go (one may sit at the host's /)
+            path.unlink(missing_ok=True)
         victim_state = admin.job(victim.id).state.value
         admin.cancel(victim.id)
     result = {"tries": len(jobs), "escaped": sum(1 for r in rows if r[2] != "held"), "victim": victim_state}
