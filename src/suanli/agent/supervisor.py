@@ -231,8 +231,8 @@ def _read_job(fd: int | None) -> tuple[list[bytes], dict[str, str] | None]:
         data = json.loads(b"".join(chunks) or b"{}")
     except ValueError:
         return [], None
-    if isinstance(data, list):  # an older agent: the secret values alone
-        return [str(v).encode("utf-8") for v in data], None
+    if not isinstance(data, dict):
+        return [], None
     secrets = [str(v).encode("utf-8") for v in data.get("secrets") or []]
     env = data.get("env")
     return secrets, ({str(k): str(v) for k, v in env.items()} if isinstance(env, dict) else None)
