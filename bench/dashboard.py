@@ -28,9 +28,9 @@ import httpx
 from sqlalchemy import insert
 
 from _harness import emit, percentile, suanli_process
+from suanli.app.control import ControlPlane
+from suanli.app.settings import Settings
 from suanli.core.network import parse_network
-from suanli.server.control import ControlPlane
-from suanli.server.settings import Settings
 from suanli.store.models import Attempt, Job
 
 CHROMIUM = Path("/usr/bin/chromium")

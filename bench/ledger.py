@@ -19,9 +19,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from _harness import emit
+from suanli.app.ledger import LedgerService, load_signing_key
 from suanli.core.clock import SystemClock
 from suanli.core.ledger import MerkleTree, entry_bytes, verify_consistency, verify_inclusion
-from suanli.datachain.ledger import LedgerService, load_signing_key
 from suanli.store.db import Database, sqlite_url
 
 AT = "2026-11-27T00:00:00+00:00"

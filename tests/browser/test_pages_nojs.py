@@ -14,14 +14,14 @@ import httpx
 import pytest
 import uvicorn
 
+from suanli.app import identities
+from suanli.app.control import ControlPlane
+from suanli.app.settings import Settings
 from suanli.core.api import TenantIn, TokenIn, UserIn
 from suanli.core.clock import ManualClock
 from suanli.core.identity import SYSTEM
 from suanli.launch.network import demo_network
 from suanli.server.app import create_app
-from suanli.server.control import ControlPlane
-from suanli.server.services import identities
-from suanli.server.settings import Settings
 from suanli.web import mount_dashboard
 
 HELLO = "name: hello-web\nresources: {cpus: 1}\nrun: echo hi\n"

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from suanli.app.settings import Settings
 from suanli.core.network import parse_network
 from suanli.core.spec import parse_job_spec
 from suanli.launch.network import DEMO_ENGINES, LocalNetwork
 from suanli.sdk import Client
-from suanli.server.settings import Settings
 from tests.engines_support import ray_problem, require_ray, require_slurm, slurm_problem
 
 pytestmark = pytest.mark.engine

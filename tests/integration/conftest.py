@@ -19,12 +19,12 @@ from suanli.agent.agent import Agent
 from suanli.agent.backends.base import Backend
 from suanli.agent.backends.fake import FakeBackend
 from suanli.agent.backends.local import LocalBackend
+from suanli.app.control import ControlPlane
+from suanli.app.settings import Settings
 from suanli.core.clock import ManualClock
 from suanli.core.network import NetworkSpec, parse_network
 from suanli.sdk import Client
 from suanli.server.app import create_app
-from suanli.server.control import ControlPlane
-from suanli.server.settings import Settings
 from suanli.web import mount_dashboard
 
 NETWORK = """\

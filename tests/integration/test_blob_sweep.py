@@ -8,8 +8,8 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from suanli.app.workdirs import blob_path
 from suanli.core.spec import JobSpec
-from suanli.server.services.workdirs import blob_path
 from suanli.store.models import Blob, Job, JobCheckpoint
 from tests.integration.conftest import start_net
 

@@ -16,18 +16,18 @@ from fastapi import FastAPI
 from sqlalchemy import select
 from typer.testing import CliRunner, Result
 
+from suanli.app import movements
+from suanli.app.chain import Chain
+from suanli.app.control import ControlPlane
+from suanli.app.settings import Settings
 from suanli.cli import app
 from suanli.core.clock import ManualClock
 from suanli.core.ledger import Checkpoint, Record, verify_inclusion, verify_log
 from suanli.core.network import parse_network
-from suanli.datachain import movements
-from suanli.datachain.chain import Chain
 from suanli.datachain.manifest import MiB
 from suanli.datachain.site_store import LocalChannel
 from suanli.sdk import ApiError, Client
 from suanli.server.app import create_app
-from suanli.server.control import ControlPlane
-from suanli.server.settings import Settings
 from suanli.store.models import LedgerEntry
 
 NETWORK = """\

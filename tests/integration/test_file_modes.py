@@ -13,9 +13,9 @@ import pytest
 
 from suanli.agent import Agent
 from suanli.agent.backends import FakeBackend
+from suanli.app.control import ControlPlane
+from suanli.app.settings import Settings
 from suanli.filemodes import OpenToOthers, private_dir
-from suanli.server.control import ControlPlane
-from suanli.server.settings import Settings
 from tests.unit.test_agent_loop import FakeClient
 
 

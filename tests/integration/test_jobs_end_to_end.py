@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from suanli.app.control import ControlPlane
+from suanli.app.jobs import get_job
 from suanli.core.identity import SYSTEM
 from suanli.core.spec import JobSpec, parse_job_spec
 from suanli.sdk import ApiError
-from suanli.server.control import ControlPlane
-from suanli.server.services.jobs import get_job
 from tests.integration.conftest import Net
 
 

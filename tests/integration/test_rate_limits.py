@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from suanli.server.settings import Settings
+from suanli.app.settings import Settings
 from tests.integration.conftest import Net
 from tests.integration.test_hostile_http import assert_problem
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from suanli.app.secrets import SecretBox
 from suanli.core.protocol import AttemptAssignment
 from suanli.core.spec import SECRET_MASK, parse_job_spec
 from suanli.core.states import AttemptState
-from suanli.server.services.secrets import SecretBox
 from suanli.store.models import Job
 from tests.integration.conftest import Net
 

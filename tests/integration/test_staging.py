@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from suanli.app import staging
 from suanli.core.ledger import Checkpoint, Record, verify_log
 from suanli.sdk import Client
-from suanli.server.services import staging
 from tests.integration.conftest import Net, dashboard, start_net
 
 NETWORK = """\

@@ -6,11 +6,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from suanli.app.settings import Settings
 from suanli.core.network import parse_network
 from suanli.core.spec import parse_job_spec
 from suanli.launch.network import LocalNetwork
 from suanli.sdk import Client
-from suanli.server.settings import Settings
 
 NETWORK = parse_network(
     "regions: [r]\nsites:\n  - name: one\n    region: r\n    nodes: [{name: n1, gpus: H100:2, cpus: 8, memory: 16}]\n"

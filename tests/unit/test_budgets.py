@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from suanli.app.budgets import budget_states, hold_over_budget, never_fits_budget
 from suanli.core.scheduler import PendingJob
 from suanli.core.spec import Resources
-from suanli.server.services.budgets import budget_states, hold_over_budget, never_fits_budget
 
 
 def job(seq: int, tenant: str = "t") -> PendingJob:

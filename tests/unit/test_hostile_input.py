@@ -20,14 +20,14 @@ import pytest
 from fastapi import FastAPI, Request
 from pydantic import BaseModel
 
+from suanli.app.errors import TooLarge, Unprocessable
+from suanli.app.settings import Settings
+from suanli.app.workdirs import Receiver, check_archive
 from suanli.core import yamldoc
 from suanli.core.errors import SpecError
 from suanli.core.spec import job_spec_from_data, parse_job_spec
 from suanli.core.yamldoc import MAX_DEPTH, MAX_DOCUMENT_BYTES, MAX_NODES, load_yaml
 from suanli.server.limits import MAX_HEADER_BYTES, LimitsMiddleware, RateLimiter, install_limits, rate_key
-from suanli.server.services.errors import TooLarge, Unprocessable
-from suanli.server.services.workdirs import Receiver, check_archive
-from suanli.server.settings import Settings
 
 # --- the rate limiter -------------------------------------------------------------------------
 

@@ -86,7 +86,7 @@ def test_month_bounds_and_month_of() -> None:
 
 
 def test_a_record_over_a_month_end_is_split() -> None:
-    from suanli.server.services.metering import split_at_month_ends
+    from suanli.app.metering import split_at_month_ends
 
     start, end = local(2026, 3, 31, 23, 30), local(2026, 4, 1, 0, 45)
     pieces = split_at_month_ends(start, end)

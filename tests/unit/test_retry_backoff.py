@@ -6,11 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from suanli.app.scheduling import requeue_or_fail
 from suanli.core.errors import SpecError
 from suanli.core.network import parse_network
 from suanli.core.scheduler import Policy
 from suanli.core.states import AttemptState, JobState
-from suanli.server.services.scheduling import requeue_or_fail
 from suanli.store.models import Attempt, Job
 
 NOW = datetime(2026, 1, 5, 14, 5, 0, tzinfo=UTC)

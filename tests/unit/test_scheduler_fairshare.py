@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from suanli.app.fairshare import decayed_gpu_seconds, quotas_of
 from suanli.core.errors import SpecError
 from suanli.core.network import parse_network
 from suanli.core.scheduler import Policy, TenantShare, decay, shares
 from suanli.core.spec import parse_job_spec
-from suanli.server.services.fairshare import decayed_gpu_seconds, quotas_of
 
 NOW = datetime(2026, 3, 2, 5, 0, tzinfo=UTC)
 

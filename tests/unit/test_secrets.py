@@ -19,12 +19,12 @@ from suanli.agent.backends.local import LocalBackend
 from suanli.agent.backends.logstream import Utf8Stream
 from suanli.agent.backends.ray import RayBackend
 from suanli.agent.backends.slurm import SlurmBackend
+from suanli.app.secrets import SecretBox, SecretsUnavailable, open_secrets, seal_spec
 from suanli.cli.testing import FakeApi, Harness, make_job
 from suanli.core.errors import SpecError
 from suanli.core.protocol import AssignedNode, AttemptAssignment
 from suanli.core.spec import SECRET_MASK, JobSpec, job_spec_from_data, parse_job_spec
 from suanli.core.states import JobState
-from suanli.server.services.secrets import SecretBox, SecretsUnavailable, open_secrets, seal_spec
 from tests.unit.test_engine_backends import ScriptedSlurm
 
 TOKEN = "hf_Zq8secretVALUE42"

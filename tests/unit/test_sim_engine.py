@@ -57,7 +57,7 @@ def test_sjf_backfills_what_fits() -> None:
 
 
 def test_the_simulator_drives_the_servers_scheduler(monkeypatch: pytest.MonkeyPatch) -> None:
-    from suanli.server.services import scheduling as server_scheduling
+    from suanli.app import scheduling as server_scheduling
 
     assert sim_engine.schedule is core_scheduler.schedule
     assert server_scheduling.schedule is core_scheduler.schedule

@@ -370,7 +370,7 @@ class AgentCycle:
                 log.info("attempt %s is not held by this agent; telling the server it is stopped", attempt_id)
                 self._local[attempt_id] = AttemptReport(
                     attempt_id=attempt_id,
-                    fencing_token=attempt_id,  # an attempt's fencing token is its id (server/services/agents.py)
+                    fencing_token=attempt_id,  # an attempt's fencing token is its id (app/agents.py)
                     state=AttemptState.CANCELLED,
                     message=f"not running at site {self.site} (its agent does not hold it)",
                 )

@@ -1,6 +1,6 @@
 """The ledger's hashing: an RFC 9162 Merkle tree, proofs, signed checkpoints, offline verification.
 
-Pure: no I/O. The ledger *service* (``suanli.datachain.ledger``) persists entries and signs
+Pure: no I/O. The ledger *service* (``suanli.app.ledger``) persists entries and signs
 checkpoints with its private key; anyone holding the public key — a regulator with
 ``suanli ledger verify`` — can check the whole log and every proof with this module alone.
 

@@ -15,10 +15,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from suanli.app.settings import DEFAULT_PORT, Settings, default_home
 from suanli.core.errors import SuanliError
 from suanli.filemodes import private_dir
 from suanli.launch.simulate import simulate
-from suanli.server.settings import DEFAULT_PORT, Settings, default_home
 
 # The server, agent and network modules (FastAPI, SQLAlchemy, uvicorn) are imported inside the
 # commands that need them, so `suanli jobs` and friends start fast.
@@ -79,9 +79,9 @@ def server(
     """Run the control plane (API, scheduler). State: SQLite under --home, or $SUANLI_DATABASE_URL."""
     import uvicorn
 
+    from suanli.app.control import ControlPlane
     from suanli.launch.network import read_network_file
     from suanli.server.app import create_app
-    from suanli.server.control import ControlPlane
     from suanli.web import mount_dashboard
 
     _logging(verbose)

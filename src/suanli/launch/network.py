@@ -18,13 +18,13 @@ import yaml
 from suanli.agent.agent import Agent
 from suanli.agent.backends import probe
 from suanli.agent.backends.config import AgentConfig, RayConfig, SlurmConfig, make_backend
+from suanli.app.control import ControlPlane
+from suanli.app.settings import Settings
 from suanli.core.errors import SuanliError
 from suanli.core.network import Backend, NetworkSpec, SiteDecl, parse_network
 from suanli.filemodes import private_dir
 from suanli.sdk import Client
 from suanli.server.app import create_app
-from suanli.server.control import ControlPlane
-from suanli.server.settings import Settings
 from suanli.web import mount_dashboard
 
 log = logging.getLogger("suanli.up")

@@ -16,8 +16,10 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import suanli
+from suanli.app.control import ControlPlane
+from suanli.app.errors import InsufficientStorage, ServiceError, Unauthorized, is_disk_full
+from suanli.app.sites import site_for_token
 from suanli.core.api import Problem
-from suanli.server.control import ControlPlane
 from suanli.server.limits import install_limits
 from suanli.server.metrics import SuanliCollector
 from suanli.server.routers import (
@@ -32,8 +34,6 @@ from suanli.server.routers import (
     usage,
     workdirs,
 )
-from suanli.server.services.errors import InsufficientStorage, ServiceError, Unauthorized, is_disk_full
-from suanli.server.services.sites import site_for_token
 
 log = logging.getLogger("suanli.server")
 

@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from suanli.app.control import ControlPlane
 from suanli.core.identity import Identity
-from suanli.server.control import ControlPlane
 from suanli.server.limits import IDENTITY_KEY
 
 

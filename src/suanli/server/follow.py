@@ -2,7 +2,7 @@
 dashboard's live view.
 
 A follower costs no thread while it waits. It is an async generator that sleeps on a
-:class:`~suanli.server.control.Subscription` to the ``logs`` signal (bumped when an agent
+:class:`~suanli.app.control.Subscription` to the ``logs`` signal (bumped when an agent
 reports output or a job changes state, and on shutdown) and, as a safety net for ends that
 bump nothing (a lease running out), wakes every :data:`FOLLOW_POLL_S` anyway. Each wake-up
 reads the new chunks in a worker thread for the length of one indexed query, then gives the
@@ -24,11 +24,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from suanli.app import jobs as job_service
+from suanli.app.control import ControlPlane, FollowSlot
+from suanli.app.errors import ServiceError
 from suanli.core.identity import Identity
 from suanli.core.states import JobState
-from suanli.server.control import ControlPlane, FollowSlot
-from suanli.server.services import jobs as job_service
-from suanli.server.services.errors import ServiceError
 from suanli.store.models import Attempt, Job, LogChunkRow
 
 #: Longest a follower sleeps without a signal before it looks again.

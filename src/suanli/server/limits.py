@@ -41,9 +41,9 @@ from dataclasses import dataclass
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from suanli.app.errors import Unauthorized
+from suanli.app.settings import Settings
 from suanli.core.identity import Identity
-from suanli.server.services.errors import Unauthorized
-from suanli.server.settings import Settings
 
 PROBLEM = "application/problem+json"
 

@@ -8,10 +8,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
+from suanli.app.control import ControlPlane
+from suanli.app.metering import PLATFORM_FAULTS
+from suanli.app.sites import capacity_view
 from suanli.core.states import JobState
-from suanli.server.control import ControlPlane
-from suanli.server.services.metering import PLATFORM_FAULTS
-from suanli.server.services.sites import capacity_view
 from suanli.store.models import Attempt, Job, UsageRecord
 
 

@@ -9,9 +9,9 @@ jobs, usage and datasets; operators their sites' nodes; the admin everything.
 
 from __future__ import annotations
 
+from suanli.app.control import ControlPlane
+from suanli.app.errors import Unauthorized
 from suanli.core.identity import Identity
-from suanli.server.control import ControlPlane
-from suanli.server.services.errors import Unauthorized
 
 __all__ = ["MAX_TOKEN_CHARS", "TOKEN_COOKIE", "Identity", "resolve"]
 

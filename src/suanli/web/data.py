@@ -9,8 +9,8 @@ from typing import Any
 from fastapi import Request
 from sqlalchemy import select
 
-from suanli.datachain import filings, movements, registry
-from suanli.server.services.datachain import chain_of, dataset_owner_filter
+from suanli.app import filings, movements, registry
+from suanli.server.chaindeps import chain_of, dataset_owner_filter
 from suanli.store.models import DataTransfer
 from suanli.web.auth import Identity
 

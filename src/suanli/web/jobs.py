@@ -13,15 +13,15 @@ from typing import Any
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
+from suanli.app import jobs as job_service
+from suanli.app import metering
+from suanli.app.access import tenant_filter
+from suanli.app.control import ControlPlane
+from suanli.app.errors import NotFound
+from suanli.app.explain import explain_job
 from suanli.core.api import JobOut, SiteExplainOut
 from suanli.core.states import JobState
-from suanli.server.control import ControlPlane
 from suanli.server.follow import LogFormatter, is_multi_node
-from suanli.server.services import jobs as job_service
-from suanli.server.services import metering
-from suanli.server.services.access import tenant_filter
-from suanli.server.services.errors import NotFound
-from suanli.server.services.explain import explain_job
 from suanli.store.models import Job, Site, Tenant
 from suanli.web.auth import Identity
 

@@ -11,11 +11,11 @@ from typing import Any
 
 from sqlalchemy import func, or_, select
 
+from suanli.app.access import tenant_filter
+from suanli.app.control import ControlPlane
+from suanli.app.sites import capacity_view, node_outs, site_outs
 from suanli.core.api import NodeOut, SiteOut
 from suanli.core.states import JobState
-from suanli.server.control import ControlPlane
-from suanli.server.services.access import tenant_filter
-from suanli.server.services.sites import capacity_view, node_outs, site_outs
 from suanli.store.models import Attempt, Job
 from suanli.web.auth import Identity
 

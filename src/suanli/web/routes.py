@@ -16,17 +16,17 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from suanli.app import invoices, metering
+from suanli.app import jobs as job_service
+from suanli.app import sites as site_service
+from suanli.app.control import ControlPlane
+from suanli.app.errors import ServiceError
 from suanli.core import metering as pricing
 from suanli.core.errors import SpecError
 from suanli.core.spec import parse_job_spec
 from suanli.core.states import JobState
-from suanli.server.control import ControlPlane
 from suanli.server.deps import Control
 from suanli.server.follow import FollowResponse, follow_logs, follow_slot
-from suanli.server.services import invoices, metering
-from suanli.server.services import jobs as job_service
-from suanli.server.services import sites as site_service
-from suanli.server.services.errors import ServiceError
 from suanli.web import data as data_views
 from suanli.web import jobs as job_views
 from suanli.web import network as network_views

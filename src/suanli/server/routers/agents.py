@@ -10,6 +10,11 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from suanli.app import agents as service
+from suanli.app import checkpoints, outputs
+from suanli.app.errors import NotFound
+from suanli.app.sites import authenticate_site, site_for_token
+from suanli.app.workdirs import blob_path, receive
 from suanli.core.protocol import (
     CheckpointReceipt,
     HeartbeatRequest,
@@ -17,13 +22,8 @@ from suanli.core.protocol import (
     RegisterRequest,
     RegisterResponse,
 )
+from suanli.server.chaindeps import translated
 from suanli.server.deps import Control, Token
-from suanli.server.services import agents as service
-from suanli.server.services import checkpoints, outputs
-from suanli.server.services.datachain import translated
-from suanli.server.services.errors import NotFound
-from suanli.server.services.sites import authenticate_site, site_for_token
-from suanli.server.services.workdirs import blob_path, receive
 
 router = APIRouter(prefix="/api/v1/agents", tags=["agents"])
 

@@ -9,22 +9,22 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
+from suanli.app import movements, registry
+from suanli.app.access import require, require_role
+from suanli.app.errors import Forbidden
 from suanli.core.datasets import Classification
 from suanli.core.identity import Role, Scope
 from suanli.core.network import Zone
 from suanli.core.policy import MovementKind, Purpose
-from suanli.datachain import movements, registry
 from suanli.datachain.manifest import DEFAULT_CHUNK, MiB
-from suanli.server.deps import Caller
-from suanli.server.services.access import require, require_role
-from suanli.server.services.datachain import (
+from suanli.server.chaindeps import (
     ChainDep,
     dataset_owner_filter,
     owned_dataset,
     translated,
     visible_dataset,
 )
-from suanli.server.services.errors import Forbidden
+from suanli.server.deps import Caller
 
 router = APIRouter(prefix="/api/v1", tags=["datasets"])
 

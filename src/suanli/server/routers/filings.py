@@ -12,13 +12,13 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from suanli.app import filings
+from suanli.app.errors import NotFound
 from suanli.core.clock import Instant
 from suanli.core.identity import Identity
 from suanli.core.policy import FilingState, Route
-from suanli.datachain import filings
 from suanli.datachain.package import render_pdf
-from suanli.server.deps import Caller
-from suanli.server.services.datachain import (
+from suanli.server.chaindeps import (
     Auditor,
     ChainDep,
     actor_of,
@@ -27,7 +27,7 @@ from suanli.server.services.datachain import (
     translated,
     visible_dataset,
 )
-from suanli.server.services.errors import NotFound
+from suanli.server.deps import Caller
 from suanli.store.models import Dataset, Filing
 
 router = APIRouter(prefix="/api/v1/filings", tags=["filings"])

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from suanli.app import identities as service
 from suanli.core.api import (
     Page,
     TenantIn,
@@ -18,7 +19,6 @@ from suanli.core.api import (
     WhoAmIOut,
 )
 from suanli.server.deps import Caller, Control
-from suanli.server.services import identities as service
 
 router = APIRouter(prefix="/api/v1", tags=["identities"])
 

@@ -11,17 +11,17 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from suanli.app import budgets, idempotency, metering
+from suanli.app import jobs as service
+from suanli.app.control import ControlPlane
+from suanli.app.errors import Unprocessable
+from suanli.app.explain import explain_job
 from suanli.core.api import ExplainOut, JobOut, JobSubmit, Page
 from suanli.core.scheduler import PendingJob
 from suanli.core.spec import JobSpec
 from suanli.core.states import JobState
-from suanli.server.control import ControlPlane
 from suanli.server.deps import Caller, Control
 from suanli.server.follow import FollowResponse, follow_logs, follow_slot
-from suanli.server.services import budgets, idempotency, metering
-from suanli.server.services import jobs as service
-from suanli.server.services.errors import Unprocessable
-from suanli.server.services.explain import explain_job
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 

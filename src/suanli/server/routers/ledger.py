@@ -7,10 +7,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from sqlalchemy import select
 
+from suanli.app.access import require
 from suanli.core.identity import Scope
+from suanli.server.chaindeps import ChainDep, translated
 from suanli.server.deps import Caller
-from suanli.server.services.access import require
-from suanli.server.services.datachain import ChainDep, translated
 from suanli.store.models import ExportCounter
 
 router = APIRouter(prefix="/api/v1/ledger", tags=["ledger"])

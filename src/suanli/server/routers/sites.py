@@ -8,12 +8,12 @@ from typing import Annotated, TypeVar
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
+from suanli.app import sites as service
+from suanli.app.access import require
+from suanli.app.control import ControlPlane
 from suanli.core.api import NodeOut, Page, PlainText, SiteOut
 from suanli.core.identity import Scope
-from suanli.server.control import ControlPlane
 from suanli.server.deps import Caller, Control
-from suanli.server.services import sites as service
-from suanli.server.services.access import require
 
 T = TypeVar("T")
 

@@ -10,11 +10,11 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from suanli.app import movements
+from suanli.app.errors import NotFound
 from suanli.core.identity import Identity
 from suanli.core.policy import Purpose
-from suanli.datachain import movements
-from suanli.server.deps import Caller
-from suanli.server.services.datachain import (
+from suanli.server.chaindeps import (
     ChainDep,
     actor_of,
     dataset_owner_filter,
@@ -22,7 +22,7 @@ from suanli.server.services.datachain import (
     translated,
     visible_dataset,
 )
-from suanli.server.services.errors import NotFound
+from suanli.server.deps import Caller
 from suanli.store.models import Dataset, DataTransfer
 
 router = APIRouter(prefix="/api/v1/transfers", tags=["transfers"])

@@ -9,16 +9,16 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from pydantic import BaseModel
 
+from suanli.app import budgets, invoices, metering
+from suanli.app.access import require, require_site, tenant_filter
+from suanli.app.errors import Unprocessable
+from suanli.app.sites import capacity_view
 from suanli.core import metering as pricing
 from suanli.core.api import BudgetOut, InvoiceOut, Page, SiteRevenueOut, TariffVersionOut, UsageLineOut
 from suanli.core.clock import Instant, check_instant
 from suanli.core.identity import Scope
 from suanli.core.network import Tariff
 from suanli.server.deps import Caller, Control
-from suanli.server.services import budgets, invoices, metering
-from suanli.server.services.access import require, require_site, tenant_filter
-from suanli.server.services.errors import Unprocessable
-from suanli.server.services.sites import capacity_view
 
 router = APIRouter(prefix="/api/v1", tags=["usage"])
 

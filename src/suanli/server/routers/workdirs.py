@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
+from suanli.app import workdirs as service
 from suanli.core.api import WorkdirOut
 from suanli.server.deps import Caller, Control
-from suanli.server.services import workdirs as service
 
 router = APIRouter(prefix="/api/v1/workdirs", tags=["jobs"])
 

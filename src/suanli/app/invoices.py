@@ -12,11 +12,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from suanli.app.access import require, require_role, visible
+from suanli.app.errors import Unprocessable
+from suanli.app.metering import aggregate, usage_rows
 from suanli.core import metering as pricing
 from suanli.core.identity import Identity, Role, Scope
-from suanli.server.services.access import require, require_role, visible
-from suanli.server.services.errors import Unprocessable
-from suanli.server.services.metering import aggregate, usage_rows
 
 
 @dataclass

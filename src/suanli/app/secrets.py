@@ -24,8 +24,8 @@ from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from suanli.app.errors import ServiceError
 from suanli.core.spec import SECRET_MASK
-from suanli.server.services.errors import ServiceError
 
 KEY_ENV = "SUANLI_SECRET_KEY"
 

@@ -19,11 +19,11 @@ from decimal import Decimal
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from suanli.app.metering import PLATFORM_FAULTS
 from suanli.core import metering as pricing
 from suanli.core.network import NetworkSpec
 from suanli.core.resources import Accelerator
 from suanli.core.scheduler import PendingJob, SiteState
-from suanli.server.services.metering import PLATFORM_FAULTS
 from suanli.store.models import Attempt, UsageRecord
 
 log = logging.getLogger("suanli.server")

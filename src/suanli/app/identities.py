@@ -25,6 +25,9 @@ from pathlib import Path
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from suanli.app.access import require, require_delegable, require_full_admin, require_role
+from suanli.app.errors import Conflict, NotFound, Unauthorized, Unprocessable
+from suanli.app.sites import hash_token
 from suanli.core.api import TenantIn, TenantOut, TokenCreatedOut, TokenIn, TokenOut, UserIn, UserOut
 from suanli.core.clock import Clock
 from suanli.core.identity import (
@@ -37,9 +40,6 @@ from suanli.core.identity import (
     Scope,
     parse_scopes,
 )
-from suanli.server.services.access import require, require_delegable, require_full_admin, require_role
-from suanli.server.services.errors import Conflict, NotFound, Unauthorized, Unprocessable
-from suanli.server.services.sites import hash_token
 from suanli.store.db import Database
 from suanli.store.models import ApiToken, Site, Tenant, User
 

@@ -7,8 +7,8 @@ object gets exactly the 404 an absent object gets, so nothing leaks that it exis
 
 from __future__ import annotations
 
+from suanli.app.errors import Forbidden, NotFound
 from suanli.core.identity import ROLE_SCOPES, Identity, Role, Scope
-from suanli.server.services.errors import Forbidden, NotFound
 
 
 def require(who: Identity, scope: Scope) -> None:

@@ -21,13 +21,13 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from suanli.app.access import require, require_role, tenant_filter
+from suanli.app.errors import NotFound, Unprocessable
 from suanli.core import metering as pricing
 from suanli.core.identity import Identity, Role, Scope
 from suanli.core.network import NetworkSpec, Tariff
 from suanli.core.protocol import AttemptReport
 from suanli.core.states import AttemptState
-from suanli.server.services.access import require, require_role, tenant_filter
-from suanli.server.services.errors import NotFound, Unprocessable
 from suanli.store.models import Attempt, Job, Site, TariffVersion, UsageRecord
 
 log = logging.getLogger("suanli.server")

@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
+from suanli.app.access import require
+from suanli.app.errors import NotFound, TooLarge, Unprocessable
 from suanli.core.identity import Identity, Scope
-from suanli.server.services.access import require
-from suanli.server.services.errors import NotFound, TooLarge, Unprocessable
 from suanli.store.models import Blob, BlobTenant
 
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")

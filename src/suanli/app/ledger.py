@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from suanli.app.chainerrors import NotFound
 from suanli.core.ledger import Checkpoint, MerkleTree, check_metadata, entry_bytes, leaf_hash, sign_checkpoint
-from suanli.datachain.errors import NotFound
 from suanli.store.db import Database
 from suanli.store.models import LedgerCheckpoint, LedgerEntry
 

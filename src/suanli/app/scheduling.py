@@ -12,6 +12,10 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from suanli.app import budgets, datarules
+from suanli.app.fairshare import Quota, tenant_shares
+from suanli.app.jobs import finish
+from suanli.app.sites import ACTIVE_ATTEMPT_STATES, capacity_view
 from suanli.core.resources import parse_duration
 from suanli.core.scheduler import (
     PendingJob,
@@ -28,10 +32,6 @@ from suanli.core.scheduling.engine import CANNOT_SCHEDULE
 from suanli.core.spec import Placement as PlacementSpec
 from suanli.core.spec import Priority, Resources
 from suanli.core.states import AttemptState, JobState
-from suanli.server.services import budgets, datarules
-from suanli.server.services.fairshare import Quota, tenant_shares
-from suanli.server.services.jobs import finish
-from suanli.server.services.sites import ACTIVE_ATTEMPT_STATES, capacity_view
 from suanli.store.models import Attempt, Job, Tenant
 
 log = logging.getLogger("suanli.server")

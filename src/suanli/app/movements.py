@@ -17,6 +17,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from suanli.app import registry
+from suanli.app.chain import Chain
+from suanli.app.chainerrors import Conflict, DataChainError, Denied, NotFound
 from suanli.core.network import Zone
 from suanli.core.policy import (
     Decision,
@@ -32,10 +35,7 @@ from suanli.core.policy import (
     hold_for,
     may_read,
 )
-from suanli.datachain import registry
-from suanli.datachain.chain import Chain
 from suanli.datachain.crypto import new_key
-from suanli.datachain.errors import Conflict, DataChainError, Denied, NotFound
 from suanli.datachain.manifest import Manifest
 from suanli.datachain.sender import send
 from suanli.datachain.site_store import LocalChannel, SiteStore

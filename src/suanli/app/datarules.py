@@ -18,11 +18,11 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from suanli.app import registry
 from suanli.core.datasets import Classification, Level
 from suanli.core.network import Zone
 from suanli.core.policy import Counters, Exporter, Route, RuleSet, SiteFacts, may_read
 from suanli.core.scheduler import PendingJob, SiteRule, SiteState
-from suanli.datachain import registry
 from suanli.datachain.rulesets import default_ruleset
 from suanli.store.models import Dataset, DataTransfer, Site
 

@@ -9,10 +9,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from suanli.app import movements
+from suanli.app.chain import Chain
+from suanli.app.chainerrors import Conflict, DataChainError, NotFound
 from suanli.core.policy import FILING_TRANSITIONS, FilingState, MovementKind, Purpose, Route, decide
-from suanli.datachain import movements
-from suanli.datachain.chain import Chain
-from suanli.datachain.errors import Conflict, DataChainError, NotFound
 from suanli.datachain.package import PackageFacts, render_html
 from suanli.store.models import Filing
 

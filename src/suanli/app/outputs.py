@@ -24,13 +24,13 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from suanli.app import registry
+from suanli.app.chain import Chain
+from suanli.app.checkpoints import attempt_of_site
+from suanli.app.errors import Conflict
 from suanli.core.datasets import Classification, inherit
 from suanli.core.states import JobState
-from suanli.datachain import registry
-from suanli.datachain.chain import Chain
 from suanli.datachain.manifest import DEFAULT_CHUNK, build_manifest
-from suanli.server.services.checkpoints import attempt_of_site
-from suanli.server.services.errors import Conflict
 from suanli.store.models import Dataset, Job
 
 

@@ -18,6 +18,8 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from suanli.app.access import require_site
+from suanli.app.errors import NotFound, Unauthorized, Unprocessable
 from suanli.core.api import GpuCount, NodeOut, SiteOut
 from suanli.core.identity import Identity, Scope
 from suanli.core.network import NetworkSpec, SiteDecl, Tariff
@@ -26,8 +28,6 @@ from suanli.core.resources import MAX_DURATION_S
 from suanli.core.scheduler import Allocation, NodeState, SiteState
 from suanli.core.spec import Priority
 from suanli.core.states import AttemptState
-from suanli.server.services.access import require_site
-from suanli.server.services.errors import NotFound, Unauthorized, Unprocessable
 from suanli.store.models import Attempt, Job, Node, Site, Tenant
 
 log = logging.getLogger("suanli.server")

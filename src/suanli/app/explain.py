@@ -7,16 +7,16 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from suanli.app import datarules
+from suanli.app.fairshare import tenant_shares
+from suanli.app.jobs import get_job
+from suanli.app.scheduling import SchedulerConfig, error_words, fill_estimates, pending_job
+from suanli.app.sites import capacity_view
 from suanli.core.api import ExplainOut, SiteExplainOut
 from suanli.core.identity import Identity
 from suanli.core.scheduler import explain_sites
 from suanli.core.scheduling.engine import CANNOT_SCHEDULE
 from suanli.core.states import JobState
-from suanli.server.services import datarules
-from suanli.server.services.fairshare import tenant_shares
-from suanli.server.services.jobs import get_job
-from suanli.server.services.scheduling import SchedulerConfig, error_words, fill_estimates, pending_job
-from suanli.server.services.sites import capacity_view
 from suanli.store.models import Tenant
 
 

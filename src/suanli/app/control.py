@@ -17,12 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from suanli.core.clock import Clock, SystemClock
-from suanli.core.network import NetworkSpec
-from suanli.core.scheduler import Policy, SiteState
-from suanli.datachain.chain import Chain
-from suanli.filemodes import private_dir
-from suanli.server.services import (
+from suanli.app import (
     blobs,
     budgets,
     datarules,
@@ -34,9 +29,14 @@ from suanli.server.services import (
     sites,
     staging,
 )
-from suanli.server.services.fairshare import quotas_of
-from suanli.server.services.secrets import SecretBox
-from suanli.server.settings import Settings
+from suanli.app.chain import Chain
+from suanli.app.fairshare import quotas_of
+from suanli.app.secrets import SecretBox
+from suanli.app.settings import Settings
+from suanli.core.clock import Clock, SystemClock
+from suanli.core.network import NetworkSpec
+from suanli.core.scheduler import Policy, SiteState
+from suanli.filemodes import private_dir
 from suanli.store.db import Database
 
 log = logging.getLogger("suanli.server")

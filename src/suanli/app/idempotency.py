@@ -27,9 +27,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from suanli.app import jobs
+from suanli.app.errors import Conflict, Unprocessable
 from suanli.core.api import JobOut, JobSubmit
-from suanli.server.services import jobs
-from suanli.server.services.errors import Conflict, Unprocessable
 from suanli.store.db import Database
 from suanli.store.models import IdempotencyKey, Job
 

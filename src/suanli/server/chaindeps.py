@@ -9,13 +9,13 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
+from suanli.app.access import require, tenant_filter
+from suanli.app.chain import Chain
+from suanli.app.chainerrors import DataChainError
+from suanli.app.control import ControlPlane
+from suanli.app.errors import Conflict, Forbidden, NotFound, ServiceError, Unprocessable
 from suanli.core.identity import Identity, Role, Scope
-from suanli.datachain.chain import Chain
-from suanli.datachain.errors import DataChainError
-from suanli.server.control import ControlPlane
 from suanli.server.deps import caller
-from suanli.server.services.access import require, tenant_filter
-from suanli.server.services.errors import Conflict, Forbidden, NotFound, ServiceError, Unprocessable
 from suanli.store.models import Dataset
 
 

@@ -10,16 +10,16 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from suanli.app import datarules
+from suanli.app.access import require, tenant_filter, visible
+from suanli.app.errors import Forbidden, NotFound, Unprocessable
+from suanli.app.secrets import SecretBox, seal_spec
 from suanli.core.api import AttemptOut, JobOut, NodeAssignmentOut
 from suanli.core.errors import SpecError
 from suanli.core.identity import Identity, Role, Scope
 from suanli.core.scheduler import SiteState, never_fits
 from suanli.core.spec import JobSpec, job_spec_from_data
 from suanli.core.states import QUEUED_REASON, AttemptState, JobState
-from suanli.server.services import datarules
-from suanli.server.services.access import require, tenant_filter, visible
-from suanli.server.services.errors import Forbidden, NotFound, Unprocessable
-from suanli.server.services.secrets import SecretBox, seal_spec
 from suanli.store.models import Attempt, Blob, BlobTenant, Dataset, Job, LogChunkRow, Tenant
 
 _ID_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"

@@ -9,11 +9,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from suanli.app.chain import Chain
+from suanli.app.chainerrors import Conflict, DataChainError, NotFound
 from suanli.core.datasets import Classification, inherit
 from suanli.core.network import Zone
 from suanli.core.policy import Counters, Exporter, SiteFacts
-from suanli.datachain.chain import Chain
-from suanli.datachain.errors import Conflict, DataChainError, NotFound
 from suanli.datachain.manifest import DEFAULT_CHUNK, Manifest, build_manifest, check_chunk_size
 from suanli.store.models import Dataset, DatasetGrade, ExportCounter, ExporterProfile, Replica, Site
 

@@ -11,10 +11,10 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from suanli.app.ledger import LedgerService, load_signing_key
 from suanli.core.clock import Clock
 from suanli.core.policy import RuleSet
 from suanli.datachain.crypto import KeyStore
-from suanli.datachain.ledger import LedgerService, load_signing_key
 from suanli.datachain.rulesets import default_ruleset
 from suanli.datachain.site_store import SiteStore
 from suanli.store.db import Database

@@ -23,10 +23,10 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from suanli.app.errors import Conflict, NotFound
+from suanli.app.sites import ACTIVE_ATTEMPT_STATES
 from suanli.core.protocol import CheckpointReceipt
 from suanli.core.states import JobState
-from suanli.server.services.errors import Conflict, NotFound
-from suanli.server.services.sites import ACTIVE_ATTEMPT_STATES
 from suanli.store.models import Attempt, Job, JobCheckpoint
 
 

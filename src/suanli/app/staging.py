@@ -31,13 +31,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from suanli.app import datarules, movements, registry
+from suanli.app.chain import Chain
 from suanli.core.policy import MovementKind, Purpose
 from suanli.core.scheduler import PendingJob, SiteRule, SiteState
 from suanli.core.scheduling.explain import explain_sites
 from suanli.core.scheduling.index import CapacityIndex, fmt_time
-from suanli.datachain import movements, registry
-from suanli.datachain.chain import Chain
-from suanli.server.services import datarules
 from suanli.store.models import DataTransfer
 
 log = logging.getLogger("suanli.server")

@@ -11,6 +11,11 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from suanli.app import checkpoints, metering, outputs
+from suanli.app.jobs import finish
+from suanli.app.scheduling import PREEMPT_GRACE_S, requeue_or_fail
+from suanli.app.secrets import SecretBox, SecretsUnavailable, open_secrets
+from suanli.app.sites import ACTIVE_ATTEMPT_STATES, update_inventory
 from suanli.core.protocol import (
     AssignedNode,
     AttemptAssignment,
@@ -24,11 +29,6 @@ from suanli.core.protocol import (
 )
 from suanli.core.scheduler import Policy
 from suanli.core.states import AttemptState, JobState, can_transition_attempt, job_state_for_attempt
-from suanli.server.services import checkpoints, metering, outputs
-from suanli.server.services.jobs import finish
-from suanli.server.services.scheduling import PREEMPT_GRACE_S, requeue_or_fail
-from suanli.server.services.secrets import SecretBox, SecretsUnavailable, open_secrets
-from suanli.server.services.sites import ACTIVE_ATTEMPT_STATES, update_inventory
 from suanli.store.models import Attempt, Job, LogChunkRow, Site
 
 
