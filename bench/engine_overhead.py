@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 
 from _harness import auth, emit, percentile, suanli_process
+from suanli import adaptors
 
 POLL_S = 0.01
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
@@ -97,9 +98,7 @@ def straight_to_slurm(jobs: int) -> list[tuple[float, float]]:
 
 
 def straight_to_ray(jobs: int, address: str) -> list[tuple[float, float]]:
-    from ray.job_submission import JobSubmissionClient
-
-    client = JobSubmissionClient(address)
+    client = adaptors.ray_job_submission().JobSubmissionClient(address)
     times = []
     for i in range(jobs + 1):
         t0 = time.perf_counter()

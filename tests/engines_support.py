@@ -17,6 +17,8 @@ from functools import cache
 
 import pytest
 
+from suanli import adaptors
+
 RAY_ADDRESS = os.environ.get("SUANLI_RAY_ADDRESS", "http://127.0.0.1:8265")
 #: The Ray resource the test cluster names its GPUs with (scripts/engines/ray.sh).
 RAY_GPU_RESOURCE = "GPU_fake"
@@ -52,8 +54,8 @@ def slurm_problem() -> str | None:
 @cache
 def ray_problem() -> str | None:
     try:
-        import ray.job_submission  # noqa: F401
-    except ImportError:
+        adaptors.ray_job_submission()
+    except adaptors.Missing:
         return "ray[default] is not installed in this venv"
     try:
         with urllib.request.urlopen(f"{RAY_ADDRESS}/api/version", timeout=3):

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import sync_playwright
 
 from tests.e2e.conftest import REPO, Network, free_port
 
@@ -34,10 +35,6 @@ CHROMIUM_ARGS = [
 def _missing() -> str | None:
     if not CHROMIUM.exists():
         return f"Chromium is not installed at {CHROMIUM}: run 'make browser' (apt-get install chromium)"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "the playwright package is missing: pip install -e '.[dev]'"
     return None
 
 
@@ -68,8 +65,6 @@ def demo(tmp_path_factory: pytest.TempPathFactory, chromium_path: Path) -> Itera
 
 @pytest.fixture(scope="session")
 def browser(chromium_path: Path) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
     SHOTS.mkdir(parents=True, exist_ok=True)  # files are overwritten by name, never wiped (runs may overlap)
     with sync_playwright() as pw:
         instance = pw.chromium.launch(executable_path=str(chromium_path), headless=True, args=CHROMIUM_ARGS)

@@ -10,7 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
+from playwright.sync_api import expect as pw_expect
 
 from tests.browser.conftest import Session
 from tests.e2e.conftest import Network, clean_env
@@ -28,8 +30,6 @@ BAD = "name: web-bad\nresources:\n  cpus: 1\n  accelerators: H100:lots\nrun: ech
 
 
 def expect(page: object, test_id: str) -> object:
-    from playwright.sync_api import expect as pw_expect
-
     return pw_expect(page.get_by_test_id(test_id))  # type: ignore[attr-defined]
 
 
@@ -163,8 +163,6 @@ def test_usage_and_bills(session: Session) -> None:
 def test_a_member_of_another_tenant_sees_none_of_it(session: Session, demo: Network) -> None:
     """Signed in as a member of another tenant: no job, usage or bill of bj-ai on any page,
     and bj-ai's job page answers 404 as if it did not exist."""
-    import httpx
-
     admin = {"Authorization": f"Bearer {session.admin_token}"}
     with httpx.Client(base_url=demo.url, headers=admin, timeout=10) as api:
         job = api.post(

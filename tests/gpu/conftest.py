@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from suanli import adaptors
 from suanli.agent.nvml_gpus import FAKE_NVML_ENV
 
 
@@ -50,9 +51,8 @@ def _text(value: Any) -> str:
 def probe_gpus() -> GpuProbe:
     if os.environ.get(FAKE_NVML_ENV):
         return GpuProbe(problem=f"${FAKE_NVML_ENV} is set: it swaps the real NVML for a fake one; unset it")
-    try:
-        import pynvml
-    except ImportError:
+    pynvml = adaptors.pynvml()
+    if pynvml is None:
         return GpuProbe(problem="pynvml is not importable (install nvidia-ml-py, the 'nvidia' extra)")
     try:
         pynvml.nvmlInit()

@@ -15,7 +15,7 @@ from suanli.core.metering import month_bounds
 from suanli.core.network import Tariff, parse_network
 from suanli.core.resources import Accelerator, parse_duration
 from suanli.core.scheduler import Allocation, NodeState, PendingJob, SiteState, schedule
-from suanli.core.spec import Resources, job_spec_from_data, parse_job_spec
+from suanli.core.spec import JobSpec, Resources, job_spec_from_data, parse_job_spec
 
 NOW = datetime(2026, 3, 2, 13, 0, tzinfo=UTC)
 
@@ -104,8 +104,6 @@ def test_the_bounds_are_in_the_json_schema() -> None:
     schema = Tariff.model_json_schema()
     assert schema["properties"]["cpu_hour"]["maximum"] == 1_000_000
     assert schema["properties"]["gpu_hour"]["additionalProperties"]["maximum"] == 1_000_000
-    from suanli.core.spec import JobSpec
-
     limit = JobSpec.model_json_schema()["properties"]["time_limit"]["anyOf"][0]
     assert limit["maximum"] == 365 * 86400
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from suanli.core.errors import SpecError
@@ -73,8 +75,6 @@ def test_group_without_number_suffix() -> None:
 
 
 def test_tariff_hours_are_local_time() -> None:
-    from datetime import UTC, datetime
-
     tariff = parse_network(NETWORK).sites[0].tariff
     assert tariff.timezone == "Asia/Shanghai"
     # 01:00 UTC is 09:00 in Beijing: peak hours.

@@ -20,8 +20,10 @@ from pathlib import Path
 
 import pytest
 
+from suanli.agent.backends.container import find_podman
 from suanli.agent.backends.local_proc import SUPERVISOR
 from suanli.agent.recovery import fence_deadline, liveness_text, orphan_timeout
+from tests.container_support import container_exists, require_test_image
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="needs Linux pidfds")
 
@@ -187,9 +189,6 @@ def test_a_frozen_rank_whose_agent_folder_is_gone_is_killed_not_left_paused(site
 def test_a_ranks_container_is_paused_with_it_and_removed_when_it_is_killed(site: Site) -> None:
     """podman runs a container outside the rank's process group: SIGSTOP to the group stops the
     ``podman run`` client only, so the freeze pauses the container too, and the kill removes it."""
-    from suanli.agent.backends.container import find_podman
-    from tests.container_support import container_exists, require_test_image
-
     image = require_test_image()
     podman = find_podman() or "podman"
     name = f"suanli-fence-{uuid.uuid4().hex[:8]}"

@@ -22,6 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from suanli import adaptors
+from suanli.agent.fake_nvml import FakeNvml
+
 log = logging.getLogger("suanli.agent.gpu_health")
 
 #: Names the JSON file of a fake NVML (``suanli.agent.fake_nvml``) that the agent uses instead
@@ -36,16 +39,12 @@ def load_nvml() -> Any | None:
     the ``pynvml`` module, else None (the ``nvidia`` extra is not installed)."""
     path = os.environ.get(FAKE_NVML_ENV)
     if path:
-        from suanli.agent.fake_nvml import FakeNvml
-
         log.warning("using the fake NVML of %s ($%s): for testing only", path, FAKE_NVML_ENV)
         return FakeNvml.from_file(path)
-    try:
-        import pynvml  # optional dependency: the 'nvidia' extra
-    except ImportError:
+    nvml = adaptors.pynvml()
+    if nvml is None:
         log.debug("pynvml is not installed; no NVIDIA GPUs are seen")
-        return None
-    return pynvml
+    return nvml
 
 
 @dataclass

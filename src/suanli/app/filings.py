@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from suanli.app import movements
 from suanli.app.chain import Chain
-from suanli.app.chainerrors import Conflict, DataChainError, NotFound
+from suanli.app.errors import Conflict, NotFound, Unprocessable
 from suanli.core.policy import FILING_TRANSITIONS, FilingState, MovementKind, Purpose, Route, decide
 from suanli.datachain.package import PackageFacts, render_html
 from suanli.store.models import Filing
@@ -23,11 +23,11 @@ def create(
     m = movements.movement_for(session, dataset, to, MovementKind.TRANSFER, purpose=Purpose.NONE, year=now.year)
     d = decide(m, chain.rules)
     if not d.route.needs_filing:
-        raise DataChainError(f"'{dataset}' to {to} needs no filing: {d.route.value} ({', '.join(d.rule_ids)})")
+        raise Unprocessable(f"'{dataset}' to {to} needs no filing: {d.route.value} ({', '.join(d.rule_ids)})")
     chosen = route or d.route
     if chosen != d.route and chosen not in d.alternatives:
         allowed = ", ".join(r.value for r in (d.route, *d.alternatives))
-        raise DataChainError(f"route {chosen.value} does not satisfy this movement; use one of: {allowed}")
+        raise Unprocessable(f"route {chosen.value} does not satisfy this movement; use one of: {allowed}")
     fid = "f-" + uuid.uuid4().hex[:10]
     facts = PackageFacts.gather(m, d, chosen, fid, now)
     f = Filing(
@@ -100,7 +100,7 @@ def move_to(
         f.expires_at = expires_at or (now + timedelta(days=365 * years) if years else None)
         f.certificate_id = certificate_id
         if Route(f.route) == Route.CERTIFICATION and not certificate_id:
-            raise DataChainError("a certification filing is accepted with its certificate id (--certificate)")
+            raise Unprocessable("a certification filing is accepted with its certificate id (--certificate)")
     elif state == FilingState.REJECTED:
         f.decided_by = actor
     _record(session, chain, f, actor, now)

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from suanli.app.chainerrors import NotFound
+from suanli.app.errors import NotFound, Unprocessable
 from suanli.core.ledger import Checkpoint, MerkleTree, check_metadata, entry_bytes, leaf_hash, sign_checkpoint
 from suanli.store.db import Database
 from suanli.store.models import LedgerCheckpoint, LedgerEntry

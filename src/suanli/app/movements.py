@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from suanli.app import registry
 from suanli.app.chain import Chain
-from suanli.app.chainerrors import Conflict, DataChainError, Denied, NotFound
+from suanli.app.errors import Conflict, Forbidden, NotFound, Unprocessable
 from suanli.core.network import Zone
 from suanli.core.policy import (
     Decision,
@@ -74,7 +74,7 @@ def movement_for(
     elif zone is not None:
         dest = SiteFacts(name=f"client@{zone.value}", region="", zone=zone)
     else:
-        raise DataChainError("say where the data goes: a site, or the requester's zone")
+        raise Unprocessable("say where the data goes: a site, or the requester's zone")
     exporter = registry.exporter_of(session, ds.owner)
     return Movement(
         kind=kind,
@@ -189,13 +189,13 @@ def _begin_run(chain: Chain, transfer_id: str) -> tuple[Offer, str, str]:
     """Re-decide and re-check the hold; count the export once; hand back what to send.
     A refusal is committed (state and reason) before it is raised, and moves nothing."""
     now = chain.clock.now()
-    refusal: DataChainError | None = None
+    refusal: Forbidden | None = None
     with chain.db.session() as s:
         t = get_transfer(s, transfer_id)
         if t.state == "done":
             raise Conflict(f"transfer {t.id} is already done")
         if t.state == "denied":
-            raise Denied(f"transfer {t.id} was denied by policy and never moves: {t.reason}")
+            raise Forbidden(f"transfer {t.id} was denied by policy and never moves: {t.reason}")
         m = movement_for(s, t.dataset, t.dest_site, MovementKind.TRANSFER, purpose=Purpose(t.purpose), year=now.year)
         d, hold = decided(s, chain, m, now)
         if hold.ok:
@@ -216,7 +216,7 @@ def _begin_run(chain: Chain, transfer_id: str) -> tuple[Offer, str, str]:
             t.state = "denied" if d.route == Route.DENY else "held"
             t.reason, t.updated_at = hold.reason, now
             chain.ledger.record(s, "transfer.state", {"transfer": t.id, "state": t.state}, now)
-            refusal = Denied(f"transfer {t.id} cannot run: {hold.reason}")
+            refusal = Forbidden(f"transfer {t.id} cannot run: {hold.reason}")
         ds = registry.get_dataset(s, t.dataset)
         at_rest = registry.classification_of(s, ds).level.encrypted_at_rest
         offer = Offer(t.id, t.dataset, Manifest.model_validate(ds.manifest), new_key(), at_rest)
@@ -352,7 +352,7 @@ def record_placement(
     """Put a job's placement on data on the record (the scheduler calls it when it places one)."""
     decisions = {d: readable_at(session, chain, d, site, now).route.value for d in datasets}
     if any(r == Route.DENY.value for r in decisions.values()):
-        raise Denied(f"job {job_id} may not read {', '.join(d for d, r in decisions.items() if r == 'deny')} at {site}")
+        raise Forbidden(f"job {job_id} may not read {', '.join(d for d, r in decisions.items() if r == 'deny')} at {site}")
     chain.ledger.record(session, "placement", {"job": job_id, "site": site, "datasets": decisions}, now)
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from suanli.app.chain import Chain
-from suanli.app.chainerrors import Conflict, DataChainError, NotFound
+from suanli.app.errors import Conflict, NotFound, Unprocessable
 from suanli.core.datasets import Classification, inherit
 from suanli.core.network import Zone
 from suanli.core.policy import Counters, Exporter, SiteFacts
@@ -53,7 +53,7 @@ def exporter_of(session: Session, tenant: str) -> Exporter:
 def set_exporter(session: Session, chain: Chain, tenant: str, ciio: bool, ftz: str | None, now: datetime) -> Exporter:
     if ftz and chain.rules.negative_list(ftz) is None:
         zones = ", ".join(n.zone for n in chain.rules.negative_lists) or "none"
-        raise DataChainError(f"no negative list for free trade zone '{ftz}'; known: {zones}")
+        raise Unprocessable(f"no negative list for free trade zone '{ftz}'; known: {zones}")
     p = session.get(ExporterProfile, tenant)
     if p is None:
         p = ExporterProfile(tenant=tenant, ciio=ciio, ftz=ftz, updated_at=now)
@@ -82,7 +82,7 @@ def add_to_counters(session: Session, exporter: str, year: int, pi: int, spi: in
 def prepare(path: Path, chunk_size: int = DEFAULT_CHUNK) -> Manifest:
     """Hash the file before any transaction opens (it may take a while)."""
     if not path.is_file():
-        raise DataChainError(f"'{path}' is not a file the server can read; give a path on the server's machine")
+        raise Unprocessable(f"'{path}' is not a file the server can read; give a path on the server's machine")
     return build_manifest(path, check_chunk_size(chunk_size))
 
 
@@ -108,7 +108,7 @@ def register(
     site_facts(session, home_site)
     if classification is None:
         if not derived_from:
-            raise DataChainError("give a classification, or derived_from for a derived dataset that inherits one")
+            raise Unprocessable("give a classification, or derived_from for a derived dataset that inherits one")
         inputs = [classification_of(session, get_dataset(session, d)) for d in derived_from]
         classification = inherit(inputs, graded_by=graded_by, graded_at=now)
     else:
@@ -175,7 +175,7 @@ def _record_grade(session: Session, chain: Chain, name: str, version: int, c: Cl
 def grade(session: Session, chain: Chain, name: str, c: Classification, graded_by: str, now: datetime) -> Dataset:
     ds = get_dataset(session, name)
     if c.sub_grade is not None and c.sub_grade > chain.rules.sub_grades:
-        raise DataChainError(f"sub-grade {c.sub_grade} is beyond the rule set's {chain.rules.sub_grades} sub-grades")
+        raise Unprocessable(f"sub-grade {c.sub_grade} is beyond the rule set's {chain.rules.sub_grades} sub-grades")
     ds.grade_version += 1
     c = c.model_copy(update={"graded_by": graded_by, "graded_at": now, "inherited": False})
     session.add(

@@ -9,20 +9,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from suanli import adaptors
 from suanli.sim.engine import SimResult
 
 MAX_POINTS = 20000
-
-
-def _pyplot() -> Any:
-    try:
-        import matplotlib
-    except ImportError:
-        return None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _thin(points: Sequence[tuple[float, int, int]]) -> list[tuple[float, int, int]]:
@@ -32,7 +22,7 @@ def _thin(points: Sequence[tuple[float, int, int]]) -> list[tuple[float, int, in
 
 def plot_timelines(results: Sequence[SimResult], out: Path) -> list[Path]:
     """utilization.png (busy GPUs ÷ all, over time) and queue.png (waiting jobs over time)."""
-    plt = _pyplot()
+    plt = adaptors.pyplot()
     if plt is None:
         return []
     paths = []
@@ -56,7 +46,7 @@ def plot_timelines(results: Sequence[SimResult], out: Path) -> list[Path]:
 
 
 def plot_jct_cdf(results: Sequence[SimResult], out: Path) -> list[Path]:
-    plt = _pyplot()
+    plt = adaptors.pyplot()
     if plt is None:
         return []
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -79,7 +69,7 @@ def plot_jct_cdf(results: Sequence[SimResult], out: Path) -> list[Path]:
 
 def plot_sweep(rows: Sequence[dict[str, Any]], out: Path) -> list[Path]:
     """jct_vs_scale.png and utilization_vs_scale.png: one line per policy."""
-    plt = _pyplot()
+    plt = adaptors.pyplot()
     if plt is None:
         return []
     paths = []

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import psutil
 
+from suanli.agent.nvml_gpus import load_nvml  # pynvml, or a test's fake NVML
 from suanli.core.protocol import NodeReport
 
 log = logging.getLogger("suanli.agent.gpus")
@@ -46,8 +47,6 @@ def short_gpu_name(full: str) -> str:
 
 def detect_nvidia_gpus() -> GpuInventory | None:
     """The machine's NVIDIA GPUs, or None without pynvml, a driver or any GPU."""
-    from suanli.agent.nvml_gpus import load_nvml  # pynvml, or a test's fake NVML
-
     pynvml = load_nvml()
     if pynvml is None:
         return None

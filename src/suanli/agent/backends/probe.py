@@ -7,6 +7,8 @@ import subprocess
 
 import httpx
 
+from suanli import adaptors
+
 
 def slurm_problem() -> str | None:
     """None when ``sinfo`` answers and a node is up; else what is wrong, in words."""
@@ -27,8 +29,8 @@ def slurm_problem() -> str | None:
 def ray_problem(address: str = "http://127.0.0.1:8265") -> str | None:
     """None when Ray's Job Submission API answers at ``address`` and ``ray`` is installed."""
     try:
-        import ray.job_submission  # noqa: F401  (optional: the 'ray' extra)
-    except ImportError:
+        adaptors.ray_job_submission()
+    except adaptors.Missing:
         return "ray[default] is not installed: pip install 'suanli[ray]'"
     try:
         httpx.get(f"{address.rstrip('/')}/api/version", timeout=3).raise_for_status()

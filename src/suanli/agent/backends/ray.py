@@ -42,6 +42,7 @@ from typing import Any, Protocol, cast
 
 import httpx
 
+from suanli import adaptors
 from suanli.agent.backends.base import KeptCheckpoints, RunsContainers
 from suanli.agent.backends.engine import (
     CANCELLED_EXIT_CODE,
@@ -105,11 +106,11 @@ class RayJobs(Protocol):
 def connect(address: str) -> RayJobs:
     """A Job Submission client for ``address``; imports Ray here, not at suanli's import."""
     try:
-        from ray.job_submission import JobSubmissionClient  # optional: the 'ray' extra
-    except ImportError as exc:
-        raise RayUnavailable("the Ray backend needs ray[default]: pip install 'suanli[ray]'") from exc
+        job_submission = adaptors.ray_job_submission()
+    except adaptors.Missing as exc:
+        raise RayUnavailable(str(exc)) from exc
     try:
-        client = cast(RayJobs, JobSubmissionClient(address))
+        client = cast(RayJobs, job_submission.JobSubmissionClient(address))
     except Exception as exc:  # ConnectionError, RuntimeError: Ray raises several kinds
         raise RayUnavailable(f"cannot reach Ray's Job Submission API at {address}: {exc}") from exc
     return client

@@ -1,0 +1,46 @@
+"""The one home of suanli's optional imports: engine SDKs and extras a base install lacks.
+
+Each function imports its package when first called, never at suanli's import, so a base
+install (and the CLI's start-up) does not pay for or need them. Each returns the module, or
+None (or raises :class:`Missing`, for callers that must have it) with the ``pip install``
+line that brings it. Nothing else in suanli imports these packages.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+
+class Missing(ImportError):
+    """An optional package is not installed; the message says which extra brings it."""
+
+
+def ray_job_submission() -> ModuleType:
+    """``ray.job_submission`` (the ``ray`` extra), or :class:`Missing`."""
+    try:
+        import ray.job_submission
+    except ImportError as exc:
+        raise Missing("the Ray backend needs ray[default]: pip install 'suanli[ray]'") from exc
+    return ray.job_submission
+
+
+def pynvml() -> Any | None:
+    """The ``pynvml`` module (the ``nvidia`` extra), or None when it is not installed."""
+    try:
+        import pynvml
+    except ImportError:
+        return None
+    return pynvml
+
+
+def pyplot() -> Any | None:
+    """matplotlib's ``pyplot`` on the Agg backend (the ``sim`` extra), or None without it."""
+    try:
+        import matplotlib
+    except ImportError:
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
