@@ -25,13 +25,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from playwright.sync_api import sync_playwright
 from sqlalchemy import insert
+from starlette.requests import Request
 
 from _harness import emit, percentile, suanli_process
 from suanli.app.control import ControlPlane
 from suanli.app.settings import Settings
+from suanli.core.identity import ALL_SCOPES, Identity, Role
 from suanli.core.network import parse_network
 from suanli.store.models import Attempt, Job
+from suanli.web.routes import jobs_list
 
 CHROMIUM = Path("/usr/bin/chromium")
 #: The page's first-contentful-paint, from navigation start (the entry can land just after "load").
@@ -121,10 +125,6 @@ def seed(home: Path, jobs: int) -> Path:
 def in_process_times(home: Path, repeat: int) -> list[float]:
     """The page's own cost: queries and template, called directly in one thread (no HTTP, no
     scheduler loop beside it), so the figure says what the code costs apart from the machine's load."""
-    from starlette.requests import Request
-
-    from suanli.core.identity import ALL_SCOPES, Identity, Role
-    from suanli.web.routes import jobs_list
 
     control = ControlPlane(Settings(home=home))
     identity = Identity(name="admin", role=Role.ADMIN, scopes=ALL_SCOPES, token="bench-token")
@@ -158,7 +158,6 @@ def server_times(url: str, cookies: httpx.Cookies, path: str, repeat: int) -> li
 def browser_paints(url: str, token: str, repeat: int) -> list[float] | None:
     if not CHROMIUM.exists():
         return None
-    from playwright.sync_api import sync_playwright
 
     args = [
         "--headless",

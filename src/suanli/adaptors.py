@@ -8,7 +8,6 @@ line that brings it. Nothing else in suanli imports these packages.
 
 from __future__ import annotations
 
-from types import ModuleType
 from typing import Any
 
 
@@ -16,7 +15,7 @@ class Missing(ImportError):
     """An optional package is not installed; the message says which extra brings it."""
 
 
-def ray_job_submission() -> ModuleType:
+def ray_job_submission() -> Any:
     """``ray.job_submission`` (the ``ray`` extra), or :class:`Missing`."""
     try:
         import ray.job_submission

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -23,6 +24,7 @@ from suanli.core.identity import SYSTEM
 from suanli.launch.network import demo_network
 from suanli.server.app import create_app
 from suanli.web import mount_dashboard
+from suanli.web.i18n import Locale, negotiate
 
 HELLO = "name: hello-web\nresources: {cpus: 1}\nrun: echo hi\n"
 
@@ -188,9 +190,6 @@ def test_drain_needs_a_reason_then_undrain(browser: httpx.Client) -> None:
 
 
 def test_locale_formats() -> None:
-    from decimal import Decimal
-
-    from suanli.web.i18n import Locale, negotiate
 
     assert negotiate(None, "zh-CN,zh;q=0.9,en;q=0.8") == "zh"
     assert negotiate(None, "en-GB,en;q=0.9,zh;q=0.8") == "en"

@@ -3,9 +3,11 @@ checkpoints at site A, site A goes away, and the retry at site B resumes from A'
 
 from __future__ import annotations
 
+import io
 import re
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 from suanli.core.spec import parse_job_spec
@@ -168,8 +170,6 @@ def test_checkpoints_go_only_to_the_sites_running_the_job(net: Net) -> None:
 
 
 def _archive_with_a_link() -> bytes:
-    import io
-    import tarfile
 
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:

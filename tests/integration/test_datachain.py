@@ -52,8 +52,7 @@ class DataNet:
 
     @property
     def chain(self) -> Chain:
-        chain: Chain = self.app.state.datachain
-        return chain
+        return self.control.chain
 
 
 @pytest.fixture

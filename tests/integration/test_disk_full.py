@@ -20,7 +20,7 @@ import httpx
 import pytest
 from sqlalchemy import event, text
 
-from suanli.server.routers import jobs as jobs_router
+from suanli.app import jobrequests
 from tests.integration.conftest import Net, start_net
 from tests.integration.test_hostile_http import assert_problem
 
@@ -72,7 +72,7 @@ def test_a_server_error_closes_the_connection(net: Net, monkeypatch: pytest.Monk
     def broken(*_args: object, **_kw: object) -> None:
         raise RuntimeError("an unexpected fault")
 
-    monkeypatch.setattr(jobs_router, "explain_job", broken)
+    monkeypatch.setattr(jobrequests, "explain_job", broken)
     answer = net.http.get("/api/v1/jobs/nothing/explain")
     assert_problem(answer, 500)
     assert answer.headers["connection"] == "close"

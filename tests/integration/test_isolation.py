@@ -23,6 +23,7 @@ import pytest
 from fastapi.routing import APIRoute
 
 from suanli.server.app import create_app
+from suanli.store.models import ApiToken
 from tests.integration.conftest import Net, start_net
 
 NETWORK = """\
@@ -375,7 +376,6 @@ def test_narrowed_expired_revoked_and_disabled_tokens(world: World) -> None:
 
 
 def test_tokens_are_stored_hashed(world: World) -> None:
-    from suanli.store.models import ApiToken
 
     with world.net.control.db.read() as s:
         hashes = [t.token_hash for t in s.query(ApiToken)]

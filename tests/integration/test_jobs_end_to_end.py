@@ -11,7 +11,9 @@ import pytest
 from suanli.app.control import ControlPlane
 from suanli.app.jobs import get_job
 from suanli.core.identity import SYSTEM
+from suanli.core.protocol import AttemptReport, HeartbeatRequest
 from suanli.core.spec import JobSpec, parse_job_spec
+from suanli.core.states import AttemptState
 from suanli.sdk import ApiError
 from tests.integration.conftest import Net
 
@@ -170,8 +172,6 @@ def test_lost_attempt_is_requeued_and_resumes_from_checkpoint(net: Net) -> None:
 
 
 def test_stale_fencing_token_is_ignored(net: Net) -> None:
-    from suanli.core.protocol import AttemptReport, HeartbeatRequest
-    from suanli.core.states import AttemptState
 
     agent, _fake = net.fake_agent("beijing")
     job = net.client.submit(spec("run: x\n"))

@@ -10,11 +10,12 @@ import pytest
 
 from suanli.agent.agent import Agent
 from suanli.core.metering import month_of
+from suanli.core.network import parse_network
 from suanli.core.protocol import AttemptReport, HeartbeatRequest
 from suanli.core.spec import parse_job_spec
 from suanli.core.states import AttemptState
-from suanli.sdk import Client
-from tests.integration.conftest import Net
+from suanli.sdk import ApiError, Client
+from tests.integration.conftest import NETWORK, Net
 
 
 def report(
@@ -98,9 +99,6 @@ def test_a_real_job_is_metered_from_the_agents_clock(net: Net) -> None:
 
 
 def test_monthly_budget_holds_new_work_and_refuses_what_never_fits(net: Net) -> None:
-    from suanli.core.network import parse_network
-    from suanli.sdk import ApiError
-    from tests.integration.conftest import NETWORK
 
     net.control.apply_network(
         parse_network(NETWORK.replace("home_region: beijing}", "home_region: beijing, monthly_budget_cny: 34}"))

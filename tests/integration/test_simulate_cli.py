@@ -41,7 +41,8 @@ def test_compare_two_policies_writes_a_report(tmp_path: Path) -> None:
     assert "tiresias" in proc.stdout
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["policies"]) == {"default", "tiresias"}
-    assert summary["jobs"] == 300
+    # A job preempted more often than its max_retries ends FAILED, as on the server.
+    assert summary["jobs"] + summary["failed_jobs"] == 300
     assert (out / "report.html").exists()
     assert (out / "default" / "jobs.csv").exists()
     assert "report.html" in proc.stderr

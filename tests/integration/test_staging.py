@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from suanli.app import staging
+from suanli.app import transfers as transfer_runner
 from suanli.core.ledger import Checkpoint, Record, verify_log
 from suanli.sdk import Client
 from tests.integration.conftest import Net, dashboard, start_net
@@ -179,7 +179,7 @@ def test_copies_can_be_left_to_users(tmp_path: Path) -> None:
 
 
 def test_a_copy_that_breaks_off_is_resumed_and_the_job_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(staging, "RETRY_AFTER_S", 0.0)
+    monkeypatch.setattr(transfer_runner, "RETRY_AFTER_S", 0.0)
     with start_net(tmp_path, NETWORK) as net:
         for site in ("beijing", "tianjin"):
             net.local_agent(site)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import pathlib
+import threading
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -26,6 +27,7 @@ from suanli.core.ledger import (
     verify_inclusion,
     verify_log,
 )
+from suanli.datachain.crypto import KeyStore
 
 KEY = Ed25519PrivateKey.generate()
 PRIV = KEY.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
@@ -183,9 +185,6 @@ def test_trusted_checkpoint_must_still_hold() -> None:
 
 
 def test_key_store_gives_every_concurrent_caller_the_same_key(tmp_path: pathlib.Path) -> None:
-    import threading
-
-    from suanli.datachain.crypto import KeyStore
 
     def race(keys: KeyStore) -> list[bytes]:
         got: list[bytes] = []

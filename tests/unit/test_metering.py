@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+from suanli.app.metering import split_at_month_ends
 from suanli.core.metering import Allocation, TariffVersion, cost_micro, from_micro, month_bounds, month_of, price
 from suanli.core.network import Tariff
 
@@ -86,7 +87,6 @@ def test_month_bounds_and_month_of() -> None:
 
 
 def test_a_record_over_a_month_end_is_split() -> None:
-    from suanli.app.metering import split_at_month_ends
 
     start, end = local(2026, 3, 31, 23, 30), local(2026, 4, 1, 0, 45)
     pieces = split_at_month_ends(start, end)

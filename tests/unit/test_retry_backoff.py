@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from suanli.app.scheduling import requeue_or_fail
+from suanli.app.lifecycle import requeue_or_fail
 from suanli.core.errors import SpecError
 from suanli.core.network import parse_network
 from suanli.core.scheduler import Policy

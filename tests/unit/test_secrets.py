@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
 
 from suanli.agent.backends.local import LocalBackend
 from suanli.agent.backends.logstream import Utf8Stream
@@ -74,7 +75,6 @@ def test_no_secrets_means_no_token(tmp_path: Path) -> None:
 
 
 def test_a_given_key_rotation_and_a_wrong_key(tmp_path: Path) -> None:
-    from cryptography.fernet import Fernet
 
     old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
     sealed_old = SecretBox(tmp_path / "unused", old).seal({"A": TOKEN})

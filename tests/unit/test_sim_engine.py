@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 import suanli.core.scheduler as core_scheduler
+from suanli.app import scheduling as server_scheduling
+from suanli.core.metering import Allocation, tariff_cost
 from suanli.core.network import Tariff, parse_network
 from suanli.sim import engine as sim_engine
 from suanli.sim.engine import Simulation
 from suanli.sim.metrics import jain, summarize, utilization
 from suanli.sim.policies import TiresiasPolicy, make_policy
 from suanli.sim.speed import MeasuredDuration
-from suanli.sim.state import PriceCurve, percentile
+from suanli.sim.state import percentile
 from suanli.sim.trace import Trace, TraceJob
 
 
@@ -57,8 +59,6 @@ def test_sjf_backfills_what_fits() -> None:
 
 
 def test_the_simulator_drives_the_servers_scheduler(monkeypatch: pytest.MonkeyPatch) -> None:
-    from suanli.app import scheduling as server_scheduling
-
     assert sim_engine.schedule is core_scheduler.schedule
     assert server_scheduling.schedule is core_scheduler.schedule
     calls = []
@@ -129,13 +129,19 @@ def test_jain_and_percentile() -> None:
     assert percentile([5.0], 99) == 5.0
 
 
-def test_price_curve_follows_time_of_use_periods() -> None:
+def test_sim_prices_runs_with_the_billing_integral() -> None:
+    """The simulator's cost of a run is ``core.metering``'s, time-of-use periods included."""
     tariff = Tariff(gpu_hour={"T4": 10}, periods=[{"hours": "08-11", "factor": 2}])  # type: ignore[list-item]
-    epoch = datetime(2026, 1, 4, 16, 0, tzinfo=UTC)  # 00:00 in Asia/Shanghai
-    curve = PriceCurve.of(tariff, "T4", epoch)
-    assert curve.cost(7 * 3600, 9 * 3600, 1) == pytest.approx(10 + 20)
-    assert curve.cost(0, 86400, 2) == pytest.approx(2 * (21 * 10 + 3 * 20))
-    assert curve.cost(86400 + 8 * 3600, 86400 + 8.5 * 3600, 1) == pytest.approx(10)
+    midnight = datetime(2026, 1, 4, 16, 0, tzinfo=UTC)  # 00:00 in Asia/Shanghai
+
+    def cost(start_h: float, end_h: float, gpus: int) -> float:
+        held = Allocation("T4", gpus, 0, 0)
+        start, end = midnight + timedelta(hours=start_h), midnight + timedelta(hours=end_h)
+        return float(tariff_cost(tariff, start, end, held))
+
+    assert cost(7, 9, 1) == pytest.approx(10 + 20)
+    assert cost(0, 24, 2) == pytest.approx(2 * (21 * 10 + 3 * 20))
+    assert cost(24 + 8, 24 + 8.5, 1) == pytest.approx(10)
 
 
 def test_default_policy_preempts_for_an_under_share_tenant_as_the_server_would() -> None:
@@ -144,8 +150,25 @@ def test_default_policy_preempts_for_an_under_share_tenant_as_the_server_would()
     sim = Simulation(tr, parse_network(net), make_policy("default"), MeasuredDuration(), 60.0)
     by_id = {j.trace.id: j for j in sim.run().jobs}
     # b's job sees nothing free for an hour (a's estimate), so a, over its share, is preempted
-    # at the pass after b arrives (60 s); b starts at the next pass and a resumes after it.
+    # at the pass after b arrives (60 s) and stops after its grace (30 s, working meanwhile);
+    # b starts at the next pass and a resumes after it.
     assert by_id["j1"].first_start == 120.0
     assert by_id["j1"].finish == 220.0
     assert by_id["j0"].restarts == 1
-    assert by_id["j0"].finish == pytest.approx(240.0 + 10_000.0 - 60.0)
+    assert by_id["j0"].finish == pytest.approx(240.0 + 10_000.0 - 90.0)
+
+
+def test_faults_are_retried_after_the_servers_back_off_until_retries_run_out() -> None:
+    tr = trace((0.0, 1, 1000.0), (0.0, 1, 1000.0))
+    tr.jobs[0].faults = (100.0,)
+    tr.jobs[1].faults = (50.0, 50.0, 50.0, 50.0)
+    sim = Simulation(tr, parse_network(network(gpus=2)), make_policy("default"), MeasuredDuration(), 60.0)
+    result = sim.run()
+    (done,) = result.jobs
+    # Fault at 100 s; the back-off of the first retry (10 s) ends at 110; placed at the 120 s pass,
+    # with 900 s of work left (it kept what it had done).
+    assert done.finish == pytest.approx(120.0 + 900.0)
+    assert done.retries_used == 1
+    (failed,) = result.failed
+    assert failed.trace.id == "j1"
+    assert failed.retries_used == 3  # max_retries: the fourth fault ends it FAILED

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from suanli.core.network import parse_network
-from suanli.sim.networks import parse_scales, philly_network, scale_network
+from suanli.sim.networks import named_network, parse_scales, philly_network, scale_network
 from suanli.sim.runner import ReplayOptions, run_compare, run_sweep, scaled
 from suanli.sim.trace import load_trace
 
@@ -84,7 +84,6 @@ def test_networks_helpers(tmp_path: Path) -> None:
 
 
 def test_openb_node_list_becomes_one_site(tmp_path: Path) -> None:
-    from suanli.sim.networks import named_network
 
     nodes = tmp_path / "nodes.csv"
     nodes.write_text("sn,cpu_milli,memory_mib,gpu,model\nn0,32000,262144,0,\nn1,96000,786432,8,G2\n")

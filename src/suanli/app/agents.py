@@ -12,10 +12,12 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from suanli.app import checkpoints, metering, outputs
-from suanli.app.jobs import finish
-from suanli.app.scheduling import PREEMPT_GRACE_S, requeue_or_fail
+from suanli.app.lifecycle import apply_change
+from suanli.app.records import attempt_record, job_record, job_spec
+from suanli.app.scheduling import PREEMPT_GRACE_S
 from suanli.app.secrets import SecretBox, SecretsUnavailable, open_secrets
 from suanli.app.sites import ACTIVE_ATTEMPT_STATES, update_inventory
+from suanli.core import lifecycle
 from suanli.core.protocol import (
     AssignedNode,
     AttemptAssignment,
@@ -28,7 +30,7 @@ from suanli.core.protocol import (
     StopOrder,
 )
 from suanli.core.scheduler import Policy
-from suanli.core.states import AttemptState, JobState, can_transition_attempt, job_state_for_attempt
+from suanli.core.states import AttemptState
 from suanli.store.models import Attempt, Job, LogChunkRow, Site
 
 
@@ -129,7 +131,7 @@ def collect_orders(
     for attempt, job in rows:
         if attempt.stop_requested:
             if attempt.delivered and attempt.id not in stopping:
-                grace = preempt_grace_s if attempt.stop_outcome == AttemptState.PREEMPTED.value else 10
+                grace = lifecycle.stop_grace(attempt_record(attempt), preempt_grace_s)
                 out.stop.append(
                     StopOrder(attempt_id=attempt.id, reason=attempt.stop_reason or "stopped", grace_s=grace)
                 )
@@ -142,17 +144,15 @@ def collect_orders(
             order.checkpoint_digest = checkpoints.carried_digest(session, job, attempt)
             out.start.append(order)
         except SecretsUnavailable as exc:
-            attempt.state = AttemptState.FAILED.value
-            attempt.message = exc.detail
-            attempt.ended_at = now
-            finish(job, JobState.FAILED, now, exc.detail)
-            out.changed_jobs.add(job.seq)
-            out.freed_capacity = True
+            change = lifecycle.end_attempt(
+                job_record(job), attempt_record(attempt), AttemptState.FAILED, exc.detail, now
+            )
+            _note(apply_change(job, attempt, change), job, out)
 
 
 def assignment(job: Job, attempt: Attempt, secret_box: SecretBox | None = None) -> AttemptAssignment:
     """What the agent needs to run the attempt; the job's secrets in clear (agents only)."""
-    spec = job.spec
+    spec = job_spec(job)
     secrets: dict[str, str] = {}
     if job.secrets_enc:
         if secret_box is None:
@@ -164,9 +164,9 @@ def assignment(job: Job, attempt: Attempt, secret_box: SecretBox | None = None) 
         job_id=job.id,
         job_name=job.name,
         attempt_number=attempt.number,
-        setup=spec.get("setup"),
-        run=spec["run"],
-        envs=dict(spec.get("envs", {})),
+        setup=spec.setup,
+        run=spec.run,
+        envs=dict(spec.envs),
         secrets=secrets,
         tenant=job.tenant,
         workdir_digest=job.workdir_digest,
@@ -181,12 +181,12 @@ def assignment(job: Job, attempt: Attempt, secret_box: SecretBox | None = None) 
             )
             for n in attempt.nodes
         ],
-        time_limit_s=spec.get("time_limit"),
-        keep_checkpoint=bool(spec.get("checkpoint", {}).get("keep", True)),
-        datasets=[DatasetInput(name=d["name"], mount=d["mount"]) for d in spec.get("datasets", [])],
+        time_limit_s=spec.time_limit,
+        keep_checkpoint=spec.checkpoint.keep,
+        datasets=[DatasetInput(name=d.name, mount=d.mount) for d in spec.datasets],
         output_dataset=outputs.output_name(job),
-        image=spec.get("image"),
-        network=spec.get("network", "any"),
+        image=spec.image,
+        network=spec.network,
     )
 
 
@@ -204,47 +204,27 @@ def _apply_report(
     out: HeartbeatOutcome,
     policy: Policy | None = None,
 ) -> None:
-    old = AttemptState(attempt.state)
-    new = report.state
-    if old == new or not can_transition_attempt(old, new):
+    """The report through the lifecycle (``core.lifecycle.apply_report``), written to the rows."""
+    if report.state == AttemptState(attempt.state):
         return
-    attempt.state = new.value
-    if new in (AttemptState.STARTING, AttemptState.RUNNING) and attempt.started_at is None:
-        attempt.started_at = now
-    attempt.message = report.message
-    if new.is_terminal():
-        attempt.ended_at = now
-        attempt.exit_code = report.exit_code
-        out.freed_capacity = True
     job = session.get(Job, attempt.job_seq)
-    if job is None or job.current_attempt_id != attempt.id or JobState(job.state).is_terminal():
-        return
-    out.changed_jobs.add(job.seq)
-    if not new.is_terminal():
-        job.state = job_state_for_attempt(new).value
-        job.reason = "" if new == AttemptState.RUNNING else "running setup"
-        job.updated_at = now
-        return
-    if attempt.stop_requested and attempt.stop_outcome and not job.cancel_requested and new != AttemptState.SUCCEEDED:
-        # It ended because the platform stopped it (preemption, a failed node): a new attempt.
-        new = AttemptState(attempt.stop_outcome)
-        attempt.state = new.value
-        attempt.message = attempt.stop_reason
-    if new in (AttemptState.LOST, AttemptState.PREEMPTED):
-        requeue_or_fail(job, attempt, now, policy)
-        return
-    if job.cancel_requested and new != AttemptState.SUCCEEDED:
-        finish(job, JobState.CANCELLED, now, attempt.stop_reason or "cancelled by the user", report.exit_code)
-        return
-    retry_codes = job.spec.get("retry", {}).get("on_exit_codes", [])
-    if new == AttemptState.FAILED and report.exit_code is not None and report.exit_code in retry_codes:
-        requeue_or_fail(job, attempt, now, policy)  # the spec asked for this code to be retried
-        return
-    state = job_state_for_attempt(new)
-    reason = report.message if state != JobState.SUCCEEDED else ""
-    if state == JobState.FAILED and not reason:
-        reason = f"exited with code {report.exit_code}"
-    finish(job, state, now, reason, report.exit_code)
+    change = lifecycle.apply_report(
+        job_record(job) if job is not None else None,
+        attempt_record(attempt),
+        report.state,
+        report.message,
+        report.exit_code,
+        now,
+        policy,
+    )
+    _note(apply_change(job, attempt, change), job, out)
+
+
+def _note(change: lifecycle.Change, job: Job | None, out: HeartbeatOutcome) -> None:
+    """What the heartbeat's caller must wake after ``change``."""
+    out.freed_capacity = out.freed_capacity or change.freed_capacity
+    if change.job_changed and job is not None:
+        out.changed_jobs.add(job.seq)
 
 
 def _store_logs(
@@ -288,13 +268,11 @@ def stop_attempts_on_failed_nodes(session: Session, site: Site, nodes: Sequence[
         bad = next((n["node"] for n in attempt.nodes if n["node"] in failed), None)
         if bad is None:
             continue
-        attempt.stop_requested = True
-        attempt.stop_reason = f"node {bad} failed: {failed[bad]}"
-        attempt.stop_outcome = AttemptState.LOST.value
         job = session.get(Job, attempt.job_seq)
-        if job is not None and job.current_attempt_id == attempt.id:
-            job.reason = f"{attempt.stop_reason}; stopping it, then requeued"
-            job.updated_at = now
+        change = lifecycle.stop_on_failed_node(
+            job_record(job) if job is not None else None, attempt_record(attempt), bad, failed[bad], now
+        )
+        apply_change(job, attempt, change)
         stopped += 1
     return stopped
 
@@ -318,5 +296,4 @@ def site_reads_dataset(session: Session, site: str, attempt_id: int, dataset: st
     if attempt is None or attempt.site != site or attempt.state not in ACTIVE_ATTEMPT_STATES:
         return False
     job = session.get(Job, attempt.job_seq)
-    spec = job.spec if job is not None else {}
-    return any(d.get("name") == dataset for d in spec.get("datasets", []) if isinstance(d, dict))
+    return job is not None and any(d.name == dataset for d in job_spec(job).datasets)

@@ -24,6 +24,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from suanli.app.errors import Conflict, NotFound
+from suanli.app.records import job_spec
 from suanli.app.sites import ACTIVE_ATTEMPT_STATES
 from suanli.core.protocol import CheckpointReceipt
 from suanli.core.states import JobState
@@ -31,8 +32,7 @@ from suanli.store.models import Attempt, Job, JobCheckpoint
 
 
 def keeps_checkpoint(job: Job) -> bool:
-    checkpoint = job.spec.get("checkpoint", {})
-    return bool(checkpoint.get("keep", True)) if isinstance(checkpoint, dict) else True
+    return job_spec(job).checkpoint.keep
 
 
 def attempt_of_site(session: Session, site: str, attempt_id: int) -> tuple[Attempt, Job]:

@@ -28,6 +28,7 @@ from suanli.app import (
     scheduling,
     sites,
     staging,
+    transfers,
 )
 from suanli.app.chain import Chain
 from suanli.app.fairshare import quotas_of
@@ -201,7 +202,7 @@ class ControlPlane:
         settings.blob_dir.mkdir(parents=True, exist_ok=True)
         self.db = db or Database(settings.db_url)
         self.signals = Signals()
-        #: Open log-following streams per tenant (``server/follow.py``).
+        #: Open log-following streams per tenant (``app/follow.py``).
         self.follows = FollowSlots()
         #: Seals job secrets at submission and opens them for agents' assignments.
         self.secrets = SecretBox(settings.secret_key_path, settings.secret_key)
@@ -215,8 +216,8 @@ class ControlPlane:
         self._stage_reasons: dict[str, str] = {}
         self._chain: Chain | None = None
         self._chain_lock = threading.Lock()
-        #: Copies the scheduler starts so that waiting jobs can run where their data may go.
-        self.copies = staging.CopyRunner(lambda: self.chain, self.capacity_changed)
+        #: Runs every copy: users' and the scheduler's (for waiting jobs), off the request path.
+        self.transfers = transfers.TransferRunner(lambda: self.chain, self.capacity_changed)
         self._capacity: list[SiteState] | None = None
         self._capacity_lock = threading.Lock()
         self._stop = threading.Event()
@@ -376,7 +377,7 @@ class ControlPlane:
         return TickResult(result.placed, result.waiting, len(lost_sites))
 
     def sweep_blobs(self) -> blobs.Swept:
-        """Delete the workdirs and checkpoints nothing needs any more (``services/blobs.py``)."""
+        """Delete the workdirs and checkpoints nothing needs any more (``app/blobs.py``)."""
         retention = timedelta(seconds=self.settings.blob_retention_s)
         with self.db.session() as session:
             return blobs.sweep(session, self.settings.blob_dir, self.clock.now(), retention)
@@ -391,7 +392,7 @@ class ControlPlane:
         """The data chain (rules, key store, ledger), opened on first use beside the state."""
         with self._chain_lock:
             if self._chain is None:
-                self._chain = Chain.open(self.db, self.clock, self.settings.home)
+                self._chain = Chain.open(self.db, self.clock, self.settings.home, self.scheduler_config.data_rules)
             return self._chain
 
     def _weigh_copies(self, plan: scheduling.Plan, now: datetime) -> list[staging.Need]:
@@ -414,7 +415,7 @@ class ControlPlane:
         with self.db.session() as session:
             runs = staging.transfers_to_run(session, chain, needs, now)
         chain.seal()
-        self.copies.start(runs)
+        self.transfers.submit_for_jobs(runs)
 
     def _record_on_data(
         self, placements: list[tuple[str, str]], datasets_of: dict[str, tuple[str, ...]], now: datetime
@@ -423,7 +424,9 @@ class ControlPlane:
         chain = self.chain
         with self.db.session() as session:
             for job_id, site in placements:
-                decisions = datarules.placement_decisions(session, datasets_of[job_id], site, now)
+                decisions = datarules.placement_decisions(
+                    session, datasets_of[job_id], site, now, self.scheduler_config.data_rules
+                )
                 chain.ledger.record(session, "placement", {"job": job_id, "site": site, "datasets": decisions}, now)
         chain.seal()
 
@@ -432,7 +435,7 @@ class ControlPlane:
             return
         self.renew_leases()
         self._stop.clear()
-        self.copies.restart()
+        self.transfers.start()
         self._thread = threading.Thread(target=self._loop, name="suanli-scheduler", daemon=True)
         self._thread.start()
 
@@ -464,7 +467,7 @@ class ControlPlane:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
-        self.copies.stop()
+        self.transfers.stop()
         self.signals.bump("shutdown")
 
     @property

@@ -4,13 +4,12 @@ A job reads a dataset only where a copy lies (its home site or a replica) and th
 reading it there (``core.policy.may_read``: core data is read at its home site only, L1).
 A site without a copy is refused with the copy's route in words ("a copy there would need a
 standard contract filing: suanli data copy notes --to singapore"), or with the copy on its way
-when the scheduler started one for a job (``services/staging.py``). Every placement of a job on
+when the scheduler started one for a job (``app/staging.py``). Every placement of a job on
 data is written to the ledger with the decision for each dataset.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,14 +22,7 @@ from suanli.core.datasets import Classification, Level
 from suanli.core.network import Zone
 from suanli.core.policy import Counters, Exporter, Route, RuleSet, SiteFacts, may_read
 from suanli.core.scheduler import PendingJob, SiteRule, SiteState
-from suanli.datachain.rulesets import default_ruleset
 from suanli.store.models import Dataset, DataTransfer, Site
-
-
-@functools.cache
-def ruleset() -> RuleSet:
-    """The rule set placements are decided by (the data chain's, the same for every request)."""
-    return default_ruleset()
 
 
 @dataclass(frozen=True)
@@ -70,7 +62,7 @@ def load_facts(session: Session, names: Iterable[str], now: datetime) -> dict[st
 
 
 #: A transfer that is neither finished nor refused: a copy that is (or will be) on its way.
-OPEN_STATES = ("ready", "running", "failed")
+OPEN_STATES = ("ready", "queued", "running", "failed")
 
 
 def open_transfers(session: Session, datasets: Iterable[str]) -> dict[tuple[str, str], DataTransfer]:
@@ -128,14 +120,13 @@ def why_not(
     return None
 
 
-def data_rule(session: Session, jobs: Sequence[PendingJob], now: datetime) -> SiteRule | None:
-    """The scheduler's data rule for this pass (None when no job reads a dataset)."""
+def data_rule(session: Session, jobs: Sequence[PendingJob], now: datetime, rules: RuleSet) -> SiteRule | None:
+    """The scheduler's data rule for this pass under ``rules`` (None when no job reads a dataset)."""
     names = {d for j in jobs for d in j.datasets}
     if not names:
         return None
     facts = load_facts(session, names, now)
     sites = site_facts(session)
-    rules = ruleset()
     moving = open_transfers(session, names)
     verdicts: dict[tuple[str, str], str | None] = {}
 
@@ -157,11 +148,12 @@ def data_rule(session: Session, jobs: Sequence[PendingJob], now: datetime) -> Si
     return rule
 
 
-def readable_sites(session: Session, datasets: Sequence[str], now: datetime) -> tuple[list[str], list[str]]:
+def readable_sites(
+    session: Session, datasets: Sequence[str], now: datetime, rules: RuleSet
+) -> tuple[list[str], list[str]]:
     """(sites where every dataset could be read, once copied if need be; 'site: why never' for
     the others): what decides whether a job is refused at submit."""
     facts = load_facts(session, datasets, now)
-    rules = ruleset()
     ok: list[str] = []
     refused: list[str] = []
     for name, site in sorted(site_facts(session).items()):
@@ -173,13 +165,15 @@ def readable_sites(session: Session, datasets: Sequence[str], now: datetime) -> 
     return ok, refused
 
 
-def placement_decisions(session: Session, datasets: Sequence[str], site: str, now: datetime) -> dict[str, str]:
+def placement_decisions(
+    session: Session, datasets: Sequence[str], site: str, now: datetime, rules: RuleSet
+) -> dict[str, str]:
     """Dataset → the route that allowed reading it at ``site`` (for the ledger)."""
     facts = load_facts(session, datasets, now)
     here = site_facts(session)[site]
     out: dict[str, str] = {}
     for name in datasets:
         f = facts[name]
-        d = may_read(name, f.classification, f.home, f.replicas, here, f.exporter, ruleset(), f.counters)
+        d = may_read(name, f.classification, f.home, f.replicas, here, f.exporter, rules, f.counters)
         out[name] = d.route.value
     return out

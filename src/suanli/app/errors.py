@@ -1,4 +1,4 @@
-"""Errors services raise; the app turns them into RFC 9457 problem documents."""
+"""The application layer's one error type; the HTTP API turns it into RFC 9457 problem documents."""
 
 from __future__ import annotations
 

@@ -40,7 +40,7 @@ def explain_job(
     view = capacity_view(session, now, lease_s)
     fill_estimates(view.sites, tenant_shares(session, now, config.policy, config.quotas), config.policy)
     chosen = job.site if state != JobState.PENDING else None
-    data = datarules.data_rule(session, [pending], now)
+    data = datarules.data_rule(session, [pending], now, config.data_rules)
     verdicts = explain_sites(pending, view.sites, now, (*config.rules, data) if data else config.rules)
     sites: list[SiteExplainOut] = []
     for v in verdicts:

@@ -1,16 +1,10 @@
-"""What the scheduler needs to know of tenants: weights, decayed usage, run-time estimates, quotas.
-
-Usage is GPU-seconds by GPU type from attempts, each second weighted by ``2 ** (-age / half_life)``
-(the integral over the attempt's run, so a long job counts as it went, not all at its end).
-The run-time estimate for jobs without a time limit is the mean run time of the tenant's
-recent successful attempts.
-"""
+"""What the scheduler needs to know of tenants, read from the store: weights, decayed usage,
+run-time estimates, quotas. The formulas live in :mod:`suanli.core.scheduling.inputs` (the
+simulator uses the same ones); this module only reads the attempts they need."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select
@@ -18,17 +12,12 @@ from sqlalchemy.orm import Session
 
 from suanli.core.network import NetworkSpec
 from suanli.core.scheduler import Policy, TenantShare
+from suanli.core.scheduling import inputs
+from suanli.core.scheduling.inputs import ESTIMATE_WINDOW, USAGE_HORIZON_HALF_LIVES, Quota, RunTimes, UsageMeter
 from suanli.core.states import AttemptState
 from suanli.store.models import Attempt, Job, Tenant
 
-#: Successful attempts per tenant that its run-time estimate averages.
-ESTIMATE_WINDOW = 20
-
-
-@dataclass(frozen=True)
-class Quota:
-    max_gpus: int | None = None
-    max_gpus_per_site: int | None = None
+__all__ = ["ESTIMATE_WINDOW", "Quota", "decayed_gpu_seconds", "quotas_of", "tenant_shares"]
 
 
 def quotas_of(network: NetworkSpec) -> dict[str, Quota]:
@@ -36,50 +25,31 @@ def quotas_of(network: NetworkSpec) -> dict[str, Quota]:
 
 
 def decayed_gpu_seconds(gpus: int, start: datetime, end: datetime, now: datetime, half_life_s: float) -> float:
-    """∫ gpus · 2^(-(now - t)/H) dt over [start, end]."""
-    if end <= start or gpus <= 0:
-        return 0.0
-    if half_life_s <= 0:
-        return 0.0
-    rate = math.log(2) / half_life_s
-    a = (now - end).total_seconds()
-    b = (now - start).total_seconds()
-    return gpus * (math.exp(-rate * max(a, 0.0)) - math.exp(-rate * max(b, 0.0))) / rate
+    """∫ gpus · 2^(-(now - t)/H) dt over [start, end] (:func:`inputs.decayed_gpu_seconds` on datetimes)."""
+    return inputs.decayed_gpu_seconds(gpus, start.timestamp(), end.timestamp(), now.timestamp(), half_life_s)
 
 
 def tenant_shares(
     session: Session, now: datetime, policy: Policy, quotas: Mapping[str, Quota]
 ) -> dict[str, TenantShare]:
+    """Shares from the attempts that ran within ``USAGE_HORIZON_HALF_LIVES`` half-lives (running
+    ones count up to ``now``) and the tenants' most recent successful attempts."""
     weights: dict[str, float] = {name: float(w) for name, w in session.execute(select(Tenant.name, Tenant.weight))}
-    horizon = now - timedelta(seconds=policy.usage_half_life_s * 6)  # older usage counts < 2 %
+    horizon = now - timedelta(seconds=policy.usage_half_life_s * USAGE_HORIZON_HALF_LIVES)
     rows = session.execute(
-        select(Job.tenant, Attempt.gpu_type, Attempt.nodes, Attempt.started_at, Attempt.ended_at, Attempt.state)
+        select(
+            Job.tenant, Attempt.id, Attempt.gpu_type, Attempt.nodes, Attempt.started_at, Attempt.ended_at, Attempt.state
+        )
         .join(Job, Job.seq == Attempt.job_seq)
         .where(Attempt.started_at.is_not(None), or_(Attempt.ended_at.is_(None), Attempt.ended_at >= horizon))
-        .order_by(Attempt.id.desc())
     ).all()
-    usage: dict[str, dict[str, float]] = {}
-    runs: dict[str, list[float]] = {}
-    for tenant, gpu_type, nodes, started, ended, state in rows:
+    meter = UsageMeter(policy.usage_half_life_s)
+    runs = RunTimes()
+    for tenant, attempt_id, gpu_type, nodes, started, ended, state in rows:
         gpus = sum(len(n.get("gpu_indices", [])) for n in nodes)
-        end = ended or now
+        end = min(ended or now, now)
         if gpu_type and gpus:
-            per_type = usage.setdefault(tenant, {})
-            used = decayed_gpu_seconds(gpus, started, end, now, policy.usage_half_life_s)
-            per_type[gpu_type] = per_type.get(gpu_type, 0.0) + used
+            meter.add(tenant, gpu_type, gpus, started.timestamp(), end.timestamp())
         if state == AttemptState.SUCCEEDED.value and ended is not None:
-            seen = runs.setdefault(tenant, [])
-            if len(seen) < ESTIMATE_WINDOW:
-                seen.append((ended - started).total_seconds())
-    out: dict[str, TenantShare] = {}
-    for name in sorted(set(weights) | set(usage) | set(quotas)):
-        q = quotas.get(name, Quota())
-        seen = runs.get(name, [])
-        out[name] = TenantShare(
-            weight=weights.get(name, 1.0),
-            usage=usage.get(name, {}),
-            max_gpus=q.max_gpus,
-            max_gpus_per_site=q.max_gpus_per_site,
-            estimate_s=max(sum(seen) / len(seen), 1.0) if seen else None,
-        )
-    return out
+            runs.succeeded(tenant, attempt_id, (ended - started).total_seconds())
+    return inputs.tenant_shares(weights, meter.usage(now.timestamp()), runs.estimates(), quotas)

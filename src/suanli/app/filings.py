@@ -1,8 +1,13 @@
-"""Filings: the package a route needs, its states, expiry, and what an accepted one releases."""
+"""Filings: the package a route needs, its states, expiry, and what an accepted one releases.
+
+The functions that take a :class:`Chain` and an :class:`Identity` are one caller's request each
+(they open their transaction, commit and seal the ledger); the rest work inside a caller's
+transaction."""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -10,10 +15,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from suanli.app import movements
+from suanli.app.access import require
 from suanli.app.chain import Chain
+from suanli.app.datasets import actor_of, owned_dataset, visible_dataset, visible_names
 from suanli.app.errors import Conflict, NotFound, Unprocessable
+from suanli.core.identity import Identity, Scope
 from suanli.core.policy import FILING_TRANSITIONS, FilingState, MovementKind, Purpose, Route, decide
-from suanli.datachain.package import PackageFacts, render_html
+from suanli.datachain.package import PackageFacts, render_html, render_pdf
 from suanli.store.models import Filing
 
 
@@ -147,3 +155,116 @@ def filing_out(f: Filing, *, with_package: bool = False) -> dict[str, Any]:
     if with_package:
         out["package"] = f.package
     return out
+
+
+# -- callers' requests ---------------------------------------------------------------------------
+
+
+def create_filing(
+    chain: Chain, who: Identity, *, dataset: str, to: str, route: Route | None, actor: str = ""
+) -> dict[str, Any]:
+    """A draft filing for moving ``dataset`` to ``to``, by its owner (or the admin for it)."""
+    with chain.db.session() as s:
+        owned_dataset(s, who, dataset)
+        f = create(
+            s, chain, dataset=dataset, to=to, route=route, actor=actor_of(who, actor or "owner"), now=chain.clock.now()
+        )
+        out = filing_out(f)
+    chain.seal()
+    return out
+
+
+def visible_filings(
+    chain: Chain, who: Identity, state: str | None = None, dataset: str | None = None
+) -> list[dict[str, Any]]:
+    """The filings of the datasets ``who`` may see, oldest first."""
+    with chain.db.read() as s:
+        mine = visible_names(s, who)
+        found = list_filings(s, state, dataset)
+        return [filing_out(f) for f in found if mine is None or f.dataset in mine]
+
+
+def _visible(s: Session, who: Identity, filing_id: str) -> Filing:
+    """The filing, if ``who`` may read its dataset; otherwise the same 404 as a missing one."""
+    f = get(s, filing_id)
+    try:
+        visible_dataset(s, who, f.dataset)
+    except NotFound:
+        raise NotFound(f"no filing '{filing_id}'; see `suanli filing ls`") from None
+    return f
+
+
+def show_filing(chain: Chain, who: Identity, filing_id: str) -> dict[str, Any]:
+    with chain.db.read() as s:
+        return filing_out(_visible(s, who, filing_id))
+
+
+@dataclass(frozen=True)
+class Package:
+    """A filing's package as a document: HTML, or a PDF rendered from its facts."""
+
+    filing_id: str
+    media_type: str
+    content: bytes | str
+
+
+def package_of(chain: Chain, who: Identity, filing_id: str, *, pdf: bool = False) -> Package:
+    with chain.db.read() as s:
+        f = _visible(s, who, filing_id)
+        if not pdf:
+            return Package(f.id, "text/html", f.package)
+        facts = package_facts(f)
+    return Package(facts.filing_id, "application/pdf", render_pdf(facts))
+
+
+def _move(
+    chain: Chain,
+    filing_id: str,
+    state: FilingState,
+    actor: str,
+    note: str = "",
+    expires_at: datetime | None = None,
+    certificate_id: str | None = None,
+) -> dict[str, Any]:
+    with chain.db.session() as s:
+        f, released = move_to(
+            s,
+            chain,
+            filing_id,
+            state,
+            actor=actor,
+            now=chain.clock.now(),
+            note=note,
+            expires_at=expires_at,
+            certificate_id=certificate_id,
+        )
+        out = {**filing_out(f), "released_transfers": released}
+    chain.seal()
+    return out
+
+
+def submit_filing(chain: Chain, who: Identity, filing_id: str) -> dict[str, Any]:
+    """The owner hands a draft filing to the auditors."""
+    with chain.db.read() as s:
+        f = get(s, filing_id)
+        try:
+            owned_dataset(s, who, f.dataset)
+        except NotFound:
+            raise NotFound(f"no filing '{filing_id}'; see `suanli filing ls`") from None
+    return _move(chain, filing_id, FilingState.SUBMITTED, actor_of(who, "owner"))
+
+
+def decide_filing(
+    chain: Chain,
+    auditor: Identity,
+    filing_id: str,
+    state: FilingState,
+    *,
+    note: str = "",
+    expires_at: datetime | None = None,
+    certificate_id: str | None = None,
+) -> dict[str, Any]:
+    """An auditor accepts or rejects a submitted filing (the caller recorded the access:
+    :func:`suanli.app.audit.record_access`)."""
+    require(auditor, Scope.FILINGS_DECIDE)
+    return _move(chain, filing_id, state, auditor.name, note, expires_at, certificate_id)

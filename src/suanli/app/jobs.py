@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import Select, insert, select
 from sqlalchemy.orm import Session
 
 from suanli.app import datarules
 from suanli.app.access import require, tenant_filter, visible
 from suanli.app.errors import Forbidden, NotFound, Unprocessable
+from suanli.app.lifecycle import apply_change
+from suanli.app.records import attempt_record, job_record, job_spec
 from suanli.app.secrets import SecretBox, seal_spec
+from suanli.core import lifecycle
 from suanli.core.api import AttemptOut, JobOut, NodeAssignmentOut
 from suanli.core.errors import SpecError
 from suanli.core.identity import Identity, Role, Scope
+from suanli.core.lifecycle import CANCELLED_BY_USER
+from suanli.core.policy import RuleSet
 from suanli.core.scheduler import SiteState, never_fits
 from suanli.core.spec import JobSpec, job_spec_from_data
 from suanli.core.states import QUEUED_REASON, AttemptState, JobState
@@ -45,7 +51,12 @@ def validate_spec(data: dict[str, Any]) -> JobSpec:
 
 
 def check_datasets(
-    session: Session, spec: JobSpec, tenant: str, now: datetime, sites: Sequence[SiteState] | None = None
+    session: Session,
+    spec: JobSpec,
+    tenant: str,
+    now: datetime,
+    rules: RuleSet,
+    sites: Sequence[SiteState] | None = None,
 ) -> None:
     """A job reads only its own tenant's datasets, and only if some site may read them all (and,
     given ``sites``, could ever hold the job): otherwise it is refused now, with the reasons."""
@@ -59,7 +70,7 @@ def check_datasets(
             "'suanli data ls' lists yours",
             [{"field": "datasets", "message": f"unknown dataset {n}"} for n in missing],
         )
-    readable, refused = datarules.readable_sites(session, names, now)
+    readable, refused = datarules.readable_sites(session, names, now, rules)
     if not readable:
         raise Unprocessable(
             f"no site may run this job: its datasets may be read nowhere it could go ({'; '.join(refused)})",
@@ -129,12 +140,15 @@ def submit(
     who: Identity | None = None,
     secret_box: SecretBox | None = None,
     sites: Sequence[SiteState] | None = None,
+    rules: RuleSet | None = None,
 ) -> JobOut:
     """Insert the job (one statement: this is the API's hot path) and return it as the API shows it.
     ``secret_box`` seals the spec's secrets (the stored spec keeps their names only).
     ``who`` (the submitter, when not the admin) may use only workdirs its tenant uploaded."""
     if spec.datasets:
-        check_datasets(session, spec, tenant or default_tenant(session), now, sites)
+        if rules is None:
+            raise ValueError("a job that reads datasets is checked against the data rules: pass rules")
+        check_datasets(session, spec, tenant or default_tenant(session), now, rules, sites)
     if spec.output is not None:
         check_output(session, spec)
     if workdir_digest is not None:
@@ -182,27 +196,49 @@ def require_write(who: Identity) -> None:
     require(who, Scope.JOBS_WRITE)
 
 
-def list_jobs(
-    session: Session,
-    who: Identity,
-    *,
-    states: Sequence[str] = (),
-    site: str | None = None,
-    name: str | None = None,
-    limit: int = 100,
-    cursor: int | None = None,
-) -> tuple[list[Job], int | None]:
-    require(who, Scope.JOBS_READ)
-    query = select(Job).order_by(Job.seq.desc()).limit(limit + 1)
+@dataclass(frozen=True)
+class JobFilter:
+    """What a job listing asks for, the API's and the dashboard's alike: each field given narrows it."""
+
+    states: Sequence[str] = ()
+    tenant: str | None = None
+    site: str | None = None
+    #: The start of the job's name: names need not be unique, and ``llama`` finds ``llama-ft-2``
+    #: as well as ``llama`` itself.
+    name: str | None = None
+
+
+def filter_jobs(query: Select[Any], who: Identity, f: JobFilter) -> Select[Any]:
+    """``query`` over :class:`Job` narrowed to what ``who`` may see and ``f`` asks for."""
     scope = tenant_filter(who)
     if scope is not None:
         query = query.where(Job.tenant == scope)
-    if states:
-        query = query.where(Job.state.in_(states))
-    if site:
-        query = query.where(Job.site == site)
-    if name:
-        query = query.where(Job.name == name)
+    if f.states:
+        query = query.where(Job.state.in_(f.states))
+    if f.tenant:
+        query = query.where(Job.tenant == f.tenant)
+    if f.site:
+        query = query.where(Job.site == f.site)
+    if f.name:
+        query = query.where(Job.name.startswith(f.name, autoescape=True))
+    return query
+
+
+def list_jobs(
+    session: Session, who: Identity, f: JobFilter, *, limit: int = 100, cursor: int | None = None
+) -> tuple[list[Job], int | None]:
+    """One page of the jobs ``f`` asks for, newest first, and the cursor of the next (None: no more),
+    for a caller that may read jobs."""
+    require(who, Scope.JOBS_READ)
+    return page_of_jobs(session, who, f, limit=limit, cursor=cursor)
+
+
+def page_of_jobs(
+    session: Session, who: Identity, f: JobFilter, *, limit: int = 100, cursor: int | None = None
+) -> tuple[list[Job], int | None]:
+    """:func:`list_jobs` without the scope check: the dashboard shows an operator or an auditor
+    (who may not read jobs) the listing scoped to them (no tenant's: empty) rather than an error."""
+    query = filter_jobs(select(Job).order_by(Job.seq.desc()).limit(limit + 1), who, f)
     if cursor is not None:
         query = query.where(Job.seq < cursor)
     rows = list(session.scalars(query))
@@ -221,12 +257,7 @@ def attempts_of(session: Session, jobs: Sequence[Job]) -> dict[int, list[Attempt
 
 
 def to_out(job: Job, attempts: Sequence[Attempt], *, with_spec: bool = True) -> JobOut:
-    res = job.spec.get("resources", {}) if isinstance(job.spec, dict) else {}
-    accels = res.get("accelerators") or []
-    nodes = int(res.get("num_nodes", 1) or 1)
-    gpus = " | ".join(accels)
-    if gpus and nodes > 1:
-        gpus = f"{nodes}×{gpus}"
+    gpus = _gpus(job)
     return JobOut(
         id=job.id,
         name=job.name,
@@ -244,6 +275,16 @@ def to_out(job: Job, attempts: Sequence[Attempt], *, with_spec: bool = True) -> 
         attempts=[attempt_out(a) for a in attempts],
         spec=job.spec if with_spec else {},
     )
+
+
+def _gpus(job: Job) -> str:
+    """The GPUs a job asks for, as listings show them: "H100:8", "2×H100:8 | A100:8"."""
+    try:
+        resources = job_spec(job).resources
+    except ValueError:  # a stored spec past salvage still lists, without its GPUs
+        return ""
+    gpus = " | ".join(str(a) for a in resources.accelerators)
+    return f"{resources.num_nodes}×{gpus}" if gpus and resources.num_nodes > 1 else gpus
 
 
 def attempt_out(a: Attempt) -> AttemptOut:
@@ -264,37 +305,14 @@ def attempt_out(a: Attempt) -> AttemptOut:
     )
 
 
-def cancel(session: Session, job: Job, now: datetime, reason: str = "cancelled by the user") -> bool:
-    """Cancel a job. Pending jobs end at once; running ones get a stop order for their agent.
-    Returns whether an agent must be told (so the caller can wake it)."""
-    state = JobState(job.state)
-    if state.is_terminal():
+def cancel(session: Session, job: Job, now: datetime, reason: str = CANCELLED_BY_USER) -> bool:
+    """Cancel a job (``core.lifecycle.cancel``). Pending jobs end at once; running ones get a
+    stop order for their agent. Returns whether an agent must be told (so the caller can wake it)."""
+    if JobState(job.state).is_terminal():
         return False
-    job.cancel_requested = True
-    job.updated_at = now
     current = session.get(Attempt, job.current_attempt_id) if job.current_attempt_id else None
-    if state == JobState.PENDING or current is None or AttemptState(current.state).is_terminal():
-        finish(job, JobState.CANCELLED, now, reason)
-        return False
-    if not current.delivered:
-        current.state = AttemptState.CANCELLED.value
-        current.message = reason
-        current.ended_at = now
-        finish(job, JobState.CANCELLED, now, reason)
-        return False
-    current.stop_requested = True
-    current.stop_reason = reason
-    job.reason = "cancelling: waiting for the site to stop it"
-    return True
-
-
-def finish(job: Job, state: JobState, now: datetime, reason: str = "", exit_code: int | None = None) -> None:
-    job.state = state.value
-    job.reason = reason if state != JobState.SUCCEEDED else ""
-    job.finished_at = now
-    job.updated_at = now
-    if exit_code is not None:
-        job.exit_code = exit_code
+    change = lifecycle.cancel(job_record(job), attempt_record(current) if current is not None else None, now, reason)
+    return apply_change(job, current, change).stop_ordered
 
 
 def log_chunks_after(session: Session, job: Job, after_id: int, limit: int = 500) -> list[LogChunkRow]:

@@ -52,8 +52,12 @@ class LedgerService:
 
     @staticmethod
     def record(session: Session, kind: str, body: dict[str, Any], at: datetime) -> int:
-        """Append one entry in the caller's transaction. Only hashes and metadata (checked)."""
-        check_metadata(body)
+        """Append one entry in the caller's transaction. Only hashes and metadata (checked: a body
+        that would put personal information or long text on the record is refused, 422)."""
+        try:
+            check_metadata(body)
+        except ValueError as exc:
+            raise Unprocessable(str(exc)) from None
         top = session.scalar(select(func.max(LedgerEntry.index)))
         index = 0 if top is None else top + 1
         data = entry_bytes(index, kind, at.isoformat(), body)

@@ -1,10 +1,12 @@
 """Decisions and transfers: every movement goes through the policy engine and onto the ledger.
 
 A transfer is created with its decision: ``denied`` (nothing ever moves), ``held`` (waiting
-for an accepted filing, the reason says which) or ``ready``. Running it re-checks the hold,
-adds its individuals to the exporter's yearly counters once, then copies chunk by chunk
-(sealed, verified) from the source site's store to the destination's; a run that stops
-half-way resumes where it stopped.
+for an accepted filing, the reason says which) or ``ready``. Asking for it to run re-checks the
+hold and queues it (``queued``) for the transfer runner (``app/transfers.py``), which runs every
+copy off the request path. Running it re-checks the hold again, adds its individuals to the
+exporter's yearly counters once, then copies chunk by chunk (sealed, verified) from the source
+site's store to the destination's; a run that stops half-way resumes where it stopped. Every
+state change goes through :func:`suanli.core.states.check_transfer_transition`.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from suanli.core.policy import (
     hold_for,
     may_read,
 )
+from suanli.core.states import TransferState, check_transfer_transition
 from suanli.datachain.crypto import new_key
 from suanli.datachain.manifest import Manifest
 from suanli.datachain.sender import send
@@ -135,7 +138,7 @@ def create_transfer(
     if to in registry.replicas_of(session, dataset) or to == m.home.name:
         raise Conflict(f"'{dataset}' already lies at {to}")
     d, hold = decided(session, chain, m, now)
-    state = "denied" if d.route == Route.DENY else ("ready" if hold.ok else "held")
+    state = _refused_state(d) if not hold.ok else TransferState.READY
     t = DataTransfer(
         id=uuid.uuid4().hex[:16],
         dataset=dataset,
@@ -185,38 +188,74 @@ def get_transfer(session: Session, transfer_id: str) -> DataTransfer:
     return t
 
 
+def _refused_state(d: Decision) -> TransferState:
+    return TransferState.DENIED if d.route == Route.DENY else TransferState.HELD
+
+
+def set_state(t: DataTransfer, state: TransferState) -> None:
+    """The one place a transfer's state is written: through the transition table in ``core``."""
+    check_transfer_transition(TransferState(t.state), state)
+    t.state = state
+
+
+def _recheck(s: Session, chain: Chain, t: DataTransfer, now: datetime) -> tuple[Decision, Hold, Forbidden | None]:
+    """Re-decide ``t`` and re-check its hold. A refusal is written (state, reason, ledger) and
+    handed back for the caller to raise once the session is committed."""
+    if t.state == TransferState.DONE:
+        raise Conflict(f"transfer {t.id} is already done")
+    if t.state == TransferState.DENIED:
+        raise Forbidden(f"transfer {t.id} was denied by policy and never moves: {t.reason}")
+    m = movement_for(s, t.dataset, t.dest_site, MovementKind.TRANSFER, purpose=Purpose(t.purpose), year=now.year)
+    d, hold = decided(s, chain, m, now)
+    if hold.ok:
+        return d, hold, None
+    set_state(t, _refused_state(d))
+    t.reason, t.updated_at = hold.reason, now
+    chain.ledger.record(s, "transfer.state", {"transfer": t.id, "state": t.state}, now)
+    return d, hold, Forbidden(f"transfer {t.id} cannot run: {hold.reason}")
+
+
+def queue_transfer(chain: Chain, transfer_id: str) -> DataTransfer:
+    """Check that ``transfer_id`` may run now and mark it ``queued`` for the transfer runner.
+    A refusal is committed (state, reason, ledger) before it is raised. Nothing is counted and
+    nothing goes on the ledger for queueing itself: the run does that when bytes start to move."""
+    now = chain.clock.now()
+    with chain.db.session() as s:
+        t = get_transfer(s, transfer_id)
+        _, hold, refusal = _recheck(s, chain, t, now)
+        if refusal is None:
+            set_state(t, TransferState.QUEUED)
+            t.reason, t.updated_at = f"queued to run: {hold.reason}", now
+    if refusal is not None:
+        chain.seal()
+        raise refusal
+    with chain.db.read() as s:
+        return get_transfer(s, transfer_id)
+
+
+def left_running(session: Session) -> list[str]:
+    """Transfers a stopped server left queued or running (oldest first): the runner resumes them."""
+    states = (TransferState.QUEUED, TransferState.RUNNING)
+    q = select(DataTransfer.id).where(DataTransfer.state.in_(states)).order_by(DataTransfer.created_at)
+    return list(session.scalars(q))
+
+
 def _begin_run(chain: Chain, transfer_id: str) -> tuple[Offer, str, str]:
     """Re-decide and re-check the hold; count the export once; hand back what to send.
     A refusal is committed (state and reason) before it is raised, and moves nothing."""
     now = chain.clock.now()
-    refusal: Forbidden | None = None
     with chain.db.session() as s:
         t = get_transfer(s, transfer_id)
-        if t.state == "done":
-            raise Conflict(f"transfer {t.id} is already done")
-        if t.state == "denied":
-            raise Forbidden(f"transfer {t.id} was denied by policy and never moves: {t.reason}")
-        m = movement_for(s, t.dataset, t.dest_site, MovementKind.TRANSFER, purpose=Purpose(t.purpose), year=now.year)
-        d, hold = decided(s, chain, m, now)
-        if hold.ok:
+        d, hold, refusal = _recheck(s, chain, t, now)
+        if refusal is None:
             if d.export and not t.counted:
                 registry.add_to_counters(s, t.exporter, now.year, d.adds_pi, d.adds_spi)
                 t.counted = True
-            t.state, t.reason, t.filing_id, t.updated_at, t.decision = (
-                "running",
-                hold.reason,
-                hold.filing_id,
-                now,
-                d.to_dict(),
-            )
+            set_state(t, TransferState.RUNNING)
+            t.reason, t.filing_id, t.updated_at, t.decision = hold.reason, hold.filing_id, now, d.to_dict()
             t.started_at = now
-            body = {"transfer": t.id, "state": "running", "filing": hold.filing_id}
+            body = {"transfer": t.id, "state": TransferState.RUNNING, "filing": hold.filing_id}
             chain.ledger.record(s, "transfer.state", {**body, "counted_pi": d.adds_pi, "counted_spi": d.adds_spi}, now)
-        else:
-            t.state = "denied" if d.route == Route.DENY else "held"
-            t.reason, t.updated_at = hold.reason, now
-            chain.ledger.record(s, "transfer.state", {"transfer": t.id, "state": t.state}, now)
-            refusal = Forbidden(f"transfer {t.id} cannot run: {hold.reason}")
         ds = registry.get_dataset(s, t.dataset)
         at_rest = registry.classification_of(s, ds).level.encrypted_at_rest
         offer = Offer(t.id, t.dataset, Manifest.model_validate(ds.manifest), new_key(), at_rest)
@@ -239,19 +278,26 @@ def run_transfer(
     transfer runs once at a time (a second run is refused while the first goes on)."""
     holder = chain.claim(transfer_id, by)
     if holder is not None:
-        raise Conflict(f"transfer {transfer_id} is already running ({holder}); follow it with `suanli data transfers`")
+        raise already_claimed(transfer_id, holder)
     try:
-        return _run(chain, transfer_id, channel_factory, progress)
+        return run_claimed(chain, transfer_id, channel_factory, progress)
     finally:
         chain.release(transfer_id)
 
 
-def _run(
+def already_claimed(transfer_id: str, holder: str) -> Conflict:
+    return Conflict(
+        f"transfer {transfer_id} is already queued or running ({holder}); follow it with `suanli data transfers`"
+    )
+
+
+def run_claimed(
     chain: Chain,
     transfer_id: str,
-    channel_factory: ChannelFactory,
-    progress: Callable[[int, int], None] | None,
+    channel_factory: ChannelFactory = LocalChannel,
+    progress: Callable[[int, int], None] | None = None,
 ) -> DataTransfer:
+    """Run (or resume) a transfer its caller has claimed (:meth:`Chain.claim`)."""
     offer, source, dest = _begin_run(chain, transfer_id)
     key = chain.keys.get(f"transfer-{transfer_id}")
     if key is not None:  # resuming: the receiver holds chunks sealed under the first key
@@ -270,14 +316,16 @@ def _run(
         now = chain.clock.now()
         with chain.db.session() as s:
             t = get_transfer(s, transfer_id)
-            t.state, t.reason, t.updated_at = "failed", f"interrupted: {exc}; run it again to resume", now
-            chain.ledger.record(s, "transfer.state", {"transfer": t.id, "state": "failed"}, now)
+            set_state(t, TransferState.FAILED)
+            t.reason, t.updated_at = f"interrupted: {exc}; run it again to resume", now
+            chain.ledger.record(s, "transfer.state", {"transfer": t.id, "state": TransferState.FAILED}, now)
         chain.seal()
         raise
     now = chain.clock.now()
     with chain.db.session() as s:
         t = get_transfer(s, transfer_id)
-        t.state, t.reason, t.updated_at, t.finished_at = "done", "copied, encrypted and verified", now, now
+        set_state(t, TransferState.DONE)
+        t.reason, t.updated_at, t.finished_at = "copied, encrypted and verified", now, now
         t.bytes_done = offer.manifest.size
         t.chunks_resent += result.resends
         s.add(Replica(dataset=t.dataset, site=dest, transfer_id=t.id, created_at=now))
@@ -286,7 +334,7 @@ def _run(
             "transfer.state",
             {
                 "transfer": t.id,
-                "state": "done",
+                "state": TransferState.DONE,
                 "root": result.root,
                 "chunks_sent": result.chunks_sent,
                 "chunks_skipped": result.chunks_skipped,
@@ -313,13 +361,15 @@ def release_held(session: Session, chain: Chain, filing: Filing, now: datetime) 
             DataTransfer.dataset == filing.dataset,
             DataTransfer.exporter == filing.exporter,
             DataTransfer.dest_site == filing.destination,
-            DataTransfer.state == "held",
+            DataTransfer.state == TransferState.HELD,
         )
     ).all()
     for t in held:
-        t.state, t.filing_id, t.updated_at = "ready", filing.id, now
+        set_state(t, TransferState.READY)
+        t.filing_id, t.updated_at = filing.id, now
         t.reason = f"allowed by accepted filing {filing.id}"
-        chain.ledger.record(session, "transfer.state", {"transfer": t.id, "state": "ready", "filing": filing.id}, now)
+        body = {"transfer": t.id, "state": TransferState.READY, "filing": filing.id}
+        chain.ledger.record(session, "transfer.state", body, now)
         released.append(t.id)
     return released
 
@@ -352,7 +402,9 @@ def record_placement(
     """Put a job's placement on data on the record (the scheduler calls it when it places one)."""
     decisions = {d: readable_at(session, chain, d, site, now).route.value for d in datasets}
     if any(r == Route.DENY.value for r in decisions.values()):
-        raise Forbidden(f"job {job_id} may not read {', '.join(d for d, r in decisions.items() if r == 'deny')} at {site}")
+        raise Forbidden(
+            f"job {job_id} may not read {', '.join(d for d, r in decisions.items() if r == 'deny')} at {site}"
+        )
     chain.ledger.record(session, "placement", {"job": job_id, "site": site, "datasets": decisions}, now)
 
 

@@ -28,6 +28,7 @@ from suanli.app import registry
 from suanli.app.chain import Chain
 from suanli.app.checkpoints import attempt_of_site
 from suanli.app.errors import Conflict
+from suanli.app.records import job_spec
 from suanli.core.datasets import Classification, inherit
 from suanli.core.states import JobState
 from suanli.datachain.manifest import DEFAULT_CHUNK, build_manifest
@@ -35,8 +36,8 @@ from suanli.store.models import Dataset, Job
 
 
 def output_name(job: Job) -> str | None:
-    output = job.spec.get("output")
-    return str(output["dataset"]) if isinstance(output, dict) and output.get("dataset") else None
+    output = job_spec(job).output
+    return output.dataset if output is not None else None
 
 
 def check_upload(session: Session, site: str, attempt_id: int) -> tuple[Job, str]:
@@ -53,7 +54,7 @@ def check_upload(session: Session, site: str, attempt_id: int) -> tuple[Job, str
 
 
 def inputs_of(job: Job) -> list[str]:
-    return [str(d["name"]) for d in job.spec.get("datasets", []) if isinstance(d, dict)]
+    return [d.name for d in job_spec(job).datasets]
 
 
 def grade_of(session: Session, job: Job, now: datetime) -> Classification:

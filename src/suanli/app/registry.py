@@ -83,7 +83,11 @@ def prepare(path: Path, chunk_size: int = DEFAULT_CHUNK) -> Manifest:
     """Hash the file before any transaction opens (it may take a while)."""
     if not path.is_file():
         raise Unprocessable(f"'{path}' is not a file the server can read; give a path on the server's machine")
-    return build_manifest(path, check_chunk_size(chunk_size))
+    try:
+        chunk_size = check_chunk_size(chunk_size)
+    except ValueError as exc:
+        raise Unprocessable(str(exc)) from None
+    return build_manifest(path, chunk_size)
 
 
 def ensure_new(session: Session, name: str) -> None:

@@ -14,9 +14,11 @@ from sqlalchemy.orm import Session
 
 from suanli.app import budgets, datarules
 from suanli.app.fairshare import Quota, tenant_shares
-from suanli.app.jobs import finish
+from suanli.app.lifecycle import apply_change
+from suanli.app.records import attempt_record, check_spec, job_record
 from suanli.app.sites import ACTIVE_ATTEMPT_STATES, capacity_view
-from suanli.core.resources import parse_duration
+from suanli.core import lifecycle
+from suanli.core.policy import RuleSet
 from suanli.core.scheduler import (
     PendingJob,
     Placement,
@@ -28,24 +30,19 @@ from suanli.core.scheduler import (
     TenantShare,
     schedule,
 )
+from suanli.core.scheduling import inputs
 from suanli.core.scheduling.engine import CANNOT_SCHEDULE
-from suanli.core.spec import Placement as PlacementSpec
-from suanli.core.spec import Priority, Resources
+from suanli.core.spec import Priority
 from suanli.core.states import AttemptState, JobState
+from suanli.datachain.rulesets import default_ruleset
 from suanli.store.models import Attempt, Job, Tenant
 
 log = logging.getLogger("suanli.server")
 
 #: Seconds a pass may reuse the tenants' shares read by an earlier pass.
 SHARES_TTL_S = 10.0
-#: A stop reason that starts so marks a preemption: the attempt ends PREEMPTED and the job is requeued.
-PREEMPTED_PREFIX = "preempted by "
 #: SIGTERM → SIGKILL for a preempted attempt (the default policy's ``preempt_grace``).
 PREEMPT_GRACE_S = Policy().preempt_grace_s
-
-
-def is_preemption(stop_reason: str) -> bool:
-    return stop_reason.startswith(PREEMPTED_PREFIX)
 
 
 @dataclass
@@ -55,10 +52,12 @@ class SchedulerConfig:
     policy: Policy = field(default_factory=Policy)
     quotas: dict[str, Quota] = field(default_factory=dict)
     rules: tuple[SiteRule, ...] = ()
+    #: The data rules every placement, submit check and copy is decided by (the data chain's).
+    data_rules: RuleSet = field(default_factory=default_ruleset)
     #: Monthly budgets, CNY, by tenant.
     budgets: dict[str, Decimal] = field(default_factory=dict)
     waive_platform_faults: bool = True
-    #: Copy waiting jobs' datasets where they can start sooner (``services/staging.py``).
+    #: Copy waiting jobs' datasets where they can start sooner (``app/staging.py``).
     stage_data: bool = True
     #: Bytes/s a copy into a site is assumed to run at until copies there were measured.
     transfer_rate_bps: float = 100e6
@@ -76,48 +75,54 @@ class PassResult:
 
 
 def error_words(exc: Exception) -> str:
-    """An error as one sentence for a job's reason (pydantic's first problem, without its URL)."""
+    """An error as one sentence for a job's reason (pydantic's first problem, without its URL;
+    a validator's own sentence as it is, when it names its field already)."""
     if isinstance(exc, ValidationError) and exc.errors():
         first = exc.errors(include_url=False)[0]
         where = ".".join(str(part) for part in first["loc"])
-        return f"{where}: {first['msg']}" if where else str(first["msg"])
+        message = str(first["msg"])
+        error = first.get("ctx", {}).get("error")
+        if first["type"] == "value_error" and isinstance(error, Exception):
+            message = str(error)
+            if first["loc"] and message.startswith(str(first["loc"][-1])):
+                return message
+        return f"{where}: {message}" if where else message
     return str(exc) or type(exc).__name__
+
+
+#: The spec's fields the scheduler reads: a stored spec whose one of these no longer validates
+#: cannot be scheduled (``pending_job``).
+SCHEDULED_FIELDS = frozenset({"resources", "placement", "time_limit", "datasets", "image"})
 
 
 def pending_job(job: Job, home_region: str | None = None) -> PendingJob:
     """The job as the scheduler sees it. Raises ValueError (pydantic's ValidationError is one)
     when its stored spec breaks a bound it was submitted before (e.g. a ``time_limit`` of
     3000000d): the pass then tells that job why, and places the others."""
-    spec = job.spec
-    limit = spec.get("time_limit")
-    placement = PlacementSpec.model_validate(spec.get("placement", {}))
+    spec = check_spec(job, SCHEDULED_FIELDS)
+    placement = spec.placement
     return PendingJob(
         id=job.id,
         seq=job.seq,
-        resources=Resources.model_validate(spec.get("resources", {})),
+        resources=spec.resources,
         priority=Priority(job.priority),
         regions=tuple(placement.regions),
         tenant=job.tenant,
         home_region=home_region,
         max_latency_ms=placement.max_latency_ms,
         max_price_per_gpu_hour=placement.max_price_per_gpu_hour,
-        time_limit_s=parse_duration(limit, "time_limit") if isinstance(limit, int | float) else None,
+        time_limit_s=spec.time_limit,
         optimize=placement.optimize,
         submitted_at=job.submitted_at,
-        datasets=tuple(str(d.get("name", "")) for d in spec.get("datasets", []) if isinstance(d, dict)),
-        image=str(spec["image"]) if spec.get("image") else None,
+        datasets=tuple(d.name for d in spec.datasets),
+        image=spec.image,
     )
 
 
 def fill_estimates(sites: list[SiteState], tenants: Mapping[str, TenantShare], policy: Policy) -> None:
     """Running jobs without a time limit are expected to end after their tenant's usual run
-    time (or the policy's default): start-time estimates and backfill plan with that."""
-    for site in sites:
-        for alloc in site.allocations:
-            if alloc.ends_at is None and alloc.started_at is not None:
-                share = tenants.get(alloc.tenant)
-                estimate = share.estimate_s if share and share.estimate_s else policy.default_estimate_s
-                alloc.ends_at = alloc.started_at + timedelta(seconds=estimate)
+    time (or the policy's default): :func:`suanli.core.scheduling.inputs.fill_estimates`."""
+    inputs.fill_estimates(sites, tenants, policy)
 
 
 class PendingCache:
@@ -223,7 +228,7 @@ def plan_pass(
     fill_estimates(view.sites, tenants, config.policy)
     held = _over_budget(session, jobs, view.sites, tenants, now, config)
     eligible = [j for j in jobs if j.id not in held] if held else jobs
-    data = datarules.data_rule(session, eligible, now)
+    data = datarules.data_rule(session, eligible, now, config.data_rules)
     rules = (*config.rules, data) if data is not None else config.rules
     decision = schedule(eligible, view.sites, now, policy=config.policy, tenants=tenants, rules=rules)
     for job_id, error in decision.errors.items():
@@ -242,9 +247,8 @@ def plan_pass(
 
 
 def job_hours(job: PendingJob, tenants: Mapping[str, TenantShare], policy: Policy) -> float:
-    share = tenants.get(job.tenant)
-    seconds = job.time_limit_s or (share.estimate_s if share else None) or policy.default_estimate_s
-    return seconds / 3600
+    """How long ``job`` is expected to run, hours (as the scheduler plans it, for budgets)."""
+    return inputs.job_seconds(job, tenants, policy) / 3600
 
 
 def _over_budget(
@@ -290,8 +294,7 @@ def apply_plan(session: Session, plan: Plan, now: datetime, lease_s: float) -> P
     for job_id, reason in changed.items():
         job = jobs.get(job_id)
         if job is not None and job.state == JobState.PENDING.value:
-            job.reason = reason
-            job.updated_at = now
+            apply_change(job, None, lifecycle.wait(job_record(job, retry=False), reason, now))
     result.waiting -= result.placed
     return result
 
@@ -306,26 +309,14 @@ def _preempt(session: Session, preemption: Preemption, now: datetime) -> str | N
     attempt = session.get(Attempt, job.current_attempt_id)
     if attempt is None or attempt.state not in ACTIVE_ATTEMPT_STATES or attempt.stop_requested:
         return None
-    reason = preemption.reason if is_preemption(preemption.reason) else PREEMPTED_PREFIX + preemption.reason
-    if not attempt.delivered:
-        attempt.state = AttemptState.PREEMPTED.value
-        attempt.message = reason
-        attempt.ended_at = now
-        requeue_or_fail(job, attempt, now)
-        return attempt.site
-    attempt.stop_requested = True
-    attempt.stop_reason = reason
-    attempt.stop_outcome = AttemptState.PREEMPTED.value
-    job.reason = f"{reason}: stopping at {attempt.site}, then requeued"
-    job.updated_at = now
+    apply_change(job, attempt, lifecycle.preempt(job_record(job), attempt_record(attempt), preemption.reason, now))
     return attempt.site
 
 
 def _place(session: Session, job: Job, placement: Placement, now: datetime, lease_s: float) -> None:
-    job.attempts_count += 1
     attempt = Attempt(
         job_seq=job.seq,
-        number=job.attempts_count,
+        number=job.attempts_count + 1,
         site=placement.site,
         gpu_type=placement.gpu_type,
         nodes=[
@@ -342,12 +333,7 @@ def _place(session: Session, job: Job, placement: Placement, now: datetime, leas
     )
     session.add(attempt)
     session.flush()
-    job.current_attempt_id = attempt.id
-    job.state = JobState.SCHEDULED.value
-    job.site = placement.site
-    job.reason = ""
-    job.not_before = None
-    job.updated_at = now
+    apply_change(job, attempt, lifecycle.place(job_record(job, retry=False), attempt.id, placement.site, now))
 
 
 def renew_leases(session: Session, now: datetime, lease_s: float) -> int:
@@ -374,60 +360,9 @@ def expire_leases(session: Session, now: datetime, policy: Policy | None = None)
     ).all()
     for attempt in expired:
         affected.add(attempt.site)
-        attempt.state = AttemptState.LOST.value
-        attempt.ended_at = now
-        attempt.message = attempt.message or f"site {attempt.site} stopped reporting it (lease expired)"
         job = session.get(Job, attempt.job_seq)
-        if job is None or job.current_attempt_id != attempt.id or JobState(job.state).is_terminal():
-            continue
-        requeue_or_fail(job, attempt, now, policy)
+        change = lifecycle.lose_lease(
+            job_record(job) if job is not None else None, attempt_record(attempt), now, policy
+        )
+        apply_change(job, attempt, change)
     return affected
-
-
-def requeue_or_fail(job: Job, attempt: Attempt, now: datetime, policy: Policy | None = None) -> None:
-    """After a platform fault (or an exit code the spec retries): a new attempt while retries
-    last, else FAILED. The new attempt is not placed before the ``policy``'s back-off has passed
-    (``job.not_before``), except after a preemption: the job did nothing wrong, and the
-    scheduler chose to stop it."""
-    if job.cancel_requested:
-        finish(job, JobState.CANCELLED, now, "cancelled by the user")
-        return
-    max_retries = int(job.spec.get("max_retries", 3))
-    if job.retries_used >= max_retries:
-        finish(
-            job,
-            JobState.FAILED,
-            now,
-            f"attempt {attempt.number} {attempt.state.lower()}: {attempt.message}; no retries left ({max_retries})",
-        )
-        return
-    job.retries_used += 1
-    job.state = JobState.PENDING.value
-    job.reason = f"requeued after attempt {attempt.number} was {attempt.state.lower()} ({attempt.message})"
-    job.updated_at = now
-    job.not_before = None
-    if attempt.state == AttemptState.PREEMPTED.value:
-        return
-    delay = (policy or Policy()).retry_backoff(job.retries_used)
-    if delay > 0:
-        job.not_before = now + timedelta(seconds=delay)
-        job.reason = (
-            f"retrying after {fault_words(attempt)}: back-off until {job.not_before:%H:%M:%S} UTC "
-            f"(attempt {job.attempts_count + 1} of {max_retries + 1})"
-        )
-
-
-def fault_words(attempt: Attempt) -> str:
-    """What ended ``attempt``, for a waiting reason: "a node fault", "exit code 75", …"""
-    message = attempt.message or ""
-    if attempt.state == AttemptState.FAILED.value:
-        return f"exit code {attempt.exit_code} (retry.on_exit_codes)"
-    if message.startswith("node "):
-        return "a node fault"
-    if "lost the server" in message:
-        return f"a partition between site {attempt.site} and the server"
-    if "shut down" in message:
-        return f"the agent of site {attempt.site} shutting down"
-    if "lease" in message:
-        return f"site {attempt.site} going silent"
-    return f"attempt {attempt.number} was {attempt.state.lower()}"

@@ -39,7 +39,7 @@ class Settings:
     max_output_bytes: int = field(
         default_factory=lambda: int(float(os.environ.get("SUANLI_MAX_OUTPUT_MB", "16384")) * 2**20)
     )
-    #: How long workdirs and checkpoints are kept after their job ended (``services/blobs.py``).
+    #: How long workdirs and checkpoints are kept after their job ended (``app/blobs.py``).
     blob_retention_s: float = field(
         default_factory=lambda: float(os.environ.get("SUANLI_BLOB_RETENTION_DAYS", "7")) * 86400
     )
@@ -71,12 +71,10 @@ class Settings:
     #: Log streams (``logs?follow=true`` and the dashboard's live view) one tenant may hold open
     #: at once; one more gets 429 with Retry-After. A user without a tenant counts on its own.
     max_follows_per_tenant: int = field(default_factory=lambda: int(os.environ.get("SUANLI_MAX_FOLLOWS", "16")))
-    #: Grace between SIGTERM and SIGKILL when a job is cancelled.
-    cancel_grace_s: float = 10.0
     #: Waive usage of attempts the platform lost or preempted (node fault, lost site, preemption).
     waive_platform_faults: bool = True
     #: Fernet key(s) sealing job secrets (comma-separated: the first seals, all open); None:
-    #: ``$SUANLI_HOME/server.key``, made on first use (see ``services/secrets.py``).
+    #: ``$SUANLI_HOME/server.key``, made on first use (see ``app/secrets.py``).
     secret_key: str | None = field(default_factory=lambda: os.environ.get("SUANLI_SECRET_KEY") or None, repr=False)
 
     def __post_init__(self) -> None:

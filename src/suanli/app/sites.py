@@ -192,6 +192,8 @@ def capacity_view(session: Session, now: datetime, lease_s: float) -> CapacityVi
     running_per_site: dict[str, int] = defaultdict(int)
     for attempt, spec, job_id, tenant, priority in active:
         running_per_site[attempt.site] += 1
+        # The stored value itself, not ``records.job_spec``: this runs for every active attempt on
+        # every pass, and a limit stored past today's bound still counts (as that bound).
         limit = spec.get("time_limit") if isinstance(spec, dict) else None
         start = attempt.started_at or attempt.created_at
         ends = expected_end(start, limit)
@@ -211,6 +213,7 @@ def capacity_view(session: Session, now: datetime, lease_s: float) -> CapacityVi
                     started_at=start,
                     stopping=attempt.stop_requested,
                     last_preempted_at=preempted.get(attempt.job_seq),
+                    seq=attempt.job_seq,
                 )
             )
     states: dict[str, SiteState] = {}

@@ -12,7 +12,8 @@ After a pass, each job that reads datasets and found no place is weighed site by
 - other sites are out (core data, a filing still missing, the data rules deny it).
 
 When a copying site wins, its copies are started (or resumed), each a transfer like any other:
-decided, recorded on the ledger with the job that asked for it, sealed, verified. The job's
+decided, recorded on the ledger with the job that asked for it, run by the control plane's
+transfer runner (``app/transfers.py``) beside users' copies, sealed, verified. The job's
 reason says what is being copied where and when it could start. Once a copy lands the site holds
 the data, and the next pass places the job there; nothing is copied for a job that can start
 at least as soon where its data already lies.
@@ -20,11 +21,8 @@ at least as soon where its data already lies.
 
 from __future__ import annotations
 
-import logging
 import statistics
-import threading
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -37,20 +35,13 @@ from suanli.core.policy import MovementKind, Purpose
 from suanli.core.scheduler import PendingJob, SiteRule, SiteState
 from suanli.core.scheduling.explain import explain_sites
 from suanli.core.scheduling.index import CapacityIndex, fmt_time
+from suanli.core.states import TransferState
 from suanli.store.models import DataTransfer
-
-log = logging.getLogger("suanli.server")
 
 #: At most this many waiting jobs are weighed after one pass (the oldest first).
 MAX_JOBS_PER_PASS = 32
 #: Recent finished copies into a site that its copy rate is measured on.
 RATE_SAMPLE = 10
-#: Copies the scheduler runs at once.
-MAX_RUNNING = 2
-#: A copy that broke off is resumed after this long.
-RETRY_AFTER_S = 30.0
-#: Progress is written to the transfer's row every this many chunks.
-PROGRESS_EVERY = 8
 
 
 @dataclass(frozen=True)
@@ -79,7 +70,7 @@ def copy_rate(session: Session, site: str, default_bps: float) -> float:
     ``default_bps`` while none finished yet."""
     rows = session.execute(
         select(DataTransfer.bytes_done, DataTransfer.started_at, DataTransfer.finished_at)
-        .where(DataTransfer.dest_site == site, DataTransfer.state == "done")
+        .where(DataTransfer.dest_site == site, DataTransfer.state == TransferState.DONE)
         .order_by(DataTransfer.finished_at.desc())
         .limit(RATE_SAMPLE)
     ).all()
@@ -154,7 +145,7 @@ def plan(
             here = known.get(verdict.site)
             if not verdict.allowed or here is None:
                 continue
-            if any(datarules.never(facts[d], d, here, datarules.ruleset()) for d in job.datasets):
+            if any(datarules.never(facts[d], d, here, chain.rules) for d in job.datasets):
                 continue
             start = verdict.start_at or datetime.max.replace(tzinfo=now.tzinfo)
             missing = [d for d in job.datasets if verdict.site not in facts[d].copies]
@@ -205,7 +196,7 @@ def _reason(
         against = "no site holding the data has room now, nor an estimate of when"
     when = "" if ready.year >= datetime.max.year else f"; it can start there at ~{ready:%H:%M:%S} UTC"
     reason = f"copying {what} to {site} for it{when} ({against})"
-    broke = [t for c in chosen if (t := moving.get((c.dataset, site))) is not None and t.state == "failed"]
+    broke = [t for c in chosen if (t := moving.get((c.dataset, site))) is not None and t.state == TransferState.FAILED]
     if broke:
         reason += f"; the last try of transfer {broke[0].id} broke off ({broke[0].reason}), it resumes"
     return reason
@@ -218,7 +209,7 @@ def waiting_jobs(jobs: Sequence[PendingJob], placed: Iterable[str]) -> list[Pend
 
 def transfers_to_run(session: Session, chain: Chain, needs: Sequence[Need], now: datetime) -> list[str]:
     """Create the transfers ``needs`` lack (each decided and put on the ledger, with the job that
-    asked); return the ids of those to run now (not already running in this process)."""
+    asked); return the ids of those to run now (not already queued or running in this process)."""
     out: list[str] = []
     seen: set[tuple[str, str]] = set()
     for need in needs:
@@ -241,77 +232,9 @@ def transfers_to_run(session: Session, chain: Chain, needs: Sequence[Need], now:
                     now=now,
                     for_job=need.job_id,
                 )
-                if t.state != "ready":
+                if t.state != TransferState.READY:
                     continue
                 tid = t.id
             if chain.runner_of(tid) is None:
                 out.append(tid)
     return out
-
-
-class CopyStopped(Exception):
-    """The server is stopping: the copy breaks off here and resumes after the next start."""
-
-
-class CopyRunner:
-    """Runs the scheduler's copies on daemon threads, a few at a time; ``landed`` is called after
-    each one finishes (the sites holding the data changed), so that a pass looks again."""
-
-    def __init__(self, chain: Callable[[], Chain], landed: Callable[[], None]) -> None:
-        self._chain, self._landed = chain, landed
-        self._lock = threading.Lock()
-        self._running: dict[str, threading.Thread] = {}
-        self._retry_at: dict[str, float] = {}
-        self._stop = threading.Event()
-
-    def start(self, transfer_ids: Iterable[str]) -> None:
-        now = time.monotonic()
-        with self._lock:
-            for tid in transfer_ids:
-                if self._stop.is_set() or len(self._running) >= MAX_RUNNING:
-                    return
-                if tid in self._running or self._retry_at.get(tid, 0.0) > now:
-                    continue
-                thread = threading.Thread(target=self._run, args=(tid,), name=f"suanli-copy-{tid}", daemon=True)
-                self._running[tid] = thread
-                thread.start()
-
-    def _run(self, tid: str) -> None:
-        chain = self._chain()
-        calls = [0]
-
-        def progress(done: int, total: int) -> None:
-            if self._stop.is_set():
-                raise CopyStopped("the server is stopping")
-            calls[0] += 1
-            if calls[0] % PROGRESS_EVERY == 0 and done < total:
-                with chain.db.session() as s:
-                    t = s.get(DataTransfer, tid)
-                    if t is not None:
-                        t.bytes_done = done
-
-        try:
-            t = movements.run_transfer(chain, tid, progress=progress, by="started by the scheduler for a job")
-            log.info("copy %s of %s to %s done", tid, t.dataset, t.dest_site)
-            self._retry_at.pop(tid, None)
-        except Exception as exc:  # the copy is resumed later; the transfer's row says why it stopped
-            if not self._stop.is_set():
-                log.warning("copy %s broke off (%s); resuming in %.0f s", tid, exc, RETRY_AFTER_S)
-            self._retry_at[tid] = time.monotonic() + RETRY_AFTER_S
-        finally:
-            with self._lock:
-                self._running.pop(tid, None)
-        if not self._stop.is_set():
-            self._landed()
-
-    def restart(self) -> None:
-        self._stop.clear()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Break running copies off at their next chunk (they resume after the next start)."""
-        self._stop.set()
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            threads = list(self._running.values())
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))

@@ -10,13 +10,13 @@ import re
 import tarfile
 import tempfile
 import zlib
+from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from typing import IO
 
+import anyio
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
 
 from suanli.app.access import require
 from suanli.app.errors import NotFound, TooLarge, Unprocessable
@@ -86,21 +86,21 @@ class Receiver:
 
 
 async def receive(
-    request: Request, blob_dir: Path, limit: int, unpacked_limit: int, what: str
+    declared: str | None, body: AsyncIterator[bytes], blob_dir: Path, limit: int, unpacked_limit: int, what: str
 ) -> tuple[str, int, Path]:
-    """Stream an upload's body into the blob store as a checked archive: (digest, size, path).
-    Refused (413) by its declared length before a byte is read, or as soon as it passes ``limit``."""
-    declared = request.headers.get("content-length")
+    """Stream an upload's ``body`` into the blob store as a checked archive: (digest, size, path).
+    Refused (413) by its ``declared`` length (the Content-Length header) before a byte is read,
+    or as soon as it passes ``limit``."""
     if declared and declared.isdigit() and int(declared) > limit:
         raise TooLarge(f"the {what} archive is {int(declared) / 2**20:.1f} MiB, over the {limit / 2**20:.0f} MiB limit")
     receiver = Receiver(blob_dir, limit, unpacked_limit, what)
     try:
-        async for data in request.stream():
+        async for data in body:
             receiver.write(data)
     except BaseException:
         receiver.abort()
         raise
-    return await run_in_threadpool(receiver.finish)
+    return await anyio.to_thread.run_sync(receiver.finish)
 
 
 def _show(name: str) -> str:

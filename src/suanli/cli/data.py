@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,6 +10,7 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
 from suanli.cli.context import JsonOption, ServerOption, TokenOption, err_console, note, open_client, say
+from suanli.core.states import TransferState
 from suanli.sdk import Client
 
 app = typer.Typer(
@@ -196,28 +196,14 @@ def exporter(
 
 
 def _run_with_progress(client: Client, transfer_id: str, total: int) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            result.update(client.run_transfer(transfer_id, timeout=24 * 3600))
-        except BaseException as exc:  # handed to the main thread
-            failure.append(exc)
-
-    worker = threading.Thread(target=run, daemon=True)
-    worker.start()
+    """Queue the transfer on the server and follow it to its end with a progress bar."""
+    client.run_transfer(transfer_id, wait=False)
     columns = (*Progress.get_default_columns()[:2], BarColumn(), DownloadColumn(), TransferSpeedColumn())
     with Progress(*columns, console=err_console(), transient=True) as bar:
         task = bar.add_task("copying", total=total)
-        while worker.is_alive():
-            worker.join(0.25)
-            if worker.is_alive():
-                bar.update(task, completed=client.transfer(transfer_id)["bytes_done"])
+        done = client.wait_transfer(transfer_id, progress=lambda t: bar.update(task, completed=t["bytes_done"]))
         bar.update(task, completed=total)
-    if failure:
-        raise failure[0]
-    return result
+    return done
 
 
 @app.command()
@@ -243,17 +229,19 @@ def copy(
             f"route: {decision['route']} (rules {', '.join(decision['rule_ids'])}, "
             f"rule set {decision['ruleset_version']})"
         )
-        if t["state"] in ("denied", "held"):
+        if t["state"] in (TransferState.DENIED, TransferState.HELD):
             say(f"transfer {t['id']} {t['state']}: {t['reason']}")
-            if t["state"] == "held":
+            if t["state"] == TransferState.HELD:
                 say(f"create the filing with: suanli filing create {name} --to {to}")
             raise typer.Exit(1)
         total = client.dataset(t["dataset"])["size"]
         done = _run_with_progress(client, t["id"], total)
     if json_out:
         _echo_json(done)
-        return
-    say(f"transfer {done['id']}: {done['state']} — {done['reason']} ({done['chunks_resent']} chunks resent)")
+    else:
+        say(f"transfer {done['id']}: {done['state']} — {done['reason']} ({done['chunks_resent']} chunks resent)")
+    if done["state"] != TransferState.DONE:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -12,6 +12,7 @@ their shortest text form (``Decimal(str(28.0))``), so 0.1 is exactly one tenth.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 from collections.abc import Iterator, Sequence
@@ -20,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from zoneinfo import ZoneInfo
 
-from suanli.core.network import Tariff
+from suanli.core.network import Tariff, TariffPeriod
 
 MICRO = Decimal("0.000001")
 HOUR = Decimal(3600)
@@ -92,13 +93,14 @@ def hourly_rate(tariff: Tariff, alloc: Allocation) -> Decimal:
 def _boundaries(start: datetime, end: datetime, versions: Sequence[TariffVersion]) -> Iterator[datetime]:
     """Every instant in (start, end) where the price may change."""
     cuts = {v.effective_from for v in versions if start < v.effective_from < end}
-    zones = {v.tariff.timezone for v in versions}
-    for zone in zones:
-        local = start.astimezone(ZoneInfo(zone))
-        hour = local.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-        while hour.astimezone(UTC) < end:
-            cuts.add(hour.astimezone(UTC))
-            hour = (hour + timedelta(hours=1)).astimezone(ZoneInfo(zone))
+    for name in {v.tariff.timezone for v in versions}:
+        zone = ZoneInfo(name)
+        hour = start.astimezone(zone).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+        at = hour.astimezone(UTC)
+        while at < end:
+            cuts.add(at)
+            hour = (hour + timedelta(hours=1)).astimezone(zone)
+            at = hour.astimezone(UTC)
     yield from sorted(cuts)
 
 
@@ -109,14 +111,22 @@ def price(versions: Sequence[TariffVersion], start: datetime, end: datetime, all
     ordered = sorted(versions, key=lambda v: v.effective_from)
     pieces: list[Piece] = []
     edges = [start, *_boundaries(start, end, ordered), end]
+    # Each version's hourly rate at factor 1, and its factor by local hour: the same for every piece.
+    base: dict[int, Decimal] = {}
+    factors: dict[tuple[int, int], Decimal] = {}
     for a, b in itertools.pairwise(edges):
         index = version_at(ordered, a)
         if index is None:
             pieces.append(Piece(a, b, -1, Decimal(0), Decimal(0)))  # before any tariff: free
             continue
         tariff = ordered[index].tariff
-        factor = dec(tariff.factor_at_hour(tariff.local_hour(a)))
-        rate = hourly_rate(tariff, alloc) * factor
+        if index not in base:
+            base[index] = hourly_rate(tariff, alloc)
+        hour = tariff.local_hour(a)
+        factor = factors.get((index, hour))
+        if factor is None:
+            factor = factors[index, hour] = dec(tariff.factor_at_hour(hour))
+        rate = base[index] * factor
         if alloc.low_priority:
             rate *= 1 - dec(tariff.low_priority_discount)
         seconds = dec((b - a).total_seconds())
@@ -152,3 +162,42 @@ def month_bounds(month: str) -> tuple[datetime, datetime]:
 def month_of(when: datetime) -> str:
     """The billing month (Asia/Shanghai) an instant falls in, as ``"YYYY-MM"``."""
     return when.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m")
+
+
+#: Longest interval :func:`tariff_cost` prices in closed form (a zone could change its offset
+#: and change it back within a longer one); longer ones are priced piece by piece.
+_CLOSED_FORM_MAX = timedelta(days=90)
+
+
+@functools.lru_cache(maxsize=256)
+def _day_factors(periods: tuple[tuple[str, float], ...]) -> tuple[tuple[Decimal, ...], tuple[Decimal, ...]]:
+    """The factor of each local hour and their running sums (prefix[h] = Σ factors before h)."""
+    probe = Tariff(periods=[TariffPeriod(hours=hours, factor=factor) for hours, factor in periods])
+    factors = tuple(dec(probe.factor_at_hour(h)) for h in range(24))
+    return factors, tuple(itertools.accumulate(factors, initial=Decimal(0)))
+
+
+def tariff_cost(tariff: Tariff, start: datetime, end: datetime, alloc: Allocation) -> Decimal:
+    """What ``alloc`` costs over [start, end) under one tariff in force throughout, unrounded:
+    the integral :func:`price` sums piece by piece (rate × the factor of each local hour ×
+    seconds, less the low-priority discount), here in closed form over whole days and hours
+    when the zone keeps one UTC offset throughout. The simulator prices every run with it."""
+    if end <= start:
+        return Decimal(0)
+    zone = ZoneInfo(tariff.timezone)
+    local = start.astimezone(zone)
+    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    offsets = {local.utcoffset(), midnight.utcoffset(), end.astimezone(zone).utcoffset()}
+    if end - start > _CLOSED_FORM_MAX or len(offsets) > 1:
+        versions = [TariffVersion(datetime.min.replace(tzinfo=UTC), tariff)]
+        return sum((p.cost for p in price(versions, start, end, alloc)), Decimal(0))
+    factors, prefix = _day_factors(tuple((p.hours, p.factor) for p in tariff.periods))
+
+    def hours_since_midnight(when: datetime) -> Decimal:
+        """∫ factor dt from local midnight of ``start``'s day to ``when``, in factor-hours."""
+        days, rest = divmod((when - midnight).total_seconds(), 86400.0)
+        hour = int(rest // 3600)
+        return (int(days) * prefix[24] + prefix[hour]) + factors[hour] * dec(rest - hour * 3600) / HOUR
+
+    rate = hourly_rate(tariff, alloc) * (hours_since_midnight(end) - hours_since_midnight(start))
+    return rate * (1 - dec(tariff.low_priority_discount)) if alloc.low_priority else rate

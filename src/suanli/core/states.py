@@ -92,3 +92,51 @@ def job_state_for_attempt(state: AttemptState) -> JobState:
         AttemptState.LOST: JobState.PENDING,
         AttemptState.PREEMPTED: JobState.PENDING,
     }[state]
+
+
+class TransferState(StrEnum):
+    """A data transfer's state (stored lowercase, as the ledger's ``transfer.state`` entries say it)."""
+
+    #: Waiting for an accepted filing; the reason names the one it waits for.
+    HELD = "held"
+    #: Refused by the data rules: it never moves.
+    DENIED = "denied"
+    #: Allowed to move now; nobody asked for it to run yet.
+    READY = "ready"
+    #: Handed to the transfer runner; it starts when a copy slot frees.
+    QUEUED = "queued"
+    #: Bytes are moving.
+    RUNNING = "running"
+    #: Broke off (the reason says why); running it again resumes where it stopped.
+    FAILED = "failed"
+    #: Copied, encrypted and verified: the destination holds a replica.
+    DONE = "done"
+
+    def is_terminal(self) -> bool:
+        return self in (TransferState.DENIED, TransferState.DONE)
+
+
+_TRANSFER_TRANSITIONS: dict[TransferState, frozenset[TransferState]] = {
+    TransferState.HELD: frozenset(
+        {TransferState.READY, TransferState.QUEUED, TransferState.RUNNING, TransferState.DENIED}
+    ),
+    TransferState.READY: frozenset(
+        {TransferState.QUEUED, TransferState.RUNNING, TransferState.HELD, TransferState.DENIED}
+    ),
+    TransferState.QUEUED: frozenset(
+        {TransferState.RUNNING, TransferState.FAILED, TransferState.HELD, TransferState.DENIED}
+    ),
+    TransferState.RUNNING: frozenset(
+        {TransferState.DONE, TransferState.FAILED, TransferState.QUEUED, TransferState.HELD, TransferState.DENIED}
+    ),
+    TransferState.FAILED: frozenset(
+        {TransferState.QUEUED, TransferState.RUNNING, TransferState.HELD, TransferState.DENIED}
+    ),
+    TransferState.DENIED: frozenset(),
+    TransferState.DONE: frozenset(),
+}
+
+
+def check_transfer_transition(old: TransferState, new: TransferState) -> None:
+    if old != new and new not in _TRANSFER_TRANSITIONS[old]:
+        raise TransitionError(f"a transfer cannot go from {old.value} to {new.value}")

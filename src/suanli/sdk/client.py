@@ -45,11 +45,14 @@ from suanli.core.protocol import (
     RegisterResponse,
 )
 from suanli.core.spec import JobSpec, parse_job_spec
+from suanli.core.states import TransferState
 from suanli.sdk.credentials import discover_token
 from suanli.sdk.errors import ApiError, ServerUnreachable
 from suanli.sdk.workdir import ProgressFn, ProgressReader, pack_workdir
 
 DEFAULT_SERVER = "http://127.0.0.1:8731"
+#: A transfer in these states is still on its way: :meth:`Client.wait_transfer` keeps looking.
+TRANSFER_MOVING = frozenset({TransferState.QUEUED, TransferState.RUNNING})
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -445,9 +448,33 @@ class Client:
         out: dict[str, Any] = self._json("POST", "/api/v1/transfers", json={"dataset": dataset, "to": to, **body})
         return out
 
-    def run_transfer(self, transfer_id: str, timeout: float | None = None) -> dict[str, Any]:
-        out: dict[str, Any] = self._json("POST", f"/api/v1/transfers/{transfer_id}/run", timeout=timeout)
-        return out
+    def run_transfer(self, transfer_id: str, timeout: float | None = None, *, wait: bool = True) -> dict[str, Any]:
+        """Ask the server to run (or resume) a transfer. The server queues the copy and answers at
+        once; with ``wait`` this follows it until it ends (``done``, or ``failed`` with the reason)
+        or ``timeout`` seconds pass, and returns it as it stands then."""
+        out: dict[str, Any] = self._json("POST", f"/api/v1/transfers/{transfer_id}/run")
+        return self.wait_transfer(transfer_id, timeout) if wait else out
+
+    def wait_transfer(
+        self,
+        transfer_id: str,
+        timeout: float | None = None,
+        *,
+        progress: Callable[[dict[str, Any]], None] | None = None,
+        poll_s: float = 0.25,
+    ) -> dict[str, Any]:
+        """Follow a queued or running transfer until it leaves those states (or ``timeout``
+        passes); ``progress`` sees the transfer at each look (``bytes_done`` moves)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = min(0.02, poll_s)
+        while True:
+            t = self.transfer(transfer_id)
+            if progress is not None:
+                progress(t)
+            if t["state"] not in TRANSFER_MOVING or (deadline is not None and time.monotonic() >= deadline):
+                return t
+            time.sleep(delay)
+            delay = min(delay * 2, poll_s)
 
     def transfer(self, transfer_id: str) -> dict[str, Any]:
         out: dict[str, Any] = self._json("GET", f"/api/v1/transfers/{transfer_id}")

@@ -1,1 +1,1 @@
-"""The control plane: FastAPI app, services over the store, and the background loops."""
+"""The HTTP API: the FastAPI app, its routers (each one call into ``suanli.app``), limits and metrics."""

@@ -16,9 +16,9 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import suanli
+from suanli.app.agentdesk import site_token_valid
 from suanli.app.control import ControlPlane
-from suanli.app.errors import InsufficientStorage, ServiceError, Unauthorized, is_disk_full
-from suanli.app.sites import site_for_token
+from suanli.app.errors import InsufficientStorage, ServiceError, is_disk_full
 from suanli.core.api import Problem
 from suanli.server.limits import install_limits
 from suanli.server.metrics import SuanliCollector
@@ -86,17 +86,6 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     429: _problem("Too many requests for this token, user or address (see Retry-After)"),
     507: _problem("The server's disk is full; nothing of the request was kept (see Retry-After)"),
 }
-
-
-def site_token_valid(control: ControlPlane, token: str) -> bool:
-    """Whether ``token`` is some site's agent token (asked only of an address whose failed
-    sign-ins ran out: one read of the small sites table)."""
-    with control.db.read() as session:
-        try:
-            site_for_token(session, token)
-        except Unauthorized:
-            return False
-    return True
 
 
 def create_app(control: ControlPlane, *, background: bool = False) -> FastAPI:

@@ -18,14 +18,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
+from suanli.core import metering
+from suanli.core.lifecycle import decide_retry
 from suanli.core.network import NetworkSpec
 from suanli.core.resources import Accelerator
-from suanli.core.scheduler import Allocation, NodeState, PendingJob, SiteState, TenantShare, never_fits, schedule
+from suanli.core.scheduler import NodeState, PendingJob, SiteState, never_fits, schedule
 from suanli.core.scheduler import Policy as CorePolicy
 from suanli.core.spec import Priority, Resources
+from suanli.core.states import AttemptState
+from suanli.sim.holdings import Holdings
 from suanli.sim.policies import BASELINE_CORE, Policy
 from suanli.sim.speed import SpeedModel
-from suanli.sim.state import PriceCurve, SimJob
+from suanli.sim.state import SimJob
 from suanli.sim.trace import Trace, TraceJob
 
 DEFAULT_EPOCH = datetime(2026, 1, 5, tzinfo=UTC)
@@ -43,12 +47,13 @@ class SimResult:
     epoch: datetime
     passes: int = 0
     notes: list[str] = field(default_factory=list)
+    #: Jobs that ended FAILED: a fault with no retries left.
+    failed: list[SimJob] = field(default_factory=list)
 
 
 @dataclass
 class _Site:
     state: SiteState
-    prices: dict[str | None, PriceCurve]
 
 
 class Simulation:
@@ -85,8 +90,7 @@ class Simulation:
                 tariff=decl.tariff,
                 containers=decl.runs_containers,
             )
-            types = {n.gpu_type for n in nodes}
-            self.sites[decl.name] = _Site(state, {t: PriceCurve.of(decl.tariff, t, self.epoch) for t in types})
+            self.sites[decl.name] = _Site(state)
             for n in nodes:
                 self.nodes[n.name], self.site_of[n.name] = n, decl.name
         self.total_gpus = sum(n.gpus_total for n in self.nodes.values())
@@ -100,14 +104,9 @@ class Simulation:
         self.core_policy = CorePolicy.from_decl(network.scheduling) if policy.suanli else BASELINE_CORE
         self.tenant_decls = {t.name: t for t in network.tenants}
         self.quotas = any(t.max_gpus is not None or t.max_gpus_per_site is not None for t in network.tenants)
-        #: (tenant, GPU type) → [decayed usage, at time, running GPUs, Σ GPUs × start].
-        self.usage: dict[tuple[str, str | None], list[float]] = {}
-        #: tenant → [Σ run time of finished jobs, count], for the tenant's run-time estimate.
-        self.runtimes: dict[str, list[float]] = {}
-        self.site_allocs: dict[str, dict[int, list[Allocation]]] = {name: {} for name in self.sites}
-        #: site → tenant → jobs of it running there (who could be preempted where).
-        self.site_tenants: dict[str, dict[str, int]] = {name: {} for name in self.sites}
-        self.last_preempted: dict[int, datetime] = {}
+        #: What the server would know of running and past work (suanli's own policy only).
+        self.books = Holdings(self.core_policy, self.epoch, self.tenant_decls, self.sites)
+        self.site_tenants = self.books.site_tenants
         self.force_pass = False
         self.jobs = [self._make_job(i, tj) for i, tj in enumerate(trace.jobs)]
         self.by_id = {j.trace.id: j for j in self.jobs}
@@ -132,13 +131,21 @@ class Simulation:
         res = Resources.model_construct(accelerators=accs, cpus=tj.cpus, memory=tj.memory_gib, num_nodes=num_nodes)
         regions = (tj.tenant,) if tj.tenant in self.regions else ()
         submitted = self.epoch + timedelta(seconds=tj.submit_s)
+        priority = Priority(tj.priority)
         pending = PendingJob(
-            tj.id, index, res, regions=regions, tenant=tj.tenant, submitted_at=submitted, optimize=self.optimize
+            tj.id,
+            index,
+            res,
+            priority=priority,
+            regions=regions,
+            tenant=tj.tenant,
+            submitted_at=submitted,
+            optimize=self.optimize,
         )
         total = self.speed.total(tj)
         full = tuple([per_node] * num_nodes)
         size = self.speed.time_to_finish(tj, 0.0, full) if tj.gpus else total
-        return SimJob(index, index, tj, pending, total, size)
+        return SimJob(index, index, tj, pending, total, size, priority_rank=priority.rank)
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -150,21 +157,27 @@ class Simulation:
         self.dynamic: dict[int, SimJob] = {}
         self.waiting_count = 0
         self.refused: list[SimJob] = []
+        self.failed: list[SimJob] = []
+        #: (not before, job index) of jobs backing off after a fault.
+        self.backoff: list[tuple[float, int]] = []
+        self.heap = heap
         self._never: dict[tuple[object, ...], bool] = {}
         done, ptr, now, passes = 0, 0, -math.inf, 0
         n = len(arrivals)
         step = max(1, n // 200)
-        while done + len(self.refused) < n:
+        while done + len(self.refused) + len(self.failed) < n:
             tick = self._next_tick(now, heap, arrivals[ptr].trace.submit_s if ptr < n else None)
             while heap and heap[0][0] <= tick + 1e-9:
                 end, run_id, idx = heapq.heappop(heap)
                 job = self.jobs[idx]
                 if job.run_id != run_id:
                     continue
-                self._stop(job, end, finished=True)
-                done += 1
-                if self.on_progress and done % step == 0:
-                    self.on_progress(done, n)
+                if self._end(job, end):
+                    done += 1
+                    if self.on_progress and done % step == 0:
+                        self.on_progress(done, n)
+            while self.backoff and self.backoff[0][0] <= tick + 1e-9:
+                self._enqueue(self.jobs[heapq.heappop(self.backoff)[1]])
             while ptr < n and arrivals[ptr].trace.submit_s <= tick + 1e-9:
                 self._admit(arrivals[ptr])
                 ptr += 1
@@ -177,7 +190,9 @@ class Simulation:
         if self.on_progress:
             self.on_progress(n, n)
         finished = [j for j in self.jobs if j.finish is not None]
-        return SimResult(self.policy.name, finished, self.refused, self.total_gpus, self.timeline, self.epoch, passes)
+        result = SimResult(self.policy.name, finished, self.refused, self.total_gpus, self.timeline, self.epoch, passes)
+        result.failed = self.failed
+        return result
 
     def _next_tick(self, now: float, heap: list[tuple[float, int, int]], arrival: float | None) -> float:
         """The next grid point at which something happens: an arrival, an end, a policy wake-up."""
@@ -186,6 +201,8 @@ class Simulation:
         times = [] if arrival is None else [arrival]
         if heap:
             times.append(heap[0][0])
+        if self.backoff:
+            times.append(self.backoff[0][0])
         if self.force_pass:
             times.append(now + (self.interval or 1e-6))
         if self.waiting_count and self.running:
@@ -282,6 +299,8 @@ class Simulation:
         if not offer:
             return []
         suanli = self.policy.suanli
+        if suanli and not self._could_act(offer):
+            return []
         gpu_only = all(j.pending.resources.accelerators for j in offer)
         sites = []
         # Sites no offered job may use (placement.regions) cannot change this pass, unless a
@@ -289,21 +308,18 @@ class Simulation:
         wanted: set[str] | None = None
         if not self.quotas and all(j.pending.regions for j in offer):
             wanted = {r for j in offer for r in j.pending.regions}
+        tenants = self.books.tenants(now, {j.trace.tenant for j in offer}) if suanli else None
         for name, site in self.sites.items():
             if wanted is not None and site.state.region not in wanted:
                 continue
-            if suanli:
-                allocs = [a for group in self.site_allocs[name].values() for a in group]
-                sites.append(replace(site.state, allocations=allocs))
+            if tenants is not None:
+                sites.append(replace(site.state, allocations=self.books.site_allocations(name, tenants)))
                 continue
             nodes = [n for n in site.state.nodes if n.free_gpus or not gpu_only]
             if nodes:
                 sites.append(replace(site.state, nodes=nodes, allocations=[]))
-        if suanli and not self._could_act(offer):
-            return []
         when = self.epoch + timedelta(seconds=now)
         ranked = [j.pending for j in offer] if suanli else [replace(j.pending, seq=r) for r, j in enumerate(offer)]
-        tenants = self._tenants(now, offer) if suanli else None
         result = schedule(ranked, sites, when, policy=self.core_policy, tenants=tenants)
         by_id = {p.job_id: p for p in result.placements}
         started: list[SimJob] = []
@@ -323,11 +339,8 @@ class Simulation:
             started.append(job)
         for p in result.preemptions:
             victim = self.by_id.get(p.victim)
-            if victim is not None and victim.placement is not None:
-                self._stop(victim, now, finished=False)
-                self.last_preempted[victim.index] = when
-                self._enqueue(victim)
-                self.force_pass = True
+            if victim is not None and victim.placement is not None and not victim.stopping:
+                self._preempt(victim, now)
         return started
 
     def _could_act(self, offer: list[SimJob]) -> bool:
@@ -353,33 +366,14 @@ class Simulation:
                     return True
         return False
 
-    def _tenants(self, now: float, offer: list[SimJob]) -> dict[str, TenantShare]:
-        """Each tenant's weight, quotas, decayed GPU usage by type and run-time estimate."""
-        half_life = self.core_policy.usage_half_life_s
-        usage: dict[str, dict[str, float]] = {}
-        for (tenant, gpu_type), (value, at, gpus, gpu_starts) in self.usage.items():
-            decayed = value * 0.5 ** ((now - at) / half_life) if half_life > 0 else 0.0
-            usage.setdefault(tenant, {})[gpu_type or "cpu"] = decayed + gpus * now - gpu_starts
-        names = set(self.tenant_decls) | set(usage) | {j.trace.tenant for j in offer}
-        out = {}
-        for name in names:
-            decl = self.tenant_decls.get(name)
-            runs = self.runtimes.get(name)
-            out[name] = TenantShare(
-                weight=decl.weight if decl else 1.0,
-                usage=usage.get(name, {}),
-                max_gpus=decl.max_gpus if decl else None,
-                max_gpus_per_site=decl.max_gpus_per_site if decl else None,
-                estimate_s=runs[0] / runs[1] if runs else None,
-            )
-        return out
-
     # -- runs ----------------------------------------------------------------------------
 
     def _start(self, job: SimJob, now: float) -> float:
+        """Start an attempt; returns when it ends: done, or at the job's next fault."""
         self._dequeue(job)
         job.placement = tuple(len(g) for _, g in job.nodes)
         job.run_start, job.run_id = now, job.run_id + 1
+        job.ran_at = job.site
         if job.first_start is None:
             job.first_start = now
         else:
@@ -387,11 +381,61 @@ class Simulation:
         self.running[job.index] = job
         self.busy += sum(job.placement)
         if self.policy.suanli:
-            self._hold(job, now)
-        delay = self.speed.restart_s
-        return now + delay + self.speed.time_to_finish(job.trace, job.progress, job.placement)
+            self.books.hold(job, self._gpu_type(job), now)
+        run = self.speed.restart_s + self.speed.time_to_finish(job.trace, job.progress, job.placement)
+        faults = job.trace.faults
+        job.ends_as = "done"
+        if job.faults_met < len(faults) and faults[job.faults_met] < run:
+            run, job.ends_as = faults[job.faults_met], "fault"
+        job.ends_at = now + run
+        return job.ends_at
 
-    def _stop(self, job: SimJob, end: float, finished: bool) -> None:
+    def _end(self, job: SimJob, end: float) -> bool:
+        """The current attempt ends as ``job.ends_as``; True when the job is done."""
+        how = job.ends_as
+        if how == "fault":
+            job.faults_met += 1
+            # A fault during a preemption's grace ends the attempt as preempted, as the server
+            # records it (``core.lifecycle.apply_report``: the stop order's outcome wins).
+            how = "preempted" if job.stopping else "fault"
+        self._stop(job, end, finished=how == "done", preempted=how == "preempted")
+        job.preempted += how == "preempted"
+        if how == "done":
+            return True
+        self._requeue(job, end, fault=how == "fault")
+        return False
+
+    def _preempt(self, job: SimJob, now: float) -> None:
+        """SIGTERM now; the attempt ends after the policy's grace (unless it ends sooner)."""
+        job.stopping = True
+        self.books.stopping(job)
+        self.force_pass = True
+        at = now + self.core_policy.preempt_grace_s
+        if at < job.ends_at:
+            job.ends_at, job.ends_as = at, "preempted"
+            heapq.heappush(self.heap, (at, job.run_id, job.index))
+
+    def _requeue(self, job: SimJob, now: float, fault: bool) -> None:
+        """A new attempt while retries last (after the back-off, for a fault), else FAILED: the
+        server's decision (:func:`suanli.core.lifecycle.decide_retry`)."""
+        ended = AttemptState.LOST if fault else AttemptState.PREEMPTED
+        when = self.epoch + timedelta(seconds=now)
+        decision = decide_retry(ended, job.retries_used, job.trace.max_retries, when, self.core_policy)
+        if not decision.retry:
+            job.failed = True
+            self.failed.append(job)
+            return
+        job.retries_used = decision.retries_used
+        if decision.not_before is not None:
+            job.not_before = (decision.not_before - self.epoch).total_seconds()
+            heapq.heappush(self.backoff, (job.not_before, job.index))
+        else:
+            self._enqueue(job)
+
+    def _gpu_type(self, job: SimJob) -> str | None:
+        return self.nodes[job.nodes[0][0]].gpu_type if job.nodes else None
+
+    def _stop(self, job: SimJob, end: float, finished: bool, preempted: bool = True) -> None:
         assert job.placement is not None
         assert job.site is not None
         gpus = sum(job.placement)
@@ -404,16 +448,18 @@ class Simulation:
         job.attained_gpu_s += gpus * ran
         job.gpu_s += gpus * ran
         site = self.sites[job.site]
-        gpu_type = self.nodes[job.nodes[0][0]].gpu_type
-        job.cost_cny += site.prices[gpu_type].cost(job.run_start, end, gpus)
-        if site.state.tariff is not None:
-            hours = ran / 3600.0 * len(job.nodes)
-            job.cost_cny += hours * (
-                site.state.tariff.cpu_hour * job.pending.resources.cpus
-                + site.state.tariff.memory_gib_hour * job.pending.resources.memory
+        gpu_type = self._gpu_type(job)
+        if site.state.tariff is not None and end > job.run_start:
+            res = job.pending.resources
+            nodes = len(job.nodes)
+            held = metering.Allocation(
+                gpu_type, gpus, res.cpus * nodes, res.memory * nodes, job.pending.priority == Priority.LOW
             )
+            start_at = self.epoch + timedelta(seconds=job.run_start)
+            end_at = self.epoch + timedelta(seconds=end)
+            job.cost_cny += float(metering.tariff_cost(site.state.tariff, start_at, end_at, held))
         if self.policy.suanli:
-            self._release(job, end, ran, finished)
+            self.books.release(job, gpu_type, end, succeeded=finished, preempted=preempted and not finished)
         for node_name, indices in job.nodes:
             node = self.nodes[node_name]
             node.free_gpus = tuple(sorted(node.free_gpus + indices))
@@ -422,57 +468,5 @@ class Simulation:
         self.busy -= gpus
         del self.running[job.index]
         job.placement, job.site, job.nodes, job.run_id = None, None, [], job.run_id + 1
+        job.stopping = False
         self.timeline.append((end, self.busy, self.waiting_count))
-
-    # -- what suanli's own policy sees of running work ----------------------------------
-
-    def _estimate(self, tenant: str) -> float:
-        runs = self.runtimes.get(tenant)
-        return runs[0] / runs[1] if runs else self.core_policy.default_estimate_s
-
-    def _hold(self, job: SimJob, now: float) -> None:
-        """Allocations as the server reports them: ends at start + the tenant's estimate."""
-        assert job.site is not None
-        assert job.placement is not None
-        started = self.epoch + timedelta(seconds=now)
-        ends = started + timedelta(seconds=self._estimate(job.trace.tenant))
-        res = job.pending.resources
-        self.site_allocs[job.site][job.index] = [
-            Allocation(
-                job.trace.id,
-                node,
-                len(gpus),
-                res.cpus,
-                res.memory,
-                ends,
-                tenant=job.trace.tenant,
-                priority=job.pending.priority,
-                started_at=started,
-                last_preempted_at=self.last_preempted.get(job.index),
-            )
-            for node, gpus in job.nodes
-        ]
-        held = self.site_tenants[job.site]
-        held[job.trace.tenant] = held.get(job.trace.tenant, 0) + 1
-        entry = self.usage.setdefault((job.trace.tenant, self.nodes[job.nodes[0][0]].gpu_type), [0.0, now, 0.0, 0.0])
-        gpus = sum(job.placement)
-        entry[2] += gpus
-        entry[3] += gpus * now
-
-    def _release(self, job: SimJob, end: float, ran: float, finished: bool) -> None:
-        assert job.site is not None
-        assert job.placement is not None
-        self.site_allocs[job.site].pop(job.index, None)
-        self.site_tenants[job.site][job.trace.tenant] -= 1
-        entry = self.usage[(job.trace.tenant, self.nodes[job.nodes[0][0]].gpu_type)]
-        gpus = sum(job.placement)
-        half_life = self.core_policy.usage_half_life_s
-        decay = 0.5 ** ((end - entry[1]) / half_life) if half_life > 0 else 0.0
-        entry[0] = entry[0] * decay + gpus * ran
-        entry[1] = end
-        entry[2] -= gpus
-        entry[3] -= gpus * job.run_start
-        if finished:
-            runs = self.runtimes.setdefault(job.trace.tenant, [0.0, 0])
-            runs[0] += end - (job.first_start or end)
-            runs[1] += 1

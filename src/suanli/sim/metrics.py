@@ -56,10 +56,12 @@ def summarize(result: SimResult) -> dict[str, Any]:
     start = min((j.trace.submit_s for j in jobs), default=0.0)
     end = max((j.finish or 0.0 for j in jobs), default=0.0)
     fair, over = fairness(jobs)
+    ran = [*jobs, *result.failed]
     return {
         "policy": result.policy,
         "jobs": len(jobs),
         "refused_jobs": len(result.refused),
+        "failed_jobs": len(result.failed),
         "avg_jct_s": statistics.fmean(jcts) if jcts else 0.0,
         "median_jct_s": statistics.median(jcts) if jcts else 0.0,
         "p99_jct_s": percentile(jcts, 99) if jcts else 0.0,
@@ -68,8 +70,8 @@ def summarize(result: SimResult) -> dict[str, Any]:
         "gpu_utilization": utilization(result, start, end),
         "jain_fairness": fair,
         "jain_fairness_over": over,
-        "cost_cny": sum(j.cost_cny for j in jobs),
-        "gpu_hours": sum(j.gpu_s for j in jobs) / 3600.0,
+        "cost_cny": sum(j.cost_cny for j in ran),
+        "gpu_hours": sum(j.gpu_s for j in ran) / 3600.0,
         "preemptions": sum(j.restarts for j in jobs),
         "total_gpus": result.total_gpus,
         "scheduling_passes": result.passes,

@@ -97,6 +97,7 @@ def plot_sweep(rows: Sequence[dict[str, Any]], out: Path) -> list[Path]:
 _ROWS = (
     ("jobs", "jobs", "{:.0f}"),
     ("refused (never fit)", "refused_jobs", "{:.0f}"),
+    ("failed (no retries left)", "failed_jobs", "{:.0f}"),
     ("average JCT (h)", "avg_jct_s", "h"),
     ("median JCT (h)", "median_jct_s", "h"),
     ("p99 JCT (h)", "p99_jct_s", "h"),

@@ -1,13 +1,10 @@
-"""The simulator's per-job state and the tariff integral."""
+"""The simulator's per-job state."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime
-from zoneinfo import ZoneInfo
 
-from suanli.core.network import Tariff
 from suanli.core.scheduler import PendingJob
 from suanli.sim.trace import TraceJob
 
@@ -39,42 +36,38 @@ class SimJob:
     restarts: int = 0
     cost_cny: float = 0.0
     gpu_s: float = 0.0
+    #: The current attempt's place in the order attempts were placed (the server's attempt id).
+    attempt_order: int = 0
+    #: Requeues after faults and preemptions so far (the server's ``retries_used``).
+    retries_used: int = 0
+    #: Entries of ``trace.faults`` met so far.
+    faults_met: int = 0
+    #: Not placed again before this time (the back-off after a fault).
+    not_before: float = 0.0
+    #: Ended FAILED: no retries were left after a fault.
+    failed: bool = False
+    #: When the current attempt ends and how: ``done``, ``fault`` or ``preempted``.
+    ends_at: float = 0.0
+    ends_as: str = "done"
+    #: A stop order (preemption) is out for the current attempt.
+    stopping: bool = False
+    #: Attempts that ended preempted (a default-policy preemption, after its grace).
+    preempted: int = 0
+    #: The site of the current or latest attempt (kept after it ends).
+    ran_at: str | None = None
 
     @property
     def gpus(self) -> int:
         return self.trace.gpus
 
+    @property
+    def gpus_held(self) -> int:
+        """GPUs of the current attempt (0 while waiting)."""
+        return sum(self.placement) if self.placement else 0
+
     def attained_at(self, now: float) -> float:
         held = sum(self.placement) * (now - self.run_start) if self.placement else 0.0
         return self.attained_gpu_s + held
-
-
-@dataclass
-class PriceCurve:
-    """A tariff's GPU price for one type as a 24-hour step function, integrated in closed form."""
-
-    hourly: list[float]
-    offset_s: float
-
-    @classmethod
-    def of(cls, tariff: Tariff, gpu_type: str | None, epoch: datetime) -> PriceCurve:
-        prices = [(tariff.gpu_price(gpu_type, h) or 0.0) if gpu_type else 0.0 for h in range(24)]
-        # Seconds into the local day at sim time 0 (a DST change inside a replay is ignored).
-        local0 = epoch.astimezone(ZoneInfo(tariff.timezone))
-        return cls(prices, float(local0.hour * 3600 + local0.minute * 60 + local0.second))
-
-    def _cumulative(self, t: float) -> float:
-        """CNY-seconds per GPU from local midnight of day 0 to sim time ``t``."""
-        x = t + self.offset_s
-        days, rest = divmod(x, 86400.0)
-        hour = int(rest // 3600)
-        total = days * sum(self.hourly) * 3600 + sum(self.hourly[:hour]) * 3600
-        return total + self.hourly[hour % 24] * (rest - hour * 3600)
-
-    def cost(self, start: float, end: float, gpus: int) -> float:
-        if end <= start or gpus <= 0:
-            return 0.0
-        return (self._cumulative(end) - self._cumulative(start)) * gpus / 3600.0
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -35,6 +35,14 @@ class TraceJob:
     batch_size: int | None = None
     cpus: float = 1.0
     memory_gib: float = 1.0
+    #: ``low`` | ``normal`` | ``high``, as a job spec's ``priority``.
+    priority: str = "normal"
+    #: Platform faults the job meets: attempt after attempt, the next one ends this many
+    #: seconds into the attempt (if it runs that long), and the job is retried as the server
+    #: retries it (``max_retries``, back-off). Traces carry none; benchmarks add them.
+    faults: tuple[float, ...] = ()
+    #: Retries after platform faults and preemptions (a job spec's ``max_retries``).
+    max_retries: int = 3
 
 
 @dataclass

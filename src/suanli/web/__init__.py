@@ -1,5 +1,5 @@
-"""The web dashboard: server-rendered pages (Jinja2) over the server's services, in Chinese and
-English, with htmx and Apache ECharts served from this package (no CDN).
+"""The web dashboard: server-rendered pages (Jinja2) over the application layer (``suanli.app``),
+in Chinese and English, with htmx and Apache ECharts served from this package (no CDN).
 
 Only ``suanli.launch`` imports this package: ``suanli server`` and ``suanli up`` call
 :func:`mount_dashboard` on the app ``create_app`` built; the server itself never imports it.

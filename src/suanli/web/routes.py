@@ -14,23 +14,17 @@ from urllib.parse import quote, urlencode
 import yaml
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
-from starlette.concurrency import run_in_threadpool
 
-from suanli.app import invoices, metering
-from suanli.app import jobs as job_service
-from suanli.app import sites as site_service
+from suanli.app import dashboard, network, overview
 from suanli.app.control import ControlPlane
 from suanli.app.errors import ServiceError
-from suanli.core import metering as pricing
+from suanli.app.follow import open_logs
 from suanli.core.errors import SpecError
 from suanli.core.spec import parse_job_spec
 from suanli.core.states import JobState
-from suanli.server.deps import Control
-from suanli.server.follow import FollowResponse, follow_logs, follow_slot
-from suanli.web import data as data_views
-from suanli.web import jobs as job_views
-from suanli.web import network as network_views
 from suanli.web.auth import MAX_TOKEN_CHARS, TOKEN_COOKIE, Identity, resolve
+from suanli.web.deps import Control, JobFilters
+from suanli.web.follow import FollowResponse
 from suanli.web.i18n import LANG_COOKIE, LANGS, ZONE
 from suanli.web.render import NAV, NavEntry, locale_of, render
 
@@ -141,7 +135,7 @@ def set_language(code: str, next: str = "/") -> Response:
 
 @page("/", "nav.network")
 def network_page(request: Request, control: Control, identity: User) -> HTMLResponse:
-    view = network_views.overview(control, identity)
+    view = overview.overview(control, identity)
     chart = {
         "times": [t.astimezone(ZONE).strftime("%H:%M") for t in view.utilisation.times],
         "series": view.utilisation.series,
@@ -164,8 +158,8 @@ def jobs_list(
     cursor: int | None = None,
 ) -> HTMLResponse:
     states = [s.upper() for s in state or [] if s.upper() in JobState.__members__]
-    filters = job_views.JobFilters(states, tenant, site, name.strip())
-    listing = job_views.jobs_page(control, identity, filters, cursor)
+    filters = JobFilters(states, tenant, site, name.strip())
+    listing = dashboard.jobs_page(control, identity, filters.wanted(), cursor)
     base = filters.query_string()
     next_url = f"/jobs?{urlencode([*base, ('cursor', str(listing.next_cursor))])}" if listing.next_cursor else ""
     first_url = f"/jobs?{urlencode(base)}" if cursor is not None else ""
@@ -220,23 +214,9 @@ def _submit_problems(control: ControlPlane, identity: Identity, text: str, sourc
             f"with the CLI: suanli submit {source if source.endswith(('.yaml', '.yml')) else 'FILE'}"
         ]
     try:
-        checked = job_service.validate_spec(spec.model_dump(mode="json", exclude_none=True))
-        job_service.check_fits(checked, control.capacity())
-        tenant = job_service.tenant_for_submit(identity, None, control.default_tenant)
-        with control.db.session() as session:
-            out = job_service.submit(
-                session,
-                checked,
-                tenant=tenant,
-                workdir_digest=None,
-                now=control.clock.now(),
-                who=identity,
-                secret_box=control.secrets,
-            )
+        return dashboard.submit_job(control, identity, spec)
     except ServiceError as exc:
         return [exc.detail or exc.title]
-    control.kick()
-    return out.id
 
 
 class _SpecDumper(yaml.SafeDumper):
@@ -252,7 +232,7 @@ _SpecDumper.add_representer(str, _str)
 
 @page("/jobs/{job_id}")
 def job_page(request: Request, control: Control, identity: User, job_id: str) -> HTMLResponse:
-    detail = job_views.job_detail(control, identity, job_id)
+    detail = dashboard.job_detail(control, identity, job_id)
     spec_yaml = yaml.dump(detail.job.spec, Dumper=_SpecDumper, sort_keys=False, allow_unicode=True)
     return render(request, "job.html", identity, d=detail, job=detail.job, spec_yaml=spec_yaml)
 
@@ -261,15 +241,8 @@ def job_page(request: Request, control: Control, identity: User, job_id: str) ->
 async def job_logs(control: Control, identity: User, job_id: str, after: int = 0) -> StreamingResponse:
     """The job's output after chunk ``after``, kept open until the job ends (the live view).
     It counts against the tenant's open streams, as the API's ``logs?follow=true`` does."""
-
-    def visible() -> None:
-        with control.db.read() as session:
-            job_views.visible_job(session, identity, job_id)
-
-    await run_in_threadpool(visible)
-    slot = follow_slot(control, identity)
-    stream = follow_logs(control, identity, job_id, after)
-    return FollowResponse(stream, slot, headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    stream = await open_logs(control, identity, job_id, after, visible=dashboard.visible_job)
+    return FollowResponse(stream, headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
 @router.post("/jobs/{job_id}/cancel", response_class=HTMLResponse)
@@ -278,16 +251,9 @@ def cancel_job(
 ) -> Response:
     _check_form(identity, form_key)
     try:
-        with control.db.session() as session:
-            job = job_views.visible_job(session, identity, job_id)
-            notify = job_service.cancel(session, job, control.clock.now(), reason="cancelled from the dashboard")
-            site = job.site
+        dashboard.cancel_job(control, identity, job_id)
     except ServiceError as exc:
         return render(request, "error.html", identity, exc.status, title=exc.title, detail=exc.detail)
-    if notify and site:
-        control.signals.bump(f"site:{site}")
-    control.signals.bump("logs", "jobs")
-    control.capacity_changed()
     return RedirectResponse(f"/jobs/{quote(job_id)}", status_code=303)
 
 
@@ -317,7 +283,7 @@ def nodes_page(request: Request, control: Control, identity: User, site: str = "
 
 
 def _nodes(request: Request, control: Control, identity: Identity, site: str = "", error: str = "") -> HTMLResponse:
-    nodes = [n for n in network_views.nodes_table(control) if not site or n.site == site]
+    nodes = [n for n in network.nodes_table(control) if not site or n.site == site]
     return render(request, "nodes.html", identity, 422 if error else 200, nodes=nodes, site=site, error=error)
 
 
@@ -333,8 +299,7 @@ def drain_node(
     """Take a node out of scheduling, with a reason; its running attempts finish first."""
     _check_operator(identity, form_key)
     try:
-        with control.db.session() as session:
-            site_service.drain_node(session, name, reason, control.clock.now(), identity)
+        network.drain_node(control, identity, name, reason)
     except ServiceError as exc:
         return _nodes(request, control, identity, error=exc.detail)
     return RedirectResponse("/nodes", status_code=303)
@@ -346,11 +311,9 @@ def undrain_node(
 ) -> Response:
     _check_operator(identity, form_key)
     try:
-        with control.db.session() as session:
-            site_service.undrain_node(session, name, control.clock.now(), identity)
+        network.undrain_node(control, identity, name)
     except ServiceError as exc:
         return _nodes(request, control, identity, error=exc.detail)
-    control.capacity_changed()
     return RedirectResponse("/nodes", status_code=303)
 
 
@@ -370,29 +333,18 @@ def usage_page(
     month = month or control.clock.now().astimezone(ZONE).strftime("%Y-%m")
     tenant = tenant if identity.all_tenants else identity.tenant or ""
     by = by if by in ("site", "job", "gpu-type", "tenant") else "site"
-    try:
-        start, end = pricing.month_bounds(month)
-    except ValueError as exc:
-        detail = str(exc)
-        return render(request, "error.html", identity, 422, title="Invalid request", detail=detail)
-    with control.db.read() as session:
-        rows = metering.usage_for(session, identity, tenant=tenant or None, start=start, end=end)
-        waive = control.settings.waive_platform_faults
-        bill = invoices.build_for(session, identity, tenant, month, waive) if tenant else None
-        tenants = job_views._tenants(session, identity)
-    lines = [line.out() for line in metering.aggregate(rows, by, control.settings.waive_platform_faults)]
-    total = sum((pricing.dec(line["cost_cny"]) for line in lines), pricing.dec(0))
+    view = dashboard.usage_view(control, identity, month, tenant, by)
     return render(
         request,
         "usage.html",
         identity,
         month=month,
         tenant=tenant,
-        tenants=tenants,
+        tenants=view.tenants,
         by=by,
-        lines=lines,
-        total=total,
-        bill=bill,
+        lines=view.lines,
+        total=view.total,
+        bill=view.bill,
     )
 
 
@@ -400,5 +352,5 @@ def usage_page(
 
 
 @page("/data", "nav.data")
-def data_page(request: Request, identity: User) -> HTMLResponse:
-    return render(request, "data.html", identity, view=data_views.data_view(request, identity))
+def data_page(request: Request, control: Control, identity: User) -> HTMLResponse:
+    return render(request, "data.html", identity, view=dashboard.data_view(control, identity))

@@ -71,6 +71,8 @@ class Allocation:
     stopping: bool = False
     #: When this job was last preempted (for the cool-down), if ever.
     last_preempted_at: datetime | None = None
+    #: The job's submit order (``PendingJob.seq``): among equal victims the later-submitted goes first.
+    seq: int = 0
 
 
 @dataclass

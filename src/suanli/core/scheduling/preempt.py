@@ -117,6 +117,8 @@ def _amount(a: Allocation, i: int) -> float:
     return (float(a.gpus), a.cpus, a.memory)[i]
 
 
-def _victim_order(a: Allocation) -> tuple[int, float, str]:
+def _victim_order(a: Allocation) -> tuple[int, float, int, str]:
+    """Lowest priority first, then the youngest run, then the latest submitted (ids are random
+    on the server: a tie broken by them would make a replay disagree with the server)."""
     started = a.started_at.timestamp() if a.started_at else 0.0
-    return (a.priority.rank, -started, a.job_id)
+    return (a.priority.rank, -started, -a.seq, a.job_id)

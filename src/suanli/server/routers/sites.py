@@ -8,11 +8,8 @@ from typing import Annotated, TypeVar
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from suanli.app import sites as service
-from suanli.app.access import require
-from suanli.app.control import ControlPlane
+from suanli.app import network
 from suanli.core.api import NodeOut, Page, PlainText, SiteOut
-from suanli.core.identity import Scope
 from suanli.server.deps import Caller, Control
 
 T = TypeVar("T")
@@ -24,12 +21,7 @@ router = APIRouter(prefix="/api/v1", tags=["sites"])
 def list_sites(
     control: Control, who: Caller, limit: Annotated[int, Query(ge=1, le=1000)] = 100, cursor: str | None = None
 ) -> Page[SiteOut]:
-    require(who, Scope.NETWORK_READ)
-    now = control.clock.now()
-    with control.db.read() as session:
-        view = service.capacity_view(session, now, control.settings.lease_s)
-    items = service.site_outs(view, now, control.settings.lease_s)
-    return _page(items, limit, cursor, key=lambda s: s.name)
+    return _page(network.list_sites(control, who), limit, cursor, key=lambda s: s.name)
 
 
 @router.get("/nodes", response_model=Page[NodeOut])
@@ -40,10 +32,7 @@ def list_nodes(
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
     cursor: str | None = None,
 ) -> Page[NodeOut]:
-    require(who, Scope.NETWORK_READ)
-    with control.db.read() as session:
-        view = service.capacity_view(session, control.clock.now(), control.settings.lease_s)
-    return _page(service.node_outs(view, site), limit, cursor, key=lambda n: n.name)
+    return _page(network.list_nodes(control, who, site), limit, cursor, key=lambda n: n.name)
 
 
 def _page(items: list[T], limit: int, cursor: str | None, *, key: Callable[[T], str]) -> Page[T]:
@@ -64,22 +53,9 @@ class DrainIn(BaseModel):
 @router.post("/nodes/{name}/drain", response_model=NodeOut)
 def drain(name: str, body: DrainIn, control: Control, who: Caller) -> NodeOut:
     """Take a node out of scheduling (for repair); its running attempts finish first."""
-    now = control.clock.now()
-    with control.db.session() as session:
-        service.drain_node(session, name, body.reason, now, who)
-    return _node(control, name)
+    return network.drain_node(control, who, name, body.reason)
 
 
 @router.post("/nodes/{name}/undrain", response_model=NodeOut)
 def undrain(name: str, control: Control, who: Caller) -> NodeOut:
-    now = control.clock.now()
-    with control.db.session() as session:
-        service.undrain_node(session, name, now, who)
-    control.capacity_changed()
-    return _node(control, name)
-
-
-def _node(control: ControlPlane, name: str) -> NodeOut:
-    with control.db.read() as session:
-        view = service.capacity_view(session, control.clock.now(), control.settings.lease_s)
-    return next(n for n in service.node_outs(view) if n.name == name)
+    return network.undrain_node(control, who, name)

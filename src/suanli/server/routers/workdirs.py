@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
+from suanli.app import jobrequests
 from suanli.app import workdirs as service
 from suanli.core.api import WorkdirOut
 from suanli.server.deps import Caller, Control
@@ -17,12 +18,13 @@ async def upload(request: Request, control: Control, who: Caller) -> WorkdirOut:
     service.may_upload(who)
     settings = control.settings
     digest, size, _ = await service.receive(
-        request, settings.blob_dir, settings.max_workdir_bytes, settings.max_workdir_unpacked_bytes, "workdir"
+        request.headers.get("content-length"),
+        request.stream(),
+        settings.blob_dir,
+        settings.max_workdir_bytes,
+        settings.max_workdir_unpacked_bytes,
+        "workdir",
     )
 
-    def store() -> None:
-        with control.db.session() as session:
-            service.record(session, digest, size, control.clock.now(), who)
-
-    await run_in_threadpool(store)
+    await run_in_threadpool(jobrequests.record_workdir, control, who, digest, size)
     return WorkdirOut(digest=digest, size=size)

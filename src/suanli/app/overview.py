@@ -1,5 +1,5 @@
-"""Read models of the network pages: sites, their regions and latencies, GPUs, health, queue,
-utilisation over time, and the nodes table operators act on."""
+"""Read models of the dashboard's network pages: sites, their regions and latencies, GPUs,
+health, queue, utilisation over time, and the nodes table operators act on."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from suanli.app.access import tenant_filter
 from suanli.app.control import ControlPlane
 from suanli.app.sites import capacity_view, node_outs, site_outs
 from suanli.core.api import NodeOut, SiteOut
+from suanli.core.identity import Identity
 from suanli.core.states import JobState
 from suanli.store.models import Attempt, Job
-from suanli.web.auth import Identity
 
 #: The utilisation chart: this long a window, in this many steps.
 UTIL_WINDOW = timedelta(hours=1)
@@ -181,10 +181,3 @@ def utilisation(attempts: list[Attempt], totals: dict[str, int], now: datetime) 
                 series[a.gpu_type][i] += used
     percent = {t: [round(100 * v / totals[t], 1) if totals[t] else 0.0 for v in values] for t, values in series.items()}
     return Utilisation(times, percent, totals)
-
-
-def nodes_table(control: ControlPlane) -> list[NodeOut]:
-    now = control.clock.now()
-    with control.db.read() as session:
-        view = capacity_view(session, now, control.settings.lease_s)
-    return sorted(node_outs(view), key=lambda n: (n.site, n.name))
