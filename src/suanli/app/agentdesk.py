@@ -8,13 +8,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from suanli.app import agents, checkpoints, outputs
 from suanli.app.control import ControlPlane
 from suanli.app.errors import NotFound, Unauthorized
 from suanli.app.sites import authenticate_site, site_for_token
 from suanli.app.workdirs import blob_path
+from suanli.core.api_data import DatasetOut
 from suanli.core.protocol import CheckpointReceipt, HeartbeatRequest, RegisterRequest, RegisterResponse
 
 HeartbeatOutcome = agents.HeartbeatOutcome
@@ -128,7 +128,7 @@ def check_output_upload(control: ControlPlane, token: str | None, attempt: int) 
         outputs.check_upload(session, site_for_token(session, token).name, attempt)
 
 
-def register_output(control: ControlPlane, token: str | None, attempt: int, path: Path, digest: str) -> dict[str, Any]:
+def register_output(control: ControlPlane, token: str | None, attempt: int, path: Path, digest: str) -> DatasetOut:
     """The uploaded archive at ``path`` becomes the job's derived dataset at the token's site;
     the archive is removed either way (the site's store holds it now, sealed if need be)."""
     try:

@@ -24,6 +24,7 @@ from suanli.app.explain import explain_job
 from suanli.app.follow import LogFormatter, is_multi_node
 from suanli.core import metering as pricing
 from suanli.core.api import JobOut, JobSubmit, SiteExplainOut
+from suanli.core.api_data import DatasetOut
 from suanli.core.identity import Identity
 from suanli.core.spec import JobSpec
 from suanli.core.states import JobState
@@ -187,7 +188,7 @@ def usage_view(control: ControlPlane, identity: Identity, month: str, tenant: st
 
 @dataclass
 class DataView:
-    datasets: list[dict[str, Any]]
+    datasets: list[DatasetOut]
     transfers: list[dict[str, Any]]
     filings: list[dict[str, Any]]
     checkpoint: dict[str, Any] | None
@@ -200,7 +201,7 @@ def data_view(control: ControlPlane, identity: Identity) -> DataView:
     owner = dataset_owner_filter(identity)
     with chain.db.read() as session:
         datasets = [registry.dataset_out(session, d) for d in registry.list_datasets(session, owner)]
-        names = {d["name"] for d in datasets}
+        names = {d.name for d in datasets}
         query = select(DataTransfer).order_by(DataTransfer.created_at.desc()).limit(DATA_LIMIT)
         transfers = [movements.transfer_out(t) for t in session.scalars(query)]
         found = [filings.filing_out(f) for f in filings.list_filings(session)]

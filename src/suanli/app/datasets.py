@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -21,6 +20,7 @@ from suanli.app import movements, registry
 from suanli.app.access import require, require_role, tenant_filter
 from suanli.app.chain import Chain
 from suanli.app.errors import Forbidden, NotFound
+from suanli.core.api_data import CheckOut, DatasetDetailOut, DatasetOut
 from suanli.core.datasets import Classification
 from suanli.core.identity import Identity, Role, Scope
 from suanli.core.network import Zone
@@ -84,7 +84,7 @@ def register_dataset(
     classification: Classification | None,
     derived_from: list[str],
     graded_by: str,
-) -> dict[str, Any]:
+) -> DatasetOut:
     """Register a file on the server's machine as a dataset (admin only: it reads a server path).
     The file is hashed before any transaction opens."""
     require(who, Scope.DATA_WRITE)
@@ -114,7 +114,7 @@ def register_dataset(
     return out
 
 
-def list_datasets(chain: Chain, who: Identity, owner: str | None = None) -> list[dict[str, Any]]:
+def list_datasets(chain: Chain, who: Identity, owner: str | None = None) -> list[DatasetOut]:
     """The datasets ``who`` may see, of ``owner`` if given (another tenant's: none)."""
     scope = dataset_owner_filter(who)
     if scope is not None:
@@ -125,23 +125,15 @@ def list_datasets(chain: Chain, who: Identity, owner: str | None = None) -> list
         return [registry.dataset_out(s, d) for d in registry.list_datasets(s, owner)]
 
 
-def show_dataset(chain: Chain, who: Identity, name: str) -> dict[str, Any]:
+def show_dataset(chain: Chain, who: Identity, name: str) -> DatasetDetailOut:
     """One dataset with every grade it was given, oldest first."""
     with chain.db.read() as s:
         out = registry.dataset_out(s, visible_dataset(s, who, name))
-        out["grades"] = [
-            {
-                "version": g.version,
-                "classification": g.classification,
-                "graded_by": g.graded_by,
-                "graded_at": g.graded_at.isoformat(),
-            }
-            for g in registry.grades(s, name)
-        ]
-        return out
+        grades = [registry.grade_out(g) for g in registry.grades(s, name)]
+    return DatasetDetailOut(**dict(out), grades=grades)
 
 
-def grade_dataset(chain: Chain, who: Identity, name: str, c: Classification, graded_by: str) -> dict[str, Any]:
+def grade_dataset(chain: Chain, who: Identity, name: str, c: Classification, graded_by: str) -> DatasetOut:
     with chain.db.session() as s:
         owned_dataset(s, who, name)
         out = registry.dataset_out(s, registry.grade(s, chain, name, c, graded_by, chain.clock.now()))
@@ -159,7 +151,7 @@ def check_movement(
     kind: MovementKind,
     purpose: Purpose,
     judicial_approval: bool,
-) -> dict[str, Any]:
+) -> CheckOut:
     """A dry run: what the rules decide for this movement, and whether it may go now. It moves
     nothing and records nothing (the ledger holds what happens, not what was asked)."""
     now = chain.clock.now()
@@ -169,7 +161,9 @@ def check_movement(
             s, name, to, kind, zone=zone, purpose=purpose, judicial_approval=judicial_approval, year=now.year
         )
         d, hold = movements.check(s, chain, m, now)
-    return {**d.to_dict(), "explain": d.explain(), "may_move_now": hold.ok, "hold": hold.reason}
+    return CheckOut(
+        **movements.decision_out(d).model_dump(), explain=d.explain(), may_move_now=hold.ok, hold=hold.reason
+    )
 
 
 def set_exporter(chain: Chain, who: Identity, tenant: str, ciio: bool, ftz: str | None) -> Exporter:

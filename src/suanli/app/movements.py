@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from suanli.app import registry
 from suanli.app.chain import Chain
 from suanli.app.errors import Conflict, Forbidden, NotFound, Unprocessable
+from suanli.core.api_data import DecisionOut
 from suanli.core.network import Zone
 from suanli.core.policy import (
     Decision,
@@ -57,6 +58,11 @@ def decision_body(d: Decision) -> dict[str, Any]:
         "adds_pi": d.adds_pi,
         "adds_spi": d.adds_spi,
     }
+
+
+def decision_out(d: Decision) -> DecisionOut:
+    """The decision as the API answers it (``check``, and each transfer's ``decision``)."""
+    return DecisionOut.model_validate(d.to_dict())
 
 
 def movement_for(

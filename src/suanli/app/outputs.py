@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -29,6 +28,7 @@ from suanli.app.chain import Chain
 from suanli.app.checkpoints import attempt_of_site
 from suanli.app.errors import Conflict
 from suanli.app.records import job_spec
+from suanli.core.api_data import DatasetOut
 from suanli.core.datasets import Classification, inherit
 from suanli.core.states import JobState
 from suanli.datachain.manifest import DEFAULT_CHUNK, build_manifest
@@ -62,7 +62,7 @@ def grade_of(session: Session, job: Job, now: datetime) -> Classification:
     return inherit(grades, graded_by=f"job {job.id}", graded_at=now)
 
 
-def register(chain: Chain, site: str, attempt_id: int, archive: Path, digest: str, now: datetime) -> dict[str, Any]:
+def register(chain: Chain, site: str, attempt_id: int, archive: Path, digest: str, now: datetime) -> DatasetOut:
     """Register the uploaded archive as the job's output (checks repeated inside the write)."""
     manifest = build_manifest(archive, DEFAULT_CHUNK)
     with chain.db.read() as s:

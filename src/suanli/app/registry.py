@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from suanli.app.chain import Chain
 from suanli.app.errors import Conflict, NotFound, Unprocessable
+from suanli.core.api_data import DatasetOut, GradeOut
 from suanli.core.datasets import Classification, inherit
 from suanli.core.network import Zone
 from suanli.core.policy import Counters, Exporter, SiteFacts
@@ -202,22 +202,30 @@ def grades(session: Session, name: str) -> list[DatasetGrade]:
     )
 
 
-def dataset_out(session: Session, ds: Dataset) -> dict[str, Any]:
-    c = classification_of(session, ds)
-    return {
-        "name": ds.name,
-        "owner": ds.owner,
-        "home_site": ds.home_site,
-        "size": ds.size,
-        "root": ds.root,
-        "chunks": len(ds.manifest.get("chunks", [])),
-        "chunk_size": ds.manifest.get("chunk_size"),
-        "derived_from": ds.derived_from,
-        "grade_version": ds.grade_version,
-        "classification": c.model_dump(mode="json"),
-        "replicas": replicas_of(session, ds.name),
-        "created_at": ds.created_at.isoformat(),
-    }
+def dataset_out(session: Session, ds: Dataset) -> DatasetOut:
+    return DatasetOut(
+        name=ds.name,
+        owner=ds.owner,
+        home_site=ds.home_site,
+        size=ds.size,
+        root=ds.root,
+        chunks=len(ds.manifest.get("chunks", [])),
+        chunk_size=ds.manifest.get("chunk_size"),
+        derived_from=ds.derived_from,
+        grade_version=ds.grade_version,
+        classification=classification_of(session, ds),
+        replicas=replicas_of(session, ds.name),
+        created_at=ds.created_at,
+    )
+
+
+def grade_out(g: DatasetGrade) -> GradeOut:
+    return GradeOut(
+        version=g.version,
+        classification=Classification.model_validate(g.classification),
+        graded_by=g.graded_by,
+        graded_at=g.graded_at,
+    )
 
 
 def list_datasets(session: Session, owner: str | None = None) -> list[Dataset]:

@@ -4,7 +4,7 @@ and downloads for them. Each handler makes one call of ``app/agentdesk.py``."""
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, StreamingResponse
@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from suanli.app import agentdesk as desk
 from suanli.app.workdirs import receive
+from suanli.core.api_data import DatasetOut
 from suanli.core.protocol import (
     CheckpointReceipt,
     HeartbeatRequest,
@@ -92,10 +93,10 @@ async def upload_checkpoint(
     return await run_in_threadpool(desk.record_checkpoint, control, token, attempt, digest, size)
 
 
-@router.post("/outputs", status_code=201)
+@router.post("/outputs", status_code=201, response_model=DatasetOut)
 async def upload_output(
     request: Request, control: Control, token: Token, attempt: Annotated[int, Query(ge=0, le=2**62)]
-) -> dict[str, Any]:
+) -> DatasetOut:
     """A succeeded attempt's ``SUANLI_OUTPUT_DIR`` as a ``.tar.gz``: it becomes the derived
     dataset its job's ``output.dataset`` names, at this site (``app/outputs.py``). Checked
     like a workdir upload; refused (409) for a job that names no output, an attempt that is not

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from suanli.app import datasets
+from suanli.core.api import Page
+from suanli.core.api_data import CheckOut, DatasetDetailOut, DatasetOut
 from suanli.core.datasets import Classification
 from suanli.core.network import Zone
-from suanli.core.policy import MovementKind, Purpose
+from suanli.core.policy import Exporter, MovementKind, Purpose
 from suanli.server.chaindeps import ChainDep
 from suanli.server.deps import Caller
 
@@ -51,8 +52,8 @@ class ExporterIn(BaseModel):
     ftz: str | None = None
 
 
-@router.post("/datasets", status_code=201)
-def register(body: DatasetIn, chain: ChainDep, who: Caller) -> dict[str, Any]:
+@router.post("/datasets", status_code=201, response_model=DatasetOut)
+def register(body: DatasetIn, chain: ChainDep, who: Caller) -> DatasetOut:
     """Register a file on the server's machine as a dataset (admin only: it reads a server path)."""
     return datasets.register_dataset(
         chain,
@@ -68,23 +69,23 @@ def register(body: DatasetIn, chain: ChainDep, who: Caller) -> dict[str, Any]:
     )
 
 
-@router.get("/datasets")
-def list_datasets(chain: ChainDep, who: Caller, owner: str | None = None) -> dict[str, Any]:
-    return {"items": datasets.list_datasets(chain, who, owner), "next_cursor": None}
+@router.get("/datasets", response_model=Page[DatasetOut])
+def list_datasets(chain: ChainDep, who: Caller, owner: str | None = None) -> Page[DatasetOut]:
+    return Page(items=datasets.list_datasets(chain, who, owner))
 
 
-@router.get("/datasets/{name}")
-def show(name: str, chain: ChainDep, who: Caller) -> dict[str, Any]:
+@router.get("/datasets/{name}", response_model=DatasetDetailOut)
+def show(name: str, chain: ChainDep, who: Caller) -> DatasetDetailOut:
     return datasets.show_dataset(chain, who, name)
 
 
-@router.post("/datasets/{name}/grade")
-def grade(name: str, body: GradeIn, chain: ChainDep, who: Caller) -> dict[str, Any]:
+@router.post("/datasets/{name}/grade", response_model=DatasetOut)
+def grade(name: str, body: GradeIn, chain: ChainDep, who: Caller) -> DatasetOut:
     return datasets.grade_dataset(chain, who, name, body.classification, body.graded_by)
 
 
-@router.post("/datasets/{name}/check")
-def check(name: str, body: CheckIn, chain: ChainDep, who: Caller) -> dict[str, Any]:
+@router.post("/datasets/{name}/check", response_model=CheckOut)
+def check(name: str, body: CheckIn, chain: ChainDep, who: Caller) -> CheckOut:
     """A dry run: what the rules decide for this movement, and whether it may go now. It moves
     nothing and records nothing (the ledger holds what happens, not what was asked)."""
     return datasets.check_movement(
@@ -99,10 +100,10 @@ def check(name: str, body: CheckIn, chain: ChainDep, who: Caller) -> dict[str, A
     )
 
 
-@router.put("/exporters/{tenant}")
-def set_exporter(tenant: str, body: ExporterIn, chain: ChainDep, who: Caller) -> dict[str, Any]:
+@router.put("/exporters/{tenant}", response_model=Exporter)
+def set_exporter(tenant: str, body: ExporterIn, chain: ChainDep, who: Caller) -> Exporter:
     """Record a tenant's standing as a data exporter (CIIO, free-trade zone): admin only."""
-    return datasets.set_exporter(chain, who, tenant, body.ciio, body.ftz).model_dump()
+    return datasets.set_exporter(chain, who, tenant, body.ciio, body.ftz)
 
 
 @router.get(

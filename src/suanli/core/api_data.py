@@ -1,0 +1,104 @@
+"""Shapes of the data chain's replies (``/api/v1/datasets``, ``/transfers``, ``/filings``,
+``/ledger``), shared by the server and its OpenAPI document.
+
+They mirror the JSON these endpoints have always answered, field for field: the SDK, the CLI,
+the dashboard and users' scripts read them by key. One difference from the compute half's
+models (``core.api``) is kept on purpose: times are written as ``datetime.isoformat()`` writes
+them (``2026-01-05T09:00:00+00:00``), not as pydantic's default (``…Z``), because that is what
+these replies have always said (:data:`IsoTime`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, Field, PlainSerializer, WithJsonSchema
+
+from suanli.core.datasets import Classification
+from suanli.core.policy import Counters, Route
+
+
+def _iso(when: datetime) -> str:
+    return when.isoformat()
+
+
+#: A time on the wire as ``datetime.isoformat()`` writes it (``+00:00``); a datetime in Python.
+IsoTime = Annotated[
+    datetime,
+    PlainSerializer(_iso, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+
+
+# -- datasets ------------------------------------------------------------------------------------
+
+
+class DatasetOut(BaseModel):
+    """A registered dataset, its current grade and where its replicas lie."""
+
+    name: str
+    #: The tenant that owns it.
+    owner: str
+    home_site: str
+    #: Bytes.
+    size: int
+    #: Root of its content manifest (BLAKE3 over the chunks).
+    root: str
+    #: Number of chunks, and their size in bytes (None for a manifest that does not say).
+    chunks: int
+    chunk_size: int | None = None
+    #: The datasets it was derived from (a job's output); empty for a source dataset.
+    derived_from: list[str] = Field(default_factory=list)
+    #: Version of the grade below (re-grading adds one).
+    grade_version: int
+    classification: Classification
+    #: Sites other than home that hold a verified copy.
+    replicas: list[str] = Field(default_factory=list)
+    created_at: IsoTime
+
+
+class GradeOut(BaseModel):
+    """One grade a dataset was given; older ones stay on record."""
+
+    version: int
+    classification: Classification
+    graded_by: str
+    graded_at: IsoTime
+
+
+class DatasetDetailOut(DatasetOut):
+    """``GET /api/v1/datasets/{name}``: the dataset with every grade it was given, oldest first."""
+
+    grades: list[GradeOut] = Field(default_factory=list)
+
+
+class DecisionOut(BaseModel):
+    """What the data rules decide for a movement (``core.policy.Decision``)."""
+
+    route: Route
+    #: Each rule that applied and why, in words.
+    reasons: list[str] = Field(default_factory=list)
+    rule_ids: list[str] = Field(default_factory=list)
+    ruleset_version: str
+    #: It leaves the mainland (an export).
+    export: bool
+    #: Individuals it adds to the exporter's yearly counters when it goes.
+    adds_pi: int = 0
+    adds_spi: int = 0
+    #: Other routes that would also satisfy it.
+    alternatives: list[Route] = Field(default_factory=list)
+    #: The exporter's counters once it goes (exports only).
+    counters_after: Counters | None = None
+
+
+class CheckOut(DecisionOut):
+    """``POST /api/v1/datasets/{name}/check``: a dry run, recorded nowhere."""
+
+    #: The decision in words.
+    explain: str
+    #: The filings on record let it go now.
+    may_move_now: bool
+    #: Why it may not go now ("" when it may).
+    hold: str
+
