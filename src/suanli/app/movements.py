@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from suanli.app import registry
 from suanli.app.chain import Chain
 from suanli.app.errors import Conflict, Forbidden, NotFound, Unprocessable
-from suanli.core.api_data import DecisionOut
+from suanli.core.api_data import DecisionOut, TransferOut
 from suanli.core.network import Zone
 from suanli.core.policy import (
     Decision,
@@ -414,25 +414,25 @@ def record_placement(
     chain.ledger.record(session, "placement", {"job": job_id, "site": site, "datasets": decisions}, now)
 
 
-def transfer_out(t: DataTransfer) -> dict[str, Any]:
-    return {
-        "id": t.id,
-        "dataset": t.dataset,
-        "source_site": t.source_site,
-        "dest_site": t.dest_site,
-        "exporter": t.exporter,
-        "purpose": t.purpose,
-        "state": t.state,
-        "reason": t.reason,
-        "decision": t.decision,
-        "filing_id": t.filing_id,
-        "bytes_done": t.bytes_done,
-        "chunks_resent": t.chunks_resent,
-        "for_job": t.for_job,
-        "created_at": t.created_at.isoformat(),
-        "started_at": t.started_at.isoformat() if t.started_at else None,
-        "finished_at": t.finished_at.isoformat() if t.finished_at else None,
-    }
+def transfer_out(t: DataTransfer) -> TransferOut:
+    return TransferOut(
+        id=t.id,
+        dataset=t.dataset,
+        source_site=t.source_site,
+        dest_site=t.dest_site,
+        exporter=t.exporter,
+        purpose=Purpose(t.purpose),
+        state=TransferState(t.state),
+        reason=t.reason,
+        decision=DecisionOut.model_validate(t.decision),
+        filing_id=t.filing_id,
+        bytes_done=t.bytes_done,
+        chunks_resent=t.chunks_resent,
+        for_job=t.for_job,
+        created_at=t.created_at,
+        started_at=t.started_at,
+        finished_at=t.finished_at,
+    )
 
 
 def authorise_download(

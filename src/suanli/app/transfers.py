@@ -19,7 +19,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -27,6 +26,7 @@ from sqlalchemy.orm import Session
 from suanli.app import datasets, movements
 from suanli.app.chain import Chain
 from suanli.app.errors import NotFound, ServiceError
+from suanli.core.api_data import TransferOut
 from suanli.core.identity import Identity
 from suanli.core.policy import Purpose
 from suanli.datachain.site_store import LocalChannel
@@ -199,7 +199,7 @@ def request(
     purpose: Purpose,
     bandwidth_bps: float | None,
     actor: str,
-) -> dict[str, Any]:
+) -> TransferOut:
     """Ask for a copy: decided at once and put on the ledger (``ready``, ``held`` or ``denied``).
     ``actor`` is whom the ledger names (only the admin may name someone other than itself)."""
     with chain.db.session() as s:
@@ -219,19 +219,19 @@ def request(
     return out
 
 
-def run(chain: Chain, runner: TransferRunner, who: Identity, transfer_id: str) -> dict[str, Any]:
+def run(chain: Chain, runner: TransferRunner, who: Identity, transfer_id: str) -> TransferOut:
     """Queue a copy (or its resumption) for the runner and answer at once with the queued row."""
     with chain.db.read() as s:
         _mine(s, who, transfer_id, datasets.owned_dataset)
     return movements.transfer_out(runner.submit(transfer_id, "asked by its owner"))
 
 
-def show(chain: Chain, who: Identity, transfer_id: str) -> dict[str, Any]:
+def show(chain: Chain, who: Identity, transfer_id: str) -> TransferOut:
     with chain.db.read() as s:
         return movements.transfer_out(_mine(s, who, transfer_id, datasets.visible_dataset))
 
 
-def listing(chain: Chain, who: Identity, dataset: str | None, state: str | None) -> dict[str, Any]:
+def listing(chain: Chain, who: Identity, dataset: str | None, state: str | None) -> list[TransferOut]:
     """The transfers of the datasets ``who`` may see, oldest first."""
     owner = datasets.dataset_owner_filter(who)
     with chain.db.read() as s:
@@ -242,7 +242,7 @@ def listing(chain: Chain, who: Identity, dataset: str | None, state: str | None)
             q = q.where(DataTransfer.dataset == dataset)
         if state:
             q = q.where(DataTransfer.state == state)
-        return {"items": [movements.transfer_out(t) for t in s.scalars(q)], "next_cursor": None}
+        return [movements.transfer_out(t) for t in s.scalars(q)]
 
 
 def _mine(s: Session, who: Identity, transfer_id: str, check: DatasetCheck) -> DataTransfer:

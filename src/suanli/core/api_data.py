@@ -16,7 +16,8 @@ from typing import Annotated
 from pydantic import BaseModel, Field, PlainSerializer, WithJsonSchema
 
 from suanli.core.datasets import Classification
-from suanli.core.policy import Counters, Route
+from suanli.core.policy import Counters, Purpose, Route
+from suanli.core.states import TransferState
 
 
 def _iso(when: datetime) -> str:
@@ -102,3 +103,33 @@ class CheckOut(DecisionOut):
     #: Why it may not go now ("" when it may).
     hold: str
 
+
+# -- transfers -----------------------------------------------------------------------------------
+
+
+class TransferOut(BaseModel):
+    """A copy of a dataset to another site: decided when asked for, run by the transfer runner."""
+
+    id: str
+    dataset: str
+    source_site: str
+    dest_site: str
+    #: The tenant that sends (the dataset's owner).
+    exporter: str
+    purpose: Purpose
+    state: TransferState
+    #: Why it is in this state, in words (what it waits for, why it broke off).
+    reason: str = ""
+    #: What the rules decided when it was asked for.
+    decision: DecisionOut
+    #: The accepted filing it goes under, or the one it waits for.
+    filing_id: str | None = None
+    bytes_done: int = 0
+    #: Chunks the receiver refused (a checksum failed) and the sender sent again.
+    chunks_resent: int = 0
+    #: The job the scheduler started this copy for (None: a user asked for it).
+    for_job: str | None = None
+    created_at: IsoTime
+    #: When its last run began, and when it ended.
+    started_at: IsoTime | None = None
+    finished_at: IsoTime | None = None

@@ -5,12 +5,12 @@ runner and answers 202 with the queued transfer; follow it with GET until it is 
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from suanli.app import transfers
+from suanli.core.api import Page
+from suanli.core.api_data import TransferOut
 from suanli.core.policy import Purpose
 from suanli.server.chaindeps import ChainDep
 from suanli.server.deps import Caller, Control
@@ -26,27 +26,27 @@ class TransferIn(BaseModel):
     actor: str = ""
 
 
-@router.post("", status_code=201)
-def create(body: TransferIn, chain: ChainDep, who: Caller) -> dict[str, Any]:
+@router.post("", status_code=201, response_model=TransferOut)
+def create(body: TransferIn, chain: ChainDep, who: Caller) -> TransferOut:
     bw = body.bandwidth_mbps * 1e6 / 8 if body.bandwidth_mbps else None
     return transfers.request(
         chain, who, dataset=body.dataset, to=body.to, purpose=body.purpose, bandwidth_bps=bw, actor=body.actor
     )
 
 
-@router.post("/{transfer_id}/run", status_code=202)
-def run(transfer_id: str, chain: ChainDep, control: Control, who: Caller) -> dict[str, Any]:
+@router.post("/{transfer_id}/run", status_code=202, response_model=TransferOut)
+def run(transfer_id: str, chain: ChainDep, control: Control, who: Caller) -> TransferOut:
     """Queues the copy (or its resumption) and answers at once; follow progress with GET."""
     return transfers.run(chain, control.transfers, who, transfer_id)
 
 
-@router.get("")
+@router.get("", response_model=Page[TransferOut])
 def list_transfers(
     chain: ChainDep, who: Caller, dataset: str | None = None, state: str | None = None
-) -> dict[str, Any]:
-    return transfers.listing(chain, who, dataset, state)
+) -> Page[TransferOut]:
+    return Page(items=transfers.listing(chain, who, dataset, state))
 
 
-@router.get("/{transfer_id}")
-def get(transfer_id: str, chain: ChainDep, who: Caller) -> dict[str, Any]:
+@router.get("/{transfer_id}", response_model=TransferOut)
+def get(transfer_id: str, chain: ChainDep, who: Caller) -> TransferOut:
     return transfers.show(chain, who, transfer_id)
