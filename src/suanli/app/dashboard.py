@@ -24,7 +24,7 @@ from suanli.app.explain import explain_job
 from suanli.app.follow import LogFormatter, is_multi_node
 from suanli.core import metering as pricing
 from suanli.core.api import JobOut, JobSubmit, SiteExplainOut
-from suanli.core.api_data import DatasetOut, TransferOut
+from suanli.core.api_data import DatasetOut, FilingOut, TransferOut
 from suanli.core.identity import Identity
 from suanli.core.spec import JobSpec
 from suanli.core.states import JobState
@@ -190,7 +190,7 @@ def usage_view(control: ControlPlane, identity: Identity, month: str, tenant: st
 class DataView:
     datasets: list[DatasetOut]
     transfers: list[TransferOut]
-    filings: list[dict[str, Any]]
+    filings: list[FilingOut]
     checkpoint: dict[str, Any] | None
 
 
@@ -208,7 +208,7 @@ def data_view(control: ControlPlane, identity: Identity) -> DataView:
         checkpoints = chain.ledger.checkpoints(session)
     if owner is not None:
         transfers = [t for t in transfers if t.dataset in names]
-        found = [f for f in found if f["dataset"] in names]
+        found = [f for f in found if f.dataset in names]
     return DataView(
         datasets=datasets,
         transfers=transfers,

@@ -9,7 +9,6 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -19,6 +18,7 @@ from suanli.app.access import require
 from suanli.app.chain import Chain
 from suanli.app.datasets import actor_of, owned_dataset, visible_dataset, visible_names
 from suanli.app.errors import Conflict, NotFound, Unprocessable
+from suanli.core.api_data import FilingMovedOut, FilingOut
 from suanli.core.identity import Identity, Scope
 from suanli.core.policy import FILING_TRANSITIONS, FilingState, MovementKind, Purpose, Route, decide
 from suanli.datachain.package import PackageFacts, render_html, render_pdf
@@ -137,24 +137,21 @@ def package_facts(f: Filing) -> PackageFacts:
     return PackageFacts.model_validate_json(f.package_facts)
 
 
-def filing_out(f: Filing, *, with_package: bool = False) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "id": f.id,
-        "dataset": f.dataset,
-        "exporter": f.exporter,
-        "destination": f.destination,
-        "route": f.route,
-        "state": f.state,
-        "certificate_id": f.certificate_id,
-        "note": f.note,
-        "decided_by": f.decided_by,
-        "expires_at": f.expires_at.isoformat() if f.expires_at else None,
-        "created_at": f.created_at.isoformat(),
-        "updated_at": f.updated_at.isoformat(),
-    }
-    if with_package:
-        out["package"] = f.package
-    return out
+def filing_out(f: Filing) -> FilingOut:
+    return FilingOut(
+        id=f.id,
+        dataset=f.dataset,
+        exporter=f.exporter,
+        destination=f.destination,
+        route=Route(f.route),
+        state=FilingState(f.state),
+        certificate_id=f.certificate_id,
+        note=f.note,
+        decided_by=f.decided_by,
+        expires_at=f.expires_at,
+        created_at=f.created_at,
+        updated_at=f.updated_at,
+    )
 
 
 # -- callers' requests ---------------------------------------------------------------------------
@@ -162,7 +159,7 @@ def filing_out(f: Filing, *, with_package: bool = False) -> dict[str, Any]:
 
 def create_filing(
     chain: Chain, who: Identity, *, dataset: str, to: str, route: Route | None, actor: str = ""
-) -> dict[str, Any]:
+) -> FilingOut:
     """A draft filing for moving ``dataset`` to ``to``, by its owner (or the admin for it)."""
     with chain.db.session() as s:
         owned_dataset(s, who, dataset)
@@ -176,7 +173,7 @@ def create_filing(
 
 def visible_filings(
     chain: Chain, who: Identity, state: str | None = None, dataset: str | None = None
-) -> list[dict[str, Any]]:
+) -> list[FilingOut]:
     """The filings of the datasets ``who`` may see, oldest first."""
     with chain.db.read() as s:
         mine = visible_names(s, who)
@@ -194,7 +191,7 @@ def _visible(s: Session, who: Identity, filing_id: str) -> Filing:
     return f
 
 
-def show_filing(chain: Chain, who: Identity, filing_id: str) -> dict[str, Any]:
+def show_filing(chain: Chain, who: Identity, filing_id: str) -> FilingOut:
     with chain.db.read() as s:
         return filing_out(_visible(s, who, filing_id))
 
@@ -225,7 +222,7 @@ def _move(
     note: str = "",
     expires_at: datetime | None = None,
     certificate_id: str | None = None,
-) -> dict[str, Any]:
+) -> FilingMovedOut:
     with chain.db.session() as s:
         f, released = move_to(
             s,
@@ -238,12 +235,12 @@ def _move(
             expires_at=expires_at,
             certificate_id=certificate_id,
         )
-        out = {**filing_out(f), "released_transfers": released}
+        out = FilingMovedOut(**dict(filing_out(f)), released_transfers=released)
     chain.seal()
     return out
 
 
-def submit_filing(chain: Chain, who: Identity, filing_id: str) -> dict[str, Any]:
+def submit_filing(chain: Chain, who: Identity, filing_id: str) -> FilingMovedOut:
     """The owner hands a draft filing to the auditors."""
     with chain.db.read() as s:
         f = get(s, filing_id)
@@ -263,7 +260,7 @@ def decide_filing(
     note: str = "",
     expires_at: datetime | None = None,
     certificate_id: str | None = None,
-) -> dict[str, Any]:
+) -> FilingMovedOut:
     """An auditor accepts or rejects a submitted filing (the caller recorded the access:
     :func:`suanli.app.audit.record_access`)."""
     require(auditor, Scope.FILINGS_DECIDE)

@@ -16,7 +16,7 @@ from typing import Annotated
 from pydantic import BaseModel, Field, PlainSerializer, WithJsonSchema
 
 from suanli.core.datasets import Classification
-from suanli.core.policy import Counters, Purpose, Route
+from suanli.core.policy import Counters, FilingState, Purpose, Route
 from suanli.core.states import TransferState
 
 
@@ -133,3 +133,33 @@ class TransferOut(BaseModel):
     #: When its last run began, and when it ended.
     started_at: IsoTime | None = None
     finished_at: IsoTime | None = None
+
+
+# -- filings -------------------------------------------------------------------------------------
+
+
+class FilingOut(BaseModel):
+    """A filing with the regulator for a route that needs one; its package is served apart."""
+
+    id: str
+    dataset: str
+    exporter: str
+    destination: str
+    route: Route
+    state: FilingState
+    #: The certificate an accepted certification filing names.
+    certificate_id: str | None = None
+    note: str = ""
+    #: The auditor who accepted or rejected it.
+    decided_by: str | None = None
+    #: When an accepted filing stops covering movements (None: it does not expire).
+    expires_at: IsoTime | None = None
+    created_at: IsoTime
+    updated_at: IsoTime
+
+
+class FilingMovedOut(FilingOut):
+    """A filing after it was submitted, accepted or rejected."""
+
+    #: Held transfers its acceptance let go (now ``ready``).
+    released_transfers: list[str] = Field(default_factory=list)

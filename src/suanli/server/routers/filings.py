@@ -12,6 +12,8 @@ from pydantic import BaseModel
 
 from suanli.app import filings
 from suanli.app.chain import Chain
+from suanli.core.api import Page
+from suanli.core.api_data import FilingMovedOut, FilingOut
 from suanli.core.clock import Instant
 from suanli.core.identity import Identity
 from suanli.core.policy import FilingState, Route
@@ -34,18 +36,18 @@ class DecideIn(BaseModel):
     certificate_id: str | None = None
 
 
-@router.post("", status_code=201)
-def create(body: FilingIn, chain: ChainDep, who: Caller) -> dict[str, Any]:
+@router.post("", status_code=201, response_model=FilingOut)
+def create(body: FilingIn, chain: ChainDep, who: Caller) -> FilingOut:
     return filings.create_filing(chain, who, dataset=body.dataset, to=body.to, route=body.route, actor=body.actor)
 
 
-@router.get("")
-def list_filings(chain: ChainDep, who: Caller, state: str | None = None, dataset: str | None = None) -> dict[str, Any]:
-    return {"items": filings.visible_filings(chain, who, state, dataset), "next_cursor": None}
+@router.get("", response_model=Page[FilingOut])
+def list_filings(chain: ChainDep, who: Caller, state: str | None = None, dataset: str | None = None) -> Page[FilingOut]:
+    return Page(items=filings.visible_filings(chain, who, state, dataset))
 
 
-@router.get("/{filing_id}")
-def get(filing_id: str, chain: ChainDep, who: Caller) -> dict[str, Any]:
+@router.get("/{filing_id}", response_model=FilingOut)
+def get(filing_id: str, chain: ChainDep, who: Caller) -> FilingOut:
     return filings.show_filing(chain, who, filing_id)
 
 
@@ -79,12 +81,12 @@ def package(
     return Response(p.content, media_type=p.media_type, headers=headers)
 
 
-@router.post("/{filing_id}/submit")
-def submit(filing_id: str, chain: ChainDep, who: Caller) -> dict[str, Any]:
+@router.post("/{filing_id}/submit", response_model=FilingMovedOut)
+def submit(filing_id: str, chain: ChainDep, who: Caller) -> FilingMovedOut:
     return filings.submit_filing(chain, who, filing_id)
 
 
-def _decide(chain: Chain, who: Identity, filing_id: str, state: FilingState, body: DecideIn | None) -> dict[str, Any]:
+def _decide(chain: Chain, who: Identity, filing_id: str, state: FilingState, body: DecideIn | None) -> FilingMovedOut:
     body = body or DecideIn()
     return filings.decide_filing(
         chain,
@@ -97,11 +99,11 @@ def _decide(chain: Chain, who: Identity, filing_id: str, state: FilingState, bod
     )
 
 
-@router.post("/{filing_id}/approve")
-def approve(filing_id: str, chain: ChainDep, who: Auditor, body: DecideIn | None = None) -> dict[str, Any]:
+@router.post("/{filing_id}/approve", response_model=FilingMovedOut)
+def approve(filing_id: str, chain: ChainDep, who: Auditor, body: DecideIn | None = None) -> FilingMovedOut:
     return _decide(chain, who, filing_id, FilingState.ACCEPTED, body)
 
 
-@router.post("/{filing_id}/reject")
-def reject(filing_id: str, chain: ChainDep, who: Auditor, body: DecideIn | None = None) -> dict[str, Any]:
+@router.post("/{filing_id}/reject", response_model=FilingMovedOut)
+def reject(filing_id: str, chain: ChainDep, who: Auditor, body: DecideIn | None = None) -> FilingMovedOut:
     return _decide(chain, who, filing_id, FilingState.REJECTED, body)
