@@ -4,73 +4,73 @@ every request leaves on it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 from sqlalchemy import select
 
 from suanli.app.access import require
 from suanli.app.chain import Chain
+from suanli.app.ledger import checkpoint_out
+from suanli.core.api import Page
+from suanli.core.api_data import (
+    CheckpointOut,
+    ConsistencyProofOut,
+    ExportCounterOut,
+    InclusionProofOut,
+    LedgerEntryOut,
+    LedgerKeyOut,
+)
 from suanli.core.identity import Identity, Scope
 from suanli.store.models import ExportCounter
 
 
-def public_key(chain: Chain) -> dict[str, Any]:
+def public_key(chain: Chain) -> LedgerKeyOut:
     """The checkpoint-signing public key (Ed25519, raw, hex). A regulator should pin it."""
-    return {"algorithm": "ed25519", "public_key": chain.ledger.public_key.hex()}
+    return LedgerKeyOut(algorithm="ed25519", public_key=chain.ledger.public_key.hex())
 
 
-def checkpoints(chain: Chain) -> list[dict[str, Any]]:
+def checkpoints(chain: Chain) -> list[CheckpointOut]:
     """Every signed checkpoint, smallest log first."""
     with chain.db.read() as s:
-        return [c.to_dict() for c in chain.ledger.checkpoints(s)]
+        return [checkpoint_out(c) for c in chain.ledger.checkpoints(s)]
 
 
-def latest_checkpoint(chain: Chain) -> dict[str, Any] | None:
+def latest_checkpoint(chain: Chain) -> CheckpointOut | None:
     """The newest signed checkpoint (it covers every committed entry), if any."""
     with chain.db.read() as s:
         cps = chain.ledger.checkpoints(s)
-    return cps[-1].to_dict() if cps else None
+    return checkpoint_out(cps[-1]) if cps else None
 
 
-def inclusion(chain: Chain, index: int, size: int | None) -> dict[str, Any]:
+def inclusion(chain: Chain, index: int, size: int | None) -> InclusionProofOut:
     """A proof that entry ``index`` is in the log of ``size`` entries (the whole log if None)."""
     with chain.db.read() as s:
         return chain.ledger.inclusion(s, index, size)
 
 
-def consistency(chain: Chain, first: int, second: int | None) -> dict[str, Any]:
+def consistency(chain: Chain, first: int, second: int | None) -> ConsistencyProofOut:
     """A proof that the log of ``first`` entries is a prefix of the log of ``second``."""
     with chain.db.read() as s:
         return chain.ledger.consistency(s, first, second)
 
 
-@dataclass(frozen=True)
-class Entries:
-    """A page of ledger entries as stored, and where the next page starts (None: no more)."""
-
-    items: list[dict[str, Any]]
-    next_cursor: str | None
-
-
-def entries(chain: Chain, who: Identity, start: int, limit: int, kind: str | None) -> Entries:
-    """Entries as stored (canonical JSON and leaf hash): what ``suanli ledger verify`` checks."""
+def entries(chain: Chain, who: Identity, start: int, limit: int, kind: str | None) -> Page[LedgerEntryOut]:
+    """Entries as stored (canonical JSON and leaf hash): what ``suanli ledger verify`` checks.
+    The next page starts at ``next_cursor`` (None: no more; a listing of one ``kind`` is one page)."""
     require(who, Scope.LEDGER_READ)
     with chain.db.read() as s:
         rows = chain.ledger.entries(s, start, limit, kind)
-        items = [{"index": r.index, "kind": r.kind, "data": r.data, "leaf_hash": r.leaf_hash} for r in rows]
+        items = [LedgerEntryOut(index=r.index, kind=r.kind, data=r.data, leaf_hash=r.leaf_hash) for r in rows]
     nxt = str(rows[-1].index + 1) if len(rows) == limit and not kind else None
-    return Entries(items, nxt)
+    return Page(items=items, next_cursor=nxt)
 
 
-def export_counters(chain: Chain, who: Identity, year: int | None = None) -> list[dict[str, Any]]:
+def export_counters(chain: Chain, who: Identity, year: int | None = None) -> list[ExportCounterOut]:
     """Each exporter's yearly counts of people whose (sensitive) personal information left."""
     require(who, Scope.LEDGER_READ)
     with chain.db.read() as s:
         q = select(ExportCounter).order_by(ExportCounter.year, ExportCounter.exporter)
         if year:
             q = q.where(ExportCounter.year == year)
-        return [{"exporter": r.exporter, "year": r.year, "pi": r.pi, "spi": r.spi} for r in s.scalars(q)]
+        return [ExportCounterOut(exporter=r.exporter, year=r.year, pi=r.pi, spi=r.spi) for r in s.scalars(q)]
 
 
 def record_access(chain: Chain, who: Identity, method: str, path: str) -> None:

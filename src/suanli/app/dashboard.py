@@ -22,9 +22,10 @@ from suanli.app.datasets import dataset_owner_filter
 from suanli.app.errors import NotFound, Unprocessable
 from suanli.app.explain import explain_job
 from suanli.app.follow import LogFormatter, is_multi_node
+from suanli.app.ledger import checkpoint_out
 from suanli.core import metering as pricing
 from suanli.core.api import JobOut, JobSubmit, SiteExplainOut
-from suanli.core.api_data import DatasetOut, FilingOut, TransferOut
+from suanli.core.api_data import CheckpointOut, DatasetOut, FilingOut, TransferOut
 from suanli.core.identity import Identity
 from suanli.core.spec import JobSpec
 from suanli.core.states import JobState
@@ -191,7 +192,7 @@ class DataView:
     datasets: list[DatasetOut]
     transfers: list[TransferOut]
     filings: list[FilingOut]
-    checkpoint: dict[str, Any] | None
+    checkpoint: CheckpointOut | None
 
 
 def data_view(control: ControlPlane, identity: Identity) -> DataView:
@@ -213,5 +214,5 @@ def data_view(control: ControlPlane, identity: Identity) -> DataView:
         datasets=datasets,
         transfers=transfers,
         filings=list(reversed(found))[:DATA_LIMIT],
-        checkpoint=checkpoints[-1].to_dict() if checkpoints else None,
+        checkpoint=checkpoint_out(checkpoints[-1]) if checkpoints else None,
     )

@@ -20,9 +20,17 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from suanli.app.errors import NotFound, Unprocessable
+from suanli.core.api_data import CheckpointOut, ConsistencyProofOut, InclusionProofOut
 from suanli.core.ledger import Checkpoint, MerkleTree, check_metadata, entry_bytes, leaf_hash, sign_checkpoint
 from suanli.store.db import Database
 from suanli.store.models import LedgerCheckpoint, LedgerEntry
+
+
+def checkpoint_out(cp: Checkpoint) -> CheckpointOut:
+    """A signed checkpoint as the API answers it (hashes and signature in hex)."""
+    return CheckpointOut(
+        size=cp.size, root=cp.root.hex(), timestamp=cp.timestamp, key_id=cp.key_id, signature=cp.signature.hex()
+    )
 
 
 def load_signing_key(path: Path) -> bytes:
@@ -106,33 +114,33 @@ class LedgerService:
             Checkpoint(r.size, bytes.fromhex(r.root), r.timestamp, r.key_id, bytes.fromhex(r.signature)) for r in rows
         ]
 
-    def inclusion(self, session: Session, index: int, size: int | None) -> dict[str, Any]:
+    def inclusion(self, session: Session, index: int, size: int | None) -> InclusionProofOut:
         with self._lock:
             tree = self._sync(session)
             size = len(tree) if size is None else size
             if not 0 <= index < size <= len(tree):
                 raise NotFound(f"no entry {index} in a log of size {size} (the log has {len(tree)} entries)")
-            return {
-                "index": index,
-                "size": size,
-                "leaf_hash": tree.leaf(index).hex(),
-                "root": tree.root(size).hex(),
-                "proof": [h.hex() for h in tree.inclusion_proof(index, size)],
-            }
+            return InclusionProofOut(
+                index=index,
+                size=size,
+                leaf_hash=tree.leaf(index).hex(),
+                root=tree.root(size).hex(),
+                proof=[h.hex() for h in tree.inclusion_proof(index, size)],
+            )
 
-    def consistency(self, session: Session, first: int, second: int | None) -> dict[str, Any]:
+    def consistency(self, session: Session, first: int, second: int | None) -> ConsistencyProofOut:
         with self._lock:
             tree = self._sync(session)
             second = len(tree) if second is None else second
             if not 0 < first <= second <= len(tree):
                 raise NotFound(f"no consistency proof from size {first} to {second} (the log has {len(tree)} entries)")
-            return {
-                "first": first,
-                "second": second,
-                "first_root": tree.root(first).hex(),
-                "second_root": tree.root(second).hex(),
-                "proof": [h.hex() for h in tree.consistency_proof(first, second)],
-            }
+            return ConsistencyProofOut(
+                first=first,
+                second=second,
+                first_root=tree.root(first).hex(),
+                second_root=tree.root(second).hex(),
+                proof=[h.hex() for h in tree.consistency_proof(first, second)],
+            )
 
     @staticmethod
     def entries(session: Session, start: int = 0, limit: int = 10_000, kind: str | None = None) -> list[LedgerEntry]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, Field, PlainSerializer, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
 from suanli.core.datasets import Classification
 from suanli.core.policy import Counters, FilingState, Purpose, Route
@@ -32,10 +32,17 @@ IsoTime = Annotated[
 ]
 
 
+class Reply(BaseModel):
+    """A reply's model: every field is always present in the JSON, so the OpenAPI document marks
+    each one required (null where its type allows), those with defaults too."""
+
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
+
+
 # -- datasets ------------------------------------------------------------------------------------
 
 
-class DatasetOut(BaseModel):
+class DatasetOut(Reply):
     """A registered dataset, its current grade and where its replicas lie."""
 
     name: str
@@ -59,7 +66,7 @@ class DatasetOut(BaseModel):
     created_at: IsoTime
 
 
-class GradeOut(BaseModel):
+class GradeOut(Reply):
     """One grade a dataset was given; older ones stay on record."""
 
     version: int
@@ -74,7 +81,7 @@ class DatasetDetailOut(DatasetOut):
     grades: list[GradeOut] = Field(default_factory=list)
 
 
-class DecisionOut(BaseModel):
+class DecisionOut(Reply):
     """What the data rules decide for a movement (``core.policy.Decision``)."""
 
     route: Route
@@ -107,7 +114,7 @@ class CheckOut(DecisionOut):
 # -- transfers -----------------------------------------------------------------------------------
 
 
-class TransferOut(BaseModel):
+class TransferOut(Reply):
     """A copy of a dataset to another site: decided when asked for, run by the transfer runner."""
 
     id: str
@@ -138,7 +145,7 @@ class TransferOut(BaseModel):
 # -- filings -------------------------------------------------------------------------------------
 
 
-class FilingOut(BaseModel):
+class FilingOut(Reply):
     """A filing with the regulator for a route that needs one; its package is served apart."""
 
     id: str
@@ -163,3 +170,70 @@ class FilingMovedOut(FilingOut):
 
     #: Held transfers its acceptance let go (now ``ready``).
     released_transfers: list[str] = Field(default_factory=list)
+
+
+# -- ledger --------------------------------------------------------------------------------------
+
+
+class LedgerKeyOut(Reply):
+    """The checkpoint-signing public key: a regulator should pin it."""
+
+    algorithm: str
+    #: Raw Ed25519 public key, hex.
+    public_key: str
+
+
+class CheckpointOut(Reply):
+    """A signed checkpoint over the first ``size`` entries (``core.ledger.Checkpoint``, hex)."""
+
+    size: int
+    root: str
+    timestamp: str
+    key_id: str
+    signature: str
+
+
+class NoCheckpointOut(Reply):
+    """An empty object: the log has no signed checkpoint yet."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class InclusionProofOut(Reply):
+    """RFC 9162 inclusion proof of entry ``index`` in the log of ``size`` entries (hashes in hex)."""
+
+    index: int
+    size: int
+    leaf_hash: str
+    root: str
+    proof: list[str]
+
+
+class ConsistencyProofOut(Reply):
+    """RFC 9162 consistency proof: the log of ``first`` entries is a prefix of the log of ``second``."""
+
+    first: int
+    second: int
+    first_root: str
+    second_root: str
+    proof: list[str]
+
+
+class LedgerEntryOut(Reply):
+    """One entry as stored: what ``suanli ledger verify`` hashes and checks."""
+
+    index: int
+    kind: str
+    #: The entry's canonical JSON, exactly the bytes that were hashed (kept a string: re-encoding
+    #: it would change the hash). Its ``body`` is free-form metadata, one shape per ``kind``.
+    data: str
+    leaf_hash: str
+
+
+class ExportCounterOut(Reply):
+    """X6: individuals whose (sensitive) personal information an exporter sent abroad in a year."""
+
+    exporter: str
+    year: int
+    pi: int
+    spi: int

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from suanli.app import audit
+from suanli.core.api import Page
+from suanli.core.api_data import (
+    CheckpointOut,
+    ConsistencyProofOut,
+    ExportCounterOut,
+    InclusionProofOut,
+    LedgerEntryOut,
+    LedgerKeyOut,
+    NoCheckpointOut,
+)
 from suanli.server.chaindeps import ChainDep
 from suanli.server.deps import Caller
 
@@ -17,47 +27,47 @@ Position = Annotated[int, Query(ge=0, le=2**62)]
 OptPosition = Annotated[int | None, Query(ge=0, le=2**62)]
 
 
-@router.get("/key")
-def key(chain: ChainDep, _who: Caller) -> dict[str, Any]:
+@router.get("/key", response_model=LedgerKeyOut)
+def key(chain: ChainDep, _who: Caller) -> LedgerKeyOut:
     """The checkpoint-signing public key (Ed25519, raw, hex). A regulator should pin it."""
     return audit.public_key(chain)
 
 
-@router.get("/checkpoints")
-def checkpoints(chain: ChainDep, _who: Caller) -> dict[str, Any]:
-    return {"items": audit.checkpoints(chain), "next_cursor": None}
+@router.get("/checkpoints", response_model=Page[CheckpointOut])
+def checkpoints(chain: ChainDep, _who: Caller) -> Page[CheckpointOut]:
+    return Page(items=audit.checkpoints(chain))
 
 
-@router.get("/checkpoints/latest")
-def latest(chain: ChainDep, _who: Caller) -> dict[str, Any]:
-    return audit.latest_checkpoint(chain) or {}
+@router.get("/checkpoints/latest", response_model=CheckpointOut | NoCheckpointOut)
+def latest(chain: ChainDep, _who: Caller) -> CheckpointOut | NoCheckpointOut:
+    """The newest signed checkpoint; an empty object while the log has none."""
+    return audit.latest_checkpoint(chain) or NoCheckpointOut()
 
 
-@router.get("/proofs/inclusion")
-def inclusion(chain: ChainDep, _who: Caller, index: Position, size: OptPosition = None) -> dict[str, Any]:
+@router.get("/proofs/inclusion", response_model=InclusionProofOut)
+def inclusion(chain: ChainDep, _who: Caller, index: Position, size: OptPosition = None) -> InclusionProofOut:
     return audit.inclusion(chain, index, size)
 
 
-@router.get("/proofs/consistency")
-def consistency(chain: ChainDep, _who: Caller, first: Position, second: OptPosition = None) -> dict[str, Any]:
+@router.get("/proofs/consistency", response_model=ConsistencyProofOut)
+def consistency(chain: ChainDep, _who: Caller, first: Position, second: OptPosition = None) -> ConsistencyProofOut:
     return audit.consistency(chain, first, second)
 
 
-@router.get("/entries")
+@router.get("/entries", response_model=Page[LedgerEntryOut])
 def entries(
     chain: ChainDep,
     who: Caller,
     start: Position = 0,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
     kind: str | None = None,
-) -> dict[str, Any]:
+) -> Page[LedgerEntryOut]:
     """Entries as stored (canonical JSON and leaf hash): what ``suanli ledger verify`` checks."""
-    page = audit.entries(chain, who, start, limit, kind)
-    return {"items": page.items, "next_cursor": page.next_cursor}
+    return audit.entries(chain, who, start, limit, kind)
 
 
-@router.get("/counters")
+@router.get("/counters", response_model=Page[ExportCounterOut])
 def counters(
     chain: ChainDep, who: Caller, year: Annotated[int | None, Query(ge=1970, le=9999)] = None
-) -> dict[str, Any]:
-    return {"items": audit.export_counters(chain, who, year), "next_cursor": None}
+) -> Page[ExportCounterOut]:
+    return Page(items=audit.export_counters(chain, who, year))
