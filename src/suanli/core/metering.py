@@ -84,9 +84,19 @@ def version_at(versions: Sequence[TariffVersion], when: datetime) -> int | None:
 
 def hourly_rate(tariff: Tariff, alloc: Allocation) -> Decimal:
     """CNY per hour at factor 1 for this allocation (before the low-priority discount)."""
-    rate = dec(tariff.cpu_hour) * dec(alloc.cpus) + dec(tariff.memory_gib_hour) * dec(alloc.memory_gib)
-    if alloc.gpu_type and alloc.gpus:
-        rate += dec(tariff.gpu_hour.get(alloc.gpu_type, 0)) * alloc.gpus
+    gpu_hour = tariff.gpu_hour.get(alloc.gpu_type, 0) if alloc.gpu_type and alloc.gpus else None
+    return _hourly_rate(tariff.cpu_hour, tariff.memory_gib_hour, alloc.cpus, alloc.memory_gib, gpu_hour, alloc.gpus)
+
+
+@functools.lru_cache(maxsize=1024, typed=True)
+def _hourly_rate(
+    cpu_hour: float, memory_gib_hour: float, cpus: float, memory_gib: float, gpu_hour: float | None, gpus: int
+) -> Decimal:
+    """:func:`hourly_rate` of plain numbers, remembered: a replay prices every run, and a
+    handful of shapes and prices recur (``typed``: 1 and 1.0 become different Decimals)."""
+    rate = dec(cpu_hour) * dec(cpus) + dec(memory_gib_hour) * dec(memory_gib)
+    if gpu_hour is not None:
+        rate += dec(gpu_hour) * gpus
     return rate
 
 

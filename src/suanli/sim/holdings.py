@@ -48,6 +48,8 @@ class Holdings:
         self._planned: dict[str, dict[str, float]] = {}
         #: Sites with allocations whose ends are not planned yet.
         self._unplanned: set[str] = set()
+        #: site → its allocations in one list, kept until an attempt there starts or ends.
+        self._flat: dict[str, list[Allocation]] = {}
 
     def tenants(self, now: float, extra: Iterable[str]) -> dict[str, TenantShare]:
         """Each tenant's weight, quotas, decayed GPU usage by type and run-time estimate."""
@@ -57,7 +59,9 @@ class Holdings:
         """The site's allocations, their ends planned with the tenants' current estimates (as
         the server plans them at every pass). Ends already planned with the same estimates are
         kept; new allocations are planned."""
-        allocs = [a for group in self.allocs[site].values() for a in group]
+        allocs = self._flat.get(site)
+        if allocs is None:
+            allocs = self._flat[site] = [a for group in self.allocs[site].values() for a in group]
         used = {t: inputs.estimate_s(t, tenants, self.policy) for t, n in self.site_tenants[site].items() if n}
         planned = self._planned.get(site, {})
         if planned != used:
@@ -67,10 +71,10 @@ class Holdings:
                     a.ends_at = None
             self._planned[site] = used
         elif site not in self._unplanned:
-            return allocs
+            return list(allocs)
         self._unplanned.discard(site)
         inputs.fill_estimates([SiteState(site, "", [], allocations=allocs)], tenants, self.policy)
-        return allocs
+        return list(allocs)
 
     def hold(self, job: SimJob, gpu_type: str | None, now: float) -> None:
         """An attempt of ``job`` starts at ``now`` on ``job.nodes``."""
@@ -96,6 +100,7 @@ class Holdings:
             for node, gpus in job.nodes
         ]
         self._unplanned.add(job.site)
+        self._flat.pop(job.site, None)
         held = self.site_tenants[job.site]
         held[job.trace.tenant] = held.get(job.trace.tenant, 0) + 1
         if gpu_type:
@@ -111,6 +116,7 @@ class Holdings:
         """The attempt of ``job`` that started at ``job.run_start`` ended at ``end``."""
         assert job.site is not None
         self.allocs[job.site].pop(job.index, None)
+        self._flat.pop(job.site, None)
         self.site_tenants[job.site][job.trace.tenant] -= 1
         if gpu_type:
             self.meter.release(job.trace.tenant, gpu_type, job.gpus_held, job.run_start, end)

@@ -63,11 +63,13 @@ class _Pass:
         self.index = CapacityIndex(sites, now, policy.preempt_grace_s)
         self.result = ScheduleResult()
         self.explainer = Explainer(self.index, now, rules)
-        self.held_net: dict[str, int] = {}
-        self.held_site: dict[tuple[str, str], int] = {}
-        for s in self.index.sites:
+        held_net: dict[str, int] = {}
+        held_site: dict[tuple[str, str], int] = {}
+        for s in self.index.sites:  # _hold, inlined: every allocation of every offered site
             for a in s.allocations:
-                self._hold(a.tenant, s.name, a.gpus)
+                held_net[a.tenant] = held_net.get(a.tenant, 0) + a.gpus
+                held_site[(a.tenant, s.name)] = held_site.get((a.tenant, s.name), 0) + a.gpus
+        self.held_net, self.held_site = held_net, held_site
         self.cap_fail: set[_Shape] = set()
         #: shape → shortest run time seen blocked by reservations (longer ones are blocked too).
         self.blocked: dict[_Shape, tuple[float, str]] = {}

@@ -20,7 +20,7 @@ from suanli.core.spec import Resources
 INF = math.inf
 
 
-@dataclass
+@dataclass(slots=True)
 class FreeNode:
     name: str
     gpu_type: str | None
@@ -85,10 +85,6 @@ class Pool:
         return taken
 
 
-def _end_order(entry: tuple[float, int, Allocation]) -> tuple[float, int]:
-    return entry[0], entry[1]
-
-
 def epoch(when: datetime) -> float:
     return when.timestamp()
 
@@ -102,26 +98,47 @@ class CapacityIndex:
         self.pools: dict[tuple[str, str | None], Pool] = {}
         self.now = epoch(now)
         self._tick = 0
+        # Built inline (not through Pool.add): a pass starts with this, over every node and
+        # allocation of the offered sites. Buckets are filled in node order and sorted once,
+        # which gives the same lists insort would.
+        now_s, stop_end = self.now, self.now + grace_s
+        pools = self.pools
         node_pool: dict[str, Pool] = {}
+        tick = 0
         for site in self.sites:
+            online = site.online
+            name = site.name
             for n in site.nodes:
-                pool = self.pools.setdefault((site.name, n.gpu_type), Pool(site.name, n.gpu_type))
-                ok = n.schedulable and site.online
+                pool = pools.get((name, n.gpu_type))
+                if pool is None:
+                    pool = pools[(name, n.gpu_type)] = Pool(name, n.gpu_type)
+                ok = n.schedulable and online
                 free = FreeNode(n.name, n.gpu_type, n.gpus_total, list(n.free_gpus), n.cpus_free, n.memory_free, ok)
-                pool.add(free, n.cpus_total, n.memory_total)
+                pool.nodes[n.name] = free
+                pool.max_per_node = max(pool.max_per_node, n.gpus_total)
+                pool.shapes.add((n.gpus_total, n.cpus_total, n.memory_total))
+                if free.schedulable:
+                    bucket = pool.buckets.get(len(free.free))
+                    if bucket is None:
+                        pool.buckets[len(free.free)] = [n.name]
+                    else:
+                        bucket.append(n.name)
                 node_pool[n.name] = pool
             for a in site.allocations:
                 held = node_pool.get(a.node)
                 if held is None:
                     continue
                 if a.stopping:
-                    end = self.now + grace_s
+                    end = stop_end
                 else:
-                    end = epoch(a.ends_at) if a.ends_at is not None else INF
-                self._tick += 1
-                held.ends.append((max(end, self.now), self._tick, a))
-        for pool in self.pools.values():
-            pool.ends.sort(key=_end_order)  # (end, tick): a total order
+                    end = a.ends_at.timestamp() if a.ends_at is not None else INF
+                tick += 1
+                held.ends.append((end if end > now_s else now_s, tick, a))
+        self._tick = tick
+        for pool in pools.values():
+            for bucket in pool.buckets.values():
+                bucket.sort()
+            pool.ends.sort()  # ticks are unique: (end, tick) decides, allocations are never compared
 
     def _add_end(self, pool: Pool, end: float, alloc: Allocation) -> None:
         self._tick += 1

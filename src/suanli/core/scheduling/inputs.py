@@ -102,11 +102,13 @@ class UsageMeter:
         out: dict[str, dict[str, float]] = {}
         if self.half_life_s <= 0:
             return out
-        rate = math.log(2) / self.half_life_s
-        for (tenant, gpu_type), m in self._meters.items():
-            value = self._decay(m.done, now - m.at)
+        half_life = self.half_life_s
+        rate = math.log(2) / half_life
+        pow_ = math.pow
+        for (tenant, gpu_type), m in self._meters.items():  # read every pass: _decay inlined
+            value = m.done * pow_(0.5, max(now - m.at, 0.0) / half_life)
             if m.gpus > 0:
-                value += (m.gpus - math.pow(2.0, -(now - m.origin) / self.half_life_s) * m.weighted) / rate
+                value += (m.gpus - pow_(2.0, -(now - m.origin) / half_life) * m.weighted) / rate
             if value > 0:
                 out.setdefault(tenant, {})[gpu_type] = value
         return out
@@ -129,20 +131,30 @@ class RunTimes:
     window: int = ESTIMATE_WINDOW
     _seen: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     _estimates: dict[str, float | None] = field(default_factory=dict)
+    #: Tenants with attempts since their estimate was last computed (a replay records many
+    #: attempts between two reads of the estimates; each is averaged once, when read).
+    _stale: dict[str, None] = field(default_factory=dict)
 
     def succeeded(self, tenant: str, attempt_order: int, run_s: float) -> None:
         runs = self._seen.setdefault(tenant, [])
         insort(runs, (attempt_order, run_s))
         if len(runs) > self.window:
             del runs[0]
-        self._estimates[tenant] = usual_run_time(r for _, r in runs)
+        self._stale[tenant] = None
 
     def estimate(self, tenant: str) -> float | None:
+        self._refresh()
         return self._estimates.get(tenant)
 
     def estimates(self) -> dict[str, float | None]:
         """Every tenant's estimate (tenants with no successful attempt yet are left out)."""
+        self._refresh()
         return dict(self._estimates)
+
+    def _refresh(self) -> None:
+        for tenant in self._stale:
+            self._estimates[tenant] = usual_run_time(r for _, r in self._seen[tenant])
+        self._stale.clear()
 
 
 @dataclass(frozen=True)
