@@ -265,7 +265,9 @@ class SlurmBackend(EngineBackend[_Attempt], MultiNode, GpuAccounting, KeptCheckp
                 return None
             if a.usage is None:
                 job = self.api.accounting([a.job_id]).get(a.job_id)
-                if job is None or job.elapsed_s is None:
+                # slurmdbd may list the job before its AllocTRES: not accounted until they are
+                # there (a record without them would meter 0 GPUs).
+                if job is None or job.elapsed_s is None or not job.allocated:
                     return None
                 node_names = [n.node for n in a.spec.nodes]
                 a.usage = AttemptUsage(
