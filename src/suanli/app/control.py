@@ -372,8 +372,10 @@ class ControlPlane:
                 self._record_on_data(on_data, plan.datasets_of, now)
         for site in result.sites | lost_sites:
             self.signals.bump(f"site:{site}")
-        if result.placed or lost_sites or result.preempted:
+        if result.placed or lost_sites or result.preempted or result.cancelled:
             self.signals.bump("jobs")
+        if result.cancelled:
+            self.capacity_changed()  # jobs waiting for the cancelled ones are decided by a full pass
         return TickResult(result.placed, result.waiting, len(lost_sites))
 
     def sweep_blobs(self) -> blobs.Swept:

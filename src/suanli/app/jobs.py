@@ -101,6 +101,19 @@ def check_output(session: Session, spec: JobSpec) -> None:
         )
 
 
+def check_after(session: Session, spec: JobSpec, tenant: str) -> None:
+    """A job waits only for jobs of its own tenant: one it cannot see is refused as absent (the
+    same words as for a missing job, so a dependency never tells another tenant's job exists)."""
+    ids = sorted({a.job for a in spec.after})
+    owners = {row.id: row.tenant for row in session.execute(select(Job.id, Job.tenant).where(Job.id.in_(ids)))}
+    missing = [i for i in ids if owners.get(i) != tenant]
+    if missing:
+        raise Unprocessable(
+            f"after: no job {', '.join(repr(i) for i in missing)}; 'suanli jobs' lists the jobs",
+            [{"field": "after", "message": f"no job '{i}'"} for i in missing],
+        )
+
+
 def check_fits(spec: JobSpec, sites: Sequence[SiteState]) -> None:
     message = never_fits(spec.resources, sites, spec.placement.regions)
     if message:
@@ -151,6 +164,8 @@ def submit(
         check_datasets(session, spec, tenant or default_tenant(session), now, rules, sites)
     if spec.output is not None:
         check_output(session, spec)
+    if spec.after:
+        check_after(session, spec, tenant or default_tenant(session))
     if workdir_digest is not None:
         missing = session.get(Blob, workdir_digest) is None
         if not missing and who is not None and not who.all_tenants:

@@ -18,6 +18,7 @@ from suanli.app.lifecycle import apply_change
 from suanli.app.records import attempt_record, check_spec, job_record
 from suanli.app.sites import ACTIVE_ATTEMPT_STATES, capacity_view
 from suanli.core import lifecycle
+from suanli.core.dependencies import Dependency, Outcome, Verdict, decide
 from suanli.core.policy import RuleSet
 from suanli.core.scheduler import (
     PendingJob,
@@ -72,6 +73,8 @@ class PassResult:
     sites: set[str] = field(default_factory=set)
     #: (job id, site) of each placement written.
     placements: list[tuple[str, str]] = field(default_factory=list)
+    #: Jobs cancelled because a dependency of theirs can never be met.
+    cancelled: int = 0
 
 
 def error_words(exc: Exception) -> str:
@@ -92,7 +95,7 @@ def error_words(exc: Exception) -> str:
 
 #: The spec's fields the scheduler reads: a stored spec whose one of these no longer validates
 #: cannot be scheduled (``pending_job``).
-SCHEDULED_FIELDS = frozenset({"resources", "placement", "time_limit", "datasets", "image"})
+SCHEDULED_FIELDS = frozenset({"resources", "placement", "time_limit", "datasets", "image", "after"})
 
 
 def pending_job(job: Job, home_region: str | None = None) -> PendingJob:
@@ -145,6 +148,8 @@ class PendingCache:
         self.wake_at: datetime | None = None
         #: seq → (job id, reason) of pending jobs whose stored spec cannot be scheduled.
         self.broken: dict[int, tuple[str, str]] = {}
+        #: seq → dependencies (``after``) of the pending jobs that have some.
+        self.after: dict[int, tuple[Dependency, ...]] = {}
 
     def load(
         self, session: Session, after_seq: int | None = None, now: datetime | None = None
@@ -169,6 +174,7 @@ class PendingCache:
         if after_seq is None:
             for seq in [s for s in self._jobs if s not in seqs]:
                 del self._jobs[seq]
+                self.after.pop(seq, None)
             self.broken = {s: b for s, b in self.broken.items() if s in seqs}
         missing = [s for s in seqs if s not in self._jobs and s not in self.broken]
         homes: dict[str, str | None] = {}
@@ -178,11 +184,35 @@ class PendingCache:
             for job in session.scalars(select(Job).where(Job.seq.in_(missing[start : start + 500]))):
                 try:
                     self._jobs[job.seq] = pending_job(job, homes.get(job.tenant))
+                    after = check_spec(job, SCHEDULED_FIELDS).after
+                    if after:
+                        self.after[job.seq] = tuple(a.dependency for a in after)
                 except (ValueError, TypeError, KeyError) as exc:
                     error = error_words(exc)
                     log.warning("job %s cannot be scheduled: its stored spec is invalid: %s", job.id, error)
                     self.broken[job.seq] = (job.id, f"{CANNOT_SCHEDULE}{error}; cancel it and submit it again")
         return [self._jobs[r.seq] for r in rows if r.seq in self._jobs], {r.id: r.reason for r in rows}
+
+    def unmet(self, session: Session, jobs: Sequence[PendingJob]) -> dict[str, Verdict]:
+        """The verdicts on the ``jobs`` whose dependencies are not met (waiting or never), by
+        job id: one query for the states of the jobs they wait for; jobs without dependencies
+        cost nothing."""
+        after = {j.id: self.after[j.seq] for j in jobs if j.seq in self.after}
+        if not after:
+            return {}
+        return unmet_dependencies(session, after)
+
+
+def unmet_dependencies(session: Session, after: Mapping[str, Sequence[Dependency]]) -> dict[str, Verdict]:
+    """``core.dependencies.decide`` for each job of ``after`` (job id → its dependencies), on
+    the states read in one query; only the verdicts that are not MET."""
+    ids = sorted({d.job for deps in after.values() for d in deps})
+    states: dict[str, JobState] = {}
+    for start in range(0, len(ids), 500):
+        query = select(Job.id, Job.state).where(Job.id.in_(ids[start : start + 500]))
+        states.update({row.id: JobState(row.state) for row in session.execute(query)})
+    verdicts = {job_id: decide(deps, states) for job_id, deps in after.items()}
+    return {job_id: v for job_id, v in verdicts.items() if v.outcome != Outcome.MET}
 
 
 @dataclass
@@ -198,6 +228,8 @@ class Plan:
     jobs: list[PendingJob] = field(default_factory=list)
     sites: list[SiteState] = field(default_factory=list)
     rules: tuple[SiteRule, ...] = ()
+    #: Job id → why it ends CANCELLED: a dependency of it can never be met.
+    never: dict[str, str] = field(default_factory=dict)
 
 
 def plan_pass(
@@ -214,13 +246,19 @@ def plan_pass(
     config = config or SchedulerConfig()
     jobs, reasons = cache.load(session, after_seq, now)
     broken = {seq: b for seq, b in cache.broken.items() if b[0] in reasons}
+    seq_of = {j.id: j.seq for j in jobs}
+    seq_of.update({job_id: seq for seq, (job_id, _) in broken.items()})
+    unmet = cache.unmet(session, jobs)
+    waiting = {j: v.reason for j, v in unmet.items() if v.outcome == Outcome.WAITING}
+    never = {j: v.reason for j, v in unmet.items() if v.outcome == Outcome.NEVER}
+    jobs = [j for j in jobs if j.id not in unmet] if unmet else jobs
     if not jobs:
         if after_seq is None:
             cache.reserved, cache.reservations = set(), {}
-        if not broken:
+        if not broken and not unmet:
             return None
-        unplanned = ScheduleResult(reasons=dict(broken.values()))
-        return Plan(unplanned, {job_id: seq for seq, (job_id, _) in broken.items()}, reasons)
+        unplanned = ScheduleResult(reasons={**dict(broken.values()), **waiting})
+        return Plan(unplanned, seq_of, reasons, never=never)
     view = capacity_view(session, now, lease_s)
     if cache.shares_at is None or not 0 <= (now - cache.shares_at).total_seconds() < SHARES_TTL_S:
         cache.shares, cache.shares_at = tenant_shares(session, now, config.policy, config.quotas), now
@@ -235,15 +273,14 @@ def plan_pass(
         log.error("scheduling job %s raised; it waits with a reason and the pass went on: %s", job_id, error)
     decision.reasons.update(held)
     decision.reasons.update(dict(broken.values()))
-    seq_of = {j.id: j.seq for j in jobs}
-    seq_of.update({job_id: seq for seq, (job_id, _) in broken.items()})
+    decision.reasons.update(waiting)
     if after_seq is None:
         cache.reserved = {seq_of[j] for j in decision.reservations}
         cache.reservations = dict(decision.reservations)
     datasets_of = {j.id: j.datasets for j in jobs if j.datasets}
     if not datasets_of:
-        return Plan(decision, seq_of, reasons)
-    return Plan(decision, seq_of, reasons, datasets_of, eligible, view.sites, config.rules)
+        return Plan(decision, seq_of, reasons, never=never)
+    return Plan(decision, seq_of, reasons, datasets_of, eligible, view.sites, config.rules, never=never)
 
 
 def job_hours(job: PendingJob, tenants: Mapping[str, TenantShare], policy: Policy) -> float:
@@ -279,7 +316,7 @@ def apply_plan(session: Session, plan: Plan, now: datetime, lease_s: float) -> P
             result.sites.add(site)
     placed_ids = {p.job_id for p in plan.decision.placements}
     changed = {j: r for j, r in plan.decision.reasons.items() if plan.reasons_before.get(j) != r}
-    touched = {plan.seq_of[j] for j in placed_ids | set(changed)}
+    touched = {plan.seq_of[j] for j in placed_ids | set(changed) | set(plan.never)}
     if not touched:
         return result
     jobs = {j.id: j for j in session.scalars(select(Job).where(Job.seq.in_(touched)))}
@@ -295,7 +332,14 @@ def apply_plan(session: Session, plan: Plan, now: datetime, lease_s: float) -> P
         job = jobs.get(job_id)
         if job is not None and job.state == JobState.PENDING.value:
             apply_change(job, None, lifecycle.wait(job_record(job, retry=False), reason, now))
-    result.waiting -= result.placed
+    for job_id, reason in plan.never.items():
+        job = jobs.get(job_id)
+        if (
+            job is not None
+            and apply_change(job, None, lifecycle.never_runs(job_record(job, retry=False), reason, now)).job_changed
+        ):
+            result.cancelled += 1
+    result.waiting -= result.placed + result.cancelled
     return result
 
 

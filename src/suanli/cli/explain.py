@@ -37,6 +37,8 @@ def render_explain(out: ExplainOut) -> list[Text]:
         label = "Waiting: " if out.state == JobState.PENDING else "Reason: "
         lines.append(Text.assemble((label, "bold yellow" if out.state == JobState.PENDING else "bold"), out.reason))
     lines.append(Text.assemble(("  Optimize  ", "dim"), out.optimize))
+    for dependency in out.after:
+        lines.append(Text.assemble(("  After     ", "dim"), dependency))
     if out.reserved_site and out.reserved_start_at:
         lines.append(
             Text.assemble(("  Reserved  ", "dim"), f"{out.reserved_site} from {local_time(out.reserved_start_at)}")

@@ -15,8 +15,9 @@ from rich.text import Text
 from suanli.cli.context import JsonOption, ServerOption, TokenOption, err_console, note, open_client, print_json, say
 from suanli.cli.render import state_text
 from suanli.core.api import JobOut
+from suanli.core.dependencies import parse_dependencies
 from suanli.core.errors import SpecError
-from suanli.core.spec import JobSpec, job_spec_from_data, parse_job_spec
+from suanli.core.spec import After, JobSpec, job_spec_from_data, parse_job_spec
 from suanli.core.states import QUEUED_REASON, JobState
 from suanli.sdk import Client
 
@@ -43,6 +44,16 @@ def submit(
             "$NAME in this shell (keeps it out of your shell history), NAME=VALUE gives it. Repeatable.",
         ),
     ] = None,
+    after: Annotated[
+        str | None,
+        typer.Option(
+            "--after",
+            metavar="ID[:WHEN][,ID…]",
+            help="Start only after these jobs ended (like sbatch --dependency), added to the spec's after: "
+            "ID waits for it to succeed (afterok), ID:any for it to end (afterany), ID:notok for it to "
+            "fail or be cancelled (afternotok).",
+        ),
+    ] = None,
     json_out: JsonOption = False,
     server: ServerOption = None,
     token: TokenOption = None,
@@ -52,7 +63,7 @@ def submit(
     With --follow the job's output goes to stdout and the exit code is 0 only if it
     SUCCEEDED. With --json (and --follow) the logs go to stderr and the final job is printed.
     """
-    spec = with_secrets(load_spec(file, name), secret or [])
+    spec = with_after(with_secrets(load_spec(file, name), secret or []), after)
     workdir = (file.parent / spec.workdir).resolve() if spec.workdir else None
     with open_client(ctx, server, token) as client:
         job = _submit(client, spec, workdir)
@@ -115,6 +126,17 @@ def load_spec(file: Path, name: str | None = None) -> JobSpec:
         return job_spec_from_data({**spec.model_dump(), "name": name})
     except SpecError as exc:
         raise typer.BadParameter("; ".join(p.message for p in exc.problems), param_hint="--name") from None
+
+
+def with_after(spec: JobSpec, given: str | None) -> JobSpec:
+    """The spec with ``--after`` dependencies added to its ``after``."""
+    if not given:
+        return spec
+    try:
+        added = [After(job=d.job, when=d.when) for d in parse_dependencies(given)]
+    except ValueError as exc:  # pydantic's ValidationError is one
+        raise typer.BadParameter(str(exc).splitlines()[0], param_hint="--after") from None
+    return spec.model_copy(update={"after": [*spec.after, *added]})
 
 
 def with_secrets(spec: JobSpec, given: list[str]) -> JobSpec:

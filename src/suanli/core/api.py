@@ -242,6 +242,8 @@ class ExplainOut(BaseModel):
     reserved_start_at: datetime | None = None
     #: A job requeued after a fault is not placed before this (its retry back-off).
     not_before: datetime | None = None
+    #: Its dependencies (``after``) and where each stands: "job X (afterok): RUNNING".
+    after: list[str] = Field(default_factory=list)
     sites: list[SiteExplainOut] = Field(default_factory=list)
 
 

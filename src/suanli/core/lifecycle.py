@@ -320,6 +320,14 @@ def cancel(job: JobRecord, attempt: AttemptRecord | None, now: datetime, reason:
     return replace(stop, job_changed=True)
 
 
+def never_runs(job: JobRecord, reason: str, now: datetime) -> Change:
+    """A pending job that can never run (a dependency that will never be met) ends CANCELLED
+    with ``reason``; a job that left PENDING since the scheduler looked does not change."""
+    if job.state != JobState.PENDING:
+        return Change()
+    return Change(job=finish(job, JobState.CANCELLED, now, reason), job_changed=True)
+
+
 def place(job: JobRecord, attempt_id: int, site: str, now: datetime) -> Change:
     """The scheduler placed the job at ``site`` as attempt ``attempt_id`` (number
     ``job.attempts_count + 1``): it is SCHEDULED, any back-off spent."""

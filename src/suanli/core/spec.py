@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationInfo, field_validator
 
+from suanli.core.dependencies import Dependency, When, parse_dependency
 from suanli.core.images import parse_image
 from suanli.core.resources import (
     MAX_DURATION_S,
@@ -42,6 +43,8 @@ RESERVED_ENV_PREFIX = "SUANLI_"
 SECRET_MASK = "***"  # noqa: S105 - the mask, not a password
 MAX_SECRETS = 64
 MAX_SECRET_BYTES = 32 * 1024
+#: Most jobs one job may wait for (``after``).
+MAX_AFTER = 100
 
 
 def _shown(text: str) -> str:
@@ -198,6 +201,29 @@ class RetryPolicy(StrictModel):
     on_exit_codes: list[int] = Field(default_factory=list)
 
 
+class After(StrictModel):
+    """One dependency: start only once job ``job`` ended as ``when`` says (``core.dependencies``).
+    Written as ``{job: ID, when: any}`` or as the string ``ID`` / ``ID:any``."""
+
+    job: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+    #: ok (it SUCCEEDED; the default), any (it ended), notok (it FAILED or was CANCELLED).
+    when: When = When.OK
+
+    @property
+    def dependency(self) -> Dependency:
+        return Dependency(self.job, self.when)
+
+
+def _to_after(value: Any) -> Any:
+    if isinstance(value, str):
+        dep = parse_dependency(value)
+        return {"job": dep.job, "when": dep.when.value}
+    return value
+
+
+AfterField = Annotated[After, BeforeValidator(_to_after)]
+
+
 class JobSpec(StrictModel):
     name: str | None = None
     resources: Resources = Field(default_factory=Resources)
@@ -231,6 +257,8 @@ class JobSpec(StrictModel):
     time_limit: float | None = Field(default=None, gt=0, le=MAX_DURATION_S)
     #: Free-form labels for filtering.
     labels: dict[str, str] = Field(default_factory=dict)
+    #: Jobs this one waits for (Slurm's ``--dependency``): ``[abc123, {job: def456, when: any}]``.
+    after: list[AfterField] = Field(default_factory=list, max_length=MAX_AFTER)
 
     @field_validator("name")
     @classmethod
