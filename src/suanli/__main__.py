@@ -3,9 +3,37 @@
 from __future__ import annotations
 
 from suanli.cli import app
-from suanli.launch.commands import add_commands
+from suanli.cli.lazy import LazyCommand, LazyGroup
 
-add_commands(app)
+# The commands that start processes (FastAPI, SQLAlchemy, uvicorn behind them) are imported
+# only when one of them runs; `suanli.launch.commands.add_commands` registers them eagerly.
+_RUN = "Run the network"
+LazyGroup.register(
+    LazyCommand(
+        "up",
+        "suanli.launch.commands:up",
+        _RUN,
+        "Server and agents in one process, on 127.0.0.1. Ctrl-C stops everything it started.",
+    ),
+    LazyCommand(
+        "server",
+        "suanli.launch.commands:server",
+        _RUN,
+        "Run the control plane (API, scheduler). State: SQLite under --home, or $SUANLI_DATABASE_URL.",
+    ),
+    LazyCommand(
+        "agent",
+        "suanli.launch.commands:agent",
+        _RUN,
+        "Run a site agent: register with the server, take attempts, run them on the site's engine.",
+    ),
+    LazyCommand(
+        "simulate",
+        "suanli.launch.simulate:simulate",
+        "Plan",
+        "Replay a real trace on a network with the same scheduler the server runs, and report.",
+    ),
+)
 
 
 def main() -> None:

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Annotated, Any
+from collections.abc import Sequence
+from typing import Any
 
 import typer
 from pydantic import BaseModel
@@ -18,52 +17,26 @@ from rich.console import Console
 from rich.text import Text
 
 from suanli.cli.render import printable
+from suanli.cli.state import (
+    ClientFactory,
+    CliState,
+    JsonOption,
+    ServerOption,
+    TokenOption,
+    state_of,
+)
 from suanli.sdk import DEFAULT_SERVER, Client, default_server
 
-#: Builds a client for a server URL and an optional token.
-ClientFactory = Callable[[str, str | None], Client]
-
-CONNECTION_PANEL = "Connection"
 UNLIMITED_WIDTH = 1000
-
-ServerOption = Annotated[
-    str | None,
-    typer.Option(
-        "--server",
-        metavar="URL",
-        help="Server URL (default: $SUANLI_SERVER, else http://127.0.0.1:8731).",
-        show_default=False,
-        rich_help_panel=CONNECTION_PANEL,
-    ),
-]
-TokenOption = Annotated[
-    str | None,
-    typer.Option(
-        "--token",
-        metavar="TOKEN",
-        help="API token (default: $SUANLI_TOKEN, else the one 'suanli login' saved for the server).",
-        show_default=False,
-        rich_help_panel=CONNECTION_PANEL,
-    ),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 
 
 def default_client_factory(server: str, token: str | None) -> Client:
     return Client(server, token=token)
 
 
-@dataclass
-class CliState:
-    """The root context object. Global ``--server``/``--token`` land here."""
-
-    server: str | None = None
-    token: str | None = None
-    client_factory: ClientFactory = default_client_factory
-
-
-def state_of(ctx: typer.Context) -> CliState:
-    return ctx.ensure_object(CliState)
+def client_factory(ctx: typer.Context) -> ClientFactory:
+    """The injected factory (tests, embedders), else the SDK's client."""
+    return state_of(ctx).client_factory or default_client_factory
 
 
 def resolve_server(ctx: typer.Context, server: str | None) -> str:
@@ -77,7 +50,7 @@ def resolve_token(ctx: typer.Context, token: str | None) -> str | None:
 
 def open_client(ctx: typer.Context, server: str | None = None, token: str | None = None) -> Client:
     """A client for this invocation; use it as a context manager so it is closed."""
-    return state_of(ctx).client_factory(resolve_server(ctx, server), resolve_token(ctx, token))
+    return client_factory(ctx)(resolve_server(ctx, server), resolve_token(ctx, token))
 
 
 # -- output ---------------------------------------------------------------------------------
@@ -127,3 +100,22 @@ def print_json(data: BaseModel | Sequence[BaseModel]) -> None:
     else:
         payload = [item.model_dump(mode="json") for item in data]
     typer.echo(json.dumps(payload, indent=2, ensure_ascii=False))
+
+
+__all__ = [
+    "CliState",
+    "JsonOption",
+    "ServerOption",
+    "TokenOption",
+    "client_factory",
+    "err_console",
+    "error",
+    "note",
+    "open_client",
+    "out_console",
+    "print_json",
+    "resolve_server",
+    "resolve_token",
+    "say",
+    "state_of",
+]

@@ -10,14 +10,19 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from typer.core import TyperGroup
 
-from suanli.cli.context import error, note
 from suanli.core.errors import SpecError, SuanliError
-from suanli.sdk import ApiError
+
+if TYPE_CHECKING:
+    from suanli.sdk import ApiError
+
+# The error boundary wraps every command, `suanli --help` included; what it needs to print an
+# error (Rich, and the SDK with httpx) is imported by `report`, on the way out, so start-up
+# does not pay for it.
 
 #: Exceptions Typer uses for control flow; they pass through untouched.
 _CONTROL_FLOW = (typer.Exit, typer.Abort, typer.TyperException)
@@ -42,6 +47,9 @@ class SuanliGroup(TyperGroup):
 
 def report(exc: BaseException) -> bool:
     """Print ``exc`` for a user. Returns False when it is unexpected (a bug)."""
+    from suanli.cli.context import error, note
+    from suanli.sdk import ApiError
+
     if isinstance(exc, SpecError):
         for problem in exc.problems:
             note(problem.render(exc.source))

@@ -12,13 +12,13 @@ from suanli.cli.context import (
     JsonOption,
     ServerOption,
     TokenOption,
+    client_factory,
     note,
     open_client,
     out_console,
     print_json,
     resolve_server,
     say,
-    state_of,
 )
 from suanli.cli.render import local_time, table
 from suanli.core.errors import SuanliError
@@ -49,7 +49,7 @@ def login(
             secret = typer.prompt("API token", hide_input=True).strip()
     if not secret:
         raise SuanliError("no token given: --token, --token-file, or paste it when asked")
-    with state_of(ctx).client_factory(url, secret) as client:
+    with client_factory(ctx)(url, secret) as client:
         me = client.whoami()
     path = save_token(url, secret)
     who = f"{me.role} '{me.user}'" + (f" of tenant {me.tenant}" if me.tenant else "")

@@ -2,7 +2,9 @@
 
 More commands join with ``app.command()`` / ``app.add_typer()`` from a composition module;
 they get the global ``--server``/``--token`` (read them with ``suanli.cli.context``) and the
-error boundary of :class:`suanli.cli.errors.SuanliGroup` for free.
+error boundary of :class:`suanli.cli.errors.SuanliGroup` for free. The commands below are
+registered lazily (:mod:`suanli.cli.lazy`): a command's module, with the SDK, Rich and the
+pydantic models it needs, is imported only when that command runs.
 """
 
 from __future__ import annotations
@@ -12,13 +14,12 @@ from typing import Annotated
 import typer
 
 from suanli import __version__
-from suanli.cli import data, explain, filing, identities, jobs, ledger, network, usage, views
-from suanli.cli.context import ServerOption, TokenOption, state_of
-from suanli.cli.errors import SuanliGroup
+from suanli.cli.lazy import LazyCommand, LazyGroup
+from suanli.cli.state import ServerOption, TokenOption, state_of
 
 app = typer.Typer(
     name="suanli",
-    cls=SuanliGroup,
+    cls=LazyGroup,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -58,32 +59,163 @@ def version() -> None:
     typer.echo(f"suanli {__version__}")
 
 
-app.command(rich_help_panel="Jobs")(jobs.submit)
-app.command("jobs", rich_help_panel="Jobs")(views.jobs)
-app.command(rich_help_panel="Jobs")(views.status)
-app.command(rich_help_panel="Jobs")(jobs.logs)
-app.command(rich_help_panel="Jobs")(jobs.cancel)
-app.command(rich_help_panel="Jobs")(explain.explain)
-app.command(rich_help_panel="Network")(network.sites)
-app.command(rich_help_panel="Network")(network.nodes)
-app.command(rich_help_panel="Network")(network.drain)
-app.command(rich_help_panel="Network")(network.undrain)
-app.command(rich_help_panel="Usage and bills")(usage.usage)
-app.command(rich_help_panel="Usage and bills")(usage.invoice)
-app.command(rich_help_panel="Usage and bills")(usage.revenue)
-app.command(rich_help_panel="Usage and bills")(usage.budget)
-app.add_typer(usage.tariff_app, name="tariff", rich_help_panel="Usage and bills")
-
-app.command(rich_help_panel="Identity")(identities.login)
-app.command(rich_help_panel="Identity")(identities.logout)
-app.command(rich_help_panel="Identity")(identities.whoami)
-app.add_typer(identities.token_app, name="token", rich_help_panel="Identity")
-app.add_typer(identities.user_app, name="user", rich_help_panel="Identity")
-app.add_typer(identities.tenant_app, name="tenant", rich_help_panel="Identity")
-
-app.add_typer(data.app, rich_help_panel="Data")
-app.add_typer(filing.app, rich_help_panel="Data")
-app.add_typer(ledger.app, rich_help_panel="Data")
+LazyGroup.register(
+    LazyCommand(
+        "submit",
+        "suanli.cli.jobs:submit",
+        "Jobs",
+        "Submit a job spec; its workdir (relative to the spec file) is uploaded with it.",
+    ),
+    LazyCommand(
+        "jobs",
+        "suanli.cli.views:jobs",
+        "Jobs",
+        "List jobs: by default those pending or running plus those that finished in the last\n"
+        "24 hours, oldest first. --all lists every job; --state lists every job in that state.",
+    ),
+    LazyCommand(
+        "status",
+        "suanli.cli.views:status",
+        "Jobs",
+        "Show one job: its state, why it waits or failed, its resources and every attempt.",
+    ),
+    LazyCommand(
+        "logs",
+        "suanli.cli.jobs:logs",
+        "Jobs",
+        "Print a job's output.",
+    ),
+    LazyCommand(
+        "cancel",
+        "suanli.cli.jobs:cancel",
+        "Jobs",
+        "Cancel a job. A running job is stopped at its site; its state shows when it is gone.",
+    ),
+    LazyCommand(
+        "explain",
+        "suanli.cli.explain:explain",
+        "Jobs",
+        "Explain a job's placement: its state and reason, then per site why it was or was not\n"
+        "chosen (GPU type, regions, latency, price, when capacity frees).",
+    ),
+    LazyCommand(
+        "sites",
+        "suanli.cli.network:sites",
+        "Network",
+        "List the sites (compute centers) of the network with their free GPUs (free/total).",
+    ),
+    LazyCommand(
+        "nodes",
+        "suanli.cli.network:nodes",
+        "Network",
+        "List nodes with free/total GPUs, CPUs and memory, and why a node is unavailable.",
+    ),
+    LazyCommand(
+        "drain",
+        "suanli.cli.network:drain",
+        "Network",
+        "Drain a node for repair: no new attempts go there; running ones finish first.",
+    ),
+    LazyCommand(
+        "undrain",
+        "suanli.cli.network:undrain",
+        "Network",
+        "Return a drained node to service.",
+    ),
+    LazyCommand(
+        "usage",
+        "suanli.cli.usage:usage",
+        "Usage and bills",
+        "Metered usage and what it cost (CNY), like a utility bill: GPU-seconds by type, CPU-seconds,\n"
+        "memory GiB-hours. Waived usage (attempts the platform lost) is shown apart.",
+    ),
+    LazyCommand(
+        "invoice",
+        "suanli.cli.usage:invoice",
+        "Usage and bills",
+        "A tenant's monthly invoice. Its lines add up exactly to the usage records.",
+    ),
+    LazyCommand(
+        "revenue",
+        "suanli.cli.usage:revenue",
+        "Usage and bills",
+        "For operators: revenue and GPU utilisation per site.",
+    ),
+    LazyCommand(
+        "budget",
+        "suanli.cli.usage:budget",
+        "Usage and bills",
+        "Each tenant's monthly budget and this month's spend; past 80 % it is a warning.",
+    ),
+    LazyCommand(
+        "tariff",
+        "suanli.cli.usage:tariff_app",
+        "Usage and bills",
+        "Site tariffs: prices per GPU-hour, CPU-hour and GiB-hour, with time-of-use periods.",
+        group=True,
+    ),
+    LazyCommand(
+        "login",
+        "suanli.cli.identities:login",
+        "Identity",
+        "Check an API token against the server and remember it for that server\n"
+        "($SUANLI_HOME/credentials.json, mode 0600). Without --token it asks for it.",
+    ),
+    LazyCommand(
+        "logout",
+        "suanli.cli.identities:logout",
+        "Identity",
+        "Forget the token saved for the server (it stays valid: 'suanli token revoke' ends it).",
+    ),
+    LazyCommand(
+        "whoami",
+        "suanli.cli.identities:whoami",
+        "Identity",
+        "Who the server takes you for: user, role, tenant or sites, and what this token may do.",
+    ),
+    LazyCommand(
+        "token",
+        "suanli.cli.identities:token_app",
+        "Identity",
+        "Your API tokens: create (shown once), list, revoke.",
+        group=True,
+    ),
+    LazyCommand(
+        "user",
+        "suanli.cli.identities:user_app",
+        "Identity",
+        "Users and their roles (admin).",
+        group=True,
+    ),
+    LazyCommand(
+        "tenant",
+        "suanli.cli.identities:tenant_app",
+        "Identity",
+        "Tenants: the customers of the network.",
+        group=True,
+    ),
+    LazyCommand(
+        "data",
+        "suanli.cli.data:app",
+        "Data",
+        "Datasets: register, grade, check where they may go, copy them.",
+        group=True,
+    ),
+    LazyCommand(
+        "filing",
+        "suanli.cli.filing:app",
+        "Data",
+        "Filings: standard contract, certification, security assessment.",
+        group=True,
+    ),
+    LazyCommand(
+        "ledger",
+        "suanli.cli.ledger:app",
+        "Data",
+        "The append-only data ledger: export, verify, proofs, counters.",
+        group=True,
+    ),
+)
 
 
 def main() -> None:
