@@ -67,15 +67,17 @@ def test_an_incremental_pass_does_not_place_a_waiting_job(net: Net) -> None:
 
 
 def test_a_dependency_on_another_tenants_job_is_refused_as_absent(net: Net) -> None:
-    alice = Client(net.url, token=net.user("alice", tenant="bj-ai"))
-    eve = Client(net.url, token=net.user("eve", tenant="rival"))
-    theirs = alice.submit(parse_job_spec("run: secret-work\n"))
-    with pytest.raises(ApiError) as refused:
-        eve.submit(parse_job_spec(f"run: x\nafter: [{theirs.id}]\n"))
-    with pytest.raises(ApiError) as missing:
-        eve.submit(parse_job_spec("run: x\nafter: [zzzzzzzz]\n"))
-    assert refused.value.status == missing.value.status == 422
-    assert str(refused.value).replace(theirs.id, "ID") == str(missing.value).replace("zzzzzzzz", "ID")
-    assert f"no job '{theirs.id}'" in str(refused.value)
-    ok = alice.submit(parse_job_spec(f"run: x\nafter: [{theirs.id}]\n"))
-    assert ok.state.value == "PENDING"
+    with (
+        Client(net.url, token=net.user("alice", tenant="bj-ai")) as alice,
+        Client(net.url, token=net.user("eve", tenant="rival")) as eve,
+    ):
+        theirs = alice.submit(parse_job_spec("run: secret-work\n"))
+        with pytest.raises(ApiError) as refused:
+            eve.submit(parse_job_spec(f"run: x\nafter: [{theirs.id}]\n"))
+        with pytest.raises(ApiError) as missing:
+            eve.submit(parse_job_spec("run: x\nafter: [zzzzzzzz]\n"))
+        assert refused.value.status == missing.value.status == 422
+        assert str(refused.value).replace(theirs.id, "ID") == str(missing.value).replace("zzzzzzzz", "ID")
+        assert f"no job '{theirs.id}'" in str(refused.value)
+        ok = alice.submit(parse_job_spec(f"run: x\nafter: [{theirs.id}]\n"))
+        assert ok.state.value == "PENDING"
