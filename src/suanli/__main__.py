@@ -6,7 +6,7 @@ from suanli.cli import app
 from suanli.cli.lazy import LazyCommand, LazyGroup
 
 # The commands that start processes (FastAPI, SQLAlchemy, uvicorn behind them) are imported
-# only when one of them runs; `suanli.launch.commands.add_commands` registers them eagerly.
+# only when one of them runs.
 _RUN = "Run the network"
 LazyGroup.register(
     LazyCommand(

@@ -138,20 +138,7 @@ def package_facts(f: Filing) -> PackageFacts:
 
 
 def filing_out(f: Filing) -> FilingOut:
-    return FilingOut(
-        id=f.id,
-        dataset=f.dataset,
-        exporter=f.exporter,
-        destination=f.destination,
-        route=Route(f.route),
-        state=FilingState(f.state),
-        certificate_id=f.certificate_id,
-        note=f.note,
-        decided_by=f.decided_by,
-        expires_at=f.expires_at,
-        created_at=f.created_at,
-        updated_at=f.updated_at,
-    )
+    return FilingOut.model_validate(f, from_attributes=True)
 
 
 # -- callers' requests ---------------------------------------------------------------------------

@@ -415,24 +415,7 @@ def record_placement(
 
 
 def transfer_out(t: DataTransfer) -> TransferOut:
-    return TransferOut(
-        id=t.id,
-        dataset=t.dataset,
-        source_site=t.source_site,
-        dest_site=t.dest_site,
-        exporter=t.exporter,
-        purpose=Purpose(t.purpose),
-        state=TransferState(t.state),
-        reason=t.reason,
-        decision=DecisionOut.model_validate(t.decision),
-        filing_id=t.filing_id,
-        bytes_done=t.bytes_done,
-        chunks_resent=t.chunks_resent,
-        for_job=t.for_job,
-        created_at=t.created_at,
-        started_at=t.started_at,
-        finished_at=t.finished_at,
-    )
+    return TransferOut.model_validate(t, from_attributes=True)
 
 
 def authorise_download(

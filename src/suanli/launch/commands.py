@@ -18,13 +18,11 @@ from rich.console import Console
 from suanli.app.settings import DEFAULT_PORT, Settings, default_home
 from suanli.core.errors import SuanliError
 from suanli.filemodes import private_dir
-from suanli.launch.simulate import simulate
 
 # The server, agent and network modules (FastAPI, SQLAlchemy, uvicorn) are imported inside the
 # commands that need them, so `suanli jobs` and friends start fast.
 
 err = Console(stderr=True, soft_wrap=True)
-PANEL = "Run the network"
 
 HomeOption = Annotated[
     Path | None,
@@ -325,10 +323,3 @@ def up(
     finally:
         net.stop()
     err.print("stopped.")
-
-
-def add_commands(app: typer.Typer) -> None:
-    app.command(rich_help_panel=PANEL)(up)
-    app.command(rich_help_panel=PANEL)(server)
-    app.command(rich_help_panel=PANEL)(agent)
-    app.command(rich_help_panel="Plan")(simulate)
