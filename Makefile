@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help install demo test lint format typecheck imports unit integration e2e bench clean engines engine-test test-gpu
+.PHONY: help install demo test lint format typecheck imports unit integration e2e bench clean engines engine-test test-gpu postgres
 
 help:
 	@echo "make demo   start a three-site network on this machine and run jobs on it"
@@ -28,8 +28,9 @@ demo: $(STAMP) sandbox
 # `make engines` installs and starts (root with apt, and always in CI; skipped loudly otherwise).
 # The real-GPU tests (tests/gpu) are left out: `make test-gpu` runs them where there is a GPU.
 # `sandbox` and `containers` install bubblewrap and podman when root with apt (every local job runs sandboxed).
-test: lint typecheck imports sandbox containers
+test: lint typecheck imports sandbox containers postgres
 	$(BIN)/python -m pytest -q -m "not engine and not gpu"
+	SUANLI_TEST_DB=postgres $(BIN)/python -m pytest -q -m "not engine and not gpu" tests/integration tests/e2e
 	@$(MAKE) --no-print-directory engines
 	@$(MAKE) --no-print-directory engine-test
 
@@ -90,6 +91,11 @@ browser:
 containers:
 	@bash scripts/debian-packages.sh containers 'command -v podman && command -v runc && [ -x /bin/busybox ]' \
 	  podman runc busybox-static
+
+# PostgreSQL's server programs: the suite's PostgreSQL leg (tests/db_support.py) runs its own
+# private cluster with them (initdb into a temporary folder), never the system service.
+postgres:
+	@bash scripts/debian-packages.sh postgres 'ls /usr/lib/postgresql/*/bin/initdb || command -v initdb' postgresql
 
 # The local backend runs every job under bubblewrap (agent/backends/sandbox.py).
 sandbox:

@@ -43,3 +43,12 @@ def pyplot() -> Any | None:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def psycopg_module() -> Any:
+    """``psycopg`` 3 (the ``postgres`` extra), or :class:`Missing`."""
+    try:
+        import psycopg
+    except ImportError as exc:
+        raise Missing("PostgreSQL needs psycopg 3: pip install 'suanli[postgres]'") from exc
+    return psycopg

@@ -26,6 +26,8 @@ import httpx
 import psutil
 import pytest
 
+from tests.db_support import database_url_for_test, drop_database
+
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
 DEMO_SITES = {"beijing", "tianjin-gaocun", "ningxia"}
@@ -51,6 +53,11 @@ def clean_env(**extra: str) -> dict[str, str]:
     env.update({"NO_COLOR": "1", "TERM": "dumb", "PYTHONUNBUFFERED": "1"})
     env.update(extra)
     return env
+
+
+def database_env(url: str | None) -> dict[str, str]:
+    """The server's database for SUANLI_TEST_DB=postgres (nothing: SQLite under its home)."""
+    return {"SUANLI_DATABASE_URL": url} if url else {}
 
 
 def free_port() -> int:
@@ -217,10 +224,14 @@ class Network:
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path = field(init=False)
     api: httpx.Client = field(init=False)
+    #: The network's PostgreSQL database under SUANLI_TEST_DB=postgres (kept across restarts).
+    database_url: str | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.log_path = self.home / f"up-{self.port}.log"
         self.api = httpx.Client(base_url=self.url, timeout=10)
+        if self.database_url is None:
+            self.database_url = database_url_for_test()
 
     def move_to(self, port: int) -> None:
         """Listen on another port from the next start on (the home stays)."""
@@ -246,7 +257,7 @@ class Network:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "suanli", "up", "--demo", "--port", str(self.port), "--home", str(self.home)],
                 cwd=REPO,
-                env=clean_env(),
+                env=clean_env(**database_env(self.database_url)),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -293,6 +304,9 @@ class Network:
             with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
                 proc.kill()
         self.api.close()
+        if self.database_url is not None:
+            drop_database(self.database_url)
+            self.database_url = None
 
     # -- polling through the HTTP API ------------------------------------------------------------
     def job(self, job_id: str) -> dict[str, Any]:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import REPO, clean_env, describe, free_port, job_processes
+from tests.db_support import database_url_for_test, drop_database
+from tests.e2e.conftest import REPO, clean_env, database_env, describe, free_port, job_processes
 
 pytestmark = pytest.mark.e2e
 
@@ -16,17 +17,22 @@ pytestmark = pytest.mark.e2e
 @pytest.mark.timeout(240)
 def test_demo_script(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    env = clean_env(DEMO_EXIT="1", SUANLI_PORT=str(free_port()), SUANLI_HOME=str(home))
-    proc = subprocess.run(
-        ["bash", "scripts/demo.sh"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=200,
-        check=False,
-    )
+    database = database_url_for_test()
+    env = clean_env(DEMO_EXIT="1", SUANLI_PORT=str(free_port()), SUANLI_HOME=str(home), **database_env(database))
+    try:
+        proc = subprocess.run(
+            ["bash", "scripts/demo.sh"],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=200,
+            check=False,
+        )
+    finally:
+        if database is not None:
+            drop_database(database)
     output = proc.stdout
     up_log = home / "demo-up.log"
     context = f"{output}\n--- {up_log}\n{up_log.read_text() if up_log.exists() else '(none)'}"

@@ -26,6 +26,7 @@ from suanli.core.network import NetworkSpec, parse_network
 from suanli.sdk import Client
 from suanli.server.app import create_app
 from suanli.web import mount_dashboard
+from tests.db_support import database_url_for_test, drop_database
 
 NETWORK = """\
 regions: [beijing, tianjin, ningxia]
@@ -116,6 +117,9 @@ def start_net(tmp_path: Path, network: str = NETWORK, **settings: Any) -> Iterat
     """A server on a loopback port for ``network`` (YAML), its scheduler ticked by hand.
     ``settings``: Settings fields to override."""
     clock = ManualClock()
+    database = None if "database_url" in settings else database_url_for_test()
+    if database is not None:
+        settings["database_url"] = database
     control = ControlPlane(Settings(home=tmp_path / "home", lease_s=30, **settings), clock=clock)
     control.migrate()
     spec = parse_network(network)
@@ -144,6 +148,8 @@ def start_net(tmp_path: Path, network: str = NETWORK, **settings: Any) -> Iterat
             server.should_exit = True
             thread.join(timeout=10)
             control.close()
+            if database is not None:
+                drop_database(database)
 
 
 def dashboard(net: Net) -> httpx.Client:

@@ -82,3 +82,10 @@ def is_disk_full(exc: BaseException) -> bool:
         orig = getattr(e, "orig", None)  # SQLAlchemy's DBAPIError wraps the driver's error
         todo += [orig if isinstance(orig, BaseException) else None, e.__cause__, e.__context__]
     return False
+
+
+def is_nul_in_text(exc: BaseException) -> bool:
+    """Whether the database refused a NUL character in a text value (PostgreSQL does; SQLite
+    stores it): the request's fault, answered 422, not a server error."""
+    orig = getattr(exc, "orig", None)
+    return "cannot contain NUL" in str(orig if orig is not None else exc)

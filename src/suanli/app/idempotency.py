@@ -132,15 +132,15 @@ def _claim(session: Session, *, tenant: str, key: str, user: str, print_: str, j
     concurrent transaction holding the same key makes this wait for it, then answer False."""
     statement = _CLAIM["postgresql" if session.get_bind().dialect.name == "postgresql" else "sqlite"]
     row = {"tenant": tenant, "key": key, "user": user, "fingerprint": print_, "job_id": job_id, "created_at": now}
-    result = session.execute(statement, row)
-    return int(getattr(result, "rowcount", 0) or 0) == 1
+    # RETURNING, not rowcount: psycopg reports -1 for an INSERT … ON CONFLICT DO NOTHING.
+    return session.execute(statement, row).first() is not None
 
 
 #: Built once (a Core statement on the table; its compiled form is cached): on the hot path.
 _TABLE = cast(Table, IdempotencyKey.__table__)
 _CLAIM = {
-    "sqlite": sqlite_insert(_TABLE).on_conflict_do_nothing(),
-    "postgresql": pg_insert(_TABLE).on_conflict_do_nothing(),
+    "sqlite": sqlite_insert(_TABLE).on_conflict_do_nothing().returning(_TABLE.c.key),
+    "postgresql": pg_insert(_TABLE).on_conflict_do_nothing().returning(_TABLE.c.key),
 }
 
 

@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import suanli
 from suanli.app.agentdesk import site_token_valid
 from suanli.app.control import ControlPlane
-from suanli.app.errors import InsufficientStorage, ServiceError, is_disk_full
+from suanli.app.errors import InsufficientStorage, ServiceError, is_disk_full, is_nul_in_text
 from suanli.core.api import Problem
 from suanli.server.limits import install_limits
 from suanli.server.metrics import SuanliCollector
@@ -144,6 +144,8 @@ def create_app(control: ControlPlane, *, background: bool = False) -> FastAPI:
     @app.exception_handler(OSError)
     @app.exception_handler(DBAPIError)
     async def storage_error(request: Request, exc: Exception) -> JSONResponse:
+        if is_nul_in_text(exc):
+            return problem(422, "Invalid request", "a text value holds a NUL character (\\u0000), which none may")
         if not is_disk_full(exc):
             raise exc
         return disk_full(request, exc)

@@ -11,6 +11,9 @@ from suanli.app.control import ControlPlane
 from suanli.core.identity import Identity
 from suanli.server.limits import IDENTITY_KEY
 
+#: The largest row id a query may name: PostgreSQL's INTEGER (ledger positions, attempt ids).
+MAX_ROW_ID = 2**31 - 1
+
 
 def get_control(request: Request) -> ControlPlane:
     control: ControlPlane = request.app.state.control

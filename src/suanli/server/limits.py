@@ -228,6 +228,13 @@ class LimitsMiddleware:
             )
             return
 
+        if "\x00" in path or b"%00" in scope.get("query_string", b""):
+            # No name, id or filter holds a NUL; PostgreSQL cannot even compare one in text.
+            await self._refuse(
+                send, 422, "Unprocessable request", "the URL holds a NUL character (%00), which no name or value may"
+            )
+            return
+
         settings = self.settings
         token = bearer(authorization)
         if path not in UNLIMITED_PATHS:

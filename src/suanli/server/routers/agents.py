@@ -20,7 +20,7 @@ from suanli.core.protocol import (
     RegisterRequest,
     RegisterResponse,
 )
-from suanli.server.deps import Control, Token
+from suanli.server.deps import MAX_ROW_ID, Control, Token
 
 router = APIRouter(prefix="/api/v1/agents", tags=["agents"])
 
@@ -61,7 +61,7 @@ def download_workdir(digest: str, control: Control, token: Token) -> FileRespons
 
 @router.get("/datasets/{name}", response_class=StreamingResponse)
 def download_dataset(
-    name: str, control: Control, token: Token, attempt: Annotated[int, Query(ge=0, le=2**62)]
+    name: str, control: Control, token: Token, attempt: Annotated[int, Query(ge=0, le=MAX_ROW_ID)]
 ) -> StreamingResponse:
     """A dataset's bytes, from this site's own copy (each chunk verified against its manifest),
     for an attempt at this site whose job reads it. Nothing crosses sites here: a copy elsewhere
@@ -74,7 +74,7 @@ def download_dataset(
 
 @router.post("/checkpoints", status_code=201, response_model=CheckpointReceipt)
 async def upload_checkpoint(
-    request: Request, control: Control, token: Token, attempt: Annotated[int, Query(ge=0, le=2**62)]
+    request: Request, control: Control, token: Token, attempt: Annotated[int, Query(ge=0, le=MAX_ROW_ID)]
 ) -> CheckpointReceipt:
     """An attempt's ``SUANLI_CHECKPOINT_DIR`` as a ``.tar.gz``: it becomes the job's latest
     checkpoint, which a retry at another site starts from. Checked like a workdir upload (size,
@@ -95,7 +95,7 @@ async def upload_checkpoint(
 
 @router.post("/outputs", status_code=201, response_model=DatasetOut)
 async def upload_output(
-    request: Request, control: Control, token: Token, attempt: Annotated[int, Query(ge=0, le=2**62)]
+    request: Request, control: Control, token: Token, attempt: Annotated[int, Query(ge=0, le=MAX_ROW_ID)]
 ) -> DatasetOut:
     """A succeeded attempt's ``SUANLI_OUTPUT_DIR`` as a ``.tar.gz``: it becomes the derived
     dataset its job's ``output.dataset`` names, at this site (``app/outputs.py``). Checked
@@ -111,7 +111,7 @@ async def upload_output(
 
 @router.get("/checkpoints/{digest}", response_class=FileResponse)
 def download_checkpoint(
-    digest: str, control: Control, token: Token, attempt: Annotated[int, Query(ge=0, le=2**62)]
+    digest: str, control: Control, token: Token, attempt: Annotated[int, Query(ge=0, le=MAX_ROW_ID)]
 ) -> FileResponse:
     """The checkpoint an attempt at this site starts from (its assignment's ``checkpoint_digest``)."""
     return FileResponse(desk.checkpoint_file(control, token, attempt, digest), media_type="application/gzip")

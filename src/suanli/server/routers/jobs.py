@@ -17,7 +17,7 @@ from suanli.app.errors import Unprocessable
 from suanli.app.follow import open_logs
 from suanli.core.api import ExplainOut, JobOut, JobSubmit, Page
 from suanli.core.states import JobState
-from suanli.server.deps import Caller, Control
+from suanli.server.deps import MAX_ROW_ID, Caller, Control
 from suanli.server.follow import FollowResponse
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
@@ -80,7 +80,7 @@ def list_jobs(
         after = int(cursor) if cursor else None
     except ValueError:
         after = -1
-    if after is not None and not 0 <= after <= 2**62:
+    if after is not None and not 0 <= after <= MAX_ROW_ID:
         raise Unprocessable("cursor must be the next_cursor of a previous page")
     wanted = service.JobFilter(states=states, site=site, name=name)
     items, nxt = jobrequests.list_jobs(control, who, wanted, limit=limit, cursor=after)

@@ -18,13 +18,13 @@ from suanli.core.api_data import (
     NoCheckpointOut,
 )
 from suanli.server.chaindeps import ChainDep
-from suanli.server.deps import Caller
+from suanli.server.deps import MAX_ROW_ID, Caller
 
 router = APIRouter(prefix="/api/v1/ledger", tags=["ledger"])
 
 #: A position in the log (an entry's index or a tree size): what a database integer holds.
-Position = Annotated[int, Query(ge=0, le=2**62)]
-OptPosition = Annotated[int | None, Query(ge=0, le=2**62)]
+Position = Annotated[int, Query(ge=0, le=MAX_ROW_ID)]
+OptPosition = Annotated[int | None, Query(ge=0, le=MAX_ROW_ID)]
 
 
 @router.get("/key", response_model=LedgerKeyOut)
