@@ -37,6 +37,7 @@ from suanli.app.settings import Settings
 from suanli.core.clock import Clock, SystemClock
 from suanli.core.network import NetworkSpec
 from suanli.core.scheduler import Policy, SiteState
+from suanli.core.signednote import Verifier
 from suanli.filemodes import private_dir
 from suanli.store.db import Database
 
@@ -216,6 +217,8 @@ class ControlPlane:
         self._stage_reasons: dict[str, str] = {}
         self._chain: Chain | None = None
         self._chain_lock = threading.Lock()
+        #: The ledger's witnesses (the network file's ``witnesses``).
+        self._witnesses: list[Verifier] = []
         #: Runs every copy: users' and the scheduler's (for waiting jobs), off the request path.
         self.transfers = transfers.TransferRunner(lambda: self.chain, self.capacity_changed)
         self._capacity: list[SiteState] | None = None
@@ -256,6 +259,9 @@ class ControlPlane:
             fresh = sites.apply_network(session, network, self.clock.now(), self.settings.token_dir)
             metering.sync_tariffs(session, network, self.clock.now())
             self._default_tenant = jobs.default_tenant(session)
+        self._witnesses = network.witness_keys()
+        if self._chain is not None:
+            self._chain.ledger.witnesses = list(self._witnesses)
         self.scheduler_config = replace(
             self.scheduler_config,
             policy=Policy.from_decl(network.scheduling),
@@ -394,7 +400,9 @@ class ControlPlane:
         """The data chain (rules, key store, ledger), opened on first use beside the state."""
         with self._chain_lock:
             if self._chain is None:
-                self._chain = Chain.open(self.db, self.clock, self.settings.home, self.scheduler_config.data_rules)
+                self._chain = Chain.open(
+                    self.db, self.clock, self.settings.home, self.scheduler_config.data_rules, self._witnesses
+                )
             return self._chain
 
     def _weigh_copies(self, plan: scheduling.Plan, now: datetime) -> list[staging.Need]:
