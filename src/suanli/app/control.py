@@ -17,6 +17,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy.orm import Session
+
 from suanli.app import (
     blobs,
     budgets,
@@ -36,6 +38,7 @@ from suanli.app.secrets import SecretBox
 from suanli.app.settings import Settings
 from suanli.core.clock import Clock, SystemClock
 from suanli.core.network import NetworkSpec
+from suanli.core.policy import RuleSet
 from suanli.core.scheduler import Policy, SiteState
 from suanli.core.signednote import Verifier
 from suanli.filemodes import private_dir
@@ -371,11 +374,16 @@ class ControlPlane:
                     waiting.update({j: r for j, r in self._stage_reasons.items() if j in waiting})
             with self.db.session() as session:
                 result = scheduling.apply_plan(session, plan, now, self.settings.lease_s)
+                # Placements of jobs on data reach the ledger in the transaction that commits them.
+                on_data = [(j, s) for j, s in result.placements if j in plan.datasets_of]
+                if on_data:
+                    record_placements(
+                        session, self.chain, on_data, plan.datasets_of, now, self.scheduler_config.data_rules
+                    )
+            if on_data:
+                self.chain.seal()
             if needs:
                 self._start_copies(needs, now)
-            on_data = [(j, s) for j, s in result.placements if j in plan.datasets_of]
-            if on_data:
-                self._record_on_data(on_data, plan.datasets_of, now)
         for site in result.sites | lost_sites:
             self.signals.bump(f"site:{site}")
         if result.placed or lost_sites or result.preempted or result.cancelled:
@@ -427,19 +435,6 @@ class ControlPlane:
         chain.seal()
         self.transfers.submit_for_jobs(runs)
 
-    def _record_on_data(
-        self, placements: list[tuple[str, str]], datasets_of: dict[str, tuple[str, ...]], now: datetime
-    ) -> None:
-        """Put each placement of a job on data on the ledger, with the route of every dataset."""
-        chain = self.chain
-        with self.db.session() as session:
-            for job_id, site in placements:
-                decisions = datarules.placement_decisions(
-                    session, datasets_of[job_id], site, now, self.scheduler_config.data_rules
-                )
-                chain.ledger.record(session, "placement", {"job": job_id, "site": site, "datasets": decisions}, now)
-        chain.seal()
-
     def start(self) -> None:
         if self._thread is not None:
             return
@@ -487,3 +482,18 @@ class ControlPlane:
     def close(self) -> None:
         self.stop()
         self.db.dispose()
+
+
+def record_placements(
+    session: Session,
+    chain: Chain,
+    placements: list[tuple[str, str]],
+    datasets_of: dict[str, tuple[str, ...]],
+    now: datetime,
+    rules: RuleSet,
+) -> None:
+    """Put each placement of a job on data on the ledger, with the route of every dataset, in
+    the caller's transaction (the one that commits the placement); the caller seals after it."""
+    for job_id, site in placements:
+        decisions = datarules.placement_decisions(session, datasets_of[job_id], site, now, rules)
+        chain.ledger.record(session, "placement", {"job": job_id, "site": site, "datasets": decisions}, now)
