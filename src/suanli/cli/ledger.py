@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -89,6 +90,12 @@ def verify(
     save: Annotated[
         Path | None, typer.Option("--save-checkpoint", help="Keep the newest checkpoint here for next time.")
     ] = None,
+    wait: Annotated[
+        float,
+        typer.Option(
+            "--wait", min=0, help="Online: wait up to this many seconds for the witnesses to cosign a new tail."
+        ),
+    ] = 0.0,
     json_out: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")] = False,
     server: ServerOption = None,
     token: TokenOption = None,
@@ -97,20 +104,25 @@ def verify(
     cosignatures: passes only when a checkpoint signed by the log and cosigned by --witnesses
     witnesses covers the whole log. A modified, deleted or reordered entry is named; no
     checkpoint, an unsigned tail or an unwitnessed tail fails. Exit 1 when anything fails."""
-    doc = json.loads(file.read_text(encoding="utf-8")) if file else _fetch(ctx, server, token)
-    try:
-        log_key = _log_key(key or doc.get("log_vkey") or doc["public_key"])
-        wits = [Verifier.parse(w) for w in (witness_keys or doc.get("witnesses", []))]
-        cps = [Checkpoint.from_dict(c) for c in doc["checkpoints"]]
-    except ValueError as exc:
-        raise SuanliError(str(exc)) from None
+    trusted = Checkpoint.from_dict(json.loads(from_.read_text(encoding="utf-8"))) if from_ else None
+    deadline = time.monotonic() + wait
+    while True:
+        doc = json.loads(file.read_text(encoding="utf-8")) if file else _fetch(ctx, server, token)
+        try:
+            log_key = _log_key(key or doc.get("log_vkey") or doc["public_key"])
+            wits = [Verifier.parse(w) for w in (witness_keys or doc.get("witnesses", []))]
+            cps = [Checkpoint.from_dict(c) for c in doc["checkpoints"]]
+        except ValueError as exc:
+            raise SuanliError(str(exc)) from None
+        records = [Record(e["index"], bytes.fromhex(e["leaf_hash"]), e["data"].encode()) for e in doc["entries"]]
+        report = verify_log(records, cps, log_key, witnesses=wits, quorum=witnesses, trusted=trusted)
+        if file or not report.awaiting_witnesses or time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)  # the witnesses cosign on their next round
     if not key:
         note("using the log key the log carries; pin it with --key to guard against a replaced key")
     if not witness_keys and wits:
         note("using the witness keys the log names; pin them with --witness-key")
-    records = [Record(e["index"], bytes.fromhex(e["leaf_hash"]), e["data"].encode()) for e in doc["entries"]]
-    trusted = Checkpoint.from_dict(json.loads(from_.read_text(encoding="utf-8"))) if from_ else None
-    report = verify_log(records, cps, log_key, witnesses=wits, quorum=witnesses, trusted=trusted)
     kinds: dict[str, int] = {}
     for e in doc["entries"]:
         kinds[e["kind"]] = kinds.get(e["kind"], 0) + 1

@@ -338,6 +338,12 @@ class Report:
     def ok(self) -> bool:
         return not self.problems
 
+    @property
+    def awaiting_witnesses(self) -> bool:
+        """The only fault is a tail signed by the log that the witnesses have not cosigned yet
+        (they cosign on their next round)."""
+        return len(self.problems) == 1 and self.signed == self.entries > self.witnessed
+
     def bad(self, index: int | None, message: str) -> None:
         self.problems.append(message)
         if index is not None and (self.first_bad is None or index < self.first_bad):
