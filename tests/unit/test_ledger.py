@@ -202,3 +202,9 @@ def test_key_store_gives_every_concurrent_caller_the_same_key(tmp_path: pathlib.
         got = race(KeyStore(tmp_path / f"keys-{trial}"))
         assert len(got) == 8
         assert len(set(got)) == 1
+
+
+def test_a_checkpoint_saved_before_signed_notes_is_refused_with_a_sentence() -> None:
+    old = {"size": 3, "root": "ab" * 32, "timestamp": "t", "key_id": "0" * 16, "signature": "cd" * 64}
+    with pytest.raises(ValueError, match="saved before checkpoints became C2SP notes"):
+        Checkpoint.from_dict(old)

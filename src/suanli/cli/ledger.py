@@ -104,7 +104,10 @@ def verify(
     cosignatures: passes only when a checkpoint signed by the log and cosigned by --witnesses
     witnesses covers the whole log. A modified, deleted or reordered entry is named; no
     checkpoint, an unsigned tail or an unwitnessed tail fails. Exit 1 when anything fails."""
-    trusted = Checkpoint.from_dict(json.loads(from_.read_text(encoding="utf-8"))) if from_ else None
+    try:
+        trusted = Checkpoint.from_dict(json.loads(from_.read_text(encoding="utf-8"))) if from_ else None
+    except ValueError as exc:
+        raise SuanliError(f"--from {from_}: {exc}") from None
     deadline = time.monotonic() + wait
     while True:
         doc = json.loads(file.read_text(encoding="utf-8")) if file else _fetch(ctx, server, token)

@@ -276,6 +276,11 @@ class Checkpoint:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Checkpoint:
         """From :meth:`to_dict`; the ``note`` is what is read (the other fields only mirror it)."""
+        if not d.get("note"):
+            raise ValueError(
+                f"the checkpoint at size {d.get('size', '?')} carries no signed note: it was saved before "
+                "checkpoints became C2SP notes; save a new one with --save-checkpoint"
+            )
         return cls.from_note(str(d["note"]), str(d.get("timestamp", "")))
 
 
