@@ -23,7 +23,7 @@ from suanli.app.control import ControlPlane
 from suanli.app.settings import Settings
 from suanli.cli import app
 from suanli.core.clock import ManualClock
-from suanli.core.ledger import entry_bytes, leaf_hash
+from suanli.core.ledger import entry_bytes, leaf_hash, sign_checkpoint
 from suanli.core.network import parse_network
 from suanli.core.signednote import Verifier
 from suanli.sdk import ApiError, Client
@@ -201,3 +201,25 @@ def test_a_row_put_in_the_database_raises_the_alarm(net: Net, caplog: pytest.Log
     r = net.cli("ledger", "verify", "--witnesses", "0")
     assert r.exit_code == 1
     assert "entries 3..4 are an unsigned tail" in r.output
+
+
+def test_consistency_joins_signed_roots_not_the_servers_word(net: Net, tmp_path: Path) -> None:
+    net.act(4)
+    saved = tmp_path / "cp.json"
+    assert net.cli("ledger", "verify", "--witnesses", "0", "--save-checkpoint", str(saved)).exit_code == 0
+    net.act(3)
+    r = net.cli("ledger", "consistency", "--from", str(saved))
+    assert r.exit_code == 0, r.output
+    assert "size 4 → 7: consistent" in r.output
+    # A checkpoint of size 4 signed by the log key over another tree (a fork the regulator kept):
+    key = (net.control.settings.home / "datachain" / "keys" / "ledger-ed25519.key").read_bytes()
+    fork = sign_checkpoint(key, 4, leaf_hash(b"another history"), "t")
+    saved.write_text(json.dumps(fork.to_dict()))
+    r = net.cli("ledger", "consistency", "--from", str(saved))
+    assert r.exit_code == 1
+    assert "does not extend the signed tree of size 4" in r.output
+    forged = sign_checkpoint(bytes(32), 4, leaf_hash(b"x"), "t")
+    saved.write_text(json.dumps(forged.to_dict()))
+    r = net.cli("ledger", "consistency", "--from", str(saved))
+    assert r.exit_code == 1
+    assert "not signed by the log key" in r.output

@@ -11,7 +11,15 @@ import typer
 
 from suanli.cli.context import ServerOption, TokenOption, error, note, open_client, say
 from suanli.core.errors import SuanliError
-from suanli.core.ledger import ORIGIN, Checkpoint, Record, log_verifier, verify_consistency, verify_log
+from suanli.core.ledger import (
+    ORIGIN,
+    Checkpoint,
+    Record,
+    log_verifier,
+    verify_checkpoint,
+    verify_consistency,
+    verify_log,
+)
 from suanli.core.signednote import Verifier
 
 app = typer.Typer(
@@ -184,23 +192,47 @@ def checkpoints(ctx: typer.Context, server: ServerOption = None, token: TokenOpt
 @app.command()
 def consistency(
     ctx: typer.Context,
-    first: int,
-    second: Annotated[int | None, typer.Argument()] = None,
+    first: Annotated[int | None, typer.Argument(help="Size of a signed checkpoint (or use --from).")] = None,
+    second: Annotated[int | None, typer.Argument(help="Size of a later signed checkpoint (default: newest).")] = None,
+    from_: Annotated[
+        Path | None, typer.Option("--from", help="A checkpoint JSON you kept (--save-checkpoint) instead of FIRST.")
+    ] = None,
+    key: Annotated[str | None, typer.Option("--key", help="Pinned log key (vkey or hex).")] = None,
     server: ServerOption = None,
     token: TokenOption = None,
 ) -> None:
-    """Fetch and check a consistency proof between two tree sizes."""
+    """Check that the newest signed checkpoint extends an earlier one: both must be signed by the
+    log key, and the server's RFC 9162 proof must join *their* roots (the roots the server sends
+    with the proof are not trusted). Exit 1 when it does not."""
     with open_client(ctx, server, token) as client:
-        p = client.consistency_proof(first, second)
-    ok = verify_consistency(
-        p["first"],
-        p["second"],
-        bytes.fromhex(p["first_root"]),
-        bytes.fromhex(p["second_root"]),
-        [bytes.fromhex(h) for h in p["proof"]],
-    )
-    say(f"size {p['first']} → {p['second']}: {'consistent' if ok else 'NOT consistent'} ({len(p['proof'])} hashes)")
+        keys = client.ledger_keys()
+        try:
+            log_key = _log_key(key or keys.get("vkey") or keys["public_key"])
+            cps = {c.size: c for c in (Checkpoint.from_dict(d) for d in client.ledger_checkpoints())}
+            old = Checkpoint.from_dict(json.loads(from_.read_text(encoding="utf-8"))) if from_ else None
+        except ValueError as exc:
+            raise SuanliError(str(exc)) from None
+        if old is None:
+            if first is None:
+                raise SuanliError("name the earlier tree: a checkpoint size, or --from a checkpoint you kept")
+            old = cps.get(first)
+            if old is None:
+                raise SuanliError(f"the server holds no signed checkpoint at size {first}; sizes: {sorted(cps)[:20]}")
+        new = cps.get(second) if second else (cps[max(cps)] if cps else None)
+        if new is None:
+            raise SuanliError(f"the server holds no signed checkpoint at size {second or '(none at all)'}")
+        for cp in (old, new):
+            if not verify_checkpoint(cp, log_key):
+                error(f"the checkpoint at size {cp.size} is not signed by the log key")
+                raise typer.Exit(1)
+        if old.size > new.size:
+            error(f"the newest checkpoint (size {new.size}) is smaller than yours (size {old.size}): the log shrank")
+            raise typer.Exit(1)
+        proof = client.consistency_proof(old.size, new.size)["proof"] if old.size < new.size else []
+    ok = verify_consistency(old.size, new.size, old.root, new.root, [bytes.fromhex(h) for h in proof])
+    say(f"size {old.size} → {new.size}: {'consistent' if ok else 'NOT consistent'} ({len(proof)} hashes)")
     if not ok:
+        error(f"the signed tree of size {new.size} does not extend the signed tree of size {old.size}")
         raise typer.Exit(1)
 
 
