@@ -1,4 +1,4 @@
-"""Tamper detection of the witnessed ledger: every attack of issue 19, each against a fresh log.
+"""Tamper detection of the witnessed ledger: every attack of issue 19, each on its own copy of one clean log.
 
 Each case builds a real ledger through the application's code (``suanli.app.chain.Chain`` on a
 temporary SQLite database: ``LedgerService.record`` in write transactions, ``seal`` after each,
@@ -17,6 +17,7 @@ import argparse
 import base64
 import dataclasses
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -59,6 +60,13 @@ class Lab:
         for i in range(entries):
             lab.act(i)
         return lab
+
+    @classmethod
+    def open(cls, root: Path) -> Lab:
+        """The ledger a :meth:`build` left in ``root`` (or a copy of it), opened again."""
+        db = Database(sqlite_url(root / "state.db"))
+        witness = Witness(root / "witness")
+        return cls(root, db, Chain.open(db, SystemClock(), root, witnesses=[witness.vkey]), witness)
 
     def act(self, i: int, route: str = "deny") -> None:
         """An ordinary action: one decision recorded in its transaction, sealed, witnessed."""
@@ -294,14 +302,17 @@ CASES: dict[str, Callable[[Lab], tuple[bool, str]]] = {
 
 
 def run_cases(entries: int = 40) -> list[dict[str, object]]:
-    """Each case on its own fresh, clean, verifying ledger."""
+    """Each case on its own copy of one clean, verifying ledger."""
     out: list[dict[str, object]] = []
-    for name, attack in CASES.items():
-        with tempfile.TemporaryDirectory() as tmp:
-            lab = Lab.build(Path(tmp), entries)
-            clean = lab.verify()
-            if not clean.ok:
-                raise SystemExit(f"the clean ledger does not verify before '{name}': {clean.problems}")
+    with tempfile.TemporaryDirectory() as tmp:
+        clean = Lab.build(Path(tmp) / "clean", entries)
+        report = clean.verify()
+        clean.db.dispose()
+        if not report.ok:
+            raise SystemExit(f"the clean ledger does not verify: {report.problems}")
+        for n, (name, attack) in enumerate(CASES.items()):
+            shutil.copytree(Path(tmp) / "clean", Path(tmp) / f"case-{n}")
+            lab = Lab.open(Path(tmp) / f"case-{n}")
             t0 = time.perf_counter()
             detected, how = attack(lab)
             out.append({"case": name, "detected": detected, "how": how, "ms": round((time.perf_counter() - t0) * 1e3)})
