@@ -1,6 +1,6 @@
 """Tamper detection of the witnessed ledger: every attack of issue 19, each on its own copy of one clean log.
 
-Each case builds a real ledger through the application's code (``suanli.app.chain.Chain`` on a
+The ledger is built once through the application's code (``suanli.app.chain.Chain`` on a
 temporary SQLite database: ``LedgerService.record`` in write transactions, ``seal`` after each,
 the witness's ``Witness.check`` and the front desk's ``LedgerService.cosign`` — the functions the
 HTTP routes and ``suanli witness run`` call), then attacks it the way an insider with the
