@@ -57,6 +57,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 def init(home: Path, name: str) -> Verifier:
     """Make the witness's key in ``home`` (mode 0600; an existing key is kept) and return its vkey."""
+    signer_vkey(name, COSIGNATURE_V1, b"\0" * 32)  # checks the name before anything is written
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     key_path = home / KEY_FILE
     if key_path.exists():
@@ -64,7 +65,6 @@ def init(home: Path, name: str) -> Verifier:
         if existing != name:
             raise SuanliError(f"{home} already holds the key of witness '{existing}'; use another --home")
     else:
-        signer_vkey(name, COSIGNATURE_V1, b"\0" * 32)  # checks the name before anything is written
         raw = Ed25519PrivateKey.generate().private_bytes(
             serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
         )
