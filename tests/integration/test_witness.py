@@ -104,11 +104,13 @@ def test_verify_needs_the_witness_and_works_offline(net: Net, tmp_path: Path) ->
         == "cosigned size 5 (root " + (net.client.ledger_latest_checkpoint() or {})["root"][:16] + "…)"
     )
     assert poll_once(net.client, net.witness, net.log_key) == "up to date: size 5 already cosigned"
+    assert "suanli_ledger_unwitnessed_entries 0.0" in httpx.get(f"{net.url}/metrics").text
     r = net.cli("ledger", "verify", "--key", net.log_key.vkey(), "--witness-key", net.witness.vkey.vkey())
     assert r.exit_code == 0, r.output
     assert "cosigned by regulator.example/w1" in r.output
 
     net.act(3)  # a tail the witness has not seen yet
+    assert "suanli_ledger_unwitnessed_entries 3.0" in httpx.get(f"{net.url}/metrics").text
     r = net.cli("ledger", "verify", "--json")
     assert r.exit_code == 1
     assert json.loads(r.stdout)["witnessed"] == 5

@@ -229,6 +229,25 @@ class LedgerService:
         cosigs = session.scalars(select(LedgerCosignature).where(LedgerCosignature.size == row.size)).all()
         return self._from_row(row, cosigs)
 
+    def unwitnessed(self, session: Session) -> int:
+        """Entries not yet covered by a checkpoint that every listed witness has cosigned (what
+        ``suanli ledger verify`` would report as an unwitnessed tail; 0 when no witness is listed)."""
+        if not self.witnesses:
+            return 0
+        size = (session.scalar(select(func.max(LedgerEntry.index))) or -1) + 1
+        names = [w.name for w in self.witnesses]
+        witnessed = session.scalar(
+            select(func.max(LedgerCosignature.size)).where(
+                LedgerCosignature.size.in_(
+                    select(LedgerCosignature.size)
+                    .where(LedgerCosignature.witness.in_(names))
+                    .group_by(LedgerCosignature.size)
+                    .having(func.count(func.distinct(LedgerCosignature.witness)) >= len(names))
+                )
+            )
+        )
+        return max(size - (witnessed or 0), 0)
+
     def cosign(self, session: Session, size: int, line: str, now: datetime) -> Checkpoint:
         """Store a witness's cosignature line of the checkpoint at ``size`` (it must verify)."""
         try:

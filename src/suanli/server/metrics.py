@@ -59,3 +59,10 @@ class SuanliCollector(Collector):
         yield CounterMetricFamily(
             "suanli_ledger_refused_seals", "Checkpoints the ledger refused to sign.", value=float(ledger.refused_seals)
         )
+        with self.control.db.read() as session:
+            unwitnessed = ledger.unwitnessed(session)
+        yield GaugeMetricFamily(
+            "suanli_ledger_unwitnessed_entries",
+            "Entries no checkpoint cosigned by every listed witness covers yet (a witness that stopped shows here).",
+            value=float(unwitnessed),
+        )
