@@ -73,7 +73,7 @@ READ=$(su submit "$SPEC" --json | "$BIN/python" -c 'import json,sys; print(json.
 run "$BIN/suanli" logs "$READ" --follow
 run "$BIN/suanli" data transfers
 run "$BIN/suanli" data show "$DIGEST"
-run "$BIN/suanli" ledger verify
+run "$BIN/suanli" ledger verify --wait 10   # signed by the log and cosigned by the demo's witness
 
 step "Every job, and where it ran"
 run "$BIN/suanli" jobs --all

@@ -28,6 +28,13 @@ LazyGroup.register(
         "Run a site agent: register with the server, take attempts, run them on the site's engine.",
     ),
     LazyCommand(
+        "witness",
+        "suanli.witness.cli:app",
+        _RUN,
+        "Cosign the ledger's checkpoints from outside the operator: init, run, status.",
+        group=True,
+    ),
+    LazyCommand(
         "simulate",
         "suanli.launch.simulate:simulate",
         "Plan",

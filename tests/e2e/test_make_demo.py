@@ -43,7 +43,7 @@ def test_demo_script(tmp_path: Path) -> None:
     assert "done: accuracy" in output, context
     assert "copied, encrypted and verified (for job" in output, context  # compute to data
     assert "general (inherited, re-grade it)" in output, context  # the job's output, derived
-    assert "signed checkpoints verified" in output, context
+    assert "signed checkpoints verified, cosigned by demo.suanli.local/witness" in output, context
     assert "Traceback" not in output, context
 
     deadline = time.monotonic() + 15  # the script's trap waits for 'suanli up' to stop

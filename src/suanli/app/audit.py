@@ -23,8 +23,16 @@ from suanli.store.models import ExportCounter
 
 
 def public_key(chain: Chain) -> LedgerKeyOut:
-    """The checkpoint-signing public key (Ed25519, raw, hex). A regulator should pin it."""
-    return LedgerKeyOut(algorithm="ed25519", public_key=chain.ledger.public_key.hex())
+    """The checkpoint-signing public key (Ed25519, raw, hex, and as a signed-note vkey) and the
+    witnesses' vkeys the network file lists. A regulator should pin them."""
+    ledger = chain.ledger
+    return LedgerKeyOut(
+        algorithm="ed25519",
+        public_key=ledger.public_key.hex(),
+        origin=ledger.origin,
+        vkey=ledger.verifier.vkey(),
+        witnesses=[w.vkey() for w in ledger.witnesses],
+    )
 
 
 def checkpoints(chain: Chain) -> list[CheckpointOut]:
@@ -36,8 +44,14 @@ def checkpoints(chain: Chain) -> list[CheckpointOut]:
 def latest_checkpoint(chain: Chain) -> CheckpointOut | None:
     """The newest signed checkpoint (it covers every committed entry), if any."""
     with chain.db.read() as s:
-        cps = chain.ledger.checkpoints(s)
-    return checkpoint_out(cps[-1]) if cps else None
+        cp = chain.ledger.latest(s)
+    return checkpoint_out(cp) if cp else None
+
+
+def cosign(chain: Chain, size: int, line: str) -> CheckpointOut:
+    """Store a listed witness's cosignature of the checkpoint at ``size`` (it must verify)."""
+    with chain.db.session() as s:
+        return checkpoint_out(chain.ledger.cosign(s, size, line, chain.clock.now()))
 
 
 def inclusion(chain: Chain, index: int, size: int | None) -> InclusionProofOut:

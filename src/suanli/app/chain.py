@@ -8,12 +8,15 @@ keys live in ``$SUANLI_HOME/datachain/keys``, apart from the data.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from suanli.app.ledger import LedgerService, load_signing_key
 from suanli.core.clock import Clock
+from suanli.core.ledger import Checkpoint
 from suanli.core.policy import RuleSet
+from suanli.core.signednote import Verifier
 from suanli.datachain.crypto import KeyStore
 from suanli.datachain.rulesets import default_ruleset
 from suanli.datachain.site_store import SiteStore
@@ -34,11 +37,18 @@ class Chain:
     _running: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def open(cls, db: Database, clock: Clock, home: Path, rules: RuleSet | None = None) -> Chain:
+    def open(
+        cls,
+        db: Database,
+        clock: Clock,
+        home: Path,
+        rules: RuleSet | None = None,
+        witnesses: Sequence[Verifier] = (),
+    ) -> Chain:
         root = home / "datachain"
         (root / "sites").mkdir(parents=True, exist_ok=True)
         keys = KeyStore(root / "keys", forbidden=[root / "sites"])
-        ledger = LedgerService(load_signing_key(keys.root / "ledger-ed25519.key"))
+        ledger = LedgerService(load_signing_key(keys.root / "ledger-ed25519.key"), witnesses=witnesses)
         return cls(db=db, clock=clock, root=root, rules=rules or default_ruleset(), keys=keys, ledger=ledger)
 
     def store(self, site: str) -> SiteStore:
@@ -65,6 +75,7 @@ class Chain:
         with self._lock:
             self._running.pop(transfer_id, None)
 
-    def seal(self) -> None:
-        """After a commit that recorded ledger entries: sign a checkpoint over them."""
-        self.ledger.seal(self.db, self.clock.now())
+    def seal(self) -> Checkpoint | None:
+        """After a commit that recorded ledger entries: sign a checkpoint over them (None: nothing
+        new, or the ledger's alarm is raised)."""
+        return self.ledger.seal(self.db, self.clock.now())

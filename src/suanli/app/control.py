@@ -17,6 +17,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy.orm import Session
+
 from suanli.app import (
     blobs,
     budgets,
@@ -36,7 +38,9 @@ from suanli.app.secrets import SecretBox
 from suanli.app.settings import Settings
 from suanli.core.clock import Clock, SystemClock
 from suanli.core.network import NetworkSpec
+from suanli.core.policy import RuleSet
 from suanli.core.scheduler import Policy, SiteState
+from suanli.core.signednote import Verifier
 from suanli.filemodes import private_dir
 from suanli.store.db import Database
 
@@ -216,6 +220,8 @@ class ControlPlane:
         self._stage_reasons: dict[str, str] = {}
         self._chain: Chain | None = None
         self._chain_lock = threading.Lock()
+        #: The ledger's witnesses (the network file's ``witnesses``).
+        self._witnesses: list[Verifier] = []
         #: Runs every copy: users' and the scheduler's (for waiting jobs), off the request path.
         self.transfers = transfers.TransferRunner(lambda: self.chain, self.capacity_changed)
         self._capacity: list[SiteState] | None = None
@@ -256,6 +262,9 @@ class ControlPlane:
             fresh = sites.apply_network(session, network, self.clock.now(), self.settings.token_dir)
             metering.sync_tariffs(session, network, self.clock.now())
             self._default_tenant = jobs.default_tenant(session)
+        self._witnesses = network.witness_keys()
+        if self._chain is not None:
+            self._chain.ledger.witnesses = list(self._witnesses)
         self.scheduler_config = replace(
             self.scheduler_config,
             policy=Policy.from_decl(network.scheduling),
@@ -365,11 +374,16 @@ class ControlPlane:
                     waiting.update({j: r for j, r in self._stage_reasons.items() if j in waiting})
             with self.db.session() as session:
                 result = scheduling.apply_plan(session, plan, now, self.settings.lease_s)
+                # Placements of jobs on data reach the ledger in the transaction that commits them.
+                on_data = [(j, s) for j, s in result.placements if j in plan.datasets_of]
+                if on_data:
+                    record_placements(
+                        session, self.chain, on_data, plan.datasets_of, now, self.scheduler_config.data_rules
+                    )
+            if on_data:
+                self.chain.seal()
             if needs:
                 self._start_copies(needs, now)
-            on_data = [(j, s) for j, s in result.placements if j in plan.datasets_of]
-            if on_data:
-                self._record_on_data(on_data, plan.datasets_of, now)
         for site in result.sites | lost_sites:
             self.signals.bump(f"site:{site}")
         if result.placed or lost_sites or result.preempted or result.cancelled:
@@ -394,7 +408,9 @@ class ControlPlane:
         """The data chain (rules, key store, ledger), opened on first use beside the state."""
         with self._chain_lock:
             if self._chain is None:
-                self._chain = Chain.open(self.db, self.clock, self.settings.home, self.scheduler_config.data_rules)
+                self._chain = Chain.open(
+                    self.db, self.clock, self.settings.home, self.scheduler_config.data_rules, self._witnesses
+                )
             return self._chain
 
     def _weigh_copies(self, plan: scheduling.Plan, now: datetime) -> list[staging.Need]:
@@ -418,19 +434,6 @@ class ControlPlane:
             runs = staging.transfers_to_run(session, chain, needs, now)
         chain.seal()
         self.transfers.submit_for_jobs(runs)
-
-    def _record_on_data(
-        self, placements: list[tuple[str, str]], datasets_of: dict[str, tuple[str, ...]], now: datetime
-    ) -> None:
-        """Put each placement of a job on data on the ledger, with the route of every dataset."""
-        chain = self.chain
-        with self.db.session() as session:
-            for job_id, site in placements:
-                decisions = datarules.placement_decisions(
-                    session, datasets_of[job_id], site, now, self.scheduler_config.data_rules
-                )
-                chain.ledger.record(session, "placement", {"job": job_id, "site": site, "datasets": decisions}, now)
-        chain.seal()
 
     def start(self) -> None:
         if self._thread is not None:
@@ -479,3 +482,18 @@ class ControlPlane:
     def close(self) -> None:
         self.stop()
         self.db.dispose()
+
+
+def record_placements(
+    session: Session,
+    chain: Chain,
+    placements: list[tuple[str, str]],
+    datasets_of: dict[str, tuple[str, ...]],
+    now: datetime,
+    rules: RuleSet,
+) -> None:
+    """Put each placement of a job on data on the ledger, with the route of every dataset, in
+    the caller's transaction (the one that commits the placement); the caller seals after it."""
+    for job_id, site in placements:
+        decisions = datarules.placement_decisions(session, datasets_of[job_id], site, now, rules)
+        chain.ledger.record(session, "placement", {"job": job_id, "site": site, "datasets": decisions}, now)

@@ -402,18 +402,6 @@ def readable_at(session: Session, chain: Chain, dataset: str, site: str, now: da
     )
 
 
-def record_placement(
-    session: Session, chain: Chain, job_id: str, site: str, datasets: list[str], now: datetime
-) -> None:
-    """Put a job's placement on data on the record (the scheduler calls it when it places one)."""
-    decisions = {d: readable_at(session, chain, d, site, now).route.value for d in datasets}
-    if any(r == Route.DENY.value for r in decisions.values()):
-        raise Forbidden(
-            f"job {job_id} may not read {', '.join(d for d, r in decisions.items() if r == 'deny')} at {site}"
-        )
-    chain.ledger.record(session, "placement", {"job": job_id, "site": site, "datasets": decisions}, now)
-
-
 def transfer_out(t: DataTransfer) -> TransferOut:
     return TransferOut.model_validate(t, from_attributes=True)
 

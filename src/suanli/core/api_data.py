@@ -181,16 +181,35 @@ class LedgerKeyOut(Reply):
     algorithm: str
     #: Raw Ed25519 public key, hex.
     public_key: str
+    #: The log's origin line, which is also its key's name.
+    origin: str = ""
+    #: The log's verifier key in the C2SP signed-note form (``suanli ledger verify --key``).
+    vkey: str = ""
+    #: The witnesses' verifier keys the network file lists (``--witness-key``).
+    witnesses: list[str] = Field(default_factory=list)
 
 
 class CheckpointOut(Reply):
-    """A signed checkpoint over the first ``size`` entries (``core.ledger.Checkpoint``, hex)."""
+    """A signed checkpoint over the first ``size`` entries: ``note`` is the C2SP signed note
+    (checkpoint text, the log's signature line, each witness's cosignature/v1 line); the other
+    fields repeat it for reading (root in hex, signature in base64)."""
 
     size: int
     root: str
     timestamp: str
     key_id: str
     signature: str
+    note: str = ""
+    witnessed_by: list[str] = Field(default_factory=list)
+
+
+class CosignatureIn(BaseModel):
+    """A witness's cosignature of the checkpoint at ``size``: its signed-note line."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    size: int = Field(ge=1, le=2**62)
+    cosignature: str = Field(min_length=10, max_length=1024)
 
 
 class NoCheckpointOut(Reply):

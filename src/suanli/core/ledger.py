@@ -1,8 +1,10 @@
 """The ledger's hashing: an RFC 9162 Merkle tree, proofs, signed checkpoints, offline verification.
 
 Pure: no I/O. The ledger *service* (``suanli.app.ledger``) persists entries and signs
-checkpoints with its private key; anyone holding the public key — a regulator with
-``suanli ledger verify`` — can check the whole log and every proof with this module alone.
+checkpoints with its private key; witnesses (``suanli.witness``) cosign them after checking
+they extend what they cosigned before. Anyone holding the log's and the witnesses' public
+keys — a regulator with ``suanli ledger verify`` — can check the whole log and every proof
+with this module alone. Checkpoints are C2SP signed notes (``suanli.core.signednote``).
 
 Entries hold hashes and metadata only, never personal information (:func:`check_metadata`).
 """
@@ -13,16 +15,26 @@ import base64
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from suanli.core.signednote import (
+    ED25519,
+    Note,
+    NoteSignature,
+    Verifier,
+    checkpoint_text,
+    matches,
+    parse_checkpoint_text,
+    sign_text,
+    verify_cosignature,
+    verify_text,
+)
 
 LEAF, NODE = b"\x00", b"\x01"
 EMPTY_ROOT = hashlib.sha256(b"").digest()
-CHECKPOINT_ORIGIN = "suanli-ledger/v1"
+#: The log's origin line, and the name of its signing key (c2sp.org/tlog-checkpoint).
+ORIGIN = "suanli/ledger"
 
 
 def leaf_hash(data: bytes) -> bytes:
@@ -214,15 +226,41 @@ def entry_bytes(index: int, kind: str, at: str, body: Mapping[str, Any]) -> byte
 
 @dataclass(frozen=True)
 class Checkpoint:
+    """A c2sp.org/tlog-checkpoint signed by the log, with the witnesses' cosignatures."""
+
+    origin: str
     size: int
     root: bytes
-    timestamp: str
-    key_id: str
-    signature: bytes = b""
+    #: The log's signature line (type 0x01, key named ``origin``).
+    signature: NoteSignature
+    #: When the log signed it, as the server says (not signed over; cosignatures carry signed times).
+    timestamp: str = ""
+    cosignatures: tuple[NoteSignature, ...] = ()
 
-    def message(self) -> bytes:
-        root = base64.b64encode(self.root).decode()
-        return f"{CHECKPOINT_ORIGIN}\n{self.size}\n{root}\n{self.timestamp}\n{self.key_id}\n".encode()
+    @property
+    def key_id(self) -> str:
+        return self.signature.key_id.hex()
+
+    def text(self) -> str:
+        return checkpoint_text(self.origin, self.size, self.root)
+
+    def note(self) -> str:
+        """The whole signed note: checkpoint text, blank line, the log's then each witness's line."""
+        return Note(self.text(), (self.signature, *self.cosignatures)).format()
+
+    def with_cosignature(self, sig: NoteSignature) -> Checkpoint:
+        others = tuple(c for c in self.cosignatures if c.name != sig.name or c.key_id != sig.key_id)
+        return replace(self, cosignatures=(*others, sig))
+
+    @classmethod
+    def from_note(cls, note: str, timestamp: str = "") -> Checkpoint:
+        parsed = Note.parse(note)
+        origin, size, root = parse_checkpoint_text(parsed.text)
+        own = [s for s in parsed.signatures if s.name == origin]
+        if not own:
+            raise ValueError(f"the checkpoint at size {size} carries no signature by its log '{origin}'")
+        rest = tuple(s for s in parsed.signatures if s is not own[0])
+        return cls(origin, size, root, own[0], timestamp, rest)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -230,39 +268,48 @@ class Checkpoint:
             "root": self.root.hex(),
             "timestamp": self.timestamp,
             "key_id": self.key_id,
-            "signature": self.signature.hex(),
+            "signature": base64.b64encode(self.signature.raw).decode(),
+            "note": self.note(),
+            "witnessed_by": [c.name for c in self.cosignatures],
         }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Checkpoint:
-        return cls(
-            size=int(d["size"]),
-            root=bytes.fromhex(d["root"]),
-            timestamp=str(d["timestamp"]),
-            key_id=str(d["key_id"]),
-            signature=bytes.fromhex(d["signature"]),
-        )
+        """From :meth:`to_dict`; the ``note`` is what is read (the other fields only mirror it)."""
+        if not d.get("note"):
+            raise ValueError(
+                f"the checkpoint at size {d.get('size', '?')} carries no signed note: it was saved before "
+                "checkpoints became C2SP notes; save a new one with --save-checkpoint"
+            )
+        return cls.from_note(str(d["note"]), str(d.get("timestamp", "")))
 
 
-def key_id_of(public_key: bytes) -> str:
-    return hashlib.sha256(public_key).hexdigest()[:16]
+def log_verifier(public_key: bytes, origin: str = ORIGIN) -> Verifier:
+    return Verifier(origin, ED25519, public_key)
 
 
-def sign_checkpoint(private_key: bytes, size: int, root: bytes, timestamp: str) -> Checkpoint:
-    key = Ed25519PrivateKey.from_private_bytes(private_key)
-    pub = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    unsigned = Checkpoint(size=size, root=root, timestamp=timestamp, key_id=key_id_of(pub))
-    return Checkpoint(size, root, timestamp, unsigned.key_id, key.sign(unsigned.message()))
+def sign_checkpoint(private_key: bytes, size: int, root: bytes, timestamp: str, origin: str = ORIGIN) -> Checkpoint:
+    sig = sign_text(checkpoint_text(origin, size, root), origin, private_key)
+    return Checkpoint(origin, size, root, sig, timestamp)
 
 
-def verify_checkpoint(cp: Checkpoint, public_key: bytes) -> bool:
-    if cp.key_id != key_id_of(public_key):
-        return False
-    try:
-        Ed25519PublicKey.from_public_bytes(public_key).verify(cp.signature, cp.message())
-    except InvalidSignature:
-        return False
-    return True
+def verify_checkpoint(cp: Checkpoint, log: Verifier | bytes) -> bool:
+    """Whether the log's key signed this checkpoint (its origin is the key's name)."""
+    v = log if isinstance(log, Verifier) else log_verifier(log, cp.origin)
+    return cp.origin == v.name and verify_text(cp.text(), cp.signature, v)
+
+
+def cosigners(cp: Checkpoint, witnesses: Sequence[Verifier]) -> tuple[list[str], list[str]]:
+    """(witnesses whose cosignature verifies, witnesses whose line is there but does not verify);
+    lines from keys not in ``witnesses`` are ignored, as the signed-note spec says."""
+    good, bad = [], []
+    for w in witnesses:
+        lines = [c for c in cp.cosignatures if matches(c, w)]
+        if any(verify_cosignature(cp.text(), c, w) for c in lines):
+            good.append(w.name)
+        elif lines:
+            bad.append(w.name)
+    return good, bad
 
 
 # --- whole-log verification ---------------------------------------------------------------
@@ -284,10 +331,23 @@ class Report:
     problems: list[str] = field(default_factory=list)
     #: The first entry index found wrong, when one can be named.
     first_bad: int | None = None
+    #: Entries the newest valid log-signed checkpoint covers.
+    signed: int = 0
+    #: Entries the newest checkpoint cosigned by a quorum of witnesses covers.
+    witnessed: int = 0
+    quorum: int = 0
+    #: The witnesses that cosigned the newest witnessed checkpoint.
+    witnessed_by: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    @property
+    def awaiting_witnesses(self) -> bool:
+        """The only fault is a tail signed by the log that the witnesses have not cosigned yet
+        (they cosign on their next round)."""
+        return len(self.problems) == 1 and self.signed == self.entries > self.witnessed
 
     def bad(self, index: int | None, message: str) -> None:
         self.problems.append(message)
@@ -295,22 +355,7 @@ class Report:
             self.first_bad = index
 
 
-def verify_log(
-    records: Sequence[Record],
-    checkpoints: Sequence[Checkpoint],
-    public_key: bytes,
-    *,
-    trusted: Checkpoint | None = None,
-) -> Report:
-    """Check every entry and checkpoint the way a regulator would, offline.
-
-    ``records`` are the whole log in stored order; ``trusted`` is a checkpoint the verifier kept
-    from earlier (``--from``): the log must still contain exactly what it signed. Names the entry at fault:
-    a modified entry (leaf hash or embedded index wrong), a missing row (a gap), a reordered row
-    (an index out of place); a rewrite that also fixed the stored hashes is caught by the signed
-    checkpoints, and named as the range between the last matching and the first failing one.
-    """
-    report = Report(entries=len(records), checkpoints=len(checkpoints))
+def _check_entries(records: Sequence[Record], report: Report) -> MerkleTree:
     tree = MerkleTree()
     expected = 0
     for pos, rec in enumerate(records):
@@ -329,11 +374,43 @@ def verify_log(
             report.bad(rec.index, f"entry {rec.index} was modified: its bytes do not hash to its recorded leaf hash")
         tree.append_hash(computed)
         expected += 1
+    return tree
+
+
+def verify_log(
+    records: Sequence[Record],
+    checkpoints: Sequence[Checkpoint],
+    log_key: Verifier | bytes,
+    *,
+    witnesses: Sequence[Verifier] = (),
+    quorum: int | None = None,
+    trusted: Checkpoint | None = None,
+) -> Report:
+    """Check every entry and checkpoint the way a regulator would, offline.
+
+    Passes only when a checkpoint signed by the log key and cosigned by at least ``quorum``
+    of ``witnesses`` (default: all of them) covers the whole log: no checkpoint, an unsigned
+    tail, or a tail the witnesses have not cosigned, each fails with a sentence. ``records``
+    are the whole log in stored order; ``trusted`` is a checkpoint the verifier kept from
+    earlier (``--from``): the log must still contain exactly what it signed. Names the entry at
+    fault: a modified entry (leaf hash or embedded index wrong), a missing row (a gap), a
+    reordered row (an index out of place); a rewrite that also fixed the stored hashes is
+    caught by the signed checkpoints, and named as the range between the last matching and the
+    first failing one.
+    """
+    need = len(witnesses) if quorum is None else quorum
+    report = Report(entries=len(records), checkpoints=len(checkpoints), quorum=need)
+    if need > len(witnesses):
+        report.bad(None, f"{need} witnesses are required but only {len(witnesses)} witness keys are known")
+    tree = _check_entries(records, report)
     named = report.first_bad is not None
     last_good, mismatch = 0, False
     for cp in sorted(checkpoints, key=lambda c: c.size):
-        if not verify_checkpoint(cp, public_key):
-            report.bad(None, f"checkpoint at size {cp.size} ({cp.timestamp}) has a bad signature")
+        good, bad = cosigners(cp, witnesses)
+        for name in bad:
+            report.bad(None, f"witness {name}'s cosignature on the checkpoint at size {cp.size} does not verify")
+        if not verify_checkpoint(cp, log_key):
+            report.bad(None, f"checkpoint at size {cp.size} ({cp.timestamp}) is not signed by the log key")
         elif cp.size > len(tree):
             report.bad(
                 None if named else len(tree),
@@ -354,10 +431,33 @@ def verify_log(
                 None, f"checkpoint at size {cp.size} matches after an earlier one failed: checkpoints were forged"
             )
         else:
-            last_good = cp.size
+            last_good = report.signed = cp.size
+            if len(good) >= need:
+                report.witnessed, report.witnessed_by = cp.size, good
+    _check_coverage(report, len(tree), bool(checkpoints))
     if trusted is not None:
-        if not verify_checkpoint(trusted, public_key):
+        if not verify_checkpoint(trusted, log_key):
             report.bad(None, "the trusted checkpoint's signature does not verify with this key")
         elif trusted.size > len(tree) or tree.root(trusted.size) != trusted.root:
             report.bad(None, f"the log is not consistent with the trusted checkpoint at size {trusted.size}")
     return report
+
+
+def _check_coverage(report: Report, size: int, any_checkpoint: bool) -> None:
+    """The whole log must be signed by the log key and cosigned by the quorum."""
+    if report.problems or size == 0:
+        return
+    if not any_checkpoint:
+        report.bad(None, f"the log has no signed checkpoint: nothing vouches for its {size} entries")
+    elif report.signed < size:
+        report.bad(
+            None,
+            f"entries {report.signed}..{size - 1} are an unsigned tail: no checkpoint signed by the log covers them",
+        )
+    elif report.witnessed < size:
+        what = "no checkpoint is" if report.witnessed == 0 else f"only entries 0..{report.witnessed - 1} are"
+        report.bad(
+            None,
+            f"{what} cosigned by {report.quorum} witness(es): entries {report.witnessed}..{size - 1} "
+            "are signed by the log alone, which its operator could rewrite",
+        )

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from suanli.core.resources import MAX_DURATION_S, MAX_PRICE_CNY_PER_HOUR, Accelerator, check_price, parse_duration
+from suanli.core.signednote import COSIGNATURE_V1, Verifier
 from suanli.core.spec import NAME_RE, AcceleratorField, StrictModel
 from suanli.core.validation import parse_yaml_as
 
@@ -298,6 +299,21 @@ class NetworkSpec(StrictModel):
     sites: list[SiteDecl] = Field(default_factory=list)
     tenants: list[TenantDecl] = Field(default_factory=list)
     scheduling: SchedulingDecl = Field(default_factory=SchedulingDecl)
+    #: The ledger's witnesses, as the vkey lines ``suanli witness init`` prints.
+    witnesses: list[str] = Field(default_factory=list)
+
+    @field_validator("witnesses")
+    @classmethod
+    def _witness_keys(cls, v: list[str]) -> list[str]:
+        for line in v:
+            if Verifier.parse(line).kind != COSIGNATURE_V1:
+                raise ValueError(f"witness key '{line}' is not a cosignature key (type 0x04)")
+        if len({Verifier.parse(line).name for line in v}) != len(v):
+            raise ValueError("witness names must be unique")
+        return v
+
+    def witness_keys(self) -> list[Verifier]:
+        return [Verifier.parse(line) for line in self.witnesses]
 
     @model_validator(mode="after")
     def _consistent(self) -> NetworkSpec:

@@ -275,6 +275,7 @@ def up(
 ) -> None:
     """Server and agents in one process, on 127.0.0.1. Ctrl-C stops everything it started."""
     from suanli.launch.network import (
+        DEMO_WITNESS,
         LocalNetwork,
         demo_network,
         read_network_file,
@@ -300,7 +301,7 @@ def up(
         spec, state = read_network_file(network), base
     else:
         spec, state = single_site_network(), base
-    net = LocalNetwork(Settings(home=state, port=port), spec)
+    net = LocalNetwork(Settings(home=state, port=port), spec, witness_home=state / "witness" if demo else None)
     stop = _until_signalled()
     try:
         net.start()
@@ -315,6 +316,8 @@ def up(
             for s in client.sites():
                 gpus = ", ".join(f"{g.total} × {t}" for t, g in s.gpus.items()) or "CPU only"
                 err.print(f"  site [bold]{s.name:<16}[/] {s.region:<10} {s.nodes} node(s), {gpus}")
+        if net.witness_home is not None:
+            err.print(f"  witness [bold]{DEMO_WITNESS}[/] cosigns the ledger (its key and state: {net.witness_home})")
         hint = "" if url == default_server() else f"export SUANLI_SERVER={url}; "
         err.print(f"Try: {hint}suanli submit examples/hello.yaml --follow    (Ctrl-C here stops the network)")
         sys.stdout.flush()

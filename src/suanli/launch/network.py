@@ -26,8 +26,16 @@ from suanli.filemodes import private_dir
 from suanli.sdk import Client
 from suanli.server.app import create_app
 from suanli.web import mount_dashboard
+from suanli.witness.run import run_forever as witness_forever
+from suanli.witness.state import Witness
+from suanli.witness.state import init as witness_init
 
 log = logging.getLogger("suanli.up")
+
+#: The key name of the witness `suanli up --demo` runs (its home: <demo home>/witness).
+DEMO_WITNESS = "demo.suanli.local/witness"
+#: Seconds between the demo witness's rounds.
+DEMO_WITNESS_INTERVAL = 0.5
 
 #: How the demo's engine sites drive the engines that scripts/engines/*.sh start.
 DEMO_ENGINES = AgentConfig(
@@ -88,6 +96,9 @@ class LocalNetwork:
     engines: AgentConfig = field(default_factory=lambda: DEMO_ENGINES)
     agents: list[RunningAgent] = field(default_factory=list)
     control: ControlPlane | None = None
+    #: Where a witness of this network keeps its key and state (None: no witness runs here).
+    witness_home: Path | None = None
+    _witness: tuple[threading.Thread, Client] | None = None
     _server: uvicorn.Server | None = None
     _server_thread: threading.Thread | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -102,6 +113,10 @@ class LocalNetwork:
                 f"port {self.settings.port} on {self.settings.host} is in use (another 'suanli up'?); "
                 "stop it or pass --port"
             )
+        if self.witness_home is not None:
+            vkey = witness_init(self.witness_home, DEMO_WITNESS).vkey()
+            if vkey not in self.network.witnesses:
+                self.network = self.network.model_copy(update={"witnesses": [*self.network.witnesses, vkey]})
         control = ControlPlane(self.settings)
         control.migrate()
         control.apply_network(self.network)
@@ -126,6 +141,18 @@ class LocalNetwork:
                 log.warning("not starting an agent for site %s: %s", site.name, problem)
             elif site.backend in (Backend.LOCAL, Backend.SLURM, Backend.RAY):
                 self._start_agent(site)
+        if self.witness_home is not None:
+            self._start_witness(self.witness_home)
+
+    def _start_witness(self, home: Path) -> None:
+        """The demo's witness: its own key and state, polling the front desk over HTTP, as
+        ``suanli witness run`` does (a thread here, as the agents are)."""
+        assert self.control is not None
+        client = Client(self.url, token=self.admin_token)
+        args = (client, Witness(home), self.control.chain.ledger.verifier, DEMO_WITNESS_INTERVAL, self._stop)
+        thread = threading.Thread(target=witness_forever, args=args, name="witness", daemon=True)
+        thread.start()
+        self._witness = (thread, client)
 
     @property
     def admin_token(self) -> str:
@@ -183,6 +210,9 @@ class LocalNetwork:
         for running in self.agents:
             running.thread.join(timeout=15)
             running.client.close()
+        if self._witness is not None:
+            self._witness[0].join(timeout=15)
+            self._witness[1].close()
         if self._server is not None:
             self._server.should_exit = True
         if self._server_thread is not None:

@@ -516,6 +516,23 @@ class Client:
         key: str = self._json("GET", "/api/v1/ledger/key")["public_key"]
         return key
 
+    def ledger_keys(self) -> dict[str, Any]:
+        """The log's key (hex and vkey), its origin, and the witnesses' vkeys the network lists."""
+        out: dict[str, Any] = self._json("GET", "/api/v1/ledger/key")
+        return out
+
+    def ledger_latest_checkpoint(self) -> dict[str, Any] | None:
+        """The newest signed checkpoint with its cosignatures (None while the log has none)."""
+        out: dict[str, Any] = self._json("GET", "/api/v1/ledger/checkpoints/latest")
+        return out or None
+
+    def ledger_cosign(self, size: int, cosignature: str) -> dict[str, Any]:
+        """Post a witness's cosignature/v1 line of the checkpoint at ``size``."""
+        out: dict[str, Any] = self._json(
+            "POST", "/api/v1/ledger/cosignatures", json={"size": size, "cosignature": cosignature}
+        )
+        return out
+
     def ledger_checkpoints(self) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = self._json("GET", "/api/v1/ledger/checkpoints")["items"]
         return items

@@ -131,8 +131,13 @@ def create_app(control: ControlPlane, *, background: bool = False) -> FastAPI:
         """Prometheus exposition (outside /api/v1, as scrapers expect)."""
         return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/healthz", tags=["meta"])
-    def healthz() -> dict[str, str]:
+    @app.get("/healthz", tags=["meta"], response_model=None)
+    def healthz() -> dict[str, str] | JSONResponse:
+        """200 while all is well; 503 while the ledger's alarm is raised (it refused to sign a
+        log that does not extend its last signed checkpoint)."""
+        alarm = control.chain.ledger.alarm
+        if alarm:
+            return JSONResponse({"status": "alarm", "version": suanli.__version__, "ledger": alarm}, status_code=503)
         return {"status": "ok", "version": suanli.__version__}
 
     @app.exception_handler(ServiceError)

@@ -50,3 +50,19 @@ class SuanliCollector(Collector):
             revenue.add_metric([site_name], value)
         yield gpu_seconds
         yield revenue
+        ledger = self.control.chain.ledger
+        yield GaugeMetricFamily(
+            "suanli_ledger_alarm",
+            "1 when the ledger refused to sign a log that does not extend its last signed checkpoint.",
+            value=1.0 if ledger.alarm else 0.0,
+        )
+        yield CounterMetricFamily(
+            "suanli_ledger_refused_seals", "Checkpoints the ledger refused to sign.", value=float(ledger.refused_seals)
+        )
+        with self.control.db.read() as session:
+            unwitnessed = ledger.unwitnessed(session)
+        yield GaugeMetricFamily(
+            "suanli_ledger_unwitnessed_entries",
+            "Entries no checkpoint cosigned by every listed witness covers yet (a witness that stopped shows here).",
+            value=float(unwitnessed),
+        )

@@ -436,6 +436,9 @@ class LedgerEntry(Base):
     data: Mapped[str] = mapped_column(Text)
     leaf_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime]
+    #: The ledger service's HMAC of the leaf hash: a row written into the database by anyone
+    #: else has none that checks, and the service refuses to sign over it.
+    mac: Mapped[str | None] = mapped_column(String(64))
 
 
 class LedgerCheckpoint(Base):
@@ -445,4 +448,17 @@ class LedgerCheckpoint(Base):
     root: Mapped[str] = mapped_column(String(64))
     timestamp: Mapped[str] = mapped_column(String(40))
     key_id: Mapped[str] = mapped_column(String(16))
+    #: base64(key ID || Ed25519 signature), the log's line of the C2SP signed note.
     signature: Mapped[str] = mapped_column(String(128))
+
+
+class LedgerCosignature(Base):
+    """A witness's cosignature/v1 of the checkpoint at ``size`` (its signed-note line, base64)."""
+
+    __tablename__ = "ledger_cosignatures"
+
+    size: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    witness: Mapped[str] = mapped_column(String(128), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(8), primary_key=True)
+    signature: Mapped[str] = mapped_column(String(128))
+    received_at: Mapped[datetime]

@@ -1,16 +1,18 @@
-"""/api/v1/ledger: checkpoints, proofs and the key for anyone signed in; entries and counters for auditors."""
+"""/api/v1/ledger: checkpoints, proofs and the keys for anyone signed in; witnesses post their
+cosignatures here; entries and counters for auditors."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Body, Query
 
 from suanli.app import audit
 from suanli.core.api import Page
 from suanli.core.api_data import (
     CheckpointOut,
     ConsistencyProofOut,
+    CosignatureIn,
     ExportCounterOut,
     InclusionProofOut,
     LedgerEntryOut,
@@ -42,6 +44,13 @@ def checkpoints(chain: ChainDep, _who: Caller) -> Page[CheckpointOut]:
 def latest(chain: ChainDep, _who: Caller) -> CheckpointOut | NoCheckpointOut:
     """The newest signed checkpoint; an empty object while the log has none."""
     return audit.latest_checkpoint(chain) or NoCheckpointOut()
+
+
+@router.post("/cosignatures", response_model=CheckpointOut)
+def cosign(chain: ChainDep, _who: Caller, body: Annotated[CosignatureIn, Body()]) -> CheckpointOut:
+    """A witness posts its cosignature/v1 line of a checkpoint; only keys the network file
+    lists are accepted (403 otherwise) and the line must verify (422 otherwise)."""
+    return audit.cosign(chain, body.size, body.cosignature)
 
 
 @router.get("/proofs/inclusion", response_model=InclusionProofOut)
