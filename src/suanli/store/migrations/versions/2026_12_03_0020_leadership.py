@@ -1,7 +1,7 @@
 """leadership: which front-desk replica runs the scheduler, with its fencing epoch
 
 Revision ID: 0020
-Revises: 0013
+Revises: 0014
 Create Date: 2026-12-03 16:00:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0020"
-down_revision = "0013"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 
