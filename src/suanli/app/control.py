@@ -10,9 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -33,7 +36,9 @@ from suanli.app import (
     transfers,
 )
 from suanli.app.chain import Chain
+from suanli.app.crosstalk import Crosstalk
 from suanli.app.fairshare import quotas_of
+from suanli.app.leadership import Deposed, Leadership
 from suanli.app.secrets import SecretBox
 from suanli.app.settings import Settings
 from suanli.core.clock import Clock, SystemClock
@@ -46,6 +51,8 @@ from suanli.store.db import Database
 
 log = logging.getLogger("suanli.server")
 
+#: How often a replica that does not lead tries to take the lead (the fail-over time's bound).
+LEADER_RETRY_S = 1.0
 #: Least time between two scheduling passes.
 MIN_PASS_GAP_S = 0.05
 #: How often tokens' last-used times are written (batched, off the request path).
@@ -74,8 +81,16 @@ class Signals:
         self._cond = threading.Condition()
         self._versions: dict[str, int] = defaultdict(int)
         self._subscribers: dict[str, set[Subscription]] = defaultdict(set)
+        #: Where bumps also go: the other replicas (``app/crosstalk.py``), when there are any.
+        self.relay: Callable[[tuple[str, ...]], None] | None = None
 
     def bump(self, *keys: str) -> None:
+        self.bump_local(*keys)
+        if self.relay is not None:
+            self.relay(keys)
+
+    def bump_local(self, *keys: str) -> None:
+        """Bump here only (what another replica's bump arrives as)."""
         with self._cond:
             for key in keys:
                 self._versions[key] += 1
@@ -230,6 +245,11 @@ class ControlPlane:
         self._kick = threading.Event()
         self._thread: threading.Thread | None = None
         self._pending = scheduling.PendingCache()
+        #: Whether this replica runs the scheduler (always, on SQLite; ``app/leadership.py``).
+        holder = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.leadership = Leadership(self.db, holder)
+        #: Wake-ups to and from the other replicas on the same PostgreSQL (started by :meth:`start`).
+        self.crosstalk = Crosstalk(self.db, holder, self._from_other_replica)
         self._default_tenant: str | None = None
         #: Scheduling policy, quotas and data rules; the network file sets them (``apply_network``).
         self.scheduler_config = scheduling.SchedulerConfig()
@@ -314,8 +334,11 @@ class ControlPlane:
             return scheduling.renew_leases(session, self.clock.now(), self.settings.lease_s)
 
     def kick(self) -> None:
-        """Ask for a scheduling pass soon (coalesced)."""
+        """Ask for a scheduling pass soon (coalesced); on a replica that does not lead, ask the
+        leader."""
         self._kick.set()
+        if self.signals.relay is not None and not self.leadership.leads:
+            self.crosstalk.send(["kick"])
 
     def capacity_changed(self) -> None:
         """Capacity may have grown (an attempt ended, a node came back): the next pass looks at
@@ -323,6 +346,19 @@ class ControlPlane:
         with self._epoch_lock:
             self._epoch += 1
         self._kick.set()
+        if self.signals.relay is not None and not self.leadership.leads:
+            self.crosstalk.send(["capacity"])
+
+    def _from_other_replica(self, keys: list[str]) -> None:
+        for key in keys:
+            if key == "kick":
+                self._kick.set()
+            elif key == "capacity":
+                with self._epoch_lock:
+                    self._epoch += 1
+                self._kick.set()
+            else:
+                self.signals.bump_local(key)
 
     def tick(self, full: bool = True) -> TickResult:
         """Expire leases, then place what fits. Safe to call from tests at any moment; passes
@@ -331,7 +367,22 @@ class ControlPlane:
         ``full=False`` lets the pass look only at jobs submitted since the last full pass when no
         capacity was freed meanwhile; a full pass still runs at least every scheduler interval."""
         with self._tick_lock:
-            return self._tick(full)
+            if not self.lead():
+                return TickResult(0, 0, 0)
+            try:
+                return self._tick(full)
+            except Deposed:
+                log.warning("a scheduling pass was refused: another replica leads now")
+                return TickResult(0, 0, 0)
+
+    def lead(self) -> bool:
+        """Whether this replica leads the scheduler now (taking the lead when it is free). A new
+        leader renews every active attempt's lease, as at start: the old one may be long gone."""
+        if self.leadership.step(self.clock.now()):
+            self.renew_leases()
+            self._pending = scheduling.PendingCache()  # what another replica planned is not ours
+            self.capacity_changed()
+        return self.leadership.leads
 
     def _tick(self, full: bool) -> TickResult:
         now = self.clock.now()
@@ -340,6 +391,7 @@ class ControlPlane:
         lost_sites: set[str] = set()
         if expired:
             with self.db.session() as session:
+                self.leadership.fence(session)
                 lost_sites = scheduling.expire_leases(session, now, self.scheduler_config.policy)
             if lost_sites:
                 self.capacity_changed()
@@ -373,6 +425,7 @@ class ControlPlane:
                     waiting = plan.decision.reasons
                     waiting.update({j: r for j, r in self._stage_reasons.items() if j in waiting})
             with self.db.session() as session:
+                self.leadership.fence(session)
                 result = scheduling.apply_plan(session, plan, now, self.settings.lease_s)
                 # Placements of jobs on data reach the ledger in the transaction that commits them.
                 on_data = [(j, s) for j, s in result.placements if j in plan.datasets_of]
@@ -438,9 +491,15 @@ class ControlPlane:
     def start(self) -> None:
         if self._thread is not None:
             return
-        self.renew_leases()
+        if self.db.is_sqlite:
+            self.renew_leases()  # one server per SQLite file: it leads (and renews) from the start
+        else:
+            self.lead()  # renews the leases if this replica takes the lead
         self._stop.clear()
         self.transfers.start()
+        if self.crosstalk.active:
+            self.signals.relay = self.crosstalk.send
+            self.crosstalk.start()
         self._thread = threading.Thread(target=self._loop, name="suanli-scheduler", daemon=True)
         self._thread.start()
 
@@ -453,6 +512,9 @@ class ControlPlane:
             started = time.monotonic()
             try:
                 self.tick(full=False)
+                if not self.leadership.leads:  # a follower: try for the lead again in a moment
+                    self._stop.wait(LEADER_RETRY_S)
+                    continue
                 if started - self._last_used_flush >= LAST_USED_FLUSH_S:
                     self._last_used_flush = started
                     self.identities.flush_last_used()
@@ -473,6 +535,8 @@ class ControlPlane:
             self._thread.join(timeout=10)
             self._thread = None
         self.transfers.stop()
+        self.signals.relay = None
+        self.crosstalk.stop()
         self.signals.bump("shutdown")
 
     @property
@@ -481,6 +545,7 @@ class ControlPlane:
 
     def close(self) -> None:
         self.stop()
+        self.leadership.release()
         self.db.dispose()
 
 

@@ -176,6 +176,18 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
+class Leadership(Base):
+    """Which front-desk replica runs the scheduler (``app/leadership.py``). ``epoch`` grows by
+    one each time a replica takes the lead; the scheduler's writes check it (fencing)."""
+
+    __tablename__ = "leadership"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    epoch: Mapped[int] = mapped_column(BigInteger)
+    holder: Mapped[str] = mapped_column(String(255))
+    since: Mapped[datetime]
+
+
 class IdempotencyKey(Base):
     """A submission's ``Idempotency-Key``: a retry with the same key gets the first job back.
 
