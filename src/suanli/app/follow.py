@@ -26,8 +26,8 @@ from sqlalchemy.orm import Session
 
 from suanli.app import jobs as job_service
 from suanli.app.control import ControlPlane
-from suanli.app.signals import FollowSlot
 from suanli.app.errors import ServiceError
+from suanli.app.signals import FollowSlot
 from suanli.core.identity import Identity
 from suanli.core.states import JobState
 from suanli.store.models import Attempt, Job, LogChunkRow
