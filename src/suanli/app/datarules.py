@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from suanli.app import registry
 from suanli.core.datasets import Classification, Level
 from suanli.core.network import Zone
-from suanli.core.policy import Counters, Exporter, Route, RuleSet, SiteFacts, may_read
+from suanli.core.policy import Counters, Exporter, Route, RuleSet, SiteFacts, counting_year, may_read
 from suanli.core.scheduler import PendingJob, SiteRule, SiteState
 from suanli.store.models import Dataset, DataTransfer, Site
 
@@ -56,7 +56,7 @@ def load_facts(session: Session, names: Iterable[str], now: datetime) -> dict[st
             home=registry.site_facts(session, ds.home_site),
             replicas=tuple(registry.site_facts(session, r) for r in registry.replicas_of(session, ds.name)),
             exporter=registry.exporter_of(session, ds.owner),
-            counters=registry.counters_of(session, ds.owner, now.year),
+            counters=registry.counters_of(session, ds.owner, counting_year(now)),
         )
     return out
 

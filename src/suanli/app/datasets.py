@@ -24,7 +24,7 @@ from suanli.core.api_data import CheckOut, DatasetDetailOut, DatasetOut
 from suanli.core.datasets import Classification
 from suanli.core.identity import Identity, Role, Scope
 from suanli.core.network import Zone
-from suanli.core.policy import Exporter, MovementKind, Purpose
+from suanli.core.policy import Exporter, MovementKind, Purpose, counting_year
 from suanli.datachain.manifest import DEFAULT_CHUNK, MiB
 from suanli.store.models import Dataset
 
@@ -158,7 +158,7 @@ def check_movement(
     with chain.db.read() as s:
         visible_dataset(s, who, name)
         m = movements.movement_for(
-            s, name, to, kind, zone=zone, purpose=purpose, judicial_approval=judicial_approval, year=now.year
+            s, name, to, kind, zone=zone, purpose=purpose, judicial_approval=judicial_approval, year=counting_year(now)
         )
         d, hold = movements.check(s, chain, m, now)
     return CheckOut(

@@ -20,7 +20,7 @@ from suanli.app.datasets import actor_of, owned_dataset, visible_dataset, visibl
 from suanli.app.errors import Conflict, NotFound, Unprocessable
 from suanli.core.api_data import FilingMovedOut, FilingOut
 from suanli.core.identity import Identity, Scope
-from suanli.core.policy import FILING_TRANSITIONS, FilingState, MovementKind, Purpose, Route, decide
+from suanli.core.policy import FILING_TRANSITIONS, FilingState, MovementKind, Purpose, Route, counting_year, decide
 from suanli.datachain.package import PackageFacts, render_html, render_pdf
 from suanli.store.models import Filing
 
@@ -28,7 +28,9 @@ from suanli.store.models import Filing
 def create(
     session: Session, chain: Chain, *, dataset: str, to: str, route: Route | None, actor: str, now: datetime
 ) -> Filing:
-    m = movements.movement_for(session, dataset, to, MovementKind.TRANSFER, purpose=Purpose.NONE, year=now.year)
+    m = movements.movement_for(
+        session, dataset, to, MovementKind.TRANSFER, purpose=Purpose.NONE, year=counting_year(now)
+    )
     d = decide(m, chain.rules)
     if not d.route.needs_filing:
         raise Unprocessable(f"'{dataset}' to {to} needs no filing: {d.route.value} ({', '.join(d.rule_ids)})")

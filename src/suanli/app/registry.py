@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from suanli.app.chain import Chain
@@ -70,13 +71,24 @@ def counters_of(session: Session, exporter: str, year: int) -> Counters:
 
 
 def add_to_counters(session: Session, exporter: str, year: int, pi: int, spi: int) -> Counters:
-    row = session.get(ExportCounter, (exporter, year))
-    if row is None:
-        row = ExportCounter(exporter=exporter, year=year, pi=0, spi=0)
-        session.add(row)
-    row.pi += pi
-    row.spi += spi
+    """X6: add to the exporter's counters of ``year`` (a Beijing calendar year) in the database
+    itself (``SET pi = pi + k``), so two transactions that count at once both count, on
+    PostgreSQL as on SQLite. The first count of a year inserts the row; if another transaction
+    inserted it first, the insert's savepoint rolls back and the update runs again."""
+    where = (ExportCounter.exporter == exporter) & (ExportCounter.year == year)
+    bump = update(ExportCounter).where(where).values(pi=ExportCounter.pi + pi, spi=ExportCounter.spi + spi)
+    if _rowcount(session.execute(bump)) == 0:
+        try:
+            with session.begin_nested():
+                session.add(ExportCounter(exporter=exporter, year=year, pi=pi, spi=spi))
+        except IntegrityError:
+            session.execute(bump)
+    row = session.execute(select(ExportCounter.pi, ExportCounter.spi).where(where)).one()
     return Counters(year=year, pi=row.pi, spi=row.spi)
+
+
+def _rowcount(result: object) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def prepare(path: Path, chunk_size: int = DEFAULT_CHUNK) -> Manifest:

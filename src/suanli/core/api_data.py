@@ -89,6 +89,8 @@ class DecisionOut(Reply):
     reasons: list[str] = Field(default_factory=list)
     rule_ids: list[str] = Field(default_factory=list)
     ruleset_version: str
+    #: SHA-256 of the rule set's canonical form (``RuleSet.sha256``); empty in older records.
+    ruleset_sha256: str = ""
     #: It leaves the mainland (an export).
     export: bool
     #: Individuals it adds to the exporter's yearly counters when it goes.
