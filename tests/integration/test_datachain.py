@@ -108,7 +108,7 @@ def test_owner_to_overseas_with_filing_and_verified_ledger(dnet: DataNet) -> Non
         classification={"level": "general", "sub_grade": 2, "pi_count": 200_000, "categories": ["marketing"]},
     )
     assert ds["chunks"] == 3
-    assert ds["classification"]["graded_by"] == "bj-ai"
+    assert ds["classification"]["graded_by"] == "admin"
 
     check = c.check_movement("notes", to="singapore")
     assert check["route"] == "standard_contract"
@@ -263,9 +263,14 @@ def test_regrade_is_versioned_and_derived_data_inherits(dnet: DataNet) -> None:
     assert d["classification"]["level"] == "important"
     assert d["classification"]["inherited"] is True
     assert (d["classification"]["pi_count"], d["classification"]["spi_count"]) == (5, 3)
-    g = c.grade_dataset("ab-out", {"level": "general", "sub_grade": 1}, graded_by="officer")
+    # Keeping the inherited level (and counts) applies at once; lowering it waits for an auditor.
+    kept = {"level": "important", "sub_grade": 1, "pi_count": 5, "spi_count": 3}
+    g = c.grade_dataset("ab-out", kept)["dataset"]
     assert g["grade_version"] == 2
     assert g["classification"]["inherited"] is False
+    assert g["classification"]["graded_by"] == "admin"
+    held = c.grade_dataset("ab-out", {**kept, "level": "general"})
+    assert held["applied"] is False
     assert [x["version"] for x in c.dataset("ab-out")["grades"]] == [1, 2]
 
 

@@ -83,10 +83,10 @@ def register_dataset(
     chunk_mib: int,
     classification: Classification | None,
     derived_from: list[str],
-    graded_by: str,
 ) -> DatasetOut:
     """Register a file on the server's machine as a dataset (admin only: it reads a server path).
-    The file is hashed before any transaction opens."""
+    The file is hashed before any transaction opens. The grade is recorded as given by the
+    caller: who graded is the authenticated user, never a name the client sends."""
     require(who, Scope.DATA_WRITE)
     require_role(who, Role.ADMIN)
     manifest = registry.prepare(path, chunk_mib * MiB)
@@ -106,7 +106,7 @@ def register_dataset(
             manifest=manifest,
             classification=classification,
             derived_from=derived_from,
-            graded_by=graded_by or owner,
+            graded_by=who.name,
             now=now,
         )
         out = registry.dataset_out(s, ds)
@@ -131,14 +131,6 @@ def show_dataset(chain: Chain, who: Identity, name: str) -> DatasetDetailOut:
         out = registry.dataset_out(s, visible_dataset(s, who, name))
         grades = [registry.grade_out(g) for g in registry.grades(s, name)]
     return DatasetDetailOut(**dict(out), grades=grades)
-
-
-def grade_dataset(chain: Chain, who: Identity, name: str, c: Classification, graded_by: str) -> DatasetOut:
-    with chain.db.session() as s:
-        owned_dataset(s, who, name)
-        out = registry.dataset_out(s, registry.grade(s, chain, name, c, graded_by, chain.clock.now()))
-    chain.seal()
-    return out
 
 
 def check_movement(

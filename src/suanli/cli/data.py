@@ -137,21 +137,100 @@ def show(
 def grade(
     ctx: typer.Context,
     name: str,
-    by: Annotated[str, typer.Option("--by", help="Who grades it.")],
     level: LevelOpt = "general",
     sub_grade: Annotated[int | None, typer.Option("--sub-grade")] = None,
     pi: PiOpt = 0,
     spi: SpiOpt = 0,
     category: CatOpt = None,
     return_flow: Annotated[bool, typer.Option("--return-flow")] = False,
+    json_out: JsonOption = False,
     server: ServerOption = None,
     token: TokenOption = None,
 ) -> None:
-    """Re-grade a dataset (a new version; the old ones stay on record)."""
+    """Re-grade a dataset (a new version; old ones stay on record), graded by you. Keeping or
+    raising applies at once; lowering the level, a category or a PI / SPI count is a request
+    an auditor decides, and the dataset keeps its grade until then."""
     with open_client(ctx, server, token) as client:
-        d = client.grade_dataset(name, _classification(level, sub_grade, pi, spi, category, return_flow), by)
-    say(f"{name} is now grade version {d['grade_version']}")
+        out = client.grade_dataset(name, _classification(level, sub_grade, pi, spi, category, return_flow))
+    if json_out:
+        _echo_json(out)
+        return
+    d = out["dataset"]
+    if out["applied"]:
+        say(f"{name} is now grade version {d['grade_version']}")
+    else:
+        r = out["request"]
+        say(f"held for an auditor: request {r['id']} lowers {'; '.join(r['lowers'])}")
+        say(f"{name} keeps grade version {d['grade_version']} until an auditor approves it (suanli data requests)")
     say(_summary(d))
+
+
+def _request_line(r: dict[str, Any]) -> str:
+    c = r["classification"]
+    decided = f" by {r['decided_by']}" if r.get("decided_by") else ""
+    return (
+        f"{r['id']:<14} {r['dataset']:<16} {r['state']}{decided:<14} {c['level']} PI {c['pi_count']:,} "
+        f"SPI {c['spi_count']:,} — lowers {'; '.join(r['lowers'])} (asked by {r['requested_by']})"
+    )
+
+
+@app.command()
+def requests(
+    ctx: typer.Context,
+    state: Annotated[str | None, typer.Option("--state", help="pending | approved | denied")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset")] = None,
+    json_out: JsonOption = False,
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
+    """List grade requests: gradings that lower a dataset, held for an auditor."""
+    with open_client(ctx, server, token) as client:
+        items = client.grade_requests(state=state, dataset=dataset)
+    if json_out:
+        _echo_json(items)
+        return
+    if not items:
+        note("No grade requests.")
+    for r in items:
+        say(_request_line(r))
+
+
+def _decide_grade(
+    ctx: typer.Context, request_id: str, action: str, note_: str, json_out: bool, server: str | None, token: str | None
+) -> None:
+    with open_client(ctx, server, token) as client:
+        out = client.decide_grade_request(request_id, action, note_)
+    if json_out:
+        _echo_json(out)
+        return
+    say(_request_line(out["request"]))
+    say(_summary(out["dataset"]))
+
+
+@app.command()
+def approve(
+    ctx: typer.Context,
+    request_id: str,
+    note_: Annotated[str, typer.Option("--note")] = "",
+    json_out: JsonOption = False,
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
+    """(Auditors) Approve a grade request: the dataset takes the lower grade."""
+    _decide_grade(ctx, request_id, "approve", note_, json_out, server, token)
+
+
+@app.command()
+def deny(
+    ctx: typer.Context,
+    request_id: str,
+    note_: Annotated[str, typer.Option("--note")] = "",
+    json_out: JsonOption = False,
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
+    """(Auditors) Deny a grade request: the dataset keeps its grade."""
+    _decide_grade(ctx, request_id, "deny", note_, json_out, server, token)
 
 
 @app.command()

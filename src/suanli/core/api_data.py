@@ -75,6 +75,34 @@ class GradeOut(Reply):
     graded_at: IsoTime
 
 
+class GradeRequestOut(Reply):
+    """A grading that lowers something, held until an auditor approves or denies it."""
+
+    id: str
+    dataset: str
+    #: The grade version it would replace.
+    base_version: int
+    classification: Classification
+    #: What it lowers, in words.
+    lowers: list[str]
+    #: pending | approved | denied
+    state: str
+    requested_by: str
+    requested_at: IsoTime
+    decided_by: str | None = None
+    decided_at: IsoTime | None = None
+    note: str = ""
+
+
+class GradedOut(Reply):
+    """``POST /api/v1/datasets/{name}/grade``: applied at once when it only keeps or raises
+    (``applied``: true, ``dataset`` the result); held as ``request`` when it lowers anything."""
+
+    applied: bool
+    dataset: DatasetOut
+    request: GradeRequestOut | None = None
+
+
 class DatasetDetailOut(DatasetOut):
     """``GET /api/v1/datasets/{name}``: the dataset with every grade it was given, oldest first."""
 

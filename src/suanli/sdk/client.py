@@ -430,9 +430,27 @@ class Client:
         out: dict[str, Any] = self._json("GET", f"/api/v1/datasets/{name}")
         return out
 
-    def grade_dataset(self, name: str, classification: dict[str, Any], graded_by: str) -> dict[str, Any]:
-        body = {"classification": classification, "graded_by": graded_by}
+    def grade_dataset(self, name: str, classification: dict[str, Any]) -> dict[str, Any]:
+        """Grade ``name`` (you are recorded as its grader). The reply's ``applied`` is true when it
+        kept or raised everything; a grading that lowers anything comes back as ``request``
+        (pending) for an auditor, and ``dataset`` keeps its grade until then."""
+        body = {"classification": classification}
         out: dict[str, Any] = self._json("POST", f"/api/v1/datasets/{name}/grade", json=body)
+        return out
+
+    def grade_requests(self, *, state: str | None = None, dataset: str | None = None) -> list[dict[str, Any]]:
+        """Grade requests (lowerings waiting for, or decided by, an auditor), oldest first."""
+        params = {k: v for k, v in (("state", state), ("dataset", dataset)) if v}
+        items: list[dict[str, Any]] = self._json("GET", "/api/v1/grade-requests", params=params)["items"]
+        return items
+
+    def grade_request(self, request_id: str) -> dict[str, Any]:
+        out: dict[str, Any] = self._json("GET", f"/api/v1/grade-requests/{request_id}")
+        return out
+
+    def decide_grade_request(self, request_id: str, action: str, note: str = "") -> dict[str, Any]:
+        """(Auditors) ``action``: approve (the dataset takes the requested grade) or deny."""
+        out: dict[str, Any] = self._json("POST", f"/api/v1/grade-requests/{request_id}/{action}", json={"note": note})
         return out
 
     def check_movement(self, name: str, **body: Any) -> dict[str, Any]:

@@ -343,6 +343,29 @@ class DatasetGrade(Base):
     graded_at: Mapped[datetime]
 
 
+class GradeRequest(Base):
+    """A grading that lowers something (level, a category, a PI or SPI count): held until an
+    auditor approves or denies it; the dataset keeps its grade meanwhile."""
+
+    __tablename__ = "grade_requests"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    dataset: Mapped[str] = mapped_column(ForeignKey("datasets.name", ondelete="CASCADE"), index=True)
+    #: The grade version it would replace (approving after another re-grade is refused).
+    base_version: Mapped[int] = mapped_column(Integer)
+    #: The proposed core.datasets.Classification as JSON.
+    classification: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: What it lowers, in words.
+    lowers: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    #: pending | approved | denied
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    requested_by: Mapped[str] = mapped_column(String(64))
+    requested_at: Mapped[datetime]
+    decided_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    note: Mapped[str] = mapped_column(Text, default="")
+
+
 class Replica(Base):
     __tablename__ = "replicas"
     __table_args__ = (UniqueConstraint("dataset", "site", name="uq_replica"),)

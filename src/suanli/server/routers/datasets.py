@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from suanli.app import datasets
+from suanli.app import datasets, grading
 from suanli.core.api import Page
-from suanli.core.api_data import CheckOut, DatasetDetailOut, DatasetOut
+from suanli.core.api_data import CheckOut, DatasetDetailOut, DatasetOut, GradedOut, GradeRequestOut
 from suanli.core.datasets import Classification
 from suanli.core.network import Zone
 from suanli.core.policy import Exporter, MovementKind, Purpose
-from suanli.server.chaindeps import ChainDep
+from suanli.server.chaindeps import Auditor, ChainDep
 from suanli.server.deps import Caller
 
 router = APIRouter(prefix="/api/v1", tags=["datasets"])
@@ -29,12 +29,18 @@ class DatasetIn(BaseModel):
     chunk_mib: int = datasets.DEFAULT_CHUNK_MIB
     classification: Classification | None = None
     derived_from: list[str] = Field(default_factory=list)
+    #: Ignored: who graded is the authenticated caller (kept so older clients still validate).
     graded_by: str = ""
 
 
 class GradeIn(BaseModel):
     classification: Classification
-    graded_by: str
+    #: Ignored: who graded is the authenticated caller (kept so older clients still validate).
+    graded_by: str = ""
+
+
+class DecideGradeIn(BaseModel):
+    note: str = ""
 
 
 class CheckIn(BaseModel):
@@ -65,7 +71,6 @@ def register(body: DatasetIn, chain: ChainDep, who: Caller) -> DatasetOut:
         chunk_mib=body.chunk_mib,
         classification=body.classification,
         derived_from=body.derived_from,
-        graded_by=body.graded_by,
     )
 
 
@@ -79,9 +84,38 @@ def show(name: str, chain: ChainDep, who: Caller) -> DatasetDetailOut:
     return datasets.show_dataset(chain, who, name)
 
 
-@router.post("/datasets/{name}/grade", response_model=DatasetOut)
-def grade(name: str, body: GradeIn, chain: ChainDep, who: Caller) -> DatasetOut:
-    return datasets.grade_dataset(chain, who, name, body.classification, body.graded_by)
+@router.post("/datasets/{name}/grade", response_model=GradedOut, responses={202: {"model": GradedOut}})
+def grade(name: str, body: GradeIn, chain: ChainDep, who: Caller, response: Response) -> GradedOut:
+    """Keep or raise the grade at once (200); a grading that lowers anything is held as a
+    request for an auditor (202) and the dataset keeps its grade until then."""
+    out = grading.grade_dataset(chain, who, name, body.classification)
+    if not out.applied:
+        response.status_code = 202
+    return out
+
+
+@router.get("/grade-requests", response_model=Page[GradeRequestOut])
+def grade_requests(
+    chain: ChainDep, who: Caller, state: str | None = None, dataset: str | None = None
+) -> Page[GradeRequestOut]:
+    return Page(items=grading.list_requests(chain, who, state, dataset))
+
+
+@router.get("/grade-requests/{request_id}", response_model=GradeRequestOut)
+def grade_request(request_id: str, chain: ChainDep, who: Caller) -> GradeRequestOut:
+    return grading.show_request(chain, who, request_id)
+
+
+@router.post("/grade-requests/{request_id}/approve", response_model=GradedOut)
+def approve_grade(request_id: str, chain: ChainDep, who: Auditor, body: DecideGradeIn | None = None) -> GradedOut:
+    """An auditor approves a lowering: the dataset takes the requested grade."""
+    return grading.decide_request(chain, who, request_id, approve=True, note=(body or DecideGradeIn()).note)
+
+
+@router.post("/grade-requests/{request_id}/deny", response_model=GradedOut)
+def deny_grade(request_id: str, chain: ChainDep, who: Auditor, body: DecideGradeIn | None = None) -> GradedOut:
+    """An auditor denies a lowering: the dataset keeps its grade."""
+    return grading.decide_request(chain, who, request_id, approve=False, note=(body or DecideGradeIn()).note)
 
 
 @router.post("/datasets/{name}/check", response_model=CheckOut)
