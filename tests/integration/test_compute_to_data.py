@@ -145,9 +145,14 @@ def test_the_owner_downloads_as_the_rules_allow(dnet: Net) -> None:
     assert alice.download_data("notes", got) == src.stat().st_size
     assert got.getvalue() == src.read_bytes()
 
-    # Abroad it is an export of 200,000 people's data: held until a filing is accepted.
-    with pytest.raises(ApiError) as held:
+    # Abroad it is an export of 200,000 people's data: held until a filing is accepted. Where the
+    # downloader is comes from their user record, not from what the client says.
+    with pytest.raises(ApiError) as claimed:
         alice.download_data("notes", io.BytesIO(), zone="overseas")
+    assert claimed.value.status == 422
+    net.client.create_user("olga", tenant="bj-ai", zone="overseas")
+    with Client(net.url, token=net.client.create_token(user="olga").token) as olga, pytest.raises(ApiError) as held:
+        olga.download_data("notes", io.BytesIO())
     assert held.value.status == 403
     assert "the rules hold this download" in str(held.value)
     assert net.client.ledger_counters() == []  # nothing exported, nothing counted

@@ -10,7 +10,7 @@ import pytest
 
 from suanli.core.datasets import Classification, Harmed, Level, Severity, grade_by_harm, inherit
 from suanli.core.errors import SpecError
-from suanli.core.network import Zone
+from suanli.core.network import Zone, parse_network
 from suanli.core.policy import (
     Counters,
     Exporter,
@@ -28,7 +28,7 @@ from suanli.core.policy import (
     may_read,
     parse_ruleset,
 )
-from suanli.datachain.rulesets import default_ruleset
+from suanli.datachain.rulesets import default_ruleset, ruleset_of
 
 BJ = SiteFacts(name="beijing-yizhuang", region="beijing", zone=Zone.MAINLAND)
 TJ = SiteFacts(name="tianjin-gaocun", region="tianjin", zone=Zone.MAINLAND)
@@ -351,3 +351,20 @@ def test_the_ruleset_hash_follows_its_content_not_its_layout() -> None:
     assert len(plain.sha256) == 64
     assert same.sha256 == plain.sha256
     assert changed.sha256 != plain.sha256
+
+
+def test_the_network_file_names_the_rule_set(tmp_path: Path) -> None:
+    shipped = (Path(__file__).resolve().parents[2] / "src/suanli/datachain/rules/ruleset.yaml").read_text()
+    own = tmp_path / "rules.yaml"
+    own.write_text(shipped.replace('version: "2024.2"', 'version: "ops-7"').replace("100000 ", "50000 "))
+    network = parse_network(f"data_rules: {{ruleset: {own}}}\n")
+    rules = ruleset_of(network.data_rules)
+    assert rules.version == "ops-7"
+    assert rules.thresholds.pi_exempt_below == 50_000
+    assert rules.negative_list("tianjin-ftz") is not None  # the shipped lists, as none were named
+    d = decide(move(pi=60_000), rules)
+    assert (d.route, d.ruleset_version, d.ruleset_sha256) == (SC, "ops-7", rules.sha256)
+    assert rules.sha256 != RULES.sha256
+    assert ruleset_of(parse_network("regions: []\n").data_rules) is default_ruleset()
+    with pytest.raises(SpecError, match="no rule file"):
+        ruleset_of(parse_network(f"data_rules: {{ruleset: {tmp_path / 'missing.yaml'}}}\n").data_rules)

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from suanli.app import movements, registry
 from suanli.app.access import require, require_role, tenant_filter
 from suanli.app.chain import Chain
-from suanli.app.errors import Forbidden, NotFound
+from suanli.app.errors import Forbidden, NotFound, Unprocessable
 from suanli.core.api_data import CheckOut, DatasetDetailOut, DatasetOut
 from suanli.core.datasets import Classification
 from suanli.core.identity import Identity, Role, Scope
@@ -177,11 +177,24 @@ class Download:
     chunks: Iterator[bytes]
 
 
-def download(chain: Chain, who: Identity, name: str, zone: Zone) -> Download:
+def requester_zone(who: Identity, declared: Zone | None = None) -> Zone:
+    """Where the caller is: the zone the operator recorded for the user (``suanli user create
+    --zone``), never one the client declares. A declared zone must agree with it (422)."""
+    zone = Zone(who.zone)
+    if declared is not None and declared != zone:
+        raise Unprocessable(
+            f"you are recorded in the {zone.value} zone, not {declared.value}: downloads are decided for the zone "
+            "your user record gives (an operator sets it with `suanli user create --zone`)"
+        )
+    return zone
+
+
+def download(chain: Chain, who: Identity, name: str, declared: Zone | None = None) -> Download:
     """The dataset's bytes from its home site, for its owner's members (and the admin), to a
-    client in ``zone``: decided as a download by the rules (outside the mainland it is an export,
-    counted and perhaps needing a filing) and put on the record before a byte moves. A held
-    download is refused (403) after its decision is recorded."""
+    client in the caller's zone (:func:`requester_zone`): decided as a download by the rules
+    (outside the mainland it is an export, counted and perhaps needing a filing) and put on the
+    record before a byte moves. A held download is refused (403) after its decision is recorded."""
+    zone = requester_zone(who, declared)
     now = chain.clock.now()
     with chain.db.session() as s:
         home = owned_dataset(s, who, name).home_site

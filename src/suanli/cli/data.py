@@ -347,27 +347,24 @@ def download(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The dataset.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write it.")],
-    zone: Annotated[
-        str,
-        typer.Option("--zone", help="Where you are: mainland, bonded or overseas (outside the mainland is export)."),
-    ] = "mainland",
     json_out: JsonOption = False,
     server: ServerOption = None,
     token: TokenOption = None,
 ) -> None:
-    """Download a dataset of your tenant. The rules decide it first (a download abroad is an
-    export: counted, and perhaps held for a filing) and it goes on the ledger."""
+    """Download a dataset of your tenant. The rules decide it first, for the zone your user
+    record gives (a download abroad is an export: counted, and perhaps held for a filing:
+    `suanli filing create NAME --download`), and it goes on the ledger."""
     if out.is_dir():
         out = out / name
     part = out.with_name(f".{out.name}.part")
     with open_client(ctx, server, token) as client:
         try:
             with part.open("wb") as fh:
-                size = client.download_data(name, fh, zone=zone)
+                size = client.download_data(name, fh)
             part.replace(out)
         finally:
             part.unlink(missing_ok=True)
     if json_out:
-        _echo_json({"dataset": name, "path": str(out), "bytes": size, "zone": zone})
+        _echo_json({"dataset": name, "path": str(out), "bytes": size})
         return
     say(f"downloaded {name} to {out} ({size:,} bytes)")

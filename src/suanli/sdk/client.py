@@ -320,9 +320,16 @@ class Client:
         return self._get("/api/v1/users", Page[UserOut]).items
 
     def create_user(
-        self, name: str, *, role: str = "member", tenant: str | None = None, sites: list[str] | None = None
+        self,
+        name: str,
+        *,
+        role: str = "member",
+        tenant: str | None = None,
+        sites: list[str] | None = None,
+        zone: str = "mainland",
     ) -> UserOut:
-        body = UserIn(name=name, role=role, tenant=tenant, sites=sites or [])
+        """``zone``: where the user is (mainland, bonded, overseas); downloads are decided for it."""
+        body = UserIn(name=name, role=role, tenant=tenant, sites=sites or [], zone=zone)
         return UserOut.model_validate_json(
             self._request("POST", "/api/v1/users", json=body.model_dump(mode="json")).content
         )
@@ -393,10 +400,11 @@ class Client:
         return self._download(f"/api/v1/agents/checkpoints/{digest}", dest, {"attempt": attempt_id})
 
     # -- data chain (datasets, transfers, filings, ledger) ------------------------------------
-    def download_data(self, name: str, dest: IO[bytes], *, zone: str = "mainland") -> int:
-        """Download dataset ``name`` (its owner's members) to a client in ``zone``; the rules
-        decide it first and it goes on the ledger. Returns the bytes written."""
-        return self._download(f"/api/v1/datasets/{name}/download", dest, {"zone": zone})
+    def download_data(self, name: str, dest: IO[bytes], *, zone: str | None = None) -> int:
+        """Download dataset ``name`` (its owner's members) to you, in the zone your user record
+        gives (``zone``, if given, must agree); the rules decide it first and it goes on the
+        ledger. Returns the bytes written."""
+        return self._download(f"/api/v1/datasets/{name}/download", dest, {"zone": zone} if zone else None)
 
     def _download(self, path: str, dest: IO[bytes], params: dict[str, Any] | None = None) -> int:
         """Stream GET ``path`` into ``dest``; returns the bytes written."""
@@ -503,8 +511,12 @@ class Client:
         items: list[dict[str, Any]] = self._json("GET", "/api/v1/transfers", params=params)["items"]
         return items
 
-    def create_filing(self, dataset: str, to: str, route: str | None = None) -> dict[str, Any]:
-        out: dict[str, Any] = self._json("POST", "/api/v1/filings", json={"dataset": dataset, "to": to, "route": route})
+    def create_filing(
+        self, dataset: str, to: str | None = None, route: str | None = None, *, zone: str | None = None
+    ) -> dict[str, Any]:
+        """A draft filing for copying ``dataset`` to site ``to``, or for downloads by users in ``zone``."""
+        body = {"dataset": dataset, "to": to, "route": route, "zone": zone}
+        out: dict[str, Any] = self._json("POST", "/api/v1/filings", json=body)
         return out
 
     def filings(self, state: str | None = None) -> list[dict[str, Any]]:

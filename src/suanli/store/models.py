@@ -98,6 +98,8 @@ class User(Base):
     tenant: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     #: Sites an operator runs.
     sites: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    #: Where the user is: mainland, bonded or overseas (downloads are decided for it, X7).
+    zone: Mapped[str] = mapped_column(String(16), default="mainland", server_default="mainland")
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime]
 

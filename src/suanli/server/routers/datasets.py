@@ -145,10 +145,11 @@ def set_exporter(tenant: str, body: ExporterIn, chain: ChainDep, who: Caller) ->
     response_class=StreamingResponse,
     responses={200: {"content": {"application/octet-stream": {}}}},
 )
-def download(name: str, zone: Zone, chain: ChainDep, who: Caller) -> StreamingResponse:
-    """The dataset's bytes from its home site, for its owner's members (and the admin), to a
-    client in ``zone`` — decided as a download by the rules (outside the mainland it is an export,
-    counted and perhaps needing a filing) and put on the record before a byte moves."""
+def download(name: str, chain: ChainDep, who: Caller, zone: Zone | None = None) -> StreamingResponse:
+    """The dataset's bytes from its home site, for its owner's members (and the admin), to the
+    caller's zone as their user record gives it (``zone``, if sent, must agree: 422 otherwise) —
+    decided as a download by the rules (outside the mainland it is an export, counted and perhaps
+    needing a filing) and put on the record before a byte moves."""
     d = datasets.download(chain, who, name, zone)
     headers = {"Content-Length": str(d.size), "Content-Disposition": f'attachment; filename="{d.name}"'}
     return StreamingResponse(d.chunks, media_type="application/octet-stream", headers=headers)

@@ -1,5 +1,5 @@
 """grade_requests: gradings that lower a dataset's level, categories or PI counts wait for an
-auditor
+auditor; users.zone: where a user is (downloads are decided for it)
 
 Revision ID: 0015
 Revises: 0013
@@ -38,9 +38,13 @@ def upgrade() -> None:
     )
     op.create_index("ix_grade_requests_dataset", "grade_requests", ["dataset"])
     op.create_index("ix_grade_requests_state", "grade_requests", ["state"])
+    with op.batch_alter_table("users") as batch:
+        batch.add_column(sa.Column("zone", sa.String(16), nullable=False, server_default="mainland"))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("users") as batch:
+        batch.drop_column("zone")
     op.drop_index("ix_grade_requests_state", "grade_requests")
     op.drop_index("ix_grade_requests_dataset", "grade_requests")
     op.drop_table("grade_requests")
