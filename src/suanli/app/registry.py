@@ -10,9 +10,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from suanli.app.chain import Chain
-from suanli.app.errors import Conflict, NotFound, Unprocessable
+from suanli.app.errors import Conflict, Forbidden, NotFound, Unprocessable
 from suanli.core.api_data import DatasetOut, GradeOut
-from suanli.core.datasets import Classification, inherit
+from suanli.core.datasets import Classification, Level, inherit
 from suanli.core.network import Zone
 from suanli.core.policy import Counters, Exporter, SiteFacts
 from suanli.datachain.manifest import DEFAULT_CHUNK, Manifest, build_manifest, check_chunk_size
@@ -102,6 +102,18 @@ def prepare(path: Path, chunk_size: int = DEFAULT_CHUNK) -> Manifest:
     return build_manifest(path, chunk_size)
 
 
+def check_derived_home(session: Session, chain: Chain, name: str, home_site: str, derived_from: list[str]) -> None:
+    """L1: data derived from core data is registered at that core data's home site only (it
+    would otherwise be core data living elsewhere)."""
+    for d in derived_from:
+        src = get_dataset(session, d)
+        if chain.rules.effective(classification_of(session, src)).level == Level.CORE and src.home_site != home_site:
+            raise Forbidden(
+                f"'{name}' is derived from core data '{d}', which never leaves its home site {src.home_site} (L1): "
+                f"register it at {src.home_site}, not {home_site}"
+            )
+
+
 def ensure_new(session: Session, name: str) -> None:
     if session.get(Dataset, name) is not None:
         raise Conflict(f"dataset '{name}' is already registered; grade it with `suanli data grade {name}`")
@@ -122,6 +134,7 @@ def register(
 ) -> Dataset:
     ensure_new(session, name)
     site_facts(session, home_site)
+    check_derived_home(session, chain, name, home_site, derived_from)
     if classification is None:
         if not derived_from:
             raise Unprocessable("give a classification, or derived_from for a derived dataset that inherits one")
