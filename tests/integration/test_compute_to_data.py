@@ -80,6 +80,7 @@ def test_a_job_reads_data_only_where_it_may(dnet: Net) -> None:
     assert any("a copy here needs standard contract" in s.text for s in explained.sites), explained
 
     # The owner files, the auditor approves, the copy runs: now the job runs there.
+    alice.permit_export("notes", to="singapore", basis="separate_consent", pia_ref="PIA-1")
     transfer = alice.create_transfer("notes", "singapore")
     filing = alice.create_filing("notes", "singapore")
     alice.move_filing(filing["id"], "submit")
@@ -151,6 +152,7 @@ def test_the_owner_downloads_as_the_rules_allow(dnet: Net) -> None:
         alice.download_data("notes", io.BytesIO(), zone="overseas")
     assert claimed.value.status == 422
     net.client.create_user("olga", tenant="bj-ai", zone="overseas")
+    alice.permit_export("notes", zone="overseas", basis="separate_consent", pia_ref="PIA-1")
     with Client(net.url, token=net.client.create_token(user="olga").token) as olga, pytest.raises(ApiError) as held:
         olga.download_data("notes", io.BytesIO())
     assert held.value.status == 403

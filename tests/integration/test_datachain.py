@@ -115,6 +115,11 @@ def test_owner_to_overseas_with_filing_and_verified_ledger(dnet: DataNet) -> Non
     assert "X4" in check["rule_ids"]
     assert not check["may_move_now"]
 
+    # A PI export needs the owner's word first: the PIPL basis and the PI impact assessment.
+    with pytest.raises(ApiError) as no_word:
+        c.create_transfer("notes", "singapore")
+    assert no_word.value.status == 422
+    c.permit_export("notes", to="singapore", basis="separate_consent", pia_ref="PIA-2026-001")
     t = c.create_transfer("notes", "singapore")
     assert t["state"] == "held"
     assert "waiting for a data filing" in t["reason"]
@@ -339,6 +344,9 @@ def test_the_cli_walks_the_whole_story(dnet: DataNet, tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     assert "needs an accepted standard-contract filing" in r.output
     assert "X4" in r.output
+    r = cli("data", "permit", "clinic", "--to", "singapore", "--basis", "separate_consent", "--pia", "PIA-2026-002")
+    assert r.exit_code == 0, r.output
+    assert "PI impact assessment PIA-2026-002" in r.output
     r = cli("data", "copy", "clinic", "--to", "singapore")
     assert r.exit_code == 1
     assert "held" in r.output

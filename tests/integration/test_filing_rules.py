@@ -44,6 +44,7 @@ def test_an_auditor_cannot_set_an_expiry_beyond_the_rules_validity(dnet: DataNet
 def test_approving_an_expired_filing_releases_nothing(dnet: DataNet) -> None:
     c = dnet.client
     _register(dnet, "notes", {"pi_count": 200_000, "categories": ["marketing"]})
+    c.permit_export("notes", to="singapore", basis="separate_consent", pia_ref="PIA-1")
     t = c.create_transfer("notes", "singapore")
     assert t["state"] == "held"
     f = c.create_filing("notes", "singapore", "certification")
@@ -65,6 +66,7 @@ def test_a_download_abroad_is_decided_for_the_users_zone_and_can_be_filed(dnet: 
     data = _register(dnet, "clinic", {"pi_count": 150_000, "categories": ["public_health"]})
     c.create_user("olga", role="member", tenant="bj-ai", zone="overseas")
     c.create_user("mei", role="member", tenant="bj-ai")
+    c.permit_export("clinic", zone="overseas", basis="separate_consent", pia_ref="PIA-1")
     with (
         Client(c.server, token=c.create_token(user="olga").token) as olga,
         Client(c.server, token=c.create_token(user="mei").token) as mei,

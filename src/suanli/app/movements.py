@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from suanli.app import registry
+from suanli.app import pipl, registry
 from suanli.app.chain import Chain
 from suanli.app.errors import Conflict, Forbidden, NotFound, Unprocessable
 from suanli.core.api_data import DecisionOut, TransferOut
@@ -146,6 +146,7 @@ def create_transfer(
     if to in registry.replicas_of(session, dataset) or to == m.home.name:
         raise Conflict(f"'{dataset}' already lies at {to}")
     d, hold = decided(session, chain, m, now)
+    owners_word = pipl.pipl_record(session, m, d)
     state = _refused_state(d) if not hold.ok else TransferState.READY
     t = DataTransfer(
         id=uuid.uuid4().hex[:16],
@@ -182,6 +183,7 @@ def create_transfer(
             **({"for_job": for_job} if for_job else {}),
             "dry_run": False,
             **decision_body(d),
+            **owners_word,
         },
         now,
     )
@@ -430,6 +432,7 @@ def authorise_download(
     transfer does, so split downloads are caught like split transfers."""
     m = movement_for(session, dataset, None, MovementKind.DOWNLOAD, zone=zone, year=counting_year(now))
     d, hold = decided(session, chain, m, now)
+    owners_word = pipl.pipl_record(session, m, d)
     body = {
         "dataset": m.dataset,
         "kind": m.kind.value,
@@ -439,6 +442,7 @@ def authorise_download(
         "actor": actor,
         "dry_run": False,
         **decision_body(d),
+        **owners_word,
     }
     chain.ledger.record(session, "decision", body, now)
     if hold.ok:

@@ -233,6 +233,83 @@ def deny(
     _decide_grade(ctx, request_id, "deny", note_, json_out, server, token)
 
 
+ToOpt = Annotated[str | None, typer.Option("--to", help="Destination site.")]
+ZoneOpt = Annotated[str | None, typer.Option("--zone", help="Or: downloads by users in this zone (overseas).")]
+
+
+def _permit_line(p: dict[str, Any]) -> str:
+    staging = "; the scheduler may stage copies there" if p["staging"] else ""
+    return f"{p['dataset']} → {p['destination']}: basis {p['basis']}, PI impact assessment {p['pia_ref']}{staging}"
+
+
+@app.command()
+def permit(
+    ctx: typer.Context,
+    name: str,
+    basis: Annotated[
+        str,
+        typer.Option(
+            "--basis",
+            help="PIPL basis the notice gave: separate_consent | contract | hr | legal_duty | emergency | "
+            "public_interest | published",
+        ),
+    ],
+    pia: Annotated[str, typer.Option("--pia", help="Reference of the PI protection impact assessment.")],
+    to: ToOpt = None,
+    zone: ZoneOpt = None,
+    staging: Annotated[
+        bool, typer.Option("--staging/--no-staging", help="Let the scheduler copy it there for waiting jobs.")
+    ] = False,
+    json_out: JsonOption = False,
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Give the owner's word for exports of NAME to a site (or downloads to a zone): the PIPL
+    basis and PI impact assessment every PI export there records, and whether the scheduler
+    may copy it there on its own."""
+    with open_client(ctx, server, token) as client:
+        p = client.permit_export(name, basis=basis, pia_ref=pia, to=to, zone=zone, staging=staging)
+    if json_out:
+        _echo_json(p)
+        return
+    say(_permit_line(p))
+
+
+@app.command()
+def permits(
+    ctx: typer.Context,
+    name: str,
+    json_out: JsonOption = False,
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
+    """List the owner's word for exports of NAME, per destination."""
+    with open_client(ctx, server, token) as client:
+        items = client.export_permissions(name)
+    if json_out:
+        _echo_json(items)
+        return
+    if not items:
+        note(f"No export permissions for {name}: `suanli data permit {name} --to SITE --basis … --pia …` gives one.")
+    for p in items:
+        say(_permit_line(p))
+
+
+@app.command()
+def revoke(
+    ctx: typer.Context,
+    name: str,
+    to: ToOpt = None,
+    zone: ZoneOpt = None,
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Withdraw the owner's word for exports of NAME to a site (or zone)."""
+    with open_client(ctx, server, token) as client:
+        client.revoke_export(name, to=to, zone=zone)
+    say(f"withdrawn: exports of {name} to {to or f'client@{zone}'} need the owner's word again")
+
+
 @app.command()
 def check(
     ctx: typer.Context,

@@ -94,6 +94,21 @@ class GradeRequestOut(Reply):
     note: str = ""
 
 
+class ExportPermissionOut(Reply):
+    """An owner's word for exports of a dataset to one destination (``client@<zone>``: downloads)."""
+
+    dataset: str
+    destination: str
+    #: The PIPL basis the notice gave (``separate_consent``, ``contract``, …).
+    basis: str
+    #: The PI protection impact assessment's reference.
+    pia_ref: str
+    #: Whether the scheduler may stage copies there for waiting jobs.
+    staging: bool
+    granted_by: str
+    granted_at: IsoTime
+
+
 class GradedOut(Reply):
     """``POST /api/v1/datasets/{name}/grade``: applied at once when it only keeps or raises
     (``applied``: true, ``dataset`` the result); held as ``request`` when it lowers anything."""

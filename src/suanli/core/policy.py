@@ -63,6 +63,19 @@ class Purpose(StrEnum):
     FOREIGN_JUDICIAL = "foreign_judicial"  # L2
 
 
+class PiplBasis(StrEnum):
+    """PIPL: the lawful basis the individuals' notice gave for sending their PI abroad (art. 13,
+    39: separate consent where consent is the basis)."""
+
+    SEPARATE_CONSENT = "separate_consent"
+    CONTRACT = "contract"
+    HR = "hr"
+    LEGAL_DUTY = "legal_duty"
+    EMERGENCY = "emergency"
+    PUBLIC_INTEREST = "public_interest"
+    PUBLISHED = "published"
+
+
 class SiteFacts(StrictModel):
     name: str
     region: str = ""

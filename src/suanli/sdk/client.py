@@ -446,6 +446,30 @@ class Client:
         out: dict[str, Any] = self._json("POST", f"/api/v1/datasets/{name}/grade", json=body)
         return out
 
+    def permit_export(
+        self,
+        name: str,
+        *,
+        basis: str,
+        pia_ref: str,
+        to: str | None = None,
+        zone: str | None = None,
+        staging: bool = False,
+    ) -> dict[str, Any]:
+        """(Owners) Record the PIPL basis and PI impact assessment for exports of ``name`` to site
+        ``to`` (or downloads by users in ``zone``), and whether the scheduler may stage copies there."""
+        body = {"to": to, "zone": zone, "basis": basis, "pia_ref": pia_ref, "staging": staging}
+        out: dict[str, Any] = self._json("PUT", f"/api/v1/datasets/{name}/exports", json=body)
+        return out
+
+    def export_permissions(self, name: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self._json("GET", f"/api/v1/datasets/{name}/exports")["items"]
+        return items
+
+    def revoke_export(self, name: str, *, to: str | None = None, zone: str | None = None) -> None:
+        params = {k: v for k, v in (("to", to), ("zone", zone)) if v}
+        self._request("DELETE", f"/api/v1/datasets/{name}/exports", params=params)
+
     def grade_requests(self, *, state: str | None = None, dataset: str | None = None) -> list[dict[str, Any]]:
         """Grade requests (lowerings waiting for, or decided by, an auditor), oldest first."""
         params = {k: v for k, v in (("state", state), ("dataset", dataset)) if v}

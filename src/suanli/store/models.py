@@ -368,6 +368,25 @@ class GradeRequest(Base):
     note: Mapped[str] = mapped_column(Text, default="")
 
 
+class ExportPermission(Base):
+    """An owner's word for exports of a dataset to one destination (a site, or ``client@<zone>``
+    for downloads): the PIPL basis and PI impact-assessment reference recorded with each PI
+    export there, and whether the scheduler may stage copies there on the owner's behalf."""
+
+    __tablename__ = "export_permissions"
+
+    dataset: Mapped[str] = mapped_column(ForeignKey("datasets.name", ondelete="CASCADE"), primary_key=True)
+    destination: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: core.policy.PiplBasis: the lawful basis (separate consent, contract, …) the notice gave.
+    basis: Mapped[str] = mapped_column(String(32))
+    #: The owner's PI protection impact assessment (PIPL art. 55) for this export: its reference.
+    pia_ref: Mapped[str] = mapped_column(String(128))
+    #: Whether the scheduler may copy the dataset there for a waiting job.
+    staging: Mapped[bool] = mapped_column(Boolean, default=False)
+    granted_by: Mapped[str] = mapped_column(String(64))
+    granted_at: Mapped[datetime]
+
+
 class Replica(Base):
     __tablename__ = "replicas"
     __table_args__ = (UniqueConstraint("dataset", "site", name="uq_replica"),)

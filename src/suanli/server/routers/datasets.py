@@ -8,12 +8,19 @@ from fastapi import APIRouter, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from suanli.app import datasets, grading
+from suanli.app import datasets, exports, grading
 from suanli.core.api import Page
-from suanli.core.api_data import CheckOut, DatasetDetailOut, DatasetOut, GradedOut, GradeRequestOut
+from suanli.core.api_data import (
+    CheckOut,
+    DatasetDetailOut,
+    DatasetOut,
+    ExportPermissionOut,
+    GradedOut,
+    GradeRequestOut,
+)
 from suanli.core.datasets import Classification
 from suanli.core.network import Zone
-from suanli.core.policy import Exporter, MovementKind, Purpose
+from suanli.core.policy import Exporter, MovementKind, PiplBasis, Purpose
 from suanli.server.chaindeps import Auditor, ChainDep
 from suanli.server.deps import Caller
 
@@ -41,6 +48,18 @@ class GradeIn(BaseModel):
 
 class DecideGradeIn(BaseModel):
     note: str = ""
+
+
+class PermitIn(BaseModel):
+    #: The destination: a site, or (downloads) the users' zone.
+    to: str | None = None
+    zone: Zone | None = None
+    #: The PIPL basis the individuals' notice gave (separate consent, contract, …).
+    basis: PiplBasis
+    #: The reference of the owner's PI protection impact assessment (PIPL art. 55).
+    pia_ref: str = Field(min_length=1, max_length=128)
+    #: Whether the scheduler may copy it there for a waiting job.
+    staging: bool = False
 
 
 class CheckIn(BaseModel):
@@ -153,3 +172,24 @@ def download(name: str, chain: ChainDep, who: Caller, zone: Zone | None = None) 
     d = datasets.download(chain, who, name, zone)
     headers = {"Content-Length": str(d.size), "Content-Disposition": f'attachment; filename="{d.name}"'}
     return StreamingResponse(d.chunks, media_type="application/octet-stream", headers=headers)
+
+
+@router.get("/datasets/{name}/exports", response_model=Page[ExportPermissionOut])
+def export_permissions(name: str, chain: ChainDep, who: Caller) -> Page[ExportPermissionOut]:
+    """The owner's word for exports of the dataset, per destination."""
+    return Page(items=exports.list_permissions(chain, who, name))
+
+
+@router.put("/datasets/{name}/exports", response_model=ExportPermissionOut)
+def permit(name: str, body: PermitIn, chain: ChainDep, who: Caller) -> ExportPermissionOut:
+    """The owner records the PIPL basis and PI impact assessment for exports to one destination,
+    and whether the scheduler may stage copies there (replaces an earlier word for it)."""
+    return exports.set_permission(
+        chain, who, name, to=body.to, zone=body.zone, basis=body.basis, pia_ref=body.pia_ref, staging=body.staging
+    )
+
+
+@router.delete("/datasets/{name}/exports", status_code=204)
+def revoke(name: str, chain: ChainDep, who: Caller, to: str | None = None, zone: Zone | None = None) -> Response:
+    exports.revoke_permission(chain, who, name, to=to, zone=zone)
+    return Response(status_code=204)

@@ -1,5 +1,6 @@
 """grade_requests: gradings that lower a dataset's level, categories or PI counts wait for an
-auditor; users.zone: where a user is (downloads are decided for it)
+auditor; users.zone: where a user is (downloads are decided for it); export_permissions: the
+owner's word (PIPL basis, PI impact assessment, staging) for exports to a destination
 
 Revision ID: 0015
 Revises: 0013
@@ -38,11 +39,22 @@ def upgrade() -> None:
     )
     op.create_index("ix_grade_requests_dataset", "grade_requests", ["dataset"])
     op.create_index("ix_grade_requests_state", "grade_requests", ["state"])
+    op.create_table(
+        "export_permissions",
+        sa.Column("dataset", sa.String(64), sa.ForeignKey("datasets.name", ondelete="CASCADE"), primary_key=True),
+        sa.Column("destination", sa.String(64), primary_key=True),
+        sa.Column("basis", sa.String(32), nullable=False),
+        sa.Column("pia_ref", sa.String(128), nullable=False),
+        sa.Column("staging", sa.Boolean(), nullable=False),
+        sa.Column("granted_by", sa.String(64), nullable=False),
+        sa.Column("granted_at", UTC_TIME, nullable=False),
+    )
     with op.batch_alter_table("users") as batch:
         batch.add_column(sa.Column("zone", sa.String(16), nullable=False, server_default="mainland"))
 
 
 def downgrade() -> None:
+    op.drop_table("export_permissions")
     with op.batch_alter_table("users") as batch:
         batch.drop_column("zone")
     op.drop_index("ix_grade_requests_state", "grade_requests")
