@@ -46,7 +46,10 @@ def test_a_pi_export_records_the_owners_basis_and_assessment(tmp_path: Path) -> 
         olga = Client(net.url, token=net.client.create_token(user="olga").token)
         data = register(net)
 
-        # Without the owner's word, a PI export is refused before anything is recorded.
+        # A dry run says what is missing; without the owner's word a PI export is refused.
+        check = alice.check_movement("people", to="singapore")
+        assert (check["route"], check["may_move_now"]) == ("exempt", False)
+        assert "suanli data permit people --to singapore" in check["hold"]
         with pytest.raises(ApiError) as copy:
             alice.create_transfer("people", "singapore")
         assert copy.value.status == 422
@@ -64,6 +67,7 @@ def test_a_pi_export_records_the_owners_basis_and_assessment(tmp_path: Path) -> 
         assert no_pia.value.status == 422
         alice.permit_export("people", to="singapore", basis="separate_consent", pia_ref="PIA-2026-007")
         alice.permit_export("people", zone="overseas", basis="contract", pia_ref="PIA-2026-008")
+        assert alice.check_movement("people", to="singapore")["may_move_now"] is True
         t = alice.create_transfer("people", "singapore")
         assert t["state"] == "ready"
         got = io.BytesIO()

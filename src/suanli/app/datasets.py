@@ -16,7 +16,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from suanli.app import movements, registry
+from suanli.app import movements, pipl, registry
 from suanli.app.access import require, require_role, tenant_filter
 from suanli.app.chain import Chain
 from suanli.app.errors import Forbidden, NotFound, Unprocessable
@@ -154,9 +154,15 @@ def check_movement(
             s, name, to, kind, zone=zone, purpose=purpose, judicial_approval=judicial_approval, year=counting_year(now)
         )
         d, hold = movements.check(s, chain, m, now)
-    return CheckOut(
-        **movements.decision_out(d).model_dump(), explain=d.explain(), may_move_now=hold.ok, hold=hold.reason
-    )
+        try:
+            pipl.pipl_record(s, m, d)
+            needs_word = ""
+        except Unprocessable as exc:
+            needs_word = str(exc)
+    # A PI export also needs its owner's word (app/pipl.py): say so beside the filing's hold.
+    reason = hold.reason if not needs_word else needs_word if hold.ok else f"{hold.reason}; and {needs_word}"
+    ok = hold.ok and not needs_word
+    return CheckOut(**movements.decision_out(d).model_dump(), explain=d.explain(), may_move_now=ok, hold=reason)
 
 
 def set_exporter(chain: Chain, who: Identity, tenant: str, ciio: bool, ftz: str | None) -> Exporter:
