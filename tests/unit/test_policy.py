@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from suanli.core.datasets import Classification, Harmed, Level, Severity, grade_by_harm, inherit
+from suanli.core.datasets import Classification, Harmed, Level, Severity, grade_by_harm, inherit, lowered
 from suanli.core.errors import SpecError
 from suanli.core.network import Zone, parse_network
 from suanli.core.policy import (
@@ -368,3 +368,23 @@ def test_the_network_file_names_the_rule_set(tmp_path: Path) -> None:
     assert ruleset_of(parse_network("regions: []\n").data_rules) is default_ruleset()
     with pytest.raises(SpecError, match="no rule file"):
         ruleset_of(parse_network(f"data_rules: {{ruleset: {tmp_path / 'missing.yaml'}}}\n").data_rules)
+
+
+BASE = Classification(level=Level.IMPORTANT, pi_count=100, spi_count=10, categories=["finance", "transport"])
+
+
+@pytest.mark.parametrize(
+    ("change", "lowers"),
+    [
+        ({}, []),
+        ({"level": Level.CORE, "pi_count": 200, "categories": ["finance", "transport", "health"]}, []),
+        ({"level": Level.GENERAL}, ["level important → general"]),
+        ({"categories": ["finance"]}, ["categories dropped: transport"]),
+        ({"categories": ["finance.payments", "transport"]}, ["categories dropped: finance"]),
+        ({"pi_count": 99}, ["PI 100 → 99"]),
+        ({"spi_count": 0, "level": Level.CORE}, ["SPI 10 → 0"]),
+        ({"return_flow": True}, ["claims a return flow (X2b)"]),
+    ],
+)
+def test_what_a_grading_lowers(change: dict[str, Any], lowers: list[str]) -> None:
+    assert lowered(BASE, BASE.model_copy(update=change)) == lowers
