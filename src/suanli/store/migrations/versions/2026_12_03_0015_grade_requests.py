@@ -3,7 +3,7 @@ auditor; users.zone: where a user is (downloads are decided for it); export_perm
 owner's word (PIPL basis, PI impact assessment, staging) for exports to a destination
 
 Revision ID: 0015
-Revises: 0013
+Revises: 0020
 Create Date: 2026-12-03 15:30:00
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 import suanli.store.models
 
 revision = "0015"
-down_revision = "0013"
+down_revision = "0020"
 branch_labels = None
 depends_on = None
 
