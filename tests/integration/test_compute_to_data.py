@@ -80,6 +80,7 @@ def test_a_job_reads_data_only_where_it_may(dnet: Net) -> None:
     assert any("a copy here needs standard contract" in s.text for s in explained.sites), explained
 
     # The owner files, the auditor approves, the copy runs: now the job runs there.
+    alice.permit_export("notes", to="singapore", basis="separate_consent", pia_ref="PIA-1")
     transfer = alice.create_transfer("notes", "singapore")
     filing = alice.create_filing("notes", "singapore")
     alice.move_filing(filing["id"], "submit")
@@ -145,9 +146,15 @@ def test_the_owner_downloads_as_the_rules_allow(dnet: Net) -> None:
     assert alice.download_data("notes", got) == src.stat().st_size
     assert got.getvalue() == src.read_bytes()
 
-    # Abroad it is an export of 200,000 people's data: held until a filing is accepted.
-    with pytest.raises(ApiError) as held:
+    # Abroad it is an export of 200,000 people's data: held until a filing is accepted. Where the
+    # downloader is comes from their user record, not from what the client says.
+    with pytest.raises(ApiError) as claimed:
         alice.download_data("notes", io.BytesIO(), zone="overseas")
+    assert claimed.value.status == 422
+    net.client.create_user("olga", tenant="bj-ai", zone="overseas")
+    alice.permit_export("notes", zone="overseas", basis="separate_consent", pia_ref="PIA-1")
+    with Client(net.url, token=net.client.create_token(user="olga").token) as olga, pytest.raises(ApiError) as held:
+        olga.download_data("notes", io.BytesIO())
     assert held.value.status == 403
     assert "the rules hold this download" in str(held.value)
     assert net.client.ledger_counters() == []  # nothing exported, nothing counted

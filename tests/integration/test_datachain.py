@@ -108,13 +108,18 @@ def test_owner_to_overseas_with_filing_and_verified_ledger(dnet: DataNet) -> Non
         classification={"level": "general", "sub_grade": 2, "pi_count": 200_000, "categories": ["marketing"]},
     )
     assert ds["chunks"] == 3
-    assert ds["classification"]["graded_by"] == "bj-ai"
+    assert ds["classification"]["graded_by"] == "admin"
 
     check = c.check_movement("notes", to="singapore")
     assert check["route"] == "standard_contract"
     assert "X4" in check["rule_ids"]
     assert not check["may_move_now"]
 
+    # A PI export needs the owner's word first: the PIPL basis and the PI impact assessment.
+    with pytest.raises(ApiError) as no_word:
+        c.create_transfer("notes", "singapore")
+    assert no_word.value.status == 422
+    c.permit_export("notes", to="singapore", basis="separate_consent", pia_ref="PIA-2026-001")
     t = c.create_transfer("notes", "singapore")
     assert t["state"] == "held"
     assert "waiting for a data filing" in t["reason"]
@@ -263,9 +268,14 @@ def test_regrade_is_versioned_and_derived_data_inherits(dnet: DataNet) -> None:
     assert d["classification"]["level"] == "important"
     assert d["classification"]["inherited"] is True
     assert (d["classification"]["pi_count"], d["classification"]["spi_count"]) == (5, 3)
-    g = c.grade_dataset("ab-out", {"level": "general", "sub_grade": 1}, graded_by="officer")
+    # Keeping the inherited level (and counts) applies at once; lowering it waits for an auditor.
+    kept = {"level": "important", "sub_grade": 1, "pi_count": 5, "spi_count": 3}
+    g = c.grade_dataset("ab-out", kept)["dataset"]
     assert g["grade_version"] == 2
     assert g["classification"]["inherited"] is False
+    assert g["classification"]["graded_by"] == "admin"
+    held = c.grade_dataset("ab-out", {**kept, "level": "general"})
+    assert held["applied"] is False
     assert [x["version"] for x in c.dataset("ab-out")["grades"]] == [1, 2]
 
 
@@ -334,6 +344,9 @@ def test_the_cli_walks_the_whole_story(dnet: DataNet, tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     assert "needs an accepted standard-contract filing" in r.output
     assert "X4" in r.output
+    r = cli("data", "permit", "clinic", "--to", "singapore", "--basis", "separate_consent", "--pia", "PIA-2026-002")
+    assert r.exit_code == 0, r.output
+    assert "PI impact assessment PIA-2026-002" in r.output
     r = cli("data", "copy", "clinic", "--to", "singapore")
     assert r.exit_code == 1
     assert "held" in r.output

@@ -93,6 +93,7 @@ def test_an_output_becomes_a_derived_dataset_that_moves_only_by_the_rules(onet: 
     abroad = alice.check_movement("summary", to="singapore")
     assert abroad["route"] == "security_assessment"
     assert not abroad["may_move_now"]
+    alice.permit_export("summary", to="singapore", basis="separate_consent", pia_ref="PIA-1")
     t = alice.create_transfer("summary", "singapore")
     assert t["state"] == "held"
 

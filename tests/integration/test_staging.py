@@ -135,10 +135,16 @@ def test_nothing_is_copied_without_the_filing_the_route_needs(tmp_path: Path) ->
         assert "a copy here needs standard contract" in waiting.reason, waiting.reason
         assert alice.transfers("notes") == []
 
-        # Once an auditor accepts the filing, the copy starts by itself and the job runs there.
+        # Once an auditor accepts the filing, the copy still waits for the owner's standing
+        # permission; given it, the copy starts by itself and the job runs there.
         filing = alice.create_filing("notes", "singapore")
         alice.move_filing(filing["id"], "submit")
         auditor.move_filing(filing["id"], "approve", note="contract checked")
+        for _ in range(3):
+            net.cycle()
+        assert alice.transfers("notes") == []
+        assert "its owner gave no standing permission" in alice.job(job["id"]).reason
+        alice.permit_export("notes", to="singapore", basis="separate_consent", pia_ref="PIA-3", staging=True)
         net.pump(lambda: net.state(job["id"]) in ("SUCCEEDED", "FAILED"))
         done = alice.job(job["id"])
         assert done.state.value == "SUCCEEDED", "".join(alice.logs(job["id"]))

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from suanli.core.datasets import Classification, Harmed, Level, Severity, grade_by_harm, inherit
+from suanli.core.datasets import Classification, Harmed, Level, Severity, grade_by_harm, inherit, lowered
 from suanli.core.errors import SpecError
-from suanli.core.network import Zone
+from suanli.core.network import Zone, parse_network
 from suanli.core.policy import (
     Counters,
     Exporter,
@@ -21,17 +22,19 @@ from suanli.core.policy import (
     Route,
     RuleSet,
     SiteFacts,
+    counting_year,
     decide,
     hold_for,
     may_read,
     parse_ruleset,
 )
-from suanli.datachain.rulesets import default_ruleset
+from suanli.datachain.rulesets import default_ruleset, ruleset_of
 
 BJ = SiteFacts(name="beijing-yizhuang", region="beijing", zone=Zone.MAINLAND)
 TJ = SiteFacts(name="tianjin-gaocun", region="tianjin", zone=Zone.MAINLAND)
 BONDED = SiteFacts(name="tianjin-bonded", region="tianjin", zone=Zone.BONDED)
 SG = SiteFacts(name="singapore-1", region="singapore", zone=Zone.OVERSEAS)
+SG2 = SiteFacts(name="frankfurt-1", region="frankfurt", zone=Zone.OVERSEAS)
 RULES = default_ruleset()
 
 
@@ -120,11 +123,53 @@ CASES: list[tuple[str, dict[str, Any], Route, str]] = [
     ("L2 approved follows rules", {"purpose": Purpose.FOREIGN_JUDICIAL, "approved": True}, E, "X2a"),
     # -- F1 FTZ negative list
     ("F1 not on list exempt", {"ftz": "tianjin-ftz", "pi": 2_000_000, "categories": ("marketing",)}, E, "F1"),
-    ("F1 important not on list", {"ftz": "tianjin-ftz", "level": Level.IMPORTANT}, E, "F1"),
+    (
+        "F1 important not on list",
+        {"ftz": "tianjin-ftz", "level": Level.IMPORTANT, "categories": ("marketing",)},
+        E,
+        "F1",
+    ),
     ("F1 listed category", {"ftz": "tianjin-ftz", "pi": 200_000, "categories": ("finance",)}, SC, "X4"),
     ("F1 listed sub-category", {"ftz": "tianjin-ftz", "categories": ("industry.electronics",), "spi": 1}, SC, "X4"),
     ("F2 government data general rules", {"ftz": "tianjin-ftz", "categories": ("government",), "pi": 1}, E, "X2f"),
     ("F1 other zone's exporter", {"ftz": "shanghai-ftz", "pi": 200_000}, SC, "X4"),
+    # -- fail closed: unknown means strictest, never exempt
+    ("F1 untagged PI is not exempt", {"ftz": "tianjin-ftz", "pi": 2_000_000, "spi": 60_000}, SA, "X3"),
+    ("F1 untagged important is not exempt", {"ftz": "tianjin-ftz", "level": Level.IMPORTANT}, SA, "X3"),
+    ("F1 untagged small PI follows X2f", {"ftz": "tianjin-ftz", "pi": 10}, E, "X2f"),
+    (
+        "F1 unlisted sub-category of a listed one",
+        {"ftz": "tianjin-ftz", "pi": 200_000, "categories": ("finance.payments",)},
+        SC,
+        "X4",
+    ),
+    (
+        "F1 deeper sub-category of a listed one",
+        {"ftz": "tianjin-ftz", "spi": 20_000, "categories": ("industry.electronics.chips",)},
+        SA,
+        "X3",
+    ),
+    (
+        "F1 one listed category among unlisted",
+        {"ftz": "tianjin-ftz", "pi": 200_000, "categories": ("marketing", "transport.rail")},
+        SC,
+        "X4",
+    ),
+    (
+        "F1 a category merely sharing a prefix is not listed",
+        {"ftz": "tianjin-ftz", "pi": 200_000, "categories": ("financex",)},
+        E,
+        "F1",
+    ),
+    (
+        "F2 sub-category of a general-rules category",
+        {"ftz": "tianjin-ftz", "pi": 200_000, "categories": ("government.tax",)},
+        SC,
+        "X4",
+    ),
+    ("X1 catalogued core category is core", {"ftz": "tianjin-ftz", "categories": ("state_secret.maps",)}, D, "L1"),
+    # -- sources abroad
+    ("D2 overseas to overseas is not an export", {"source": SG, "to": SG2, "pi": 2_000_000}, A, "D2"),
 ]
 
 
@@ -134,7 +179,34 @@ def test_every_rule(name: str, kwargs: dict[str, Any], route: Route, rule_id: st
     assert decision.route == route, decision.explain()
     assert rule_id in decision.rule_ids, decision.explain()
     assert decision.ruleset_version == RULES.version
+    assert decision.ruleset_sha256 == RULES.sha256
     assert decision.reasons
+    assert all(r.split(":")[0] in {x.id for x in RULES.rules} for r in decision.reasons), decision.reasons
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "datachain.md"
+
+
+def _doc_table() -> dict[str, tuple[str, str]]:
+    """The rows of docs/datachain.md's decision table: case → (route, rule)."""
+    text = DOCS.read_text(encoding="utf-8")
+    section = text.split("### Decision table", 1)[1].split("\n## ", 1)[0]
+    rows: dict[str, tuple[str, str]] = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[0] not in ("case", "---"):
+            rows[cells[0]] = (cells[2].strip("`"), cells[3].strip("`"))
+    return rows
+
+
+def test_the_docs_decision_table_is_the_test_table() -> None:
+    """Every row of the table in docs/datachain.md is a case above, with the same route and rule,
+    and every case is a row: the documentation and the tests cannot drift apart."""
+    doc = _doc_table()
+    cases = {name: (route.value, rule_id) for name, _, route, rule_id in CASES}
+    assert sorted(set(cases) - set(doc)) == [], "cases missing from docs/datachain.md's decision table"
+    assert sorted(set(doc) - set(cases)) == [], "rows of docs/datachain.md's decision table with no test case"
+    assert {n: doc[n] for n in cases} == cases
 
 
 def test_x4_offers_certification_as_alternative() -> None:
@@ -257,3 +329,62 @@ def test_grading_matrix_and_inheritance() -> None:
 def test_ruleset_model_is_frozen_data() -> None:
     assert isinstance(RULES, RuleSet)
     assert RULES.validity_years[Route.CERTIFICATION] == 3
+
+
+@pytest.mark.parametrize(
+    ("utc", "year"),
+    [
+        (datetime(2026, 12, 31, 15, 59, tzinfo=UTC), 2026),  # 23:59 Beijing time
+        (datetime(2026, 12, 31, 16, 0, tzinfo=UTC), 2027),  # 00:00 on 1 January in Beijing
+        (datetime(2027, 1, 1, 7, 59, tzinfo=UTC), 2027),
+    ],
+)
+def test_counting_years_are_beijing_calendar_years(utc: datetime, year: int) -> None:
+    assert counting_year(utc) == year
+
+
+def test_the_ruleset_hash_follows_its_content_not_its_layout() -> None:
+    text = (Path(__file__).resolve().parents[2] / "src/suanli/datachain/rules/ruleset.yaml").read_text()
+    same = parse_ruleset("# a comment the hash ignores\n" + text)
+    changed = parse_ruleset(text.replace("pi_exempt_below: 100000", "pi_exempt_below: 100001"))
+    plain = parse_ruleset(text)
+    assert len(plain.sha256) == 64
+    assert same.sha256 == plain.sha256
+    assert changed.sha256 != plain.sha256
+
+
+def test_the_network_file_names_the_rule_set(tmp_path: Path) -> None:
+    shipped = (Path(__file__).resolve().parents[2] / "src/suanli/datachain/rules/ruleset.yaml").read_text()
+    own = tmp_path / "rules.yaml"
+    own.write_text(shipped.replace('version: "2024.2"', 'version: "ops-7"').replace("100000 ", "50000 "))
+    network = parse_network(f"data_rules: {{ruleset: {own}}}\n")
+    rules = ruleset_of(network.data_rules)
+    assert rules.version == "ops-7"
+    assert rules.thresholds.pi_exempt_below == 50_000
+    assert rules.negative_list("tianjin-ftz") is not None  # the shipped lists, as none were named
+    d = decide(move(pi=60_000), rules)
+    assert (d.route, d.ruleset_version, d.ruleset_sha256) == (SC, "ops-7", rules.sha256)
+    assert rules.sha256 != RULES.sha256
+    assert ruleset_of(parse_network("regions: []\n").data_rules) is default_ruleset()
+    with pytest.raises(SpecError, match="no rule file"):
+        ruleset_of(parse_network(f"data_rules: {{ruleset: {tmp_path / 'missing.yaml'}}}\n").data_rules)
+
+
+BASE = Classification(level=Level.IMPORTANT, pi_count=100, spi_count=10, categories=["finance", "transport"])
+
+
+@pytest.mark.parametrize(
+    ("change", "lowers"),
+    [
+        ({}, []),
+        ({"level": Level.CORE, "pi_count": 200, "categories": ["finance", "transport", "health"]}, []),
+        ({"level": Level.GENERAL}, ["level important → general"]),
+        ({"categories": ["finance"]}, ["categories dropped: transport"]),
+        ({"categories": ["finance.payments", "transport"]}, ["categories dropped: finance"]),
+        ({"pi_count": 99}, ["PI 100 → 99"]),
+        ({"spi_count": 0, "level": Level.CORE}, ["SPI 10 → 0"]),
+        ({"return_flow": True}, ["claims a return flow (X2b)"]),
+    ],
+)
+def test_what_a_grading_lowers(change: dict[str, Any], lowers: list[str]) -> None:
+    assert lowered(BASE, BASE.model_copy(update=change)) == lowers

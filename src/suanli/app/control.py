@@ -43,6 +43,7 @@ from suanli.core.network import NetworkSpec
 from suanli.core.policy import RuleSet
 from suanli.core.scheduler import Policy, SiteState
 from suanli.core.signednote import Verifier
+from suanli.datachain.rulesets import ruleset_of
 from suanli.filemodes import private_dir
 from suanli.store.db import Database
 
@@ -148,7 +149,11 @@ class ControlPlane:
             waive_platform_faults=self.settings.waive_platform_faults,
             stage_data=network.scheduling.stage_data,
             transfer_rate_bps=network.scheduling.transfer_rate * 1e6,
+            data_rules=ruleset_of(network.data_rules),
         )
+        with self._chain_lock:
+            if self._chain is not None:
+                self._chain.rules = self.scheduler_config.data_rules
         self._pending.shares_at = None  # weights and quotas may have changed
         self.invalidate_capacity()
         return fresh

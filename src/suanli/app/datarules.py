@@ -11,18 +11,19 @@ data is written to the ledger with the decision for each dataset.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from suanli.app import registry
+from suanli.app.pipl import crosses_regime
 from suanli.core.datasets import Classification, Level
 from suanli.core.network import Zone
-from suanli.core.policy import Counters, Exporter, Route, RuleSet, SiteFacts, may_read
+from suanli.core.policy import Counters, Exporter, Route, RuleSet, SiteFacts, counting_year, may_read
 from suanli.core.scheduler import PendingJob, SiteRule, SiteState
-from suanli.store.models import Dataset, DataTransfer, Site
+from suanli.store.models import Dataset, DataTransfer, ExportPermission, Site
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,8 @@ class DatasetFacts:
     replicas: tuple[SiteFacts, ...]
     exporter: Exporter
     counters: Counters
+    #: Sites its owner lets the scheduler copy it to across a border or regime (``app/pipl.py``).
+    staging_to: frozenset[str] = frozenset()
 
     @property
     def copies(self) -> tuple[str, ...]:
@@ -56,8 +59,17 @@ def load_facts(session: Session, names: Iterable[str], now: datetime) -> dict[st
             home=registry.site_facts(session, ds.home_site),
             replicas=tuple(registry.site_facts(session, r) for r in registry.replicas_of(session, ds.name)),
             exporter=registry.exporter_of(session, ds.owner),
-            counters=registry.counters_of(session, ds.owner, now.year),
+            counters=registry.counters_of(session, ds.owner, counting_year(now)),
         )
+    permitted = select(ExportPermission.dataset, ExportPermission.destination).where(
+        ExportPermission.dataset.in_(wanted), ExportPermission.staging.is_(True)
+    )
+    staging: dict[str, set[str]] = {}
+    for dataset, destination in session.execute(permitted):
+        staging.setdefault(dataset, set()).add(destination)
+    for name, dest in staging.items():
+        if name in out:
+            out[name] = replace(out[name], staging_to=frozenset(dest))
     return out
 
 
@@ -114,9 +126,13 @@ def why_not(
     if site.name not in facts.copies:
         where = ", ".join(facts.copies)
         route = "is allowed now" if decision.moves_now else f"needs {decision.route.value.replace('_', ' ')}"
-        return (
-            f"'{name}' is not here (copies at {where}); a copy here {route}: suanli data copy {name} --to {site.name}"
-        )
+        why = f"'{name}' is not here (copies at {where}); a copy here {route}: suanli data copy {name} --to {site.name}"
+        if crosses_regime(facts.home, site) and site.name not in facts.staging_to:
+            why += (
+                f"; the scheduler will not copy it there on its own: its owner gave no standing permission "
+                f"(suanli data permit {name} --to {site.name} --staging --basis … --pia …)"
+            )
+        return why
     return None
 
 

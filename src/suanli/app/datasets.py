@@ -16,15 +16,15 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from suanli.app import movements, registry
+from suanli.app import movements, pipl, registry
 from suanli.app.access import require, require_role, tenant_filter
 from suanli.app.chain import Chain
-from suanli.app.errors import Forbidden, NotFound
+from suanli.app.errors import Forbidden, NotFound, Unprocessable
 from suanli.core.api_data import CheckOut, DatasetDetailOut, DatasetOut
 from suanli.core.datasets import Classification
 from suanli.core.identity import Identity, Role, Scope
 from suanli.core.network import Zone
-from suanli.core.policy import Exporter, MovementKind, Purpose
+from suanli.core.policy import Exporter, MovementKind, Purpose, counting_year
 from suanli.datachain.manifest import DEFAULT_CHUNK, MiB
 from suanli.store.models import Dataset
 
@@ -83,16 +83,17 @@ def register_dataset(
     chunk_mib: int,
     classification: Classification | None,
     derived_from: list[str],
-    graded_by: str,
 ) -> DatasetOut:
     """Register a file on the server's machine as a dataset (admin only: it reads a server path).
-    The file is hashed before any transaction opens."""
+    The file is hashed before any transaction opens. The grade is recorded as given by the
+    caller: who graded is the authenticated user, never a name the client sends."""
     require(who, Scope.DATA_WRITE)
     require_role(who, Role.ADMIN)
     manifest = registry.prepare(path, chunk_mib * MiB)
     with chain.db.read() as s:
         registry.site_facts(s, home_site)
         registry.ensure_new(s, name)
+        registry.check_derived_home(s, chain, name, home_site, derived_from)
     at_rest = classification.level.encrypted_at_rest if classification else True
     chain.store(home_site).adopt(name, path, manifest, at_rest=at_rest)
     now = chain.clock.now()
@@ -106,7 +107,7 @@ def register_dataset(
             manifest=manifest,
             classification=classification,
             derived_from=derived_from,
-            graded_by=graded_by or owner,
+            graded_by=who.name,
             now=now,
         )
         out = registry.dataset_out(s, ds)
@@ -133,14 +134,6 @@ def show_dataset(chain: Chain, who: Identity, name: str) -> DatasetDetailOut:
     return DatasetDetailOut(**dict(out), grades=grades)
 
 
-def grade_dataset(chain: Chain, who: Identity, name: str, c: Classification, graded_by: str) -> DatasetOut:
-    with chain.db.session() as s:
-        owned_dataset(s, who, name)
-        out = registry.dataset_out(s, registry.grade(s, chain, name, c, graded_by, chain.clock.now()))
-    chain.seal()
-    return out
-
-
 def check_movement(
     chain: Chain,
     who: Identity,
@@ -158,12 +151,18 @@ def check_movement(
     with chain.db.read() as s:
         visible_dataset(s, who, name)
         m = movements.movement_for(
-            s, name, to, kind, zone=zone, purpose=purpose, judicial_approval=judicial_approval, year=now.year
+            s, name, to, kind, zone=zone, purpose=purpose, judicial_approval=judicial_approval, year=counting_year(now)
         )
         d, hold = movements.check(s, chain, m, now)
-    return CheckOut(
-        **movements.decision_out(d).model_dump(), explain=d.explain(), may_move_now=hold.ok, hold=hold.reason
-    )
+        try:
+            pipl.pipl_record(s, m, d)
+            needs_word = ""
+        except Unprocessable as exc:
+            needs_word = str(exc)
+    # A PI export also needs its owner's word (app/pipl.py): say so beside the filing's hold.
+    reason = hold.reason if not needs_word else needs_word if hold.ok else f"{hold.reason}; and {needs_word}"
+    ok = hold.ok and not needs_word
+    return CheckOut(**movements.decision_out(d).model_dump(), explain=d.explain(), may_move_now=ok, hold=reason)
 
 
 def set_exporter(chain: Chain, who: Identity, tenant: str, ciio: bool, ftz: str | None) -> Exporter:
@@ -185,11 +184,24 @@ class Download:
     chunks: Iterator[bytes]
 
 
-def download(chain: Chain, who: Identity, name: str, zone: Zone) -> Download:
+def requester_zone(who: Identity, declared: Zone | None = None) -> Zone:
+    """Where the caller is: the zone the operator recorded for the user (``suanli user create
+    --zone``), never one the client declares. A declared zone must agree with it (422)."""
+    zone = Zone(who.zone)
+    if declared is not None and declared != zone:
+        raise Unprocessable(
+            f"you are recorded in the {zone.value} zone, not {declared.value}: downloads are decided for the zone "
+            "your user record gives (an operator sets it with `suanli user create --zone`)"
+        )
+    return zone
+
+
+def download(chain: Chain, who: Identity, name: str, declared: Zone | None = None) -> Download:
     """The dataset's bytes from its home site, for its owner's members (and the admin), to a
-    client in ``zone``: decided as a download by the rules (outside the mainland it is an export,
-    counted and perhaps needing a filing) and put on the record before a byte moves. A held
-    download is refused (403) after its decision is recorded."""
+    client in the caller's zone (:func:`requester_zone`): decided as a download by the rules
+    (outside the mainland it is an export, counted and perhaps needing a filing) and put on the
+    record before a byte moves. A held download is refused (403) after its decision is recorded."""
+    zone = requester_zone(who, declared)
     now = chain.clock.now()
     with chain.db.session() as s:
         home = owned_dataset(s, who, name).home_site

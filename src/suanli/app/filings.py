@@ -20,15 +20,31 @@ from suanli.app.datasets import actor_of, owned_dataset, visible_dataset, visibl
 from suanli.app.errors import Conflict, NotFound, Unprocessable
 from suanli.core.api_data import FilingMovedOut, FilingOut
 from suanli.core.identity import Identity, Scope
-from suanli.core.policy import FILING_TRANSITIONS, FilingState, MovementKind, Purpose, Route, decide
+from suanli.core.network import Zone
+from suanli.core.policy import FILING_TRANSITIONS, FilingState, MovementKind, Purpose, Route, counting_year, decide
 from suanli.datachain.package import PackageFacts, render_html, render_pdf
 from suanli.store.models import Filing
 
 
 def create(
-    session: Session, chain: Chain, *, dataset: str, to: str, route: Route | None, actor: str, now: datetime
+    session: Session,
+    chain: Chain,
+    *,
+    dataset: str,
+    to: str | None,
+    route: Route | None,
+    actor: str,
+    now: datetime,
+    zone: Zone | None = None,
 ) -> Filing:
-    m = movements.movement_for(session, dataset, to, MovementKind.TRANSFER, purpose=Purpose.NONE, year=now.year)
+    """A draft filing for copying ``dataset`` to site ``to``, or (``zone``) for downloads by users
+    in that zone: its destination is then ``client@<zone>``, the one a download is decided for."""
+    if (to is None) == (zone is None):
+        raise Unprocessable("a filing is for a copy to a site (to) or for downloads to a zone (zone): give one")
+    kind = MovementKind.TRANSFER if to is not None else MovementKind.DOWNLOAD
+    year = counting_year(now)
+    m = movements.movement_for(session, dataset, to, kind, zone=zone, purpose=Purpose.NONE, year=year)
+    to = m.destination.name
     d = decide(m, chain.rules)
     if not d.route.needs_filing:
         raise Unprocessable(f"'{dataset}' to {to} needs no filing: {d.route.value} ({', '.join(d.rule_ids)})")
@@ -104,18 +120,35 @@ def move_to(
     released: list[str] = []
     if state == FilingState.ACCEPTED:
         f.decided_by = actor
-        years = chain.rules.validity_years.get(Route(f.route))
-        f.expires_at = expires_at or (now + timedelta(days=365 * years) if years else None)
+        f.expires_at = valid_until(chain, Route(f.route), now, expires_at)
         f.certificate_id = certificate_id
         if Route(f.route) == Route.CERTIFICATION and not certificate_id:
             raise Unprocessable("a certification filing is accepted with its certificate id (--certificate)")
     elif state == FilingState.REJECTED:
         f.decided_by = actor
     _record(session, chain, f, actor, now)
-    if state == FilingState.ACCEPTED:
+    if state == FilingState.ACCEPTED and (f.expires_at is None or f.expires_at > now):
         session.flush()
         released = movements.release_held(session, chain, f, now)
     return f, released
+
+
+def valid_until(chain: Chain, route: Route, now: datetime, asked: datetime | None) -> datetime | None:
+    """X5: an accepted filing's expiry. The rule that required it caps it (``validity_years``:
+    three years for an assessment or a certification); an auditor may give an earlier date (a
+    certificate's own expiry) but not a later one (422). A route the rule set gives no validity
+    (a standard contract: per contract term) takes the auditor's date, or none. An expiry in
+    the past is recorded as given, and such a filing releases nothing."""
+    years = chain.rules.validity_years.get(route)
+    if not years:
+        return asked
+    cap = now + timedelta(days=365 * years)
+    if asked is not None and asked > cap:
+        raise Unprocessable(
+            f"a {route.value.replace('_', ' ')} is valid {years} years under rule set {chain.rules.version} (X5): "
+            f"the expiry may be {cap:%Y-%m-%d} at the latest, not {asked:%Y-%m-%d}"
+        )
+    return asked or cap
 
 
 def list_filings(session: Session, state: str | None = None, dataset: str | None = None) -> list[Filing]:
@@ -145,13 +178,28 @@ def filing_out(f: Filing) -> FilingOut:
 
 
 def create_filing(
-    chain: Chain, who: Identity, *, dataset: str, to: str, route: Route | None, actor: str = ""
+    chain: Chain,
+    who: Identity,
+    *,
+    dataset: str,
+    to: str | None,
+    route: Route | None,
+    actor: str = "",
+    zone: Zone | None = None,
 ) -> FilingOut:
-    """A draft filing for moving ``dataset`` to ``to``, by its owner (or the admin for it)."""
+    """A draft filing for moving ``dataset`` to site ``to`` (or for downloads by users in
+    ``zone``), by its owner (or the admin for it)."""
     with chain.db.session() as s:
         owned_dataset(s, who, dataset)
         f = create(
-            s, chain, dataset=dataset, to=to, route=route, actor=actor_of(who, actor or "owner"), now=chain.clock.now()
+            s,
+            chain,
+            dataset=dataset,
+            to=to,
+            route=route,
+            actor=actor_of(who, actor or "owner"),
+            now=chain.clock.now(),
+            zone=zone,
         )
         out = filing_out(f)
     chain.seal()

@@ -145,6 +145,7 @@ def identity_of(user: User, row: ApiToken, token: str = "") -> Identity:
         role=role,
         tenant=user.tenant,
         sites=frozenset(user.sites or []),
+        zone=user.zone or "mainland",
         scopes=held & ROLE_SCOPES[role],
         token_id=row.id,
         token=token,
@@ -262,6 +263,7 @@ def create_user(session: Session, who: Identity, body: UserIn, now: datetime) ->
         role=role.value,
         tenant=body.tenant,
         sites=sorted(set(body.sites)),
+        zone=body.zone,
         disabled=False,
         created_at=now,
     )
@@ -309,6 +311,7 @@ def _user_out(u: User, tokens: int) -> UserOut:
         role=u.role,
         tenant=u.tenant,
         sites=list(u.sites or []),
+        zone=u.zone or "mainland",
         disabled=u.disabled,
         tokens=tokens,
         created_at=u.created_at,

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from suanli.app import registry
+from suanli.app import pipl, registry
 from suanli.app.chain import Chain
 from suanli.app.errors import Conflict, Forbidden, NotFound, Unprocessable
 from suanli.core.api_data import DecisionOut, TransferOut
@@ -34,6 +34,7 @@ from suanli.core.policy import (
     Purpose,
     Route,
     SiteFacts,
+    counting_year,
     decide,
     hold_for,
     may_read,
@@ -54,6 +55,7 @@ def decision_body(d: Decision) -> dict[str, Any]:
         "route": d.route.value,
         "rule_ids": list(d.rule_ids),
         "ruleset_version": d.ruleset_version,
+        "ruleset_sha256": d.ruleset_sha256,
         "export": d.export,
         "adds_pi": d.adds_pi,
         "adds_spi": d.adds_spi,
@@ -140,10 +142,11 @@ def create_transfer(
     now: datetime,
     for_job: str | None = None,
 ) -> DataTransfer:
-    m = movement_for(session, dataset, to, MovementKind.TRANSFER, purpose=purpose, year=now.year)
+    m = movement_for(session, dataset, to, MovementKind.TRANSFER, purpose=purpose, year=counting_year(now))
     if to in registry.replicas_of(session, dataset) or to == m.home.name:
         raise Conflict(f"'{dataset}' already lies at {to}")
     d, hold = decided(session, chain, m, now)
+    owners_word = pipl.pipl_record(session, m, d)
     state = _refused_state(d) if not hold.ok else TransferState.READY
     t = DataTransfer(
         id=uuid.uuid4().hex[:16],
@@ -180,6 +183,7 @@ def create_transfer(
             **({"for_job": for_job} if for_job else {}),
             "dry_run": False,
             **decision_body(d),
+            **owners_word,
         },
         now,
     )
@@ -211,7 +215,9 @@ def _recheck(s: Session, chain: Chain, t: DataTransfer, now: datetime) -> tuple[
         raise Conflict(f"transfer {t.id} is already done")
     if t.state == TransferState.DENIED:
         raise Forbidden(f"transfer {t.id} was denied by policy and never moves: {t.reason}")
-    m = movement_for(s, t.dataset, t.dest_site, MovementKind.TRANSFER, purpose=Purpose(t.purpose), year=now.year)
+    m = movement_for(
+        s, t.dataset, t.dest_site, MovementKind.TRANSFER, purpose=Purpose(t.purpose), year=counting_year(now)
+    )
     d, hold = decided(s, chain, m, now)
     if hold.ok:
         return d, hold, None
@@ -255,7 +261,7 @@ def _begin_run(chain: Chain, transfer_id: str) -> tuple[Offer, str, str]:
         d, hold, refusal = _recheck(s, chain, t, now)
         if refusal is None:
             if d.export and not t.counted:
-                registry.add_to_counters(s, t.exporter, now.year, d.adds_pi, d.adds_spi)
+                registry.add_to_counters(s, t.exporter, counting_year(now), d.adds_pi, d.adds_spi)
                 t.counted = True
             set_state(t, TransferState.RUNNING)
             t.reason, t.filing_id, t.updated_at, t.decision = hold.reason, hold.filing_id, now, d.to_dict()
@@ -398,7 +404,7 @@ def readable_at(session: Session, chain: Chain, dataset: str, site: str, now: da
         registry.site_facts(session, site),
         exporter,
         chain.rules,
-        registry.counters_of(session, ds.owner, now.year),
+        registry.counters_of(session, ds.owner, counting_year(now)),
     )
 
 
@@ -412,8 +418,9 @@ def authorise_download(
     """Decide a download of ``dataset`` by a client in ``zone`` and put it on the record (not a
     dry run). When it may go now, an export adds to the exporter's yearly counters, as a
     transfer does, so split downloads are caught like split transfers."""
-    m = movement_for(session, dataset, None, MovementKind.DOWNLOAD, zone=zone, year=now.year)
+    m = movement_for(session, dataset, None, MovementKind.DOWNLOAD, zone=zone, year=counting_year(now))
     d, hold = decided(session, chain, m, now)
+    owners_word = pipl.pipl_record(session, m, d)
     body = {
         "dataset": m.dataset,
         "kind": m.kind.value,
@@ -423,11 +430,12 @@ def authorise_download(
         "actor": actor,
         "dry_run": False,
         **decision_body(d),
+        **owners_word,
     }
     chain.ledger.record(session, "decision", body, now)
     if hold.ok:
         if d.export:
-            registry.add_to_counters(session, m.exporter.name, now.year, d.adds_pi, d.adds_spi)
+            registry.add_to_counters(session, m.exporter.name, counting_year(now), d.adds_pi, d.adds_spi)
         chain.ledger.record(
             session, "download", {"dataset": m.dataset, "zone": zone.value, "actor": actor, "route": d.route.value}, now
         )

@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from suanli.app.chain import Chain
-from suanli.app.errors import Conflict, NotFound, Unprocessable
+from suanli.app.errors import Conflict, Forbidden, NotFound, Unprocessable
 from suanli.core.api_data import DatasetOut, GradeOut
-from suanli.core.datasets import Classification, inherit
+from suanli.core.datasets import Classification, Level, inherit
 from suanli.core.network import Zone
 from suanli.core.policy import Counters, Exporter, SiteFacts
 from suanli.datachain.manifest import DEFAULT_CHUNK, Manifest, build_manifest, check_chunk_size
@@ -70,13 +71,24 @@ def counters_of(session: Session, exporter: str, year: int) -> Counters:
 
 
 def add_to_counters(session: Session, exporter: str, year: int, pi: int, spi: int) -> Counters:
-    row = session.get(ExportCounter, (exporter, year))
-    if row is None:
-        row = ExportCounter(exporter=exporter, year=year, pi=0, spi=0)
-        session.add(row)
-    row.pi += pi
-    row.spi += spi
+    """X6: add to the exporter's counters of ``year`` (a Beijing calendar year) in the database
+    itself (``SET pi = pi + k``), so two transactions that count at once both count, on
+    PostgreSQL as on SQLite. The first count of a year inserts the row; if another transaction
+    inserted it first, the insert's savepoint rolls back and the update runs again."""
+    where = (ExportCounter.exporter == exporter) & (ExportCounter.year == year)
+    bump = update(ExportCounter).where(where).values(pi=ExportCounter.pi + pi, spi=ExportCounter.spi + spi)
+    if _rowcount(session.execute(bump)) == 0:
+        try:
+            with session.begin_nested():
+                session.add(ExportCounter(exporter=exporter, year=year, pi=pi, spi=spi))
+        except IntegrityError:
+            session.execute(bump)
+    row = session.execute(select(ExportCounter.pi, ExportCounter.spi).where(where)).one()
     return Counters(year=year, pi=row.pi, spi=row.spi)
+
+
+def _rowcount(result: object) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def prepare(path: Path, chunk_size: int = DEFAULT_CHUNK) -> Manifest:
@@ -88,6 +100,18 @@ def prepare(path: Path, chunk_size: int = DEFAULT_CHUNK) -> Manifest:
     except ValueError as exc:
         raise Unprocessable(str(exc)) from None
     return build_manifest(path, chunk_size)
+
+
+def check_derived_home(session: Session, chain: Chain, name: str, home_site: str, derived_from: list[str]) -> None:
+    """L1: data derived from core data is registered at that core data's home site only (it
+    would otherwise be core data living elsewhere)."""
+    for d in derived_from:
+        src = get_dataset(session, d)
+        if chain.rules.effective(classification_of(session, src)).level == Level.CORE and src.home_site != home_site:
+            raise Forbidden(
+                f"'{name}' is derived from core data '{d}', which never leaves its home site {src.home_site} (L1): "
+                f"register it at {src.home_site}, not {home_site}"
+            )
 
 
 def ensure_new(session: Session, name: str) -> None:
@@ -110,6 +134,7 @@ def register(
 ) -> Dataset:
     ensure_new(session, name)
     site_facts(session, home_site)
+    check_derived_home(session, chain, name, home_site, derived_from)
     if classification is None:
         if not derived_from:
             raise Unprocessable("give a classification, or derived_from for a derived dataset that inherits one")

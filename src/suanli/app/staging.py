@@ -29,9 +29,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from suanli.app import datarules, movements, registry
+from suanli.app import datarules, movements, pipl, registry
 from suanli.app.chain import Chain
-from suanli.core.policy import MovementKind, Purpose
+from suanli.core.policy import MovementKind, Purpose, counting_year
 from suanli.core.scheduler import PendingJob, SiteRule, SiteState
 from suanli.core.scheduling.explain import explain_sites
 from suanli.core.scheduling.index import CapacityIndex, fmt_time
@@ -86,9 +86,14 @@ def copy_rate(session: Session, site: str, default_bps: float) -> float:
 
 
 def may_copy_now(session: Session, chain: Chain, dataset: str, site: str, now: datetime) -> bool:
-    """Whether a copy of ``dataset`` to ``site`` would run now: the route moves at once, or an
-    accepted, unexpired filing covers it (exactly what running a transfer checks)."""
-    m = movements.movement_for(session, dataset, site, MovementKind.TRANSFER, purpose=Purpose.NONE, year=now.year)
+    """Whether the scheduler may copy ``dataset`` to ``site`` now: the route moves at once, or an
+    accepted, unexpired filing covers it (exactly what running a transfer checks); and, across
+    a border or into another zone's regime, its owner gave standing permission for staging
+    there (``app/pipl.py``)."""
+    year = counting_year(now)
+    m = movements.movement_for(session, dataset, site, MovementKind.TRANSFER, purpose=Purpose.NONE, year=year)
+    if pipl.staging_refusal(session, dataset, m.source, m.destination) is not None:
+        return False
     return movements.decided(session, chain, m, now)[1].ok
 
 

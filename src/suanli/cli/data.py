@@ -137,21 +137,177 @@ def show(
 def grade(
     ctx: typer.Context,
     name: str,
-    by: Annotated[str, typer.Option("--by", help="Who grades it.")],
     level: LevelOpt = "general",
     sub_grade: Annotated[int | None, typer.Option("--sub-grade")] = None,
     pi: PiOpt = 0,
     spi: SpiOpt = 0,
     category: CatOpt = None,
     return_flow: Annotated[bool, typer.Option("--return-flow")] = False,
+    json_out: JsonOption = False,
     server: ServerOption = None,
     token: TokenOption = None,
 ) -> None:
-    """Re-grade a dataset (a new version; the old ones stay on record)."""
+    """Re-grade a dataset (a new version; old ones stay on record), graded by you. Keeping or
+    raising applies at once; lowering the level, a category or a PI / SPI count is a request
+    an auditor decides, and the dataset keeps its grade until then."""
     with open_client(ctx, server, token) as client:
-        d = client.grade_dataset(name, _classification(level, sub_grade, pi, spi, category, return_flow), by)
-    say(f"{name} is now grade version {d['grade_version']}")
+        out = client.grade_dataset(name, _classification(level, sub_grade, pi, spi, category, return_flow))
+    if json_out:
+        _echo_json(out)
+        return
+    d = out["dataset"]
+    if out["applied"]:
+        say(f"{name} is now grade version {d['grade_version']}")
+    else:
+        r = out["request"]
+        say(f"held for an auditor: request {r['id']} lowers {'; '.join(r['lowers'])}")
+        say(f"{name} keeps grade version {d['grade_version']} until an auditor approves it (suanli data requests)")
     say(_summary(d))
+
+
+def _request_line(r: dict[str, Any]) -> str:
+    c = r["classification"]
+    decided = f" by {r['decided_by']}" if r.get("decided_by") else ""
+    return (
+        f"{r['id']:<14} {r['dataset']:<16} {r['state']}{decided:<14} {c['level']} PI {c['pi_count']:,} "
+        f"SPI {c['spi_count']:,} — lowers {'; '.join(r['lowers'])} (asked by {r['requested_by']})"
+    )
+
+
+@app.command()
+def requests(
+    ctx: typer.Context,
+    state: Annotated[str | None, typer.Option("--state", help="pending | approved | denied")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset")] = None,
+    json_out: JsonOption = False,
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
+    """List grade requests: gradings that lower a dataset, held for an auditor."""
+    with open_client(ctx, server, token) as client:
+        items = client.grade_requests(state=state, dataset=dataset)
+    if json_out:
+        _echo_json(items)
+        return
+    if not items:
+        note("No grade requests.")
+    for r in items:
+        say(_request_line(r))
+
+
+def _decide_grade(
+    ctx: typer.Context, request_id: str, action: str, note_: str, json_out: bool, server: str | None, token: str | None
+) -> None:
+    with open_client(ctx, server, token) as client:
+        out = client.decide_grade_request(request_id, action, note_)
+    if json_out:
+        _echo_json(out)
+        return
+    say(_request_line(out["request"]))
+    say(_summary(out["dataset"]))
+
+
+@app.command()
+def approve(
+    ctx: typer.Context,
+    request_id: str,
+    note_: Annotated[str, typer.Option("--note")] = "",
+    json_out: JsonOption = False,
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
+    """(Auditors) Approve a grade request: the dataset takes the lower grade."""
+    _decide_grade(ctx, request_id, "approve", note_, json_out, server, token)
+
+
+@app.command()
+def deny(
+    ctx: typer.Context,
+    request_id: str,
+    note_: Annotated[str, typer.Option("--note")] = "",
+    json_out: JsonOption = False,
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
+    """(Auditors) Deny a grade request: the dataset keeps its grade."""
+    _decide_grade(ctx, request_id, "deny", note_, json_out, server, token)
+
+
+ToOpt = Annotated[str | None, typer.Option("--to", help="Destination site.")]
+ZoneOpt = Annotated[str | None, typer.Option("--zone", help="Or: downloads by users in this zone (overseas).")]
+
+
+def _permit_line(p: dict[str, Any]) -> str:
+    staging = "; the scheduler may stage copies there" if p["staging"] else ""
+    return f"{p['dataset']} → {p['destination']}: basis {p['basis']}, PI impact assessment {p['pia_ref']}{staging}"
+
+
+@app.command()
+def permit(
+    ctx: typer.Context,
+    name: str,
+    basis: Annotated[
+        str,
+        typer.Option(
+            "--basis",
+            help="PIPL basis the notice gave: separate_consent | contract | hr | legal_duty | emergency | "
+            "public_interest | published",
+        ),
+    ],
+    pia: Annotated[str, typer.Option("--pia", help="Reference of the PI protection impact assessment.")],
+    to: ToOpt = None,
+    zone: ZoneOpt = None,
+    staging: Annotated[
+        bool, typer.Option("--staging/--no-staging", help="Let the scheduler copy it there for waiting jobs.")
+    ] = False,
+    json_out: JsonOption = False,
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Give the owner's word for exports of NAME to a site (or downloads to a zone): the PIPL
+    basis and PI impact assessment every PI export there records, and whether the scheduler
+    may copy it there on its own."""
+    with open_client(ctx, server, token) as client:
+        p = client.permit_export(name, basis=basis, pia_ref=pia, to=to, zone=zone, staging=staging)
+    if json_out:
+        _echo_json(p)
+        return
+    say(_permit_line(p))
+
+
+@app.command()
+def permits(
+    ctx: typer.Context,
+    name: str,
+    json_out: JsonOption = False,
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
+    """List the owner's word for exports of NAME, per destination."""
+    with open_client(ctx, server, token) as client:
+        items = client.export_permissions(name)
+    if json_out:
+        _echo_json(items)
+        return
+    if not items:
+        note(f"No export permissions for {name}: `suanli data permit {name} --to SITE --basis … --pia …` gives one.")
+    for p in items:
+        say(_permit_line(p))
+
+
+@app.command()
+def revoke(
+    ctx: typer.Context,
+    name: str,
+    to: ToOpt = None,
+    zone: ZoneOpt = None,
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Withdraw the owner's word for exports of NAME to a site (or zone)."""
+    with open_client(ctx, server, token) as client:
+        client.revoke_export(name, to=to, zone=zone)
+    say(f"withdrawn: exports of {name} to {to or f'client@{zone}'} need the owner's word again")
 
 
 @app.command()
@@ -268,27 +424,24 @@ def download(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The dataset.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write it.")],
-    zone: Annotated[
-        str,
-        typer.Option("--zone", help="Where you are: mainland, bonded or overseas (outside the mainland is export)."),
-    ] = "mainland",
     json_out: JsonOption = False,
     server: ServerOption = None,
     token: TokenOption = None,
 ) -> None:
-    """Download a dataset of your tenant. The rules decide it first (a download abroad is an
-    export: counted, and perhaps held for a filing) and it goes on the ledger."""
+    """Download a dataset of your tenant. The rules decide it first, for the zone your user
+    record gives (a download abroad is an export: counted, and perhaps held for a filing:
+    `suanli filing create NAME --download`), and it goes on the ledger."""
     if out.is_dir():
         out = out / name
     part = out.with_name(f".{out.name}.part")
     with open_client(ctx, server, token) as client:
         try:
             with part.open("wb") as fh:
-                size = client.download_data(name, fh, zone=zone)
+                size = client.download_data(name, fh)
             part.replace(out)
         finally:
             part.unlink(missing_ok=True)
     if json_out:
-        _echo_json({"dataset": name, "path": str(out), "bytes": size, "zone": zone})
+        _echo_json({"dataset": name, "path": str(out), "bytes": size})
         return
     say(f"downloaded {name} to {out} ({size:,} bytes)")

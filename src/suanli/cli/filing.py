@@ -28,7 +28,11 @@ def _line(f: dict[str, Any]) -> str:
 def create(
     ctx: typer.Context,
     dataset: str,
-    to: Annotated[str, typer.Option("--to", help="Destination site.")],
+    to: Annotated[str | None, typer.Option("--to", help="Destination site of a copy.")] = None,
+    zone: Annotated[
+        str | None,
+        typer.Option("--zone", help="Or: for downloads by users in this zone (overseas), instead of a site."),
+    ] = None,
     route: Annotated[
         str | None, typer.Option("--route", help="standard_contract | certification | security_assessment")
     ] = None,
@@ -43,7 +47,7 @@ def create(
     if package is not None:
         _writable(package, "--package")
     with open_client(ctx, server, token) as client:
-        f = client.create_filing(dataset, to, route)
+        f = client.create_filing(dataset, to, route, zone=zone)
         target = package or Path(f"{f['id']}.html")
         data = _fetch(client, f["id"], "pdf" if target.suffix.lower() == ".pdf" else "html")
     target.write_bytes(data)

@@ -191,6 +191,10 @@ def user_create(
     site: Annotated[
         list[str] | None, typer.Option("--site", help="A site the operator runs (repeatable).", show_default=False)
     ] = None,
+    zone: Annotated[
+        str,
+        typer.Option("--zone", help="Where the user is: mainland, bonded or overseas (downloads are decided for it)."),
+    ] = "mainland",
     with_token: Annotated[
         bool, typer.Option("--token/--no-token", help="Also make the user's first token and print it once.")
     ] = True,
@@ -200,13 +204,13 @@ def user_create(
 ) -> None:
     """Add a user. Members belong to a tenant; operators run sites; auditors read the ledger."""
     with open_client(ctx, server, token) as client:
-        user = client.create_user(name, role=role, tenant=tenant, sites=site or [])
+        user = client.create_user(name, role=role, tenant=tenant, sites=site or [], zone=zone)
         made = client.create_token(name="first", user=name) if with_token else None
     if json_out:
         print_json([user, made] if made else user)
         return
     where = f" of tenant {user.tenant}" if user.tenant else (f" of {', '.join(user.sites)}" if user.sites else "")
-    say(f"user {user.name}: {user.role}{where}")
+    say(f"user {user.name}: {user.role}{where}" + (f", in the {user.zone} zone" if user.zone != "mainland" else ""))
     if made:
         note(f"their first token ({made.id}), shown only now; hand it over safely:")
         typer.echo(made.token)

@@ -289,6 +289,8 @@ class UserIn(BaseModel):
     role: str = "member"
     tenant: str | None = Field(default=None, max_length=64)
     sites: list[str] = Field(default_factory=list, max_length=256)
+    #: Where the user is: mainland, bonded or overseas. Downloads are decided for this zone.
+    zone: str = Field(default="mainland", pattern=r"^(mainland|bonded|overseas)$")
 
 
 class UserOut(BaseModel):
@@ -296,6 +298,7 @@ class UserOut(BaseModel):
     role: str
     tenant: str | None = None
     sites: list[str] = Field(default_factory=list)
+    zone: str = "mainland"
     disabled: bool
     tokens: int
     created_at: datetime

@@ -75,6 +75,49 @@ class GradeOut(Reply):
     graded_at: IsoTime
 
 
+class GradeRequestOut(Reply):
+    """A grading that lowers something, held until an auditor approves or denies it."""
+
+    id: str
+    dataset: str
+    #: The grade version it would replace.
+    base_version: int
+    classification: Classification
+    #: What it lowers, in words.
+    lowers: list[str]
+    #: pending | approved | denied
+    state: str
+    requested_by: str
+    requested_at: IsoTime
+    decided_by: str | None = None
+    decided_at: IsoTime | None = None
+    note: str = ""
+
+
+class ExportPermissionOut(Reply):
+    """An owner's word for exports of a dataset to one destination (``client@<zone>``: downloads)."""
+
+    dataset: str
+    destination: str
+    #: The PIPL basis the notice gave (``separate_consent``, ``contract``, …).
+    basis: str
+    #: The PI protection impact assessment's reference.
+    pia_ref: str
+    #: Whether the scheduler may stage copies there for waiting jobs.
+    staging: bool
+    granted_by: str
+    granted_at: IsoTime
+
+
+class GradedOut(Reply):
+    """``POST /api/v1/datasets/{name}/grade``: applied at once when it only keeps or raises
+    (``applied``: true, ``dataset`` the result); held as ``request`` when it lowers anything."""
+
+    applied: bool
+    dataset: DatasetOut
+    request: GradeRequestOut | None = None
+
+
 class DatasetDetailOut(DatasetOut):
     """``GET /api/v1/datasets/{name}``: the dataset with every grade it was given, oldest first."""
 
@@ -89,6 +132,8 @@ class DecisionOut(Reply):
     reasons: list[str] = Field(default_factory=list)
     rule_ids: list[str] = Field(default_factory=list)
     ruleset_version: str
+    #: SHA-256 of the rule set's canonical form (``RuleSet.sha256``); empty in older records.
+    ruleset_sha256: str = ""
     #: It leaves the mainland (an export).
     export: bool
     #: Individuals it adds to the exporter's yearly counters when it goes.

@@ -112,3 +112,22 @@ def inherit(inputs: Iterable[Classification], *, graded_by: str, graded_at: date
         graded_at=graded_at,
         inherited=True,
     )
+
+
+def lowered(old: Classification, new: Classification) -> list[str]:
+    """What ``new`` lowers against ``old``, in words (empty: it only keeps or raises). Lowering
+    any of these changes every later decision, so it needs an auditor: the level, a category
+    dropped, the PI or SPI count, and claiming a return flow (X2b) that was not claimed."""
+    out = []
+    if new.level.rank < old.level.rank:
+        out.append(f"level {old.level.value} → {new.level.value}")
+    dropped = sorted(set(old.categories) - set(new.categories))
+    if dropped:
+        out.append(f"categories dropped: {', '.join(dropped)}")
+    if new.pi_count < old.pi_count:
+        out.append(f"PI {old.pi_count:,} → {new.pi_count:,}")
+    if new.spi_count < old.spi_count:
+        out.append(f"SPI {old.spi_count:,} → {new.spi_count:,}")
+    if new.return_flow and not old.return_flow:
+        out.append("claims a return flow (X2b)")
+    return out

@@ -101,6 +101,9 @@ class Identity:
     tenant: str | None = None
     #: Sites an operator runs.
     sites: frozenset[str] = field(default_factory=frozenset)
+    #: Where the user is (``core.network.Zone``: mainland, bonded, overseas), as the operator
+    #: recorded it: a download is decided for this zone (X7), never for one the client declares.
+    zone: str = "mainland"
     scopes: frozenset[Scope] = field(default_factory=frozenset)
     token_id: str = ""
     #: The raw token, kept only to derive the dashboard's form key (never shown, never logged).

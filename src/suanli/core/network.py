@@ -294,11 +294,21 @@ class SchedulingDecl(StrictModel):
     _durations_or_off = field_validator("retry_backoff", mode="before")(_duration_or_off)
 
 
+class DataRulesDecl(StrictModel):
+    """``data_rules:`` in the network file: the operator's own data-movement rule set."""
+
+    #: The rule set (YAML, like the shipped ``datachain/rules/ruleset.yaml``); unset: the shipped one.
+    ruleset: str | None = None
+    #: Free-trade-zone negative lists (YAML files); unset: the shipped ones.
+    negative_lists: list[str] | None = None
+
+
 class NetworkSpec(StrictModel):
     regions: list[str] = Field(default_factory=list)
     sites: list[SiteDecl] = Field(default_factory=list)
     tenants: list[TenantDecl] = Field(default_factory=list)
     scheduling: SchedulingDecl = Field(default_factory=SchedulingDecl)
+    data_rules: DataRulesDecl = Field(default_factory=DataRulesDecl)
     #: The ledger's witnesses, as the vkey lines ``suanli witness init`` prints.
     witnesses: list[str] = Field(default_factory=list)
 

@@ -11,12 +11,15 @@ say later which rules made which decision.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from zoneinfo import ZoneInfo
 
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, model_validator
 
 from suanli.core.datasets import Classification, Level
 from suanli.core.network import Zone
@@ -60,6 +63,19 @@ class Purpose(StrEnum):
     FOREIGN_JUDICIAL = "foreign_judicial"  # L2
 
 
+class PiplBasis(StrEnum):
+    """PIPL: the lawful basis the individuals' notice gave for sending their PI abroad (art. 13,
+    39: separate consent where consent is the basis)."""
+
+    SEPARATE_CONSENT = "separate_consent"
+    CONTRACT = "contract"
+    HR = "hr"
+    LEGAL_DUTY = "legal_duty"
+    EMERGENCY = "emergency"
+    PUBLIC_INTEREST = "public_interest"
+    PUBLISHED = "published"
+
+
 class SiteFacts(StrictModel):
     name: str
     region: str = ""
@@ -78,6 +94,16 @@ class Exporter(StrictModel):
     ciio: bool = False
     #: The free trade zone the exporter is registered in (matches a negative list's ``zone``), F1.
     ftz: str | None = None
+
+
+#: X6 and REGULATIONS.md: counting years are calendar years in Beijing time.
+BEIJING = ZoneInfo("Asia/Shanghai")
+
+
+def counting_year(now: datetime) -> int:
+    """The counting year ``now`` falls in: the calendar year in Beijing time (UTC+8), so
+    00:00–08:00 Beijing time on 1 January already counts for the new year."""
+    return now.astimezone(BEIJING).year if now.tzinfo else now.year
 
 
 class Counters(StrictModel):
@@ -129,6 +155,18 @@ class NegativeList(StrictModel):
             ids |= {f"{c.id}.{s['id']}" for s in c.subcategories if "id" in s}
         return ids
 
+    def listed(self, category: str) -> bool:
+        """Whether ``category`` is on the list: named, or under a named category (fail closed:
+        ``finance.payments`` is listed when ``finance`` is, whether or not the list names
+        ``payments``)."""
+        return any(prefix in self.category_ids for prefix in _prefixes(category))
+
+
+def _prefixes(category: str) -> list[str]:
+    """``a.b.c`` → ``[a.b.c, a.b, a]``."""
+    parts = category.split(".")
+    return [".".join(parts[:n]) for n in range(len(parts), 0, -1)]
+
 
 class RuleSet(StrictModel):
     version: str
@@ -144,8 +182,13 @@ class RuleSet(StrictModel):
     grading_matrix: dict[str, dict[str, Level]] = Field(default_factory=dict)
     #: C3: number of sub-grades of general data.
     sub_grades: int = 4
+    #: X1: categories notified or catalogued by a department or region, with the least level
+    #: data of that category has (``finance.payments`` takes ``finance``'s entry). A dataset is
+    #: decided at the higher of its grade and its categories' entries.
+    catalogue: dict[str, Level] = Field(default_factory=dict)
     rules: list[Rule]
     negative_lists: list[NegativeList] = Field(default_factory=list)
+    _sha256: str = PrivateAttr(default="")
 
     @model_validator(mode="after")
     def _ids(self) -> RuleSet:
@@ -163,6 +206,37 @@ class RuleSet(StrictModel):
 
     def negative_list(self, zone: str | None) -> NegativeList | None:
         return next((n for n in self.negative_lists if zone and n.zone == zone), None)
+
+    @property
+    def sha256(self) -> str:
+        """SHA-256 of the rule set's canonical form (its negative lists included): sorted-key,
+        compact JSON of the parsed files, so comments and layout do not change it and any
+        change of substance does. Every decision records it beside ``version``."""
+        if not self._sha256:
+            data = self.model_dump(mode="json")
+            canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+            self._sha256 = hashlib.sha256(canonical.encode()).hexdigest()
+        return self._sha256
+
+    def catalogued_level(self, categories: Iterable[str]) -> tuple[Level, list[str]]:
+        """X1: the highest level the catalogue gives any of ``categories`` (general if none),
+        and the categories that gave it."""
+        best, why = Level.GENERAL, []
+        for cat in categories:
+            entry = next((self.catalogue[p] for p in _prefixes(cat) if p in self.catalogue), None)
+            if entry is None:
+                continue
+            if entry.rank > best.rank:
+                best, why = entry, [cat]
+            elif entry == best and entry != Level.GENERAL:
+                why.append(cat)
+        return best, why
+
+    def effective(self, c: Classification) -> Classification:
+        """The classification decisions use: never below what the catalogue says its
+        categories are (fail closed)."""
+        level, _ = self.catalogued_level(c.categories)
+        return c.model_copy(update={"level": level}) if level.rank > c.level.rank else c
 
 
 #: Rule ids the engine's order refers to; a rule set must define each (text, route, counted).
@@ -207,6 +281,8 @@ class Decision:
     alternatives: tuple[Route, ...] = ()
     #: Counters after this movement, when it is an export.
     counters_after: Counters | None = None
+    #: SHA-256 of the rule set's canonical form (:attr:`RuleSet.sha256`).
+    ruleset_sha256: str = ""
 
     @property
     def moves_now(self) -> bool:
@@ -232,6 +308,7 @@ class Decision:
             "reasons": list(self.reasons),
             "rule_ids": list(self.rule_ids),
             "ruleset_version": self.ruleset_version,
+            "ruleset_sha256": self.ruleset_sha256,
             "export": self.export,
             "adds_pi": self.adds_pi,
             "adds_spi": self.adds_spi,
@@ -261,6 +338,7 @@ class _Builder:
             reasons=tuple(self.reasons),
             rule_ids=tuple(dict.fromkeys(self.ids)),
             ruleset_version=self.rules.version,
+            ruleset_sha256=self.rules.sha256,
             export=m.is_export,
             adds_pi=adds_pi,
             adds_spi=adds_spi,
@@ -272,18 +350,34 @@ class _Builder:
 def decide(movement: Movement, rules: RuleSet) -> Decision:
     """The verdict on one movement. Order: L1 core data, domestic (D1), L2 foreign judicial,
     F1 FTZ negative list, X2a–X2e exemptions, X3 assessment, X4 contract/certification, X2f."""
+    declared = movement.classification.level
+    movement = _fail_closed(movement, rules)
     b = _Builder(rules, movement)
     m, c = movement, movement.classification
+    if c.level != declared:
+        _, why = rules.catalogued_level(c.categories)
+        b.note("X1", f"categories {', '.join(why)} are catalogued as {c.level.value} data (graded {declared.value})")
     leaves_home = m.destination.name != m.home.name
     if c.level == Level.CORE and (leaves_home or m.kind in (MovementKind.DOWNLOAD, MovementKind.OVERSEAS_ACCESS)):
         where = m.destination.name
         b.note("L1", f"'{m.dataset}' is core data; it never leaves its home site {m.home.name} (asked: {where})")
         return b.done(Route.DENY)
+    if m.source.abroad:
+        b.note(
+            "D2", f"{m.source.name} is abroad ({m.source.zone.value}): the bytes leave no Chinese site; not an export"
+        )
+        return b.done(Route.ALLOW)
     if not m.is_export:
         b.note("D1", f"{m.source.name} → {m.destination.name} stays in China; not an export")
         return b.done(Route.ALLOW)
     b.note("X7", f"{m.kind.value} to {m.destination.name} ({m.destination.zone.value}) counts as export")
     return _decide_export(b)
+
+
+def _fail_closed(m: Movement, rules: RuleSet) -> Movement:
+    """The movement with its data at the level the catalogue gives its categories, if higher."""
+    c = rules.effective(m.classification)
+    return m if c is m.classification else m.model_copy(update={"classification": c})
 
 
 def _decide_export(b: _Builder) -> Decision:
@@ -294,9 +388,13 @@ def _decide_export(b: _Builder) -> Decision:
         b.note("L2", "data for a foreign judicial or law-enforcement body needs the competent authority's approval")
         return b.done(Route.DENY)
     nl = rules.negative_list(m.exporter.ftz)
-    if nl is not None:
-        listed = sorted(set(c.categories) & nl.category_ids)
-        general = sorted(set(c.categories) & set(rules.general_rule_categories))
+    if nl is not None and not c.categories:
+        b.note(
+            "F1", f"'{m.dataset}' has no category tag: fail closed, no {nl.name} exemption; the general routes apply"
+        )
+    elif nl is not None:
+        listed = sorted(cat for cat in c.categories if nl.listed(cat))
+        general = sorted(cat for cat in c.categories if any(p in rules.general_rule_categories for p in _prefixes(cat)))
         if not listed and not general:
             b.note("F1", f"exporter is in {nl.zone} and no category of the data is on the {nl.name} ({nl.edition})")
             return b.done(Route.EXEMPT, counted=rules.rule("F1").counted)
@@ -424,6 +522,7 @@ def may_read(
     """The scheduler's hook: may a job at ``site`` read ``dataset``? Reading where a copy already
     lies (home or replica) is a local read; otherwise the answer is that of bringing the data
     from home to ``site``. Core data is readable at its home site only (L1)."""
+    classification = rules.effective(classification)
     local = site.name == home.name or any(r.name == site.name for r in replicas)
     if local and not (classification.level == Level.CORE and site.name != home.name):
         return Decision(
@@ -431,6 +530,7 @@ def may_read(
             reasons=(f"D1: '{dataset}' already lies at {site.name}",),
             rule_ids=("D1",),
             ruleset_version=rules.version,
+            ruleset_sha256=rules.sha256,
         )
     movement = Movement(
         kind=MovementKind.JOB_READ,

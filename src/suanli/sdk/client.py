@@ -320,9 +320,16 @@ class Client:
         return self._get("/api/v1/users", Page[UserOut]).items
 
     def create_user(
-        self, name: str, *, role: str = "member", tenant: str | None = None, sites: list[str] | None = None
+        self,
+        name: str,
+        *,
+        role: str = "member",
+        tenant: str | None = None,
+        sites: list[str] | None = None,
+        zone: str = "mainland",
     ) -> UserOut:
-        body = UserIn(name=name, role=role, tenant=tenant, sites=sites or [])
+        """``zone``: where the user is (mainland, bonded, overseas); downloads are decided for it."""
+        body = UserIn(name=name, role=role, tenant=tenant, sites=sites or [], zone=zone)
         return UserOut.model_validate_json(
             self._request("POST", "/api/v1/users", json=body.model_dump(mode="json")).content
         )
@@ -393,10 +400,11 @@ class Client:
         return self._download(f"/api/v1/agents/checkpoints/{digest}", dest, {"attempt": attempt_id})
 
     # -- data chain (datasets, transfers, filings, ledger) ------------------------------------
-    def download_data(self, name: str, dest: IO[bytes], *, zone: str = "mainland") -> int:
-        """Download dataset ``name`` (its owner's members) to a client in ``zone``; the rules
-        decide it first and it goes on the ledger. Returns the bytes written."""
-        return self._download(f"/api/v1/datasets/{name}/download", dest, {"zone": zone})
+    def download_data(self, name: str, dest: IO[bytes], *, zone: str | None = None) -> int:
+        """Download dataset ``name`` (its owner's members) to you, in the zone your user record
+        gives (``zone``, if given, must agree); the rules decide it first and it goes on the
+        ledger. Returns the bytes written."""
+        return self._download(f"/api/v1/datasets/{name}/download", dest, {"zone": zone} if zone else None)
 
     def _download(self, path: str, dest: IO[bytes], params: dict[str, Any] | None = None) -> int:
         """Stream GET ``path`` into ``dest``; returns the bytes written."""
@@ -430,9 +438,51 @@ class Client:
         out: dict[str, Any] = self._json("GET", f"/api/v1/datasets/{name}")
         return out
 
-    def grade_dataset(self, name: str, classification: dict[str, Any], graded_by: str) -> dict[str, Any]:
-        body = {"classification": classification, "graded_by": graded_by}
+    def grade_dataset(self, name: str, classification: dict[str, Any]) -> dict[str, Any]:
+        """Grade ``name`` (you are recorded as its grader). The reply's ``applied`` is true when it
+        kept or raised everything; a grading that lowers anything comes back as ``request``
+        (pending) for an auditor, and ``dataset`` keeps its grade until then."""
+        body = {"classification": classification}
         out: dict[str, Any] = self._json("POST", f"/api/v1/datasets/{name}/grade", json=body)
+        return out
+
+    def permit_export(
+        self,
+        name: str,
+        *,
+        basis: str,
+        pia_ref: str,
+        to: str | None = None,
+        zone: str | None = None,
+        staging: bool = False,
+    ) -> dict[str, Any]:
+        """(Owners) Record the PIPL basis and PI impact assessment for exports of ``name`` to site
+        ``to`` (or downloads by users in ``zone``), and whether the scheduler may stage copies there."""
+        body = {"to": to, "zone": zone, "basis": basis, "pia_ref": pia_ref, "staging": staging}
+        out: dict[str, Any] = self._json("PUT", f"/api/v1/datasets/{name}/exports", json=body)
+        return out
+
+    def export_permissions(self, name: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self._json("GET", f"/api/v1/datasets/{name}/exports")["items"]
+        return items
+
+    def revoke_export(self, name: str, *, to: str | None = None, zone: str | None = None) -> None:
+        params = {k: v for k, v in (("to", to), ("zone", zone)) if v}
+        self._request("DELETE", f"/api/v1/datasets/{name}/exports", params=params)
+
+    def grade_requests(self, *, state: str | None = None, dataset: str | None = None) -> list[dict[str, Any]]:
+        """Grade requests (lowerings waiting for, or decided by, an auditor), oldest first."""
+        params = {k: v for k, v in (("state", state), ("dataset", dataset)) if v}
+        items: list[dict[str, Any]] = self._json("GET", "/api/v1/grade-requests", params=params)["items"]
+        return items
+
+    def grade_request(self, request_id: str) -> dict[str, Any]:
+        out: dict[str, Any] = self._json("GET", f"/api/v1/grade-requests/{request_id}")
+        return out
+
+    def decide_grade_request(self, request_id: str, action: str, note: str = "") -> dict[str, Any]:
+        """(Auditors) ``action``: approve (the dataset takes the requested grade) or deny."""
+        out: dict[str, Any] = self._json("POST", f"/api/v1/grade-requests/{request_id}/{action}", json={"note": note})
         return out
 
     def check_movement(self, name: str, **body: Any) -> dict[str, Any]:
@@ -485,8 +535,12 @@ class Client:
         items: list[dict[str, Any]] = self._json("GET", "/api/v1/transfers", params=params)["items"]
         return items
 
-    def create_filing(self, dataset: str, to: str, route: str | None = None) -> dict[str, Any]:
-        out: dict[str, Any] = self._json("POST", "/api/v1/filings", json={"dataset": dataset, "to": to, "route": route})
+    def create_filing(
+        self, dataset: str, to: str | None = None, route: str | None = None, *, zone: str | None = None
+    ) -> dict[str, Any]:
+        """A draft filing for copying ``dataset`` to site ``to``, or for downloads by users in ``zone``."""
+        body = {"dataset": dataset, "to": to, "route": route, "zone": zone}
+        out: dict[str, Any] = self._json("POST", "/api/v1/filings", json=body)
         return out
 
     def filings(self, state: str | None = None) -> list[dict[str, Any]]:

@@ -98,6 +98,8 @@ class User(Base):
     tenant: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     #: Sites an operator runs.
     sites: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    #: Where the user is: mainland, bonded or overseas (downloads are decided for it, X7).
+    zone: Mapped[str] = mapped_column(String(16), default="mainland", server_default="mainland")
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime]
 
@@ -353,6 +355,48 @@ class DatasetGrade(Base):
     classification: Mapped[dict[str, Any]] = mapped_column(JSON)
     graded_by: Mapped[str] = mapped_column(String(64))
     graded_at: Mapped[datetime]
+
+
+class GradeRequest(Base):
+    """A grading that lowers something (level, a category, a PI or SPI count): held until an
+    auditor approves or denies it; the dataset keeps its grade meanwhile."""
+
+    __tablename__ = "grade_requests"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    dataset: Mapped[str] = mapped_column(ForeignKey("datasets.name", ondelete="CASCADE"), index=True)
+    #: The grade version it would replace (approving after another re-grade is refused).
+    base_version: Mapped[int] = mapped_column(Integer)
+    #: The proposed core.datasets.Classification as JSON.
+    classification: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: What it lowers, in words.
+    lowers: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    #: pending | approved | denied
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    requested_by: Mapped[str] = mapped_column(String(64))
+    requested_at: Mapped[datetime]
+    decided_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    note: Mapped[str] = mapped_column(Text, default="")
+
+
+class ExportPermission(Base):
+    """An owner's word for exports of a dataset to one destination (a site, or ``client@<zone>``
+    for downloads): the PIPL basis and PI impact-assessment reference recorded with each PI
+    export there, and whether the scheduler may stage copies there on the owner's behalf."""
+
+    __tablename__ = "export_permissions"
+
+    dataset: Mapped[str] = mapped_column(ForeignKey("datasets.name", ondelete="CASCADE"), primary_key=True)
+    destination: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: core.policy.PiplBasis: the lawful basis (separate consent, contract, …) the notice gave.
+    basis: Mapped[str] = mapped_column(String(32))
+    #: The owner's PI protection impact assessment (PIPL art. 55) for this export: its reference.
+    pia_ref: Mapped[str] = mapped_column(String(128))
+    #: Whether the scheduler may copy the dataset there for a waiting job.
+    staging: Mapped[bool] = mapped_column(Boolean, default=False)
+    granted_by: Mapped[str] = mapped_column(String(64))
+    granted_at: Mapped[datetime]
 
 
 class Replica(Base):

@@ -16,6 +16,7 @@ from suanli.core.api import Page
 from suanli.core.api_data import FilingMovedOut, FilingOut
 from suanli.core.clock import Instant
 from suanli.core.identity import Identity
+from suanli.core.network import Zone
 from suanli.core.policy import FilingState, Route
 from suanli.server.chaindeps import Auditor, ChainDep
 from suanli.server.deps import Caller
@@ -25,7 +26,9 @@ router = APIRouter(prefix="/api/v1/filings", tags=["filings"])
 
 class FilingIn(BaseModel):
     dataset: str
-    to: str
+    #: The destination site of a copy; or ``zone``: downloads by users in that zone.
+    to: str | None = None
+    zone: Zone | None = None
     route: Route | None = None
     actor: str = ""
 
@@ -38,7 +41,9 @@ class DecideIn(BaseModel):
 
 @router.post("", status_code=201, response_model=FilingOut)
 def create(body: FilingIn, chain: ChainDep, who: Caller) -> FilingOut:
-    return filings.create_filing(chain, who, dataset=body.dataset, to=body.to, route=body.route, actor=body.actor)
+    return filings.create_filing(
+        chain, who, dataset=body.dataset, to=body.to, route=body.route, actor=body.actor, zone=body.zone
+    )
 
 
 @router.get("", response_model=Page[FilingOut])
