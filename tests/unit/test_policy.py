@@ -10,12 +10,11 @@ import pytest
 
 from suanli.core.datasets import Classification, Harmed, Level, Severity, grade_by_harm, inherit, lowered
 from suanli.core.errors import SpecError
+from suanli.core.holds import FilingFacts, FilingState, hold_for
 from suanli.core.network import Zone, parse_network
 from suanli.core.policy import (
     Counters,
     Exporter,
-    FilingFacts,
-    FilingState,
     Movement,
     MovementKind,
     Purpose,
@@ -24,7 +23,6 @@ from suanli.core.policy import (
     SiteFacts,
     counting_year,
     decide,
-    hold_for,
     may_read,
     parse_ruleset,
 )

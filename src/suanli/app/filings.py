@@ -19,9 +19,10 @@ from suanli.app.chain import Chain
 from suanli.app.datasets import actor_of, owned_dataset, visible_dataset, visible_names
 from suanli.app.errors import Conflict, NotFound, Unprocessable
 from suanli.core.api_data import FilingMovedOut, FilingOut
+from suanli.core.holds import FILING_TRANSITIONS, FilingState
 from suanli.core.identity import Identity, Scope
 from suanli.core.network import Zone
-from suanli.core.policy import FILING_TRANSITIONS, FilingState, MovementKind, Purpose, Route, counting_year, decide
+from suanli.core.policy import MovementKind, Purpose, Route, counting_year, decide
 from suanli.datachain.package import PackageFacts, render_html, render_pdf
 from suanli.store.models import Filing
 

@@ -23,12 +23,10 @@ from suanli.app import pipl, registry
 from suanli.app.chain import Chain
 from suanli.app.errors import Conflict, Forbidden, NotFound, Unprocessable
 from suanli.core.api_data import DecisionOut, TransferOut
+from suanli.core.holds import FilingFacts, FilingState, Hold, hold_for
 from suanli.core.network import Zone
 from suanli.core.policy import (
     Decision,
-    FilingFacts,
-    FilingState,
-    Hold,
     Movement,
     MovementKind,
     Purpose,
@@ -36,7 +34,6 @@ from suanli.core.policy import (
     SiteFacts,
     counting_year,
     decide,
-    hold_for,
     may_read,
 )
 from suanli.core.states import TransferState, check_transfer_transition

@@ -16,7 +16,8 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
 from suanli.core.datasets import Classification
-from suanli.core.policy import Counters, FilingState, Purpose, Route
+from suanli.core.holds import FilingState
+from suanli.core.policy import Counters, Purpose, Route
 from suanli.core.states import TransferState
 
 

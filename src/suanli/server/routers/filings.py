@@ -15,9 +15,10 @@ from suanli.app.chain import Chain
 from suanli.core.api import Page
 from suanli.core.api_data import FilingMovedOut, FilingOut
 from suanli.core.clock import Instant
+from suanli.core.holds import FilingState
 from suanli.core.identity import Identity
 from suanli.core.network import Zone
-from suanli.core.policy import FilingState, Route
+from suanli.core.policy import Route
 from suanli.server.chaindeps import Auditor, ChainDep
 from suanli.server.deps import Caller
 
