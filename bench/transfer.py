@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import secrets
 import shutil
 import statistics
 import subprocess
@@ -42,14 +43,17 @@ from suanli.datachain.manifest import Manifest, MiB, build_manifest, check_chunk
 from suanli.datachain.sender import file_chunks, send
 from suanli.datachain.transfer import DEFAULT_WORKERS, Offer
 
+#: The receiving site's token for this run (every channel request carries it).
+TOKEN = secrets.token_urlsafe(24)
+
 RECEIVER = """
-import sys, time
+import os, sys, time
 from pathlib import Path
 from suanli.datachain.crypto import KeyStore
 from suanli.datachain.site_store import SiteStore
 from suanli.datachain.channel_http import serve
 root = Path(sys.argv[1])
-server = serve(SiteStore(root / "site", KeyStore(root / "keys")))
+server = serve(SiteStore(root / "site", KeyStore(root / "keys")), os.environ["SUANLI_BENCH_TOKEN"])
 print(server.server_address[1], flush=True)
 sys.stdin.read()
 """
@@ -72,7 +76,11 @@ def children_cpu() -> float:
 
 def start_receiver(root: Path) -> tuple[subprocess.Popen[str], int]:
     proc = subprocess.Popen(
-        [sys.executable, "-c", RECEIVER, str(root)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", RECEIVER, str(root)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "SUANLI_BENCH_TOKEN": TOKEN},
     )
     assert proc.stdout is not None
     return proc, int(proc.stdout.readline())
@@ -118,7 +126,7 @@ def timed_secure(src: Path, manifest: Manifest, root: Path, workers: int, idle_c
     before = children_cpu()
     proc, port = start_receiver(root)
     try:
-        channel = HttpChannel("127.0.0.1", port)
+        channel = HttpChannel("127.0.0.1", port, TOKEN)
         offer = Offer(transfer_id=uuid.uuid4().hex, dataset="bench", manifest=manifest, key=new_key())
         t0 = time.perf_counter()
         cpu0 = time.process_time()
