@@ -117,7 +117,13 @@ def test_a_job_reads_data_only_where_it_may(dnet: Net) -> None:
     report = verify_log(records, checkpoints, key)
     assert report.ok, report.problems
     kinds = {e["kind"] for e in entries}
-    assert {"dataset.registered", "decision", "filing.state", "transfer.state", "placement"} <= kinds
+    assert {"dataset.registered", "decision", "filing.state", "transfer.state", "placement", "read"} <= kinds
+    # Each job's read of the bytes is a movement of its own: one entry each, naming where.
+    reads = [e["data"] for e in entries if e["kind"] == "read"]
+    assert len(reads) == 2, reads
+    assert any(home["id"] in r and '"site":"beijing"' in r for r in reads)
+    assert any(abroad["id"] in r and '"site":"singapore"' in r for r in reads)
+    assert all(f'"bytes":{src.stat().st_size}' in r for r in reads)
     for c in (alice, auditor, eve):
         c.close()
 
