@@ -37,6 +37,7 @@ from suanli.app.settings import Settings
 from suanli.core.clock import Clock, SystemClock
 from suanli.core.network import NetworkSpec
 from suanli.core.scheduler import Policy, SiteState
+from suanli.datachain.relay import Relay
 from suanli.filemodes import private_dir
 from suanli.store.db import Database
 
@@ -218,6 +219,8 @@ class ControlPlane:
         self._chain_lock = threading.Lock()
         #: Runs every copy: users' and the scheduler's (for waiting jobs), off the request path.
         self.transfers = transfers.TransferRunner(lambda: self.chain, self.capacity_changed)
+        #: Sealed chunks between two sites' agents, in memory, a bounded number per transfer.
+        self.relay = Relay()
         self._capacity: list[SiteState] | None = None
         self._capacity_lock = threading.Lock()
         self._stop = threading.Event()
