@@ -128,6 +128,12 @@ def test_a_full_relay_pushes_back_and_refuses_what_it_does_not_know(sites: tuple
     relay = Relay(capacity=3)
     ticket = Ticket(uuid.uuid4().hex, "notes", beijing.manifest_of("notes"))
     relay.open(ticket)
+    with pytest.raises(RelayLost, match="begin again"):  # the source has not heard what to send
+        relay.push(ticket.transfer_id, Chunk(0, False, b"s"), timeout=0)
+    with pytest.raises(RelayLost, match="say it again"):  # the destination has not said what it holds
+        relay.pull(ticket.transfer_id, timeout=0)
+    relay.report_have(ticket.transfer_id, set())
+    assert relay.wait_have(ticket.transfer_id, timeout=0) == set()
     for i in range(3):
         assert relay.push(ticket.transfer_id, Chunk(i, False, b"s" * 100), timeout=1)
     assert not relay.push(ticket.transfer_id, Chunk(3, False, b"s" * 100), timeout=0.2)  # full: wait
@@ -144,6 +150,14 @@ def test_a_full_relay_pushes_back_and_refuses_what_it_does_not_know(sites: tuple
         Ticket("..", "notes", beijing.manifest_of("notes"))
     with pytest.raises(TransferError, match="other data"):
         relay.open(Ticket(ticket.transfer_id, "other", beijing.manifest_of("notes")))
+    # The destination's word stays until the source reads it, however often either side reopens.
+    relay.report_outcome(ticket.transfer_id, Outcome(root="ab" * 32))
+    relay.open(ticket)
+    assert relay.wait_outcome(ticket.transfer_id, timeout=0) == Outcome(root="ab" * 32)
+    while relay.pull(ticket.transfer_id, timeout=0) is not None:
+        pass
+    assert relay.push(ticket.transfer_id, Chunk(1, False, b"s"), timeout=0)  # sent again: the word is stale
+    assert relay.wait_outcome(ticket.transfer_id, timeout=0) is None
 
 
 def test_a_copy_resumes_after_the_relay_restarts(sites: tuple[SiteStore, SiteStore, bytes]) -> None:

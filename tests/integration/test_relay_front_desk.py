@@ -116,6 +116,8 @@ def test_only_the_two_sites_of_a_running_transfer_reach_the_relay(rnet: Net) -> 
     with net.http_as(_token(net, "tianjin")) as dst:
         assert dst.get(base).json()["role"] == "dest"
         assert dst.put(f"{base}/chunks/0", content=b"x" * 64).status_code == 404  # the destination never pushes
+        assert dst.get(f"{base}/chunks/next", params={"wait_s": 0}).status_code == 404  # say what it holds first
+        assert dst.put(f"{base}/have", json={"have": []}).status_code == 204
         assert dst.get(f"{base}/chunks/next", params={"wait_s": 0}).status_code == 204
     with net.control.db.session() as s:
         t = s.get(DataTransfer, tid)

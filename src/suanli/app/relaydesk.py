@@ -11,8 +11,10 @@ here from the transfer's row and its dataset's manifest.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TypeVar
 
 from suanli.app import registry
 from suanli.app.control import ControlPlane
@@ -20,9 +22,11 @@ from suanli.app.errors import Conflict, NotFound
 from suanli.app.sites import site_for_token
 from suanli.core.states import TransferState
 from suanli.datachain.manifest import Manifest
-from suanli.datachain.relay import Chunk, Outcome, Ticket
+from suanli.datachain.relay import Chunk, Outcome, RelayLost, Ticket
 from suanli.datachain.transfer import TransferError, checked_transfer_id
 from suanli.store.models import DataTransfer
+
+T = TypeVar("T")
 
 #: The longest a relay request waits (for room, a chunk, or the other side's word).
 MAX_WAIT_S = 25.0
@@ -71,32 +75,40 @@ def _wait(wait_s: float) -> float:
 def push(control: ControlPlane, token: str | None, transfer_id: str, chunk: Chunk, wait_s: float) -> bool:
     """The source's sealed chunk into the relay; ``False`` when it stayed full for ``wait_s``."""
     party(control, token, transfer_id, Role.SOURCE)
+    return _relayed(lambda: control.relay.push(transfer_id, chunk, _wait(wait_s)))
+
+
+def _relayed(call: Callable[[], T]) -> T:
+    """The relay's answer; its refusals as the API's: a side out of step with this relay's life
+    (:class:`RelayLost`: it must reopen) is a 404, anything else it refuses a 409."""
     try:
-        return control.relay.push(transfer_id, chunk, _wait(wait_s))
-    except TransferError as exc:  # not a chunk of this transfer (or it was closed meanwhile)
+        return call()
+    except RelayLost as exc:
+        raise NotFound(str(exc)) from None
+    except TransferError as exc:
         raise Conflict(str(exc)) from None
 
 
 def pull(control: ControlPlane, token: str | None, transfer_id: str, wait_s: float) -> Chunk | None:
     party(control, token, transfer_id, Role.DEST)
-    return control.relay.pull(transfer_id, _wait(wait_s))
+    return _relayed(lambda: control.relay.pull(transfer_id, _wait(wait_s)))
 
 
 def report_have(control: ControlPlane, token: str | None, transfer_id: str, have: set[int]) -> None:
     party(control, token, transfer_id, Role.DEST)
-    control.relay.report_have(transfer_id, have)
+    _relayed(lambda: control.relay.report_have(transfer_id, have))
 
 
 def wait_have(control: ControlPlane, token: str | None, transfer_id: str, wait_s: float) -> set[int] | None:
     party(control, token, transfer_id, Role.SOURCE)
-    return control.relay.wait_have(transfer_id, _wait(wait_s))
+    return _relayed(lambda: control.relay.wait_have(transfer_id, _wait(wait_s)))
 
 
 def report_outcome(control: ControlPlane, token: str | None, transfer_id: str, outcome: Outcome) -> None:
     party(control, token, transfer_id, Role.DEST)
-    control.relay.report_outcome(transfer_id, outcome)
+    _relayed(lambda: control.relay.report_outcome(transfer_id, outcome))
 
 
 def wait_outcome(control: ControlPlane, token: str | None, transfer_id: str, wait_s: float) -> Outcome | None:
     party(control, token, transfer_id, Role.SOURCE)
-    return control.relay.wait_outcome(transfer_id, _wait(wait_s))
+    return _relayed(lambda: control.relay.wait_outcome(transfer_id, _wait(wait_s)))

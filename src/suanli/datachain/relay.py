@@ -11,7 +11,9 @@ cannot open.
 
 Resume: the destination says which chunks it holds (``report_have``) when it opens the transfer
 and again whenever it reopens it; the source sends only the others. A relay that restarts forgets
-its transfers and their buffered chunks: both sides see :class:`RelayLost`, reopen the transfer,
+its transfers and their buffered chunks, and each side learns it at its next call, whichever
+reopened first: the destination may not pull before it has said what it holds, nor the source
+push before it has heard that, in this relay's life (:class:`RelayLost` otherwise). Both reopen,
 and the destination's ``have`` tells the source what to send again. When the destination has
 every chunk it finishes (its own checks: hashes, Merkle root, durability) and reports the root,
 or the chunks it still lacks, which the source sends again.
@@ -81,7 +83,10 @@ class Outcome:
 class _Open:
     ticket: Ticket
     chunks: deque[Chunk] = field(default_factory=deque)
+    #: What the destination holds, as it said in this relay's life (``None``: not yet).
     have: set[int] | None = None
+    #: Whether the source has heard ``have`` in this relay's life: until then it may not push.
+    source_synced: bool = False
     outcome: Outcome | None = None
     bytes_relayed: int = 0
 
@@ -117,17 +122,14 @@ class Relay:
         return t
 
     def open(self, ticket: Ticket) -> None:
-        """Open ``ticket``'s transfer (again: a reopening keeps what is buffered, and asks the
-        destination for its ``have`` anew)."""
+        """Open ``ticket``'s transfer; opening it again changes nothing (what is buffered stays)."""
         with self._cond:
             t = self._open.get(ticket.transfer_id)
             if t is not None and t.ticket != ticket:
                 raise TransferError(f"transfer {ticket.transfer_id} is open at the relay for other data")
             if t is None:
                 self._open[ticket.transfer_id] = _Open(ticket)
-            else:
-                t.outcome = None
-            self._cond.notify_all()
+                self._cond.notify_all()
 
     def close(self, transfer_id: str) -> None:
         with self._cond:
@@ -142,12 +144,15 @@ class Relay:
             raise TransferError(f"chunk {chunk.index} is not a chunk of transfer {transfer_id} ({m.count} chunks)")
         deadline = time.monotonic() + timeout
         with self._cond:
+            if not self._get(transfer_id).source_synced:
+                raise RelayLost(f"the relay has not told the source of {transfer_id} what to send; begin again")
             while len((t := self._get(transfer_id)).chunks) >= self.capacity:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
                 self._cond.wait(left)
             t.chunks.append(chunk)
+            t.outcome = None  # a chunk sent (again) makes the destination's last word stale
             t.bytes_relayed += len(chunk.blob)
             self.high_water = max(self.high_water, len(t.chunks))
             self._cond.notify_all()
@@ -157,6 +162,8 @@ class Relay:
         """The next buffered chunk, waiting up to ``timeout`` for one; ``None`` if none came."""
         deadline = time.monotonic() + timeout
         with self._cond:
+            if self._get(transfer_id).have is None:
+                raise RelayLost(f"the relay does not know what the destination of {transfer_id} holds; say it again")
             while not (t := self._get(transfer_id)).chunks:
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -180,6 +187,7 @@ class Relay:
                 if left <= 0:
                     return None
                 self._cond.wait(left)
+            t.source_synced = True
             return set(t.have)
 
     def report_outcome(self, transfer_id: str, outcome: Outcome) -> None:
