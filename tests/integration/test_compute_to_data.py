@@ -90,6 +90,11 @@ def test_a_job_reads_data_only_where_it_may(dnet: Net) -> None:
     assert ran.state.value == "SUCCEEDED", "".join(alice.logs(abroad["id"]))
     assert ran.attempts[-1].site == "singapore"
     assert "".join(alice.logs(abroad["id"])).strip() == digest
+    # General data with personal information is sealed at rest at both sites: nowhere in clear.
+    for site in ("beijing", "singapore"):
+        stored = net.control.chain.store(site).data_path("notes")
+        assert stored.name == "data.sealed"
+        assert src.read_bytes()[:4096] not in stored.read_bytes()
 
     # Another tenant cannot even name it; core data never leaves home.
     with pytest.raises(ApiError) as refused:

@@ -93,7 +93,7 @@ def register_dataset(
     with chain.db.read() as s:
         registry.site_facts(s, home_site)
         registry.ensure_new(s, name)
-    at_rest = classification.level.encrypted_at_rest if classification else True
+    at_rest = classification.sealed_at_rest if classification else True
     chain.store(home_site).adopt(name, path, manifest, at_rest=at_rest)
     now = chain.clock.now()
     with chain.db.session() as s:

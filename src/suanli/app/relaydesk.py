@@ -62,7 +62,7 @@ def party(control: ControlPlane, token: str | None, transfer_id: str, role: Role
         if mine is None or (role is not None and mine != role):
             raise missing
         ds = registry.get_dataset(s, t.dataset)
-        at_rest = registry.classification_of(s, ds).level.encrypted_at_rest
+        at_rest = registry.classification_of(s, ds).sealed_at_rest
         ticket = Ticket(t.id, t.dataset, Manifest.model_validate(ds.manifest), at_rest)
     control.relay.open(ticket)
     return Party(site.name, mine, ticket)
