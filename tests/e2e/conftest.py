@@ -246,7 +246,8 @@ class Network:
 
     @property
     def sites_dir(self) -> Path:
-        return self.home / "demo" / "sites"
+        """Where the demo's site agents keep their homes (``agents/<site>``), one process each."""
+        return self.home / "demo" / "agents"
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -91,6 +91,11 @@ def test_a_job_reads_data_only_where_it_may(dnet: Net) -> None:
     assert ran.state.value == "SUCCEEDED", "".join(alice.logs(abroad["id"]))
     assert ran.attempts[-1].site == "singapore"
     assert "".join(alice.logs(abroad["id"])).strip() == digest
+    # General data with personal information is sealed at rest at both sites: nowhere in clear.
+    for site in ("beijing", "singapore"):
+        stored = net.control.chain.store(site).data_path("notes")
+        assert stored.name == "data.sealed"
+        assert src.read_bytes()[:4096] not in stored.read_bytes()
 
     # Another tenant cannot even name it; core data never leaves home.
     with pytest.raises(ApiError) as refused:
@@ -118,7 +123,13 @@ def test_a_job_reads_data_only_where_it_may(dnet: Net) -> None:
     report = verify_log(records, checkpoints, key)
     assert report.ok, report.problems
     kinds = {e["kind"] for e in entries}
-    assert {"dataset.registered", "decision", "filing.state", "transfer.state", "placement"} <= kinds
+    assert {"dataset.registered", "decision", "filing.state", "transfer.state", "placement", "read"} <= kinds
+    # Each job's read of the bytes is a movement of its own: one entry each, naming where.
+    reads = [e["data"] for e in entries if e["kind"] == "read"]
+    assert len(reads) == 2, reads
+    assert any(home["id"] in r and '"site":"beijing"' in r for r in reads)
+    assert any(abroad["id"] in r and '"site":"singapore"' in r for r in reads)
+    assert all(f'"bytes":{src.stat().st_size}' in r for r in reads)
     for c in (alice, auditor, eve):
         c.close()
 

@@ -20,6 +20,8 @@ from suanli.datachain.site_store import LocalChannel, SiteStore
 from suanli.datachain.transfer import ChunkRejected, Offer, TransferError
 
 CHUNK = 4 * MiB
+#: The receiving site's token in these tests.
+TOKEN = "site-token-" + "x" * 16
 
 
 @pytest.fixture
@@ -140,8 +142,8 @@ def test_important_data_is_sealed_at_rest_with_a_key_kept_elsewhere(tmp_path: Pa
 
 def test_over_http(tmp_path: Path, source: Path) -> None:
     dest = store(tmp_path)
-    server = serve(dest)
-    channel = HttpChannel("127.0.0.1", server.server_address[1])
+    server = serve(dest, TOKEN)
+    channel = HttpChannel("127.0.0.1", server.server_address[1], TOKEN)
     try:
         offer = offer_for(source)
         with file_chunks(source, offer.manifest) as chunks:
@@ -335,8 +337,8 @@ def test_a_sealed_chunk_larger_than_a_chunk_is_refused(tmp_path: Path, source: P
 
 def test_over_http_with_many_connections_and_sealing_at_rest(tmp_path: Path, source: Path) -> None:
     dest = store(tmp_path)
-    server = serve(dest)
-    channel = HttpChannel("127.0.0.1", server.server_address[1])
+    server = serve(dest, TOKEN)
+    channel = HttpChannel("127.0.0.1", server.server_address[1], TOKEN)
     try:
         offer = offer_for(source, at_rest=True)
         with file_chunks(source, offer.manifest) as chunks:
@@ -353,10 +355,11 @@ def test_over_http_with_many_connections_and_sealing_at_rest(tmp_path: Path, sou
 
 def test_the_receiver_refuses_oversized_chunks_and_chunk_sizes(tmp_path: Path, source: Path) -> None:
     dest = store(tmp_path)
-    server = serve(dest)
+    server = serve(dest, TOKEN)
     try:
         conn = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=10)
         conn.putrequest("PUT", "/transfers/x/chunks/0?last=0")
+        conn.putheader("Authorization", f"Bearer {TOKEN}")
         conn.putheader("Content-Length", str(1 << 40))
         conn.endheaders()
         assert conn.getresponse().status == 413

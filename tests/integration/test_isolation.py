@@ -220,6 +220,14 @@ AGENT = {
     ("POST", "/api/v1/agents/heartbeat"),
     ("GET", "/api/v1/agents/workdirs/{digest}"),
     ("GET", "/api/v1/agents/datasets/{name}"),
+    # The relay between sites' agents: site tokens only, per role (tests/integration/test_relay_front_desk.py).
+    ("GET", "/api/v1/agents/relay/{transfer_id}"),
+    ("PUT", "/api/v1/agents/relay/{transfer_id}/chunks/{index}"),
+    ("GET", "/api/v1/agents/relay/{transfer_id}/chunks/next"),
+    ("PUT", "/api/v1/agents/relay/{transfer_id}/have"),
+    ("GET", "/api/v1/agents/relay/{transfer_id}/have"),
+    ("PUT", "/api/v1/agents/relay/{transfer_id}/outcome"),
+    ("GET", "/api/v1/agents/relay/{transfer_id}/outcome"),
 }
 ORDER = ("nobody", "eve", "ops", "aud", "alice", "admin")
 

@@ -86,15 +86,31 @@ class DatasetBytes:
 
 def dataset_bytes(control: ControlPlane, token: str | None, attempt: int, name: str) -> DatasetBytes:
     """A dataset's plain bytes from the site's own copy (each chunk verified against its
-    manifest), for an attempt at that site whose job reads it. Nothing crosses sites here."""
-    with control.db.read() as session:
+    manifest), for an attempt at that site whose job reads it. Nothing crosses sites here.
+
+    The read is a movement of bytes (from the site's store to the job), so it goes on the
+    ledger (``read``: dataset, site, job, attempt, Merkle root, size) before the first byte is
+    handed out; a fetch the agent repeats is another read, and another entry."""
+    now = control.clock.now()
+    with control.db.session() as session:
         site = site_for_token(session, token)
         if not agents.site_reads_dataset(session, site.name, attempt, name):
             raise NotFound(f"no dataset '{name}' for attempt {attempt} at site '{site.name}'")
-    store = control.chain.store(site.name)
-    if not store.has(name):
-        raise NotFound(f"site '{site.name}' holds no copy of dataset '{name}'")
-    return DatasetBytes(store.read_plain(name), store.manifest_of(name).size)
+        store = control.chain.store(site.name)
+        if not store.has(name):
+            raise NotFound(f"site '{site.name}' holds no copy of dataset '{name}'")
+        manifest = store.manifest_of(name)
+        body = {
+            "dataset": name,
+            "site": site.name,
+            "job": agents.job_of_attempt(session, attempt),
+            "attempt": attempt,
+            "root": manifest.root,
+            "bytes": manifest.size,
+        }
+        control.chain.ledger.record(session, "read", body, now)
+    control.chain.seal()
+    return DatasetBytes(store.read_plain(name), manifest.size)
 
 
 def check_checkpoint_upload(control: ControlPlane, token: str | None, attempt: int) -> None:

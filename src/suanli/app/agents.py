@@ -12,6 +12,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from suanli.app import checkpoints, metering, outputs
+from suanli.app.errors import NotFound
 from suanli.app.lifecycle import apply_change
 from suanli.app.records import attempt_record, job_record, job_spec
 from suanli.app.scheduling import PREEMPT_GRACE_S
@@ -287,6 +288,15 @@ def site_runs_workdir(session: Session, site: str, digest: str) -> bool:
         .limit(1)
     )
     return session.scalar(query) is not None
+
+
+def job_of_attempt(session: Session, attempt_id: int) -> str:
+    """The id of the job ``attempt_id`` belongs to."""
+    attempt = session.get(Attempt, attempt_id)
+    job = session.get(Job, attempt.job_seq) if attempt is not None else None
+    if job is None:
+        raise NotFound(f"no attempt {attempt_id}")
+    return job.id
 
 
 def site_reads_dataset(session: Session, site: str, attempt_id: int, dataset: str) -> bool:

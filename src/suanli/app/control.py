@@ -43,6 +43,7 @@ from suanli.core.network import NetworkSpec
 from suanli.core.policy import RuleSet
 from suanli.core.scheduler import Policy, SiteState
 from suanli.core.signednote import Verifier
+from suanli.datachain.relay import Relay
 from suanli.datachain.rulesets import ruleset_of
 from suanli.filemodes import private_dir
 from suanli.store.db import Database
@@ -95,6 +96,8 @@ class ControlPlane:
         self._witnesses: list[Verifier] = []
         #: Runs every copy: users' and the scheduler's (for waiting jobs), off the request path.
         self.transfers = transfers.TransferRunner(lambda: self.chain, self.capacity_changed)
+        #: Sealed chunks between two sites' agents, in memory, a bounded number per transfer.
+        self.relay = Relay()
         self._capacity: list[SiteState] | None = None
         self._capacity_lock = threading.Lock()
         self._stop = threading.Event()

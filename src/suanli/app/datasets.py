@@ -94,7 +94,7 @@ def register_dataset(
         registry.site_facts(s, home_site)
         registry.ensure_new(s, name)
         registry.check_derived_home(s, chain, name, home_site, derived_from)
-    at_rest = classification.level.encrypted_at_rest if classification else True
+    at_rest = classification.sealed_at_rest if classification else True
     chain.store(home_site).adopt(name, path, manifest, at_rest=at_rest)
     now = chain.clock.now()
     with chain.db.session() as s:

@@ -266,7 +266,7 @@ def _begin_run(chain: Chain, transfer_id: str) -> tuple[Offer, str, str]:
             body = {"transfer": t.id, "state": TransferState.RUNNING, "filing": hold.filing_id}
             chain.ledger.record(s, "transfer.state", {**body, "counted_pi": d.adds_pi, "counted_spi": d.adds_spi}, now)
         ds = registry.get_dataset(s, t.dataset)
-        at_rest = registry.classification_of(s, ds).level.encrypted_at_rest
+        at_rest = registry.classification_of(s, ds).sealed_at_rest
         offer = Offer(t.id, t.dataset, Manifest.model_validate(ds.manifest), new_key(), at_rest)
         source, dest = t.source_site, t.dest_site
     chain.seal()

@@ -67,8 +67,8 @@ def register(chain: Chain, site: str, attempt_id: int, archive: Path, digest: st
     manifest = build_manifest(archive, DEFAULT_CHUNK)
     with chain.db.read() as s:
         job, name = check_upload(s, site, attempt_id)
-        level = grade_of(s, job, now).level
-    chain.store(site).adopt(name, archive, manifest, at_rest=level.encrypted_at_rest)
+        sealed = grade_of(s, job, now).sealed_at_rest
+    chain.store(site).adopt(name, archive, manifest, at_rest=sealed)
     with chain.db.session() as s:
         job, name = check_upload(s, site, attempt_id)
         ds = registry.register(

@@ -71,6 +71,12 @@ class Classification(StrictModel):
     #: True for a derived dataset that inherited its level and has not been re-graded yet (C3).
     inherited: bool = False
 
+    @property
+    def sealed_at_rest(self) -> bool:
+        """Whether a site stores it sealed: ``important`` and above, and any data holding personal
+        information (PI or SPI), whatever its level."""
+        return self.level.encrypted_at_rest or self.pi_count > 0 or self.spi_count > 0
+
     @field_validator("categories")
     @classmethod
     def _categories(cls, value: list[str]) -> list[str]:

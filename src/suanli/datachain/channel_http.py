@@ -4,10 +4,17 @@ Plain HTTP/1.1 with keep-alive, one connection per sending thread; chunks are se
 they reach the socket, so the channel needs no TLS for confidentiality or integrity. The
 per-transfer key travels in the ``begin`` request: in this version that request must come
 over loopback or a TLS-terminating proxy (the control plane's own channel in production).
+
+Every request carries the site's token (``Authorization: Bearer …``); one without it, or with
+another, is answered 401 before its body is read, and the connection is closed. What a request
+names is checked, not trusted: transfer ids and dataset names are ids, never paths
+(:func:`~suanli.datachain.transfer.checked_transfer_id`), so nothing a sender says can write or
+delete outside the store.
 """
 
 from __future__ import annotations
 
+import hmac
 import http.client
 import json
 import mmap
@@ -24,9 +31,13 @@ from suanli.datachain.transfer import ChunkRejected, Offer, TransferError, chunk
 
 #: The largest body a chunk request may have: a sealed chunk of the largest chunk size.
 MAX_SEALED = MAX_CHUNK + OVERHEAD
+#: The largest ``begin`` body: a manifest of about 4 million chunk hashes (16 TiB in 4 MiB chunks).
+MAX_OFFER = 320 * 1024 * 1024
 
 
-def _handler(store: SiteStore) -> type[BaseHTTPRequestHandler]:
+def _handler(store: SiteStore, token: str) -> type[BaseHTTPRequestHandler]:
+    expected = f"Bearer {token}".encode()
+
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -46,8 +57,21 @@ def _handler(store: SiteStore) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
-        def _body(self) -> bytes:
-            return self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        def _length(self) -> int:
+            try:
+                return int(self.headers.get("Content-Length", "0"))
+            except ValueError:
+                return -1
+
+        def _authorised(self) -> bool:
+            """Whether the request carries the site's token; if not, it is answered 401 and the
+            connection closed (its body is never read)."""
+            given = self.headers.get("Authorization", "").encode()
+            if hmac.compare_digest(given, expected):
+                return True
+            self.close_connection = True
+            self._reply(401, {"detail": "the transfer channel needs the site's token (Authorization: Bearer …)"})
+            return False
 
         def _body_into(self, n: int) -> memoryview:
             """The request body read into this connection's reused buffer: what the header
@@ -65,40 +89,44 @@ def _handler(store: SiteStore) -> type[BaseHTTPRequestHandler]:
                 got += k
             return view[:got]
 
+        def do_GET(self) -> None:
+            if self._authorised():
+                self._reply(404, {"detail": "no such endpoint"})
+
         def do_POST(self) -> None:
+            if not self._authorised():
+                return
+            n = self._length()
+            if not 0 <= n <= MAX_OFFER:
+                self.close_connection = True
+                self._reply(413, {"detail": f"a transfer's offer has at most {MAX_OFFER} bytes"})
+                return
+            body = self.rfile.read(n)
             parts = urlsplit(self.path).path.strip("/").split("/")
-            body = self._body()
             try:
                 if len(parts) == 2 and parts[0] == "transfers":
-                    doc = json.loads(body)
-                    offer = Offer(
-                        transfer_id=parts[1],
-                        dataset=doc["dataset"],
-                        manifest=Manifest.model_validate(doc["manifest"]),
-                        key=bytes.fromhex(doc["key"]),
-                        at_rest=bool(doc.get("at_rest", False)),
-                    )
-                    self._reply(200, {"have": sorted(store.begin(offer))})
-                elif len(parts) == 3 and parts[2] == "finish":
+                    self._reply(200, {"have": sorted(store.begin(_offer(parts[1], body)))})
+                elif len(parts) == 3 and parts[0] == "transfers" and parts[2] == "finish":
                     self._reply(200, {"root": store.finish(parts[1])})
                 else:
                     self._reply(404, {"detail": "no such endpoint"})
             except TransferError as exc:
                 self._reply(409, {"detail": str(exc)})
+            except (ValueError, KeyError, TypeError) as exc:  # a malformed offer (pydantic's errors are ValueErrors)
+                self._reply(400, {"detail": f"not a transfer offer: {exc}"})
 
         def do_PUT(self) -> None:
+            if not self._authorised():
+                return
             url = urlsplit(self.path)
             parts = url.path.strip("/").split("/")
-            try:
-                n = int(self.headers.get("Content-Length", "0"))
-            except ValueError:
-                n = -1
+            n = self._length()
             if not 0 <= n <= MAX_SEALED:
                 self.close_connection = True  # the body is not read: the connection cannot go on
                 self._reply(413, {"detail": f"a sealed chunk has at most {MAX_SEALED} bytes"})
                 return
             blob = self._body_into(n)
-            if len(parts) != 4 or parts[2] != "chunks":
+            if len(parts) != 4 or parts[0] != "transfers" or parts[2] != "chunks" or not parts[3].isdigit():
                 self._reply(404, {"detail": "no such endpoint"})
                 return
             last = parse_qs(url.query).get("last", ["0"])[0] == "1"
@@ -113,17 +141,44 @@ def _handler(store: SiteStore) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def serve(store: SiteStore, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
-    """Start a receiver in a daemon thread; ``server.server_address`` has the port."""
-    server = ThreadingHTTPServer((host, port), _handler(store))
+def _offer(transfer_id: str, body: bytes) -> Offer:
+    """The offer a ``begin`` request makes; its ids are checked as the :class:`Offer` is made."""
+    doc = json.loads(body)
+    if not isinstance(doc, dict):
+        raise ValueError("the body must be a JSON object")
+    return Offer(
+        transfer_id=transfer_id,
+        dataset=doc["dataset"],
+        manifest=Manifest.model_validate(doc["manifest"]),
+        key=_key(doc["key"]),
+        at_rest=doc.get("at_rest", False) is True,
+    )
+
+
+def _key(text: object) -> bytes:
+    key = bytes.fromhex(text) if isinstance(text, str) else b""
+    if len(key) != 32:
+        raise ValueError("the transfer key must be 32 bytes, hex-encoded")
+    return key
+
+
+def serve(store: SiteStore, token: str, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
+    """Start a receiver in a daemon thread; ``server.server_address`` has the port. Every
+    request must carry ``token`` (the site's) as a bearer token."""
+    if len(token) < 16:
+        raise ValueError("the transfer channel needs the site's token (16 characters or more)")
+    server = ThreadingHTTPServer((host, port), _handler(store, token))
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="suanli-receiver", daemon=True).start()
     return server
 
 
 class HttpChannel:
-    def __init__(self, host: str, port: int, timeout: float = 60.0) -> None:
+    """The sending end: ``token`` is the receiving site's token, sent with every request."""
+
+    def __init__(self, host: str, port: int, token: str, timeout: float = 60.0) -> None:
         self.host, self.port, self.timeout = host, port, timeout
+        self._auth = f"Bearer {token}"
         self._local = threading.local()
         self._all: list[http.client.HTTPConnection] = []
         self._all_lock = threading.Lock()
@@ -149,7 +204,8 @@ class HttpChannel:
     def _call(self, method: str, path: str, body: Buffer) -> tuple[int, dict[str, Any]]:
         conn = self._conn()
         try:
-            conn.request(method, path, body=body, headers={"Content-Length": str(memoryview(body).nbytes)})
+            headers = {"Content-Length": str(memoryview(body).nbytes), "Authorization": self._auth}
+            conn.request(method, path, body=body, headers=headers)
             resp = conn.getresponse()
             data = resp.read()
         except (OSError, http.client.HTTPException):

@@ -35,7 +35,15 @@ from suanli.datachain.crypto import (
 )
 from suanli.datachain.manifest import MAX_CHUNK, MIN_CHUNK, Manifest, chunk_hash, merkle_root
 from suanli.datachain.sender import _pread_into, file_chunks
-from suanli.datachain.transfer import ChunkRejected, ChunkSource, Offer, TransferError, chunk_buffer
+from suanli.datachain.transfer import (
+    ChunkRejected,
+    ChunkSource,
+    Offer,
+    TransferError,
+    checked_dataset,
+    checked_transfer_id,
+    chunk_buffer,
+)
 
 #: ``O_DIRECT`` needs offsets, lengths and buffer addresses aligned to the device's logical
 #: block; 4096 covers 512-byte and 4K-sector disks. Chunk sizes are whole MiB, so every chunk
@@ -104,7 +112,12 @@ class SiteStore:
         self._buffers = threading.local()
 
     def dataset_dir(self, dataset: str) -> Path:
-        return self.root / "datasets" / dataset
+        """``<root>/datasets/<dataset>``; a name that is not a dataset name (a path, ``..``) is
+        refused, so nothing this store is told can reach outside it."""
+        return self.root / "datasets" / checked_dataset(dataset)
+
+    def _incoming_dir(self, transfer_id: str) -> Path:
+        return self.root / "incoming" / checked_transfer_id(transfer_id)
 
     def has(self, dataset: str) -> bool:
         return (self.dataset_dir(dataset) / "manifest.json").exists()
@@ -119,13 +132,26 @@ class SiteStore:
     # The receiving side of a Channel.
 
     def begin(self, offer: Offer) -> set[int]:
+        """Open (or reopen) a transfer; returns the chunks already held. What the offer says is
+        checked, not trusted: its ids are ids, its chunks fit, its manifest matches its root, and
+        it does not replace a different copy of a dataset this site already holds."""
+        tdir = self._incoming_dir(offer.transfer_id)
+        final = self.dataset_dir(offer.dataset)
         with self._lock:
             if offer.transfer_id in self._open:
-                return set(self._open[offer.transfer_id].have)
+                inc = self._open[offer.transfer_id]
+                if inc.offer.dataset != offer.dataset or inc.offer.manifest.root != offer.manifest.root:
+                    raise TransferError(f"transfer {offer.transfer_id} is already open here for other data")
+                return set(inc.have)
             m = offer.manifest
             if not MIN_CHUNK <= m.chunk_size <= MAX_CHUNK:
                 raise TransferError(f"chunks must be 4–16 MiB; this transfer's are {m.chunk_size} bytes")
-            tdir = self.root / "incoming" / offer.transfer_id
+            if not m.verify_root():
+                raise TransferError(f"the manifest of transfer {offer.transfer_id} does not match its Merkle root")
+            if (final / "manifest.json").exists() and self.manifest_of(offer.dataset).root != m.root:
+                raise TransferError(
+                    f"this site already holds different data under '{offer.dataset}'; a copy never replaces it"
+                )
             tdir.mkdir(parents=True, exist_ok=True)
             self.keys.put(f"transfer-{offer.transfer_id}", offer.key)
             meta = {"dataset": offer.dataset, "at_rest": offer.at_rest, "manifest": offer.manifest.model_dump()}
@@ -206,7 +232,7 @@ class SiteStore:
             data, offset = data[n:], offset + n
 
     def put(self, transfer_id: str, index: int, last: bool, blob: Buffer) -> None:
-        inc = self._open.get(transfer_id)
+        inc = self._open.get(checked_transfer_id(transfer_id))
         if inc is None:
             raise TransferError(f"transfer {transfer_id} is not open at this site; begin it first")
         m = inc.offer.manifest
@@ -235,7 +261,7 @@ class SiteStore:
         Durable means: the data (one fsync covers the page-cache writes and the metadata of
         the direct writes), the manifest, and both directory entries are on disk before this
         returns, so a transfer reported done survives a crash."""
-        inc = self._open.get(transfer_id)
+        inc = self._open.get(checked_transfer_id(transfer_id))
         if inc is None:
             raise TransferError(f"transfer {transfer_id} is not open at this site")
         m = inc.offer.manifest
@@ -248,7 +274,7 @@ class SiteStore:
         for fd in (inc.direct_fd, inc.fd, inc.have_fd):
             if fd is not None:
                 os.close(fd)
-        tdir = self.root / "incoming" / transfer_id
+        tdir = self._incoming_dir(transfer_id)
         final = self.dataset_dir(inc.offer.dataset)
         final.mkdir(parents=True, exist_ok=True)
         os.replace(tdir / "data.partial", final / ("data.sealed" if inc.offer.at_rest else "data"))

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import mmap
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -45,6 +46,14 @@ ChunkSource = Callable[[int], Buffer]
 DEFAULT_WORKERS = 4
 
 
+#: A dataset name, as a job spec or a registration spells it: it names a folder of a site's
+#: store, so it can never be a path (no '/', never '.' or '..', no leading dot).
+DATASET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,62}$")
+#: A transfer id (the control plane makes 16 hex digits; tests and tools use a UUID's 32): it
+#: names the folder of a transfer on its way in, so letters, digits, '_' and '-' only.
+TRANSFER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$")
+
+
 class ChunkRejected(Exception):
     def __init__(self, index: int, reason: str) -> None:
         super().__init__(f"chunk {index} refused: {reason}")
@@ -54,6 +63,24 @@ class ChunkRejected(Exception):
 
 class TransferError(Exception):
     """A transfer that cannot complete; the message says why and what to do."""
+
+
+def checked_dataset(name: str) -> str:
+    """``name`` if it is a dataset name; a :class:`TransferError` otherwise (never a path)."""
+    if not isinstance(name, str) or not DATASET_RE.match(name):
+        raise TransferError(
+            f"{name!r} is not a dataset name: 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
+    return name
+
+
+def checked_transfer_id(transfer_id: str) -> str:
+    """``transfer_id`` if it is a transfer id; a :class:`TransferError` otherwise (never a path)."""
+    if not isinstance(transfer_id, str) or not TRANSFER_ID_RE.match(transfer_id):
+        raise TransferError(
+            f"{transfer_id!r} is not a transfer id: 1-64 letters, digits, '_' or '-', starting with a letter or digit"
+        )
+    return transfer_id
 
 
 @dataclass(frozen=True)
@@ -66,6 +93,10 @@ class Offer:
     key: bytes
     #: Seal the stored copy at rest (level ``important`` and above).
     at_rest: bool = False
+
+    def __post_init__(self) -> None:
+        checked_transfer_id(self.transfer_id)
+        checked_dataset(self.dataset)
 
 
 class Channel(Protocol):

@@ -273,7 +273,7 @@ def up(
     port: PortOption = DEFAULT_PORT,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Server and agents in one process, on 127.0.0.1. Ctrl-C stops everything it started."""
+    """The server on 127.0.0.1 and one agent process per site (home: agents/<site>). Ctrl-C stops all it started."""
     from suanli.launch.network import (
         DEMO_WITNESS,
         LocalNetwork,
@@ -316,6 +316,8 @@ def up(
             for s in client.sites():
                 gpus = ", ".join(f"{g.total} × {t}" for t, g in s.gpus.items()) or "CPU only"
                 err.print(f"  site [bold]{s.name:<16}[/] {s.region:<10} {s.nodes} node(s), {gpus}")
+        for a in net.agents:
+            err.print(f"  agent of {a.site}: pid {a.proc.pid}, home {a.home} (log: {a.log_path})")
         if net.witness_home is not None:
             err.print(f"  witness [bold]{DEMO_WITNESS}[/] cosigns the ledger (its key and state: {net.witness_home})")
         hint = "" if url == default_server() else f"export SUANLI_SERVER={url}; "

@@ -1,10 +1,15 @@
-"""A whole network in one process: the server and one agent per local site, for `suanli up`."""
+"""A whole network on one machine, for `suanli up`: the server in this process, and one agent per
+local site, each a process of its own with its own home (``$SUANLI_HOME/agents/<site>``), apart
+from the server's state, talking to the server over HTTP only, as a remote site's agent would."""
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -15,14 +20,15 @@ from pathlib import Path
 import uvicorn
 import yaml
 
-from suanli.agent.agent import Agent
+import suanli
 from suanli.agent.backends import probe
-from suanli.agent.backends.config import AgentConfig, RayConfig, SlurmConfig, make_backend
+from suanli.agent.backends.config import AgentConfig, RayConfig, SlurmConfig
 from suanli.app.control import ControlPlane
 from suanli.app.settings import Settings
 from suanli.core.errors import SuanliError
 from suanli.core.network import Backend, NetworkSpec, SiteDecl, parse_network
 from suanli.filemodes import private_dir
+from suanli.launch.site_agent import CONFIG_FILE, TOKEN_FILE, SiteAgentConfig
 from suanli.sdk import Client
 from suanli.server.app import create_app
 from suanli.web import mount_dashboard
@@ -79,16 +85,33 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
+#: Seconds a stopping agent has to cancel its attempts and report them before it is killed.
+AGENT_STOP_S = 30.0
+
+
 @dataclass
 class RunningAgent:
-    agent: Agent
-    client: Client
-    thread: threading.Thread
+    """A site's agent process: ``home`` is its own (``$SUANLI_HOME/agents/<site>``), its log
+    ``home/agent.log``."""
+
+    site: str
+    home: Path
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def log_path(self) -> Path:
+        return self.home / "agent.log"
+
+
+def agent_home(home: Path, site: str) -> Path:
+    """Where a local site's agent keeps its state: ``<home>/agents/<site>``, never the server's."""
+    return home / "agents" / site
 
 
 @dataclass
 class LocalNetwork:
-    """Server + agents as threads of this process; jobs are real processes."""
+    """The server as threads of this process; each site's agent a process of its own; jobs are
+    processes of their agents."""
 
     settings: Settings
     network: NetworkSpec
@@ -169,31 +192,57 @@ class LocalNetwork:
         return None
 
     def _start_agent(self, site: SiteDecl) -> None:
+        """Start ``site``'s agent as its own process (``python -m suanli.launch.site_agent``)."""
         assert self.control is not None
-        token = self.control.site_token_path(site.name).read_text().strip()
-        work_dir = private_dir(self.settings.home / "sites" / site.name, traverse_ok=True)
+        home = private_dir(agent_home(self.settings.home, site.name), traverse_ok=True)
         engines = self.engines
         if site.sandbox == "none":  # the network file's word for this site
             engines = engines.model_copy(update={"local": engines.local.model_copy(update={"sandbox": "none"})})
-        backend = make_backend(site.backend.value, work_dir, engines, site.node_decls())
-        client = Client(self.url, token=token)
-        agent = Agent(client, site.name, backend, work_dir, heartbeat_s=self.settings.heartbeat_s)
-        thread = threading.Thread(target=agent.run_forever, args=(self._stop,), name=f"agent-{site.name}", daemon=True)
-        thread.start()
-        self.agents.append(RunningAgent(agent, client, thread))
+        config = SiteAgentConfig(
+            site=site.name,
+            server=self.url,
+            backend=site.backend.value,
+            engines=engines,
+            nodes=site.node_decls(),
+            heartbeat_s=self.settings.heartbeat_s,
+        )
+        (home / CONFIG_FILE).write_text(config.model_dump_json(indent=2), encoding="utf-8")
+        token = home / TOKEN_FILE
+        fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(self.control.site_token_path(site.name).read_text())
+        # The agent imports this very suanli, however this process found it.
+        src = str(Path(suanli.__file__).resolve().parent.parent)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)}
+        with (home / "agent.log").open("ab") as log_file:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "suanli.launch.site_agent", str(home)],
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env=env,
+                # Its own session: Ctrl-C reaches `suanli up` alone, which stops placing first
+                # and then stops each agent.
+                start_new_session=True,
+            )
+        self.agents.append(RunningAgent(site.name, home, proc))
 
     def wait_online(self, timeout: float = 15.0) -> None:
         """Block until every local site's agent has registered."""
         assert self.control is not None
-        names = {a.agent.site for a in self.agents}
+        names = {a.site for a in self.agents}
         deadline = time.monotonic() + timeout
         with Client(self.url, token=self.admin_token) as client:
             while time.monotonic() < deadline:
                 online = {s.name for s in client.sites() if s.online}
                 if names <= online:
                     return
+                for a in self.agents:
+                    if a.proc.poll() is not None:
+                        tail = a.log_path.read_text(errors="replace")[-2000:]
+                        raise SuanliError(f"the agent of {a.site} exited ({a.proc.returncode}); its log ends:\n{tail}")
                 time.sleep(0.05)
-        raise SuanliError(f"agents did not come online: {', '.join(sorted(names))}")
+        raise SuanliError(f"agents did not come online: {', '.join(sorted(names - online))}")
 
     def stop(self) -> None:
         """Stop every process this network started: jobs, agents, then the server. Placing stops
@@ -201,15 +250,17 @@ class LocalNetwork:
         between sites that are shutting down."""
         if self.control is not None:
             self.control.stop()
-        self._stop.set()
+        for running in self.agents:
+            if running.proc.poll() is None:
+                running.proc.send_signal(signal.SIGTERM)  # it cancels its attempts and reports them
         for running in self.agents:
             try:
-                running.agent.shutdown(cancel_running=True)
-            except Exception:  # shutting down: keep stopping the rest; the error is logged
-                log.exception("agent %s did not shut down cleanly", running.agent.site)
-        for running in self.agents:
-            running.thread.join(timeout=15)
-            running.client.close()
+                running.proc.wait(timeout=AGENT_STOP_S)
+            except subprocess.TimeoutExpired:
+                log.error("agent %s did not stop in %.0f s; killing it", running.site, AGENT_STOP_S)
+                running.proc.kill()
+                running.proc.wait()
+        self._stop.set()
         if self._witness is not None:
             self._witness[0].join(timeout=15)
             self._witness[1].close()

@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -55,6 +56,8 @@ MAX_BUCKETS = 10_000
 
 #: Routes that take a body of their own kind, size-limited by the route itself.
 UPLOAD_PATHS = frozenset({"/api/v1/workdirs", "/api/v1/agents/checkpoints", "/api/v1/agents/outputs"})
+#: A sealed chunk pushed through the relay: its route bounds it (a sealed chunk's size at most).
+RELAY_CHUNK = re.compile(r"^/api/v1/agents/relay/[^/]+/chunks/[0-9]+$")
 #: The agent protocol (site tokens), limited per site token by its own settings.
 AGENT_PREFIX = "/api/v1/agents/"
 #: Never rate-limited: probes and scrapers.
@@ -245,7 +248,7 @@ class LimitsMiddleware:
                 return
         send = self._watched(send, _address(scope) if authorization is not None or path == "/login" else None)
 
-        if path in UPLOAD_PATHS:
+        if path in UPLOAD_PATHS or RELAY_CHUNK.match(path):
             await self.app(scope, receive, send)
             return
 
