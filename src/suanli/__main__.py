@@ -13,7 +13,7 @@ LazyGroup.register(
         "up",
         "suanli.launch.commands:up",
         _RUN,
-        "Server and agents in one process, on 127.0.0.1. Ctrl-C stops everything it started.",
+        "The server on 127.0.0.1 and one agent process per site (home: agents/<site>). Ctrl-C stops all it started.",
     ),
     LazyCommand(
         "server",
