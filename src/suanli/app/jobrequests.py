@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from suanli.app import budgets, idempotency, jobs, metering, workdirs
+from suanli.app import arrays, budgets, idempotency, jobs, metering, workdirs
 from suanli.app.control import ControlPlane
 from suanli.app.errors import Unprocessable
 from suanli.app.explain import explain_job
@@ -94,7 +94,8 @@ class Submission:
         control = self.control
         if control.scheduler_config.budgets:
             check_budget(session, control, self.spec, self.tenant)
-        return jobs.submit(
+        make = jobs.submit if self.spec.array is None else arrays.submit_array
+        return make(
             session,
             self.spec,
             tenant=self.tenant,

@@ -10,7 +10,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from suanli.app import idempotency, jobrequests
+from suanli.app import arrayrequests, idempotency, jobrequests
 from suanli.app import jobs as service
 from suanli.app.control import ControlPlane
 from suanli.app.errors import Unprocessable
@@ -71,6 +71,9 @@ def list_jobs(
     name: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: str | None = None,
+    fold: Annotated[
+        bool, Query(description="One entry per job array (its tasks' counts) instead of one per task")
+    ] = False,
 ) -> Page[JobOut]:
     states = [s.strip().upper() for raw in state or [] for s in raw.split(",") if s.strip()]
     bad = [s for s in states if s not in JobState.__members__]
@@ -83,13 +86,15 @@ def list_jobs(
     if after is not None and not 0 <= after <= 2**62:
         raise Unprocessable("cursor must be the next_cursor of a previous page")
     wanted = service.JobFilter(states=states, site=site, name=name)
-    items, nxt = jobrequests.list_jobs(control, who, wanted, limit=limit, cursor=after)
+    listing = arrayrequests.list_folded if fold else jobrequests.list_jobs
+    items, nxt = listing(control, who, wanted, limit=limit, cursor=after)
     return Page[JobOut](items=items, next_cursor=str(nxt) if nxt is not None else None)
 
 
 @router.get("/{job_id}", response_model=JobOut)
 def get_job(job_id: str, control: Control, who: Caller) -> JobOut:
-    return jobrequests.get_job(control, who, job_id)
+    """A job, or a job array (``ID``; its tasks are ``ID_INDEX``) with its tasks' counts."""
+    return arrayrequests.get_job(control, who, job_id)
 
 
 @router.get("/{job_id}/explain", response_model=ExplainOut)
@@ -100,7 +105,8 @@ def explain(job_id: str, control: Control, who: Caller) -> ExplainOut:
 
 @router.post("/{job_id}/cancel", response_model=JobOut)
 def cancel(job_id: str, control: Control, who: Caller) -> JobOut:
-    return jobrequests.cancel(control, who, job_id)
+    """Cancel a job, or every task of a job array that has not ended."""
+    return arrayrequests.cancel(control, who, job_id)
 
 
 @router.get("/{job_id}/logs", response_class=StreamingResponse)
