@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, func, insert, or_, select
+from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from suanli.app import jobs
@@ -22,6 +22,7 @@ from suanli.core.policy import RuleSet
 from suanli.core.scheduler import SiteState
 from suanli.core.spec import JobSpec
 from suanli.core.states import JobState
+from suanli.store.bulk import insert_many
 from suanli.store.models import Job, JobArray
 
 
@@ -38,7 +39,8 @@ def submit_array(
     rules: RuleSet | None = None,
 ) -> JobOut:
     """Insert the array and all its tasks, checked once (as one job is), in the caller's
-    transaction: two INSERT statements whatever the count, so 10,000 tasks commit in one go."""
+    transaction: two INSERT statements whatever the count (the tasks' one ``executemany``,
+    ``store.bulk``), so 10,000 tasks commit in one go."""
     if spec.array is None:
         raise ValueError("submit_array takes a spec with an array")
     values = jobs.checked_values(
@@ -69,9 +71,9 @@ def submit_array(
     session.add(row)
     session.flush()
     values["array_id"] = array_id
-    tasks = [{**values, "id": task_id(array_id, i), "array_index": i} for i in indices]
-    session.execute(insert(Job), tasks)
-    head = Job(**tasks[0])
+    shared = {k: v for k, v in values.items() if k != "id"}
+    insert_many(session, Job, shared, ("id", "array_index"), [(task_id(array_id, i), i) for i in indices])
+    head = Job(**{**shared, "id": task_id(array_id, indices[0]), "array_index": indices[0]})
     return array_out(row, head, Counts(by_state={JobState.PENDING: len(indices)}, updated_at=now))
 
 

@@ -76,8 +76,9 @@ def cancel(control: ControlPlane, who: Identity, job_id: str) -> JobOut:
 class Submission:
     """A submission checked up to what needs the database: :meth:`write` commits it durably.
     ``slow`` says whether the write should leave the event loop (another writer holds the
-    lock, or the data rules read the registry): a lone INSERT under WAL takes a fraction of a
-    millisecond, less than the hand-off to a thread that dominates the submit path."""
+    lock, the data rules read the registry, or it is a job array of many rows): a lone INSERT
+    under WAL takes a fraction of a millisecond, less than the hand-off to a thread that
+    dominates the submit path."""
 
     control: ControlPlane
     who: Identity
@@ -88,7 +89,7 @@ class Submission:
 
     @property
     def slow(self) -> bool:
-        return self.control.db.write_busy() or bool(self.spec.datasets)
+        return self.control.db.write_busy() or bool(self.spec.datasets) or self.spec.array is not None
 
     def _make(self, session: Session) -> JobOut:
         control = self.control
