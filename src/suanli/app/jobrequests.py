@@ -91,7 +91,8 @@ class Submission:
     def slow(self) -> bool:
         return self.control.db.write_busy() or bool(self.spec.datasets) or self.spec.array is not None
 
-    def _make(self, session: Session) -> JobOut:
+    def make(self, session: Session) -> JobOut:
+        """Insert the job in ``session`` (the caller commits), after the checks that need the database."""
         control = self.control
         if control.scheduler_config.budgets:
             check_budget(session, control, self.spec, self.tenant)
@@ -113,7 +114,7 @@ class Submission:
         control = self.control
         if self.key is None:
             with control.db.session() as session:
-                out, replayed = self._make(session), False
+                out, replayed = self.make(session), False
         else:
             out, replayed = idempotency.submit_once(
                 control.db,
@@ -122,7 +123,7 @@ class Submission:
                 user=self.who.name,
                 body=self.body,
                 now=control.clock.now(),
-                make=self._make,
+                make=self.make,
                 look_first=bool(control.scheduler_config.budgets),  # a retry must not be refused by its own cost
             )
         if not replayed:

@@ -8,19 +8,27 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
-from starlette.concurrency import run_in_threadpool
 
 from suanli.app import arrayrequests, idempotency, jobrequests
 from suanli.app import jobs as service
 from suanli.app.control import ControlPlane
 from suanli.app.errors import Unprocessable
 from suanli.app.follow import open_logs
+from suanli.app.groupcommit import GroupCommit
 from suanli.core.api import ExplainOut, JobOut, JobSubmit, Page
 from suanli.core.states import JobState
 from suanli.server.deps import Caller, Control
 from suanli.server.follow import FollowResponse
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
+
+
+def committer(request: Request) -> GroupCommit:
+    """The server's group commit (made with its first submission, on its event loop)."""
+    group: GroupCommit | None = getattr(request.app.state, "group_commit", None)
+    if group is None:
+        group = request.app.state.group_commit = GroupCommit()
+    return group
 
 
 @router.post(
@@ -55,8 +63,8 @@ async def submit(
     except ValidationError as exc:  # malformed JSON or a wrong shape: 422, as for FastAPI's own bodies
         raise RequestValidationError(exc.errors(include_url=False)) from None
     submission = jobrequests.prepare_submit(control, who, body, idempotency.parse_key(idempotency_key))
-    # Written on the event loop unless that could wait on a lock (see ``Submission.slow``).
-    out, replayed = await run_in_threadpool(submission.write) if submission.slow else submission.write()
+    # Plain submissions share transactions (``app/groupcommit.py``); 201 only after the commit.
+    out, replayed = await committer(request).write(submission)
     headers = {"Idempotent-Replayed": "true"} if replayed else None
     # Serialised once, by pydantic: this is the API's hot path.
     return Response(out.model_dump_json(), status_code=201, media_type="application/json", headers=headers)
