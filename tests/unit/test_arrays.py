@@ -55,6 +55,12 @@ def test_expressions_parse_as_slurm_reads_them(text: object, indices: tuple[int,
         ("0-999999999", "indices run from 0 to 999999"),
         ("0-5000,6000-12000", "at most 10,000 tasks"),
         (True, "Write the array's indices"),
+        ("1" * 5000, "indices run from 0 to 999999"),
+        ("0-5%" + "9" * 5000, "how many tasks may run at once"),
+        ("0-5%²", "how many tasks may run at once"),
+        ("٣", "not an index or a range"),
+        (10**40, "indices run from 0 to 999999; a number alone is one index"),
+        (-1, "indices run from 0 to 999999"),
     ],
 )
 def test_bad_expressions_say_how_to_write_them(text: object, words: str) -> None:

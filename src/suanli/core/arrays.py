@@ -26,7 +26,9 @@ MAX_ARRAY_INDEX = 999_999
 #: Between the array's id and a task's index in the task's id (``k3mz8qpa_4``).
 TASK_SEP = "_"
 
-_RANGE_RE = re.compile(r"^(\d+)(?:-(\d+)(?::(\d+))?)?$")
+_RANGE_RE = re.compile(r"^(\d+)(?:-(\d+)(?::(\d+))?)?$", re.ASCII)
+#: More digits than any index, step or limit has: refused before int() reads them.
+_MAX_DIGITS = 7
 
 
 @dataclass(frozen=True)
@@ -53,13 +55,15 @@ def parse_array(value: object) -> TaskArray:
     is one index. Raises ValueError with a sentence that says how to write it."""
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise ValueError(_HOW)
+    if isinstance(value, int) and not 0 <= value <= MAX_ARRAY_INDEX:
+        raise ValueError(f"indices run from 0 to {MAX_ARRAY_INDEX}; a number alone is one index. {_HOW}")
     text = str(value).replace(" ", "")
     if not text:
         raise ValueError(_HOW)
     body, pct, limit = text.partition("%")
     max_running: int | None = None
     if pct:
-        if not limit.isdigit() or int(limit) < 1:
+        if not (limit.isascii() and limit.isdigit()) or len(limit) > _MAX_DIGITS or int(limit) < 1:
             raise ValueError(f"'{text}': after '%' write how many tasks may run at once, a whole number from 1")
         max_running = int(limit)
     indices: set[int] = set()
@@ -67,6 +71,8 @@ def parse_array(value: object) -> TaskArray:
         match = _RANGE_RE.match(part)
         if match is None:
             raise ValueError(f"'{text}': '{part}' is not an index or a range. {_HOW}")
+        if any(len(g) > _MAX_DIGITS for g in match.groups() if g is not None):
+            raise ValueError(f"'{text}': indices run from 0 to {MAX_ARRAY_INDEX}; {part} is beyond")
         first = int(match[1])
         last = int(match[2]) if match[2] is not None else first
         step = int(match[3]) if match[3] is not None else 1
