@@ -68,6 +68,14 @@ def test_listings_fold_an_array_and_cancel_takes_the_array_or_one_task(net: Net)
     assert [j.id for j in paged.items] == [array.id]
     assert [j.id for j in net.client.jobs(fold=True, cursor=paged.next_cursor).items] == [single.id]
 
+    with pytest.raises(ApiError) as whole:
+        net.client.explain(array.id)
+    assert whole.value.status == 422
+    assert (
+        f"is a job array of 4 tasks, each placed on its own; explain one of them, e.g. suanli explain {array.id}_0"
+        in str(whole.value)
+    )
+    assert net.client.explain(f"{array.id}_3").job_id == f"{array.id}_3"
     one = net.client.cancel(f"{array.id}_3")
     assert one.state.value == "CANCELLED"
     assert net.client.job(array.id).reason == "3 PENDING, 1 CANCELLED"

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from suanli.app import arrays, jobrequests, jobs, metering
 from suanli.app.control import ControlPlane
-from suanli.app.errors import NotFound
-from suanli.core.api import JobOut
+from suanli.app.errors import NotFound, Unprocessable
+from suanli.core.api import ExplainOut, JobOut
 from suanli.core.identity import Identity
 
 
@@ -20,6 +20,22 @@ def get_job(control: ControlPlane, who: Identity, job_id: str) -> JobOut:
             if found is None:
                 raise
             return arrays.show(session, *found)
+
+
+def explain(control: ControlPlane, who: Identity, job_id: str) -> ExplainOut:
+    """Why the job waits or runs where it does; an array's id is answered with how to ask of a task."""
+    try:
+        return jobrequests.explain(control, who, job_id)
+    except NotFound:
+        with control.db.read() as session:
+            found = arrays.get_array(session, job_id, who)
+        if found is None:
+            raise
+        row, head = found
+        raise Unprocessable(
+            f"{job_id} is a job array of {row.task_count:,} tasks, each placed on its own; explain one of "
+            f"them, e.g. suanli explain {head.id}"
+        ) from None
 
 
 def cancel(control: ControlPlane, who: Identity, job_id: str) -> JobOut:

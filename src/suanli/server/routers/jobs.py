@@ -108,7 +108,7 @@ def get_job(job_id: str, control: Control, who: Caller) -> JobOut:
 @router.get("/{job_id}/explain", response_model=ExplainOut)
 def explain(job_id: str, control: Control, who: Caller) -> ExplainOut:
     """Why the job runs where it does, or why it waits: per site, what it offers the job."""
-    return jobrequests.explain(control, who, job_id)
+    return arrayrequests.explain(control, who, job_id)
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut)
