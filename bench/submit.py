@@ -5,9 +5,16 @@ submits N trivial jobs from C concurrent client processes. A submission counts w
 answered 201 with an id, which it does only after the commit. At the end every id is read back.
 
     python bench/submit.py [--jobs 2000] [--concurrency 8] [--idempotency-keys] [--json]
+    python bench/submit.py --array 10000 [--json]
 
 ``--idempotency-keys`` sends a fresh ``Idempotency-Key`` with every submission, as the SDK and
 the CLI do (the key is written in the job's transaction).
+
+``--array N`` times one job array of N tasks (``array: 0-(N-1)``): one request, answered 201
+only after every task is committed, then read back (the array's task count by state). In the
+same run, when a Slurm controller answers (``scripts/engines/slurm.sh start``), it times
+``sbatch --array=0-(N-1) --hold --wrap true`` (held, so the bench leaves the machine idle; the
+array is cancelled after), and says so when Slurm is not found.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ import argparse
 import http.client
 import json
 import multiprocessing as mp
+import shutil
+import subprocess
 import time
 import uuid
 from typing import Any
@@ -57,13 +66,64 @@ def client_process(url: str, count: int, go: Any, results: Any, keys: bool = Fal
     results.put((latencies, ids, errors))
 
 
+def submit_array(url: str, tasks: int) -> dict[str, float | int | str]:
+    """One array of ``tasks`` tasks through the API: seconds to its 201, then read back."""
+    host, port = url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=120)
+    headers = {"Content-Type": "application/json", **auth()}
+    conn.request("GET", "/healthz")
+    conn.getresponse().read()
+    body = json.dumps({"spec": {**SPEC, "array": f"0-{tasks - 1}"}})
+    t0 = time.perf_counter()
+    conn.request("POST", "/api/v1/jobs", body=body, headers=headers)
+    response = conn.getresponse()
+    data = response.read()
+    wall = time.perf_counter() - t0
+    if response.status != 201:
+        raise SystemExit(f"the array was refused: {response.status} {data[:300]!r}")
+    array_id = json.loads(data)["id"]
+    conn.request("GET", f"/api/v1/jobs/{array_id}", headers=headers)
+    shown = json.loads(conn.getresponse().read())
+    conn.close()
+    stored = sum(shown["array"]["counts"].values())
+    return {"suanli_array_s": round(wall, 3), "suanli_tasks_stored": stored}
+
+
+def sbatch_array(tasks: int) -> dict[str, float | int | str]:
+    """``sbatch --array`` of ``tasks`` held tasks, timed, when a Slurm controller answers."""
+    if shutil.which("sbatch") is None:
+        return {"slurm": "not found: no sbatch on PATH"}
+    ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, check=False)
+    if "UP" not in ping.stdout:
+        return {"slurm": "not found: no slurmctld answers (scripts/engines/slurm.sh start)"}
+    cmd = ["sbatch", "--parsable", f"--array=0-{tasks - 1}", "--hold", "--output=/dev/null", "--wrap", "true"]
+    t0 = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - t0
+    if done.returncode != 0:
+        return {"slurm": f"sbatch refused the array: {done.stderr.strip()}"}
+    job = done.stdout.strip().split(";")[0]
+    subprocess.run(["scancel", job], check=False)
+    version = subprocess.run(["sbatch", "--version"], capture_output=True, text=True, check=False).stdout.strip()
+    return {"sbatch_array_s": round(wall, 3), "slurm": version}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=4, help="client processes")
     parser.add_argument("--idempotency-keys", action="store_true", help="a fresh Idempotency-Key per submission")
+    parser.add_argument("--array", type=int, metavar="N", help="time one job array of N tasks instead")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
+    if args.array:
+        with suanli_process(["server", "--network", str(HERE / "network.yaml")]) as url:
+            result = {"tasks": args.array, **submit_array(url, args.array)}
+        result.update(sbatch_array(args.array))
+        emit(result, args.json, f"bench/submit.py --array {args.array}: one array, durable (201 after commit)")
+        if result["suanli_tasks_stored"] != args.array:
+            raise SystemExit(1)
+        return
 
     with suanli_process(["server", "--network", str(HERE / "network.yaml")]) as url:
         # Clients are separate processes, as real users are: one Python process would measure

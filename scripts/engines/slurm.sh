@@ -62,6 +62,9 @@ MailProg=/bin/true
 ReturnToService=2
 KillWait=5
 MinJobAge=600
+# Arrays as large as suanli's (bench/submit.py --array 10000 times both).
+MaxArraySize=10001
+MaxJobCount=100000
 SchedulerType=sched/backfill
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory

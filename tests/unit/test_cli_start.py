@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -33,3 +34,22 @@ def test_help_imports_no_command_module() -> None:
 
 def test_root_group_is_lazy() -> None:
     assert isinstance(typer.main.get_command(suanli.__main__.app), LazyGroup)
+
+
+def _complete(words: str) -> list[str]:
+    """What bash completion offers for ``words`` (the last one being completed)."""
+    env = {"_SUANLI_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(len(words.split()) - 1)}
+    code = "import suanli.__main__ as m\nm.main()\n"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **env}, check=True
+    )
+    return done.stdout.split()
+
+
+def test_shell_completion_is_on_and_sees_lazy_commands_and_their_options() -> None:
+    assert _complete("suanli can") == ["cancel"]
+    assert "--expand" in _complete("suanli jobs --ex")
+    script = subprocess.run(
+        [sys.executable, "-m", "suanli", "--show-completion", "bash"], capture_output=True, text=True, check=True
+    )
+    assert "_SUANLI_COMPLETE=complete_bash" in script.stdout

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from suanli.core.errors import SpecError
@@ -80,6 +82,14 @@ def test_unknown_field_says_did_you_mean_and_line() -> None:
 def test_unknown_nested_field() -> None:
     msg = errors("run: x\nresources:\n  cpus: 2\n  acelerators: H100:8\n")
     assert "job.yaml:4: resources.acelerators: unknown field 'acelerators'; did you mean 'accelerators'?" in msg
+
+
+def test_unknown_field_named_like_a_pydantic_wrapper_is_named_as_written() -> None:
+    for key in ("list[x]", "function-after"):
+        with pytest.raises(SpecError, match=re.escape(f"unknown field '{key}'")):
+            job_spec_from_data({"run": "x", key: 1})
+    with pytest.raises(SpecError, match=re.escape("placement.[: unknown field '['")):
+        job_spec_from_data({"run": "x", "placement": {"[": 1}})
 
 
 def test_zero_gpus_refused_with_line() -> None:

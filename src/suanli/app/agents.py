@@ -19,6 +19,7 @@ from suanli.app.scheduling import PREEMPT_GRACE_S
 from suanli.app.secrets import SecretBox, SecretsUnavailable, open_secrets
 from suanli.app.sites import ACTIVE_ATTEMPT_STATES, update_inventory
 from suanli.core import lifecycle
+from suanli.core.arrays import task_env
 from suanli.core.protocol import (
     AssignedNode,
     AttemptAssignment,
@@ -31,6 +32,7 @@ from suanli.core.protocol import (
     StopOrder,
 )
 from suanli.core.scheduler import Policy
+from suanli.core.spec import JobSpec
 from suanli.core.states import AttemptState
 from suanli.store.models import Attempt, Job, LogChunkRow, Site
 
@@ -167,7 +169,7 @@ def assignment(job: Job, attempt: Attempt, secret_box: SecretBox | None = None) 
         attempt_number=attempt.number,
         setup=spec.setup,
         run=spec.run,
-        envs=dict(spec.envs),
+        envs={**spec.envs, **_array_env(job, spec)},
         secrets=secrets,
         tenant=job.tenant,
         workdir_digest=job.workdir_digest,
@@ -189,6 +191,13 @@ def assignment(job: Job, attempt: Attempt, secret_box: SecretBox | None = None) 
         image=spec.image,
         network=spec.network,
     )
+
+
+def _array_env(job: Job, spec: JobSpec) -> dict[str, str]:
+    """SUANLI_ARRAY_* for a task of a job array (``core.arrays``); nothing for another job."""
+    if job.array_id is None or job.array_index is None or spec.array is None:
+        return {}
+    return task_env(job.array_id, job.array_index, spec.array.count)
 
 
 def _attempts(session: Session, ids: Sequence[int]) -> dict[int, Attempt]:

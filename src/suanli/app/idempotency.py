@@ -27,7 +27,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from suanli.app import jobs
+from suanli.app import arrays, jobs
 from suanli.app.errors import Conflict, Unprocessable
 from suanli.core.api import JobOut, JobSubmit
 from suanli.store.db import Database
@@ -69,7 +69,8 @@ def replay(session: Session, *, tenant: str, key: str, user: str, print_: str, n
     if row is None:
         return None
     job = session.scalar(select(Job).where(Job.id == row.job_id))
-    if row.created_at <= now - RETENTION or job is None:
+    array = arrays.find_array(session, row.job_id) if job is None else None
+    if row.created_at <= now - RETENTION or (job is None and array is None):
         session.delete(row)  # expired and not swept yet: the key is free again
         session.flush()
         return None
@@ -83,7 +84,9 @@ def replay(session: Session, *, tenant: str, key: str, user: str, print_: str, n
             f"the {HEADER} '{key}' was already used for a different request (job {row.job_id}); "
             "send a fresh key with every new submission, and the same key only to retry the same request"
         )
-    return jobs.to_out(job, jobs.attempts_of(session, [job])[job.seq])
+    if job is not None:
+        return jobs.to_out(job, jobs.attempts_of(session, [job])[job.seq])
+    return arrays.show(session, *array) if array is not None else None
 
 
 def submit_once(

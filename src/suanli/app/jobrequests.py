@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from suanli.app import budgets, idempotency, jobs, metering, workdirs
+from suanli.app import arrays, budgets, idempotency, jobs, metering, workdirs
 from suanli.app.control import ControlPlane
 from suanli.app.errors import Unprocessable
 from suanli.app.explain import explain_job
@@ -76,8 +76,9 @@ def cancel(control: ControlPlane, who: Identity, job_id: str) -> JobOut:
 class Submission:
     """A submission checked up to what needs the database: :meth:`write` commits it durably.
     ``slow`` says whether the write should leave the event loop (another writer holds the
-    lock, or the data rules read the registry): a lone INSERT under WAL takes a fraction of a
-    millisecond, less than the hand-off to a thread that dominates the submit path."""
+    lock, the data rules read the registry, or it is a job array of many rows): a lone INSERT
+    under WAL takes a fraction of a millisecond, less than the hand-off to a thread that
+    dominates the submit path."""
 
     control: ControlPlane
     who: Identity
@@ -88,13 +89,15 @@ class Submission:
 
     @property
     def slow(self) -> bool:
-        return self.control.db.write_busy() or bool(self.spec.datasets)
+        return self.control.db.write_busy() or bool(self.spec.datasets) or self.spec.array is not None
 
-    def _make(self, session: Session) -> JobOut:
+    def make(self, session: Session) -> JobOut:
+        """Insert the job in ``session`` (the caller commits), after the checks that need the database."""
         control = self.control
         if control.scheduler_config.budgets:
             check_budget(session, control, self.spec, self.tenant)
-        return jobs.submit(
+        make = jobs.submit if self.spec.array is None else arrays.submit_array
+        return make(
             session,
             self.spec,
             tenant=self.tenant,
@@ -111,7 +114,7 @@ class Submission:
         control = self.control
         if self.key is None:
             with control.db.session() as session:
-                out, replayed = self._make(session), False
+                out, replayed = self.make(session), False
         else:
             out, replayed = idempotency.submit_once(
                 control.db,
@@ -120,7 +123,7 @@ class Submission:
                 user=self.who.name,
                 body=self.body,
                 now=control.clock.now(),
-                make=self._make,
+                make=self.make,
                 look_first=bool(control.scheduler_config.budgets),  # a retry must not be refused by its own cost
             )
         if not replayed:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, insert, select
+from sqlalchemy import ColumnElement, Select, insert, select
 from sqlalchemy.orm import Session
 
 from suanli.app import datarules
@@ -158,6 +158,36 @@ def submit(
     """Insert the job (one statement: this is the API's hot path) and return it as the API shows it.
     ``secret_box`` seals the spec's secrets (the stored spec keeps their names only).
     ``who`` (the submitter, when not the admin) may use only workdirs its tenant uploaded."""
+    values = checked_values(
+        session,
+        spec,
+        tenant=tenant,
+        workdir_digest=workdir_digest,
+        now=now,
+        who=who,
+        secret_box=secret_box,
+        sites=sites,
+        rules=rules,
+    )
+    # Parameters apart from the statement: its compiled form is cached across submissions.
+    session.execute(insert(Job), [values])
+    return to_out(Job(**values), [])
+
+
+def checked_values(
+    session: Session,
+    spec: JobSpec,
+    *,
+    tenant: str | None,
+    workdir_digest: str | None,
+    now: datetime,
+    who: Identity | None = None,
+    secret_box: SecretBox | None = None,
+    sites: Sequence[SiteState] | None = None,
+    rules: RuleSet | None = None,
+) -> dict[str, Any]:
+    """The new job's row, once every check that needs the database passed (its datasets, output,
+    dependencies, workdir): what :func:`submit` inserts, and each task of an array starts from."""
     if spec.datasets:
         if rules is None:
             raise ValueError("a job that reads datasets is checked against the data rules: pass rules")
@@ -191,9 +221,7 @@ def submit(
         if secret_box is None:
             raise Unprocessable("secrets: this way of submitting cannot take secrets; use the CLI or the API")
         values["spec"], values["secrets_enc"] = seal_spec(values["spec"], secret_box)
-    # Parameters apart from the statement: its compiled form is cached across submissions.
-    session.execute(insert(Job), [values])
-    return to_out(Job(**values), [])
+    return values
 
 
 def get_job(session: Session, job_id: str, who: Identity) -> Job:
@@ -225,18 +253,24 @@ class JobFilter:
 
 def filter_jobs(query: Select[Any], who: Identity, f: JobFilter) -> Select[Any]:
     """``query`` over :class:`Job` narrowed to what ``who`` may see and ``f`` asks for."""
+    return query.where(*job_conditions(Job, who, f))
+
+
+def job_conditions(job: Any, who: Identity, f: JobFilter) -> list[ColumnElement[bool]]:
+    """What :func:`filter_jobs` asks of a row of ``job`` (:class:`Job` or an alias of it)."""
+    conditions: list[ColumnElement[bool]] = []
     scope = tenant_filter(who)
     if scope is not None:
-        query = query.where(Job.tenant == scope)
+        conditions.append(job.tenant == scope)
     if f.states:
-        query = query.where(Job.state.in_(f.states))
+        conditions.append(job.state.in_(f.states))
     if f.tenant:
-        query = query.where(Job.tenant == f.tenant)
+        conditions.append(job.tenant == f.tenant)
     if f.site:
-        query = query.where(Job.site == f.site)
+        conditions.append(job.site == f.site)
     if f.name:
-        query = query.where(Job.name.startswith(f.name, autoescape=True))
-    return query
+        conditions.append(job.name.startswith(f.name, autoescape=True))
+    return conditions
 
 
 def list_jobs(

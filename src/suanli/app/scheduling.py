@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from suanli.app import budgets, datarules
@@ -18,6 +18,7 @@ from suanli.app.lifecycle import apply_change
 from suanli.app.records import attempt_record, check_spec, job_record
 from suanli.app.sites import ACTIVE_ATTEMPT_STATES, capacity_view
 from suanli.core import lifecycle
+from suanli.core.arrays import Task, throttle
 from suanli.core.dependencies import Dependency, Outcome, Verdict, decide
 from suanli.core.policy import RuleSet
 from suanli.core.scheduler import (
@@ -33,7 +34,7 @@ from suanli.core.scheduler import (
 )
 from suanli.core.scheduling import inputs
 from suanli.core.scheduling.engine import CANNOT_SCHEDULE
-from suanli.core.spec import Priority
+from suanli.core.spec import JobSpec, Priority
 from suanli.core.states import AttemptState, JobState
 from suanli.datachain.rulesets import default_ruleset
 from suanli.store.models import Attempt, Job, Tenant
@@ -95,7 +96,7 @@ def error_words(exc: Exception) -> str:
 
 #: The spec's fields the scheduler reads: a stored spec whose one of these no longer validates
 #: cannot be scheduled (``pending_job``).
-SCHEDULED_FIELDS = frozenset({"resources", "placement", "time_limit", "datasets", "image", "after"})
+SCHEDULED_FIELDS = frozenset({"resources", "placement", "time_limit", "datasets", "image", "after", "array"})
 
 
 def pending_job(job: Job, home_region: str | None = None) -> PendingJob:
@@ -150,6 +151,8 @@ class PendingCache:
         self.broken: dict[int, tuple[str, str]] = {}
         #: seq → dependencies (``after``) of the pending jobs that have some.
         self.after: dict[int, tuple[Dependency, ...]] = {}
+        #: seq → the pending tasks of job arrays with a ``%N`` throttle.
+        self.tasks: dict[int, Task] = {}
 
     def load(
         self, session: Session, after_seq: int | None = None, now: datetime | None = None
@@ -175,6 +178,7 @@ class PendingCache:
             for seq in [s for s in self._jobs if s not in seqs]:
                 del self._jobs[seq]
                 self.after.pop(seq, None)
+                self.tasks.pop(seq, None)
             self.broken = {s: b for s, b in self.broken.items() if s in seqs}
         missing = [s for s in seqs if s not in self._jobs and s not in self.broken]
         homes: dict[str, str | None] = {}
@@ -184,9 +188,12 @@ class PendingCache:
             for job in session.scalars(select(Job).where(Job.seq.in_(missing[start : start + 500]))):
                 try:
                     self._jobs[job.seq] = pending_job(job, homes.get(job.tenant))
-                    after = check_spec(job, SCHEDULED_FIELDS).after
-                    if after:
-                        self.after[job.seq] = tuple(a.dependency for a in after)
+                    spec = check_spec(job, SCHEDULED_FIELDS)
+                    if spec.after:
+                        self.after[job.seq] = tuple(a.dependency for a in spec.after)
+                    throttled = array_task(job, spec)
+                    if throttled is not None:
+                        self.tasks[job.seq] = throttled
                 except (ValueError, TypeError, KeyError) as exc:
                     error = error_words(exc)
                     log.warning("job %s cannot be scheduled: its stored spec is invalid: %s", job.id, error)
@@ -201,6 +208,25 @@ class PendingCache:
         if not after:
             return {}
         return unmet_dependencies(session, after)
+
+    def throttled(self, session: Session, jobs: Sequence[PendingJob]) -> dict[str, str]:
+        """The ``jobs`` that are tasks of an array at its ``%N`` (job id → the reason they wait):
+        one query for the active tasks of those arrays; other jobs cost nothing."""
+        tasks = [self.tasks[j.seq] for j in jobs if j.seq in self.tasks]
+        if not tasks:
+            return {}
+        ids = sorted({t.array_id for t in tasks})
+        active = [s.value for s in JobState if s.is_active()]
+        query = select(Job.array_id, func.count()).where(Job.array_id.in_(ids), Job.state.in_(active))
+        counts = {str(row[0]): int(row[1]) for row in session.execute(query.group_by(Job.array_id))}
+        return throttle(tasks, counts)
+
+
+def array_task(job: Job, spec: JobSpec) -> Task | None:
+    """The job as the ``%N`` throttle sees it, if it is a task of a throttled array."""
+    if job.array_id is None or job.array_index is None or spec.array is None or spec.array.max_running is None:
+        return None
+    return Task(job.id, job.array_id, job.array_index, spec.array.max_running)
 
 
 def unmet_dependencies(session: Session, after: Mapping[str, Sequence[Dependency]]) -> dict[str, Verdict]:
@@ -252,10 +278,13 @@ def plan_pass(
     waiting = {j: v.reason for j, v in unmet.items() if v.outcome == Outcome.WAITING}
     never = {j: v.reason for j, v in unmet.items() if v.outcome == Outcome.NEVER}
     jobs = [j for j in jobs if j.id not in unmet] if unmet else jobs
+    throttled = cache.throttled(session, jobs)
+    jobs = [j for j in jobs if j.id not in throttled] if throttled else jobs
+    waiting.update(throttled)
     if not jobs:
         if after_seq is None:
             cache.reserved, cache.reservations = set(), {}
-        if not broken and not unmet:
+        if not broken and not unmet and not throttled:
             return None
         unplanned = ScheduleResult(reasons={**dict(broken.values()), **waiting})
         return Plan(unplanned, seq_of, reasons, never=never)

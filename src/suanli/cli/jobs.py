@@ -12,6 +12,7 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn, TransferSpeedColumn
 from rich.text import Text
 
+from suanli.cli.arrays import tasks_words, with_array
 from suanli.cli.context import JsonOption, ServerOption, TokenOption, err_console, note, open_client, print_json, say
 from suanli.cli.render import state_text
 from suanli.core.api import JobOut
@@ -54,6 +55,15 @@ def submit(
             "fail or be cancelled (afternotok).",
         ),
     ] = None,
+    array: Annotated[
+        str | None,
+        typer.Option(
+            "--array",
+            metavar="INDICES",
+            help="Submit a job array (like sbatch --array): one task per index, e.g. 0-999, 0-999:4, "
+            "1,3,5-7, with %N for at most N at once; each task sees SUANLI_ARRAY_INDEX.",
+        ),
+    ] = None,
     json_out: JsonOption = False,
     server: ServerOption = None,
     token: TokenOption = None,
@@ -63,7 +73,11 @@ def submit(
     With --follow the job's output goes to stdout and the exit code is 0 only if it
     SUCCEEDED. With --json (and --follow) the logs go to stderr and the final job is printed.
     """
-    spec = with_after(with_secrets(load_spec(file, name), secret or []), after)
+    spec = with_array(with_after(with_secrets(load_spec(file, name), secret or []), after), array)
+    if follow and spec.array is not None:
+        raise typer.BadParameter(
+            "an array has many tasks; follow one with 'suanli logs -f ID_INDEX'", param_hint="--follow"
+        )
     workdir = (file.parent / spec.workdir).resolve() if spec.workdir else None
     with open_client(ctx, server, token) as client:
         job = _submit(client, spec, workdir)
@@ -201,6 +215,9 @@ def _submit(client: Client, spec: JobSpec, workdir: Path | None) -> JobOut:
 
 def _print_submitted(job: JobOut, *, to_stderr: bool) -> None:
     show = note if to_stderr else say
+    if job.array is not None:
+        show(Text.assemble(f"Submitted job array {job.id} ({job.name}): ", tasks_words(job)))
+        return
     show(Text.assemble(f"Submitted job {job.id} ({job.name}): ", state_text(job.state)))
     if job.state == JobState.PENDING and job.reason and job.reason != QUEUED_REASON:
         show(f"  Waiting: {job.reason}", style="yellow")

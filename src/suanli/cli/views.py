@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.text import Text
 
 from suanli.cli import render
+from suanli.cli.arrays import tasks_words
 from suanli.cli.context import JsonOption, ServerOption, TokenOption, note, open_client, out_console, print_json
 from suanli.cli.render import DASH, age, compact_duration, local_time, state_text, table, when
 from suanli.core.api import AttemptOut, JobOut
@@ -32,14 +33,19 @@ def jobs(
     site: Annotated[str | None, typer.Option("--site", help="Only jobs at this site.", show_default=False)] = None,
     name: Annotated[str | None, typer.Option("--name", help="Only jobs with this name.", show_default=False)] = None,
     all_jobs: Annotated[bool, typer.Option("--all", "-a", help="Include jobs that finished long ago.")] = False,
+    expand: Annotated[
+        bool, typer.Option("--expand", help="List each task of a job array (ID_INDEX), not one line per array.")
+    ] = False,
     json_out: JsonOption = False,
     server: ServerOption = None,
     token: TokenOption = None,
 ) -> None:
     """List jobs: by default those pending or running plus those that finished in the last
-    24 hours, oldest first. --all lists every job; --state lists every job in that state."""
+    24 hours, oldest first. --all lists every job; --state lists every job in that state.
+
+    A job array is one line, its tasks counted by state (--expand lists every task)."""
     with open_client(ctx, server, token) as client:
-        found = list(client.iter_jobs(state=state.value if state else None, site=site, name=name))
+        found = list(client.iter_jobs(state=state.value if state else None, site=site, name=name, fold=not expand))
     if not (all_jobs or state):
         cutoff = render.now() - RECENT
         found = [j for j in found if not j.state.is_terminal() or (j.finished_at or j.updated_at) >= cutoff]
@@ -87,7 +93,7 @@ def show_job(console: Console, job: JobOut) -> None:
 
 def _reason_line(job: JobOut) -> Text | None:
     """The one line that says why the job is not running (or why it ended), up front."""
-    if not job.reason:
+    if not job.reason or job.array is not None:
         return None
     if job.state == JobState.PENDING:
         return Text.assemble(("Waiting: ", "bold yellow"), (job.reason, "yellow"))
@@ -100,6 +106,8 @@ def _fields(job: JobOut) -> Iterable[tuple[str, str | Text]]:
     if job.cancel_requested and not job.state.is_terminal():
         state.append(" (cancel requested)", style="magenta")
     yield "State", state
+    if job.array is not None:
+        yield "Tasks", tasks_words(job)
     yield "Tenant", job.tenant
     yield "Site", job.site or DASH
     yield "Priority", job.priority

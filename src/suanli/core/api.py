@@ -86,6 +86,18 @@ class AttemptOut(BaseModel):
     ended_at: datetime | None = None
 
 
+class ArrayOut(BaseModel):
+    """What a job array's entry adds: its tasks (jobs ``ID_INDEX``) counted by state."""
+
+    #: The expression as submitted (``0-999:4%50``).
+    expression: str
+    tasks: int
+    #: ``%N``: at most this many tasks active at once; None: no limit.
+    max_running: int | None = None
+    #: State → number of tasks in it (states with none are left out).
+    counts: dict[str, int] = Field(default_factory=dict)
+
+
 class JobOut(BaseModel):
     id: str
     name: str
@@ -106,6 +118,9 @@ class JobOut(BaseModel):
     cost_cny: str | None = None
     attempts: list[AttemptOut] = Field(default_factory=list)
     spec: dict[str, Any] = Field(default_factory=dict)
+    #: Set on a job array's entry (``suanli status ARRAY``, folded listings); its state is the
+    #: tasks' summed up (``core.arrays.array_state``) and its reason their counts. None: a job.
+    array: ArrayOut | None = None
 
 
 class GpuCount(BaseModel):

@@ -11,8 +11,18 @@ import unicodedata
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+)
 
+from suanli.core.arrays import TaskArray, parse_array
 from suanli.core.dependencies import Dependency, When, parse_dependency
 from suanli.core.images import parse_image
 from suanli.core.resources import (
@@ -224,6 +234,19 @@ def _to_after(value: Any) -> Any:
 AfterField = Annotated[After, BeforeValidator(_to_after)]
 
 
+def _to_array(value: Any) -> Any:
+    return value if isinstance(value, TaskArray) else parse_array(value)
+
+
+#: ``0-999``, ``0-999:4``, ``1,3,5-7``, with ``%N`` (``core.arrays``); stored and shown as written.
+ArrayField = Annotated[
+    TaskArray,
+    BeforeValidator(_to_array),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "integer", "minimum": 0}], "examples": ["0-999%50"]}),
+]
+
+
 class JobSpec(StrictModel):
     name: str | None = None
     resources: Resources = Field(default_factory=Resources)
@@ -259,6 +282,8 @@ class JobSpec(StrictModel):
     labels: dict[str, str] = Field(default_factory=dict)
     #: Jobs this one waits for (Slurm's ``--dependency``): ``[abc123, {job: def456, when: any}]``.
     after: list[AfterField] = Field(default_factory=list, max_length=MAX_AFTER)
+    #: One task per index (Slurm's ``--array``): ``0-999``, ``0-999:4``, ``1,3,5-7``, ``0-999%50``.
+    array: ArrayField | None = None
 
     @field_validator("name")
     @classmethod
@@ -376,6 +401,16 @@ class JobSpec(StrictModel):
                 raise ValueError(f"'{key}': a secret's value must not be empty")
             if len(secret.encode("utf-8")) > MAX_SECRET_BYTES:
                 raise ValueError(f"'{key}': a secret's value must be at most {MAX_SECRET_BYTES // 1024} KiB")
+        return value
+
+    @field_validator("array")
+    @classmethod
+    def _array(cls, value: TaskArray | None, info: ValidationInfo) -> TaskArray | None:
+        if value is not None and info.data.get("output") is not None:
+            raise ValueError(
+                "an array's tasks cannot all become one output dataset; drop output, or submit the "
+                "tasks as separate jobs each with an output of its own"
+            )
         return value
 
     @field_validator("time_limit", mode="before")

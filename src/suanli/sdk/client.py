@@ -183,12 +183,17 @@ class Client:
         name: str | None = None,
         limit: int = 100,
         cursor: str | None = None,
+        fold: bool = False,
     ) -> Page[JobOut]:
+        """A page of jobs, newest first; ``fold``: each job array as one entry (its tasks,
+        ``ID_INDEX``, counted by state in ``array``) rather than one per task."""
         params = {
             k: v
             for k, v in {"state": state, "site": site, "name": name, "limit": limit, "cursor": cursor}.items()
             if v is not None
         }
+        if fold:
+            params["fold"] = "true"
         return self._get("/api/v1/jobs", Page[JobOut], params=params)
 
     def iter_jobs(self, **filters: Any) -> Iterator[JobOut]:

@@ -150,7 +150,10 @@ class Node(Base):
 
 class Job(Base):
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_state_seq", "state", "seq"),)
+    __table_args__ = (
+        Index("ix_jobs_state_seq", "state", "seq"),
+        Index("ix_jobs_array_state", "array_id", "state"),
+    )
 
     #: Submit order; also the internal key.
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -176,6 +179,27 @@ class Job(Base):
     submitted_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    #: The array this job is a task of (``job_arrays.id``), and its index there; None: no array.
+    array_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    array_index: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class JobArray(Base):
+    """A job array (``core.arrays``): one submission, one task (a ``jobs`` row) per index."""
+
+    __tablename__ = "job_arrays"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    tenant: Mapped[str] = mapped_column(String(64), index=True)
+    #: The expression as the spec wrote it (``0-999:4%50``).
+    expression: Mapped[str] = mapped_column(String(255))
+    task_count: Mapped[int] = mapped_column(Integer)
+    #: The lowest index: that task's row stands for the array in folded listings.
+    first_index: Mapped[int] = mapped_column(Integer)
+    #: ``%N``: at most this many tasks active at once; None: no limit.
+    max_running: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    submitted_at: Mapped[datetime]
 
 
 class Leadership(Base):

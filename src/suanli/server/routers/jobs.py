@@ -8,19 +8,27 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
-from starlette.concurrency import run_in_threadpool
 
-from suanli.app import idempotency, jobrequests
+from suanli.app import arrayrequests, idempotency, jobrequests
 from suanli.app import jobs as service
 from suanli.app.control import ControlPlane
 from suanli.app.errors import Unprocessable
 from suanli.app.follow import open_logs
+from suanli.app.groupcommit import GroupCommit
 from suanli.core.api import ExplainOut, JobOut, JobSubmit, Page
 from suanli.core.states import JobState
 from suanli.server.deps import MAX_ROW_ID, Caller, Control
 from suanli.server.follow import FollowResponse
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
+
+
+def committer(request: Request) -> GroupCommit:
+    """The server's group commit (made with its first submission, on its event loop)."""
+    group: GroupCommit | None = getattr(request.app.state, "group_commit", None)
+    if group is None:
+        group = request.app.state.group_commit = GroupCommit()
+    return group
 
 
 @router.post(
@@ -55,8 +63,8 @@ async def submit(
     except ValidationError as exc:  # malformed JSON or a wrong shape: 422, as for FastAPI's own bodies
         raise RequestValidationError(exc.errors(include_url=False)) from None
     submission = jobrequests.prepare_submit(control, who, body, idempotency.parse_key(idempotency_key))
-    # Written on the event loop unless that could wait on a lock (see ``Submission.slow``).
-    out, replayed = await run_in_threadpool(submission.write) if submission.slow else submission.write()
+    # Plain submissions share transactions (``app/groupcommit.py``); 201 only after the commit.
+    out, replayed = await committer(request).write(submission)
     headers = {"Idempotent-Replayed": "true"} if replayed else None
     # Serialised once, by pydantic: this is the API's hot path.
     return Response(out.model_dump_json(), status_code=201, media_type="application/json", headers=headers)
@@ -71,6 +79,9 @@ def list_jobs(
     name: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: str | None = None,
+    fold: Annotated[
+        bool, Query(description="One entry per job array (its tasks' counts) instead of one per task")
+    ] = False,
 ) -> Page[JobOut]:
     states = [s.strip().upper() for raw in state or [] for s in raw.split(",") if s.strip()]
     bad = [s for s in states if s not in JobState.__members__]
@@ -83,24 +94,27 @@ def list_jobs(
     if after is not None and not 0 <= after <= MAX_ROW_ID:
         raise Unprocessable("cursor must be the next_cursor of a previous page")
     wanted = service.JobFilter(states=states, site=site, name=name)
-    items, nxt = jobrequests.list_jobs(control, who, wanted, limit=limit, cursor=after)
+    listing = arrayrequests.list_folded if fold else jobrequests.list_jobs
+    items, nxt = listing(control, who, wanted, limit=limit, cursor=after)
     return Page[JobOut](items=items, next_cursor=str(nxt) if nxt is not None else None)
 
 
 @router.get("/{job_id}", response_model=JobOut)
 def get_job(job_id: str, control: Control, who: Caller) -> JobOut:
-    return jobrequests.get_job(control, who, job_id)
+    """A job, or a job array (``ID``; its tasks are ``ID_INDEX``) with its tasks' counts."""
+    return arrayrequests.get_job(control, who, job_id)
 
 
 @router.get("/{job_id}/explain", response_model=ExplainOut)
 def explain(job_id: str, control: Control, who: Caller) -> ExplainOut:
     """Why the job runs where it does, or why it waits: per site, what it offers the job."""
-    return jobrequests.explain(control, who, job_id)
+    return arrayrequests.explain(control, who, job_id)
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut)
 def cancel(job_id: str, control: Control, who: Caller) -> JobOut:
-    return jobrequests.cancel(control, who, job_id)
+    """Cancel a job, or every task of a job array that has not ended."""
+    return arrayrequests.cancel(control, who, job_id)
 
 
 @router.get("/{job_id}/logs", response_class=StreamingResponse)
