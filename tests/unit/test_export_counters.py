@@ -6,13 +6,18 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pytest
+
 from suanli.app import registry
 from suanli.store.db import Database
 from suanli.store.models import ExportCounter
+from tests.db_support import drop_database, fresh_database
 
 
-def test_concurrent_counts_all_count(tmp_path: Path) -> None:
-    db = Database(f"sqlite:///{tmp_path / 'counters.db'}")
+@pytest.mark.parametrize("database", ["sqlite", "postgres"])
+def test_concurrent_counts_all_count(tmp_path: Path, database: str) -> None:
+    url = f"sqlite:///{tmp_path / 'counters.db'}" if database == "sqlite" else fresh_database()
+    db = Database(url)
     db.migrate()
     start = threading.Barrier(4)
     errors: list[BaseException] = []
@@ -37,6 +42,8 @@ def test_concurrent_counts_all_count(tmp_path: Path) -> None:
         assert [(r.exporter, r.year, r.pi, r.spi) for r in rows] == [("bj-ai", 2027, 40_000, 40)]
         assert registry.counters_of(s, "bj-ai", 2027).pi == 40_000
     db.dispose()
+    if database == "postgres":
+        drop_database(url)
 
 
 def test_a_session_sees_its_own_count(tmp_path: Path) -> None:
