@@ -48,6 +48,7 @@ from suanli.core.spec import JobSpec, parse_job_spec
 from suanli.core.states import TransferState
 from suanli.sdk.credentials import discover_token
 from suanli.sdk.errors import ApiError, ServerUnreachable
+from suanli.sdk.failover import FailoverTransport, parse_servers
 from suanli.sdk.workdir import ProgressFn, ProgressReader, pack_workdir
 
 DEFAULT_SERVER = "http://127.0.0.1:8731"
@@ -66,7 +67,8 @@ def default_server() -> str:
 
 
 class Client:
-    """Typed client for one suanli server."""
+    """Typed client for a suanli front desk: one server, or several replicas it fails over
+    between (``sdk/failover.py``)."""
 
     def __init__(
         self,
@@ -81,14 +83,17 @@ class Client:
     ) -> None:
         """``submit_retries``: how often :meth:`submit` resends after a connection error or a
         502/503/504 (pauses of ``retry_backoff_s``, doubling; ``sleep`` waits them)."""
-        self.server = (server or default_server()).rstrip("/")
+        #: Every server URL given (``SUANLI_SERVER`` may list replicas, comma-separated).
+        self.servers = parse_servers(server or default_server())
+        self.server = self.servers[0]
         self.submit_retries = max(0, submit_retries)
         self.retry_backoff_s = retry_backoff_s
         self._sleep = sleep
         if token is None:
             token = discover_token(self.server)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = http or httpx.Client(base_url=self.server, timeout=timeout, headers=headers)
+        transport = FailoverTransport(self.servers) if len(self.servers) > 1 else None
+        self._http = http or httpx.Client(base_url=self.server, timeout=timeout, headers=headers, transport=transport)
         if http is not None and token:
             self._http.headers.update(headers)
 
@@ -112,8 +117,9 @@ class Client:
         return response
 
     def _unreachable(self, exc: httpx.TransportError) -> ServerUnreachable:
+        where = f"at {self.server}" if len(self.servers) == 1 else f"at any of {', '.join(self.servers)}"
         return ServerUnreachable(
-            f"cannot reach the suanli server at {self.server} ({exc.__class__.__name__}). "
+            f"cannot reach the suanli server {where} ({exc.__class__.__name__}). "
             "Is it running? Start one with 'suanli up', or point --server / SUANLI_SERVER at it."
         )
 
