@@ -121,3 +121,20 @@ def test_the_network_file_sets_the_knobs_and_the_spec_opts_out() -> None:
     assert Policy.from_decl(parse_network("regions: []\n").scheduling).las_thresholds_gpu_s == (8 * 3600.0,)
     assert JobSpec.model_validate({"run": "x"}).preemptible is True
     assert JobSpec.model_validate({"run": "x", "preemptible": False}).preemptible is False
+
+
+def test_past_the_bound_a_starving_job_reserves_and_newer_short_work_no_longer_passes_it() -> None:
+    n = busy(node("n1", gpus=16), 8)
+    s = site("s", "r", n)
+    s.allocations = [alloc(x, "n1", 4, 5, started_at=NOW - timedelta(minutes=5)) for x in ("a", "b")]
+    wide = job("wide", 1, "H100:16", time_limit_s=3600, submitted_at=NOW - timedelta(minutes=130))
+    short = job("short", 5, "H100:4", time_limit_s=600, submitted_at=NOW)
+    policy = Policy(starvation_factor=2, las_preemption=False)
+    result = schedule([wide, short], [s], NOW, policy=policy)
+    assert result.placements == []
+    assert result.reservations["wide"] == ("s", NOW + timedelta(minutes=5))
+    assert result.reasons["short"].startswith("waiting behind job wide")
+    # Within the bound (2 × 1 h), shortest remaining first lets the newer short job go ahead.
+    wide = job("wide", 1, "H100:16", time_limit_s=3600, submitted_at=NOW - timedelta(minutes=110))
+    result = schedule([wide, short], [s], NOW, policy=policy)
+    assert [p.job_id for p in result.placements] == ["short"]
