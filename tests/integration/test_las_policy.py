@@ -1,11 +1,13 @@
 """The default policy through the real server and agents: a short job behind a long gang
 starts before the gang ends (preempting it when it checkpoints, or by backfill), a job that
-opted out is not preempted."""
+opted out is not preempted, and no job waits longer than the starvation bound."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from suanli.core.spec import parse_job_spec
-from tests.integration.conftest import Net
+from tests.integration.conftest import NETWORK, Net, start_net
 
 GANG = "run: train\nresources: {accelerators: H100:16}\n"
 
@@ -68,3 +70,34 @@ def test_a_short_job_backfills_beside_a_long_gang_and_a_blocked_wide_job(net: Ne
     assert net.state(gang.id) == "RUNNING"
     assert net.state(wide.id) == "PENDING"
     assert net.state(short.id) in {"SCHEDULED", "RUNNING"}  # ends long before the gang: it backfills
+
+
+STARVE = NETWORK + "scheduling: {starvation_factor: 2, las_preemption: false}\n"
+
+
+def test_no_job_waits_longer_than_the_starvation_bound_behind_newer_short_work(tmp_path: Path) -> None:
+    """A 16-GPU job (1 h limit, so a bound of 2 × 1 h) waits behind a stream of newer 10-minute
+    jobs that shortest-remaining-first puts ahead of it. Past the bound it goes first and holds
+    its reservation against all newer work, so it starts once the short jobs running there end
+    (their 10-minute limit), give or take one step of this test's clock."""
+    with start_net(tmp_path, STARVE) as net:
+        _, fake = net.fake_agent("tianjin-gaocun")
+        net.client.submit(parse_job_spec("run: x\nresources: {accelerators: H100:4}\ntime_limit: 10m\n"))
+        net.cycle()
+        net.cycle()
+        wide = net.client.submit(parse_job_spec("run: x\nresources: {accelerators: H100:16}\ntime_limit: 1h\n"))
+        step_s, waited = 300, 0
+        bound = 2 * 3600 + 600 + step_s
+        while net.state(wide.id) == "PENDING":
+            assert waited <= bound, f"waited {waited} s, past its bound: {net.client.job(wide.id).reason}"
+            for _ in range(2):  # newer short work keeps arriving
+                net.client.submit(parse_job_spec("run: x\nresources: {accelerators: H100:4}\ntime_limit: 10m\n"))
+            _later(net, step_s)
+            waited += step_s
+            for job in net.client.iter_jobs(state="RUNNING"):  # each short job ends after its 10 minutes
+                attempt = net.client.job(job.id).attempts[-1]
+                if attempt.started_at is not None and (net.clock.now() - attempt.started_at).total_seconds() >= 600:
+                    fake.finish(attempt.id, exit_code=0)
+            net.cycle()
+            net.cycle()
+        assert 2 * 3600 <= waited <= bound  # newer work did go first, until the bound

@@ -134,6 +134,11 @@ def test_past_the_bound_a_starving_job_reserves_and_newer_short_work_no_longer_p
     assert result.placements == []
     assert result.reservations["wide"] == ("s", NOW + timedelta(minutes=5))
     assert result.reasons["short"].startswith("waiting behind job wide")
+    # Past the bound even work that would end before the reserved start does not pass it (agents
+    # start work late; the reservation would slide behind it).
+    tiny = job("tiny", 6, "H100:4", time_limit_s=120, submitted_at=NOW)
+    result = schedule([wide, tiny], [s], NOW, policy=policy)
+    assert "past its starvation bound" in result.reasons["tiny"]
     # Within the bound (2 × 1 h), shortest remaining first lets the newer short job go ahead.
     wide = job("wide", 1, "H100:16", time_limit_s=3600, submitted_at=NOW - timedelta(minutes=110))
     result = schedule([wide, short], [s], NOW, policy=policy)

@@ -76,6 +76,8 @@ class _Pass:
         self.waiting: list[tuple[PendingJob, tuple[str, ...]]] = []
         self.preempting: set[str] = set()
         self.reserve_tries = 0
+        #: Reservations of jobs past their starvation bound: nothing that needs their GPUs passes them.
+        self.hard: set[str] = set()
         #: class key → (first job of the class that found no capacity, its sites, the ids of
         #: later jobs of the class, which wait for the same reason).
         self.failed_class: dict[int, tuple[PendingJob, tuple[str, ...], list[str]]] = {}
@@ -100,6 +102,13 @@ class _Pass:
         """The job's run time where it is predictable: its time limit (history of a name varies
         too much from job to job to preempt on; it orders the queue)."""
         return job.time_limit_s
+
+    def starving(self, job: PendingJob) -> bool:
+        """Past the starvation bound: waited more than ``starvation_factor`` × its estimated run time."""
+        factor = self.policy.starvation_factor
+        if self.policy.order != "las" or factor <= 0 or job.submitted_s is None:
+            return False
+        return self.index.now - job.submitted_s > factor * self.run_time(job)
 
     def run_time(self, job: PendingJob) -> float:
         return run_estimate(job, self.tenants, self.policy)
@@ -203,7 +212,14 @@ class _Pass:
         if pool is None or pool.reservation is None:
             return ""
         start, spare, holder = pool.reservation
-        if ends <= start or gpus_needed(job, acc) <= spare:
+        if gpus_needed(job, acc) <= spare:
+            return ""
+        if holder in self.hard:
+            return (
+                f"waiting behind job {holder}, which has waited past its starvation bound and has {acc.type} at "
+                f"{site.name} reserved from ~{fmt_time(start)}; nothing that needs those GPUs passes it"
+            )
+        if ends <= start:
             return ""
         return (
             f"waiting behind job {holder}, which has {acc.type} at {site.name} reserved from ~{fmt_time(start)}; "
@@ -285,6 +301,8 @@ class _Pass:
             if pool is not None and pool.reservation is None:
                 spare = self.index.free_at(pool, at) - gpus_needed(job, acc) if self.policy.backfill else -1
                 pool.reservation = (at if self.policy.backfill else self.index.now, spare, job.id)
+                if self.starving(job):
+                    self.hard.add(job.id)
                 self.result.reservations[job.id] = (site_name, at_datetime(at, self.now.tzinfo))
         if not self.policy.preemption or (best is not None and best[0] <= self.index.now + self.policy.preempt_after_s):
             return

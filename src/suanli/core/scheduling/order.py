@@ -14,7 +14,7 @@ that type, the largest of these. F is 1 for a tenant that used nothing, 0.5 at e
    GPU-seconds its earlier attempts held, against ``las_thresholds_gpu_s``),
 5. its estimated remaining run time (time limit, else the tenant's usual run time, less what it
    ran already): shortest remaining first where that is predictable,
-6. submit order.
+6. submit time, then submit order.
 
 ``order: priority``: score ``class rank + aging × hours waited + fair_share_weight × F``, then
 submit order.
@@ -132,7 +132,7 @@ def _las_ordered(
     starve = policy.starvation_factor
     thresholds = policy.las_thresholds_gpu_s
     first = thresholds[0] if thresholds else math.inf
-    keyed: list[tuple[int, int, float, int, float, int, str, PendingJob]] = []
+    keyed: list[tuple[int, int, float, int, float, float, int, str, PendingJob]] = []
     for j in queue:
         waited = 0.0 if j.submitted_s is None or j.submitted_s > now_s else now_s - j.submitted_s
         cls = j.rank + math.floor(aging * waited)
@@ -143,7 +143,7 @@ def _las_ordered(
         else:
             est = usual[j.tenant]
         if starve > 0 and waited > starve * est:
-            keyed.append((-cls, 0, 0.0, 0, j.submitted_s or 0.0, j.seq, j.id, j))
+            keyed.append((-cls, 0, 0.0, 0, 0.0, j.submitted_s or 0.0, j.seq, j.id, j))
             continue
         attained = j.attained_gpu_s
         if attained <= 0:
@@ -151,9 +151,9 @@ def _las_ordered(
         else:
             las = 0 if attained < first else bisect_right(thresholds, attained)
             left = max(est - attained / max(job_gpus(j), 1), 0.0)
-        keyed.append((-cls, 1, -bonus.get(j.tenant, 0.0), las, left, j.seq, j.id, j))
+        keyed.append((-cls, 1, -bonus.get(j.tenant, 0.0), las, left, j.submitted_s or now_s, j.seq, j.id, j))
     keyed.sort()  # ids are unique, so the job itself is never compared
-    return [k[7] for k in keyed]
+    return [k[8] for k in keyed]
 
 
 def _priority_ordered(jobs: Iterable[PendingJob], now: datetime, policy: Policy, fair: Shares) -> list[PendingJob]:
