@@ -357,7 +357,9 @@ class Simulation:
         free: dict[str, list[int]] = {}
         seen: set[tuple[object, ...]] = set()
         for job in offer:
-            key = (self._shape_key(job), job.trace.tenant, job.pending.priority)
+            # (Jobs of one key may differ in LAS queue: a requeued job has had service.)
+            queue = self.core_policy.las_queue(job.pending.attained_gpu_s) if self.las_preemption else 0
+            key = (self._shape_key(job), job.trace.tenant, job.pending.priority, queue)
             if key in seen:
                 continue
             seen.add(key)
