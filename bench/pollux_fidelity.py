@@ -5,6 +5,10 @@ The cluster of the Pollux artifact (16 nodes × 4 GPUs, ``examples/sim/pollux-16
 demotion threshold at 16 GPU-hours. For each policy: the mean over the workloads of each
 workload's average JCT, beside the published figure (``results-jobload/<policy>-1.0``).
 
+Also per policy: Jain's fairness (over jobs: one tenant per workload), the mean p99 JCT, and
+the jobs that ended FAILED (left out of the averages); and the checks ``default_h_le_1``,
+``default_jain_ge_fifo``, ``tiresias_within_15pct``.
+
     python bench/pollux_fidelity.py [--traces ../shared/traces] [--policies tiresias,default] [--json]
 """
 
@@ -44,16 +48,33 @@ def main() -> None:
         result[f"published_{name}_h"] = round(summary["mean"] / 3600, 3)
     t0 = time.perf_counter()
     for policy in args.policies.split(","):
-        avgs = []
+        avgs, jains, p99s, failed = [], [], [], 0
         for i in range(1, 9):
             trace = load_trace(f"pollux:{root / 'workloads' / f'workload-{i}.csv'}")
             sim = Simulation(trace, network, make_policy(policy), speed, 60.0)
-            avgs.append(summarize(sim.run())["avg_jct_s"])
+            summary = summarize(sim.run())
+            avgs.append(summary["avg_jct_s"])
+            jains.append(summary["jain_fairness"])
+            p99s.append(summary["p99_jct_s"])
+            failed += summary["failed_jobs"]
             result[f"{policy}_workload_{i}_h"] = round(avgs[-1] / 3600, 3)
         result[f"{policy}_h"] = round(statistics.fmean(avgs) / 3600, 3)
+        # One tenant per workload: Jain's index is over jobs (run time alone ÷ JCT), averaged.
+        result[f"{policy}_jain"] = round(statistics.fmean(jains), 4)
+        result[f"{policy}_p99_h"] = round(statistics.fmean(p99s) / 3600, 3)
+        # Jobs that ended FAILED are not in the averages: a policy must not win by failing jobs.
+        result[f"{policy}_failed_jobs"] = failed
         if policy in PUBLISHED:
             published = float(result[f"published_{policy}_h"])
             result[f"{policy}_vs_published"] = f"{(statistics.fmean(avgs) / 3600 / published - 1):+.1%}"
+    if "default" in args.policies.split(","):
+        result["default_h_le_1"] = float(result["default_h"]) <= 1.0
+        if "fifo" in args.policies.split(","):
+            result["default_jain_ge_fifo"] = float(result["default_jain"]) >= float(result["fifo_jain"])
+    if "tiresias" in args.policies.split(","):
+        result["tiresias_within_15pct"] = (
+            abs(float(result["tiresias_h"]) / float(result["published_tiresias_h"]) - 1) <= 0.15
+        )
     result["wall_s"] = round(time.perf_counter() - t0, 2)
     if args.json:
         emit(result, True, "")
@@ -64,6 +85,10 @@ def main() -> None:
         published = result.get(f"published_{policy}_h")
         versus = f"  published {published:.3f} ({result[f'{policy}_vs_published']})" if published else ""
         print(f"  {policy:<9} {result[f'{policy}_h']:6.3f}   per workload: {per}{versus}")
+        print(
+            f"  {'':<9} Jain {result[f'{policy}_jain']:.3f}, p99 {result[f'{policy}_p99_h']:.2f} h, "
+            f"failed jobs {result[f'{policy}_failed_jobs']}"
+        )
     others = ", ".join(f"{n} {result[f'published_{n}_h']:.3f}" for n in PUBLISHED if n not in args.policies)
     print(f"  published, not simulated here: {others}")
     print(f"  wall time {result['wall_s']:.1f} s")

@@ -79,7 +79,9 @@ def test_backfill_through_the_server(net: Net) -> None:
     assert net.state(short.id) in {"SCHEDULED", "RUNNING"}
     waiting = net.client.job(long.id)
     assert waiting.state.value == "PENDING"
-    assert f"waiting behind job {big.id}" in waiting.reason
+    # Shortest remaining first: the 30-minute job took the 4 free GPUs before the 3-hour one.
+    assert "every H100 is in use" in waiting.reason
+    assert net.client.job(big.id).reason.startswith("no site has 16 × H100 free")
     assert fake is not None
 
 

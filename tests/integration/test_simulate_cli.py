@@ -33,16 +33,22 @@ def test_compare_two_policies_writes_a_report(tmp_path: Path) -> None:
     net.write_text(NETWORK)
     out = tmp_path / "out"
     proc = suanli(
-        "--trace", f"philly:{DATA / 'philly-sample.csv'}", "--network", str(net), "--compare", "default,tiresias",
+        "--trace", f"philly:{DATA / 'philly-sample.csv'}", "--network", str(net), "--compare", "default,tiresias,fifo",
         "--out", str(out),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "default" in proc.stdout
     assert "tiresias" in proc.stdout
     summary = json.loads((out / "summary.json").read_text())
-    assert set(summary["policies"]) == {"default", "tiresias"}
-    # A job preempted more often than its max_retries ends FAILED, as on the server.
-    assert summary["jobs"] + summary["failed_jobs"] == 300
+    assert set(summary["policies"]) == {"default", "tiresias", "fifo"}
+    # What default gains over each other policy, from the same summaries.
+    for other in ("tiresias", "fifo"):
+        mine, theirs = summary["policies"]["default"], summary["policies"][other]
+        gain = mine["avg_jct_s"] / theirs["avg_jct_s"] - 1
+        assert f"default vs {other}: avg JCT {gain:+.1%}" in proc.stdout
+    # A preemption spends no retry: no job of the trace (which has no faults) ends FAILED.
+    assert summary["jobs"] == 300
+    assert summary["failed_jobs"] == 0
     assert (out / "report.html").exists()
     assert (out / "default" / "jobs.csv").exists()
     assert "report.html" in proc.stderr

@@ -172,7 +172,9 @@ def test_retry_decisions_and_their_back_off() -> None:
         True, 1, NOW + timedelta(seconds=10)
     )
     assert lifecycle.decide_retry(AttemptState.LOST, 2, 3, NOW, policy).not_before == NOW + timedelta(seconds=40)
-    assert lifecycle.decide_retry(AttemptState.PREEMPTED, 2, 3, NOW, policy) == lifecycle.Retry(True, 3)
+    # A preemption is the scheduler's choice: requeued at once, no retry spent, even with none left.
+    assert lifecycle.decide_retry(AttemptState.PREEMPTED, 2, 3, NOW, policy) == lifecycle.Retry(True, 2)
+    assert lifecycle.decide_retry(AttemptState.PREEMPTED, 3, 3, NOW, policy) == lifecycle.Retry(True, 3)
     assert lifecycle.decide_retry(AttemptState.LOST, 3, 3, NOW, policy) == lifecycle.Retry(False, 3)
     assert lifecycle.decide_retry(AttemptState.LOST, 0, 3, NOW, Policy(retry_backoff_s=0)).not_before is None
 

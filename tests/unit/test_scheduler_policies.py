@@ -139,7 +139,7 @@ def test_backfill_short_job_starts_ahead_long_one_waits() -> None:
     big = job("big", 1, "H100:8", priority=Priority.HIGH)
     long = job("long", 2, "H100:2", time_limit_s=3 * 3600)
     short = job("short", 3, "H100:2", time_limit_s=30 * 60)
-    result = schedule([big, short, long], backfill_world(), NOW)
+    result = schedule([big, short, long], backfill_world(), NOW, policy=Policy(order="priority"))
     assert [p.job_id for p in result.placements] == ["short"]
     assert result.reservations["big"][0] == "s"
     assert "waiting behind job big" in result.reasons["long"]

@@ -4,7 +4,7 @@ simulator uses the same ones); this module only reads the attempts they need."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select
@@ -17,7 +17,7 @@ from suanli.core.scheduling.inputs import ESTIMATE_WINDOW, USAGE_HORIZON_HALF_LI
 from suanli.core.states import AttemptState
 from suanli.store.models import Attempt, Job, Tenant
 
-__all__ = ["ESTIMATE_WINDOW", "Quota", "decayed_gpu_seconds", "quotas_of", "tenant_shares"]
+__all__ = ["ESTIMATE_WINDOW", "Quota", "attained_gpu_s", "decayed_gpu_seconds", "quotas_of", "tenant_shares"]
 
 
 def quotas_of(network: NetworkSpec) -> dict[str, Quota]:
@@ -45,11 +45,46 @@ def tenant_shares(
     ).all()
     meter = UsageMeter(policy.usage_half_life_s)
     runs = RunTimes()
+    names = _succeeded_names(session, horizon)
     for tenant, attempt_id, gpu_type, nodes, started, ended, state in rows:
         gpus = sum(len(n.get("gpu_indices", [])) for n in nodes)
         end = min(ended or now, now)
         if gpu_type and gpus:
             meter.add(tenant, gpu_type, gpus, started.timestamp(), end.timestamp())
         if state == AttemptState.SUCCEEDED.value and ended is not None:
-            runs.succeeded(tenant, attempt_id, (ended - started).total_seconds())
-    return inputs.tenant_shares(weights, meter.usage(now.timestamp()), runs.estimates(), quotas)
+            runs.succeeded(tenant, attempt_id, (ended - started).total_seconds(), names.get(attempt_id))
+    return inputs.tenant_shares(weights, meter.usage(now.timestamp()), runs.estimates(), quotas, by_name=runs.by_name())
+
+
+def _succeeded_names(session: Session, horizon: datetime) -> dict[int, str]:
+    """attempt id → the job's spec ``name``, for the successful attempts since ``horizon``."""
+    rows = session.execute(
+        select(Attempt.id, Job.spec)
+        .join(Job, Job.seq == Attempt.job_seq)
+        .where(Attempt.state == AttemptState.SUCCEEDED.value, Attempt.ended_at >= horizon)
+    ).all()
+    out: dict[int, str] = {}
+    for attempt_id, spec in rows:
+        name = spec.get("name") if isinstance(spec, dict) else None
+        if isinstance(name, str) and name:
+            out[attempt_id] = name
+    return out
+
+
+def attained_gpu_s(session: Session, seqs: Sequence[int]) -> dict[int, float]:
+    """GPU-seconds the ended attempts of each of these jobs held (start to end), by job seq:
+    the attained service least-attained-service ordering counts. Jobs with none are left out."""
+    out: dict[int, float] = {}
+    for start in range(0, len(seqs), 500):
+        rows = session.execute(
+            select(Attempt.job_seq, Attempt.nodes, Attempt.started_at, Attempt.ended_at).where(
+                Attempt.job_seq.in_(seqs[start : start + 500]),
+                Attempt.started_at.is_not(None),
+                Attempt.ended_at.is_not(None),
+            )
+        ).all()
+        for seq, nodes, started, ended in rows:
+            gpus = sum(len(n.get("gpu_indices", [])) for n in nodes)
+            if gpus and ended > started:
+                out[seq] = out.get(seq, 0.0) + gpus * (ended - started).total_seconds()
+    return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from suanli.app import budgets, datarules
-from suanli.app.fairshare import Quota, tenant_shares
+from suanli.app.fairshare import Quota, attained_gpu_s, tenant_shares
 from suanli.app.lifecycle import apply_change
 from suanli.app.records import attempt_record, check_spec, job_record
 from suanli.app.sites import ACTIVE_ATTEMPT_STATES, capacity_view
@@ -120,6 +120,7 @@ def pending_job(job: Job, home_region: str | None = None) -> PendingJob:
         submitted_at=job.submitted_at,
         datasets=tuple(d.name for d in spec.datasets),
         image=spec.image,
+        name=spec.name,
     )
 
 
@@ -160,7 +161,8 @@ class PendingCache:
         """Pending jobs in submit order; with ``after_seq`` only those submitted after it. With
         ``now``, jobs backing off after a fault (``not_before`` later than ``now``) are left out;
         their reason already says until when, and ``wake_at`` holds the earliest such time."""
-        query = select(Job.seq, Job.id, Job.reason, Job.not_before).where(Job.state == JobState.PENDING.value)
+        query = select(Job.seq, Job.id, Job.reason, Job.not_before, Job.attempts_count)
+        query = query.where(Job.state == JobState.PENDING.value)
         query = query.order_by(Job.seq)
         if after_seq is not None:
             query = query.where((Job.seq > after_seq) | Job.seq.in_(sorted(self.reserved)))
@@ -198,7 +200,19 @@ class PendingCache:
                     error = error_words(exc)
                     log.warning("job %s cannot be scheduled: its stored spec is invalid: %s", job.id, error)
                     self.broken[job.seq] = (job.id, f"{CANNOT_SCHEDULE}{error}; cancel it and submit it again")
+        self._attained(session, [r.seq for r in rows if r.attempts_count and r.seq in self._jobs])
         return [self._jobs[r.seq] for r in rows if r.seq in self._jobs], {r.id: r.reason for r in rows}
+
+    def _attained(self, session: Session, seqs: list[int]) -> None:
+        """Requeued jobs carry the GPU-seconds their ended attempts held (least attained service)."""
+        if not seqs:
+            return
+        held = attained_gpu_s(session, seqs)
+        for seq in seqs:
+            job = self._jobs[seq]
+            value = held.get(seq, 0.0)
+            if job.attained_gpu_s != value:
+                self._jobs[seq] = replace(job, attained_gpu_s=value)
 
     def unmet(self, session: Session, jobs: Sequence[PendingJob]) -> dict[str, Verdict]:
         """The verdicts on the ``jobs`` whose dependencies are not met (waiting or never), by

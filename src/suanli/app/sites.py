@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from suanli.app.access import require_site
 from suanli.app.errors import NotFound, Unauthorized, Unprocessable
+from suanli.app.fairshare import attained_gpu_s
 from suanli.core.api import GpuCount, NodeOut, SiteOut
 from suanli.core.identity import Identity, Scope
 from suanli.core.network import NetworkSpec, SiteDecl, Tariff
@@ -187,6 +188,7 @@ def capacity_view(session: Session, now: datetime, lease_s: float) -> CapacityVi
         .where(Attempt.state.in_(ACTIVE_ATTEMPT_STATES))
     ).all()
     preempted = _last_preempted(session, [a.job_seq for a, *_ in active])
+    attained = attained_gpu_s(session, [a.job_seq for a, *_ in active if a.number > 1])
     held: dict[str, list[Allocation]] = defaultdict(list)
     gpus_held: dict[str, set[int]] = defaultdict(set)
     running_per_site: dict[str, int] = defaultdict(int)
@@ -197,6 +199,8 @@ def capacity_view(session: Session, now: datetime, lease_s: float) -> CapacityVi
         limit = spec.get("time_limit") if isinstance(spec, dict) else None
         start = attempt.started_at or attempt.created_at
         ends = expected_end(start, limit)
+        checkpoints = _checkpoints(spec)
+        name = spec.get("name") if isinstance(spec, dict) and isinstance(spec.get("name"), str) else None
         for assigned in attempt.nodes:
             indices = [int(i) for i in assigned.get("gpu_indices", [])]
             gpus_held[assigned["node"]].update(indices)
@@ -214,6 +218,9 @@ def capacity_view(session: Session, now: datetime, lease_s: float) -> CapacityVi
                     stopping=attempt.stop_requested,
                     last_preempted_at=preempted.get(attempt.job_seq),
                     seq=attempt.job_seq,
+                    attained_gpu_s=attained.get(attempt.job_seq, 0.0),
+                    checkpoints=checkpoints,
+                    name=name,
                 )
             )
     states: dict[str, SiteState] = {}
@@ -281,6 +288,14 @@ def stored_tariff(site: Site) -> Tariff | None:
             exc.errors(include_url=False)[0]["msg"],
         )
         return None
+
+
+def _checkpoints(spec: object) -> bool:
+    """The stored spec keeps its checkpoint across attempts and does not opt out of preemption."""
+    if not isinstance(spec, dict):
+        return False
+    keep = spec.get("checkpoint", {}).get("keep", True) if isinstance(spec.get("checkpoint"), dict) else True
+    return bool(keep) and spec.get("preemptible", True) is not False
 
 
 def _last_preempted(session: Session, seqs: Sequence[int]) -> dict[int, datetime]:

@@ -376,12 +376,13 @@ def decide_retry(
 ) -> Retry:
     """After an attempt that :func:`retries` ended as ``ended``: whether the job gets one more
     attempt (``retries_used < max_retries``) and when it may be placed: after the ``policy``'s
-    back-off for that retry (``Policy.retry_backoff``), at once after a preemption."""
+    back-off for that retry (``Policy.retry_backoff``). A preemption is the scheduler's
+    decision, not a fault: the job is requeued at once and spends no retry."""
+    if ended == AttemptState.PREEMPTED:
+        return Retry(retry=True, retries_used=retries_used)
     if retries_used >= max_retries:
         return Retry(retry=False, retries_used=retries_used)
     used = retries_used + 1
-    if ended == AttemptState.PREEMPTED:
-        return Retry(retry=True, retries_used=used)
     delay = (policy or Policy()).retry_backoff(used)
     return Retry(retry=True, retries_used=used, not_before=now + timedelta(seconds=delay) if delay > 0 else None)
 

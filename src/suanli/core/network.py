@@ -252,6 +252,9 @@ def _duration_or_off(value: Any, info: ValidationInfo) -> Any:
 Duration = Annotated[float, Field(gt=0, le=MAX_DURATION_S)]
 
 
+_GpuHours = Annotated[float, Field(gt=0, le=1e9)]
+
+
 class SchedulingDecl(StrictModel):
     """The network's scheduling policy (``scheduling:`` in the network file); durations take
     ``30m`` / ``2h`` / ``7d`` or seconds."""
@@ -281,6 +284,16 @@ class SchedulingDecl(StrictModel):
     stage_data: bool = True
     #: MB/s a copy into a site is assumed to run at until copies there have been measured.
     transfer_rate: float = Field(default=100.0, gt=0)
+    #: Queue order: ``las`` (least attained service, shortest remaining first) or ``priority``.
+    order: Literal["las", "priority"] = "las"
+    #: LAS queue thresholds, GPU-hours of attained service.
+    las_thresholds: list[_GpuHours] = Field(default_factory=lambda: [8.0], max_length=16)
+    #: A job waiting more than this × its estimated run time goes first in its class (0: off).
+    starvation_factor: float = Field(default=100.0, ge=0)
+    #: Preempt checkpointing jobs of a later LAS queue for jobs of an earlier one.
+    las_preemption: bool = True
+    #: What restoring a preempted job from its checkpoint costs (preemption must be worth it).
+    restore_cost: Duration = 60.0
 
     _durations = field_validator(
         "usage_half_life",
@@ -289,6 +302,7 @@ class SchedulingDecl(StrictModel):
         "preempt_grace",
         "preempt_cooldown",
         "retry_backoff_cap",
+        "restore_cost",
         mode="before",
     )(_duration)
     _durations_or_off = field_validator("retry_backoff", mode="before")(_duration_or_off)

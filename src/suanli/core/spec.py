@@ -269,6 +269,9 @@ class JobSpec(StrictModel):
     #: enforces) or ``any`` (the default for now).
     network: Literal["none", "site", "any"] = "any"
     checkpoint: Checkpoint = Field(default_factory=Checkpoint)
+    #: False: never preempted for shorter work or for a tenant under its fair share (a ``low``
+    #: job may still be preempted by a ``high`` one).
+    preemptible: bool = True
     #: Register what the job writes to SUANLI_OUTPUT_DIR as a derived dataset when it succeeds.
     output: Output | None = None
     priority: Priority = Priority.NORMAL

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import webbrowser
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -134,12 +134,32 @@ def simulate(
                     f"p99 {s['p99_jct_s'] / 3600:8.2f} h  queue {s['avg_queue_s'] / 3600:7.3f} h  "
                     f"utilisation {s['gpu_utilization']:.1%}  cost {s['cost_cny']:,.0f} CNY"
                 )
+            for line in gain_lines(summaries):
+                typer.echo(line)
     if loaded.skipped:
         err.print(f"skipped {loaded.skipped} malformed row(s)")
     report = out / "report.html"
     err.print(f"report: {report}  (summary.json and jobs.csv beside it)")
     if open_report:
         webbrowser.open(report.resolve().as_uri())
+
+
+def gain_lines(summaries: dict[str, dict[str, Any]]) -> list[str]:
+    """With ``default`` among the compared policies: what it gains over each other one."""
+    base = summaries.get("default")
+    if base is None:
+        return []
+    out = []
+    for name, s in summaries.items():
+        if name == "default" or not s.get("avg_jct_s") or not s.get("p99_jct_s"):
+            continue
+        avg = base["avg_jct_s"] / s["avg_jct_s"] - 1
+        p99 = base["p99_jct_s"] / s["p99_jct_s"] - 1
+        out.append(
+            f"default vs {name}: avg JCT {avg:+.1%}  p99 {p99:+.1%}  "
+            f"Jain {base['jain_fairness']:.2f} vs {s['jain_fairness']:.2f}"
+        )
+    return out
 
 
 class _NoBar:

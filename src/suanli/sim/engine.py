@@ -108,6 +108,11 @@ class Simulation:
         self.books = Holdings(self.core_policy, self.epoch, self.tenant_decls, self.sites)
         self.site_tenants = self.books.site_tenants
         self.force_pass = False
+        cp = self.core_policy
+        self.las_preemption = policy.suanli and cp.preemption and cp.las_preemption and cp.order == "las"
+        #: site → (when a running job's attained service reaches the first LAS threshold, its
+        #: run id, its index): who could be preempted for shorter work, and from when.
+        self.crossing: dict[str, list[tuple[float, int, int]]] = {name: [] for name in self.sites}
         self.jobs = [self._make_job(i, tj) for i, tj in enumerate(trace.jobs)]
         self.by_id = {j.trace.id: j for j in self.jobs}
         self.busy = 0
@@ -141,6 +146,7 @@ class Simulation:
             tenant=tj.tenant,
             submitted_at=submitted,
             optimize=self.optimize,
+            name=tj.application,
         )
         total = self.speed.total(tj)
         full = tuple([per_node] * num_nodes)
@@ -299,7 +305,7 @@ class Simulation:
         if not offer:
             return []
         suanli = self.policy.suanli
-        if suanli and not self._could_act(offer):
+        if suanli and not self._could_act(offer, now):
             return []
         gpu_only = all(j.pending.resources.accelerators for j in offer)
         sites = []
@@ -343,7 +349,7 @@ class Simulation:
                 self._preempt(victim, now)
         return started
 
-    def _could_act(self, offer: list[SimJob]) -> bool:
+    def _could_act(self, offer: list[SimJob], now: float) -> bool:
         """Whether a pass could start or preempt anything. A job starts only where its GPUs are
         free now (reservations only hold it back further); it preempts only if it is ``high``
         or another tenant runs at a site it may use. When neither holds for any offered job,
@@ -351,7 +357,9 @@ class Simulation:
         free: dict[str, list[int]] = {}
         seen: set[tuple[object, ...]] = set()
         for job in offer:
-            key = (self._shape_key(job), job.trace.tenant, job.pending.priority)
+            # (Jobs of one key may differ in LAS queue: a requeued job has had service.)
+            queue = self.core_policy.las_queue(job.pending.attained_gpu_s) if self.las_preemption else 0
+            key = (self._shape_key(job), job.trace.tenant, job.pending.priority, queue)
             if key in seen:
                 continue
             seen.add(key)
@@ -364,6 +372,25 @@ class Simulation:
                 names = [n for r in regions for n in self.sites_in.get(r, ())] if regions else list(self.sites)
                 if any(t != job.trace.tenant for n in names for t, c in self.site_tenants[n].items() if c):
                     return True
+                if self.las_preemption and self._longer_runs(job, names, now):
+                    return True
+        return False
+
+    def _longer_runs(self, job: SimJob, names: list[str], now: float) -> bool:
+        """Whether a job at one of the sites ``names`` may be in a later LAS queue than ``job``
+        (so that ``job`` could preempt it for shorter work)."""
+        thresholds = self.core_policy.las_thresholds_gpu_s
+        queue = self.core_policy.las_queue(job.pending.attained_gpu_s)
+        if queue >= len(thresholds):
+            return False
+        if queue > 0:
+            return any(self.site_tenants[n].get(t) for n in names for t in self.site_tenants[n])
+        for name in names:
+            heap = self.crossing[name]
+            while heap and self.jobs[heap[0][2]].run_id != heap[0][1]:
+                heapq.heappop(heap)
+            if heap and heap[0][0] <= now + 1e-9:
+                return True
         return False
 
     # -- runs ----------------------------------------------------------------------------
@@ -382,6 +409,11 @@ class Simulation:
         self.busy += sum(job.placement)
         if self.policy.suanli:
             self.books.hold(job, self._gpu_type(job), now)
+        if self.las_preemption and job.site is not None and self.core_policy.las_thresholds_gpu_s:
+            gpus = sum(job.placement) or 1
+            first = self.core_policy.las_thresholds_gpu_s[0]
+            at = now + max(first - job.attained_gpu_s, 0.0) / gpus
+            heapq.heappush(self.crossing[job.site], (at, job.run_id, job.index))
         run = self.speed.restart_s + self.speed.time_to_finish(job.trace, job.progress, job.placement)
         faults = job.trace.faults
         job.ends_as = "done"
@@ -418,6 +450,8 @@ class Simulation:
     def _requeue(self, job: SimJob, now: float, fault: bool) -> None:
         """A new attempt while retries last (after the back-off, for a fault), else FAILED: the
         server's decision (:func:`suanli.core.lifecycle.decide_retry`)."""
+        if self.policy.suanli:  # least attained service orders by what its attempts held
+            job.pending = replace(job.pending, attained_gpu_s=job.attained_gpu_s)
         ended = AttemptState.LOST if fault else AttemptState.PREEMPTED
         when = self.epoch + timedelta(seconds=now)
         decision = decide_retry(ended, job.retries_used, job.trace.max_retries, when, self.core_policy)

@@ -45,7 +45,7 @@ class Holdings:
         self.weights = {t.name: t.weight for t in self.tenant_decls.values()}
         self.quotas = {t.name: inputs.Quota(t.max_gpus, t.max_gpus_per_site) for t in self.tenant_decls.values()}
         #: site → the estimates (by tenant there) its allocations' ends were last planned with.
-        self._planned: dict[str, dict[str, float]] = {}
+        self._planned: dict[str, dict[str, tuple[float, dict[str, float]]]] = {}
         #: Sites with allocations whose ends are not planned yet.
         self._unplanned: set[str] = set()
         #: site → its allocations in one list, kept until an attempt there starts or ends.
@@ -53,7 +53,9 @@ class Holdings:
 
     def tenants(self, now: float, extra: Iterable[str]) -> dict[str, TenantShare]:
         """Each tenant's weight, quotas, decayed GPU usage by type and run-time estimate."""
-        return inputs.tenant_shares(self.weights, self.meter.usage(now), self.runs.estimates(), self.quotas, extra)
+        return inputs.tenant_shares(
+            self.weights, self.meter.usage(now), self.runs.estimates(), self.quotas, extra, self.runs.by_name()
+        )
 
     def site_allocations(self, site: str, tenants: Mapping[str, TenantShare]) -> list[Allocation]:
         """The site's allocations, their ends planned with the tenants' current estimates (as
@@ -62,8 +64,8 @@ class Holdings:
         allocs = self._flat.get(site)
         if allocs is None:
             allocs = self._flat[site] = [a for group in self.allocs[site].values() for a in group]
-        used = {t: inputs.estimate_s(t, tenants, self.policy) for t, n in self.site_tenants[site].items() if n}
-        planned = self._planned.get(site, {})
+        used = {t: self._estimates(t, tenants) for t, n in self.site_tenants[site].items() if n}
+        planned: dict[str, tuple[float, dict[str, float]]] = self._planned.get(site, {})
         if planned != used:
             changed = {t for t, s in used.items() if planned.get(t) != s}
             for a in allocs:
@@ -75,6 +77,11 @@ class Holdings:
         self._unplanned.discard(site)
         inputs.fill_estimates([SiteState(site, "", [], allocations=allocs)], tenants, self.policy)
         return list(allocs)
+
+    def _estimates(self, tenant: str, tenants: Mapping[str, TenantShare]) -> tuple[float, dict[str, float]]:
+        """What a tenant's allocation ends are planned with: its estimate and its per-name ones."""
+        share = tenants.get(tenant)
+        return inputs.estimate_s(tenant, tenants, self.policy), share.by_name if share else {}
 
     def hold(self, job: SimJob, gpu_type: str | None, now: float) -> None:
         """An attempt of ``job`` starts at ``now`` on ``job.nodes``."""
@@ -96,6 +103,9 @@ class Holdings:
                 started_at=started,
                 last_preempted_at=self.last_preempted.get(job.index),
                 seq=job.pending.seq,
+                attained_gpu_s=job.attained_gpu_s,
+                checkpoints=job.trace.preemptible,
+                name=job.pending.name,
             )
             for node, gpus in job.nodes
         ]
@@ -121,6 +131,6 @@ class Holdings:
         if gpu_type:
             self.meter.release(job.trace.tenant, gpu_type, job.gpus_held, job.run_start, end)
         if succeeded:
-            self.runs.succeeded(job.trace.tenant, job.attempt_order, end - job.run_start)
+            self.runs.succeeded(job.trace.tenant, job.attempt_order, end - job.run_start, job.pending.name)
         if preempted:
             self.last_preempted[job.index] = self.epoch + timedelta(seconds=end)

@@ -43,6 +43,9 @@ class TraceJob:
     faults: tuple[float, ...] = ()
     #: Retries after platform faults and preemptions (a job spec's ``max_retries``).
     max_retries: int = 3
+    #: The job checkpoints (keeps its progress when stopped) and may be preempted for shorter
+    #: work; False is a spec's ``preemptible: false``.
+    preemptible: bool = True
 
 
 @dataclass

@@ -24,7 +24,7 @@ from suanli.core.scheduling.model import (
     SiteState,
     TenantShare,
 )
-from suanli.core.scheduling.order import Shares, ordered, shares
+from suanli.core.scheduling.order import Shares, ordered, run_estimate, shares
 from suanli.core.scheduling.preempt import plan_preemption
 
 #: (the job's shape key, the names of the sites it may use)
@@ -60,7 +60,7 @@ class _Pass:
         rules: Sequence[SiteRule],
     ) -> None:
         self.now, self.policy, self.tenants, self.fair, self.rules = now, policy, tenants, fair, rules
-        self.index = CapacityIndex(sites, now, policy.preempt_grace_s)
+        self.index = CapacityIndex(sites, now, policy.preempt_grace_s, policy.order == "las")
         self.result = ScheduleResult()
         self.explainer = Explainer(self.index, now, rules)
         held_net: dict[str, int] = {}
@@ -76,6 +76,8 @@ class _Pass:
         self.waiting: list[tuple[PendingJob, tuple[str, ...]]] = []
         self.preempting: set[str] = set()
         self.reserve_tries = 0
+        #: Reservations of jobs past their starvation bound: nothing that needs their GPUs passes them.
+        self.hard: set[str] = set()
         #: class key → (first job of the class that found no capacity, its sites, the ids of
         #: later jobs of the class, which wait for the same reason).
         self.failed_class: dict[int, tuple[PendingJob, tuple[str, ...], list[str]]] = {}
@@ -96,13 +98,20 @@ class _Pass:
         self.held_net[tenant] = self.held_net.get(tenant, 0) + gpus
         self.held_site[(tenant, site)] = self.held_site.get((tenant, site), 0) + gpus
 
+    def known(self, job: PendingJob) -> float | None:
+        """The job's run time where it is predictable: its time limit (history of a name varies
+        too much from job to job to preempt on; it orders the queue)."""
+        return job.time_limit_s
+
+    def starving(self, job: PendingJob) -> bool:
+        """Past the starvation bound: waited more than ``starvation_factor`` × its estimated run time."""
+        factor = self.policy.starvation_factor
+        if self.policy.order != "las" or factor <= 0 or job.submitted_s is None:
+            return False
+        return self.index.now - job.submitted_s > factor * self.run_time(job)
+
     def run_time(self, job: PendingJob) -> float:
-        if job.time_limit_s is not None:
-            return job.time_limit_s
-        share = self.tenants.get(job.tenant)
-        if share is not None and share.estimate_s is not None:
-            return share.estimate_s
-        return self.policy.default_estimate_s
+        return run_estimate(job, self.tenants, self.policy)
 
     def consider(self, job: PendingJob) -> None:
         if not self.rules and job.tenant not in self.with_quota:
@@ -203,7 +212,14 @@ class _Pass:
         if pool is None or pool.reservation is None:
             return ""
         start, spare, holder = pool.reservation
-        if ends <= start or gpus_needed(job, acc) <= spare:
+        if gpus_needed(job, acc) <= spare:
+            return ""
+        if holder in self.hard:
+            return (
+                f"waiting behind job {holder}, which has waited past its starvation bound and has {acc.type} at "
+                f"{site.name} reserved from ~{fmt_time(start)}; nothing that needs those GPUs passes it"
+            )
+        if ends <= start:
             return ""
         return (
             f"waiting behind job {holder}, which has {acc.type} at {site.name} reserved from ~{fmt_time(start)}; "
@@ -285,10 +301,12 @@ class _Pass:
             if pool is not None and pool.reservation is None:
                 spare = self.index.free_at(pool, at) - gpus_needed(job, acc) if self.policy.backfill else -1
                 pool.reservation = (at if self.policy.backfill else self.index.now, spare, job.id)
+                if self.starving(job):
+                    self.hard.add(job.id)
                 self.result.reservations[job.id] = (site_name, at_datetime(at, self.now.tzinfo))
         if not self.policy.preemption or (best is not None and best[0] <= self.index.now + self.policy.preempt_after_s):
             return
-        plan = plan_preemption(job, eligible, self.index, self.policy, self.fair, self.preempting)
+        plan = plan_preemption(job, eligible, self.index, self.policy, self.fair, self.preempting, self.known(job))
         if plan is not None:
             self.preempting.update(p.victim for p in plan)
             self.result.preemptions.extend(plan)
@@ -352,7 +370,7 @@ def schedule(
         fair = shares(tenants, {j.tenant for j in queue})
         run = _Pass(sites, now, policy, tenants, fair, rules)
         failed, quota = run.failed_class, run.with_quota
-        for job in ordered(queue, now, policy, fair):
+        for job in ordered(queue, now, policy, fair, tenants):
             # Inlined fast path of consider(): most of a big queue is jobs of a class that
             # already found no capacity this pass.
             entry = failed.get(job.class_key) if not rules and job.tenant not in quota else None

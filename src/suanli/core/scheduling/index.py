@@ -92,7 +92,11 @@ def epoch(when: datetime) -> float:
 class CapacityIndex:
     """A private, mutable copy of the sites' free capacity for one pass."""
 
-    def __init__(self, sites: Sequence[SiteState], now: datetime, grace_s: float) -> None:
+    def __init__(
+        self, sites: Sequence[SiteState], now: datetime, grace_s: float, overdue_runs_on: bool = False
+    ) -> None:
+        """``overdue_runs_on``: a run past its *estimated* end (no time limit) is expected to
+        run as long again as it has run (long-running work runs long), not to end now."""
         self.sites = sorted(sites, key=lambda s: s.name)
         self.by_name = {s.name: s for s in self.sites}
         self.pools: dict[tuple[str, str | None], Pool] = {}
@@ -132,6 +136,8 @@ class CapacityIndex:
                     end = stop_end
                 else:
                     end = a.ends_at.timestamp() if a.ends_at is not None else INF
+                    if end <= now_s and overdue_runs_on and a.estimated and a.started_at is not None:
+                        end = 2 * now_s - a.started_at.timestamp()
                 tick += 1
                 held.ends.append((end if end > now_s else now_s, tick, a))
         self._tick = tick

@@ -8,11 +8,13 @@ replay plans with the very numbers the server would have.
   the integral over an attempt's run (:func:`decayed_gpu_seconds`), for finished attempts and
   for running ones alike (a running attempt counts from its start up to now).
 - **Run-time estimate** of a tenant: the mean run time (attempt end − attempt start) of its
-  ``ESTIMATE_WINDOW`` most recent *successful attempts*. Only the run of the attempt that
+  ``ESTIMATE_WINDOW`` most recent *successful attempts*; of a job with a ``name``, the same over
+  the tenant's jobs of that name, where there are some (a tenant's ``eval`` and ``pretrain``
+  jobs differ more than any two of its evals). Only the run of the attempt that
   succeeded counts: time waiting in the queue, earlier attempts that were preempted or failed,
   and back-offs do not.
-- **Allocation end**: start + time limit, else start + the tenant's estimate, else start + the
-  policy's ``default_estimate_s``.
+- **Allocation end**: start + time limit, else start + the estimate for its name, else its
+  tenant's, else start + the policy's ``default_estimate_s``.
 
 Times are seconds on any one axis (the server passes POSIX timestamps, the simulator seconds
 from its epoch): only differences matter.
@@ -134,13 +136,32 @@ class RunTimes:
     #: Tenants with attempts since their estimate was last computed (a replay records many
     #: attempts between two reads of the estimates; each is averaged once, when read).
     _stale: dict[str, None] = field(default_factory=dict)
+    #: The same by (tenant, job name).
+    _named: dict[tuple[str, str], list[tuple[int, float]]] = field(default_factory=dict)
+    _named_estimates: dict[str, dict[str, float]] = field(default_factory=dict)
+    _named_stale: dict[tuple[str, str], None] = field(default_factory=dict)
 
-    def succeeded(self, tenant: str, attempt_order: int, run_s: float) -> None:
+    def succeeded(self, tenant: str, attempt_order: int, run_s: float, name: str | None = None) -> None:
         runs = self._seen.setdefault(tenant, [])
         insort(runs, (attempt_order, run_s))
         if len(runs) > self.window:
             del runs[0]
         self._stale[tenant] = None
+        if name:
+            named = self._named.setdefault((tenant, name), [])
+            insort(named, (attempt_order, run_s))
+            if len(named) > self.window:
+                del named[0]
+            self._named_stale[(tenant, name)] = None
+
+    def by_name(self) -> dict[str, dict[str, float]]:
+        """tenant → job name → the estimate of its jobs of that name (names with history only)."""
+        for tenant, name in self._named_stale:
+            value = usual_run_time(r for _, r in self._named[(tenant, name)])
+            if value is not None:
+                self._named_estimates.setdefault(tenant, {})[name] = value
+        self._named_stale.clear()
+        return self._named_estimates
 
     def estimate(self, tenant: str) -> float | None:
         self._refresh()
@@ -169,6 +190,7 @@ def tenant_shares(
     estimates: Mapping[str, float | None],
     quotas: Mapping[str, Quota],
     extra: Iterable[str] = (),
+    by_name: Mapping[str, Mapping[str, float]] | None = None,
 ) -> dict[str, TenantShare]:
     """Every tenant known by weight, usage, quota or ``extra`` (weight 1 when not declared)."""
     out: dict[str, TenantShare] = {}
@@ -180,6 +202,7 @@ def tenant_shares(
             max_gpus=q.max_gpus,
             max_gpus_per_site=q.max_gpus_per_site,
             estimate_s=estimates.get(name),
+            by_name=dict((by_name or {}).get(name, {})),
         )
     return out
 
@@ -190,20 +213,34 @@ def estimate_s(tenant: str, tenants: Mapping[str, TenantShare], policy: Policy) 
     return share.estimate_s if share and share.estimate_s else policy.default_estimate_s
 
 
+def named_estimate_s(tenant: str, name: str | None, tenants: Mapping[str, TenantShare], policy: Policy) -> float:
+    """How long a job of ``tenant`` named ``name`` without a time limit is expected to run: the
+    estimate for its name where the tenant has history of that name, else the tenant's."""
+    share = tenants.get(tenant)
+    if name and share is not None:
+        hit = share.by_name.get(name)
+        if hit:
+            return hit
+    return share.estimate_s if share and share.estimate_s else policy.default_estimate_s
+
+
 def job_seconds(job: PendingJob, tenants: Mapping[str, TenantShare], policy: Policy) -> float:
-    """How long ``job`` is expected to run once placed: its time limit, else its tenant's estimate."""
-    return job.time_limit_s or estimate_s(job.tenant, tenants, policy)
+    """How long ``job`` is expected to run once placed: its time limit, else the estimate for
+    its name, else its tenant's."""
+    return job.time_limit_s or named_estimate_s(job.tenant, job.name, tenants, policy)
 
 
 def fill_estimates(sites: Iterable[SiteState], tenants: Mapping[str, TenantShare], policy: Policy) -> None:
-    """Running allocations without an end (no time limit) are expected to end after their
-    tenant's usual run time (or the policy's default): start-time estimates, backfill and
+    """Running allocations without an end (no time limit) are expected to end after the usual
+    run time of their name or tenant (or the policy's default): start-time estimates, backfill and
     preemption plan with that."""
-    spans: dict[str, timedelta] = {}
+    spans: dict[tuple[str, str | None], timedelta] = {}
     for site in sites:
         for alloc in site.allocations:
             if alloc.ends_at is None and alloc.started_at is not None:
-                span = spans.get(alloc.tenant)
+                key = (alloc.tenant, alloc.name)
+                span = spans.get(key)
                 if span is None:
-                    span = spans[alloc.tenant] = timedelta(seconds=estimate_s(alloc.tenant, tenants, policy))
+                    span = spans[key] = timedelta(seconds=named_estimate_s(*key, tenants, policy))
                 alloc.ends_at = alloc.started_at + span
+                alloc.estimated = True

@@ -7,6 +7,7 @@ own event queue, and both hand it to :func:`suanli.core.scheduling.engine.schedu
 from __future__ import annotations
 
 import threading
+from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -73,6 +74,15 @@ class Allocation:
     last_preempted_at: datetime | None = None
     #: The job's submit order (``PendingJob.seq``): among equal victims the later-submitted goes first.
     seq: int = 0
+    #: GPU-seconds the job's earlier attempts held (this attempt's run is added from ``started_at``).
+    attained_gpu_s: float = 0.0
+    #: The job keeps its checkpoint across attempts (``checkpoint.keep``) and did not opt out of
+    #: preemption (``preemptible: false``): only such jobs are preempted for shorter work.
+    checkpoints: bool = True
+    #: ``ends_at`` is an estimate (the tenant's usual run time), not a time limit.
+    estimated: bool = False
+    #: The job's ``name`` (run-time estimates are kept per tenant and name).
+    name: str | None = None
 
 
 @dataclass
@@ -124,6 +134,10 @@ class PendingJob:
     datasets: tuple[str, ...] = ()
     #: The container image it runs in (``image:``); only sites that run containers may take it.
     image: str | None = None
+    #: GPU-seconds its earlier attempts held (least attained service orders by it).
+    attained_gpu_s: float = 0.0
+    #: The spec's ``name``: run-time estimates are kept per tenant and name.
+    name: str | None = None
 
     # Derived keys, computed once when the job is built (a job stays queued for many passes).
     # They are interned to small ints: a pass looks them up ~100,000 times, and an int hashes
@@ -165,6 +179,8 @@ class TenantShare:
     max_gpus: int | None = None
     max_gpus_per_site: int | None = None
     estimate_s: float | None = None
+    #: Job name → the usual run time of the tenant's jobs of that name.
+    by_name: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -195,6 +211,22 @@ class Policy:
     #: 0 turns it off. Preemptions never back off.
     retry_backoff_s: float = 10.0
     retry_backoff_cap_s: float = 600.0
+    #: ``las``: within a priority class and a tenant's fair share, least attained service first
+    #: (discretised queues), then shortest estimated remaining run time; ``priority``: the
+    #: classic order (class + aging + fair share, then submit order).
+    order: str = "las"
+    #: Attained-service thresholds, GPU-seconds: a job that has held ``t`` GPU-seconds is in
+    #: queue ``#thresholds <= t`` (queue 0 first).
+    las_thresholds_gpu_s: tuple[float, ...] = (8 * 3600.0,)
+    #: A waiting job that waited more than this many times its estimated run time goes ahead of
+    #: every other job of its class (in submit order), whatever its attained service (0: off).
+    starvation_factor: float = 100.0
+    #: Preempt a checkpointing job of a later LAS queue for a job of an earlier one.
+    las_preemption: bool = True
+    #: What restarting a preempted job from its checkpoint costs, seconds: preemption for
+    #: shorter work happens only when the waiting job's estimate plus this is less than what
+    #: the victim is expected to have left.
+    restore_cost_s: float = 60.0
 
     @classmethod
     def from_decl(cls, decl: SchedulingDecl) -> Policy:
@@ -210,7 +242,16 @@ class Policy:
             preempt_cooldown_s=decl.preempt_cooldown,
             retry_backoff_s=decl.retry_backoff,
             retry_backoff_cap_s=decl.retry_backoff_cap,
+            order=decl.order,
+            las_thresholds_gpu_s=tuple(sorted(h * 3600.0 for h in decl.las_thresholds)),
+            starvation_factor=decl.starvation_factor,
+            las_preemption=decl.las_preemption,
+            restore_cost_s=decl.restore_cost,
         )
+
+    def las_queue(self, attained_gpu_s: float) -> int:
+        """The LAS queue of a job that has held ``attained_gpu_s`` GPU-seconds (0 first)."""
+        return bisect_right(self.las_thresholds_gpu_s, attained_gpu_s)
 
     def retry_backoff(self, retries_used: int) -> float:
         """Seconds the ``retries_used``-th retry after a fault waits before it may be placed:

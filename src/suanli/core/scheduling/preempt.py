@@ -2,8 +2,18 @@
 
 A ``high`` job, or a job of a tenant under its fair share, may preempt ``low`` work and work of
 tenants over their share — never ``high`` work, never its own tenant's work of its own class, and
-never a job preempted within the cool-down. Among the sites that would do, the plan that stops
-the fewest GPUs wins (then the site name); on a node, low work goes first, then the newest.
+never a job preempted within the cool-down.
+
+With ``order: las`` and ``las_preemption`` (the defaults) any job may also preempt *shorter-for-
+longer*: a running job that checkpoints (``checkpoint.keep``, not ``preemptible: false``), of no
+higher class and never ``high``, in a later LAS queue than the waiting job (it has had more service), and expected
+to run on longer than the restore cost plus the waiting job's time limit, if it has one (its
+remaining time is taken as the larger of its planned remainder and what it has run so far:
+long-running work is expected to run long). Another tenant's work is preempted so only when that tenant is not
+under its fair share.
+
+Among the sites that would do, the plan that stops the fewest GPUs wins (then the site name);
+on a node, low work goes first, then the newest.
 """
 
 from __future__ import annotations
@@ -29,6 +39,36 @@ def may_preempt(job: PendingJob, victim: Allocation, fair: Shares) -> bool:
     return fair.under_share(job.tenant) and victim.tenant != job.tenant
 
 
+#: In the same LAS queue, a job with a time limit preempts only work expected to run this many
+#: times longer than it (with the restore cost).
+SRPT_MARGIN = 2.0
+
+
+@dataclass(frozen=True)
+class Shorter:
+    """What preempting for shorter work needs to know of the waiting job."""
+
+    queue: int
+    #: The waiting job's run time where predictable (None: only its attained service is known).
+    limit_s: float | None
+
+
+def may_preempt_for_shorter(
+    job: PendingJob, victim: Allocation, attained: float, left_s: float, short: Shorter, policy: Policy, fair: Shares
+) -> bool:
+    """Whether ``victim`` (having held ``attained`` GPU-seconds, expected to run ``left_s`` more)
+    may be stopped for the shorter ``job``."""
+    if not victim.checkpoints or victim.priority == Priority.HIGH or victim.priority.rank > job.priority.rank:
+        return False
+    if victim.tenant != job.tenant and fair.under_share(victim.tenant):
+        return False
+    need = policy.restore_cost_s + (short.limit_s or 0.0)
+    if policy.las_queue(attained) > short.queue:
+        return left_s > need
+    # Same queue: shortest remaining first, where the waiting job's run time is known.
+    return short.limit_s is not None and left_s > SRPT_MARGIN * need
+
+
 @dataclass
 class _NodePlan:
     name: str
@@ -36,9 +76,14 @@ class _NodePlan:
     victims: list[Allocation] = field(default_factory=list)
 
 
-def _why(job: PendingJob, victim: Allocation, fair: Shares) -> str:
+def _why(job: PendingJob, victim: Allocation, fair: Shares, shorter: bool) -> str:
     if job.priority == Priority.HIGH and victim.priority.rank < job.priority.rank:
         return f"preempted by high-priority job {job.id}"
+    if shorter:
+        return (
+            f"preempted by job {job.id}, which has had less GPU time and is expected to be shorter; "
+            "this job resumes from its checkpoint"
+        )
     return f"preempted by job {job.id} of tenant {job.tenant}, which is under its fair share"
 
 
@@ -49,15 +94,22 @@ def plan_preemption(
     policy: Policy,
     fair: Shares,
     taken: set[str],
+    known_s: float | None = None,
 ) -> list[Preemption] | None:
-    """The victims to stop for ``job`` (one site), or None if no allowed set frees enough."""
-    if not (job.priority == Priority.HIGH or fair.under_share(job.tenant)):
+    """The victims to stop for ``job`` (one site), or None if no allowed set frees enough.
+    ``known_s``: the job's run time where it is predictable (its time limit), for preemption for
+    shorter work."""
+    by_share = job.priority == Priority.HIGH or fair.under_share(job.tenant)
+    shorter = None
+    if policy.order == "las" and policy.las_preemption:
+        shorter = Shorter(policy.las_queue(job.attained_gpu_s), known_s)
+    if not by_share and shorter is None:
         return None
     res = job.resources
     best: tuple[int, str, list[Preemption]] | None = None
     for acc in res.accelerators:
         for site in sites:
-            plan = _plan_site(job, site, acc, index, policy, fair, taken)
+            plan = _plan_site(job, site, acc, index, policy, fair, taken, by_share, shorter)
             if plan is not None and (best is None or plan[:2] < best[:2]):
                 best = plan
     return best[2] if best else None
@@ -71,21 +123,35 @@ def _plan_site(
     policy: Policy,
     fair: Shares,
     taken: set[str],
+    by_share: bool = True,
+    shorter: Shorter | None = None,
 ) -> tuple[int, str, list[Preemption]] | None:
     pool = index.pool(site.name, acc.type)
     if pool is None:
         return None
     res = job.resources
+    now = index.now
     plans = {n.name: _NodePlan(n.name, [len(n.free), n.cpus, n.memory]) for n in pool.nodes.values() if n.schedulable}
-    for _, _, a in pool.ends:
+    held: dict[str, int] = {}
+    if shorter is not None:
+        for _, _, a in pool.ends:
+            held[a.job_id] = held.get(a.job_id, 0) + a.gpus
+    for_shorter: set[str] = set()
+    for end, _, a in pool.ends:
         p = plans.get(a.node)
         if p is None or a.stopping or a.job_id in taken:
             continue
-        cooled = a.last_preempted_at is None or (
-            index.now - a.last_preempted_at.timestamp() >= policy.preempt_cooldown_s
-        )
-        if cooled and may_preempt(job, a, fair):
+        cooled = a.last_preempted_at is None or (now - a.last_preempted_at.timestamp() >= policy.preempt_cooldown_s)
+        if not cooled:
+            continue
+        if by_share and may_preempt(job, a, fair):
             p.victims.append(a)
+        elif shorter is not None and a.started_at is not None:  # (not placed in this very pass)
+            ran = max(now - a.started_at.timestamp(), 0.0)
+            attained = a.attained_gpu_s + held[a.job_id] * ran
+            if may_preempt_for_shorter(job, a, attained, max(end - now, ran), shorter, policy, fair):
+                p.victims.append(a)
+                for_shorter.add(a.job_id)
     need = (float(acc.count), res.cpus, res.memory)
 
     def reclaimable(p: _NodePlan) -> bool:
@@ -109,7 +175,7 @@ def _plan_site(
     if not chosen:
         return None
     gpus = sum(a.gpus for _, _, a in pool.ends if a.job_id in chosen)
-    out = [Preemption(v, job.id, site.name, _why(job, chosen[v], fair)) for v in sorted(chosen)]
+    out = [Preemption(v, job.id, site.name, _why(job, chosen[v], fair, v in for_shorter)) for v in sorted(chosen)]
     return gpus, site.name, out
 
 
