@@ -5,9 +5,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 import typer
 import yaml
@@ -16,6 +18,10 @@ from suanli.cli.context import JsonOption, ServerOption, TokenOption, note, open
 from suanli.cli.render import table
 from suanli.core.api import UsageLineOut
 from suanli.core.errors import SuanliError
+
+#: Bills are by month in Asia/Shanghai.
+_BILLING_ZONE = ZoneInfo("Asia/Shanghai")
+_MONTH = re.compile(r"^[0-9]{4}-[0-9]{2}$")
 
 ByOption = Annotated[str, typer.Option("--by", help="Group by: site (with GPU type), job, gpu-type, tenant.")]
 MonthOption = Annotated[
@@ -89,8 +95,13 @@ def _csv(lines: list[UsageLineOut]) -> str:
 
 def invoice(
     ctx: typer.Context,
-    tenant: Annotated[str, typer.Argument(help="The tenant billed.")],
-    month: Annotated[str, typer.Argument(help="The month, e.g. 2026-03 (Asia/Shanghai).")],
+    tenant: Annotated[
+        str | None, typer.Argument(help="The tenant billed (default: your own).", show_default=False)
+    ] = None,
+    month: Annotated[
+        str | None,
+        typer.Argument(help="The month, e.g. 2026-03 (Asia/Shanghai; default: this month).", show_default=False),
+    ] = None,
     csv_out: Annotated[bool, typer.Option("--csv", help="Print the invoice as CSV.")] = False,
     html_file: Annotated[
         Path | None, typer.Option("--html", help="Write a printable HTML invoice to this file.")
@@ -99,8 +110,16 @@ def invoice(
     server: ServerOption = None,
     token: TokenOption = None,
 ) -> None:
-    """A tenant's monthly invoice. Its lines add up exactly to the usage records."""
+    """A tenant's monthly invoice (default: your tenant's, this month). Its lines add up exactly
+    to the usage records. 'suanli invoice 2026-03' is your tenant's for that month."""
+    if month is None and tenant is not None and _MONTH.match(tenant):
+        tenant, month = None, tenant
+    month = month or datetime.now(_BILLING_ZONE).strftime("%Y-%m")
     with open_client(ctx, server, token) as client:
+        if tenant is None:
+            tenant = client.whoami().tenant
+            if not tenant:
+                raise SuanliError("you belong to no tenant: name the tenant, e.g. 'suanli invoice bj-ai 2026-03'")
         if html_file is not None:
             html_file.write_text(client.invoice_document(tenant, month, "html"), encoding="utf-8")
             note(f"Wrote {html_file}")

@@ -56,6 +56,8 @@ function drawUtilisation(el) {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
+  // A log opens at its tail, as `tail -f` does; a reader who scrolls up stops the following.
+  document.querySelectorAll("pre.logs").forEach((pre) => { pre.scrollTop = pre.scrollHeight; });
   document.querySelectorAll("pre[data-stream]").forEach(streamLogs);
   const file = document.querySelector("[data-testid=spec-file]");
   const area = document.querySelector("[data-testid=spec-text]");
