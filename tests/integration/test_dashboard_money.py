@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from typer.testing import CliRunner, Result
 
+from suanli.cli import app
 from suanli.core.metering import month_of
 from suanli.core.network import parse_network
 from suanli.core.spec import parse_job_spec
@@ -193,3 +197,27 @@ def test_a_job_without_time_limit_past_the_whole_budget_is_refused(net: Net) -> 
     assert info.value.status == 422
     assert "it has no time_limit, so it is estimated at 1 h" in info.value.detail
     assert "give it a time_limit or raise the budget" in info.value.detail
+
+
+def test_invoice_command_defaults_to_own_tenant_and_this_month(net: Net) -> None:
+    _bill_one_hour(net)
+    # The CLI's "this month" is the wall clock's, in Asia/Shanghai (the server's is a ManualClock).
+    month = datetime.now(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m")
+    alice = net.user("alice", tenant="bj-ai")
+    runner = CliRunner()
+
+    def cli(token: str, *args: str) -> Result:
+        return runner.invoke(app, ["--server", net.url, "--token", token, "invoice", *args], env={"COLUMNS": "200"})
+
+    own = cli(alice)
+    assert own.exit_code == 0, own.output
+    assert f"Invoice for bj-ai, {month} (Asia/Shanghai)" in own.output
+    earlier = cli(alice, "2026-01")
+    assert earlier.exit_code == 0, earlier.output
+    assert "Invoice for bj-ai, 2026-01" in earlier.output
+    unknown = cli(net.admin_token, "nosuch", month)
+    assert unknown.exit_code == 1
+    assert "no tenant 'nosuch'; known tenants: bj-ai" in unknown.output
+    admin = cli(net.admin_token)
+    assert admin.exit_code == 1
+    assert "you belong to no tenant: name the tenant" in admin.output

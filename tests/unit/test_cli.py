@@ -123,13 +123,28 @@ def test_jobs_empty_says_so_on_stderr(harness: Harness) -> None:
     assert "--all" in result.stderr
 
 
-def test_long_reason_is_cut_to_fit_but_ids_are_not(harness: Harness) -> None:
+def test_long_reason_wraps_to_fit_and_ids_are_not_broken(harness: Harness) -> None:
     harness.api.jobs = [make_job("j-long-identifier-0001", JobState.PENDING, reason="waiting " * 40)]
     result = harness.run("jobs", env={"COLUMNS": "90"})
-    row = result.stdout.splitlines()[2]
-    assert row.startswith("j-long-identifier-0001")
-    assert row.endswith("waiting waiting wai…")
-    assert len(row) == 90
+    lines = result.stdout.splitlines()
+    assert lines[2].startswith("j-long-identifier-0001")
+    assert all(len(line) <= 90 for line in lines)
+    assert " ".join(result.stdout.split()).count("waiting") == 40  # wrapped, not cut
+
+
+def test_reason_wraps_whole_on_80_columns_without_trailing_padding(harness: Harness) -> None:
+    reason = (
+        "no site has 16 × H100 free; largest free is 4 × H100 at tianjin-gaocun; "
+        "tianjin-gaocun frees 16 × H100 at ~07:18 UTC; every H100 at beijing is in use"
+    )
+    harness.api.jobs = [make_job("j-wait", JobState.PENDING, name="big", reason=reason)]
+    for env in ({"COLUMNS": "80"}, {}):  # a terminal of 80 columns; a pipe (no $COLUMNS)
+        lines = harness.run("jobs", "--state", "pending", env=env).stdout.splitlines()
+        assert all(line == line.rstrip() for line in lines), lines
+        if env:
+            assert all(len(line) <= 80 for line in lines), lines
+            assert len(lines) > 3  # the reason took more than one line
+        assert reason in " ".join(" ".join(line.split("  ")[-1].split()) for line in lines[2:])
 
 
 # -- status ---------------------------------------------------------------------------------

@@ -110,8 +110,10 @@ def invoice(
     server: ServerOption = None,
     token: TokenOption = None,
 ) -> None:
-    """A tenant's monthly invoice (default: your tenant's, this month). Its lines add up exactly
-    to the usage records. 'suanli invoice 2026-03' is your tenant's for that month."""
+    """A tenant's monthly invoice. Its lines add up exactly to the usage records.
+
+    Without arguments: your tenant's, this month; 'suanli invoice 2026-03': your tenant's for
+    that month."""
     if month is None and tenant is not None and _MONTH.match(tenant):
         tenant, month = None, tenant
     month = month or datetime.now(_BILLING_ZONE).strftime("%Y-%m")
