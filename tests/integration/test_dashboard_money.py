@@ -221,3 +221,12 @@ def test_invoice_command_defaults_to_own_tenant_and_this_month(net: Net) -> None
     admin = cli(net.admin_token)
     assert admin.exit_code == 1
     assert "you belong to no tenant: name the tenant" in admin.output
+
+
+def test_usage_by_gpu_is_by_gpu_type_and_a_bad_grouping_says_what_exists(net: Net) -> None:
+    _bill_one_hour(net)
+    [line] = net.client.usage(by="gpu")
+    assert line.gpu_type == "H100"
+    with pytest.raises(ApiError) as info:
+        net.client.usage(by="user")
+    assert info.value.detail == "--by must be one of site, job, gpu-type, tenant (per-user bills are not there yet)"

@@ -160,6 +160,13 @@ def test_status_of_waiting_job_says_why_up_front(harness: Harness) -> None:
     assert "Attempts" not in result.stdout
 
 
+def test_status_cost_so_far_keeps_a_space_before_the_amount(harness: Harness) -> None:
+    harness.api.jobs = [make_job("j-cost", JobState.RUNNING, cost_cny="0.125611")]
+    result = harness.run("status", "j-cost")
+    assert result.exit_code == 0, result.output
+    assert "Cost so far  0.125611 CNY" in result.stdout
+
+
 def test_status_shows_attempts(harness: Harness) -> None:
     lost = make_attempt(1, AttemptState.LOST, ended_at=NOW - timedelta(minutes=1), message="site missed heartbeats")
     job = make_job(

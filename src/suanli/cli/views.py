@@ -76,8 +76,10 @@ def show_job(console: Console, job: JobOut) -> None:
     reason = _reason_line(job)
     if reason is not None:
         console.print(reason)
-    for label, value in _fields(job):
-        console.print(Text.assemble((f"  {label:<11}", "dim"), value))
+    fields = list(_fields(job))
+    width = max((len(label) for label, _ in fields), default=0) + 2  # "Cost so far" is wider than most
+    for label, value in fields:
+        console.print(Text.assemble((f"  {label:<{width}}", "dim"), value))
     if job.attempts:
         console.print()
         console.print(Text("Attempts", style="bold"))
