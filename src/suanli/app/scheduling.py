@@ -301,13 +301,13 @@ def _over_budget(
     if not with_budget:
         return {}
     spent = budgets.spent_this_month(session, list(config.budgets), now, config.waive_platform_faults)
-    for tenant, micro in _still_to_spend(session, list(config.budgets), sites, tenants, now, config).items():
+    for tenant, micro in still_to_spend(session, list(config.budgets), sites, tenants, now, config).items():
         spent[tenant] = spent.get(tenant, 0) + micro
     estimates = {j.id: budgets.estimate_micro(j, sites, now, job_hours(j, tenants, config.policy)) for j in with_budget}
     return budgets.hold_over_budget(with_budget, config.budgets, spent, estimates).held
 
 
-def _still_to_spend(
+def still_to_spend(
     session: Session,
     names: Sequence[str],
     sites: Sequence[SiteState],

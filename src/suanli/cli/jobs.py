@@ -12,8 +12,19 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn, TransferSpeedColumn
 from rich.text import Text
 
-from suanli.cli.context import JsonOption, ServerOption, TokenOption, err_console, note, open_client, print_json, say
+from suanli.cli.context import (
+    JsonOption,
+    ServerOption,
+    TokenOption,
+    err_console,
+    note,
+    open_client,
+    out_console,
+    print_json,
+    say,
+)
 from suanli.cli.render import state_text
+from suanli.cli.views import show_dry_run
 from suanli.core.api import JobOut
 from suanli.core.dependencies import parse_dependencies
 from suanli.core.errors import SpecError
@@ -54,6 +65,14 @@ def submit(
             "fail or be cancelled (afternotok).",
         ),
     ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Submit nothing: print the site it would run at now, its estimated start, the price per "
+            "GPU-hour, the cost of its time_limit, the budget left after it and every other site's reason.",
+        ),
+    ] = False,
     json_out: JsonOption = False,
     server: ServerOption = None,
     token: TokenOption = None,
@@ -62,8 +81,17 @@ def submit(
 
     With --follow the job's output goes to stdout and the exit code is 0 only if it
     SUCCEEDED. With --json (and --follow) the logs go to stderr and the final job is printed.
+    With --dry-run nothing is submitted or uploaded (like sbatch --test-only).
     """
     spec = with_after(with_secrets(load_spec(file, name), secret or []), after)
+    if dry_run:
+        with open_client(ctx, server, token) as client:
+            plan = client.dry_run(spec)
+        if json_out:
+            print_json(plan)
+        else:
+            show_dry_run(out_console(), plan)
+        return
     workdir = (file.parent / spec.workdir).resolve() if spec.workdir else None
     with open_client(ctx, server, token) as client:
         job = _submit(client, spec, workdir)

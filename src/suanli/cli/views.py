@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import timedelta
+from decimal import Decimal
 from typing import Annotated, Any
 
 import typer
@@ -15,6 +16,7 @@ from suanli.cli import render
 from suanli.cli.context import JsonOption, ServerOption, TokenOption, note, open_client, out_console, print_json
 from suanli.cli.render import DASH, age, compact_duration, local_time, state_text, table, when
 from suanli.core.api import AttemptOut, JobOut
+from suanli.core.api_dryrun import DryRunOut
 from suanli.core.spec import Placement, Resources
 from suanli.core.states import JobState
 
@@ -168,3 +170,41 @@ def _nothing_found(everything: bool) -> str:
     if everything:
         return "No jobs."
     return "No jobs pending, running or finished in the last 24 hours (--all shows older ones)."
+
+
+def show_dry_run(console: Console, plan: DryRunOut) -> None:
+    """``suanli submit --dry-run``: where and when it would run, what it would cost, and why
+    not elsewhere."""
+    if plan.site is None:
+        console.print(
+            Text.assemble(("Would wait: ", "bold yellow"), (plan.reason or "no site can take it now", "yellow"))
+        )
+    else:
+        start = "now" if plan.start_estimate is None or not plan.reason else f"~{local_time(plan.start_estimate)}"
+        gpu = f" on {plan.gpu_type}" if plan.gpu_type else ""
+        console.print(Text.assemble(("Would run at ", "bold"), (plan.site, "bold"), f"{gpu}, starting {start}"))
+        if plan.reason:
+            console.print(Text.assemble(("  Waiting: ", "yellow"), plan.reason))
+    hours = f"{plan.hours:g} h" + (
+        " (time_limit)" if plan.hours_from_time_limit else " (estimated run time: no time_limit)"
+    )
+    rows: list[tuple[str, str]] = [("Tenant", plan.tenant)]
+    if plan.price_per_gpu_hour_cny is not None:
+        rows.append(("Price", f"{plan.price_per_gpu_hour_cny} CNY/GPU-hour"))
+    rows.append(("Hours", hours))
+    if plan.estimated_cost_cny is not None:
+        rows.append(("Est. cost", f"{_money(plan.estimated_cost_cny)} CNY"))
+    if plan.budget_cny is not None and plan.budget_left_cny is not None:
+        rows.append(("Budget left", f"{_money(plan.budget_left_cny)} of {_money(plan.budget_cny)} CNY after it"))
+    for label, value in rows:
+        console.print(Text.assemble((f"  {label:<13}", "dim"), value))
+    others = [s for s in plan.sites if s.site != plan.site]
+    if others:
+        console.print()
+        console.print(Text("Other sites", style="bold"))
+        for s in others:
+            console.print(f"  {s.text}", soft_wrap=True)
+
+
+def _money(text: str) -> str:
+    return f"{Decimal(text):,.2f}"

@@ -37,6 +37,7 @@ from suanli.core.api import (
     WhoAmIOut,
     WorkdirOut,
 )
+from suanli.core.api_dryrun import DryRunOut
 from suanli.core.protocol import (
     CheckpointReceipt,
     HeartbeatRequest,
@@ -165,6 +166,19 @@ class Client:
                     return JobOut.model_validate_json(response.content)
             self._sleep(self.retry_backoff_s * 2**attempt)
             attempt += 1
+
+    def dry_run(self, spec: JobSpec, *, tenant: str | None = None) -> DryRunOut:
+        """What submitting ``spec`` now would do (site, start, price, cost, budget left, every
+        site's verdict); nothing is stored and no workdir is uploaded."""
+        body = JobSubmit(spec=spec.model_dump(mode="json", exclude_none=True), tenant=tenant)
+        response = self._request(
+            "POST",
+            "/api/v1/jobs",
+            params={"dry_run": "true"},
+            content=body.model_dump_json().encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        return DryRunOut.model_validate_json(response.content)
 
     def submit_file(self, path: str | Path, *, name: str | None = None, progress: ProgressFn | None = None) -> JobOut:
         """Parse a spec file and submit it; ``workdir`` resolves against the file's folder."""

@@ -10,12 +10,13 @@ from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from suanli.app import idempotency, jobrequests
+from suanli.app import dryrun, idempotency, jobrequests
 from suanli.app import jobs as service
 from suanli.app.control import ControlPlane
 from suanli.app.errors import Unprocessable
 from suanli.app.follow import open_logs
 from suanli.core.api import ExplainOut, JobOut, JobSubmit, Page
+from suanli.core.api_dryrun import DryRunOut
 from suanli.core.states import JobState
 from suanli.server.deps import Caller, Control
 from suanli.server.follow import FollowResponse
@@ -27,6 +28,7 @@ router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
     "",
     status_code=201,
     response_model=JobOut,
+    responses={200: {"model": DryRunOut, "description": "With dry_run=true: what it would do; nothing stored"}},
     # The body is read and validated by hand (one parse, no second model pass); its schema is
     # still declared, bounds included, for clients and the fuzzer.
     openapi_extra={
@@ -46,6 +48,10 @@ async def submit(
             "the key with a different body answers 422.",
         ),
     ] = None,
+    dry_run: Annotated[
+        bool,
+        Query(description="Store nothing: answer 200 with a DryRunOut (the site, start, price and cost it would get)."),
+    ] = False,
 ) -> Response:
     """Submit a job. It is committed durably before its id is returned."""
     control: ControlPlane = request.app.state.control
@@ -54,6 +60,9 @@ async def submit(
         body = JobSubmit.model_validate_json(await request.body())
     except ValidationError as exc:  # malformed JSON or a wrong shape: 422, as for FastAPI's own bodies
         raise RequestValidationError(exc.errors(include_url=False)) from None
+    if dry_run:
+        plan = await run_in_threadpool(dryrun.dry_run, control, who, body)
+        return Response(plan.model_dump_json(), media_type="application/json")
     submission = jobrequests.prepare_submit(control, who, body, idempotency.parse_key(idempotency_key))
     # Written on the event loop unless that could wait on a lock (see ``Submission.slow``).
     out, replayed = await run_in_threadpool(submission.write) if submission.slow else submission.write()
