@@ -270,16 +270,29 @@ def test_logs_prints_output(harness: Harness) -> None:
     result = harness.run("logs", "j-run", "-f")
     assert result.exit_code == 0
     assert result.stdout == "step 1\nstep 2\n"
-    assert harness.api.requests[0].url.params["follow"] == "true"
+    [request] = [r for r in harness.api.requests if r.url.path.endswith("/logs")]
+    assert request.url.params["follow"] == "true"
+
+
+def test_logs_of_a_pending_job_says_why_it_waits(harness: Harness) -> None:
+    result = harness.run("logs", "j-wait")
+    assert result.exit_code == 0
+    assert result.stdout == ""
+    assert f"j-wait is pending: {WAITING}; no output yet" in " ".join(result.stderr.split())
+
+
+def test_cancel_of_a_finished_job_says_so_and_sends_nothing(harness: Harness) -> None:
+    result = harness.run("cancel", "j-done")
+    assert result.exit_code == 0
+    assert "Job j-done (llama-ft) already ended: SUCCEEDED; nothing to cancel" in result.stdout
+    assert "Cancelling" not in result.output
+    assert not any(r.url.path.endswith("/cancel") for r in harness.api.requests)
 
 
 def test_cancel(harness: Harness) -> None:
     result = harness.run("cancel", "j-run")
     assert result.exit_code == 0
-    assert result.stdout.splitlines() == [
-        "Cancelling job j-run",
-        "Job j-run (llama-ft): RUNNING, cancel requested; it stops shortly",
-    ]
+    assert result.stdout.splitlines() == ["Job j-run (llama-ft): RUNNING, cancel requested; it stops shortly"]
     data = json.loads(harness.run("cancel", "j-run", "--json").stdout)
     assert data["cancel_requested"] is True
 
@@ -339,3 +352,10 @@ def test_token_is_sent(harness: Harness) -> None:
 def test_version(harness: Harness) -> None:
     assert harness.run("version").stdout == f"suanli {__version__}\n"
     assert harness.run("--version").stdout == f"suanli {__version__}\n"
+
+
+@pytest.mark.parametrize("group", ["user", "token", "tenant", "tariff"])
+def test_ls_and_list_both_work(harness: Harness, group: str) -> None:
+    for name in ("ls", "list"):
+        result = harness.run(group, name, "--help")
+        assert result.exit_code == 0, (group, name, result.output)

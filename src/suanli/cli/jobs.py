@@ -117,8 +117,14 @@ def logs(
     server: ServerOption = None,
     token: TokenOption = None,
 ) -> None:
-    """Print a job's output."""
+    """Print a job's output.
+
+    A job that has not started says why it waits (on stderr)."""
     with open_client(ctx, server, token) as client:
+        job = client.job(job_id)
+        if job.state == JobState.PENDING:
+            waiting = f"{job.id} is pending: {job.reason or QUEUED_REASON}"
+            note(waiting + ("; its output follows once it starts" if follow else "; no output yet"))
         for text in client.logs(job_id, follow=follow):
             typer.echo(text, nl=False)
 
@@ -131,9 +137,15 @@ def cancel(
     token: TokenOption = None,
 ) -> None:
     """Cancel a job. A running job is stopped at its site; its state shows when it is gone."""
-    if not json_out:
-        say(f"Cancelling job {job_id}")
     with open_client(ctx, server, token) as client:
+        before = client.job(job_id)
+        if before.state.is_terminal():
+            if json_out:
+                print_json(before)
+            else:
+                line = Text.assemble(f"Job {before.id} ({before.name}) already ended: ", state_text(before.state))
+                say(line.append("; nothing to cancel"))
+            return
         job = client.cancel(job_id)
     if json_out:
         print_json(job)

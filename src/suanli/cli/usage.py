@@ -159,6 +159,7 @@ tariff_app = typer.Typer(help="Site tariffs: prices per GPU-hour, CPU-hour and G
 
 
 @tariff_app.command("ls")
+@tariff_app.command("list", hidden=True)  # as user, token and tenant: either name works
 def tariff_ls(
     ctx: typer.Context,
     site: Annotated[str | None, typer.Option("--site", help="Only this site.", show_default=False)] = None,
