@@ -95,10 +95,10 @@ def test_jobs_follows_pagination_and_all_includes_old(harness: Harness) -> None:
 
 
 def test_jobs_filters_go_to_the_server(harness: Harness) -> None:
-    result = harness.run("jobs", "--state", "failed", "--site", "x", "--name", "big", "--json")
+    result = harness.run("jobs", "--state", "failed", "--site", "tianjin-gaocun", "--name", "big", "--json")
     assert result.exit_code == 0
     params = harness.api.requests[0].url.params
-    assert (params["state"], params["site"], params["name"]) == ("FAILED", "x", "big")
+    assert (params["state"], params["site"], params["name"]) == ("FAILED", "tianjin-gaocun", "big")
     assert json.loads(result.stdout) == []
 
 
@@ -359,3 +359,23 @@ def test_ls_and_list_both_work(harness: Harness, group: str) -> None:
     for name in ("ls", "list"):
         result = harness.run(group, name, "--help")
         assert result.exit_code == 0, (group, name, result.output)
+
+
+def test_jobs_unknown_state_and_site_are_said_in_words(harness: Harness) -> None:
+    bad = harness.run("jobs", "--state", "FOO")
+    assert bad.exit_code == 2
+    assert "'FOO' is not a job state; states are pending," in " ".join(bad.output.split())
+    assert "Value error" not in bad.output
+    nowhere = harness.run("jobs", "--site", "nowhere")
+    assert nowhere.exit_code == 1
+    assert "no site 'nowhere'; known sites: ningxia-zw, tianjin-gaocun" in nowhere.output
+
+
+def test_jobs_tenant_and_limit(harness: Harness) -> None:
+    harness.api.jobs.append(make_job("j-other", JobState.PENDING, tenant="acme", reason=WAITING))
+    other = harness.run("jobs", "--tenant", "acme", "--json")
+    assert [j["id"] for j in json.loads(other.stdout)] == ["j-other"]
+    newest = harness.run("jobs", "--all", "--limit", "2", "--json")
+    ids = [j["id"] for j in json.loads(newest.stdout)]
+    assert len(ids) == 2
+    assert "j-old" not in ids  # the oldest are left out, the newest kept

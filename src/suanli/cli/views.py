@@ -17,6 +17,7 @@ from suanli.cli.context import JsonOption, ServerOption, TokenOption, note, open
 from suanli.cli.render import DASH, age, compact_duration, local_time, state_text, table, when
 from suanli.core.api import AttemptOut, JobOut
 from suanli.core.api_dryrun import DryRunOut
+from suanli.core.errors import SuanliError
 from suanli.core.spec import Placement, Resources
 from suanli.core.states import JobState
 
@@ -28,11 +29,20 @@ def jobs(
     ctx: typer.Context,
     *,
     state: Annotated[
-        JobState | None,
-        typer.Option("--state", case_sensitive=False, help="Only jobs in this state.", show_default=False),
+        str | None,
+        typer.Option(
+            "--state", metavar="STATE", help="Only jobs in this state (e.g. pending, running).", show_default=False
+        ),
     ] = None,
     site: Annotated[str | None, typer.Option("--site", help="Only jobs at this site.", show_default=False)] = None,
     name: Annotated[str | None, typer.Option("--name", help="Only jobs with this name.", show_default=False)] = None,
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", help="Only this tenant's jobs (the admin sees every tenant's).")
+    ] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option("--limit", "-n", min=1, help="Only the newest N of the jobs listed.", show_default=False),
+    ] = None,
     all_jobs: Annotated[bool, typer.Option("--all", "-a", help="Include jobs that finished long ago.")] = False,
     json_out: JsonOption = False,
     server: ServerOption = None,
@@ -40,21 +50,39 @@ def jobs(
 ) -> None:
     """List jobs: by default those pending or running plus those that finished in the last
     24 hours, oldest first. --all lists every job; --state lists every job in that state."""
+    wanted = _state(state)
     with open_client(ctx, server, token) as client:
-        found = list(client.iter_jobs(state=state.value if state else None, site=site, name=name))
-    if not (all_jobs or state):
+        found = list(client.iter_jobs(state=wanted.value if wanted else None, site=site, name=name))
+        if not found and site and site not in {s.name for s in client.sites()}:
+            known = ", ".join(sorted(s.name for s in client.sites()))
+            raise SuanliError(f"no site '{site}'; known sites: {known}")
+    if tenant:
+        found = [j for j in found if j.tenant == tenant]
+    if not (all_jobs or wanted):
         cutoff = render.now() - RECENT
         found = [j for j in found if not j.state.is_terminal() or (j.finished_at or j.updated_at) >= cutoff]
     found.sort(key=lambda j: (j.submitted_at, j.id))
+    if limit is not None:
+        found = found[-limit:]
     if json_out:
         print_json(found)
         return
     if not found:
-        note(_nothing_found(all_jobs or bool(state)))
+        note(_nothing_found(all_jobs or bool(wanted)))
         return
     console = out_console()
     headers = ("ID", "NAME", "STATE", "SITE", "GPUS", "AGE", "REASON")
     console.print(table(headers, (_job_row(j) for j in found), width=console.width))
+
+
+def _state(text: str | None) -> JobState | None:
+    if text is None:
+        return None
+    try:
+        return JobState(text.strip().upper())
+    except ValueError:
+        states = ", ".join(s.value.lower() for s in JobState)
+        raise typer.BadParameter(f"'{text}' is not a job state; states are {states}", param_hint="'--state'") from None
 
 
 def status(
