@@ -115,3 +115,13 @@ def _run_to_the_limit(net: Net) -> None:
     net.pump(lambda: net.state(job.id) not in ("PENDING", "SCHEDULED", "STARTING", "RUNNING"), timeout=60)
     billed = Decimal(net.client.job(job.id).cost_cny or "0")
     assert abs(billed - estimate) <= estimate * Decimal("0.05"), (billed, estimate)
+
+
+@pytest.mark.parametrize("params", [{}, {"dry_run": "true"}])
+def test_an_unknown_key_that_looks_like_a_validator_name_is_a_422(net: Net, params: dict[str, str]) -> None:
+    """Found by the API fuzzer: a spec key such as 'a[b]' was taken for pydantic's wrapper name
+    and the submission answered 500."""
+    with net.http_as(net.admin_token) as http:
+        response = http.post("/api/v1/jobs", params=params, json={"spec": {"run": "x", "a[b]": 1}})
+    assert response.status_code == 422, response.text
+    assert "unknown field 'a[b]'" in response.json()["detail"]

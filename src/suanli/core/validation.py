@@ -51,8 +51,11 @@ def problems_from(exc: ValidationError, model: type[BaseModel], doc: LocatedDocu
     problems: list[Problem] = []
     seen: set[tuple[str, str]] = set()
     for err in exc.errors(include_url=False):
-        loc = _clean_loc(tuple(err["loc"]))
+        raw = tuple(err["loc"])
         kind = err["type"]
+        # An unknown key is the last part as the user wrote it, even one that looks like a
+        # validator's name ("a[b]"): only the parts before it can be wrappers.
+        loc = _clean_loc(raw[:-1]) + raw[-1:] if kind == "extra_forbidden" and raw else _clean_loc(raw)
         if kind == "extra_forbidden":
             name = str(loc[-1])
             owner = _model_at(model, loc[:-1])
