@@ -184,3 +184,14 @@ def test_job_page_shows_the_last_lines_and_links_the_whole_log(net: Net, tmp_pat
     assert lines[0] == "line 1 of the log"
     assert lines[-1] == "line 20000 of the log"
     assert len(lines) == 20000
+
+
+def test_a_finished_job_says_cost_not_cost_so_far(net: Net) -> None:
+    job = net.client.submit(parse_job_spec("name: short\nrun: x\nresources: {cpus: 1}\n"))
+    with dashboard(net) as web:
+        pending = web.get(f"/jobs/{job.id}").text
+        net.client.cancel(job.id)
+        ended = web.get(f"/jobs/{job.id}").text
+    assert "<dt>Cost so far</dt>" in pending
+    assert "<dt>Cost</dt>" in ended
+    assert "Cost so far" not in ended
