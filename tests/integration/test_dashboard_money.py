@@ -230,3 +230,18 @@ def test_usage_by_gpu_is_by_gpu_type_and_a_bad_grouping_says_what_exists(net: Ne
     with pytest.raises(ApiError) as info:
         net.client.usage(by="user")
     assert info.value.detail == "--by must be one of site, job, gpu-type, tenant (per-user bills are not there yet)"
+
+
+def test_budget_and_tariff_tables_read_as_amounts_and_dates(net: Net) -> None:
+    _with_budget(net, 30)
+    _bill_one_hour(net)
+    runner = CliRunner()
+    connection = ["--server", net.url, "--token", net.admin_token]
+    budget = runner.invoke(app, [*connection, "budget"], env={"COLUMNS": "200"})
+    assert budget.exit_code == 0, budget.output
+    row = next(line for line in budget.stdout.splitlines() if line.startswith("bj-ai"))
+    assert row.split()[:3] == ["bj-ai", "28.00", "30.00"]  # not "28.000000" beside "30"
+    tariffs = runner.invoke(app, [*connection, "tariff", "ls"], env={"COLUMNS": "200"})
+    assert tariffs.exit_code == 0, tariffs.output
+    assert "1970" not in tariffs.stdout
+    assert "from the start" in tariffs.stdout

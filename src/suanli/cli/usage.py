@@ -7,6 +7,7 @@ import io
 import json
 import re
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo
@@ -180,7 +181,9 @@ def tariff_ls(
         rows.append(
             (
                 v.site,
-                v.effective_from.astimezone().strftime("%Y-%m-%d %H:%M"),
+                "from the start"
+                if v.effective_from.year <= 1970
+                else v.effective_from.astimezone().strftime("%Y-%m-%d %H:%M"),
                 gpu,
                 f"{v.tariff.get('cpu_hour', 0):g}",
                 periods,
@@ -233,6 +236,11 @@ def revenue(
     console.print(table(("SITE", "REVENUE CNY", "WAIVED CNY", "GPU-HOURS", "GPU UTIL"), rows, width=console.width))
 
 
+def _cny(text: str) -> str:
+    """An amount as a bill shows it: ``20.77`` (two decimals, thousands separated)."""
+    return f"{Decimal(text):,.2f}"
+
+
 def budget(
     ctx: typer.Context,
     json_out: JsonOption = False,
@@ -248,7 +256,7 @@ def budget(
     if not found:
         note("No tenant has a monthly budget (monthly_budget_cny in the network file).")
         return
-    rows = [(b.tenant, b.spent_cny, b.budget_cny, f"{b.used * 100:.1f}%", b.state) for b in found]
+    rows = [(b.tenant, _cny(b.spent_cny), _cny(b.budget_cny), f"{b.used * 100:.1f}%", b.state) for b in found]
     console = out_console()
     console.print(table(("TENANT", "SPENT CNY", "BUDGET CNY", "USED", "STATE"), rows, width=console.width))
     for b in found:
