@@ -23,6 +23,7 @@ from suanli.app.errors import NotFound, Unprocessable
 from suanli.app.explain import explain_job
 from suanli.app.follow import LogFormatter, is_multi_node
 from suanli.app.ledger import checkpoint_out
+from suanli.app.logtail import log_tail
 from suanli.core import metering as pricing
 from suanli.core.api import BudgetOut, JobOut, JobSubmit, SiteExplainOut
 from suanli.core.api_data import CheckpointOut, DatasetOut, FilingOut, TransferOut
@@ -143,20 +144,6 @@ def job_detail(control: ControlPlane, identity: Identity, job_id: str) -> JobDet
         truncated,
         multi,
     )
-
-
-def log_tail(text: str, lines: int, chars: int) -> tuple[str, bool]:
-    """The last ``lines`` lines of ``text`` and at most its last ``chars`` characters (from a
-    line start), and whether anything was left out."""
-    kept = text
-    if len(kept) > chars:
-        kept = kept[-chars:]
-        kept = kept[kept.find("\n") + 1 :] if "\n" in kept[:-1] else kept
-    parts = kept.split("\n")
-    limit = lines + 1 if kept.endswith("\n") else lines
-    if len(parts) > limit:
-        kept = "\n".join(parts[-limit:])
-    return kept, kept != text
 
 
 def submit_job(control: ControlPlane, identity: Identity, spec: JobSpec) -> str:

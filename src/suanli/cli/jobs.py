@@ -114,6 +114,12 @@ def logs(
     ctx: typer.Context,
     job_id: JobArg,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the job ends.")] = False,
+    tail: Annotated[
+        int | None,
+        typer.Option(
+            "--tail", "-n", min=1, metavar="N", help="Only the last N lines (then follow, with -f).", show_default=False
+        ),
+    ] = None,
     server: ServerOption = None,
     token: TokenOption = None,
 ) -> None:
@@ -125,7 +131,7 @@ def logs(
         if job.state == JobState.PENDING:
             waiting = f"{job.id} is pending: {job.reason or QUEUED_REASON}"
             note(waiting + ("; its output follows once it starts" if follow else "; no output yet"))
-        for text in client.logs(job_id, follow=follow):
+        for text in client.logs(job_id, follow=follow, tail=tail):
             typer.echo(text, nl=False)
 
 

@@ -224,9 +224,12 @@ class Client:
         """Why the job runs where it does, or waits: its reason and every site's verdict."""
         return self._get(f"/api/v1/jobs/{job_id}/explain", ExplainOut)
 
-    def logs(self, job_id: str, *, follow: bool = False) -> Iterator[str]:
-        """Yield the job's output as text, as it arrives when ``follow`` is set."""
+    def logs(self, job_id: str, *, follow: bool = False, tail: int | None = None) -> Iterator[str]:
+        """Yield the job's output as text (``tail``: only its last N lines), as it arrives when
+        ``follow`` is set."""
         params = {"follow": "true" if follow else "false"}
+        if tail is not None:
+            params["tail"] = str(tail)
         try:
             with self._http.stream("GET", f"/api/v1/jobs/{job_id}/logs", params=params, timeout=None) as response:
                 if response.status_code >= 400:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -10,11 +11,11 @@ from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from suanli.app import dryrun, idempotency, jobrequests
+from suanli.app import dryrun, idempotency, jobrequests, logtail
 from suanli.app import jobs as service
 from suanli.app.control import ControlPlane
 from suanli.app.errors import Unprocessable
-from suanli.app.follow import open_logs
+from suanli.app.follow import LogStream, open_logs
 from suanli.core.api import ExplainOut, JobOut, JobSubmit, Page
 from suanli.core.api_dryrun import DryRunOut
 from suanli.core.states import JobState
@@ -113,9 +114,32 @@ def cancel(job_id: str, control: Control, who: Caller) -> JobOut:
 
 
 @router.get("/{job_id}/logs", response_class=StreamingResponse)
-async def logs(job_id: str, control: Control, who: Caller, follow: bool = False) -> StreamingResponse:
-    """The job's output, all attempts in order; with ``follow`` the stream stays open until the
-    job ends. Lines of multi-node jobs are prefixed with their node rank. A tenant may follow
-    ``max_follows_per_tenant`` streams at once (429 with Retry-After beyond)."""
-    stream = await open_logs(control, who, job_id, follow=follow)
+async def logs(
+    job_id: str,
+    control: Control,
+    who: Caller,
+    follow: bool = False,
+    tail: Annotated[int | None, Query(ge=1, le=1_000_000, description="Only the last N lines (then follow)")] = None,
+) -> StreamingResponse:
+    """The job's output, all attempts in order (``tail``: its last N lines); with ``follow`` the
+    stream stays open until the job ends. Lines of multi-node jobs are prefixed with their node
+    rank. A tenant may follow ``max_follows_per_tenant`` streams at once (429 with Retry-After
+    beyond)."""
+    if tail is None:
+        stream = await open_logs(control, who, job_id, follow=follow)
+    else:
+        text, last = await run_in_threadpool(logtail.tail_of, control, who, job_id, tail)
+        stream = logtail_stream(text, await open_logs(control, who, job_id, last, follow=follow))
     return FollowResponse(stream, headers={"Cache-Control": "no-store"})
+
+
+def logtail_stream(first: str, rest: LogStream) -> LogStream:
+    """``first``, then what ``rest`` streams (it keeps ``rest``'s follow slot)."""
+
+    async def text() -> AsyncIterator[str]:
+        if first:
+            yield first
+        async for part in rest.text:
+            yield part
+
+    return LogStream(text(), rest.slot)
