@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -187,3 +188,74 @@ def test_a_member_of_another_tenant_sees_none_of_it(session: Session, demo: Netw
     assert response.status == 404
     session.expected_errors.append("404")
     session.shot("18-rival-job-404")
+
+
+CHATTY = {
+    "name": "web-chatty",
+    "resources": {"cpus": 1},
+    "run": 'for i in $(seq 1 300); do echo "early $i"; done; for i in $(seq 1 40); do echo "late $i"; sleep 0.5; done',
+}
+
+
+def _api_submit(demo: Network, spec: dict[str, object]) -> str:
+    response = demo.api.post("/api/v1/jobs", json={"spec": spec})
+    assert response.status_code in (200, 201, 202), response.text
+    job_id: str = response.json()["id"]
+    return job_id
+
+
+def _logs(demo: Network, job_id: str) -> str:
+    return demo.api.get(f"/api/v1/jobs/{job_id}/logs").text
+
+
+def test_log_pane_opens_at_the_tail_and_follows_it(session: Session, demo: Network) -> None:
+    """A running job's page opened after 300 lines were printed: the pane shows the newest
+    lines and keeps showing them as more stream in (it was stuck at the top)."""
+    job_id = _api_submit(demo, CHATTY)
+    deadline = time.monotonic() + 30
+    while "late 2\n" not in _logs(demo, job_id):
+        assert time.monotonic() < deadline, "the job printed nothing in 30 s"
+        time.sleep(0.3)
+    session.sign_in()
+    session.goto(f"/jobs/{job_id}")
+    pane = session.page.get_by_test_id("logs")
+    gap = "p => p.scrollHeight - p.scrollTop - p.clientHeight"
+    assert pane.evaluate("p => p.scrollHeight > p.clientHeight"), "the pane should overflow"
+    assert pane.evaluate(gap) < 40, "the pane did not open at its tail"
+    expect(session.page, "logs").to_contain_text("late 8", timeout=20_000)  # type: ignore[attr-defined]
+    assert pane.evaluate(gap) < 40, "the pane did not follow the new lines"
+    session.shot("15-log-tail")
+    assert session.page.get_by_test_id("logs-download").get_attribute("href") == f"/jobs/{job_id}/logs"
+    demo.api.post(f"/api/v1/jobs/{job_id}/cancel")
+
+
+def test_bill_links_open_in_the_browser(session: Session) -> None:
+    session.sign_in()
+    session.goto("/usage?tenant=bj-ai")
+    href = session.page.get_by_test_id("invoice-html").get_attribute("href")
+    assert href
+    assert not href.startswith("/api/")
+    response = session.goto(href)
+    assert response.status == 200
+    assert "bj-ai" in session.page.content()
+    session.shot("16-invoice")
+
+
+def test_zh_job_page_has_no_english_reason(zh_session: Session, demo: Network) -> None:
+    s = zh_session
+    holder = _api_submit(demo, {"name": "web-holder", "resources": {"accelerators": "H100:16"}, "run": "sleep 120"})
+    waiter = _api_submit(demo, {"name": "web-waiter", "resources": {"accelerators": "H100:16"}, "run": "echo"})
+    deadline = time.monotonic() + 30
+    while not demo.job(waiter).get("reason", "").startswith("no site has"):
+        assert time.monotonic() < deadline, demo.job(waiter)
+        time.sleep(0.3)
+    s.sign_in()
+    for path, name in ((f"/jobs/{waiter}", "17-job-waiting-zh"), ("/jobs", "18-jobs-waiting-zh")):
+        s.goto(path)
+        text = s.page.locator("main").inner_text()
+        assert "没有站点有空闲的 16 × H100" in text
+        for english in ("no site has", "UTC", " free", "frees", "CNY/GPU-h", "does not match"):
+            assert english not in text, (path, english, text)
+        s.shot(name)
+    for job_id in (waiter, holder):
+        demo.api.post(f"/api/v1/jobs/{job_id}/cancel")

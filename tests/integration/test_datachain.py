@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import threading
 import time
 from collections.abc import Iterator
@@ -366,8 +367,9 @@ def test_the_cli_walks_the_whole_story(dnet: DataNet, tmp_path: Path) -> None:
     r = cli("filing", "approve", filing_id, "--note", "checked", token=auditor)
     assert r.exit_code == 0, r.output
     assert "accepted" in r.output
-    transfer_id = dnet.client.transfers("clinic")[0]["id"]
-    r = cli("data", "copy", "clinic", "--to", "singapore", "--resume", transfer_id)
+    hint = shlex.split(r.output.split("may now run: ", 1)[1].splitlines()[0])  # runnable as printed
+    assert hint[:2] == ["suanli", "data"]
+    r = cli(*hint[1:])
     assert r.exit_code == 0, r.output
     assert "done" in r.output
     r = cli("filing", "ls")

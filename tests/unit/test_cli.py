@@ -95,10 +95,10 @@ def test_jobs_follows_pagination_and_all_includes_old(harness: Harness) -> None:
 
 
 def test_jobs_filters_go_to_the_server(harness: Harness) -> None:
-    result = harness.run("jobs", "--state", "failed", "--site", "x", "--name", "big", "--json")
+    result = harness.run("jobs", "--state", "failed", "--site", "tianjin-gaocun", "--name", "big", "--json")
     assert result.exit_code == 0
     params = harness.api.requests[0].url.params
-    assert (params["state"], params["site"], params["name"]) == ("FAILED", "x", "big")
+    assert (params["state"], params["site"], params["name"]) == ("FAILED", "tianjin-gaocun", "big")
     assert json.loads(result.stdout) == []
 
 
@@ -123,13 +123,28 @@ def test_jobs_empty_says_so_on_stderr(harness: Harness) -> None:
     assert "--all" in result.stderr
 
 
-def test_long_reason_is_cut_to_fit_but_ids_are_not(harness: Harness) -> None:
+def test_long_reason_wraps_to_fit_and_ids_are_not_broken(harness: Harness) -> None:
     harness.api.jobs = [make_job("j-long-identifier-0001", JobState.PENDING, reason="waiting " * 40)]
     result = harness.run("jobs", env={"COLUMNS": "90"})
-    row = result.stdout.splitlines()[2]
-    assert row.startswith("j-long-identifier-0001")
-    assert row.endswith("waiting waiting wai…")
-    assert len(row) == 90
+    lines = result.stdout.splitlines()
+    assert lines[2].startswith("j-long-identifier-0001")
+    assert all(len(line) <= 90 for line in lines)
+    assert " ".join(result.stdout.split()).count("waiting") == 40  # wrapped, not cut
+
+
+def test_reason_wraps_whole_on_80_columns_without_trailing_padding(harness: Harness) -> None:
+    reason = (
+        "no site has 16 × H100 free; largest free is 4 × H100 at tianjin-gaocun; "
+        "tianjin-gaocun frees 16 × H100 at ~07:18 UTC; every H100 at beijing is in use"
+    )
+    harness.api.jobs = [make_job("j-wait", JobState.PENDING, name="big", reason=reason)]
+    for env in ({"COLUMNS": "80"}, {}):  # a terminal of 80 columns; a pipe (no $COLUMNS)
+        lines = harness.run("jobs", "--state", "pending", env=env).stdout.splitlines()
+        assert all(line == line.rstrip() for line in lines), lines
+        if env:
+            assert all(len(line) <= 80 for line in lines), lines
+            assert len(lines) > 3  # the reason took more than one line
+        assert reason in " ".join(" ".join(line.split("  ")[-1].split()) for line in lines[2:])
 
 
 # -- status ---------------------------------------------------------------------------------
@@ -143,6 +158,13 @@ def test_status_of_waiting_job_says_why_up_front(harness: Harness) -> None:
     assert lines[1] == f"Waiting: {WAITING}"
     assert "8 × H100, 16 CPUs, 64 GiB" in result.stdout
     assert "Attempts" not in result.stdout
+
+
+def test_status_cost_so_far_keeps_a_space_before_the_amount(harness: Harness) -> None:
+    harness.api.jobs = [make_job("j-cost", JobState.RUNNING, cost_cny="0.125611")]
+    result = harness.run("status", "j-cost")
+    assert result.exit_code == 0, result.output
+    assert "Cost so far  0.125611 CNY" in result.stdout
 
 
 def test_status_shows_attempts(harness: Harness) -> None:
@@ -248,16 +270,29 @@ def test_logs_prints_output(harness: Harness) -> None:
     result = harness.run("logs", "j-run", "-f")
     assert result.exit_code == 0
     assert result.stdout == "step 1\nstep 2\n"
-    assert harness.api.requests[0].url.params["follow"] == "true"
+    [request] = [r for r in harness.api.requests if r.url.path.endswith("/logs")]
+    assert request.url.params["follow"] == "true"
+
+
+def test_logs_of_a_pending_job_says_why_it_waits(harness: Harness) -> None:
+    result = harness.run("logs", "j-wait")
+    assert result.exit_code == 0
+    assert result.stdout == ""
+    assert f"j-wait is pending: {WAITING}; no output yet" in " ".join(result.stderr.split())
+
+
+def test_cancel_of_a_finished_job_says_so_and_sends_nothing(harness: Harness) -> None:
+    result = harness.run("cancel", "j-done")
+    assert result.exit_code == 0
+    assert "Job j-done (llama-ft) already ended: SUCCEEDED; nothing to cancel" in result.stdout
+    assert "Cancelling" not in result.output
+    assert not any(r.url.path.endswith("/cancel") for r in harness.api.requests)
 
 
 def test_cancel(harness: Harness) -> None:
     result = harness.run("cancel", "j-run")
     assert result.exit_code == 0
-    assert result.stdout.splitlines() == [
-        "Cancelling job j-run",
-        "Job j-run (llama-ft): RUNNING, cancel requested; it stops shortly",
-    ]
+    assert result.stdout.splitlines() == ["Job j-run (llama-ft): RUNNING, cancel requested; it stops shortly"]
     data = json.loads(harness.run("cancel", "j-run", "--json").stdout)
     assert data["cancel_requested"] is True
 
@@ -317,3 +352,30 @@ def test_token_is_sent(harness: Harness) -> None:
 def test_version(harness: Harness) -> None:
     assert harness.run("version").stdout == f"suanli {__version__}\n"
     assert harness.run("--version").stdout == f"suanli {__version__}\n"
+
+
+@pytest.mark.parametrize("group", ["user", "token", "tenant", "tariff"])
+def test_ls_and_list_both_work(harness: Harness, group: str) -> None:
+    for name in ("ls", "list"):
+        result = harness.run(group, name, "--help")
+        assert result.exit_code == 0, (group, name, result.output)
+
+
+def test_jobs_unknown_state_and_site_are_said_in_words(harness: Harness) -> None:
+    bad = harness.run("jobs", "--state", "FOO")
+    assert bad.exit_code == 2
+    assert "'FOO' is not a job state; states are pending," in " ".join(bad.output.split())
+    assert "Value error" not in bad.output
+    nowhere = harness.run("jobs", "--site", "nowhere")
+    assert nowhere.exit_code == 1
+    assert "no site 'nowhere'; known sites: ningxia-zw, tianjin-gaocun" in nowhere.output
+
+
+def test_jobs_tenant_and_limit(harness: Harness) -> None:
+    harness.api.jobs.append(make_job("j-other", JobState.PENDING, tenant="acme", reason=WAITING))
+    other = harness.run("jobs", "--tenant", "acme", "--json")
+    assert [j["id"] for j in json.loads(other.stdout)] == ["j-other"]
+    newest = harness.run("jobs", "--all", "--limit", "2", "--json")
+    ids = [j["id"] for j in json.loads(newest.stdout)]
+    assert len(ids) == 2
+    assert "j-old" not in ids  # the oldest are left out, the newest kept

@@ -4,8 +4,10 @@ its budget, and say so in numbers; a job that could never fit a budget is refuse
 The estimate is deliberately conservative: the job's hours (its time limit, else the tenant's
 run-time estimate, else the policy default) at the dearest price any site that could hold it
 charges at this hour. Spend is what usage records say this month (Asia/Shanghai), waived usage
-left out. Spend includes running jobs only as far as they have been metered, so a budget is a
-hold on new work, not a hard meter cut-off (the utility way: the bill is always honest).
+left out, plus what the tenant's placed and running jobs are still expected to cost (their
+estimate less what has been metered of them): so jobs started one after the other cannot pass
+the budget together, and a budget is overshot by at most what runs past its estimate before the
+next metering report. It is a hold on new work, not a meter cut-off (the bill is always honest).
 """
 
 from __future__ import annotations
@@ -76,6 +78,19 @@ def estimate_micro(job: PendingJob, sites: Sequence[SiteState], now: datetime, h
     return pricing.to_micro(max(rates, default=Decimal(0)) * pricing.dec(hours))
 
 
+def still_to_spend(
+    running: Sequence[tuple[PendingJob, float]], sites: Sequence[SiteState], now: datetime, metered: Mapping[str, int]
+) -> dict[str, int]:
+    """Per tenant, micro-yuan its placed and running jobs are still expected to cost: each job's
+    estimate for its hours (``running``: job and hours) less what has been metered of it."""
+    out: dict[str, int] = {}
+    for job, hours in running:
+        left = estimate_micro(job, sites, now, hours) - metered.get(job.id, 0)
+        if left > 0:
+            out[job.tenant] = out.get(job.tenant, 0) + left
+    return out
+
+
 @dataclass
 class BudgetHold:
     held: dict[str, str]  # job id → reason
@@ -107,11 +122,19 @@ def hold_over_budget(
     return BudgetHold(held)
 
 
-def never_fits_budget(tenant: str, budget: Decimal | None, estimate: int) -> str | None:
+def never_fits_budget(
+    tenant: str, budget: Decimal | None, estimate: int, default_hours: float | None = None
+) -> str | None:
+    """Why a job can never start under its tenant's budget, or None. ``default_hours``: the job
+    has no time_limit and was estimated at the policy's default run time."""
     if budget is not None and pricing.from_micro(estimate) > budget:
+        basis = (
+            f" (it has no time_limit, so it is estimated at {default_hours:g} h)" if default_hours is not None else ""
+        )
+        fix = "give it a time_limit" if default_hours is not None else "shorten its time_limit"
         return (
-            f"this job's estimate ({_cny(estimate)} CNY at the dearest site that could run it) is more than "
-            f"tenant {tenant}'s whole monthly budget ({budget:,.0f} CNY); shorten its time_limit or raise the budget"
+            f"this job's estimate ({_cny(estimate)} CNY at the dearest site that could run it){basis} is more than "
+            f"tenant {tenant}'s whole monthly budget ({budget:,.0f} CNY); {fix} or raise the budget"
         )
     return None
 

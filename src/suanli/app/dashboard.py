@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from suanli.app import filings, invoices, jobrequests, metering, movements, registry
+from suanli.app import billing, filings, invoices, jobrequests, metering, movements, registry
 from suanli.app import jobs as job_service
 from suanli.app.control import ControlPlane
 from suanli.app.datasets import dataset_owner_filter
@@ -23,17 +23,22 @@ from suanli.app.errors import NotFound, Unprocessable
 from suanli.app.explain import explain_job
 from suanli.app.follow import LogFormatter, is_multi_node
 from suanli.app.ledger import checkpoint_out
+from suanli.app.logtail import log_tail
 from suanli.core import metering as pricing
-from suanli.core.api import JobOut, JobSubmit, SiteExplainOut
+from suanli.core.api import BudgetOut, JobOut, JobSubmit, SiteExplainOut
 from suanli.core.api_data import CheckpointOut, DatasetOut, FilingOut, TransferOut
-from suanli.core.identity import Identity
+from suanli.core.identity import Identity, Scope
 from suanli.core.spec import JobSpec
 from suanli.core.states import JobState
 from suanli.store.models import DataTransfer, Job, Site, Tenant
 
 PAGE_SIZE = 50
-#: Log chunks a job page shows inline; the rest streams or comes from the API.
-LOG_CHUNKS_INLINE = 2000
+#: Lines of output a job page shows inline (the last ones); the whole log is a download.
+LOG_TAIL_LINES = 500
+#: At most this many characters of those lines (a few very long lines stay a small page).
+LOG_TAIL_CHARS = 256 * 1024
+#: The newest log chunks read to find those lines.
+LOG_TAIL_CHUNKS = 200
 #: Rows of each list the data page shows (newest transfers and filings first).
 DATA_LIMIT = 200
 
@@ -94,9 +99,11 @@ class JobDetail:
     job: JobOut
     age_s: float
     verdicts: list[SiteExplainOut]
+    #: The last lines of the output (at most :data:`LOG_TAIL_LINES`).
     logs: str
     #: Id of the last log chunk shown; the live stream continues after it.
     last_chunk: int
+    #: Whether earlier output exists than what ``logs`` shows (the page links the whole log).
     logs_truncated: bool
     multi_node: bool
 
@@ -122,10 +129,12 @@ def job_detail(control: ControlPlane, identity: Identity, job_id: str) -> JobDet
             lease_s = control.settings.lease_s
             verdicts = explain_job(session, job.id, identity, now, lease_s, control.scheduler_config).sites
         multi = is_multi_node(job)
-        chunks = job_service.log_chunks_after(session, job, 0, limit=LOG_CHUNKS_INLINE + 1)
-        truncated = len(chunks) > LOG_CHUNKS_INLINE
-        chunks = chunks[:LOG_CHUNKS_INLINE]
-        text = "".join(LogFormatter(multi, {a.id: a for a in attempts}).feed(chunks, final=not truncated))
+        chunks = job_service.last_log_chunks(session, job, LOG_TAIL_CHUNKS + 1)
+        truncated = len(chunks) > LOG_TAIL_CHUNKS
+        chunks = chunks[-LOG_TAIL_CHUNKS:]
+        text = "".join(LogFormatter(multi, {a.id: a for a in attempts}).feed(chunks, final=True))
+        text, cut = log_tail(text, LOG_TAIL_LINES, LOG_TAIL_CHARS)
+        truncated = truncated or cut
     return JobDetail(
         out,
         (now - job.submitted_at).total_seconds(),
@@ -163,9 +172,12 @@ def cancel_job(control: ControlPlane, identity: Identity, job_id: str) -> None:
 class UsageView:
     lines: list[dict[str, Any]]
     total: Decimal
+    waived: Decimal
     #: The tenant's invoice for the month, when one tenant is chosen.
     bill: invoices.Invoice | None
     tenants: list[str]
+    #: This month's budgets of the tenants shown (one, or every one the viewer may see).
+    budgets: list[BudgetOut]
 
 
 def usage_view(control: ControlPlane, identity: Identity, month: str, tenant: str, by: str) -> UsageView:
@@ -181,7 +193,17 @@ def usage_view(control: ControlPlane, identity: Identity, month: str, tenant: st
         tenants = _tenants(session, identity)
     lines = [line.out() for line in metering.aggregate(rows, by, waive)]
     total = sum((pricing.dec(line["cost_cny"]) for line in lines), pricing.dec(0))
-    return UsageView(lines, total, bill, tenants)
+    waived = sum((pricing.dec(line["waived_cny"]) for line in lines), pricing.dec(0))
+    shown = [b for b in budgets_view(control, identity) if not tenant or b.tenant == tenant]
+    return UsageView(lines, total, waived, bill, tenants, shown)
+
+
+def budgets_view(control: ControlPlane, identity: Identity) -> list[BudgetOut]:
+    """This month's budgets the viewer may see (a member: its tenant's; the admin: all; an
+    operator, who reads no usage: none)."""
+    if not identity.can(Scope.USAGE_READ):
+        return []
+    return billing.budget_list(control, identity)
 
 
 # -- data ------------------------------------------------------------------------------------------

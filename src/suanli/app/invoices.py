@@ -10,13 +10,15 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from suanli.app.access import require, require_role, visible
-from suanli.app.errors import Unprocessable
+from suanli.app.errors import NotFound, Unprocessable
 from suanli.app.metering import aggregate, usage_rows
 from suanli.core import metering as pricing
 from suanli.core.identity import Identity, Role, Scope
+from suanli.store.models import Tenant, UsageRecord
 
 
 @dataclass
@@ -51,6 +53,12 @@ def build_for(session: Session, who: Identity, tenant: str, month: str, waive_fa
     require(who, Scope.USAGE_READ)
     require_role(who, Role.ADMIN, Role.MEMBER)
     visible(who, tenant, f"no invoice for tenant '{tenant}'")
+    if (
+        session.get(Tenant, tenant) is None
+        and session.scalar(select(UsageRecord.id).where(UsageRecord.tenant == tenant).limit(1)) is None
+    ):
+        known = ", ".join(session.scalars(select(Tenant.name).order_by(Tenant.name))) or "none"
+        raise NotFound(f"no tenant '{tenant}'; known tenants: {known}")
     return build(session, tenant, month, waive_faults)
 
 
@@ -85,12 +93,22 @@ COLUMNS = [
 ]
 
 
+def plain(value: Any) -> str:
+    """A number as spreadsheets and accounting imports read it: never in scientific notation
+    (``8.9e-05`` is ``0.000089``); text as it is; nothing as an empty cell."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return format(Decimal(repr(value)), "f")
+    return str(value)
+
+
 def to_csv(invoice: Invoice) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(COLUMNS)
     for line in invoice.lines:
-        writer.writerow([line.get(c, "") if line.get(c) is not None else "" for c in COLUMNS])
+        writer.writerow([plain(line.get(c)) for c in COLUMNS])
     writer.writerow(
         ["TOTAL", "", "", "", "", "", "", "", str(invoice.total_cny), str(pricing.from_micro(invoice.waived_micro))]
     )
@@ -100,9 +118,7 @@ def to_csv(invoice: Invoice) -> str:
 def to_html(invoice: Invoice) -> str:
     esc = html.escape
     rows = "".join(
-        "<tr>"
-        + "".join(f"<td>{esc(str(line.get(c) if line.get(c) is not None else '-'))}</td>" for c in COLUMNS)
-        + "</tr>"
+        "<tr>" + "".join(f"<td>{esc(plain(line.get(c)) or '-')}</td>" for c in COLUMNS) + "</tr>"
         for line in invoice.lines
     )
     head = "".join(f"<th>{esc(c.replace('_', ' '))}</th>" for c in COLUMNS)

@@ -144,11 +144,13 @@ def check_budget(session: Session, control: ControlPlane, spec: JobSpec, tenant:
     """Refuse a job whose own estimate is more than its tenant's whole monthly budget."""
     name = tenant or jobs.default_tenant(session)
     budget = control.scheduler_config.budgets.get(name)
-    if budget is None or spec.time_limit is None:
+    if budget is None:
         return
     job = PendingJob(id="new", seq=0, resources=spec.resources, priority=spec.priority, tenant=name)
-    estimate = budgets.estimate_micro(job, control.capacity(), control.clock.now(), spec.time_limit / 3600)
-    message = budgets.never_fits_budget(name, budget, estimate)
+    default_h = None if spec.time_limit else control.scheduler_config.policy.default_estimate_s / 3600
+    hours = spec.time_limit / 3600 if spec.time_limit else default_h or 0.0
+    estimate = budgets.estimate_micro(job, control.capacity(), control.clock.now(), hours)
+    message = budgets.never_fits_budget(name, budget, estimate, default_h)
     if message:
         raise Unprocessable(message)
 

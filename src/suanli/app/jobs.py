@@ -364,6 +364,12 @@ def cancel(session: Session, job: Job, now: datetime, reason: str = CANCELLED_BY
     return apply_change(job, current, change).stop_ordered
 
 
+def last_log_chunks(session: Session, job: Job, limit: int) -> list[LogChunkRow]:
+    """The job's newest ``limit`` log chunks, oldest first."""
+    query = select(LogChunkRow).where(LogChunkRow.job_seq == job.seq).order_by(LogChunkRow.id.desc()).limit(limit)
+    return list(reversed(list(session.scalars(query))))
+
+
 def log_chunks_after(session: Session, job: Job, after_id: int, limit: int = 500) -> list[LogChunkRow]:
     query = (
         select(LogChunkRow)

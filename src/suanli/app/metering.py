@@ -298,8 +298,9 @@ def revenue_sites(who: Identity, sites: Iterable[str]) -> list[str]:
 
 
 def aggregate(rows: Iterable[tuple[UsageRecord, str]], by: str, waive_faults: bool) -> list[UsageLine]:
+    by = {"gpu": "gpu-type", "gpu_type": "gpu-type"}.get(by, by)
     if by not in GROUPINGS:
-        raise Unprocessable(f"--by must be one of {', '.join(GROUPINGS)} (per-user bills arrive with identities)")
+        raise Unprocessable(f"--by must be one of {', '.join(GROUPINGS)} (per-user bills are not there yet)")
     lines: dict[tuple[Any, ...], UsageLine] = {}
     for record, attempt_state in rows:
         key = tuple(getattr(record, k) for k in GROUPINGS[by])

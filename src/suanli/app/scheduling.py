@@ -12,12 +12,13 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from suanli.app import budgets, datarules
+from suanli.app import budgets, datarules, metering
 from suanli.app.fairshare import Quota, attained_gpu_s, tenant_shares
 from suanli.app.lifecycle import apply_change
 from suanli.app.records import attempt_record, check_spec, job_record
 from suanli.app.sites import ACTIVE_ATTEMPT_STATES, capacity_view
 from suanli.core import lifecycle
+from suanli.core import metering as pricing
 from suanli.core.arrays import Task, throttle
 from suanli.core.dependencies import Dependency, Outcome, Verdict, decide
 from suanli.core.policy import RuleSet
@@ -343,8 +344,35 @@ def _over_budget(
     if not with_budget:
         return {}
     spent = budgets.spent_this_month(session, list(config.budgets), now, config.waive_platform_faults)
+    for tenant, micro in still_to_spend(session, list(config.budgets), sites, tenants, now, config).items():
+        spent[tenant] = spent.get(tenant, 0) + micro
     estimates = {j.id: budgets.estimate_micro(j, sites, now, job_hours(j, tenants, config.policy)) for j in with_budget}
     return budgets.hold_over_budget(with_budget, config.budgets, spent, estimates).held
+
+
+def still_to_spend(
+    session: Session,
+    names: Sequence[str],
+    sites: Sequence[SiteState],
+    tenants: Mapping[str, TenantShare],
+    now: datetime,
+    config: SchedulerConfig,
+) -> dict[str, int]:
+    """What the budgeted tenants' placed and running jobs are still expected to cost."""
+    placed = [JobState.SCHEDULED, JobState.STARTING, JobState.RUNNING]
+    rows = list(session.scalars(select(Job).where(Job.tenant.in_(list(names)), Job.state.in_(placed))))
+    if not rows:
+        return {}
+    running: list[tuple[PendingJob, float]] = []
+    for row in rows:
+        try:
+            job = pending_job(row)
+        except ValueError:
+            continue  # its spec no longer validates: nothing to estimate it by
+        running.append((job, job_hours(job, tenants, config.policy)))
+    costs = metering.job_cost(session, [r.seq for r in rows], config.waive_platform_faults)
+    metered = {r.id: pricing.to_micro(costs[r.seq]) for r in rows if r.seq in costs}
+    return budgets.still_to_spend(running, sites, now, metered)
 
 
 def apply_plan(session: Session, plan: Plan, now: datetime, lease_s: float) -> PassResult:

@@ -77,7 +77,8 @@ def report(exc: BaseException) -> bool:
 def _api_message(exc: ApiError) -> str:
     message = exc.detail or exc.title
     if exc.status == 401 and not os.environ.get("SUANLI_TOKEN"):
-        message += " ('suanli login', or pass --token / $SUANLI_TOKEN)"
+        # The server's sentence may name 'suanli login' already: one hint, not two.
+        message = message.replace(" ('suanli login')", "") + " ('suanli login', or pass --token / $SUANLI_TOKEN)"
     return message
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -123,7 +124,8 @@ def _move(ctx: typer.Context, filing_id: str, action: str, server: str | None, t
         f = client.move_filing(filing_id, action, **{k: v for k, v in body.items() if v is not None})
     say(_line(f))
     for t in f.get("released_transfers", []):
-        say(f"transfer {t} may now run: suanli data copy --resume {t} …")
+        resume = shlex.join(["suanli", "data", "copy", f["dataset"], "--to", f["destination"], "--resume", t])
+        say(f"transfer {t} may now run: {resume}")
 
 
 @app.command()

@@ -130,6 +130,7 @@ def token_create(
 
 
 @token_app.command("list")
+@token_app.command("ls", hidden=True)  # as data, filing and tariff list: either name works
 def token_list(
     ctx: typer.Context,
     user: Annotated[str | None, typer.Option("--user", help="This user's tokens (admin).", show_default=False)] = None,
@@ -217,6 +218,7 @@ def user_create(
 
 
 @user_app.command("list")
+@user_app.command("ls", hidden=True)  # as data, filing and tariff list: either name works
 def user_list(
     ctx: typer.Context, json_out: JsonOption = False, server: ServerOption = None, token: TokenOption = None
 ) -> None:
@@ -293,6 +295,7 @@ def tenant_create(
 
 
 @tenant_app.command("list")
+@tenant_app.command("ls", hidden=True)  # as data, filing and tariff list: either name works
 def tenant_list(
     ctx: typer.Context, json_out: JsonOption = False, server: ServerOption = None, token: TokenOption = None
 ) -> None:

@@ -13,8 +13,19 @@ from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, Te
 from rich.text import Text
 
 from suanli.cli.arrays import tasks_words, with_array
-from suanli.cli.context import JsonOption, ServerOption, TokenOption, err_console, note, open_client, print_json, say
+from suanli.cli.context import (
+    JsonOption,
+    ServerOption,
+    TokenOption,
+    err_console,
+    note,
+    open_client,
+    out_console,
+    print_json,
+    say,
+)
 from suanli.cli.render import state_text
+from suanli.cli.views import show_dry_run
 from suanli.core.api import JobOut
 from suanli.core.dependencies import parse_dependencies
 from suanli.core.errors import SpecError
@@ -64,6 +75,14 @@ def submit(
             "1,3,5-7, with %N for at most N at once; each task sees SUANLI_ARRAY_INDEX.",
         ),
     ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Submit nothing: print the site it would run at now, its estimated start, the price per "
+            "GPU-hour, the cost of its time_limit, the budget left after it and every other site's reason.",
+        ),
+    ] = False,
     json_out: JsonOption = False,
     server: ServerOption = None,
     token: TokenOption = None,
@@ -72,12 +91,21 @@ def submit(
 
     With --follow the job's output goes to stdout and the exit code is 0 only if it
     SUCCEEDED. With --json (and --follow) the logs go to stderr and the final job is printed.
+    With --dry-run nothing is submitted or uploaded (like sbatch --test-only).
     """
     spec = with_array(with_after(with_secrets(load_spec(file, name), secret or []), after), array)
     if follow and spec.array is not None:
         raise typer.BadParameter(
             "an array has many tasks; follow one with 'suanli logs -f ID_INDEX'", param_hint="--follow"
         )
+    if dry_run:
+        with open_client(ctx, server, token) as client:
+            plan = client.dry_run(spec)
+        if json_out:
+            print_json(plan)
+        else:
+            show_dry_run(out_console(), plan)
+        return
     workdir = (file.parent / spec.workdir).resolve() if spec.workdir else None
     with open_client(ctx, server, token) as client:
         job = _submit(client, spec, workdir)
@@ -100,12 +128,24 @@ def logs(
     ctx: typer.Context,
     job_id: JobArg,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the job ends.")] = False,
+    tail: Annotated[
+        int | None,
+        typer.Option(
+            "--tail", "-n", min=1, metavar="N", help="Only the last N lines (then follow, with -f).", show_default=False
+        ),
+    ] = None,
     server: ServerOption = None,
     token: TokenOption = None,
 ) -> None:
-    """Print a job's output."""
+    """Print a job's output.
+
+    A job that has not started says why it waits (on stderr)."""
     with open_client(ctx, server, token) as client:
-        for text in client.logs(job_id, follow=follow):
+        job = client.job(job_id)
+        if job.state == JobState.PENDING:
+            waiting = f"{job.id} is pending: {job.reason or QUEUED_REASON}"
+            note(waiting + ("; its output follows once it starts" if follow else "; no output yet"))
+        for text in client.logs(job_id, follow=follow, tail=tail):
             typer.echo(text, nl=False)
 
 
@@ -117,9 +157,15 @@ def cancel(
     token: TokenOption = None,
 ) -> None:
     """Cancel a job. A running job is stopped at its site; its state shows when it is gone."""
-    if not json_out:
-        say(f"Cancelling job {job_id}")
     with open_client(ctx, server, token) as client:
+        before = client.job(job_id)
+        if before.state.is_terminal():
+            if json_out:
+                print_json(before)
+            else:
+                line = Text.assemble(f"Job {before.id} ({before.name}) already ended: ", state_text(before.state))
+                say(line.append("; nothing to cancel"))
+            return
         job = client.cancel(job_id)
     if json_out:
         print_json(job)

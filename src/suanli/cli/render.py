@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 
 from rich import box
+from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
@@ -112,11 +114,12 @@ def shorten(text: str, width: int) -> str:
 Cell = str | Text
 
 
-def table(headers: Sequence[str], rows: Iterable[Sequence[Cell]], *, width: int, flex: int = -1) -> Table:
+def table(headers: Sequence[str], rows: Iterable[Sequence[Cell]], *, width: int, flex: int = -1) -> Trimmed:
     """A borderless table in the style of squeue / kubectl: easy to read, easy to grep.
 
-    Every column keeps its natural width except ``flex`` (e.g. REASON), which is cut to one
-    line with an ellipsis so the table fits ``width``; identifiers are never truncated.
+    Every column keeps its natural width except ``flex`` (e.g. REASON), which wraps at word
+    boundaries onto more lines so the table fits ``width``: nothing is cut, and identifiers are
+    never broken. Lines carry no trailing padding (a pipe or a file gets exactly the text).
     """
     data = [[c if isinstance(c, Text) else Text(printable(c)) for c in row] for row in rows]
     flex %= len(headers)
@@ -126,14 +129,31 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Cell]], *, width: int,
     t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
     for i, header in enumerate(headers):
         if i == flex:
-            t.add_column(header, no_wrap=True, overflow="ellipsis", max_width=room)
+            t.add_column(header, overflow="fold", max_width=room)
         else:
             t.add_column(header, no_wrap=True, min_width=natural[i])
     for row in data:
         cells = list(row)
-        cells[flex] = Text(shorten(cells[flex].plain, room), style=cells[flex].style)
+        cells[flex] = Text(" ".join(cells[flex].plain.split()), style=cells[flex].style)
         t.add_row(*cells)
-    return t
+    return Trimmed(t)
+
+
+class Trimmed:
+    """A renderable printed without the spaces Rich pads the end of each line with."""
+
+    def __init__(self, renderable: RenderableType) -> None:
+        self.renderable = renderable
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        for line in console.render_lines(self.renderable, options, pad=False):
+            while line and not line[-1].text.strip() and not line[-1].control:
+                line.pop()
+            if line:
+                last = line[-1]
+                line[-1] = Segment(last.text.rstrip(), last.style, last.control)
+            yield from line
+            yield Segment.line()
 
 
 #: Columns are separated by padding, a divider and padding.

@@ -5,9 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 import typer
 import yaml
@@ -16,6 +19,10 @@ from suanli.cli.context import JsonOption, ServerOption, TokenOption, note, open
 from suanli.cli.render import table
 from suanli.core.api import UsageLineOut
 from suanli.core.errors import SuanliError
+
+#: Bills are by month in Asia/Shanghai.
+_BILLING_ZONE = ZoneInfo("Asia/Shanghai")
+_MONTH = re.compile(r"^[0-9]{4}-[0-9]{2}$")
 
 ByOption = Annotated[str, typer.Option("--by", help="Group by: site (with GPU type), job, gpu-type, tenant.")]
 MonthOption = Annotated[
@@ -89,8 +96,13 @@ def _csv(lines: list[UsageLineOut]) -> str:
 
 def invoice(
     ctx: typer.Context,
-    tenant: Annotated[str, typer.Argument(help="The tenant billed.")],
-    month: Annotated[str, typer.Argument(help="The month, e.g. 2026-03 (Asia/Shanghai).")],
+    tenant: Annotated[
+        str | None, typer.Argument(help="The tenant billed (default: your own).", show_default=False)
+    ] = None,
+    month: Annotated[
+        str | None,
+        typer.Argument(help="The month, e.g. 2026-03 (Asia/Shanghai; default: this month).", show_default=False),
+    ] = None,
     csv_out: Annotated[bool, typer.Option("--csv", help="Print the invoice as CSV.")] = False,
     html_file: Annotated[
         Path | None, typer.Option("--html", help="Write a printable HTML invoice to this file.")
@@ -99,8 +111,18 @@ def invoice(
     server: ServerOption = None,
     token: TokenOption = None,
 ) -> None:
-    """A tenant's monthly invoice. Its lines add up exactly to the usage records."""
+    """A tenant's monthly invoice. Its lines add up exactly to the usage records.
+
+    Without arguments: your tenant's, this month; 'suanli invoice 2026-03': your tenant's for
+    that month."""
+    if month is None and tenant is not None and _MONTH.match(tenant):
+        tenant, month = None, tenant
+    month = month or datetime.now(_BILLING_ZONE).strftime("%Y-%m")
     with open_client(ctx, server, token) as client:
+        if tenant is None:
+            tenant = client.whoami().tenant
+            if not tenant:
+                raise SuanliError("you belong to no tenant: name the tenant, e.g. 'suanli invoice bj-ai 2026-03'")
         if html_file is not None:
             html_file.write_text(client.invoice_document(tenant, month, "html"), encoding="utf-8")
             note(f"Wrote {html_file}")
@@ -138,6 +160,7 @@ tariff_app = typer.Typer(help="Site tariffs: prices per GPU-hour, CPU-hour and G
 
 
 @tariff_app.command("ls")
+@tariff_app.command("list", hidden=True)  # as user, token and tenant: either name works
 def tariff_ls(
     ctx: typer.Context,
     site: Annotated[str | None, typer.Option("--site", help="Only this site.", show_default=False)] = None,
@@ -158,7 +181,9 @@ def tariff_ls(
         rows.append(
             (
                 v.site,
-                v.effective_from.astimezone().strftime("%Y-%m-%d %H:%M"),
+                "from the start"
+                if v.effective_from.year <= 1970
+                else v.effective_from.astimezone().strftime("%Y-%m-%d %H:%M"),
                 gpu,
                 f"{v.tariff.get('cpu_hour', 0):g}",
                 periods,
@@ -211,6 +236,11 @@ def revenue(
     console.print(table(("SITE", "REVENUE CNY", "WAIVED CNY", "GPU-HOURS", "GPU UTIL"), rows, width=console.width))
 
 
+def _cny(text: str) -> str:
+    """An amount as a bill shows it: ``20.77`` (two decimals, thousands separated)."""
+    return f"{Decimal(text):,.2f}"
+
+
 def budget(
     ctx: typer.Context,
     json_out: JsonOption = False,
@@ -226,7 +256,7 @@ def budget(
     if not found:
         note("No tenant has a monthly budget (monthly_budget_cny in the network file).")
         return
-    rows = [(b.tenant, b.spent_cny, b.budget_cny, f"{b.used * 100:.1f}%", b.state) for b in found]
+    rows = [(b.tenant, _cny(b.spent_cny), _cny(b.budget_cny), f"{b.used * 100:.1f}%", b.state) for b in found]
     console = out_console()
     console.print(table(("TENANT", "SPENT CNY", "BUDGET CNY", "USED", "STATE"), rows, width=console.width))
     for b in found:

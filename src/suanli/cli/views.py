@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import timedelta
+from decimal import Decimal
 from typing import Annotated, Any
 
 import typer
@@ -16,6 +17,8 @@ from suanli.cli.arrays import tasks_words
 from suanli.cli.context import JsonOption, ServerOption, TokenOption, note, open_client, out_console, print_json
 from suanli.cli.render import DASH, age, compact_duration, local_time, state_text, table, when
 from suanli.core.api import AttemptOut, JobOut
+from suanli.core.api_dryrun import DryRunOut
+from suanli.core.errors import SuanliError
 from suanli.core.spec import Placement, Resources
 from suanli.core.states import JobState
 
@@ -27,11 +30,20 @@ def jobs(
     ctx: typer.Context,
     *,
     state: Annotated[
-        JobState | None,
-        typer.Option("--state", case_sensitive=False, help="Only jobs in this state.", show_default=False),
+        str | None,
+        typer.Option(
+            "--state", metavar="STATE", help="Only jobs in this state (e.g. pending, running).", show_default=False
+        ),
     ] = None,
     site: Annotated[str | None, typer.Option("--site", help="Only jobs at this site.", show_default=False)] = None,
     name: Annotated[str | None, typer.Option("--name", help="Only jobs with this name.", show_default=False)] = None,
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", help="Only this tenant's jobs (the admin sees every tenant's).")
+    ] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option("--limit", "-n", min=1, help="Only the newest N of the jobs listed.", show_default=False),
+    ] = None,
     all_jobs: Annotated[bool, typer.Option("--all", "-a", help="Include jobs that finished long ago.")] = False,
     expand: Annotated[
         bool, typer.Option("--expand", help="List each task of a job array (ID_INDEX), not one line per array.")
@@ -44,21 +56,39 @@ def jobs(
     24 hours, oldest first. --all lists every job; --state lists every job in that state.
 
     A job array is one line, its tasks counted by state (--expand lists every task)."""
+    wanted = _state(state)
     with open_client(ctx, server, token) as client:
-        found = list(client.iter_jobs(state=state.value if state else None, site=site, name=name, fold=not expand))
-    if not (all_jobs or state):
+        found = list(client.iter_jobs(state=wanted.value if wanted else None, site=site, name=name, fold=not expand))
+        if not found and site and site not in {s.name for s in client.sites()}:
+            known = ", ".join(sorted(s.name for s in client.sites()))
+            raise SuanliError(f"no site '{site}'; known sites: {known}")
+    if tenant:
+        found = [j for j in found if j.tenant == tenant]
+    if not (all_jobs or wanted):
         cutoff = render.now() - RECENT
         found = [j for j in found if not j.state.is_terminal() or (j.finished_at or j.updated_at) >= cutoff]
     found.sort(key=lambda j: (j.submitted_at, j.id))
+    if limit is not None:
+        found = found[-limit:]
     if json_out:
         print_json(found)
         return
     if not found:
-        note(_nothing_found(all_jobs or bool(state)))
+        note(_nothing_found(all_jobs or bool(wanted)))
         return
     console = out_console()
     headers = ("ID", "NAME", "STATE", "SITE", "GPUS", "AGE", "REASON")
     console.print(table(headers, (_job_row(j) for j in found), width=console.width))
+
+
+def _state(text: str | None) -> JobState | None:
+    if text is None:
+        return None
+    try:
+        return JobState(text.strip().upper())
+    except ValueError:
+        states = ", ".join(s.value.lower() for s in JobState)
+        raise typer.BadParameter(f"'{text}' is not a job state; states are {states}", param_hint="'--state'") from None
 
 
 def status(
@@ -82,8 +112,10 @@ def show_job(console: Console, job: JobOut) -> None:
     reason = _reason_line(job)
     if reason is not None:
         console.print(reason)
-    for label, value in _fields(job):
-        console.print(Text.assemble((f"  {label:<11}", "dim"), value))
+    fields = list(_fields(job))
+    width = max((len(label) for label, _ in fields), default=0) + 2  # "Cost so far" is wider than most
+    for label, value in fields:
+        console.print(Text.assemble((f"  {label:<{width}}", "dim"), value))
     if job.attempts:
         console.print()
         console.print(Text("Attempts", style="bold"))
@@ -174,3 +206,41 @@ def _nothing_found(everything: bool) -> str:
     if everything:
         return "No jobs."
     return "No jobs pending, running or finished in the last 24 hours (--all shows older ones)."
+
+
+def show_dry_run(console: Console, plan: DryRunOut) -> None:
+    """``suanli submit --dry-run``: where and when it would run, what it would cost, and why
+    not elsewhere."""
+    if plan.site is None:
+        console.print(
+            Text.assemble(("Would wait: ", "bold yellow"), (plan.reason or "no site can take it now", "yellow"))
+        )
+    else:
+        start = "now" if plan.start_estimate is None or not plan.reason else f"~{local_time(plan.start_estimate)}"
+        gpu = f" on {plan.gpu_type}" if plan.gpu_type else ""
+        console.print(Text.assemble(("Would run at ", "bold"), (plan.site, "bold"), f"{gpu}, starting {start}"))
+        if plan.reason:
+            console.print(Text.assemble(("  Waiting: ", "yellow"), plan.reason))
+    hours = f"{plan.hours:g} h" + (
+        " (time_limit)" if plan.hours_from_time_limit else " (estimated run time: no time_limit)"
+    )
+    rows: list[tuple[str, str]] = [("Tenant", plan.tenant)]
+    if plan.price_per_gpu_hour_cny is not None:
+        rows.append(("Price", f"{plan.price_per_gpu_hour_cny} CNY/GPU-hour"))
+    rows.append(("Hours", hours))
+    if plan.estimated_cost_cny is not None:
+        rows.append(("Est. cost", f"{_money(plan.estimated_cost_cny)} CNY"))
+    if plan.budget_cny is not None and plan.budget_left_cny is not None:
+        rows.append(("Budget left", f"{_money(plan.budget_left_cny)} of {_money(plan.budget_cny)} CNY after it"))
+    for label, value in rows:
+        console.print(Text.assemble((f"  {label:<13}", "dim"), value))
+    others = [s for s in plan.sites if s.site != plan.site]
+    if others:
+        console.print()
+        console.print(Text("Other sites", style="bold"))
+        for s in others:
+            console.print(f"  {s.text}", soft_wrap=True)
+
+
+def _money(text: str) -> str:
+    return f"{Decimal(text):,.2f}"

@@ -52,13 +52,12 @@ def problems_from(exc: ValidationError, model: type[BaseModel], doc: LocatedDocu
     seen: set[tuple[str, str]] = set()
     for err in exc.errors(include_url=False):
         raw = tuple(err["loc"])
-        loc = _clean_loc(raw)
         kind = err["type"]
-        if kind == "extra_forbidden" and raw:
-            # The unknown key as written: a key that looks like pydantic's own wrapper names
-            # (``list[...]``, ``function-...``) must not be cleaned away with them.
-            loc = (*_clean_loc(raw[:-1]), raw[-1])
-            name = str(raw[-1])
+        # An unknown key is the last part as the user wrote it, even one that looks like a
+        # validator's name ("a[b]"): only the parts before it can be wrappers.
+        loc = _clean_loc(raw[:-1]) + raw[-1:] if kind == "extra_forbidden" and raw else _clean_loc(raw)
+        if kind == "extra_forbidden":
+            name = str(loc[-1])
             owner = _model_at(model, loc[:-1])
             known = sorted(owner.model_fields) if owner else []
             close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import signal
 import socket
 import sys
@@ -40,6 +41,19 @@ def _logging(verbose: bool) -> None:
     )
     # One line per HTTP request is noise at INFO (the agent heartbeats every few seconds).
     logging.getLogger("httpx").setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+def try_hint(url: str, home: Path) -> str:
+    """The first command to try, runnable as printed in a new shell: it names the server and
+    the state directory (where the CLI finds the saved token) unless they are the defaults."""
+    from suanli.sdk.client import DEFAULT_SERVER
+
+    exports = []
+    if home.expanduser().resolve() != (Path.home() / ".suanli").resolve():
+        exports.append(f"export SUANLI_HOME={shlex.quote(str(home))}; ")
+    if url.rstrip("/") != DEFAULT_SERVER.rstrip("/"):
+        exports.append(f"export SUANLI_SERVER={shlex.quote(url)}; ")
+    return "".join(exports) + "suanli submit examples/hello.yaml --follow"
 
 
 def _until_signalled() -> threading.Event:
@@ -282,7 +296,7 @@ def up(
         running_engines,
         single_site_network,
     )
-    from suanli.sdk import Client, default_server
+    from suanli.sdk import Client
     from suanli.sdk.credentials import CREDENTIALS_FILE, save_token
 
     logging.basicConfig(
@@ -320,8 +334,7 @@ def up(
             err.print(f"  agent of {a.site}: pid {a.proc.pid}, home {a.home} (log: {a.log_path})")
         if net.witness_home is not None:
             err.print(f"  witness [bold]{DEMO_WITNESS}[/] cosigns the ledger (its key and state: {net.witness_home})")
-        hint = "" if url == default_server() else f"export SUANLI_SERVER={url}; "
-        err.print(f"Try: {hint}suanli submit examples/hello.yaml --follow    (Ctrl-C here stops the network)")
+        err.print(f"Try: {try_hint(url, base)}    (Ctrl-C here stops the network)", soft_wrap=True)
         sys.stdout.flush()
         stop.wait()
         err.print("stopping: jobs, agents, server …")

@@ -37,6 +37,7 @@ from suanli.core.api import (
     WhoAmIOut,
     WorkdirOut,
 )
+from suanli.core.api_dryrun import DryRunOut
 from suanli.core.protocol import (
     CheckpointReceipt,
     HeartbeatRequest,
@@ -172,6 +173,19 @@ class Client:
             self._sleep(self.retry_backoff_s * 2**attempt)
             attempt += 1
 
+    def dry_run(self, spec: JobSpec, *, tenant: str | None = None) -> DryRunOut:
+        """What submitting ``spec`` now would do (site, start, price, cost, budget left, every
+        site's verdict); nothing is stored and no workdir is uploaded."""
+        body = JobSubmit(spec=spec.model_dump(mode="json", exclude_none=True), tenant=tenant)
+        response = self._request(
+            "POST",
+            "/api/v1/jobs",
+            params={"dry_run": "true"},
+            content=body.model_dump_json().encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        return DryRunOut.model_validate_json(response.content)
+
     def submit_file(self, path: str | Path, *, name: str | None = None, progress: ProgressFn | None = None) -> JobOut:
         """Parse a spec file and submit it; ``workdir`` resolves against the file's folder."""
         path = Path(path)
@@ -221,9 +235,12 @@ class Client:
         """Why the job runs where it does, or waits: its reason and every site's verdict."""
         return self._get(f"/api/v1/jobs/{job_id}/explain", ExplainOut)
 
-    def logs(self, job_id: str, *, follow: bool = False) -> Iterator[str]:
-        """Yield the job's output as text, as it arrives when ``follow`` is set."""
+    def logs(self, job_id: str, *, follow: bool = False, tail: int | None = None) -> Iterator[str]:
+        """Yield the job's output as text (``tail``: only its last N lines), as it arrives when
+        ``follow`` is set."""
         params = {"follow": "true" if follow else "false"}
+        if tail is not None:
+            params["tail"] = str(tail)
         try:
             with self._http.stream("GET", f"/api/v1/jobs/{job_id}/logs", params=params, timeout=None) as response:
                 if response.status_code >= 400:

@@ -15,6 +15,7 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.types import Scope
 
+from suanli.web import files
 from suanli.web.routes import SignInRequired, router
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -34,8 +35,10 @@ class HashedStaticFiles(StaticFiles):
 
 
 def mount_dashboard(app: FastAPI) -> FastAPI:
-    """Serve the dashboard at ``/`` (pages), ``/static`` (its files) on ``app``; returns it."""
+    """Serve the dashboard at ``/`` (pages and the files they link to), ``/static`` (its assets) on
+    ``app``; returns it."""
     app.include_router(router)
+    app.include_router(files.router)
     app.mount("/static", HashedStaticFiles(directory=STATIC_DIR), name="static")
 
     async def sign_in(_request: Request, exc: Exception) -> Response:

@@ -15,6 +15,8 @@ from functools import cache
 from importlib import resources
 from zoneinfo import ZoneInfo
 
+from suanli.web import reasons
+
 LANGS = ("zh", "en")
 DEFAULT_LANG = "en"
 LANG_COOKIE = "suanli_lang"
@@ -66,6 +68,21 @@ class Locale:
     def maybe(self, key: str, default: str) -> str:
         """The message for ``key`` if there is one in this language or English, else ``default``."""
         return catalog(self.lang).get(key) or catalog("en").get(key) or default
+
+    def reason(self, text: str | None) -> str:
+        """A service's sentence (reason, verdict, error) in this language and Beijing time."""
+        return reasons.show(text, self.lang)
+
+    def title(self, text: str) -> str:
+        """An error's title in this language."""
+        return reasons.title(text, self.lang)
+
+    def word(self, group: str, value: str | None) -> str:
+        """A state or level the services name in English (``done``, ``accepted``, ``general``),
+        by its message key ``group.value``; the value itself when there is none."""
+        if not value:
+            return "–"
+        return self.maybe(f"{group}.{value}", value)
 
     def number(self, value: float | int | Decimal | None, digits: int = 0) -> str:
         if value is None:

@@ -140,7 +140,8 @@ def network_page(request: Request, control: Control, identity: User) -> HTMLResp
         "times": [t.astimezone(ZONE).strftime("%H:%M") for t in view.utilisation.times],
         "series": view.utilisation.series,
     }
-    return render(request, "network.html", identity, view=view, chart=chart)
+    budgets = dashboard.budgets_view(control, identity)
+    return render(request, "network.html", identity, view=view, chart=chart, budgets=budgets)
 
 
 # -- jobs --------------------------------------------------------------------------------------------
@@ -234,7 +235,15 @@ _SpecDumper.add_representer(str, _str)
 def job_page(request: Request, control: Control, identity: User, job_id: str) -> HTMLResponse:
     detail = dashboard.job_detail(control, identity, job_id)
     spec_yaml = yaml.dump(detail.job.spec, Dumper=_SpecDumper, sort_keys=False, allow_unicode=True)
-    return render(request, "job.html", identity, d=detail, job=detail.job, spec_yaml=spec_yaml)
+    return render(
+        request,
+        "job.html",
+        identity,
+        d=detail,
+        job=detail.job,
+        spec_yaml=spec_yaml,
+        log_tail_lines=dashboard.LOG_TAIL_LINES,
+    )
 
 
 @router.get("/jobs/{job_id}/logs/stream")
@@ -344,7 +353,9 @@ def usage_page(
         by=by,
         lines=view.lines,
         total=view.total,
+        waived=view.waived,
         bill=view.bill,
+        budgets=view.budgets,
     )
 
 

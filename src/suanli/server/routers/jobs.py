@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 
-from suanli.app import arrayrequests, idempotency, jobrequests
+from suanli.app import arrayrequests, dryrun, idempotency, jobrequests, logtail
 from suanli.app import jobs as service
 from suanli.app.control import ControlPlane
 from suanli.app.errors import Unprocessable
-from suanli.app.follow import open_logs
+from suanli.app.follow import LogStream, open_logs
 from suanli.app.groupcommit import GroupCommit
 from suanli.core.api import ExplainOut, JobOut, JobSubmit, Page
+from suanli.core.api_dryrun import DryRunOut
 from suanli.core.states import JobState
 from suanli.server.deps import MAX_ROW_ID, Caller, Control
 from suanli.server.follow import FollowResponse
@@ -35,6 +38,7 @@ def committer(request: Request) -> GroupCommit:
     "",
     status_code=201,
     response_model=JobOut,
+    responses={200: {"model": DryRunOut, "description": "With dry_run=true: what it would do; nothing stored"}},
     # The body is read and validated by hand (one parse, no second model pass); its schema is
     # still declared, bounds included, for clients and the fuzzer.
     openapi_extra={
@@ -54,6 +58,10 @@ async def submit(
             "the key with a different body answers 422.",
         ),
     ] = None,
+    dry_run: Annotated[
+        bool,
+        Query(description="Store nothing: answer 200 with a DryRunOut (the site, start, price and cost it would get)."),
+    ] = False,
 ) -> Response:
     """Submit a job. It is committed durably before its id is returned."""
     control: ControlPlane = request.app.state.control
@@ -62,6 +70,9 @@ async def submit(
         body = JobSubmit.model_validate_json(await request.body())
     except ValidationError as exc:  # malformed JSON or a wrong shape: 422, as for FastAPI's own bodies
         raise RequestValidationError(exc.errors(include_url=False)) from None
+    if dry_run:
+        plan = await run_in_threadpool(dryrun.dry_run, control, who, body)
+        return Response(plan.model_dump_json(), media_type="application/json")
     submission = jobrequests.prepare_submit(control, who, body, idempotency.parse_key(idempotency_key))
     # Plain submissions share transactions (``app/groupcommit.py``); 201 only after the commit.
     out, replayed = await committer(request).write(submission)
@@ -118,9 +129,32 @@ def cancel(job_id: str, control: Control, who: Caller) -> JobOut:
 
 
 @router.get("/{job_id}/logs", response_class=StreamingResponse)
-async def logs(job_id: str, control: Control, who: Caller, follow: bool = False) -> StreamingResponse:
-    """The job's output, all attempts in order; with ``follow`` the stream stays open until the
-    job ends. Lines of multi-node jobs are prefixed with their node rank. A tenant may follow
-    ``max_follows_per_tenant`` streams at once (429 with Retry-After beyond)."""
-    stream = await open_logs(control, who, job_id, follow=follow)
+async def logs(
+    job_id: str,
+    control: Control,
+    who: Caller,
+    follow: bool = False,
+    tail: Annotated[int | None, Query(ge=1, le=1_000_000, description="Only the last N lines (then follow)")] = None,
+) -> StreamingResponse:
+    """The job's output, all attempts in order (``tail``: its last N lines); with ``follow`` the
+    stream stays open until the job ends. Lines of multi-node jobs are prefixed with their node
+    rank. A tenant may follow ``max_follows_per_tenant`` streams at once (429 with Retry-After
+    beyond)."""
+    if tail is None:
+        stream = await open_logs(control, who, job_id, follow=follow)
+    else:
+        text, last = await run_in_threadpool(logtail.tail_of, control, who, job_id, tail)
+        stream = logtail_stream(text, await open_logs(control, who, job_id, last, follow=follow))
     return FollowResponse(stream, headers={"Cache-Control": "no-store"})
+
+
+def logtail_stream(first: str, rest: LogStream) -> LogStream:
+    """``first``, then what ``rest`` streams (it keeps ``rest``'s follow slot)."""
+
+    async def text() -> AsyncIterator[str]:
+        if first:
+            yield first
+        async for part in rest.text:
+            yield part
+
+    return LogStream(text(), rest.slot)

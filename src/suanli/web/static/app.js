@@ -7,13 +7,13 @@ function streamLogs(pre) {
   const badge = document.querySelector("[data-testid=logs-live]");
   const decoder = new TextDecoder();
   const atBottom = () => pre.scrollHeight - pre.scrollTop - pre.clientHeight < 40;
-  if (badge) badge.hidden = false;
   fetch(url, { credentials: "same-origin" }).then(async (response) => {
     if (!response.ok || !response.body) return;
     const reader = response.body.getReader();
     for (;;) {
       const { value, done } = await reader.read();
       if (done) break;
+      if (badge) badge.hidden = false; // "live" once output flows, not while the job waits
       const follow = atBottom();
       pre.append(decoder.decode(value, { stream: true }));
       if (follow) pre.scrollTop = pre.scrollHeight;
@@ -56,6 +56,8 @@ function drawUtilisation(el) {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
+  // A log opens at its tail, as `tail -f` does; a reader who scrolls up stops the following.
+  document.querySelectorAll("pre.logs").forEach((pre) => { pre.scrollTop = pre.scrollHeight; });
   document.querySelectorAll("pre[data-stream]").forEach(streamLogs);
   const file = document.querySelector("[data-testid=spec-file]");
   const area = document.querySelector("[data-testid=spec-text]");
