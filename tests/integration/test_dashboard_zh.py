@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 
 from suanli.core.datasets import Level
+from suanli.core.holds import FilingState
 from suanli.core.network import Zone
-from suanli.core.policy import FilingState
 from suanli.core.spec import Priority, parse_job_spec
 from suanli.core.states import JobState, TransferState
 from suanli.web import reasons

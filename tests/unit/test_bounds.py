@@ -14,7 +14,7 @@ from suanli.core.errors import SpecError
 from suanli.core.metering import month_bounds
 from suanli.core.network import Tariff, parse_network
 from suanli.core.resources import Accelerator, parse_duration
-from suanli.core.scheduler import Allocation, NodeState, PendingJob, SiteState, schedule
+from suanli.core.scheduler import Allocation, NodeState, PendingJob, Policy, SiteState, schedule
 from suanli.core.spec import JobSpec, Resources, job_spec_from_data, parse_job_spec
 
 NOW = datetime(2026, 3, 2, 13, 0, tzinfo=UTC)
@@ -156,7 +156,8 @@ def test_a_job_with_a_run_time_past_the_calendar_breaks_no_pass() -> None:
     """A time limit of 3000000 days (stored before limits were checked) is placed; the next job
     reserves behind it, from a start no datetime can hold, and the pass completes."""
     jobs = [_job("huge", 1, gpus=16, time_limit_s=3e6 * 86400), _job("next", 2, gpus=16)]
-    result = schedule(jobs, [_site()], NOW)
+    # Submission order (the default's shortest-remaining-first would start "next" first).
+    result = schedule(jobs, [_site()], NOW, policy=Policy(order="priority"))
     assert [p.job_id for p in result.placements] == ["huge"]
     assert result.reservations["next"] == ("tianjin", datetime.max.replace(tzinfo=UTC))
     assert "next" in result.reasons
