@@ -104,6 +104,12 @@ class LocalPostgres:
         owner = _server_user()
         if owner is not None:
             os.chown(self.folder, *owner)
+            for parent in self.folder.resolve().parents:
+                if not parent.stat().st_mode & 0o001:
+                    raise PostgresUnavailable(
+                        f"PostgreSQL runs as another user here, who cannot pass through {parent} "
+                        f"(mode {parent.stat().st_mode & 0o777:o}): put the cluster elsewhere, or chmod o+x it"
+                    )
         self.folder.chmod(0o700)
         if (self.data / "PG_VERSION").exists():
             return
