@@ -64,7 +64,7 @@ def suanli_process(args: list[str], *, home: Path | None = None, ready_timeout: 
                 if time.monotonic() > deadline:
                     raise RuntimeError("suanli did not become ready")
                 time.sleep(0.05)
-            _adopt_admin_token(state)
+            adopt_admin_token(state)
             yield url
         finally:
             with contextlib.suppress(ProcessLookupError):
@@ -77,7 +77,7 @@ def suanli_process(args: list[str], *, home: Path | None = None, ready_timeout: 
             log.close()
 
 
-def _adopt_admin_token(state: Path) -> None:
+def adopt_admin_token(state: Path) -> None:
     """Use the admin token the server wrote (``suanli up --demo`` keeps its state in demo/):
     exported as SUANLI_TOKEN, so client processes started from here inherit it."""
     for candidate in (state / "admin.token", state / "demo" / "admin.token"):

@@ -6,9 +6,14 @@ answered 201 with an id, which it does only after the commit. At the end every i
 
     python bench/submit.py [--jobs 2000] [--concurrency 8] [--idempotency-keys] [--json]
     python bench/submit.py --array 10000 [--json]
+    python bench/submit.py --db postgres [--replicas 3] [--json]
 
 ``--idempotency-keys`` sends a fresh ``Idempotency-Key`` with every submission, as the SDK and
 the CLI do (the key is written in the job's transaction).
+
+``--db postgres`` runs the same load twice in one run: against one server on SQLite, then
+against ``--replicas`` servers on one private PostgreSQL cluster (``suanli.launch.postgres``),
+the client processes spread over the replicas, and prints both sets of figures.
 
 ``--array N`` times one job array of N tasks (``array: 0-(N-1)``): one request, answered 201
 only after every task is committed, then read back (the array's task count by state). In the
@@ -20,18 +25,26 @@ array is cancelled after), and says so when Slurm is not found.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import multiprocessing as mp
+import os
 import shutil
+import signal
 import subprocess
+import sys
+import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 
-from _harness import HERE, auth, emit, percentile, suanli_process
+from _harness import HERE, adopt_admin_token, auth, emit, free_port, percentile, suanli_process
+from suanli.launch.postgres import LocalPostgres
 
 SPEC = {"name": "bench", "run": "true", "resources": {"cpus": 1}}
 
@@ -114,6 +127,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4, help="client processes")
     parser.add_argument("--idempotency-keys", action="store_true", help="a fresh Idempotency-Key per submission")
     parser.add_argument("--array", type=int, metavar="N", help="time one job array of N tasks instead")
+    parser.add_argument(
+        "--db", choices=["sqlite", "postgres"], default="sqlite", help="postgres: SQLite's figures beside replicas'"
+    )
+    parser.add_argument("--replicas", type=int, default=3, help="servers on the one PostgreSQL (--db postgres)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     if args.array:
@@ -125,63 +142,133 @@ def main() -> None:
             raise SystemExit(1)
         return
 
-    with suanli_process(["server", "--network", str(HERE / "network.yaml")]) as url:
-        # Clients are separate processes, as real users are: one Python process would measure
-        # its own GIL rather than the server.
-        ctx = mp.get_context("spawn")
-        go = ctx.Event()
-        results: mp.Queue[tuple[list[float], list[str], list[str]]] = ctx.Queue()
-        shares = [
-            args.jobs // args.concurrency + (1 if i < args.jobs % args.concurrency else 0)
-            for i in range(args.concurrency)
-        ]
-        procs = [ctx.Process(target=client_process, args=(url, n, go, results, args.idempotency_keys)) for n in shares]
-        for p in procs:
-            p.start()
-        time.sleep(1.0)  # let every client import and connect
-        start = time.perf_counter()
-        go.set()
-        latencies: list[float] = []
-        ids: list[str] = []
-        errors: list[str] = []
-        for _ in procs:
-            lat, got, errs = results.get()
-            latencies += lat
-            ids += got
-            errors += errs
-        wall = time.perf_counter() - start
-        for p in procs:
-            p.join()
+    if args.db == "sqlite":
+        with suanli_process(["server", "--network", str(HERE / "network.yaml")]) as url:
+            result, errors = measure([url], args)
+        emit(result, args.json, f"bench/submit.py: {args.jobs} submissions, {args.concurrency} clients, SQLite (WAL)")
+    else:
+        # Side by side in one run: one server on SQLite, then --replicas servers on one PostgreSQL.
+        with suanli_process(["server", "--network", str(HERE / "network.yaml")]) as url:
+            sqlite, errors = measure([url], args)
+        with postgres_replicas(args.replicas) as urls:
+            pg, pg_errors = measure(urls, args)
+        errors += pg_errors
+        result = {f"sqlite_{k}": v for k, v in sqlite.items() if k not in ("concurrency", "idempotency_keys")}
+        result.update({f"postgres_{k}": v for k, v in pg.items() if k not in ("concurrency", "idempotency_keys")})
+        result.update({"replicas": args.replicas, "concurrency": args.concurrency})
+        title = f"bench/submit.py: {args.jobs} submissions, {args.concurrency} clients, SQLite beside PostgreSQL"
+        emit(result, args.json, f"{title} with {args.replicas} replicas")
+    if errors:
+        print("first error:", errors[0])
+    if errors or any(k.endswith("missing_after") and v for k, v in result.items()):
+        raise SystemExit(1)
 
-        with httpx.Client(base_url=url, timeout=60, headers=auth()) as client:
-            found: set[str] = set()
-            cursor = None
-            while True:
-                params: dict[str, str | int] = {"limit": 1000}
-                if cursor:
-                    params["cursor"] = cursor
-                page = client.get("/api/v1/jobs", params=params).json()
-                found.update(j["id"] for j in page["items"])
-                cursor = page.get("next_cursor")
-                if not cursor:
-                    break
-    missing = len(set(ids) - found)
+
+def measure(urls: list[str], args: argparse.Namespace) -> tuple[dict[str, float | int | str], list[str]]:
+    """Submit ``args.jobs`` from ``args.concurrency`` client processes, client i to
+    ``urls[i % len(urls)]``; then read every id back from the first server."""
+    # Clients are separate processes, as real users are: one Python process would measure
+    # its own GIL rather than the server.
+    ctx = mp.get_context("spawn")
+    go = ctx.Event()
+    results: mp.Queue[tuple[list[float], list[str], list[str]]] = ctx.Queue()
+    shares = [
+        args.jobs // args.concurrency + (1 if i < args.jobs % args.concurrency else 0) for i in range(args.concurrency)
+    ]
+    procs = [
+        ctx.Process(target=client_process, args=(urls[i % len(urls)], n, go, results, args.idempotency_keys))
+        for i, n in enumerate(shares)
+    ]
+    for p in procs:
+        p.start()
+    time.sleep(1.0)  # let every client import and connect
+    start = time.perf_counter()
+    go.set()
+    latencies: list[float] = []
+    ids: list[str] = []
+    errors: list[str] = []
+    for _ in procs:
+        lat, got, errs = results.get()
+        latencies += lat
+        ids += got
+        errors += errs
+    wall = time.perf_counter() - start
+    for p in procs:
+        p.join()
+    with httpx.Client(base_url=urls[0], timeout=60, headers=auth()) as client:
+        found: set[str] = set()
+        cursor = None
+        while True:
+            params: dict[str, str | int] = {"limit": 1000}
+            if cursor:
+                params["cursor"] = cursor
+            page = client.get("/api/v1/jobs", params=params).json()
+            found.update(j["id"] for j in page["items"])
+            cursor = page.get("next_cursor")
+            if not cursor:
+                break
     result: dict[str, float | int | str] = {
         "submits_per_s": round(len(ids) / wall, 1),
         "p50_ms": round(percentile(latencies, 0.50) * 1000, 2),
         "p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
         "jobs": len(ids),
         "errors": len(errors),
-        "missing_after": missing,
+        "missing_after": len(set(ids) - found),
         "concurrency": args.concurrency,
         "idempotency_keys": args.idempotency_keys,
         "wall_s": round(wall, 3),
     }
-    emit(result, args.json, f"bench/submit.py: {args.jobs} submissions, {args.concurrency} clients, SQLite (WAL)")
-    if errors:
-        print("first error:", errors[0])
-    if errors or missing:
-        raise SystemExit(1)
+    return result, errors
+
+
+@contextlib.contextmanager
+def postgres_replicas(count: int) -> Iterator[list[str]]:
+    """A private PostgreSQL cluster and ``count`` servers on it sharing one home; their URLs."""
+    root = Path(tempfile.mkdtemp(prefix="suanli-bench-pg-"))
+    root.chmod(0o711)  # PostgreSQL (another user, when we are root) passes through to its folder
+    pg = LocalPostgres(root / "pg")
+    pg.init()
+    pg.start()
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        env = {**os.environ, "SUANLI_RATE_LIMIT": "0", "SUANLI_DATABASE_URL": pg.create_database("suanli")}
+        urls = []
+        for i in range(count):
+            port = free_port()
+            cmd = [sys.executable, "-m", "suanli", "server", "--network", str(HERE / "network.yaml")]
+            cmd += ["--home", str(root / "home"), "--port", str(port)]
+            with (root / f"server-{i}.log").open("wb") as log:
+                procs.append(
+                    subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+                )
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 60
+            while not _healthy(url):
+                if procs[-1].poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"replica {i} did not start:\n{(root / f'server-{i}.log').read_text()}")
+                time.sleep(0.05)
+            urls.append(url)
+        adopt_admin_token(root / "home")
+        yield urls
+    finally:
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGINT)
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        pg.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 if __name__ == "__main__":
