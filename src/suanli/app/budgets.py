@@ -149,14 +149,19 @@ class BudgetState:
     state: str
 
 
+#: The state each tenant's budget was last logged in (a warning is logged when it changes).
+_LOGGED: dict[str, str] = {}
+
+
 def budget_states(budgets: Mapping[str, Decimal], spent: Mapping[str, int]) -> list[BudgetState]:
     out = []
     for tenant, budget in sorted(budgets.items()):
         used_micro = spent.get(tenant, 0)
         share = pricing.from_micro(used_micro) / budget if budget else Decimal(1)
         state = "exhausted" if share >= 1 else "warning" if share >= WARN_AT else "ok"
-        if state != "ok":
+        if _LOGGED.get(tenant, "ok") != state and state != "ok":  # once per change, not per page view
             log.warning("tenant %s has used %.0f%% of its monthly budget", tenant, float(share) * 100)
+        _LOGGED[tenant] = state
         out.append(BudgetState(tenant, str(budget), str(pricing.from_micro(used_micro)), float(share), state))
     return out
 

@@ -1,4 +1,4 @@
-"""Exports need the owner's word (REGULATIONS.md: exemption from assessment is not exemption
+"""Exports need the owner's word (docs/rules.md: exemption from assessment is not exemption
 from PIPL).
 
 An owner records, per dataset and destination (a site, or ``client@<zone>`` for downloads by

@@ -1,4 +1,4 @@
-"""Grading a dataset, where only auditors lower (REGULATIONS.md: grading is the root of trust).
+"""Grading a dataset, where only auditors lower (docs/rules.md: grading is the root of trust).
 
 A dataset's owner (its tenant's members, the admin) may keep or raise its level, categories and
 PI / SPI counts at once. A grading that lowers any of them becomes a request an auditor decides;

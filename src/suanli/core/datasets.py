@@ -1,7 +1,7 @@
 """Datasets as the policy engine sees them: level, personal-information counts, categories.
 
 Pure: no I/O. The registry (``suanli.datachain``) persists these facts; the policy engine
-(:mod:`suanli.core.policy`) decides on them. Rule ids in comments refer to REGULATIONS.md.
+(:mod:`suanli.core.policy`) decides on them. Rule ids in comments refer to docs/rules.md.
 """
 
 from __future__ import annotations

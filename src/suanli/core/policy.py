@@ -3,7 +3,7 @@
 Pure and deterministic: the rule set (thresholds, routes, rule texts, validity, the FTZ
 negative lists) is data handed in by the caller — ``suanli.datachain.rules`` loads the shipped
 YAML files, an operator may edit them. The *order* in which rules are tried follows
-REGULATIONS.md and lives here; every number, route and sentence lives in the data.
+docs/rules.md and lives here; every number, route and sentence lives in the data.
 
 Every decision names the rule ids it applied and the rule set's version, so the ledger can
 say later which rules made which decision.
@@ -96,7 +96,7 @@ class Exporter(StrictModel):
     ftz: str | None = None
 
 
-#: X6 and REGULATIONS.md: counting years are calendar years in Beijing time.
+#: X6 and docs/rules.md: counting years are calendar years in Beijing time.
 BEIJING = ZoneInfo("Asia/Shanghai")
 
 

@@ -3,7 +3,7 @@
 The agent runs on a login node. Each attempt becomes one batch job (``sbatch``, or slurmrestd's
 ``job/submit``) whose script runs ``setup`` then ``run`` with ``srun`` on every node, one task
 per node; a multi-node attempt is one gang, as Slurm allocates it. The script gives each rank
-DESIGN.md's environment: ``SUANLI_NODE_RANK`` from ``SLURM_PROCID``, ``SUANLI_MASTER_ADDR`` the
+the job environment of docs/job-spec.md: ``SUANLI_NODE_RANK`` from ``SLURM_PROCID``, ``SUANLI_MASTER_ADDR`` the
 first host of ``SLURM_JOB_NODELIST``; Slurm sets ``CUDA_VISIBLE_DEVICES`` from ``--gres``.
 
 Mapping (squeue → attempt): PENDING/CONFIGURING → STARTING (with Slurm's reason), RUNNING → STARTING
@@ -82,7 +82,7 @@ exit $rc
 """
 
 _RANK = """#!/bin/bash
-# One rank: DESIGN.md's environment, then the job's setup or run in its workdir.
+# One rank: the job environment of docs/job-spec.md, then the job's setup or run in its workdir.
 export SUANLI_NODE_RANK="${{SLURM_PROCID:-${{SLURM_NODEID:-0}}}}"
 export SUANLI_NODE_NAME="$(hostname -s)"
 export SUANLI_NUM_GPUS_PER_NODE={gpus}
