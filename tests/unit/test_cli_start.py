@@ -36,13 +36,18 @@ def test_root_group_is_lazy() -> None:
     assert isinstance(typer.main.get_command(suanli.__main__.app), LazyGroup)
 
 
+def _shell_env(**extra: str) -> dict[str, str]:
+    """A user's plain shell: what earlier tests in this process set in os.environ stays out."""
+    keep = ("PATH", "HOME", "LANG", "PYTHONPATH", "VIRTUAL_ENV")
+    return {**{k: os.environ[k] for k in keep if k in os.environ}, "SHELL": "/bin/bash", **extra}
+
+
 def _complete(words: str) -> list[str]:
     """What bash completion offers for ``words`` (the last one being completed)."""
-    env = {"_SUANLI_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(len(words.split()) - 1)}
+    env = _shell_env(_SUANLI_COMPLETE="complete_bash", COMP_WORDS=words, COMP_CWORD=str(len(words.split()) - 1))
     code = "import suanli.__main__ as m\nm.main()\n"
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **env}, check=True
-    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False)
+    assert done.returncode == 0, done.stderr
     return done.stdout.split()
 
 
@@ -50,6 +55,11 @@ def test_shell_completion_is_on_and_sees_lazy_commands_and_their_options() -> No
     assert _complete("suanli can") == ["cancel"]
     assert "--expand" in _complete("suanli jobs --ex")
     script = subprocess.run(
-        [sys.executable, "-m", "suanli", "--show-completion", "bash"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "suanli", "--show-completion", "bash"],
+        capture_output=True,
+        text=True,
+        env=_shell_env(),
+        check=False,
     )
+    assert script.returncode == 0, script.stderr
     assert "_SUANLI_COMPLETE=complete_bash" in script.stdout
