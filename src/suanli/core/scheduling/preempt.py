@@ -148,6 +148,8 @@ def _plan_site(
             p.victims.append(a)
         elif shorter is not None and a.started_at is not None:  # (not placed in this very pass)
             ran = max(now - a.started_at.timestamp(), 0.0)
+            if ran < policy.restore_cost_s:
+                continue  # not for shorter work before it ran as long as a restore costs (no churn)
             attained = a.attained_gpu_s + held[a.job_id] * ran
             if may_preempt_for_shorter(job, a, attained, max(end - now, ran), shorter, policy, fair):
                 p.victims.append(a)
