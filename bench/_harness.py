@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -16,6 +17,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import httpx
+
+from suanli.launch.postgres import LocalPostgres
 
 HERE = Path(__file__).resolve().parent
 
@@ -33,6 +36,31 @@ def percentile(values: Sequence[float], q: float) -> float:
     k = (len(ordered) - 1) * q
     lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def healthy(url: str) -> bool:
+    """Whether a suanli server answers /healthz at ``url`` now."""
+    try:
+        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+@contextlib.contextmanager
+def private_postgres(prefix: str, *, keep: bool = False) -> Iterator[tuple[Path, LocalPostgres]]:
+    """A folder and a private PostgreSQL cluster in ``<folder>/pg``, started; both gone afterwards
+    (the folder stays with ``keep``, for its logs)."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    root.chmod(0o711)  # PostgreSQL (another user, when we are root) passes through to its folder
+    pg = LocalPostgres(root / "pg")
+    pg.init()
+    pg.start()
+    try:
+        yield root, pg
+    finally:
+        pg.stop()
+        if not keep:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def _server_env() -> dict[str, str]:

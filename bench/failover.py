@@ -28,16 +28,12 @@ import argparse
 import json
 import multiprocessing
 import os
-import shutil
 import signal
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from _harness import emit, free_port
+from _harness import emit, free_port, healthy, private_postgres
 from faults import Proc, wait_for
 from suanli.adaptors import psycopg_module
 from suanli.core.spec import JobSpec
@@ -90,7 +86,7 @@ class Replicas:
         proc = Proc(args, self.root / f"server-{port}.log", self.env)
         proc.start()
         self.procs[port] = proc
-        wait_for(lambda: _healthy(port), 60, f"the replica on port {port} to answer")
+        wait_for(lambda: healthy(f"http://127.0.0.1:{port}"), 60, f"the replica on port {port} to answer")
 
     def port_of(self, pid: int) -> int:
         return next(p for p, proc in self.procs.items() if proc.proc is not None and proc.proc.pid == pid)
@@ -98,13 +94,6 @@ class Replicas:
     def stop(self) -> None:
         for proc in self.procs.values():
             proc.stop()
-
-
-def _healthy(port: int) -> bool:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 def _leader(dsn: str) -> tuple[int, int] | None:
@@ -117,11 +106,11 @@ def _leader(dsn: str) -> tuple[int, int] | None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    root = Path(tempfile.mkdtemp(prefix="suanli-failover-"))
-    root.chmod(0o711)  # PostgreSQL (another user, when we are root) passes through to its folder
-    pg = LocalPostgres(root / "pg")
-    pg.init()
-    pg.start()
+    with private_postgres("suanli-failover-", keep=args.keep) as (root, pg):
+        return _run(args, root, pg)
+
+
+def _run(args: argparse.Namespace, root: Path, pg: LocalPostgres) -> dict[str, Any]:
     replicas: Replicas | None = None
     agents: list[Proc] = []
     try:
@@ -225,9 +214,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             agent.stop()
         if replicas is not None:
             replicas.stop()
-        pg.stop()
-        if not args.keep:
-            shutil.rmtree(root, ignore_errors=True)
 
 
 def main() -> None:

@@ -29,22 +29,27 @@ import contextlib
 import http.client
 import json
 import multiprocessing as mp
-import os
 import shutil
-import signal
 import subprocess
-import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-from _harness import HERE, adopt_admin_token, auth, emit, free_port, percentile, suanli_process
-from suanli.launch.postgres import LocalPostgres
+from _harness import (
+    HERE,
+    adopt_admin_token,
+    auth,
+    emit,
+    free_port,
+    healthy,
+    percentile,
+    private_postgres,
+    suanli_process,
+)
+from faults import Proc, wait_for
 
 SPEC = {"name": "bench", "run": "true", "resources": {"cpus": 1}}
 
@@ -224,51 +229,21 @@ def measure(urls: list[str], args: argparse.Namespace) -> tuple[dict[str, float 
 @contextlib.contextmanager
 def postgres_replicas(count: int) -> Iterator[list[str]]:
     """A private PostgreSQL cluster and ``count`` servers on it sharing one home; their URLs."""
-    root = Path(tempfile.mkdtemp(prefix="suanli-bench-pg-"))
-    root.chmod(0o711)  # PostgreSQL (another user, when we are root) passes through to its folder
-    pg = LocalPostgres(root / "pg")
-    pg.init()
-    pg.start()
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        env = {**os.environ, "SUANLI_RATE_LIMIT": "0", "SUANLI_DATABASE_URL": pg.create_database("suanli")}
-        urls = []
-        for i in range(count):
-            port = free_port()
-            cmd = [sys.executable, "-m", "suanli", "server", "--network", str(HERE / "network.yaml")]
-            cmd += ["--home", str(root / "home"), "--port", str(port)]
-            with (root / f"server-{i}.log").open("wb") as log:
-                procs.append(
-                    subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
-                )
-            url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 60
-            while not _healthy(url):
-                if procs[-1].poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"replica {i} did not start:\n{(root / f'server-{i}.log').read_text()}")
-                time.sleep(0.05)
-            urls.append(url)
-        adopt_admin_token(root / "home")
-        yield urls
-    finally:
-        for proc in procs:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGINT)
-        for proc in procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        pg.stop()
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False
+    with private_postgres("suanli-bench-pg-") as (root, pg):
+        env = {"SUANLI_RATE_LIMIT": "0", "SUANLI_DATABASE_URL": pg.create_database("suanli")}
+        procs: list[Proc] = []
+        try:
+            for i in range(count):
+                port = free_port()
+                args = ["server", "--network", str(HERE / "network.yaml"), "--home", str(root / "home")]
+                procs.append(Proc([*args, "--port", str(port)], root / f"server-{i}.log", env))
+                procs[-1].start()
+                wait_for(lambda p=port: healthy(f"http://127.0.0.1:{p}"), 60, f"replica {i} to answer")
+            adopt_admin_token(root / "home")
+            yield [f"http://127.0.0.1:{p.args[-1]}" for p in procs]
+        finally:
+            for proc in procs:
+                proc.stop()
 
 
 if __name__ == "__main__":
