@@ -92,19 +92,40 @@ def test_one_refused_submission_leaves_the_others_their_jobs(control: ControlPla
         assert session.scalar(select(func.count()).select_from(Job)) == 2
 
 
-def test_keyed_array_and_data_submissions_keep_their_own_transactions(control: ControlPlane) -> None:
+def test_keyed_submissions_share_one_commit_and_claim_their_keys(control: ControlPlane) -> None:
     commits = _commits(control)
+    group = GroupCommit()
+
+    async def burst() -> list[tuple[Any, bool]]:
+        return await asyncio.gather(*(group.write(_submission(control, {"run": "x"}, key=f"k-{i}")) for i in range(4)))
+
+    answers = run_apart(burst)
+    assert len(commits) == 1
+    assert len({out.id for out, _ in answers}) == 4
+
+    async def retry() -> tuple[Any, bool]:
+        return await group.write(_submission(control, {"run": "x"}, key="k-2"))
+
+    again, replayed = run_apart(retry)
+    assert replayed
+    assert again.id == answers[2][0].id
+
+
+def test_a_key_twice_in_one_batch_makes_one_job(control: ControlPlane) -> None:
     group = GroupCommit()
 
     async def burst() -> list[tuple[Any, bool]]:
         return await asyncio.gather(
             group.write(_submission(control, {"run": "x"}, key="k-1")),
             group.write(_submission(control, {"run": "x"}, key="k-1")),
+            group.write(_submission(control, {"run": "y"}, key="k-2")),
             group.write(_submission(control, {"run": "x", "array": "0-2"})),
         )
 
-    (first, _), (again, replayed), (array, _) = run_apart(burst)
+    (first, first_replayed), (again, replayed), (other, _), (array, _) = run_apart(burst)
     assert first.id == again.id
-    assert replayed
+    assert [first_replayed, replayed] == [False, True]
+    assert other.id != first.id
     assert array.array is not None
-    assert len(commits) == 3
+    with control.db.read() as session:
+        assert session.scalar(select(func.count()).select_from(Job).where(Job.array_id.is_(None))) == 2

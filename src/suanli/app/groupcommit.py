@@ -9,9 +9,12 @@ Durability is unchanged: a caller gets its 201 only once its batch committed. A 
 fails as a whole (one of its jobs refused) is written again one job per transaction, so each
 caller gets its own answer and one refusal never costs another its job.
 
-Only plain submissions are batched: one with an ``Idempotency-Key`` claims its key in its own
-transaction (``app/idempotency.py``), one that reads datasets asks the data rules, an array
-writes many rows; those are written as before.
+A submission with an ``Idempotency-Key`` (the SDK and the CLI always send one) claims its key
+in the batch's transaction, beside its job. A key found taken (a retry, or the same key twice in
+one batch) fails the batch, which is then written one submission at a time, where
+``app/idempotency.py`` answers the retry with the first job. Not batched: a keyed submission
+when budgets are set (its retry must be looked up before its cost is checked), one that reads
+datasets (it asks the data rules), and an array (many rows); those are written as before.
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+from sqlalchemy.orm import Session
+
+from suanli.app import idempotency
 from suanli.app.jobrequests import Submission
 from suanli.core.api import JobOut
 
@@ -62,7 +68,8 @@ class GroupCommit:
 
 
 def batchable(submission: Submission) -> bool:
-    return submission.key is None and not submission.spec.datasets and submission.spec.array is None
+    keyed_with_budgets = submission.key is not None and bool(submission.control.scheduler_config.budgets)
+    return not keyed_with_budgets and not submission.spec.datasets and submission.spec.array is None
 
 
 def write_batch(batch: Sequence[Submission]) -> list[Outcome]:
@@ -71,18 +78,33 @@ def write_batch(batch: Sequence[Submission]) -> list[Outcome]:
     outcomes: list[Outcome]
     try:
         with control.db.session() as session:
-            outcomes = [(s.make(session), False) for s in batch]
+            outcomes = [(_make_claimed(s, session), False) for s in batch]
     except Exception as exc:  # decided per submission below
-        if len(batch) == 1:
+        if len(batch) == 1 and not isinstance(exc, idempotency.Taken):
             return [exc]
         outcomes = [_alone(s) for s in batch]
     control.kick()
     return outcomes
 
 
+def _make_claimed(submission: Submission, session: Session) -> JobOut:
+    """The job, and its Idempotency-Key claimed beside it (raises Taken when the key is not new)."""
+    out = submission.make(session)
+    if submission.key is not None:
+        idempotency.claim_or_raise(
+            session,
+            tenant=submission.tenant,
+            key=submission.key,
+            user=submission.who.name,
+            body=submission.body,
+            job_id=out.id,
+            now=submission.control.clock.now(),
+        )
+    return out
+
+
 def _alone(submission: Submission) -> Outcome:
     try:
-        with submission.control.db.session() as session:
-            return submission.make(session), False
+        return submission.write()
     except Exception as exc:  # this caller's own answer
         return exc

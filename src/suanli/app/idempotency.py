@@ -116,9 +116,9 @@ def submit_once(
                         return first, True
                 out = make(session)
                 if not _claim(session, tenant=tenant, key=key, user=user, print_=print_, job_id=out.id, now=now):
-                    raise _Taken  # rolls this job back
+                    raise Taken  # rolls this job back
                 return out, False
-        except _Taken:
+        except Taken:
             with db.session() as session:
                 first = replay(session, tenant=tenant, key=key, user=user, print_=print_, now=now)
             if first is not None:
@@ -126,8 +126,18 @@ def submit_once(
     raise Conflict(f"a request with {HEADER} '{key}' is in progress; retry it in a moment")
 
 
-class _Taken(Exception):
+class Taken(Exception):
     """The key was claimed already (maybe a moment ago, by a concurrent request)."""
+
+
+def claim_or_raise(
+    session: Session, *, tenant: str, key: str, user: str, body: JobSubmit, job_id: str, now: datetime
+) -> None:
+    """Claim ``key`` for ``job_id`` in ``session`` (the group commit's batch); raises :class:`Taken`
+    when the tenant has the key already, so the batch is written again one submission at a time
+    and :func:`submit_once` answers the retry."""
+    if not _claim(session, tenant=tenant, key=key, user=user, print_=fingerprint(body), job_id=job_id, now=now):
+        raise Taken
 
 
 def _claim(session: Session, *, tenant: str, key: str, user: str, print_: str, job_id: str, now: datetime) -> bool:
