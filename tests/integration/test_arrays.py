@@ -5,6 +5,7 @@ one entry, and an array or one task can be cancelled."""
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from suanli.core.spec import parse_job_spec
 from suanli.sdk import Client
 from suanli.sdk.errors import ApiError
 from tests.integration.conftest import Net
+from tests.integration.test_metering import report
 
 ENV_LINE = 'echo "task $SUANLI_ARRAY_INDEX of $SUANLI_ARRAY_JOB_ID ($SUANLI_ARRAY_TASK_COUNT) is $SUANLI_JOB_ID"'
 
@@ -34,6 +36,23 @@ def test_each_task_runs_through_a_real_agent_and_sees_its_index(net: Net) -> Non
     assert done.array is not None
     assert done.array.counts == {"SUCCEEDED": 4}
     assert done.finished_at is not None
+
+
+def test_an_array_costs_what_its_tasks_cost(net: Net) -> None:
+    agent, _ = net.fake_agent("tianjin-gaocun")
+    array = net.client.submit(parse_job_spec("array: 0-1\nrun: work\nresources: {accelerators: H100:1}\n"))
+    net.cycle()
+    net.cycle()
+    assert {net.state(f"{array.id}_{i}") for i in range(2)} == {"RUNNING"}
+    for i, hours in enumerate((1, 2)):
+        attempt = net.client.job(f"{array.id}_{i}").attempts[-1].id
+        report(agent, "tianjin-gaocun", attempt, 3600 * hours)  # an H100 at 28 CNY an hour
+    task_costs = [Decimal(net.client.job(f"{array.id}_{i}").cost_cny or "0") for i in range(2)]
+    assert task_costs == [Decimal(28), Decimal(56)]
+    shown = net.client.job(array.id)
+    assert Decimal(shown.cost_cny or "0") == 84
+    folded = [j for j in net.client.jobs(fold=True).items if j.id == array.id]
+    assert [j.cost_cny for j in folded] == [shown.cost_cny]
 
 
 def test_at_most_n_tasks_run_at_once(net: Net) -> None:

@@ -19,7 +19,7 @@ def get_job(control: ControlPlane, who: Identity, job_id: str) -> JobOut:
             found = arrays.get_array(session, job_id, who)
             if found is None:
                 raise
-            return arrays.show(session, *found)
+            return arrays.show(session, *found, control.settings.waive_platform_faults)
 
 
 def explain(control: ControlPlane, who: Identity, job_id: str) -> ExplainOut:
@@ -49,7 +49,7 @@ def cancel(control: ControlPlane, who: Identity, job_id: str) -> JobOut:
                 raise
             jobs.require_write(who)
             sites = arrays.cancel_array(session, found[0], control.clock.now())
-            out = arrays.show(session, *found)
+            out = arrays.show(session, *found, control.settings.waive_platform_faults)
     for site in sites:
         control.signals.bump(f"site:{site}")
     control.signals.bump("logs", "jobs")
@@ -65,4 +65,4 @@ def list_folded(
         items, nxt = arrays.folded_page(session, who, wanted, limit=limit, cursor=cursor)
         seqs = [i.seq for i in items if not isinstance(i, tuple)]
         costs = metering.job_cost(session, seqs, control.settings.waive_platform_faults)
-        return arrays.outs(session, items, costs), nxt
+        return arrays.outs(session, items, costs, control.settings.waive_platform_faults), nxt

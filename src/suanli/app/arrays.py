@@ -7,12 +7,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from suanli.app import jobs
+from suanli.app import jobs, metering
 from suanli.app.access import require, tenant_filter, visible
 from suanli.app.secrets import SecretBox
 from suanli.core.api import ArrayOut, JobOut
@@ -106,9 +107,12 @@ def task_counts(session: Session, array_ids: Sequence[str]) -> dict[str, Counts]
     return out
 
 
-def array_out(row: JobArray, head: Job, counts: Counts, *, with_spec: bool = True) -> JobOut:
+def array_out(
+    row: JobArray, head: Job, counts: Counts, *, with_spec: bool = True, cost: Decimal | None = None
+) -> JobOut:
     """The array as the API shows it: the tasks' state summed up, their counts as its reason,
-    the spec (and GPUs, priority) of its first task, which all tasks share."""
+    the spec (and GPUs, priority) of its first task, which all tasks share, and the tasks'
+    cost so far summed (``cost``)."""
     state = array_state(counts.by_state)
     out = jobs.to_out(head, [], with_spec=with_spec)
     return out.model_copy(
@@ -123,6 +127,7 @@ def array_out(row: JobArray, head: Job, counts: Counts, *, with_spec: bool = Tru
             "finished_at": counts.finished_at if state.is_terminal() else None,
             "exit_code": None,
             "cancel_requested": False,
+            "cost_cny": str(cost) if cost is not None else None,
             "array": ArrayOut(
                 expression=row.expression,
                 tasks=row.task_count,
@@ -156,8 +161,9 @@ def find_array(session: Session, array_id: str) -> tuple[JobArray, Job] | None:
     return None if head is None else (row, head)
 
 
-def show(session: Session, row: JobArray, head: Job) -> JobOut:
-    return array_out(row, head, task_counts(session, [row.id])[row.id])
+def show(session: Session, row: JobArray, head: Job, waive_faults: bool = True) -> JobOut:
+    cost = metering.array_cost(session, [row.id], waive_faults).get(row.id)
+    return array_out(row, head, task_counts(session, [row.id])[row.id], cost=cost)
 
 
 def cancel_array(session: Session, row: JobArray, now: datetime) -> set[str]:
@@ -197,12 +203,16 @@ def folded_page(
     return [job if array is None else (array, job) for job, array in rows], nxt
 
 
-def outs(session: Session, items: Sequence[Job | tuple[JobArray, Job]], costs: Mapping[int, Any]) -> list[JobOut]:
-    """A folded page as the API shows it: arrays with their tasks' counts (no cost: that is the
-    tasks'), jobs with their attempts and cost."""
+def outs(
+    session: Session, items: Sequence[Job | tuple[JobArray, Job]], costs: Mapping[int, Any], waive_faults: bool
+) -> list[JobOut]:
+    """A folded page as the API shows it: arrays with their tasks' counts and summed cost, jobs
+    with their attempts and cost (``costs``, by seq)."""
     plain = [i for i in items if isinstance(i, Job)]
     attempts = jobs.attempts_of(session, plain)
-    counts = task_counts(session, [i[0].id for i in items if isinstance(i, tuple)])
+    array_ids = [i[0].id for i in items if isinstance(i, tuple)]
+    counts = task_counts(session, array_ids)
+    array_costs = metering.array_cost(session, array_ids, waive_faults)
     out: list[JobOut] = []
     for item in items:
         if isinstance(item, Job):
@@ -211,5 +221,5 @@ def outs(session: Session, items: Sequence[Job | tuple[JobArray, Job]], costs: M
             out.append(shown.model_copy(update={"cost_cny": str(cost) if cost is not None else None}))
         else:
             row, head = item
-            out.append(array_out(row, head, counts[row.id], with_spec=False))
+            out.append(array_out(row, head, counts[row.id], with_spec=False, cost=array_costs.get(row.id)))
     return out

@@ -328,8 +328,27 @@ def job_cost(session: Session, job_seqs: Sequence[int], waive_faults: bool) -> d
         .where(UsageRecord.job_seq.in_(list(job_seqs)))
         .group_by(UsageRecord.job_seq, Attempt.state)
     )
-    totals: dict[int, int] = defaultdict(int)
-    for seq, state, micro in session.execute(query):
+    return _unwaived_totals(session.execute(query), waive_faults)
+
+
+def array_cost(session: Session, array_ids: Sequence[str], waive_faults: bool) -> dict[str, Decimal]:
+    """Cost so far of each job array: its tasks' costs summed in one grouped query."""
+    if not array_ids:
+        return {}
+    query = (
+        select(Job.array_id, Attempt.state, func.sum(UsageRecord.cost_micro))
+        .join(Job, Job.seq == UsageRecord.job_seq)
+        .join(Attempt, Attempt.id == UsageRecord.attempt_id)
+        .where(Job.array_id.in_(list(array_ids)))
+        .group_by(Job.array_id, Attempt.state)
+    )
+    return _unwaived_totals(session.execute(query), waive_faults)
+
+
+def _unwaived_totals(rows: Iterable[Any], waive_faults: bool) -> dict[Any, Decimal]:
+    """``(key, attempt state, micro-CNY)`` rows summed per key, platform faults left out when waived."""
+    totals: dict[Any, int] = defaultdict(int)
+    for key, state, micro in rows:
         if not (waive_faults and state in PLATFORM_FAULTS):
-            totals[seq] += int(micro or 0)
-    return {seq: pricing.from_micro(micro) for seq, micro in totals.items()}
+            totals[key] += int(micro or 0)
+    return {key: pricing.from_micro(micro) for key, micro in totals.items()}
