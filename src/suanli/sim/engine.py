@@ -343,6 +343,10 @@ class Simulation:
                 node.cpus_free -= a.cpus
                 node.memory_free -= a.memory
             started.append(job)
+        # Attempts start in the order the scheduler placed them, as the server creates them: the
+        # attempt order ranks the run-time history estimates are taken from.
+        rank = {p.job_id: i for i, p in enumerate(result.placements)}
+        started.sort(key=lambda j: rank[j.trace.id])
         for p in result.preemptions:
             victim = self.by_id.get(p.victim)
             if victim is not None and victim.placement is not None and not victim.stopping:
