@@ -92,6 +92,7 @@ def server(
     import uvicorn
 
     from suanli.app.control import ControlPlane
+    from suanli.app.serverkeys import KeyMismatch
     from suanli.launch.network import read_network_file
     from suanli.server.app import create_app
     from suanli.web import mount_dashboard
@@ -100,8 +101,12 @@ def server(
     settings = Settings(home=home or default_home(), host=host, port=port)
     if lease is not None:
         settings.lease_s = lease
-    control = ControlPlane(settings)
-    control.migrate()
+    try:
+        control = ControlPlane(settings)
+        control.migrate()
+    except (KeyMismatch, ValueError) as exc:  # keys this replica does not share with the others
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None
     if network is not None:
         spec = read_network_file(network)
         fresh = control.apply_network(spec)
