@@ -258,10 +258,13 @@ class ControlPlane:
         """Whether this replica leads the scheduler now (taking the lead when it is free). A new
         leader renews every active attempt's lease, as at start: the old one may be long gone."""
         if self.leadership.step(self.clock.now()):
-            self.renew_leases()
-            self._pending = scheduling.PendingCache()  # what another replica planned is not ours
-            self.capacity_changed()
+            self._took_lead()
         return self.leadership.leads
+
+    def _took_lead(self) -> None:
+        self.renew_leases()
+        self._pending = scheduling.PendingCache()  # what another replica planned is not ours
+        self.capacity_changed()
 
     def _tick(self, full: bool) -> TickResult:
         now = self.clock.now()
@@ -381,10 +384,8 @@ class ControlPlane:
     def start(self) -> None:
         if self._thread is not None:
             return
-        if self.db.is_sqlite:
-            self.renew_leases()  # one server per SQLite file: it leads (and renews) from the start
-        else:
-            self.lead()  # renews the leases if this replica takes the lead
+        if self.leadership.begin(self.clock.now()):
+            self._took_lead()
         self._stop.clear()
         self.transfers.start()
         if self.crosstalk.active:
