@@ -17,7 +17,6 @@ import base64
 import hashlib
 import hmac
 import logging
-import os
 import threading
 from collections.abc import Sequence
 from datetime import datetime
@@ -45,6 +44,7 @@ from suanli.core.ledger import (
     verify_consistency,
 )
 from suanli.core.signednote import NoteSignature, Verifier, matches, public_of, verify_cosignature
+from suanli.filemodes import write_once
 from suanli.store.db import Database
 from suanli.store.models import LedgerCheckpoint, LedgerCosignature, LedgerEntry
 
@@ -81,15 +81,13 @@ def parse_signing_key(text: str, source: str = "$SUANLI_LEDGER_KEY") -> bytes:
 
 
 def load_signing_key(path: Path) -> bytes:
-    """The ledger's Ed25519 private key (raw 32 bytes, mode 0600), created on first use."""
+    """The ledger's Ed25519 private key (raw 32 bytes, mode 0600), created on first use. Front
+    desks starting at once on one home agree: the key is written whole to a temporary file and
+    linked into place, so the first one wins and nobody reads half a key."""
     if path.exists():
         return path.read_bytes()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    key = new_signing_key()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(key)
-    return key
+    return write_once(path, new_signing_key)
 
 
 class _Broken(Exception):
