@@ -1,7 +1,9 @@
 """Front-desk fail-over: replicas of `suanli server` on one PostgreSQL, the scheduler leader killed.
 
 A private PostgreSQL cluster (``suanli.launch.postgres``), ``--replicas`` servers on it sharing
-one ``$SUANLI_HOME`` (keys, tokens and blobs through the folder), two sites whose agents list
+one ``$SUANLI_HOME`` (its key and token files; the jobs carry no workdir, and archives would be
+in the database's blob store anyway: ``suanli up --replicas`` and
+``tests/integration/test_replicas_share.py`` run replicas with homes of their own), two sites whose agents list
 every replica (``--server a,b,c``), and ``--clients`` processes submitting ``--jobs`` trivial
 jobs in all through the SDK, each with the replicas in a different order. While they submit,
 the replica that leads the scheduler (the ``leadership`` row names its pid) is killed with

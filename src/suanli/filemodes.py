@@ -16,6 +16,8 @@ import contextlib
 import logging
 import os
 import stat
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from suanli.core.errors import SuanliError
@@ -68,3 +70,23 @@ def _narrow(path: Path, what: str, wanted: int, shared: int) -> None:
         mode,
         narrowed,
     )
+
+
+def write_once(path: Path, make: Callable[[], bytes]) -> bytes:
+    """``path``'s bytes, writing ``make()`` there (mode 0600) first if it does not exist. Safe when
+    several threads or processes ask at once: the data is written whole to a temporary file and
+    linked into place, so the first writer wins, everyone reads its bytes, and nobody reads half
+    of them."""
+    if path.exists():
+        return path.read_bytes()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".new-")  # mode 0600
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(make())
+            f.flush()
+            os.fsync(f.fileno())
+        with contextlib.suppress(FileExistsError):  # another writer won: its bytes are used
+            os.link(tmp, path)
+    finally:
+        os.unlink(tmp)
+    return path.read_bytes()

@@ -32,7 +32,7 @@ def workdir(tmp: Path, name: str, text: str) -> Path:
 
 
 def test_blobs_go_once_nothing_needs_them(tmp_path: Path) -> None:
-    with start_net(tmp_path, NETWORK) as net:
+    with start_net(tmp_path, NETWORK, blob_store="folder") as net:
         net.local_agent("beijing")  # tianjin has no agent: its jobs wait
         c = net.client
         blobs = net.control.settings.blob_dir

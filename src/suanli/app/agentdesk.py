@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from suanli.app import agents, checkpoints, outputs
+from suanli.app.blobstore import BlobRead
 from suanli.app.control import ControlPlane
 from suanli.app.errors import NotFound, Unauthorized
 from suanli.app.sites import authenticate_site, site_for_token
-from suanli.app.workdirs import blob_path
 from suanli.core.api_data import DatasetOut
 from suanli.core.protocol import CheckpointReceipt, HeartbeatRequest, RegisterRequest, RegisterResponse
 
@@ -66,16 +66,16 @@ def collect_orders(control: ControlPlane, req: HeartbeatRequest, token: str | No
         agents.collect_orders(session, site, control.clock.now(), out, grace, control.secrets)
 
 
-def workdir_file(control: ControlPlane, token: str | None, digest: str) -> Path:
+def workdir_file(control: ControlPlane, token: str | None, digest: str) -> BlobRead:
     """The workdir archive ``digest``, if a job placed at the token's site runs from it."""
     with control.db.read() as session:
         site = site_for_token(session, token)
         if not agents.site_runs_workdir(session, site.name, digest):
             raise NotFound(f"no workdir {digest} for site '{site.name}'")
-    path = blob_path(control.settings.blob_dir, digest)
-    if not path.is_file():
+    found = control.blobs.read(digest)
+    if found is None:
         raise NotFound(f"no workdir {digest}")
-    return path
+    return found
 
 
 @dataclass(frozen=True)
@@ -120,23 +120,26 @@ def check_checkpoint_upload(control: ControlPlane, token: str | None, attempt: i
 
 
 def record_checkpoint(
-    control: ControlPlane, token: str | None, attempt: int, digest: str, size: int
+    control: ControlPlane, token: str | None, attempt: int, digest: str, size: int, spooled: Path
 ) -> CheckpointReceipt:
+    """The checked upload at ``spooled`` becomes the job's latest checkpoint (put in the blob
+    store first; checked again against the attempt when it is recorded)."""
+    control.blobs.put(digest, spooled, control.clock.now())
     with control.db.session() as session:
         site = site_for_token(session, token)
         return checkpoints.record_upload(session, site.name, attempt, digest, size, control.clock.now())
 
 
-def checkpoint_file(control: ControlPlane, token: str | None, attempt: int, digest: str) -> Path:
+def checkpoint_file(control: ControlPlane, token: str | None, attempt: int, digest: str) -> BlobRead:
     """The checkpoint an attempt at the token's site starts from."""
     with control.db.read() as session:
         site = site_for_token(session, token)
         if not checkpoints.may_download(session, site.name, attempt, digest):
             raise NotFound(f"no checkpoint {digest} for attempt {attempt} at site '{site.name}'")
-    path = blob_path(control.settings.blob_dir, digest)
-    if not path.is_file():
+    found = control.blobs.read(digest)
+    if found is None:
         raise NotFound(f"no checkpoint {digest}")
-    return path
+    return found
 
 
 def check_output_upload(control: ControlPlane, token: str | None, attempt: int) -> None:

@@ -1,5 +1,5 @@
-"""Keeping ``$SUANLI_HOME/blobs`` from growing without end: workdir archives and checkpoints
-that nothing needs any more are deleted.
+"""Keeping the blob store (``app/blobstore.py``) from growing without end: workdir archives and
+checkpoints that nothing needs any more are deleted.
 
 A blob is kept while anything may still read it:
 
@@ -26,13 +26,14 @@ from pathlib import Path
 from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
+from suanli.app.blobstore import BlobStore
 from suanli.store.models import Blob, BlobTenant, Job, JobCheckpoint
 
 log = logging.getLogger("suanli.server")
 
 #: How long an aborted upload's temporary file may stay.
 UPLOAD_LEFTOVER_S = 86400.0
-#: A blob written this recently is never deleted: an upload renames its file into place just
+#: A blob written this recently is never deleted: an upload puts its bytes in the store just
 #: before its row is written, and the sweep must not fall between the two.
 RECENT_S = 3600.0
 
@@ -58,30 +59,27 @@ def needed(session: Session, now: datetime, retention: timedelta) -> set[str]:
     return {d for d in keep if d}
 
 
-def sweep(session: Session, blob_dir: Path, now: datetime, retention: timedelta) -> Swept:
-    """Delete what nothing needs (files first, then rows, in the caller's transaction)."""
+def sweep(session: Session, store: BlobStore, spool: Path, now: datetime, retention: timedelta) -> Swept:
+    """Delete what nothing needs (archives first, then rows, in the caller's transaction), and
+    upload leftovers in ``spool`` older than a day."""
     keep = needed(session, now, retention)
     swept = Swept()
-    gone: list[str] = []
     wall = time.time()
-    for path in blob_dir.iterdir():
-        name = path.name
-        leftover = name.startswith(".upload-")
-        if not leftover and not name.endswith(".tar.gz"):
-            continue
-        digest = name.removesuffix(".tar.gz")
+    for path in spool.glob(".upload-*"):
         try:
             st = path.stat()
-            age = wall - st.st_mtime
-            if (leftover and age <= UPLOAD_LEFTOVER_S) or (not leftover and (digest in keep or age < RECENT_S)):
+            if wall - st.st_mtime <= UPLOAD_LEFTOVER_S:
                 continue
             path.unlink()
         except FileNotFoundError:
             continue
         swept.files += 1
         swept.bytes += st.st_size
-        if not leftover:
-            gone.append(digest)
+    stale = store.stale(session, keep, now, timedelta(seconds=RECENT_S))
+    gone = [digest for digest, _ in stale]
+    store.remove(session, gone)
+    swept.files += len(stale)
+    swept.bytes += sum(size for _, size in stale)
     cutoff = now - retention
     ended = select(Job.seq).where(Job.finished_at < cutoff)
     session.execute(delete(JobCheckpoint).where(JobCheckpoint.job_seq.in_(ended)))

@@ -8,7 +8,7 @@ keys live in ``$SUANLI_HOME/datachain/keys``, apart from the data.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,11 +44,13 @@ class Chain:
         home: Path,
         rules: RuleSet | None = None,
         witnesses: Sequence[Verifier] = (),
+        signing_key: Callable[[Path], bytes] = load_signing_key,
     ) -> Chain:
+        """``signing_key``: reads (or makes) the ledger's key given its file in the key store."""
         root = home / "datachain"
         (root / "sites").mkdir(parents=True, exist_ok=True)
         keys = KeyStore(root / "keys", forbidden=[root / "sites"])
-        ledger = LedgerService(load_signing_key(keys.root / "ledger-ed25519.key"), witnesses=witnesses)
+        ledger = LedgerService(signing_key(keys.root / "ledger-ed25519.key"), witnesses=witnesses)
         return cls(db=db, clock=clock, root=root, rules=rules or default_ruleset(), keys=keys, ledger=ledger)
 
     def store(self, site: str) -> SiteStore:

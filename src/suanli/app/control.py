@@ -27,15 +27,19 @@ from suanli.app import (
     jobs,
     metering,
     scheduling,
+    serverkeys,
     sites,
     staging,
     transfers,
 )
+from suanli.app.blobstore import open_store
 from suanli.app.chain import Chain
 from suanli.app.crosstalk import Crosstalk
 from suanli.app.fairshare import quotas_of
 from suanli.app.leadership import Deposed, Leadership
+from suanli.app.ledger import load_signing_key, parse_signing_key
 from suanli.app.secrets import SecretBox
+from suanli.app.serverkeys import LEDGER, SECRETS
 from suanli.app.settings import Settings
 from suanli.app.signals import FollowSlots, Signals
 from suanli.core.clock import Clock, SystemClock
@@ -77,11 +81,15 @@ class ControlPlane:
         private_dir(settings.home)  # 0700; an existing home open to others is narrowed, with a warning
         settings.blob_dir.mkdir(parents=True, exist_ok=True)
         self.db = db or Database(settings.db_url)
+        #: Workdir and checkpoint archives (``app/blobstore.py``): shared by replicas on PostgreSQL.
+        self.blobs = open_store(settings.blob_store, self.db, settings.blob_dir)
         self.signals = Signals()
         #: Open log-following streams per tenant (``app/follow.py``).
         self.follows = FollowSlots()
         #: Seals job secrets at submission and opens them for agents' assignments.
         self.secrets = SecretBox(settings.secret_key_path, settings.secret_key)
+        if settings.ledger_key:
+            parse_signing_key(settings.ledger_key)  # a bad key stops the start, not the first seal
         self.identities = identities.Authenticator(self.db, self.clock)
         #: Set by :meth:`migrate` when it wrote a new admin token.
         self.admin_token_written: Path | None = None
@@ -126,7 +134,13 @@ class ControlPlane:
         ``$SUANLI_HOME/admin.token`` (mode 0600): the local CLI uses it, zero configuration."""
         self.db.migrate()
         with self.db.session() as session:
-            self.admin_token_written = identities.bootstrap_admin(session, self.settings.home, self.clock.now())
+            self.admin_token_written = identities.bootstrap_admin(
+                session, self.settings.home, self.clock.now(), sole_home=self.db.is_sqlite
+            )
+        if not self.db.is_sqlite:  # replicas may share this database: they must hold the same keys
+            now = self.clock.now()
+            serverkeys.agree(self.db, LEDGER, [self.chain.ledger.public_key.hex()], now)
+            serverkeys.agree(self.db, SECRETS, self.secrets.fingerprints(), now)
 
     def tenants_changed(self) -> None:
         """A tenant was added or changed: fair-share weights are read again on the next pass."""
@@ -138,7 +152,9 @@ class ControlPlane:
 
     def apply_network(self, network: NetworkSpec) -> list[str]:
         with self.db.session() as session:
-            fresh = sites.apply_network(session, network, self.clock.now(), self.settings.token_dir)
+            fresh = sites.apply_network(
+                session, network, self.clock.now(), self.settings.token_dir, sole_home=self.db.is_sqlite
+            )
             metering.sync_tariffs(session, network, self.clock.now())
             self._default_tenant = jobs.default_tenant(session)
         self._witnesses = network.witness_keys()
@@ -242,10 +258,13 @@ class ControlPlane:
         """Whether this replica leads the scheduler now (taking the lead when it is free). A new
         leader renews every active attempt's lease, as at start: the old one may be long gone."""
         if self.leadership.step(self.clock.now()):
-            self.renew_leases()
-            self._pending = scheduling.PendingCache()  # what another replica planned is not ours
-            self.capacity_changed()
+            self._took_lead()
         return self.leadership.leads
+
+    def _took_lead(self) -> None:
+        self.renew_leases()
+        self._pending = scheduling.PendingCache()  # what another replica planned is not ours
+        self.capacity_changed()
 
     def _tick(self, full: bool) -> TickResult:
         now = self.clock.now()
@@ -312,7 +331,7 @@ class ControlPlane:
         """Delete the workdirs and checkpoints nothing needs any more (``app/blobs.py``)."""
         retention = timedelta(seconds=self.settings.blob_retention_s)
         with self.db.session() as session:
-            return blobs.sweep(session, self.settings.blob_dir, self.clock.now(), retention)
+            return blobs.sweep(session, self.blobs, self.settings.blob_dir, self.clock.now(), retention)
 
     def sweep_idempotency_keys(self) -> int:
         """Forget submissions' Idempotency-Keys older than their retention (24 h)."""
@@ -325,9 +344,20 @@ class ControlPlane:
         with self._chain_lock:
             if self._chain is None:
                 self._chain = Chain.open(
-                    self.db, self.clock, self.settings.home, self.scheduler_config.data_rules, self._witnesses
+                    self.db,
+                    self.clock,
+                    self.settings.home,
+                    self.scheduler_config.data_rules,
+                    self._witnesses,
+                    self._signing_key,
                 )
             return self._chain
+
+    def _signing_key(self, path: Path) -> bytes:
+        """The ledger's key: ``$SUANLI_LEDGER_KEY`` (what replicas share), else the home's file."""
+        if self.settings.ledger_key:
+            return parse_signing_key(self.settings.ledger_key)
+        return load_signing_key(path)
 
     def _weigh_copies(self, plan: scheduling.Plan, now: datetime) -> list[staging.Need]:
         """Copies worth starting for the jobs that read data and found no place; their reasons
@@ -354,10 +384,8 @@ class ControlPlane:
     def start(self) -> None:
         if self._thread is not None:
             return
-        if self.db.is_sqlite:
-            self.renew_leases()  # one server per SQLite file: it leads (and renews) from the start
-        else:
-            self.lead()  # renews the leases if this replica takes the lead
+        if self.leadership.begin(self.clock.now()):
+            self._took_lead()
         self._stop.clear()
         self.transfers.start()
         if self.crosstalk.active:

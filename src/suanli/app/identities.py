@@ -155,11 +155,18 @@ def identity_of(user: User, row: ApiToken, token: str = "") -> Identity:
 # -- bootstrap ------------------------------------------------------------------------------
 
 
-def bootstrap_admin(session: Session, home: Path, now: datetime) -> Path | None:
+def bootstrap_admin(session: Session, home: Path, now: datetime, *, sole_home: bool = True) -> Path | None:
     """Make sure the network has an admin and ``$SUANLI_HOME/admin.token`` holds a valid token
-    for it (mode 0600). Returns the file's path when a new token was written."""
+    for it (mode 0600). Returns the file's path when a new token was written.
+
+    ``sole_home=False`` (PostgreSQL: replicas each have a home): a home without the file, on a
+    network whose bootstrap token is still valid, is another replica's; the token stays (it is
+    in the first replica's home) rather than being replaced under every other replica's users."""
     path = home / ADMIN_TOKEN_FILE
     user = session.get(User, ADMIN_USER)
+    if user is not None and not sole_home and not path.exists() and _bootstrap_tokens(session):
+        log.info("%s is missing; the network's admin token is in the first replica's home (copy it here)", path)
+        return None
     if user is None:
         user = User(name=ADMIN_USER, role=Role.ADMIN.value, tenant=None, sites=[], disabled=False, created_at=now)
         session.add(user)
@@ -171,9 +178,8 @@ def bootstrap_admin(session: Session, home: Path, now: datetime) -> Path | None:
         if row is not None and row.revoked_at is None and hmac.compare_digest(row.token_hash, hash_token(token)):
             return None
     # No valid bootstrap token on disk: revoke older ones and write a fresh one.
-    for old in session.scalars(select(ApiToken).where(ApiToken.user == ADMIN_USER, ApiToken.name == "bootstrap")):
-        if old.revoked_at is None:
-            old.revoked_at = now
+    for old in _bootstrap_tokens(session):
+        old.revoked_at = now
     token_id, token = _new_token()
     session.add(
         ApiToken(
@@ -187,6 +193,12 @@ def bootstrap_admin(session: Session, home: Path, now: datetime) -> Path | None:
     )
     write_secret(path, token)
     return path
+
+
+def _bootstrap_tokens(session: Session) -> list[ApiToken]:
+    """The admin's bootstrap tokens not revoked."""
+    rows = session.scalars(select(ApiToken).where(ApiToken.user == ADMIN_USER, ApiToken.name == "bootstrap"))
+    return [row for row in rows if row.revoked_at is None]
 
 
 def write_secret(path: Path, text: str) -> None:

@@ -5,6 +5,7 @@ come with every job shown."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy.orm import Session
 
@@ -155,7 +156,9 @@ def check_budget(session: Session, control: ControlPlane, spec: JobSpec, tenant:
         raise Unprocessable(message)
 
 
-def record_workdir(control: ControlPlane, who: Identity, digest: str, size: int) -> None:
-    """An uploaded workdir archive, recorded as the caller's tenant's."""
+def record_workdir(control: ControlPlane, who: Identity, digest: str, size: int, spooled: Path) -> None:
+    """An uploaded workdir archive (checked, at ``spooled``), put in the blob store and recorded
+    as the caller's tenant's."""
+    control.blobs.put(digest, spooled, control.clock.now())
     with control.db.session() as session:
         workdirs.record(session, digest, size, control.clock.now(), who)

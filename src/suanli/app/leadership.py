@@ -70,6 +70,12 @@ class Leadership:
                 self._drop("its database connection broke")
             return self._acquire(now)
 
+    def begin(self, now: datetime) -> bool:
+        """At start: whether this replica leads from now on, having taken the lead (PostgreSQL)
+        or being the one server of its SQLite file; the caller then renews leases, which ran
+        out while no server was up."""
+        return self.db.is_sqlite or self.step(now)
+
     def fence(self, session: Session) -> None:
         """Raise :class:`Deposed` unless this replica still leads at its epoch, holding the
         leadership row (``FOR SHARE``) until ``session`` ends so no new leader can take over

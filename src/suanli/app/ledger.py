@@ -17,7 +17,6 @@ import base64
 import hashlib
 import hmac
 import logging
-import os
 import threading
 from collections.abc import Sequence
 from datetime import datetime
@@ -27,6 +26,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from suanli.app.errors import Forbidden, NotFound, Unprocessable
@@ -44,6 +44,7 @@ from suanli.core.ledger import (
     verify_consistency,
 )
 from suanli.core.signednote import NoteSignature, Verifier, matches, public_of, verify_cosignature
+from suanli.filemodes import write_once
 from suanli.store.db import Database
 from suanli.store.models import LedgerCheckpoint, LedgerCosignature, LedgerEntry
 
@@ -56,18 +57,37 @@ def checkpoint_out(cp: Checkpoint) -> CheckpointOut:
     return CheckpointOut(**d)
 
 
+def new_signing_key() -> bytes:
+    """A fresh Ed25519 private key, raw (32 bytes), as the key file holds it."""
+    return Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+
+
+def parse_signing_key(text: str, source: str = "$SUANLI_LEDGER_KEY") -> bytes:
+    """The raw key from its hex (as ``ledger-ed25519.key`` holds it, hex-encoded)."""
+    try:
+        key = bytes.fromhex(text.strip())
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        # Never echo the key: only where it came from.
+        raise ValueError(
+            f"{source} is not an Ed25519 private key (64 hex digits); make one with: "
+            'python -c "import os; print(os.urandom(32).hex())", or write an existing '
+            "ledger-ed25519.key out with: xxd -p -c 32 ledger-ed25519.key"
+        )
+    return key
+
+
 def load_signing_key(path: Path) -> bytes:
-    """The ledger's Ed25519 private key (raw 32 bytes, mode 0600), created on first use."""
+    """The ledger's Ed25519 private key (raw 32 bytes, mode 0600), created on first use. Front
+    desks starting at once on one home agree: the key is written whole to a temporary file and
+    linked into place, so the first one wins and nobody reads half a key."""
     if path.exists():
         return path.read_bytes()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    key = Ed25519PrivateKey.generate().private_bytes(
-        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
-    )
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(key)
-    return key
+    return write_once(path, new_signing_key)
 
 
 class _Broken(Exception):
@@ -194,15 +214,20 @@ class LedgerService:
                 self._raise_alarm(str(exc))
                 return None
             cp = sign_checkpoint(self._key, len(tree), tree.root(), now.isoformat(), self.origin)
-            session.add(
-                LedgerCheckpoint(
-                    size=cp.size,
-                    root=cp.root.hex(),
-                    timestamp=cp.timestamp,
-                    key_id=cp.key_id,
-                    signature=base64.b64encode(cp.signature.raw).decode(),
-                )
+            row = LedgerCheckpoint(
+                size=cp.size,
+                root=cp.root.hex(),
+                timestamp=cp.timestamp,
+                key_id=cp.key_id,
+                signature=base64.b64encode(cp.signature.raw).decode(),
             )
+            try:
+                with session.begin_nested():
+                    session.add(row)
+            except IntegrityError:
+                # Another replica sealed the same size at the same moment. Its checkpoint stands;
+                # the next seal checks that it signed this same tree (else the alarm is raised).
+                return None
             return cp
 
     def _from_row(self, r: LedgerCheckpoint, cosigs: Sequence[LedgerCosignature]) -> Checkpoint:

@@ -14,6 +14,7 @@ key and the secrets of jobs not yet started are lost with it: their attempts fai
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import threading
@@ -49,13 +50,22 @@ class SecretBox:
         # A key given is checked at once (a server with a bad one does not start); the file is
         # read, or made, only when a secret first needs it.
         self._fernet: MultiFernet | None = _fernet(key, f"${KEY_ENV}") if key else None
+        self._text = key
         self._lock = threading.Lock()
 
     def _cipher(self) -> MultiFernet:
         with self._lock:
             if self._fernet is None:
-                self._fernet = _fernet(_read_or_create(self.key_path), self.key_path)
+                self._text = _read_or_create(self.key_path)
+                self._fernet = _fernet(self._text, self.key_path)
             return self._fernet
+
+    def fingerprints(self) -> list[str]:
+        """SHA-256 of each key, the sealing one first (read, or made, now): what replicas
+        compare (``app/serverkeys.py``) without the key itself leaving the server."""
+        self._cipher()
+        assert self._text is not None
+        return [hashlib.sha256(k.strip().encode("ascii")).hexdigest() for k in self._text.split(",") if k.strip()]
 
     def seal(self, values: Mapping[str, str]) -> str:
         return self._cipher().encrypt(json.dumps(dict(values), separators=(",", ":")).encode()).decode("ascii")

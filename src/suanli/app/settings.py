@@ -73,9 +73,17 @@ class Settings:
     max_follows_per_tenant: int = field(default_factory=lambda: int(os.environ.get("SUANLI_MAX_FOLLOWS", "16")))
     #: Waive usage of attempts the platform lost or preempted (node fault, lost site, preemption).
     waive_platform_faults: bool = True
+    #: Where workdir and checkpoint archives are kept: ``folder`` ($SUANLI_HOME/blobs) or
+    #: ``database`` (a table every replica shares); None: ``database`` on PostgreSQL, ``folder``
+    #: on SQLite (``app/blobstore.py``).
+    blob_store: str | None = field(default_factory=lambda: os.environ.get("SUANLI_BLOB_STORE") or None)
     #: Fernet key(s) sealing job secrets (comma-separated: the first seals, all open); None:
     #: ``$SUANLI_HOME/server.key``, made on first use (see ``app/secrets.py``).
     secret_key: str | None = field(default_factory=lambda: os.environ.get("SUANLI_SECRET_KEY") or None, repr=False)
+
+    #: The ledger's Ed25519 signing key, hex of its 32 raw bytes (every replica on one database
+    #: needs the same); None: ``$SUANLI_HOME/datachain/keys/ledger-ed25519.key``, made on first use.
+    ledger_key: str | None = field(default_factory=lambda: os.environ.get("SUANLI_LEDGER_KEY") or None, repr=False)
 
     def __post_init__(self) -> None:
         self.home = Path(self.home).expanduser()

@@ -50,9 +50,13 @@ def _write_secret(path: Path, value: str) -> None:
         fh.write(value + "\n")
 
 
-def apply_network(session: Session, network: NetworkSpec, now: datetime, token_dir: Path) -> list[str]:
+def apply_network(
+    session: Session, network: NetworkSpec, now: datetime, token_dir: Path, *, sole_home: bool = True
+) -> list[str]:
     """Create or update every declared site and its nodes. Returns the names of sites that got a
-    new agent token (written, mode 0600, to ``token_dir``)."""
+    new agent token (written, mode 0600, to ``token_dir``). A site whose token file is missing
+    gets a new token only with ``sole_home`` (SQLite): on PostgreSQL each replica has a home of
+    its own, and the token is in the home of the replica that made the site."""
     new_tokens: list[str] = []
     tenants = {t.name: t for t in session.scalars(select(Tenant))}
     for t in network.tenants:
@@ -67,7 +71,7 @@ def apply_network(session: Session, network: NetworkSpec, now: datetime, token_d
             session.add(site)
         _update_site(site, decl)
         path = token_file(token_dir, decl.name)
-        if site.token_hash is None or not path.exists():
+        if site.token_hash is None or (sole_home and not path.exists()):
             token = secrets.token_urlsafe(32)
             site.token_hash = hash_token(token)
             _write_secret(path, token)

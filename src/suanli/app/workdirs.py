@@ -33,10 +33,15 @@ _MAX_HEADER_BYTES = 2**20
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
 
 
-def blob_path(blob_dir: Path, digest: str) -> Path:
+def checked_digest(digest: str) -> str:
+    """``digest`` if it is a SHA-256 in hex; else NotFound (no archive can have that name)."""
     if not _DIGEST.match(digest):
         raise NotFound(f"no workdir {digest}")
-    return blob_dir / f"{digest}.tar.gz"
+    return digest
+
+
+def blob_path(blob_dir: Path, digest: str) -> Path:
+    return blob_dir / f"{checked_digest(digest)}.tar.gz"
 
 
 class Receiver:
@@ -67,6 +72,8 @@ class Receiver:
         self.path.unlink(missing_ok=True)
 
     def finish(self) -> tuple[str, int, Path]:
+        """(digest, size, the checked spooled file), which the caller puts in the blob store
+        (``app/blobstore.py``) or reads and removes (a job's output)."""
         try:
             self._fh.flush()
             os.fsync(self._fh.fileno())
@@ -80,15 +87,14 @@ class Receiver:
         except BaseException:
             self.path.unlink(missing_ok=True)
             raise
-        final = blob_path(self.blob_dir, digest)
-        os.replace(self.path, final)
-        return digest, self.size, final
+        return digest, self.size, self.path
 
 
 async def receive(
     declared: str | None, body: AsyncIterator[bytes], blob_dir: Path, limit: int, unpacked_limit: int, what: str
 ) -> tuple[str, int, Path]:
-    """Stream an upload's ``body`` into the blob store as a checked archive: (digest, size, path).
+    """Stream an upload's ``body`` to a spooled file in ``blob_dir`` and check it as an archive:
+    (digest, size, path); the caller keeps it (``BlobStore.put``) or removes it.
     Refused (413) by its ``declared`` length (the Content-Length header) before a byte is read,
     or as soon as it passes ``limit``."""
     if declared and declared.isdigit() and int(declared) > limit:

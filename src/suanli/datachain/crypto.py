@@ -8,16 +8,16 @@ Nonces are random (96 bits), so a resent chunk never reuses a nonce even if its 
 
 from __future__ import annotations
 
-import contextlib
 import mmap
 import os
 import stat
-import tempfile
 from pathlib import Path
 from typing import TypeAlias
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from suanli.filemodes import write_once
 
 NONCE, TAG = 12, 16
 OVERHEAD = NONCE + TAG
@@ -112,20 +112,7 @@ class KeyStore:
         """The key named ``name``, made on first use. Safe when several threads or processes
         ask at once: the key is written whole to a temporary file and linked into place, so the
         first one wins and nobody ever reads half a key."""
-        path = self._path(name)
-        if path.exists():
-            return path.read_bytes()
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".new-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(new_key())
-                f.flush()
-                os.fsync(f.fileno())
-            with contextlib.suppress(FileExistsError):  # another writer won: use its key
-                os.link(tmp, path)
-        finally:
-            os.unlink(tmp)
-        return path.read_bytes()
+        return write_once(self._path(name), new_key)
 
     def put(self, name: str, key: bytes) -> None:
         fd = os.open(self._path(name), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -92,6 +92,7 @@ def server(
     import uvicorn
 
     from suanli.app.control import ControlPlane
+    from suanli.app.serverkeys import KeyMismatch
     from suanli.launch.network import read_network_file
     from suanli.server.app import create_app
     from suanli.web import mount_dashboard
@@ -100,8 +101,12 @@ def server(
     settings = Settings(home=home or default_home(), host=host, port=port)
     if lease is not None:
         settings.lease_s = lease
-    control = ControlPlane(settings)
-    control.migrate()
+    try:
+        control = ControlPlane(settings)
+        control.migrate()
+    except (KeyMismatch, ValueError) as exc:  # keys this replica does not share with the others
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None
     if network is not None:
         spec = read_network_file(network)
         fresh = control.apply_network(spec)
@@ -285,6 +290,18 @@ def up(
     ] = False,
     home: HomeOption = None,
     port: PortOption = DEFAULT_PORT,
+    replicas: Annotated[
+        int,
+        typer.Option(
+            "--replicas",
+            min=1,
+            help="Front desks to run, on --port and the ports after it (more than one needs --postgres).",
+        ),
+    ] = 1,
+    postgres: Annotated[
+        bool,
+        typer.Option("--postgres", help="Keep the network in a PostgreSQL cluster of its own, for this run only."),
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """The server on 127.0.0.1 and one agent process per site (home: agents/<site>). Ctrl-C stops all it started."""
@@ -315,23 +332,35 @@ def up(
         spec, state = read_network_file(network), base
     else:
         spec, state = single_site_network(), base
-    net = LocalNetwork(Settings(home=state, port=port), spec, witness_home=state / "witness" if demo else None)
+    if replicas > 1 and not postgres:
+        err.print("[red]error:[/] --replicas needs --postgres: replicas share one PostgreSQL database")
+        raise typer.Exit(2)
+    settings = Settings(home=state, port=port)
+    net = LocalNetwork(settings, spec, witness_home=state / "witness" if demo else None, replicas=replicas)
     stop = _until_signalled()
     try:
+        if postgres:
+            from suanli.launch.replicas import DATABASE, private_postgres
+
+            net.postgres = private_postgres()
+            settings.database_url = net.postgres.url(DATABASE)
+            err.print(f"PostgreSQL at 127.0.0.1:{net.postgres.port} (a cluster for this run, in {net.postgres.folder})")
         net.start()
         net.wait_online()
-        url = net.url
+        url = net.servers
         token_path = net.control.admin_token_path if net.control else state / "admin.token"
-        saved = save_token(url, net.admin_token, base / CREDENTIALS_FILE)
+        saved = save_token(net.url, net.admin_token, base / CREDENTIALS_FILE)
         err.print(f"[bold green]suanli is up[/] at [bold]{url}[/]  (state in {state})")
         err.print(f"  admin token: {token_path} (mode 0600; the CLI here uses it, saved in {saved})")
-        err.print(f"  dashboard: [bold]{url}/[/]  (sign in with the admin token: cat {token_path})")
+        err.print(f"  dashboard: [bold]{net.url}/[/]  (sign in with the admin token: cat {token_path})")
         with Client(url, token=net.admin_token) as client:
             for s in client.sites():
                 gpus = ", ".join(f"{g.total} × {t}" for t, g in s.gpus.items()) or "CPU only"
                 err.print(f"  site [bold]{s.name:<16}[/] {s.region:<10} {s.nodes} node(s), {gpus}")
         for a in net.agents:
             err.print(f"  agent of {a.site}: pid {a.proc.pid}, home {a.home} (log: {a.log_path})")
+        for r in net.running_replicas:
+            err.print(f"  front desk {r.url}: pid {r.proc.pid}, home {r.home} (log: {r.log_path})")
         if net.witness_home is not None:
             err.print(f"  witness [bold]{DEMO_WITNESS}[/] cosigns the ledger (its key and state: {net.witness_home})")
         err.print(f"Try: {try_hint(url, base)}    (Ctrl-C here stops the network)", soft_wrap=True)

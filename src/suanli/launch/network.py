@@ -28,6 +28,8 @@ from suanli.app.settings import Settings
 from suanli.core.errors import SuanliError
 from suanli.core.network import Backend, NetworkSpec, SiteDecl, parse_network
 from suanli.filemodes import private_dir
+from suanli.launch.postgres import LocalPostgres
+from suanli.launch.replicas import Replica, Replicas, drop_postgres
 from suanli.launch.site_agent import CONFIG_FILE, TOKEN_FILE, SiteAgentConfig
 from suanli.sdk import Client
 from suanli.server.app import create_app
@@ -121,6 +123,11 @@ class LocalNetwork:
     control: ControlPlane | None = None
     #: Where a witness of this network keeps its key and state (None: no witness runs here).
     witness_home: Path | None = None
+    #: Front desks in all (``--replicas``): the others run on the next ports (``launch/replicas.py``).
+    replicas: int = 1
+    #: The private PostgreSQL cluster of ``--postgres`` (stopped with the network).
+    postgres: LocalPostgres | None = None
+    _replicas: Replicas = field(default_factory=Replicas)
     _witness: tuple[threading.Thread, Client] | None = None
     _server: uvicorn.Server | None = None
     _server_thread: threading.Thread | None = None
@@ -129,6 +136,16 @@ class LocalNetwork:
     @property
     def url(self) -> str:
         return f"http://{self.settings.host}:{self.settings.port}"
+
+    @property
+    def running_replicas(self) -> list[Replica]:
+        """The front desks beyond this process's own."""
+        return list(self._replicas.running)
+
+    @property
+    def servers(self) -> str:
+        """Every front desk's URL, comma-separated (``SUANLI_SERVER``'s form): the first is this one."""
+        return ",".join([self.url, *(r.url for r in self._replicas.running)])
 
     def start(self, timeout: float = 20.0) -> None:
         if self.settings.port and not port_is_free(self.settings.host, self.settings.port):
@@ -158,6 +175,14 @@ class LocalNetwork:
             time.sleep(0.02)
         if self.settings.port == 0:
             self.settings.port = self._server.servers[0].sockets[0].getsockname()[1]
+        if self.replicas > 1:
+            ports = [self.settings.port + i for i in range(1, self.replicas)]
+            busy = [p for p in ports if not port_is_free(self.settings.host, p)]
+            if busy:
+                raise SuanliError(f"port {busy[0]} is in use; --replicas {self.replicas} needs the ports after --port")
+            spec = private_dir(self.settings.home / "replicas") / "network.json"
+            spec.write_text(self.network.model_dump_json(exclude_none=True), encoding="utf-8")
+            self._replicas.start(control, ports, spec)
         for site in self.network.sites:
             problem = self._engine_problem(site.backend)
             if problem:
@@ -200,7 +225,7 @@ class LocalNetwork:
             engines = engines.model_copy(update={"local": engines.local.model_copy(update={"sandbox": "none"})})
         config = SiteAgentConfig(
             site=site.name,
-            server=self.url,
+            server=self.servers,
             backend=site.backend.value,
             engines=engines,
             nodes=site.node_decls(),
@@ -248,6 +273,7 @@ class LocalNetwork:
         """Stop every process this network started: jobs, agents, then the server. Placing stops
         first, so jobs the agents give back wait (PENDING) for the next start instead of bouncing
         between sites that are shutting down."""
+        self._replicas.stop()  # first: none of them may take the lead and place while we stop
         if self.control is not None:
             self.control.stop()
         for running in self.agents:
@@ -270,6 +296,8 @@ class LocalNetwork:
             self._server_thread.join(timeout=15)
         if self.control is not None:
             self.control.close()
+        if self.postgres is not None:
+            drop_postgres(self.postgres)
 
 
 def read_network_file(path: Path) -> NetworkSpec:

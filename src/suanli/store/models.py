@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -275,12 +276,35 @@ class LogChunkRow(Base):
 
 
 class Blob(Base):
-    """A workdir archive, content-addressed; the bytes live on disk under $SUANLI_HOME/blobs."""
+    """A workdir archive, content-addressed; the bytes live in the blob store (``app/blobstore.py``)."""
 
     __tablename__ = "blobs"
 
     digest: Mapped[str] = mapped_column(String(64), primary_key=True)
     size: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+
+
+class BlobChunk(Base):
+    """1 MiB of an archive kept in the database every replica shares (``app/blobstore.py``);
+    ``seq`` counts from 0. An archive's chunks are written in one transaction."""
+
+    __tablename__ = "blob_chunks"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    stored_at: Mapped[datetime]
+
+
+class ServerKey(Base):
+    """Which key every front-desk replica on this database must hold (``app/serverkeys.py``):
+    the ledger's public key, the SHA-256 of the secrets' sealing key. Never a key itself."""
+
+    __tablename__ = "server_keys"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime]
 
 

@@ -7,10 +7,11 @@ import time
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import FileResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from suanli.app import agentdesk as desk
+from suanli.app.blobstore import BlobRead
 from suanli.app.workdirs import receive
 from suanli.core.api_data import DatasetOut
 from suanli.core.protocol import (
@@ -54,9 +55,17 @@ async def heartbeat(req: HeartbeatRequest, control: Control, token: Token) -> He
     )
 
 
+def _archive(found: BlobRead) -> Response:
+    """An archive from the blob store: the file itself, or its chunks as they are read."""
+    if found.path is not None:
+        return FileResponse(found.path, media_type="application/gzip")
+    assert found.chunks is not None
+    return StreamingResponse(found.chunks, media_type="application/gzip", headers={"Content-Length": str(found.size)})
+
+
 @router.get("/workdirs/{digest}", response_class=FileResponse)
-def download_workdir(digest: str, control: Control, token: Token) -> FileResponse:
-    return FileResponse(desk.workdir_file(control, token, digest), media_type="application/gzip")
+def download_workdir(digest: str, control: Control, token: Token) -> Response:
+    return _archive(desk.workdir_file(control, token, digest))
 
 
 @router.get("/datasets/{name}", response_class=StreamingResponse)
@@ -82,7 +91,7 @@ async def upload_checkpoint(
     # Checked before the body is read: a stale upload costs no transfer.
     await run_in_threadpool(desk.check_checkpoint_upload, control, token, attempt)
     settings = control.settings
-    digest, size, _ = await receive(
+    digest, size, spooled = await receive(
         request.headers.get("content-length"),
         request.stream(),
         settings.blob_dir,
@@ -90,7 +99,7 @@ async def upload_checkpoint(
         settings.max_workdir_unpacked_bytes,
         "checkpoint",
     )
-    return await run_in_threadpool(desk.record_checkpoint, control, token, attempt, digest, size)
+    return await run_in_threadpool(desk.record_checkpoint, control, token, attempt, digest, size, spooled)
 
 
 @router.post("/outputs", status_code=201, response_model=DatasetOut)
@@ -112,6 +121,6 @@ async def upload_output(
 @router.get("/checkpoints/{digest}", response_class=FileResponse)
 def download_checkpoint(
     digest: str, control: Control, token: Token, attempt: Annotated[int, Query(ge=0, le=MAX_ROW_ID)]
-) -> FileResponse:
+) -> Response:
     """The checkpoint an attempt at this site starts from (its assignment's ``checkpoint_digest``)."""
-    return FileResponse(desk.checkpoint_file(control, token, attempt, digest), media_type="application/gzip")
+    return _archive(desk.checkpoint_file(control, token, attempt, digest))

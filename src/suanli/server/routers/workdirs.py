@@ -17,7 +17,7 @@ router = APIRouter(prefix="/api/v1/workdirs", tags=["jobs"])
 async def upload(request: Request, control: Control, who: Caller) -> WorkdirOut:
     service.may_upload(who)
     settings = control.settings
-    digest, size, _ = await service.receive(
+    digest, size, spooled = await service.receive(
         request.headers.get("content-length"),
         request.stream(),
         settings.blob_dir,
@@ -26,5 +26,5 @@ async def upload(request: Request, control: Control, who: Caller) -> WorkdirOut:
         "workdir",
     )
 
-    await run_in_threadpool(jobrequests.record_workdir, control, who, digest, size)
+    await run_in_threadpool(jobrequests.record_workdir, control, who, digest, size, spooled)
     return WorkdirOut(digest=digest, size=size)
