@@ -302,3 +302,40 @@ class ExportCounterOut(Reply):
     year: int
     pi: int
     spi: int
+
+
+class EpsDelta(Reply):
+    """An amount of differential privacy: ε and δ."""
+
+    epsilon: float
+    delta: float
+
+
+class PrivacySpendOut(Reply):
+    """One use of a dataset's privacy budget."""
+
+    id: int
+    dataset: str
+    epsilon: float
+    delta: float
+    #: ``query`` (a DP release) or ``federated`` (a federated job's DP rounds).
+    purpose: str
+    job_id: str | None
+    note: str
+    spent_by: str
+    spent_at: IsoTime
+    #: The ledger entry that records the spend.
+    ledger_index: int
+
+
+class PrivacyOut(Reply):
+    """A dataset's privacy budget, what is spent and left, and its federated uses."""
+
+    dataset: str
+    #: The budget the owner set; null when none is set (then nothing may be spent).
+    budget: EpsDelta | None
+    spent: EpsDelta
+    remaining: EpsDelta
+    #: How many federated jobs have used the dataset (a ``federated.round`` names it).
+    federated_uses: int
+    spends: list[PrivacySpendOut]

@@ -17,6 +17,7 @@ from typing import Any
 
 from suanli.adaptors import opendp_prelude
 from suanli.core.privacy import Spend
+from suanli.sdk import Client
 
 
 @dataclass(frozen=True)
@@ -77,3 +78,16 @@ def dp_mean(values: Sequence[float], lower: float, upper: float, epsilon: float)
     c = dp_count(values, epsilon / 2)
     mean = min(upper, max(lower, s.value / max(c.value, 1.0)))
     return Release(mean, Spend(s.spend.epsilon + c.spend.epsilon))
+
+
+def release_with_budget(
+    client: Client, dataset: str, measurement: Any, values: Sequence[float], note: str = ""
+) -> Release:
+    """Spend the measurement's cost from ``dataset``'s budget at the front desk, then release.
+
+    The spend comes first and is on the ledger before any value exists; past the budget the
+    front desk answers 409 with the numbers (:class:`~suanli.sdk.ApiError`) and nothing is released.
+    """
+    cost = Spend(float(measurement.map(1)))
+    client.spend_privacy(dataset, cost.epsilon, cost.delta, purpose="query", note=note)
+    return Release(float(measurement([float(v) for v in values])), cost)

@@ -498,6 +498,25 @@ class Client:
         params = {k: v for k, v in (("to", to), ("zone", zone)) if v}
         self._request("DELETE", f"/api/v1/datasets/{name}/exports", params=params)
 
+    def privacy(self, name: str) -> dict[str, Any]:
+        """A dataset's privacy budget, what is spent and left, its spends and federated uses."""
+        out: dict[str, Any] = self._json("GET", f"/api/v1/datasets/{name}/privacy")
+        return out
+
+    def set_privacy_budget(self, name: str, epsilon: float, delta: float) -> dict[str, Any]:
+        """(Owners) Set the dataset's total differential-privacy budget."""
+        body = {"epsilon": epsilon, "delta": delta}
+        out: dict[str, Any] = self._json("PUT", f"/api/v1/datasets/{name}/privacy", json=body)
+        return out
+
+    def spend_privacy(
+        self, name: str, epsilon: float, delta: float = 0.0, *, purpose: str = "query", note: str = ""
+    ) -> dict[str, Any]:
+        """Spend part of the budget before a DP release; :class:`ApiError` 409 past it."""
+        body = {"epsilon": epsilon, "delta": delta, "purpose": purpose, "note": note}
+        out: dict[str, Any] = self._json("POST", f"/api/v1/datasets/{name}/privacy/spends", json=body)
+        return out
+
     def grade_requests(self, *, state: str | None = None, dataset: str | None = None) -> list[dict[str, Any]]:
         """Grade requests (lowerings waiting for, or decided by, an auditor), oldest first."""
         params = {k: v for k, v in (("state", state), ("dataset", dataset)) if v}

@@ -29,6 +29,7 @@ from suanli.server.routers import (
     identities,
     jobs,
     ledger,
+    privacy,
     relay,
     sites,
     transfers,
@@ -122,6 +123,7 @@ def create_app(control: ControlPlane, *, background: bool = False) -> FastAPI:
         transfers.router,
         filings.router,
         ledger.router,
+        privacy.router,
     ):
         app.include_router(router, responses=PROBLEM_RESPONSES)
 

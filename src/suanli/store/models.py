@@ -434,6 +434,37 @@ class Replica(Base):
     created_at: Mapped[datetime]
 
 
+class PrivacyBudget(Base):
+    """A dataset's differential-privacy budget, as its owner set it (core.privacy.Budget)."""
+
+    __tablename__ = "privacy_budgets"
+
+    dataset: Mapped[str] = mapped_column(ForeignKey("datasets.name", ondelete="CASCADE"), primary_key=True)
+    epsilon: Mapped[float] = mapped_column(Float)
+    delta: Mapped[float] = mapped_column(Float)
+    set_by: Mapped[str] = mapped_column(String(64))
+    set_at: Mapped[datetime]
+
+
+class PrivacySpend(Base):
+    """One use of a dataset's privacy budget: a DP release, or a federated job's DP rounds."""
+
+    __tablename__ = "privacy_spends"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dataset: Mapped[str] = mapped_column(ForeignKey("datasets.name", ondelete="CASCADE"), index=True)
+    epsilon: Mapped[float] = mapped_column(Float)
+    delta: Mapped[float] = mapped_column(Float)
+    #: ``query`` (a DP release) or ``federated`` (a federated job's rounds).
+    purpose: Mapped[str] = mapped_column(String(16))
+    job_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    note: Mapped[str] = mapped_column(String(200), default="")
+    spent_by: Mapped[str] = mapped_column(String(64))
+    spent_at: Mapped[datetime]
+    #: The ledger entry that records it.
+    ledger_index: Mapped[int] = mapped_column(Integer)
+
+
 class ExporterProfile(Base):
     """What the policy engine needs to know about a data exporter (a tenant)."""
 

@@ -1,0 +1,52 @@
+"""privacy_budgets: a dataset's differential-privacy budget (ε, δ) as its owner set it;
+privacy_spends: every use of it (DP releases, federated jobs), each with its ledger entry
+
+Revision ID: 0024
+Revises: 0017
+Create Date: 2026-12-03 18:45:00
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+import suanli.store.models
+
+revision = "0024"
+down_revision = "0017"
+branch_labels = None
+depends_on = None
+
+UTC_TIME = suanli.store.models.UTCDateTime(timezone=True)
+
+
+def upgrade() -> None:
+    op.create_table(
+        "privacy_budgets",
+        sa.Column("dataset", sa.String(64), sa.ForeignKey("datasets.name", ondelete="CASCADE"), primary_key=True),
+        sa.Column("epsilon", sa.Float(), nullable=False),
+        sa.Column("delta", sa.Float(), nullable=False),
+        sa.Column("set_by", sa.String(64), nullable=False),
+        sa.Column("set_at", UTC_TIME, nullable=False),
+    )
+    op.create_table(
+        "privacy_spends",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("dataset", sa.String(64), sa.ForeignKey("datasets.name", ondelete="CASCADE"), nullable=False),
+        sa.Column("epsilon", sa.Float(), nullable=False),
+        sa.Column("delta", sa.Float(), nullable=False),
+        sa.Column("purpose", sa.String(16), nullable=False),
+        sa.Column("job_id", sa.String(32), nullable=True),
+        sa.Column("note", sa.String(200), nullable=False),
+        sa.Column("spent_by", sa.String(64), nullable=False),
+        sa.Column("spent_at", UTC_TIME, nullable=False),
+        sa.Column("ledger_index", sa.Integer(), nullable=False),
+    )
+    op.create_index("ix_privacy_spends_dataset", "privacy_spends", ["dataset"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_privacy_spends_dataset", "privacy_spends")
+    op.drop_table("privacy_spends")
+    op.drop_table("privacy_budgets")

@@ -1,0 +1,109 @@
+"""Privacy budgets per dataset: the owner sets (ε, δ); a DP query spends from it first, on the
+ledger; one past what is left is refused with the numbers and releases nothing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from suanli.cli import app
+from suanli.datachain.manifest import MiB
+from suanli.federation.release import count_measurement, release_with_budget
+from suanli.sdk import ApiError, Client
+from tests.integration.test_datachain import DataNet, dnet, ledger_report, make_file
+
+__all__ = ["dnet"]
+
+
+def test_a_dp_query_past_the_budget_is_refused_and_spends_are_on_the_ledger(dnet: DataNet) -> None:
+    c = dnet.client
+    src = make_file(dnet.tmp / "visits.bin", 4 * MiB)
+    c.register_dataset(
+        name="visits",
+        owner="bj-ai",
+        home_site="beijing",
+        path=str(src),
+        chunk_mib=4,
+        classification={"level": "general", "pi_count": 500},
+    )
+    c.create_user("alice", role="member", tenant="bj-ai")
+    c.create_tenant("tj-auto", home_region="tianjin")
+    c.create_user("bob", role="member", tenant="tj-auto")
+    alice = Client(c.server, token=c.create_token(user="alice").token)
+    bob = Client(c.server, token=c.create_token(user="bob").token)
+    values = [float(v % 7) for v in range(500)]
+    try:
+        # No budget yet: nothing may be spent (fail closed).
+        with pytest.raises(ApiError) as none_set:
+            release_with_budget(alice, "visits", count_measurement(0.5), values)
+        assert none_set.value.status == 409
+        assert "budget is ε=0" in str(none_set.value)
+
+        out = alice.set_privacy_budget("visits", 1.0, 1e-6)
+        assert out["budget"] == {"epsilon": 1.0, "delta": 1e-6}
+        first = release_with_budget(alice, "visits", count_measurement(0.6), values, note="visits per day")
+        assert abs(first.value - 500) < 60
+        assert first.spend.epsilon == pytest.approx(0.6, rel=1e-3)
+
+        with pytest.raises(ApiError) as refused:
+            release_with_budget(alice, "visits", count_measurement(0.6), values)
+        assert refused.value.status == 409
+        text = str(refused.value)
+        for part in ("budget is ε=1, δ=1e-06", "leaving ε=0.4", "asks for ε=0.6"):
+            assert part in text
+
+        shown = alice.privacy("visits")
+        assert shown["remaining"]["epsilon"] == pytest.approx(0.4, rel=1e-3)
+        assert [s["purpose"] for s in shown["spends"]] == ["query"]
+        # Another tenant neither sees nor spends it; it answers like a missing dataset.
+        for call in (lambda: bob.privacy("visits"), lambda: bob.spend_privacy("visits", 0.1)):
+            with pytest.raises(ApiError) as hidden:
+                call()
+            assert hidden.value.status == 404
+        with pytest.raises(ApiError) as not_owner:
+            bob.set_privacy_budget("visits", 100.0, 0.1)
+        assert not_owner.value.status == 404
+    finally:
+        alice.close()
+        bob.close()
+
+    report, entries = ledger_report(c)
+    assert report.ok
+    spends = [json.loads(e["data"])["body"] for e in entries if e["kind"] == "privacy.spend"]
+    assert len(spends) == 1
+    assert spends[0]["dataset"] == "visits"
+    assert spends[0]["actor"] == "alice"
+    assert spends[0]["epsilon"] == pytest.approx(0.6, rel=1e-3)
+    assert [json.loads(e["data"])["body"]["epsilon"] for e in entries if e["kind"] == "privacy.budget"] == [1.0]
+
+
+def test_the_cli_sets_and_shows_a_budget(dnet: DataNet) -> None:
+    c = dnet.client
+    src = make_file(dnet.tmp / "notes.bin", 4 * MiB)
+    c.register_dataset(
+        name="notes",
+        owner="bj-ai",
+        home_site="beijing",
+        path=str(src),
+        chunk_mib=4,
+        classification={"level": "general", "pi_count": 500},
+    )
+    token = c.create_token(user="admin").token
+    runner = CliRunner()
+
+    def cli(*args: str) -> str:
+        result = runner.invoke(app, ["--server", c.server, "--token", token, "data", *args])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    assert "none set" in cli("budget", "notes")
+    shown = json.loads(cli("budget", "notes", "--epsilon", "2", "--delta", "1e-5", "--json"))
+    assert shown["budget"] == {"epsilon": 2.0, "delta": 1e-5}
+    assert "ledger entry" in cli("spend", "notes", "--epsilon", "0.5")
+    said = cli("budget", "notes")
+    assert "left ε=1.5" in said
+    result = runner.invoke(app, ["--server", c.server, "--token", token, "data", "spend", "notes", "--epsilon", "5"])
+    assert result.exit_code != 0
+    assert "leaving ε=1.5" in result.output
