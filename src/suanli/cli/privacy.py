@@ -61,3 +61,17 @@ def spend(
         typer.echo(json.dumps(out, indent=2, ensure_ascii=False))
         return
     say(f"spent ε={out['epsilon']:g}, δ={out['delta']:g} of {name}'s budget (ledger entry {out['ledger_index']})")
+
+
+def federate(
+    ctx: typer.Context,
+    name: str,
+    tenant: Annotated[str, typer.Option("--tenant", help="The tenant whose federated runs may train on NAME.")],
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Consent (owners) that TENANT's federated runs train on NAME at its site; only masked
+    updates leave it. On the ledger as ``federated.grant``."""
+    with open_client(ctx, server, token) as client:
+        client.grant_federated(name, tenant)
+    say(f"{tenant}'s federated runs may train on {name} at its site")

@@ -22,7 +22,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from suanli.core.api_data import RoundMessagesOut
 from suanli.core.errors import SuanliError
+from suanli.core.secagg import Round, unpack
 
 
 class Strategy(StrEnum):
@@ -81,3 +83,21 @@ def apply_mean_delta(params: Sequence[float], summed: Sequence[float], n: int) -
 def proximal_gradient(params: Sequence[float], global_params: Sequence[float], mu: float) -> list[float]:
     """FedProx's extra gradient ``μ (w − w_global)``; zero for FedAvg (``mu = 0``)."""
     return [mu * (w - g) for w, g in zip(params, global_params, strict=True)]
+
+
+def unmasked_sum(run_id: str, length: int, msgs: RoundMessagesOut) -> list[float]:
+    """The sum of a round's surviving updates from exactly what the aggregator receives: the
+    published keys, the masked vectors and the seeds revealed for dropped clients
+    (``core.secagg``; the round id is ``run_id/round``)."""
+    rnd = Round(f"{run_id}/{msgs.round}", length)
+    for c, key in msgs.keys.items():
+        rnd.publish(c, bytes.fromhex(key))
+    for c, vec in msgs.masked.items():
+        rnd.submit(c, unpack(vec, length), msgs.sizes[c])
+    reveals = {c: {d: bytes.fromhex(seed) for d, seed in got.items()} for c, got in msgs.reveals.items()}
+    return rnd.aggregate(reveals)
+
+
+def next_params(run_id: str, params: Sequence[float], msgs: RoundMessagesOut) -> list[float]:
+    """The round's new global parameters: FedAvg's weighted mean, from the masked sum of deltas."""
+    return apply_mean_delta(params, unmasked_sum(run_id, len(params), msgs), sum(msgs.sizes.values()))

@@ -172,3 +172,15 @@ class Round:
                 # The survivor added m_sd when s < d; remove exactly what it added.
                 _add(total, expand(got[d], self.length), -1 if survivor < d else 1)
         return decode(total)
+
+
+def pack(vec: Sequence[int]) -> str:
+    """A masked vector on the wire: hex of little-endian 64-bit ring elements."""
+    return b"".join((v % MODULUS).to_bytes(8, "little") for v in vec).hex()
+
+
+def unpack(text: str, length: int) -> list[int]:
+    raw = bytes.fromhex(text)
+    if len(raw) != 8 * length:
+        raise SecAggError(f"a masked vector of {len(raw) // 8} values came; this model has {length}")
+    return [int.from_bytes(raw[8 * k : 8 * k + 8], "little") for k in range(length)]

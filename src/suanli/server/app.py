@@ -25,6 +25,7 @@ from suanli.server.metrics import SuanliCollector
 from suanli.server.routers import (
     agents,
     datasets,
+    federated,
     filings,
     identities,
     jobs,
@@ -124,6 +125,7 @@ def create_app(control: ControlPlane, *, background: bool = False) -> FastAPI:
         filings.router,
         ledger.router,
         privacy.router,
+        federated.router,
     ):
         app.include_router(router, responses=PROBLEM_RESPONSES)
 
