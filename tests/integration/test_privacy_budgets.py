@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
 from suanli.cli import app
 from suanli.datachain.manifest import MiB
 from suanli.federation.release import count_measurement, release_with_budget
+from suanli.federation.rounds import FederatedAggregator, FederatedClient
 from suanli.sdk import ApiError, Client
+from tests.integration.conftest import Net
 from tests.integration.test_datachain import DataNet, dnet, ledger_report, make_file
 
 __all__ = ["dnet"]
@@ -107,3 +110,34 @@ def test_the_cli_sets_and_shows_a_budget(dnet: DataNet) -> None:
     result = runner.invoke(app, ["--server", c.server, "--token", token, "data", "spend", "notes", "--epsilon", "5"])
     assert result.exit_code != 0
     assert "leaving ε=1.5" in result.output
+
+
+def test_the_data_page_shows_budget_left_and_federated_uses_in_both_languages(net: Net) -> None:
+    c = net.client
+    for name, site in (("ward-a", "beijing"), ("ward-b", "ningxia")):
+        src = make_file(net.tmp / f"{name}.bin", 4 * MiB)
+        c.register_dataset(
+            name=name, owner="bj-ai", home_site=site, path=str(src), chunk_mib=4, classification={"level": "general"}
+        )
+    c.create_user("carol", role="member", tenant="bj-ai")
+    token = c.create_token(user="carol").token
+    carol = Client(c.server, token=token)
+    try:
+        carol.set_privacy_budget("ward-a", 3.0, 1e-5)
+        carol.spend_privacy("ward-a", 0.5)
+        run = carol.create_federation(datasets=["ward-a", "ward-b"], rounds=1, params=[0.0])
+        clients = [FederatedClient(carol, run.id, d, lambda p, data: ([data], 1), 1.0) for d in ("ward-a", "ward-b")]
+        agg = FederatedAggregator(carol, run.id)
+        while agg.final is None or agg.final.phase != "done":
+            assert any([c.step() for c in clients] + [agg.step()])
+    finally:
+        carol.close()
+    for lang, none_set in (("en", "no budget set"), ("zh", "未设隐私预算")):
+        with httpx.Client(base_url=net.url, cookies={"suanli_token": token, "suanli_lang": lang}) as page:
+            html = page.get("/data").text
+        rows = {name: html[html.index(f">{name}<") :] for name in ("ward-a", "ward-b")}
+        left = [r[r.index('data-testid="privacy-left"') :] for r in rows.values()]
+        uses = [r[r.index('data-testid="federated-uses"') :] for r in rows.values()]
+        assert left[0].split("<")[0].endswith("ε 2.5 / 3, δ 1e-05")
+        assert left[1].split("<")[0].endswith(none_set)
+        assert [u.split("<")[0].endswith(">1") for u in uses] == [True, True]
