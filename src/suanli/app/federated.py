@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Sequence
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from suanli.app import registry
@@ -244,6 +245,10 @@ def post(
         if s.get(FederatedMessage, (fid, round_no, client, kind)) is not None:
             raise Conflict(f"{client} already sent its {kind} for round {round_no}")
         s.add(FederatedMessage(federation=fid, round=round_no, client=client, kind=kind, payload=payload, n=n))
+        try:
+            s.flush()
+        except IntegrityError as exc:  # the same message twice at once
+            raise Conflict(f"{client} already sent its {kind} for round {round_no}") from exc
 
 
 def advance(chain: Chain, who: Identity, fid: str, round_no: int, to: str) -> FederationOut:
