@@ -14,9 +14,8 @@ from suanli.core.secagg import SCALE, decode, unpack
 from suanli.datachain.manifest import MiB
 from suanli.federation.rounds import FederatedAggregator, FederatedClient
 from suanli.sdk import ApiError, Client
-from tests.integration.test_datachain import DataNet, dnet, ledger_report, make_file
-
-__all__ = ["dnet"]
+from tests.integration.conftest import Net
+from tests.integration.test_datachain import ledger_report, make_file
 
 #: Each site's data: vectors whose mean the run learns (FedAvg of site means = global mean).
 DATA = {
@@ -24,7 +23,7 @@ DATA = {
     "tj-clinic": [[10.0, -2.0]],
     "sg-clinic": [[0.0, 0.0], [2.0, 2.0], [4.0, 4.0]],
 }
-SITES = {"bj-clinic": "beijing", "tj-clinic": "tianjin-bonded", "sg-clinic": "singapore"}
+SITES = {"bj-clinic": "beijing", "tj-clinic": "tianjin-gaocun", "sg-clinic": "ningxia"}
 
 
 def mean_fit(params: Sequence[float], data: list[list[float]]) -> tuple[list[float], int]:
@@ -33,19 +32,19 @@ def mean_fit(params: Sequence[float], data: list[list[float]]) -> tuple[list[flo
 
 @dataclass
 class Fed:
-    net: DataNet
+    net: Net
     alice: Client  # bj-ai, which runs the federation
     bob: Client  # tj-auto, which owns tj-clinic
 
 
 @pytest.fixture
-def fed(dnet: DataNet) -> Iterator[Fed]:
-    c = dnet.client
+def fed(net: Net) -> Iterator[Fed]:
+    c = net.client
     c.create_tenant("tj-auto", home_region="tianjin")
     c.create_user("alice", role="member", tenant="bj-ai")
     c.create_user("bob", role="member", tenant="tj-auto")
     for name, site in SITES.items():
-        src = make_file(dnet.tmp / f"{name}.bin", 4 * MiB)
+        src = make_file(net.tmp / f"{name}.bin", 4 * MiB)
         owner = "tj-auto" if name == "tj-clinic" else "bj-ai"
         c.register_dataset(
             name=name, owner=owner, home_site=site, path=str(src), chunk_mib=4, classification={"level": "general"}
@@ -53,7 +52,7 @@ def fed(dnet: DataNet) -> Iterator[Fed]:
     alice = Client(c.server, token=c.create_token(user="alice").token)
     bob = Client(c.server, token=c.create_token(user="bob").token)
     try:
-        yield Fed(dnet, alice, bob)
+        yield Fed(net, alice, bob)
     finally:
         alice.close()
         bob.close()

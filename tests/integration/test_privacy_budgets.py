@@ -15,14 +15,12 @@ from suanli.federation.release import count_measurement, release_with_budget
 from suanli.federation.rounds import FederatedAggregator, FederatedClient
 from suanli.sdk import ApiError, Client
 from tests.integration.conftest import Net
-from tests.integration.test_datachain import DataNet, dnet, ledger_report, make_file
-
-__all__ = ["dnet"]
+from tests.integration.test_datachain import ledger_report, make_file
 
 
-def test_a_dp_query_past_the_budget_is_refused_and_spends_are_on_the_ledger(dnet: DataNet) -> None:
-    c = dnet.client
-    src = make_file(dnet.tmp / "visits.bin", 4 * MiB)
+def test_a_dp_query_past_the_budget_is_refused_and_spends_are_on_the_ledger(net: Net) -> None:
+    c = net.client
+    src = make_file(net.tmp / "visits.bin", 4 * MiB)
     c.register_dataset(
         name="visits",
         owner="bj-ai",
@@ -82,9 +80,9 @@ def test_a_dp_query_past_the_budget_is_refused_and_spends_are_on_the_ledger(dnet
     assert [json.loads(e["data"])["body"]["epsilon"] for e in entries if e["kind"] == "privacy.budget"] == [1.0]
 
 
-def test_the_cli_sets_and_shows_a_budget(dnet: DataNet) -> None:
-    c = dnet.client
-    src = make_file(dnet.tmp / "notes.bin", 4 * MiB)
+def test_the_cli_sets_and_shows_a_budget(net: Net) -> None:
+    c = net.client
+    src = make_file(net.tmp / "notes.bin", 4 * MiB)
     c.register_dataset(
         name="notes",
         owner="bj-ai",
