@@ -4,6 +4,8 @@ ledger; one past what is left is refused with the numbers and releases nothing."
 from __future__ import annotations
 
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -139,3 +141,28 @@ def test_the_data_page_shows_budget_left_and_federated_uses_in_both_languages(ne
         assert left[0].split("<")[0].endswith("ε 2.5 / 3, δ 1e-05")
         assert left[1].split("<")[0].endswith(none_set)
         assert [u.split("<")[0].endswith(">1") for u in uses] == [True, True]
+
+
+def test_spends_at_once_cannot_both_take_the_last_of_a_budget(net: Net) -> None:
+    c = net.client
+    src = make_file(net.tmp / "race.bin", 4 * MiB)
+    c.register_dataset(
+        name="race", owner="bj-ai", home_site="beijing", path=str(src), chunk_mib=4, classification={"level": "general"}
+    )
+    c.set_privacy_budget("race", 1.0, 1e-6)
+    token = c.create_token(user="admin").token
+    barrier = threading.Barrier(6)
+
+    def spend() -> int:
+        with Client(c.server, token=token) as mine:
+            barrier.wait()
+            try:
+                mine.spend_privacy("race", 0.6)
+            except ApiError as exc:
+                return exc.status
+            return 201
+
+    with ThreadPoolExecutor(6) as pool:
+        statuses = sorted(pool.map(lambda _: spend(), range(6)))
+    assert statuses == [201, 409, 409, 409, 409, 409]
+    assert c.privacy("race")["spent"]["epsilon"] == pytest.approx(0.6)
