@@ -52,3 +52,22 @@ def psycopg_module() -> Any:
     except ImportError as exc:
         raise Missing("PostgreSQL needs psycopg 3: pip install 'suanli[postgres]'") from exc
     return psycopg
+
+
+def opendp_prelude() -> Any:
+    """``opendp.prelude`` with its ``contrib`` features on (the ``privacy`` extra), or :class:`Missing`."""
+    try:
+        import opendp.prelude as dp
+    except ImportError as exc:
+        raise Missing("differentially private releases need OpenDP: pip install 'suanli[privacy]'") from exc
+    dp.enable_features("contrib")
+    return dp
+
+
+def numpy_module() -> Any:
+    """``numpy`` (the ``privacy`` extra), or :class:`Missing`."""
+    try:
+        import numpy
+    except ImportError as exc:
+        raise Missing("federated clients need numpy: pip install 'suanli[privacy]'") from exc
+    return numpy

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from suanli.app import billing, filings, invoices, jobrequests, metering, movements, registry
+from suanli.app import billing, filings, invoices, jobrequests, metering, movements, privacy, registry
 from suanli.app import jobs as job_service
 from suanli.app.control import ControlPlane
 from suanli.app.datasets import dataset_owner_filter
@@ -26,7 +26,7 @@ from suanli.app.ledger import checkpoint_out
 from suanli.app.logtail import log_tail
 from suanli.core import metering as pricing
 from suanli.core.api import BudgetOut, JobOut, JobSubmit, SiteExplainOut
-from suanli.core.api_data import CheckpointOut, DatasetOut, FilingOut, TransferOut
+from suanli.core.api_data import CheckpointOut, DatasetOut, FilingOut, PrivacyOut, TransferOut
 from suanli.core.identity import Identity, Scope
 from suanli.core.spec import JobSpec
 from suanli.core.states import JobState
@@ -212,6 +212,8 @@ def budgets_view(control: ControlPlane, identity: Identity) -> list[BudgetOut]:
 @dataclass
 class DataView:
     datasets: list[DatasetOut]
+    #: Each dataset's privacy budget, what is left of it, and its federated uses, by name.
+    privacy: dict[str, PrivacyOut]
     transfers: list[TransferOut]
     filings: list[FilingOut]
     checkpoint: CheckpointOut | None
@@ -225,6 +227,7 @@ def data_view(control: ControlPlane, identity: Identity) -> DataView:
     with chain.db.read() as session:
         datasets = [registry.dataset_out(session, d) for d in registry.list_datasets(session, owner)]
         names = {d.name for d in datasets}
+        budgets = {d.name: privacy.privacy_of(session, d.name) for d in datasets}
         query = select(DataTransfer).order_by(DataTransfer.created_at.desc()).limit(DATA_LIMIT)
         transfers = [movements.transfer_out(t) for t in session.scalars(query)]
         found = [filings.filing_out(f) for f in filings.list_filings(session)]
@@ -234,6 +237,7 @@ def data_view(control: ControlPlane, identity: Identity) -> DataView:
         found = [f for f in found if f.dataset in names]
     return DataView(
         datasets=datasets,
+        privacy=budgets,
         transfers=transfers,
         filings=list(reversed(found))[:DATA_LIMIT],
         checkpoint=checkpoint_out(checkpoints[-1]) if checkpoints else None,

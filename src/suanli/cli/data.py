@@ -10,12 +10,16 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
 from suanli.cli.context import JsonOption, ServerOption, TokenOption, err_console, note, open_client, say
+from suanli.cli.privacy import budget, federate, spend
 from suanli.core.states import TransferState
 from suanli.sdk import Client
 
 app = typer.Typer(
     name="data", help="Datasets: register, grade, check where they may go, copy them.", no_args_is_help=True
 )
+app.command()(budget)
+app.command()(spend)
+app.command()(federate)
 
 LevelOpt = Annotated[str, typer.Option("--level", help="core | important | general")]
 PiOpt = Annotated[int, typer.Option("--pi", help="Individuals whose (non-sensitive) personal information it holds.")]

@@ -302,3 +302,103 @@ class ExportCounterOut(Reply):
     year: int
     pi: int
     spi: int
+
+
+class EpsDelta(Reply):
+    """An amount of differential privacy: ε and δ."""
+
+    epsilon: float
+    delta: float
+
+
+class PrivacySpendOut(Reply):
+    """One use of a dataset's privacy budget."""
+
+    id: int
+    dataset: str
+    epsilon: float
+    delta: float
+    #: ``query`` (a DP release) or ``federated`` (a federated job's DP rounds).
+    purpose: str
+    job_id: str | None
+    note: str
+    spent_by: str
+    spent_at: IsoTime
+    #: The ledger entry that records the spend.
+    ledger_index: int
+
+
+class PrivacyOut(Reply):
+    """A dataset's privacy budget, what is spent and left, and its federated uses."""
+
+    dataset: str
+    #: The budget the owner set; null when none is set (then nothing may be spent).
+    budget: EpsDelta | None
+    spent: EpsDelta
+    remaining: EpsDelta
+    #: How many federated jobs have used the dataset (a ``federated.round`` names it).
+    federated_uses: int
+    spends: list[PrivacySpendOut]
+
+
+class DpIn(BaseModel):
+    """DP-SGD-style settings for a federated run's updates."""
+
+    #: Every site's update is clipped to this L2 norm.
+    clip: float = Field(gt=0)
+    #: Gaussian noise of standard deviation ``noise_multiplier × clip`` is added at the site.
+    noise_multiplier: float = Field(gt=0)
+    #: δ each dataset spends for the whole run (ε follows from the rounds, zCDP).
+    delta: float = Field(gt=0, lt=1)
+
+
+class FederationIn(BaseModel):
+    """A federated run: the datasets (each trains at its own site), the strategy, the rounds."""
+
+    datasets: list[str] = Field(min_length=1, max_length=64)
+    #: ``fedavg`` or ``fedprox``.
+    strategy: str = Field(default="fedavg", pattern="^(fedavg|fedprox)$")
+    #: FedProx's proximal weight μ (0 for FedAvg).
+    mu: float = Field(default=0.0, ge=0)
+    rounds: int = Field(ge=1, le=1000)
+    #: The model's initial parameters.
+    params: list[float] = Field(min_length=1, max_length=1_000_000)
+    dp: DpIn | None = None
+
+
+class FederationOut(Reply):
+    """A federated run as its clients and aggregator see it: never a site's plaintext update."""
+
+    id: str
+    tenant: str
+    datasets: list[str]
+    strategy: str
+    mu: float
+    rounds: int
+    dp: DpIn | None
+    #: The round in progress; equal to ``rounds`` when done.
+    round: int
+    #: ``keys``, ``updates``, ``reveals`` or ``done``.
+    phase: str
+    #: The global parameters: the only output of the run.
+    params: list[float]
+    #: This round's published X25519 public keys (hex), by client, once the round has started.
+    keys: dict[str, str]
+    #: Clients whose masked update has arrived this round.
+    sent: list[str]
+    #: Clients declared dropped this round.
+    dropped: list[str]
+    #: ε each dataset spends for the whole run (0 without DP).
+    epsilon_per_dataset: float
+
+
+class RoundMessagesOut(Reply):
+    """What the aggregator receives for the current round: keys, masked updates, revealed seeds."""
+
+    round: int
+    keys: dict[str, str]
+    #: Masked updates: hex of little-endian 64-bit ring elements.
+    masked: dict[str, str]
+    sizes: dict[str, int]
+    #: ``survivor → dropped client → seed (hex)``.
+    reveals: dict[str, dict[str, str]]

@@ -25,10 +25,12 @@ from suanli.server.metrics import SuanliCollector
 from suanli.server.routers import (
     agents,
     datasets,
+    federated,
     filings,
     identities,
     jobs,
     ledger,
+    privacy,
     relay,
     sites,
     transfers,
@@ -122,6 +124,8 @@ def create_app(control: ControlPlane, *, background: bool = False) -> FastAPI:
         transfers.router,
         filings.router,
         ledger.router,
+        privacy.router,
+        federated.router,
     ):
         app.include_router(router, responses=PROBLEM_RESPONSES)
 

@@ -458,6 +458,87 @@ class Replica(Base):
     created_at: Mapped[datetime]
 
 
+class PrivacyBudget(Base):
+    """A dataset's differential-privacy budget, as its owner set it (core.privacy.Budget)."""
+
+    __tablename__ = "privacy_budgets"
+
+    dataset: Mapped[str] = mapped_column(ForeignKey("datasets.name", ondelete="CASCADE"), primary_key=True)
+    epsilon: Mapped[float] = mapped_column(Float)
+    delta: Mapped[float] = mapped_column(Float)
+    set_by: Mapped[str] = mapped_column(String(64))
+    set_at: Mapped[datetime]
+
+
+class PrivacySpend(Base):
+    """One use of a dataset's privacy budget: a DP release, or a federated job's DP rounds."""
+
+    __tablename__ = "privacy_spends"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dataset: Mapped[str] = mapped_column(ForeignKey("datasets.name", ondelete="CASCADE"), index=True)
+    epsilon: Mapped[float] = mapped_column(Float)
+    delta: Mapped[float] = mapped_column(Float)
+    #: ``query`` (a DP release) or ``federated`` (a federated job's rounds).
+    purpose: Mapped[str] = mapped_column(String(16))
+    job_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    note: Mapped[str] = mapped_column(String(200), default="")
+    spent_by: Mapped[str] = mapped_column(String(64))
+    spent_at: Mapped[datetime]
+    #: The ledger entry that records it.
+    ledger_index: Mapped[int] = mapped_column(Integer)
+
+
+class FederatedGrant(Base):
+    """A dataset owner's consent that another tenant's federated jobs may train on the dataset
+    (at its site, exchanging only masked updates)."""
+
+    __tablename__ = "federated_grants"
+
+    dataset: Mapped[str] = mapped_column(ForeignKey("datasets.name", ondelete="CASCADE"), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    granted_by: Mapped[str] = mapped_column(String(64))
+    granted_at: Mapped[datetime]
+
+
+class Federation(Base):
+    """A federated training run: its datasets, strategy, DP settings, current round and the
+    global parameters (the only output that leaves)."""
+
+    __tablename__ = "federations"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    datasets: Mapped[list[str]] = mapped_column(JSON)
+    strategy: Mapped[str] = mapped_column(String(16))
+    mu: Mapped[float] = mapped_column(Float)
+    rounds: Mapped[int] = mapped_column(Integer)
+    #: ``{clip, noise_multiplier, delta}`` when updates are made differentially private; else null.
+    dp: Mapped[dict[str, float] | None] = mapped_column(JSON, nullable=True)
+    #: The round in progress (0-based); equal to ``rounds`` when done.
+    round: Mapped[int] = mapped_column(Integer, default=0)
+    #: ``keys`` → ``updates`` → ``reveals`` (only when a client dropped) → next round's ``keys``.
+    phase: Mapped[str] = mapped_column(String(16))
+    params: Mapped[list[float]] = mapped_column(JSON)
+
+
+class FederatedMessage(Base):
+    """What one client sent the aggregator in one round: its public key, its masked update (with
+    its example count) or the seeds it reveals for dropped clients. Never a plaintext update."""
+
+    __tablename__ = "federated_messages"
+
+    federation: Mapped[str] = mapped_column(ForeignKey("federations.id", ondelete="CASCADE"), primary_key=True)
+    round: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: ``key``, ``update`` or ``reveal``.
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    payload: Mapped[Any] = mapped_column(JSON)
+    n: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class ExporterProfile(Base):
     """What the policy engine needs to know about a data exporter (a tenant)."""
 
