@@ -16,13 +16,11 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from suanli.core.evaluation.combine import CombineError, combine
+from suanli.core.evaluation.combine import SCORES_MARK, CombineError, combine
 from suanli.core.evaluation.run import run_shard
 from suanli.core.evaluation.tasks import TaskError, task_from_dict
 from suanli.evaljob.openai import ModelError, OpenAIModel
 from suanli.evaljob.programs import run_program
-
-SCORES_MARK = "SUANLI-EVAL-SCORES"
 
 
 def _shard(args: argparse.Namespace) -> int:

@@ -38,6 +38,7 @@ from suanli.core.api import (
     WorkdirOut,
 )
 from suanli.core.api_dryrun import DryRunOut
+from suanli.core.api_eval import EvalRunIn, EvalRunOut
 from suanli.core.protocol import (
     CheckpointReceipt,
     HeartbeatRequest,
@@ -451,6 +452,27 @@ class Client:
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         return self._request(method, path, **kwargs).json()
+
+    # -- evaluations ----------------------------------------------------------------------
+    def start_eval(self, body: EvalRunIn) -> EvalRunOut:
+        return EvalRunOut.model_validate_json(
+            self._request("POST", "/api/v1/evals", json=body.model_dump(mode="json")).content
+        )
+
+    def eval_run(self, run_id: str) -> EvalRunOut:
+        return self._get(f"/api/v1/evals/{run_id}", EvalRunOut)
+
+    def eval_runs(self) -> list[EvalRunOut]:
+        return self._get("/api/v1/evals", Page[EvalRunOut]).items
+
+    def wait_eval(self, run_id: str, timeout_s: float = 3600, poll_s: float = 1.0) -> EvalRunOut:
+        """The run once it has succeeded or failed (or as it is when ``timeout_s`` passes)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            run = self.eval_run(run_id)
+            if run.state != "running" or time.monotonic() >= deadline:
+                return run
+            time.sleep(poll_s)
 
     def register_dataset(self, **body: Any) -> dict[str, Any]:
         """``name, owner, home_site, path`` (a file on the server's machine), ``classification``…"""

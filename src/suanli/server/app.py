@@ -25,6 +25,7 @@ from suanli.server.metrics import SuanliCollector
 from suanli.server.routers import (
     agents,
     datasets,
+    evals,
     filings,
     identities,
     jobs,
@@ -122,6 +123,7 @@ def create_app(control: ControlPlane, *, background: bool = False) -> FastAPI:
         transfers.router,
         filings.router,
         ledger.router,
+        evals.router,
     ):
         app.include_router(router, responses=PROBLEM_RESPONSES)
 

@@ -19,6 +19,8 @@ class CombineError(ValueError):
     """Shard results that do not add up to one evaluation; the message says what is wrong."""
 
 
+#: The combine step's last output line starts with this, then the scores as JSON.
+SCORES_MARK = "SUANLI-EVAL-SCORES"
 #: The fields every shard of one run must agree on.
 RUN_FIELDS = ("task", "task_digest", "data_digest", "seed", "limit", "shards", "total", "harness_version")
 

