@@ -24,18 +24,19 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from suanli.app import jobrequests, jobs, workdirs
+from suanli.app import evalbenchmarks, jobrequests, jobs, workdirs
 from suanli.app.control import ControlPlane
 from suanli.app.errors import NotFound, ServiceError, Unprocessable
+from suanli.app.evalbenchmarks import Resolved
 from suanli.core.api import JobSubmit
 from suanli.core.api_eval import EvalRunIn, EvalRunOut, EvalUnitOut
 from suanli.core.evaluation import HARNESS_VERSION
 from suanli.core.evaluation.combine import SCORES_MARK
-from suanli.core.evaluation.tasks import TaskError, TaskSpec, task_from_dict
+from suanli.core.evaluation.tasks import TaskSpec
 from suanli.core.identity import Identity, Scope
 from suanli.core.states import JobState
 from suanli.evaljob import bundle
-from suanli.store.models import EvalRun, EvalUnit, Job
+from suanli.store.models import Dataset, EvalRun, EvalUnit, Job, Site
 
 #: Where a shard job sees its benchmark, and a combine job its shards' outputs.
 BENCHMARK_MOUNT = "/data/benchmark"
@@ -70,17 +71,9 @@ def _ship_harness(control: ControlPlane, who: Identity) -> str:
     return digest
 
 
-def _tasks(body: EvalRunIn) -> list[TaskSpec]:
-    try:
-        tasks = [task_from_dict(t.definition) for t in body.tasks]
-    except TaskError as exc:
-        raise Unprocessable(str(exc)) from None
-    names = [t.name for t in tasks]
-    if len(set(names)) != len(names):
-        raise Unprocessable("each task may appear once in a run")
-    if not body.endpoint.startswith(("http://", "https://")):
-        raise Unprocessable(f"the model endpoint must be an http(s) URL ending in /v1, not {body.endpoint!r}")
-    return tasks
+def _placed(spec: dict[str, Any], region: str | None) -> dict[str, Any]:
+    """A hidden benchmark's jobs stay in the region of its home site."""
+    return {**spec, "placement": {"regions": [region]}} if region else spec
 
 
 def _shard_spec(run_id: str, index: int, k: int, task: TaskSpec, dataset: str, body: EvalRunIn) -> dict[str, Any]:
@@ -103,47 +96,82 @@ def _shard_spec(run_id: str, index: int, k: int, task: TaskSpec, dataset: str, b
     }
 
 
-def _combine_spec(run: EvalRun, unit: EvalUnit) -> dict[str, Any]:
+def _combine_spec(run: EvalRun, unit: EvalUnit, region: str | None) -> dict[str, Any]:
     mounts = [f"/data/shard-{k}" for k in range(run.shards)]
     inputs = " ".join(mounts)
-    return {
-        "name": f"eval-{unit.task}-combine"[:63],
-        "resources": {"cpus": 1},
-        "datasets": [{"name": shard_output(run.id, unit.index, k), "mount": m} for k, m in enumerate(mounts)],
-        "output": {"dataset": results_dataset(run.id, unit.index)},
-        "envs": {"EVAL_TASK": json.dumps(unit.spec)},
-        "run": (
-            "printf '%s' \"$EVAL_TASK\" > task.json\n"
-            f'python -m suanli.evaljob combine --task task.json --out "$SUANLI_OUTPUT_DIR" {inputs}\n'
-        ),
-        "max_retries": 2,
-    }
+    return _placed(
+        {
+            "name": f"eval-{unit.task}-combine"[:63],
+            "resources": {"cpus": 1},
+            "datasets": [{"name": shard_output(run.id, unit.index, k), "mount": m} for k, m in enumerate(mounts)],
+            "output": {"dataset": results_dataset(run.id, unit.index)},
+            "envs": {"EVAL_TASK": json.dumps(unit.spec)},
+            "run": (
+                "printf '%s' \"$EVAL_TASK\" > task.json\n"
+                f'python -m suanli.evaljob combine --task task.json --out "$SUANLI_OUTPUT_DIR" {inputs}\n'
+            ),
+            "max_retries": 2,
+        },
+        region,
+    )
+
+
+def _resolve(control: ControlPlane, who: Identity, body: EvalRunIn) -> tuple[str, list[Resolved]]:
+    if not body.endpoint.startswith(("http://", "https://")):
+        raise Unprocessable(f"the model endpoint must be an http(s) URL ending in /v1, not {body.endpoint!r}")
+    tenant = jobs.tenant_for_submit(who, body.tenant, control.default_tenant)
+    with control.db.read() as session:
+        tasks = [evalbenchmarks.resolve(session, tenant, t, body.endpoint) for t in body.tasks]
+    names = [t.spec.name for t in tasks]
+    if len(set(names)) != len(names):
+        raise Unprocessable("each task may appear once in a run")
+    return tenant, tasks
+
+
+def _submit(control: ControlPlane, who: Identity, task: Resolved, spec: dict[str, Any], digest: str) -> str:
+    """A shard job: the caller's own, through the ordinary submit path; a hidden benchmark's owner's."""
+    if not task.hidden:
+        submission = JobSubmit(spec=spec, workdir_digest=digest, tenant=task.runs_as)
+        return jobrequests.prepare_submit(control, who, submission, None).write()[0].id
+    checked = jobs.validate_spec(_placed(spec, task.region))
+    jobs.check_fits(checked, control.capacity())
+    with control.db.session() as session:
+        out = jobs.submit(
+            session,
+            checked,
+            tenant=task.runs_as,
+            workdir_digest=digest,
+            now=control.clock.now(),
+            sites=control.capacity(),
+            rules=control.scheduler_config.data_rules,
+        )
+    control.kick()
+    return out.id
 
 
 def start(control: ControlPlane, who: Identity, body: EvalRunIn) -> EvalRunOut:
     """Submit every shard job of a run; the run and its tasks are recorded once all are in."""
-    tasks = _tasks(body)
+    tenant, tasks = _resolve(control, who, body)
     digest = _ship_harness(control, who)
     run_id = jobs.new_job_id()
     submitted: list[str] = []
     shard_jobs: list[list[str]] = []
     try:
-        for index, (task, wanted) in enumerate(zip(tasks, body.tasks, strict=True)):
+        for index, task in enumerate(tasks):
             ids = []
             for k in range(body.shards):
-                spec = _shard_spec(run_id, index, k, task, wanted.dataset, body)
-                submission = JobSubmit(spec=spec, workdir_digest=digest, tenant=body.tenant)
-                out, _ = jobrequests.prepare_submit(control, who, submission, None).write()
-                ids.append(out.id)
-                submitted.append(out.id)
+                job_id = _submit(
+                    control, who, task, _shard_spec(run_id, index, k, task.spec, task.dataset, body), digest
+                )
+                ids.append(job_id)
+                submitted.append(job_id)
             shard_jobs.append(ids)
     except ServiceError:
         for job_id in submitted:
-            jobrequests.cancel(control, who, job_id)
+            jobs_cancel(control, job_id)
         raise
     now = control.clock.now()
     with control.db.session() as session:
-        tenant = str(session.scalar(select(Job.tenant).where(Job.id == submitted[0])))
         session.add(
             EvalRun(
                 id=run_id,
@@ -163,24 +191,35 @@ def start(control: ControlPlane, who: Identity, body: EvalRunIn) -> EvalRunOut:
             )
         )
         session.flush()
-        for index, (task, wanted) in enumerate(zip(tasks, body.tasks, strict=True)):
+        for index, task in enumerate(tasks):
             session.add(
                 EvalUnit(
                     run_id=run_id,
                     index=index,
-                    task=task.name,
-                    task_version=task.version,
-                    task_digest=task.digest(),
-                    spec=task.to_dict(),
-                    dataset=wanted.dataset,
+                    task=task.spec.name,
+                    task_version=task.spec.version,
+                    task_digest=task.spec.digest(),
+                    spec=task.spec.to_dict(),
+                    dataset=task.dataset,
                     shard_jobs=shard_jobs[index],
                     combine_job=None,
                     state="running",
                     scores=None,
                     message="",
+                    runs_as=task.runs_as,
+                    hidden=task.hidden,
                 )
             )
     return get(control, who, run_id)
+
+
+def jobs_cancel(control: ControlPlane, job_id: str) -> None:
+    """Cancel a job this run submitted (its own or a hidden benchmark owner's) after a refusal."""
+    with control.db.session() as session:
+        job = session.scalar(select(Job).where(Job.id == job_id))
+        if job is not None and not JobState(job.state).is_terminal():
+            jobs.cancel(session, job, control.clock.now())
+    control.capacity_changed()
 
 
 def _states(session: Session, ids: list[str]) -> dict[str, str]:
@@ -201,7 +240,8 @@ def _advance_unit(control: ControlPlane, session: Session, run: EvalRun, unit: E
         states = _states(session, list(unit.shard_jobs))
         bad = sorted(j for j, s in states.items() if s in _ENDED_BADLY)
         if bad:
-            unit.state, unit.message = "failed", f"shard job(s) {', '.join(bad)} ended {states[bad[0]]}"
+            jobs_named = f"tenant '{unit.runs_as}' can see why" if unit.hidden else ", ".join(bad)
+            unit.state, unit.message = "failed", f"a shard job ended {states[bad[0]]} ({jobs_named})"
             return
         if any(states.get(j) != JobState.SUCCEEDED.value for j in unit.shard_jobs):
             return
@@ -212,11 +252,12 @@ def _advance_unit(control: ControlPlane, session: Session, run: EvalRun, unit: E
         )
         if claimed.rowcount != 1:  # type: ignore[attr-defined]
             return  # another reader submitted it
-        spec = jobs.validate_spec(_combine_spec(run, unit))
+        region = _region_of(session, unit) if unit.hidden else None
+        spec = jobs.validate_spec(_combine_spec(run, unit, region))
         out = jobs.submit(
             session,
             spec,
-            tenant=run.tenant,
+            tenant=unit.runs_as,
             workdir_digest=_workdir_of(session, unit.shard_jobs[0]),
             now=now,
             sites=control.capacity(),
@@ -228,13 +269,19 @@ def _advance_unit(control: ControlPlane, session: Session, run: EvalRun, unit: E
     elif unit.state == "combining" and unit.combine_job:
         job = session.scalar(select(Job).where(Job.id == unit.combine_job))
         if job is None or job.state in _ENDED_BADLY:
-            unit.state, unit.message = "failed", f"combine job {unit.combine_job} ended {job.state if job else 'gone'}"
+            named = f"tenant '{unit.runs_as}' can see why" if unit.hidden else unit.combine_job
+            unit.state, unit.message = "failed", f"the combine job ended {job.state if job else 'gone'} ({named})"
         elif job.state == JobState.SUCCEEDED.value:
             scores = _scores_from_log(session, job)
             if scores is None:
                 unit.state, unit.message = "failed", f"combine job {job.id} printed no {SCORES_MARK} line"
             else:
                 unit.state, unit.scores = "succeeded", scores
+
+
+def _region_of(session: Session, unit: EvalUnit) -> str | None:
+    home = session.scalar(select(Dataset.home_site).where(Dataset.name == unit.dataset))
+    return session.scalar(select(Site.region).where(Site.name == home))
 
 
 def _workdir_of(session: Session, job_id: str) -> str | None:
@@ -266,7 +313,7 @@ def _visible(session: Session, who: Identity, run_id: str) -> EvalRun:
     return run
 
 
-def to_out(session: Session, run: EvalRun) -> EvalRunOut:
+def to_out(session: Session, run: EvalRun, who: Identity) -> EvalRunOut:
     units = session.scalars(select(EvalUnit).where(EvalUnit.run_id == run.id).order_by(EvalUnit.index))
     return EvalRunOut(
         id=run.id,
@@ -282,12 +329,14 @@ def to_out(session: Session, run: EvalRun) -> EvalRunOut:
         state=run.state,
         created_at=run.created_at,
         updated_at=run.updated_at,
-        units=[_unit_out(run, u) for u in units],
+        units=[_unit_out(run, u, who) for u in units],
     )
 
 
-def _unit_out(run: EvalRun, unit: EvalUnit) -> EvalUnitOut:
+def _unit_out(run: EvalRun, unit: EvalUnit, who: Identity) -> EvalUnitOut:
+    """A hidden task's jobs and results dataset are its owner's: others see the scores only."""
     scores = unit.scores or {}
+    shown = not unit.hidden or who.sees_tenant(unit.runs_as)
     return EvalUnitOut(
         index=unit.index,
         task=unit.task,
@@ -295,13 +344,14 @@ def _unit_out(run: EvalRun, unit: EvalUnit) -> EvalUnitOut:
         task_digest=unit.task_digest,
         dataset=unit.dataset,
         state=unit.state,
-        shard_jobs=list(unit.shard_jobs),
-        combine_job=unit.combine_job,
+        shard_jobs=list(unit.shard_jobs) if shown else [],
+        combine_job=unit.combine_job if shown else None,
         metrics={k: float(v) for k, v in (scores.get("metrics") or {}).items()},
         samples=scores.get("samples"),
         data_digest=(scores.get("run") or {}).get("data_digest"),
-        results_dataset=results_dataset(run.id, unit.index) if unit.state == "succeeded" else None,
+        results_dataset=results_dataset(run.id, unit.index) if unit.state == "succeeded" and shown else None,
         message=unit.message,
+        hidden=unit.hidden,
     )
 
 
@@ -310,7 +360,7 @@ def get(control: ControlPlane, who: Identity, run_id: str) -> EvalRunOut:
         _visible(session, who, run_id)
     advance(control, run_id)
     with control.db.read() as session:
-        return to_out(session, _visible(session, who, run_id))
+        return to_out(session, _visible(session, who, run_id), who)
 
 
 def list_runs(control: ControlPlane, who: Identity, limit: int = 100) -> list[EvalRunOut]:
@@ -326,4 +376,4 @@ def list_runs(control: ControlPlane, who: Identity, limit: int = 100) -> list[Ev
         if state == "running":
             advance(control, run_id)
     with control.db.read() as session:
-        return [to_out(session, r) for r in (session.get(EvalRun, i) for i, _ in rows) if r is not None]
+        return [to_out(session, r, who) for r in (session.get(EvalRun, i) for i, _ in rows) if r is not None]

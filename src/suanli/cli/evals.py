@@ -9,7 +9,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from suanli.cli.context import JsonOption, ServerOption, TokenOption, error, open_client, print_json, say
-from suanli.core.api_eval import EvalRunIn, EvalRunOut, EvalTaskIn
+from suanli.core.api_eval import EvalBenchmarkIn, EvalRunIn, EvalRunOut, EvalTaskIn
 from suanli.core.evaluation import catalog, synthetic
 from suanli.core.evaluation.modelref import parse_model_ref
 from suanli.core.yamldoc import load_yaml
@@ -51,19 +51,33 @@ def prepare(
 
 
 def _task_in(item: str, files: dict[str, dict[str, Any]]) -> EvalTaskIn:
+    """``TASK=DATASET``, ``TASK`` (its dataset named alike) or a registered benchmark's dataset."""
     name, _, dataset = item.partition("=")
     definition = files.get(name) or catalog.TASKS.get(name)
-    if definition is None:
+    if definition is None and dataset:
         known = ", ".join(sorted({*catalog.TASKS, *files}))
         fail(f"no task {name!r}: name a shipped task ({known}) or define it with --task-file FILE.yaml")
     return EvalTaskIn(definition=definition, dataset=dataset or name)
+
+
+def _task_files(paths: list[Path] | None) -> dict[str, dict[str, Any]]:
+    files: dict[str, dict[str, Any]] = {}
+    for path in paths or []:
+        data = load_yaml(path.read_text(), str(path)).data
+        files[str(data.get("task", path.stem))] = data
+    return files
 
 
 @app.command()
 def run(
     ctx: typer.Context,
     model: Annotated[str, typer.Option("--model", help="openai:http://HOST:PORT/v1#MODEL, or MODEL with --endpoint.")],
-    tasks: Annotated[str, typer.Option("--tasks", help="TASK[=DATASET],… (the dataset defaults to the task's name).")],
+    tasks: Annotated[
+        str,
+        typer.Option(
+            "--tasks", help="TASK[=DATASET],… (dataset: the task's name) or a registered benchmark's dataset."
+        ),
+    ],
     endpoint: Annotated[str | None, typer.Option("--endpoint", help="OpenAI-compatible base URL.")] = None,
     model_version: Annotated[str, typer.Option("--model-version", help="A tag or weights digest.")] = "",
     task_file: Annotated[list[Path] | None, typer.Option("--task-file", help="A task YAML; repeat.")] = None,
@@ -82,10 +96,7 @@ def run(
         fail(str(exc))
     if ref.kind == "service":
         fail(f"service:{ref.target}: evaluating a suanli service by name is not available yet; name its URL")
-    files: dict[str, dict[str, Any]] = {}
-    for path in task_file or []:
-        data = load_yaml(path.read_text(), str(path)).data
-        files[str(data.get("task", path.stem))] = data
+    files = _task_files(task_file)
     body = EvalRunIn(
         endpoint=ref.target,
         model=ref.name,
@@ -174,3 +185,45 @@ def compare(
     for r in rows:
         cells = [f"{r[k]:.4f}" if isinstance(r[k], float) else "—" for k in (first, second, "delta")]
         say(f"{r['task']:<16} {r['metric']:<12} {cells[0]:>10} {cells[1]:>10} {cells[2]:>10}")
+
+
+@app.command("benchmark")
+def benchmark(
+    ctx: typer.Context,
+    dataset: Annotated[str, typer.Argument(help="Your registered dataset (JSONL).")],
+    task: Annotated[str | None, typer.Option("--task", help="A shipped task to grade it with.")] = None,
+    task_file: Annotated[Path | None, typer.Option("--task-file", help="Or a task YAML.")] = None,
+    hidden: Annotated[bool, typer.Option("--hidden", help="Others may run it but never read it.")] = False,
+    allow: Annotated[
+        list[str] | None, typer.Option("--allow", help="Hidden: a model endpoint (URL prefix) it may ask; repeat.")
+    ] = None,
+    json_out: JsonOption = False,
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Register a dataset as a benchmark with the task it is graded with (open or hidden)."""
+    files = _task_files([task_file] if task_file else None)
+    definition = next(iter(files.values()), None) or catalog.TASKS.get(task or "")
+    if definition is None:
+        fail("name the task: --task with a shipped task, or --task-file FILE.yaml")
+    body = EvalBenchmarkIn(dataset=dataset, definition=definition, hidden=hidden, allowed_endpoints=allow or [])
+    with open_client(ctx, server, token) as client:
+        out = client.register_benchmark(body)
+    if json_out:
+        print_json(out)
+        return
+    say(f"benchmark {out.dataset} ({out.task}) of {out.owner}: {'hidden' if out.hidden else 'open'}")
+
+
+@app.command("benchmarks")
+def benchmarks(
+    ctx: typer.Context, json_out: JsonOption = False, server: ServerOption = None, token: TokenOption = None
+) -> None:
+    """Every registered benchmark (a hidden one's definition only to its owner)."""
+    with open_client(ctx, server, token) as client:
+        rows = client.benchmarks()
+    if json_out:
+        print_json(rows)
+        return
+    for b in rows:
+        say(f"{b.dataset:<24} {b.task:<16} {b.owner:<12} {'hidden' if b.hidden else 'open'}")

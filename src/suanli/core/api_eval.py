@@ -11,8 +11,9 @@ from suanli.core.evaluation.plan import MAX_SHARDS
 
 
 class EvalTaskIn(BaseModel):
-    #: The task definition (lm-evaluation-harness style, parsed from its YAML).
-    definition: dict[str, Any]
+    #: The task definition (lm-evaluation-harness style, parsed from its YAML); None: the one the
+    #: dataset is registered with as a benchmark (a hidden benchmark takes no other).
+    definition: dict[str, Any] | None = None
     #: The registered dataset (JSONL) the task reads.
     dataset: str = Field(min_length=1, max_length=64)
 
@@ -46,6 +47,27 @@ class EvalUnitOut(BaseModel):
     #: The derived dataset that holds the scores and the per-sample log.
     results_dataset: str | None = None
     message: str = ""
+    #: A hidden benchmark: jobs and results are its owner's, and are not shown to the run's tenant.
+    hidden: bool = False
+
+
+class EvalBenchmarkIn(BaseModel):
+    dataset: str = Field(min_length=1, max_length=64)
+    definition: dict[str, Any]
+    hidden: bool = False
+    #: Hidden only: URL prefixes of the model endpoints its questions may be sent to.
+    allowed_endpoints: list[str] = Field(default_factory=list, max_length=32)
+
+
+class EvalBenchmarkOut(BaseModel):
+    dataset: str
+    owner: str
+    task: str
+    hidden: bool
+    #: The definition, for its owner (and for everyone when the benchmark is not hidden).
+    definition: dict[str, Any] | None = None
+    allowed_endpoints: list[str] = Field(default_factory=list)
+    created_at: datetime
 
 
 class EvalRunOut(BaseModel):

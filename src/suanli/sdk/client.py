@@ -38,7 +38,7 @@ from suanli.core.api import (
     WorkdirOut,
 )
 from suanli.core.api_dryrun import DryRunOut
-from suanli.core.api_eval import EvalRunIn, EvalRunOut
+from suanli.core.api_eval import EvalBenchmarkIn, EvalBenchmarkOut, EvalRunIn, EvalRunOut
 from suanli.core.protocol import (
     CheckpointReceipt,
     HeartbeatRequest,
@@ -458,6 +458,14 @@ class Client:
         return EvalRunOut.model_validate_json(
             self._request("POST", "/api/v1/evals", json=body.model_dump(mode="json")).content
         )
+
+    def register_benchmark(self, body: EvalBenchmarkIn) -> EvalBenchmarkOut:
+        return EvalBenchmarkOut.model_validate_json(
+            self._request("POST", "/api/v1/evals/benchmarks", json=body.model_dump(mode="json")).content
+        )
+
+    def benchmarks(self) -> list[EvalBenchmarkOut]:
+        return self._get("/api/v1/evals/benchmarks", Page[EvalBenchmarkOut]).items
 
     def eval_run(self, run_id: str) -> EvalRunOut:
         return self._get(f"/api/v1/evals/{run_id}", EvalRunOut)

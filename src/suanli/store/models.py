@@ -590,3 +590,23 @@ class EvalUnit(Base):
     #: What the combine step printed: metrics, samples and the run identity (data digest …).
     scores: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     message: Mapped[str] = mapped_column(Text, default="")
+    #: The tenant whose jobs score this task: the run's, or a hidden benchmark's owner.
+    runs_as: Mapped[str] = mapped_column(String(64))
+    #: A hidden benchmark: its jobs, logs and results are its owner's; the run's tenant sees scores.
+    hidden: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class EvalBenchmark(Base):
+    """A dataset registered as a benchmark: the task definition it is graded with, and whether
+    the tenants evaluated on it may read it (``hidden``: they may not, ``app/evalbenchmarks.py``)."""
+
+    __tablename__ = "eval_benchmarks"
+
+    dataset: Mapped[str] = mapped_column(String(64), ForeignKey("datasets.name"), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64), index=True)
+    task: Mapped[str] = mapped_column(String(64))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    hidden: Mapped[bool] = mapped_column(Boolean)
+    #: Model endpoints (URL prefixes) a hidden benchmark's questions may be sent to.
+    allowed_endpoints: Mapped[list[Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime]

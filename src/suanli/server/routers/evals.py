@@ -1,13 +1,13 @@
-"""/api/v1/evals: run an evaluation (shard jobs, then a combine job), list runs, show one."""
+"""/api/v1/evals: run an evaluation (shard jobs, then a combine job), list runs, show one; benchmarks."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
-from suanli.app import evals
+from suanli.app import evalbenchmarks, evals
 from suanli.core.api import Page
-from suanli.core.api_eval import EvalRunIn, EvalRunOut
+from suanli.core.api_eval import EvalBenchmarkIn, EvalBenchmarkOut, EvalRunIn, EvalRunOut
 from suanli.server.deps import Caller, Control
 
 router = APIRouter(prefix="/api/v1/evals", tags=["evals"])
@@ -21,6 +21,16 @@ async def create(body: EvalRunIn, control: Control, who: Caller) -> EvalRunOut:
 @router.get("", response_model=Page[EvalRunOut])
 def list_runs(control: Control, who: Caller) -> Page[EvalRunOut]:
     return Page(items=evals.list_runs(control, who))
+
+
+@router.post("/benchmarks", status_code=201, response_model=EvalBenchmarkOut)
+def register_benchmark(body: EvalBenchmarkIn, control: Control, who: Caller) -> EvalBenchmarkOut:
+    return evalbenchmarks.register(control, who, body)
+
+
+@router.get("/benchmarks", response_model=Page[EvalBenchmarkOut])
+def list_benchmarks(control: Control, who: Caller) -> Page[EvalBenchmarkOut]:
+    return Page(items=evalbenchmarks.listing(control, who))
 
 
 @router.get("/{run_id}", response_model=EvalRunOut)

@@ -1,4 +1,4 @@
-"""eval_runs and eval_units: evaluations run through the front desk (``suanli eval``)
+"""eval_runs, eval_units and eval_benchmarks: evaluations run through the front desk (``suanli eval``)
 
 Revision ID: 0023
 Revises: 0017
@@ -49,11 +49,26 @@ def upgrade() -> None:
         sa.Column("state", sa.String(16), nullable=False),
         sa.Column("scores", sa.JSON(), nullable=True),
         sa.Column("message", sa.Text(), nullable=False),
+        sa.Column("runs_as", sa.String(64), nullable=False),
+        sa.Column("hidden", sa.Boolean(), nullable=False),
     )
     op.create_index("ix_eval_units_task", "eval_units", ["task"])
+    op.create_table(
+        "eval_benchmarks",
+        sa.Column("dataset", sa.String(64), sa.ForeignKey("datasets.name"), primary_key=True),
+        sa.Column("owner", sa.String(64), nullable=False),
+        sa.Column("task", sa.String(64), nullable=False),
+        sa.Column("spec", sa.JSON(), nullable=False),
+        sa.Column("hidden", sa.Boolean(), nullable=False),
+        sa.Column("allowed_endpoints", sa.JSON(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_index("ix_eval_benchmarks_owner", "eval_benchmarks", ["owner"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_eval_benchmarks_owner", "eval_benchmarks")
+    op.drop_table("eval_benchmarks")
     op.drop_index("ix_eval_units_task", "eval_units")
     op.drop_table("eval_units")
     op.drop_index("ix_eval_runs_tenant", "eval_runs")
