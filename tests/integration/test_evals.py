@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from suanli.cli.main import app
 from suanli.core.api_eval import EvalRunIn, EvalTaskIn
 from suanli.core.evaluation import catalog, synthetic
+from suanli.core.ledger import Checkpoint, Record, verify_log
 from suanli.sdk import ApiError, Client
 from tests.integration.conftest import Net, start_net
 from tests.llm_support import running
@@ -96,6 +97,27 @@ def _identical_scores(net: Net, endpoint: str, alice: Client, eve: Client, alice
     compared = cli.invoke(app, ["eval", "compare", runs[0].id, runs[1].id, "--json", *token])
     assert compared.exit_code == 0, compared.output
     assert all(row["delta"] == 0.0 for row in json.loads(compared.output))
+
+    # The leaderboard lists both runs over the suite, each score on the ledger, and the ledger verifies.
+    board = alice.leaderboard(["synthetic-mc", "arith-words"])
+    assert {r.run for r in board.rows} == {r.id for r in runs}
+    assert board.metrics == {"synthetic-mc": "acc", "arith-words": "exact_match"}
+    shown = cli.invoke(app, ["eval", "leaderboard", "--tasks", "synthetic-mc,arith-words", *token])
+    assert shown.exit_code == 0, shown.output
+    entries = {e["index"]: e for e in net.client.ledger_entries()}
+    for row in board.rows:
+        assert set(row.ledger) == {"synthetic-mc", "arith-words"}
+        for task, index in row.ledger.items():
+            body = json.loads(entries[index]["data"])["body"]
+            assert entries[index]["kind"] == "eval.score"
+            assert (body["run"], body["task"], body["model"]["name"]) == (row.run, task, "tiny-chat")
+            assert body["metrics"][board.metrics[task]] == row.scores[task]
+            assert body["data_sha256"] == row.data_sha256[task]
+            assert body["harness_sha256"] == runs[0].harness_digest
+    records = [Record(e["index"], bytes.fromhex(e["leaf_hash"]), e["data"].encode()) for e in entries.values()]
+    checkpoints = [Checkpoint.from_dict(c) for c in net.client.ledger_checkpoints()]
+    report = verify_log(records, checkpoints, bytes.fromhex(net.client.ledger_key()))
+    assert report.ok, report.problems
 
 
 def test_a_bad_task_or_model_is_refused_before_any_job(enet: tuple[Net, str]) -> None:

@@ -277,6 +277,29 @@ def _advance_unit(control: ControlPlane, session: Session, run: EvalRun, unit: E
                 unit.state, unit.message = "failed", f"combine job {job.id} printed no {SCORES_MARK} line"
             else:
                 unit.state, unit.scores = "succeeded", scores
+                unit.ledger_index = control.chain.ledger.record(session, "eval.score", score_entry(run, unit), now)
+
+
+def score_entry(run: EvalRun, unit: EvalUnit) -> dict[str, Any]:
+    """What the ledger keeps of a score: enough to say which model, task, data and harness made it."""
+    scores = unit.scores or {}
+    return {
+        "run": run.id,
+        "tenant": run.tenant,
+        "model": {"endpoint": run.endpoint, "name": run.model, "version": run.model_version},
+        "task": unit.task,
+        "task_version": unit.task_version,
+        "task_sha256": unit.task_digest,
+        "dataset": unit.dataset,
+        "data_sha256": (scores.get("run") or {}).get("data_digest"),
+        "seed": run.seed,
+        "limit": run.limit,
+        "shards": run.shards,
+        "harness_version": run.harness_version,
+        "harness_sha256": run.harness_digest,
+        "metrics": dict(scores.get("metrics") or {}),
+        "samples": scores.get("samples"),
+    }
 
 
 def _region_of(session: Session, unit: EvalUnit) -> str | None:
@@ -296,12 +319,16 @@ def advance(control: ControlPlane, run_id: str) -> None:
         if run is None or run.state != "running":
             return
         units = list(session.scalars(select(EvalUnit).where(EvalUnit.run_id == run_id).order_by(EvalUnit.index)))
+        recorded = [u.ledger_index for u in units]
         for unit in units:
             _advance_unit(control, session, run, unit, now)
         states = {u.state for u in units}
         if states <= {"succeeded", "failed"}:
             run.state = "failed" if "failed" in states else "succeeded"
         run.updated_at = now
+        sealed = recorded != [u.ledger_index for u in units]
+    if sealed:
+        control.chain.seal()
 
 
 def _visible(session: Session, who: Identity, run_id: str) -> EvalRun:
@@ -352,6 +379,7 @@ def _unit_out(run: EvalRun, unit: EvalUnit, who: Identity) -> EvalUnitOut:
         results_dataset=results_dataset(run.id, unit.index) if unit.state == "succeeded" and shown else None,
         message=unit.message,
         hidden=unit.hidden,
+        ledger_index=unit.ledger_index,
     )
 
 

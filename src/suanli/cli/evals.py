@@ -227,3 +227,30 @@ def benchmarks(
         return
     for b in rows:
         say(f"{b.dataset:<24} {b.task:<16} {b.owner:<12} {'hidden' if b.hidden else 'open'}")
+
+
+@app.command("leaderboard")
+def leaderboard(
+    ctx: typer.Context,
+    tasks: Annotated[
+        str | None, typer.Option("--tasks", help="One task, or a suite T1,T2 (ranked by the mean).")
+    ] = None,
+    json_out: JsonOption = False,
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Runs ranked by their scores; each score's ledger entry, to check with `suanli ledger verify`."""
+    wanted = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
+    with open_client(ctx, server, token) as client:
+        board = client.leaderboard(wanted)
+    if json_out:
+        print_json(board)
+        return
+    heads = "  ".join(f"{t} ({board.metrics.get(t, '?')})" for t in board.tasks)
+    say(f"{'#':>3} {'MODEL':<24} {'RUN':<9} {'MEAN':>7}  {heads}")
+    for n, row in enumerate(board.rows, 1):
+        cells = "  ".join(
+            f"{row.scores[t]:.4f} @{row.ledger.get(t, '-')}" if t in row.scores else "—" for t in board.tasks
+        )
+        model = f"{row.model}{':' + row.model_version if row.model_version else ''}"
+        say(f"{n:>3} {model:<24} {row.run:<9} {row.mean:>7.4f}  {cells}")

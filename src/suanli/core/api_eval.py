@@ -49,6 +49,8 @@ class EvalUnitOut(BaseModel):
     message: str = ""
     #: A hidden benchmark: jobs and results are its owner's, and are not shown to the run's tenant.
     hidden: bool = False
+    #: The ledger entry (kind ``eval.score``) that records these scores.
+    ledger_index: int | None = None
 
 
 class EvalBenchmarkIn(BaseModel):
@@ -85,3 +87,32 @@ class EvalRunOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     units: list[EvalUnitOut]
+
+
+class LeaderboardRow(BaseModel):
+    """One run's scores on the leaderboard's tasks, and what makes them checkable on the ledger."""
+
+    run: str
+    tenant: str
+    model: str
+    model_version: str
+    endpoint: str
+    seed: int
+    shards: int
+    harness_version: str
+    #: Task → its first metric's score (the one the board ranks by).
+    scores: dict[str, float]
+    #: The mean of ``scores`` over the board's tasks: the suite's score.
+    mean: float
+    #: Task → the ledger entry (``eval.score``) of its score.
+    ledger: dict[str, int]
+    #: Task → SHA-256 of the benchmark's bytes, and of the task definition.
+    data_sha256: dict[str, str]
+    task_sha256: dict[str, str]
+
+
+class LeaderboardOut(BaseModel):
+    tasks: list[str]
+    #: Task → the metric ranked by.
+    metrics: dict[str, str]
+    rows: list[LeaderboardRow]

@@ -38,7 +38,7 @@ from suanli.core.api import (
     WorkdirOut,
 )
 from suanli.core.api_dryrun import DryRunOut
-from suanli.core.api_eval import EvalBenchmarkIn, EvalBenchmarkOut, EvalRunIn, EvalRunOut
+from suanli.core.api_eval import EvalBenchmarkIn, EvalBenchmarkOut, EvalRunIn, EvalRunOut, LeaderboardOut
 from suanli.core.protocol import (
     CheckpointReceipt,
     HeartbeatRequest,
@@ -466,6 +466,9 @@ class Client:
 
     def benchmarks(self) -> list[EvalBenchmarkOut]:
         return self._get("/api/v1/evals/benchmarks", Page[EvalBenchmarkOut]).items
+
+    def leaderboard(self, tasks: list[str] | None = None) -> LeaderboardOut:
+        return self._get("/api/v1/evals/leaderboard", LeaderboardOut, params={"task": tasks or []})
 
     def eval_run(self, run_id: str) -> EvalRunOut:
         return self._get(f"/api/v1/evals/{run_id}", EvalRunOut)

@@ -594,6 +594,8 @@ class EvalUnit(Base):
     runs_as: Mapped[str] = mapped_column(String(64))
     #: A hidden benchmark: its jobs, logs and results are its owner's; the run's tenant sees scores.
     hidden: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: The ledger entry (``eval.score``) that records the scores, once combined.
+    ledger_index: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class EvalBenchmark(Base):

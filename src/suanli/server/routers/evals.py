@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
-from suanli.app import evalbenchmarks, evals
+from suanli.app import evalbenchmarks, evalboard, evals
 from suanli.core.api import Page
-from suanli.core.api_eval import EvalBenchmarkIn, EvalBenchmarkOut, EvalRunIn, EvalRunOut
+from suanli.core.api_eval import EvalBenchmarkIn, EvalBenchmarkOut, EvalRunIn, EvalRunOut, LeaderboardOut
 from suanli.server.deps import Caller, Control
 
 router = APIRouter(prefix="/api/v1/evals", tags=["evals"])
@@ -31,6 +31,12 @@ def register_benchmark(body: EvalBenchmarkIn, control: Control, who: Caller) -> 
 @router.get("/benchmarks", response_model=Page[EvalBenchmarkOut])
 def list_benchmarks(control: Control, who: Caller) -> Page[EvalBenchmarkOut]:
     return Page(items=evalbenchmarks.listing(control, who))
+
+
+@router.get("/leaderboard", response_model=LeaderboardOut)
+def leaderboard(control: Control, who: Caller, task: list[str] | None = Query(default=None)) -> LeaderboardOut:
+    """Runs ranked by one task (``task=T``) or a suite (``task=T1&task=T2``: the mean, runs that scored all)."""
+    return evalboard.leaderboard(control, who, task)
 
 
 @router.get("/{run_id}", response_model=EvalRunOut)

@@ -51,6 +51,7 @@ def upgrade() -> None:
         sa.Column("message", sa.Text(), nullable=False),
         sa.Column("runs_as", sa.String(64), nullable=False),
         sa.Column("hidden", sa.Boolean(), nullable=False),
+        sa.Column("ledger_index", sa.Integer(), nullable=True),
     )
     op.create_index("ix_eval_units_task", "eval_units", ["task"])
     op.create_table(
