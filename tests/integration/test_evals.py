@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -114,6 +115,13 @@ def _identical_scores(net: Net, endpoint: str, alice: Client, eve: Client, alice
             assert body["metrics"][board.metrics[task]] == row.scores[task]
             assert body["data_sha256"] == row.data_sha256[task]
             assert body["harness_sha256"] == runs[0].harness_digest
+    # The dashboard's page shows the same board, in both languages.
+    for lang, title in (("en", "Leaderboard"), ("zh", "排行榜")):
+        with httpx.Client(base_url=net.url, cookies={"suanli_token": alice_token, "suanli_lang": lang}) as page:
+            html = page.get("/evals", params={"tasks": "synthetic-mc,arith-words"}).text
+        assert title in html
+        assert all(r.run in html for r in board.rows)
+        assert f"@{board.rows[0].ledger['synthetic-mc']}" in html
     records = [Record(e["index"], bytes.fromhex(e["leaf_hash"]), e["data"].encode()) for e in entries.values()]
     checkpoints = [Checkpoint.from_dict(c) for c in net.client.ledger_checkpoints()]
     report = verify_log(records, checkpoints, bytes.fromhex(net.client.ledger_key()))

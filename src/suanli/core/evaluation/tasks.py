@@ -10,6 +10,7 @@ Jinja's sandbox: a tenant's task can read the document and nothing else.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -157,7 +158,9 @@ def _metric_names(data: dict[str, Any], name: str) -> tuple[str, ...]:
     return tuple(str(m) for m in names)
 
 
+@functools.lru_cache(maxsize=256)
 def _compile(template: str, task: str) -> Any:
+    """The compiled template (cached: a task renders the same few templates for every document)."""
     try:
         match = _ONE_EXPRESSION.match(template.strip())
         if match:
