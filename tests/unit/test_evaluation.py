@@ -13,6 +13,7 @@ import pytest
 from suanli.adaptors import human_eval_problems
 from suanli.core.evaluation import catalog, synthetic
 from suanli.core.evaluation.combine import CombineError, combine
+from suanli.core.evaluation.modelref import parse_model_ref
 from suanli.core.evaluation.plan import order, shard
 from suanli.core.evaluation.run import run_shard
 from suanli.core.evaluation.tasks import TaskError, TaskSpec, choices_of, prompt_of, task_from_dict
@@ -217,3 +218,12 @@ def test_the_job_entry_point_scores_shards_and_combines_them_from_its_bundle(tmp
     assert json.loads(payload)["metrics"] == expected.metrics  # type: ignore[attr-defined]
     assert len((tmp_path / "final" / "samples.jsonl").read_text().splitlines()) == 40
     assert len(bundle.digest()) == 64
+
+
+def test_model_references_name_a_url_and_a_model_or_a_service() -> None:
+    ref = parse_model_ref("openai:http://127.0.0.1:8000/v1/#tiny-chat")
+    assert (ref.kind, ref.target, ref.name) == ("openai", "http://127.0.0.1:8000/v1", "tiny-chat")
+    assert parse_model_ref("https://h/v1", name="m").name == "m"
+    assert parse_model_ref("service:chat-7b").kind == "service"
+    with pytest.raises(ValueError, match="openai:http://HOST:PORT/v1#MODEL"):
+        parse_model_ref("http://h/v1")

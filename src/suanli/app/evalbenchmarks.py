@@ -88,10 +88,13 @@ def _out(row: EvalBenchmark, who: Identity) -> EvalBenchmarkOut:
 
 
 def listing(control: ControlPlane, who: Identity) -> list[EvalBenchmarkOut]:
-    """Every benchmark: anyone may run one, so anyone may know it exists (not what it holds)."""
+    """The caller's tenant's benchmarks, and every hidden one: those are published for any tenant
+    to run, so anyone may know they exist (not what they hold). Another tenant's open benchmark
+    is its own data, absent here like its other datasets."""
     require(who, Scope.JOBS_READ)
     with control.db.read() as session:
-        return [_out(r, who) for r in session.scalars(select(EvalBenchmark).order_by(EvalBenchmark.dataset))]
+        rows = session.scalars(select(EvalBenchmark).order_by(EvalBenchmark.dataset))
+        return [_out(r, who) for r in rows if r.hidden or who.sees_tenant(r.owner)]
 
 
 def resolve(session: Session, tenant: str, wanted: EvalTaskIn, endpoint: str) -> Resolved:
