@@ -150,3 +150,36 @@ def _refused(endpoint: str, alice: Client) -> None:
         )
     assert unknown.value.status in (404, 422)
     assert alice.jobs().items == []
+
+
+PROBE = {
+    "task": "sandbox-probe",
+    "output_type": "generate_until",
+    "doc_to_text": "{{q}}",
+    "doc_to_target": "q",
+    "generation_kwargs": {"until": ["\n"], "max_gen_toks": 2},
+    "metric_list": ["pass@1"],
+    # Passes only where the system is read-only: inside the job's sandbox, not on the host.
+    "test_program": (
+        "import pathlib\ntry:\n    pathlib.Path('/usr/suanli-probe-{{id}}').write_text('x')\n"
+        "except OSError:\n    raise SystemExit(0)\nraise SystemExit(1)\n"
+    ),
+}
+
+
+def test_pass_at_1_programs_run_inside_the_jobs_sandbox(enet: tuple[Net, str]) -> None:
+    net, endpoint = enet
+    path = net.tmp / "probe.jsonl"
+    path.write_bytes(synthetic.to_jsonl([{"id": i, "q": "write a program"} for i in range(3)]))
+    net.client.register_dataset(
+        name="probe", owner="bj-ai", home_site="beijing", path=str(path), classification=GENERAL
+    )
+    with Client(net.url, token=net.user("alice", tenant="bj-ai")) as alice:
+        run = alice.start_eval(
+            EvalRunIn(endpoint=endpoint, model="tiny-chat", tasks=[EvalTaskIn(definition=PROBE, dataset="probe")])
+        )
+        net.pump(lambda: alice.eval_run(run.id).state != "running", timeout=120)
+        done = alice.eval_run(run.id)
+    assert done.state == "succeeded", done.model_dump_json(indent=1)
+    assert done.units[0].metrics == {"pass@1": 1.0}
+    assert not any(Path("/usr").glob("suanli-probe-*"))

@@ -13,6 +13,7 @@ from collections import defaultdict
 
 from sqlalchemy import select
 
+from suanli.app import evals
 from suanli.app.control import ControlPlane
 from suanli.core.api_eval import LeaderboardOut, LeaderboardRow
 from suanli.core.identity import Identity, Role, Scope
@@ -22,6 +23,7 @@ from suanli.store.models import EvalRun, EvalUnit
 def leaderboard(control: ControlPlane, who: Identity, tasks: list[str] | None = None) -> LeaderboardOut:
     if not who.can(Scope.JOBS_READ):
         return LeaderboardOut(tasks=tasks or [], metrics={}, rows=[])
+    evals.advance_running(control, who)
     query = (
         select(EvalRun, EvalUnit)
         .join(EvalUnit, EvalUnit.run_id == EvalRun.id)

@@ -391,17 +391,26 @@ def get(control: ControlPlane, who: Identity, run_id: str) -> EvalRunOut:
         return to_out(session, _visible(session, who, run_id), who)
 
 
+def advance_running(control: ControlPlane, who: Identity) -> None:
+    """Move on every run the caller can see that is still running (before a list or a board)."""
+    query = select(EvalRun.id).where(EvalRun.state == "running")
+    if not who.all_tenants:
+        query = query.where(EvalRun.tenant == who.tenant)
+    with control.db.read() as session:
+        running = [str(i) for i in session.scalars(query)]
+    for run_id in running:
+        advance(control, run_id)
+
+
 def list_runs(control: ControlPlane, who: Identity, limit: int = 100) -> list[EvalRunOut]:
     """The caller's tenant's runs (every run for the admin), newest first."""
     if not who.can(Scope.JOBS_READ):
         return []
-    query = select(EvalRun.id, EvalRun.state).order_by(EvalRun.created_at.desc(), EvalRun.id).limit(limit)
+    advance_running(control, who)
+    query = select(EvalRun.id).order_by(EvalRun.created_at.desc(), EvalRun.id).limit(limit)
     if not who.all_tenants:
         query = query.where(EvalRun.tenant == who.tenant)
     with control.db.read() as session:
-        rows = [(str(i), str(s)) for i, s in session.execute(query)]
-    for run_id, state in rows:
-        if state == "running":
-            advance(control, run_id)
+        rows = [str(i) for i in session.scalars(query)]
     with control.db.read() as session:
-        return [to_out(session, r, who) for r in (session.get(EvalRun, i) for i, _ in rows) if r is not None]
+        return [to_out(session, r, who) for r in (session.get(EvalRun, i) for i in rows) if r is not None]
