@@ -174,12 +174,18 @@ def test_pass_at_1_programs_run_inside_the_jobs_sandbox(enet: tuple[Net, str]) -
     net.client.register_dataset(
         name="probe", owner="bj-ai", home_site="beijing", path=str(path), classification=GENERAL
     )
-    with Client(net.url, token=net.user("alice", tenant="bj-ai")) as alice:
-        run = alice.start_eval(
-            EvalRunIn(endpoint=endpoint, model="tiny-chat", tasks=[EvalTaskIn(definition=PROBE, dataset="probe")])
-        )
-        net.pump(lambda: alice.eval_run(run.id).state != "running", timeout=120)
-        done = alice.eval_run(run.id)
+    task_file = net.tmp / "probe.yaml"
+    task_file.write_text(json.dumps(PROBE))  # JSON is YAML
+    token = net.user("alice", tenant="bj-ai")
+    args = ["eval", "run", "--model", f"openai:{endpoint}#tiny-chat", "--tasks", "sandbox-probe=probe"]
+    submitted = CliRunner().invoke(
+        app, [*args, "--task-file", str(task_file), "--json", "--server", net.url, "--token", token]
+    )
+    assert submitted.exit_code == 0, submitted.output
+    run_id = json.loads(submitted.output)["id"]
+    with Client(net.url, token=token) as alice:
+        net.pump(lambda: alice.eval_run(run_id).state != "running", timeout=120)
+        done = alice.eval_run(run_id)
     assert done.state == "succeeded", done.model_dump_json(indent=1)
     assert done.units[0].metrics == {"pass@1": 1.0}
     assert not any(Path("/usr").glob("suanli-probe-*"))
