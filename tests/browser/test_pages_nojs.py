@@ -83,7 +83,7 @@ def submit(client: httpx.Client, text: str) -> tuple[int, str]:
     return response.status_code, response.headers.get("location", "") or response.text
 
 
-@pytest.mark.parametrize("path", ["/", "/jobs", "/jobs/new", "/nodes", "/usage", "/data"])
+@pytest.mark.parametrize("path", ["/", "/jobs", "/jobs/new", "/nodes", "/usage", "/data", "/evals"])
 def test_pages_need_sign_in(browser: httpx.Client, path: str) -> None:
     response = browser.get(path)
     assert response.status_code == 303
@@ -104,6 +104,7 @@ def test_every_page_reads_without_javascript(browser: httpx.Client, lang: str) -
         "/nodes": ["tj-01", "nx-04"],
         "/usage?tenant=bj-ai": ["bj-ai"],
         "/data": ["datasets-table", "transfers-table", "filings-table"],
+        "/evals": ["leaderboard"],
     }
     for path, expected in pages.items():
         response = browser.get(path)

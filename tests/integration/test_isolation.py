@@ -22,6 +22,7 @@ import httpx
 import pytest
 from fastapi.routing import APIRoute
 
+from suanli.core.evaluation import synthetic
 from suanli.server.app import create_app
 from suanli.store.models import ApiToken
 from tests.integration.conftest import Net, start_net
@@ -133,6 +134,8 @@ def matrix(w: World) -> list[Row]:
     owned_read = {"alice": 200, "eve": 404, "ops": 403, "aud": 200, "admin": 200}
     owned_write = {"alice": OK, "eve": 404, "ops": 403, "aud": 403, "admin": OK}
     admin_only = {"alice": 403, "eve": 403, "ops": 403, "aud": 403, "admin": OK}
+    run = {"endpoint": "http://127.0.0.1:9/v1", "model": "m", "tasks": [{"dataset": ds}]}
+    bench = {"dataset": ds, "definition": synthetic.TASK}
     return [
         ("POST", "/api/v1/jobs", spec, _all(0, **members)),
         ("GET", "/api/v1/jobs", None, _all(200, ops=403, aud=403)),
@@ -202,6 +205,12 @@ def matrix(w: World) -> list[Row]:
         ("POST", f"/api/v1/filings/{f}/submit", None, _all(0, **owned_write)),
         ("POST", f"/api/v1/filings/{f}/approve", {"note": "ok"}, _all(403, aud=OK)),
         ("POST", f"/api/v1/filings/{f}/reject", {"note": "no"}, _all(403, aud=OK)),
+        ("POST", "/api/v1/evals", run, _all(0, alice=OK, eve=OK, ops=403, aud=403, admin=OK)),
+        ("GET", "/api/v1/evals", None, _all(200)),
+        ("GET", "/api/v1/evals/nope", None, _all(404)),
+        ("GET", "/api/v1/evals/leaderboard", None, _all(200)),
+        ("POST", "/api/v1/evals/benchmarks", bench, _all(0, alice=201, eve=404, ops=403, aud=403, admin=OK)),
+        ("GET", "/api/v1/evals/benchmarks", None, _all(200, ops=403, aud=403)),
         ("GET", "/api/v1/ledger/key", None, _all(200)),
         ("GET", "/api/v1/ledger/checkpoints", None, _all(200)),
         ("GET", "/api/v1/ledger/checkpoints/latest", None, _all(200)),
@@ -243,6 +252,7 @@ def _template(path: str, w: World) -> str:
         (w.spare_token, "{token_id}"),
     ):
         path = path.replace(value, name)
+    path = path.replace("/evals/nope", "/evals/{run_id}")
     path = path.replace("/bj-01/", "/{name}/").replace("/sg-01/", "/{name}/").replace("/victim/", "/{name}/")
     return path.replace("/invoices/bj-ai/2026-01", "/invoices/{tenant}/{month}").replace(
         "/exporters/bj-ai", "/exporters/{tenant}"
@@ -308,6 +318,9 @@ def test_listings_never_leak_another_tenants_objects(world: World) -> None:
         "/api/v1/datasets?owner=bj-ai",
         "/api/v1/transfers",
         "/api/v1/filings",
+        "/api/v1/evals",
+        "/api/v1/evals/benchmarks",
+        "/api/v1/evals/leaderboard",
     ):
         r = world.call("eve", "GET", path)
         assert r.status_code == 200, (path, r.text)

@@ -2,40 +2,22 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import threading
 from collections.abc import Iterator
-from pathlib import Path
-from types import ModuleType
 
 import httpx
 import pytest
 
-SERVER = Path(__file__).resolve().parents[2] / "examples" / "serve" / "llm_server.py"
+from tests.llm_support import llm_module, running
 
-
-def _module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("llm_server", SERVER)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-llm = _module()
+llm = llm_module()
 
 
 @pytest.fixture(scope="module")
 def base() -> Iterator[str]:
-    server = llm.serve(0, "tiny-chat", replica="r1")
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with running("tiny-chat", replica="r1") as url:
+        yield url
 
 
 def test_same_prompt_same_answer_and_exact_usage(base: str) -> None:

@@ -12,6 +12,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -95,6 +96,9 @@ class ControlPlane:
         self.admin_token_written: Path | None = None
         self._last_used_flush = 0.0
         self._last_sweep = time.monotonic()  # the first sweep comes an interval after start
+        #: Work the leader's loop does every so often beside scheduling, registered by layers that
+        #: build on this one (evaluations moving on): [interval in seconds, last run, the work].
+        self._periodic: list[tuple[float, list[float], Callable[[], object]]] = []
         self._last_stage = float("-inf")
         #: The reasons the last weighing of copies gave waiting jobs (kept between weighings).
         self._stage_reasons: dict[str, str] = {}
@@ -327,6 +331,10 @@ class ControlPlane:
             self.capacity_changed()  # jobs waiting for the cancelled ones are decided by a full pass
         return TickResult(result.placed, result.waiting, len(lost_sites))
 
+    def every(self, seconds: float, work: Callable[[], object]) -> None:
+        """Run ``work`` from the scheduler loop about every ``seconds`` while this replica leads."""
+        self._periodic.append((seconds, [float("-inf")], work))
+
     def sweep_blobs(self) -> blobs.Swept:
         """Delete the workdirs and checkpoints nothing needs any more (``app/blobs.py``)."""
         retention = timedelta(seconds=self.settings.blob_retention_s)
@@ -413,6 +421,10 @@ class ControlPlane:
                     self._last_sweep = started
                     self.sweep_blobs()
                     self.sweep_idempotency_keys()
+                for every, last, work in self._periodic:
+                    if started - last[0] >= every:
+                        last[0] = started
+                        work()
             except Exception:  # the loop must outlive one bad pass; the error is logged in full
                 log.exception("scheduler pass failed")
             # Coalesce bursts of kicks (hundreds of submissions a second) into fewer passes, and

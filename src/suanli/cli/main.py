@@ -209,6 +209,13 @@ LazyGroup.register(
         group=True,
     ),
     LazyCommand(
+        "eval",
+        "suanli.cli.evals:app",
+        "Data",
+        "Evaluate models on benchmarks: run, list, show, compare.",
+        group=True,
+    ),
+    LazyCommand(
         "ledger",
         "suanli.cli.ledger:app",
         "Data",

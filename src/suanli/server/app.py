@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import suanli
+from suanli.app import evals as evals_app
 from suanli.app.agentdesk import site_token_valid
 from suanli.app.control import ControlPlane
 from suanli.app.errors import InsufficientStorage, ServiceError, is_disk_full, is_nul_in_text
@@ -25,6 +26,7 @@ from suanli.server.metrics import SuanliCollector
 from suanli.server.routers import (
     agents,
     datasets,
+    evals,
     federated,
     filings,
     identities,
@@ -97,6 +99,7 @@ def create_app(control: ControlPlane, *, background: bool = False) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if background:
+            control.every(evals_app.ADVANCE_EVERY_S, partial(evals_app.advance_all, control))
             control.start()
         try:
             yield
@@ -126,6 +129,7 @@ def create_app(control: ControlPlane, *, background: bool = False) -> FastAPI:
         ledger.router,
         privacy.router,
         federated.router,
+        evals.router,
     ):
         app.include_router(router, responses=PROBLEM_RESPONSES)
 

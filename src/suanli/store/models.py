@@ -647,3 +647,73 @@ class LedgerCosignature(Base):
     key_id: Mapped[str] = mapped_column(String(8), primary_key=True)
     signature: Mapped[str] = mapped_column(String(128))
     received_at: Mapped[datetime]
+
+
+class EvalRun(Base):
+    """One ``suanli eval run``: a model, its tasks, and how they are split (``app/evals.py``)."""
+
+    __tablename__ = "eval_runs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64), index=True)
+    submitted_by: Mapped[str] = mapped_column(String(128))
+    #: The OpenAI-compatible base URL and the model name it serves; the version the tenant names.
+    endpoint: Mapped[str] = mapped_column(String(512))
+    model: Mapped[str] = mapped_column(String(255))
+    model_version: Mapped[str] = mapped_column(String(128), default="")
+    seed: Mapped[int] = mapped_column(Integer)
+    limit: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    shards: Mapped[int] = mapped_column(Integer)
+    harness_version: Mapped[str] = mapped_column(String(16))
+    #: SHA-256 of the harness files shipped into the jobs (``evaljob.bundle.digest``).
+    harness_digest: Mapped[str] = mapped_column(String(64))
+    #: running | succeeded | failed
+    state: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class EvalUnit(Base):
+    """One task of an eval run: its shard jobs, its combine job, and its scores once combined."""
+
+    __tablename__ = "eval_units"
+
+    run_id: Mapped[str] = mapped_column(String(32), ForeignKey("eval_runs.id"), primary_key=True)
+    #: Position of the task in the run (names the shard outputs: ``ev-<run>-<index>-s<k>``).
+    index: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    task: Mapped[str] = mapped_column(String(64), index=True)
+    task_version: Mapped[str] = mapped_column(String(32))
+    task_digest: Mapped[str] = mapped_column(String(64))
+    #: The task definition (``TaskSpec.to_dict``) and the benchmark dataset it reads.
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    dataset: Mapped[str] = mapped_column(String(64))
+    #: Job ids of the shards, in shard order; the combine job's once submitted.
+    shard_jobs: Mapped[list[Any]] = mapped_column(JSON)
+    combine_job: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    #: running | combining | succeeded | failed
+    state: Mapped[str] = mapped_column(String(16))
+    #: What the combine step printed: metrics, samples and the run identity (data digest …).
+    scores: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    message: Mapped[str] = mapped_column(Text, default="")
+    #: The tenant whose jobs score this task: the run's, or a hidden benchmark's owner.
+    runs_as: Mapped[str] = mapped_column(String(64))
+    #: A hidden benchmark: its jobs, logs and results are its owner's; the run's tenant sees scores.
+    hidden: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: The ledger entry (``eval.score``) that records the scores, once combined.
+    ledger_index: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class EvalBenchmark(Base):
+    """A dataset registered as a benchmark: the task definition it is graded with, and whether
+    the tenants evaluated on it may read it (``hidden``: they may not, ``app/evalbenchmarks.py``)."""
+
+    __tablename__ = "eval_benchmarks"
+
+    dataset: Mapped[str] = mapped_column(String(64), ForeignKey("datasets.name"), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64), index=True)
+    task: Mapped[str] = mapped_column(String(64))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    hidden: Mapped[bool] = mapped_column(Boolean)
+    #: Model endpoints (URL prefixes) a hidden benchmark's questions may be sent to.
+    allowed_endpoints: Mapped[list[Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime]

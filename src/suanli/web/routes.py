@@ -15,7 +15,7 @@ import yaml
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
-from suanli.app import dashboard, network, overview
+from suanli.app import dashboard, evalboard, network, overview
 from suanli.app.control import ControlPlane
 from suanli.app.errors import ServiceError
 from suanli.app.follow import open_logs
@@ -365,3 +365,13 @@ def usage_page(
 @page("/data", "nav.data")
 def data_page(request: Request, control: Control, identity: User) -> HTMLResponse:
     return render(request, "data.html", identity, view=dashboard.data_view(control, identity))
+
+
+# -- evaluations: the leaderboard ---------------------------------------------------------------------
+
+
+@page("/evals", "nav.evals")
+def evals_page(request: Request, control: Control, identity: User, tasks: str = "") -> HTMLResponse:
+    wanted = [t.strip() for t in tasks.split(",") if t.strip()] or None
+    board = evalboard.leaderboard(control, identity, wanted)
+    return render(request, "evals.html", identity, board=board, tasks=tasks)

@@ -15,7 +15,7 @@ from alembic import op
 import suanli.store.models
 
 revision = "0024"
-down_revision = "0017"
+down_revision = "0021"
 branch_labels = None
 depends_on = None
 
