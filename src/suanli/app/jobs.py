@@ -22,6 +22,7 @@ from suanli.core.api import AttemptOut, JobOut, NodeAssignmentOut
 from suanli.core.errors import SpecError
 from suanli.core.identity import Identity, Role, Scope
 from suanli.core.lifecycle import CANCELLED_BY_USER
+from suanli.core.logview import LogView
 from suanli.core.policy import RuleSet
 from suanli.core.scheduler import SiteState, never_fits
 from suanli.core.spec import JobSpec, job_spec_from_data
@@ -364,17 +365,28 @@ def cancel(session: Session, job: Job, now: datetime, reason: str = CANCELLED_BY
     return apply_change(job, current, change).stop_ordered
 
 
-def last_log_chunks(session: Session, job: Job, limit: int) -> list[LogChunkRow]:
-    """The job's newest ``limit`` log chunks, oldest first."""
-    query = select(LogChunkRow).where(LogChunkRow.job_seq == job.seq).order_by(LogChunkRow.id.desc()).limit(limit)
+def last_log_chunks(session: Session, job: Job, limit: int, view: LogView = LogView()) -> list[LogChunkRow]:
+    """The job's newest ``limit`` log chunks that ``view`` shows, oldest first."""
+    query = select(LogChunkRow).where(*_chunk_filter(job, view)).order_by(LogChunkRow.id.desc()).limit(limit)
     return list(reversed(list(session.scalars(query))))
 
 
-def log_chunks_after(session: Session, job: Job, after_id: int, limit: int = 500) -> list[LogChunkRow]:
+def log_chunks_after(
+    session: Session, job: Job, after_id: int, limit: int = 500, view: LogView = LogView()
+) -> list[LogChunkRow]:
     query = (
         select(LogChunkRow)
-        .where(LogChunkRow.job_seq == job.seq, LogChunkRow.id > after_id)
+        .where(*_chunk_filter(job, view), LogChunkRow.id > after_id)
         .order_by(LogChunkRow.id)
         .limit(limit)
     )
     return list(session.scalars(query))
+
+
+def _chunk_filter(job: Job, view: LogView) -> list[ColumnElement[bool]]:
+    where = [LogChunkRow.job_seq == job.seq]
+    if view.since is not None:
+        where.append(LogChunkRow.created_at >= view.since)
+    if view.rank is not None:
+        where.append(LogChunkRow.rank == view.rank)
+    return where

@@ -134,18 +134,38 @@ def logs(
             "--tail", "-n", min=1, metavar="N", help="Only the last N lines (then follow, with -f).", show_default=False
         ),
     ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            metavar="WHEN",
+            help="Only output received since WHEN: a duration back (10m, 2h, 1d) or a time "
+            "(2026-12-03T06:40:00, UTC unless it gives an offset such as +08:00).",
+            show_default=False,
+        ),
+    ] = None,
+    rank: Annotated[
+        int | None,
+        typer.Option(
+            "--rank", min=0, metavar="R", help="Only node rank R's output (multi-node jobs).", show_default=False
+        ),
+    ] = None,
+    timestamps: Annotated[
+        bool, typer.Option("--timestamps", "-t", help="Prefix each line with when the server received it (UTC).")
+    ] = False,
     server: ServerOption = None,
     token: TokenOption = None,
 ) -> None:
     """Print a job's output.
 
-    A job that has not started says why it waits (on stderr)."""
+    A job that has not started says why it waits (on stderr). --since, --rank and --tail
+    combine: the last N lines of that rank since then."""
     with open_client(ctx, server, token) as client:
         job = client.job(job_id)
         if job.state == JobState.PENDING:
             waiting = f"{job.id} is pending: {job.reason or QUEUED_REASON}"
             note(waiting + ("; its output follows once it starts" if follow else "; no output yet"))
-        for text in client.logs(job_id, follow=follow, tail=tail):
+        for text in client.logs(job_id, follow=follow, tail=tail, since=since, rank=rank, timestamps=timestamps):
             typer.echo(text, nl=False)
 
 

@@ -235,12 +235,29 @@ class Client:
         """Why the job runs where it does, or waits: its reason and every site's verdict."""
         return self._get(f"/api/v1/jobs/{job_id}/explain", ExplainOut)
 
-    def logs(self, job_id: str, *, follow: bool = False, tail: int | None = None) -> Iterator[str]:
-        """Yield the job's output as text (``tail``: only its last N lines), as it arrives when
-        ``follow`` is set."""
+    def logs(
+        self,
+        job_id: str,
+        *,
+        follow: bool = False,
+        tail: int | None = None,
+        since: str | None = None,
+        rank: int | None = None,
+        timestamps: bool = False,
+    ) -> Iterator[str]:
+        """Yield the job's output as text, as it arrives when ``follow`` is set. ``tail``: only its
+        last N lines; ``since``: only what the server received since then (``10m``, ``2h``, or a
+        time, UTC unless it gives an offset); ``rank``: only that node's; ``timestamps``: each
+        line prefixed with when the server received it."""
         params = {"follow": "true" if follow else "false"}
         if tail is not None:
             params["tail"] = str(tail)
+        if since is not None:
+            params["since"] = since
+        if rank is not None:
+            params["rank"] = str(rank)
+        if timestamps:
+            params["timestamps"] = "true"
         try:
             with self._http.stream("GET", f"/api/v1/jobs/{job_id}/logs", params=params, timeout=None) as response:
                 if response.status_code >= 400:

@@ -135,16 +135,24 @@ async def logs(
     who: Caller,
     follow: bool = False,
     tail: Annotated[int | None, Query(ge=1, le=1_000_000, description="Only the last N lines (then follow)")] = None,
+    since: Annotated[
+        str | None,
+        Query(max_length=64, description="Only output received since: a duration back (10m, 2h) or a time (UTC)"),
+    ] = None,
+    rank: Annotated[int | None, Query(ge=0, le=MAX_ROW_ID, description="Only this node rank's output")] = None,
+    timestamps: Annotated[bool, Query(description="Prefix each line with when it was received (UTC)")] = False,
 ) -> StreamingResponse:
-    """The job's output, all attempts in order (``tail``: its last N lines); with ``follow`` the
-    stream stays open until the job ends. Lines of multi-node jobs are prefixed with their node
-    rank. A tenant may follow ``max_follows_per_tenant`` streams at once (429 with Retry-After
-    beyond)."""
+    """The job's output, all attempts in order (``tail``: its last N lines; ``since``, ``rank``:
+    only what arrived since then, only that node's); with ``follow`` the stream stays open until
+    the job ends. Lines of multi-node jobs are prefixed with their node rank, and with
+    ``timestamps`` with the instant the front desk received them. A tenant may follow
+    ``max_follows_per_tenant`` streams at once (429 with Retry-After beyond)."""
+    view = logtail.log_view(control, since, rank, timestamps)
     if tail is None:
-        stream = await open_logs(control, who, job_id, follow=follow)
+        stream = await open_logs(control, who, job_id, follow=follow, view=view)
     else:
-        text, last = await run_in_threadpool(logtail.tail_of, control, who, job_id, tail)
-        stream = logtail_stream(text, await open_logs(control, who, job_id, last, follow=follow))
+        text, last = await run_in_threadpool(logtail.tail_of, control, who, job_id, tail, view)
+        stream = logtail_stream(text, await open_logs(control, who, job_id, last, follow=follow, view=view))
     return FollowResponse(stream, headers={"Cache-Control": "no-store"})
 
 
