@@ -207,6 +207,7 @@ def checked_values(
         "id": new_job_id(),
         "name": spec.display_name,
         "tenant": tenant or default_tenant(session),
+        "user": who.name if who is not None else None,
         "state": JobState.PENDING.value,
         "reason": QUEUED_REASON,
         "priority": spec.priority.value,
@@ -250,6 +251,8 @@ class JobFilter:
     #: The start of the job's name: names need not be unique, and ``llama`` finds ``llama-ft-2``
     #: as well as ``llama`` itself.
     name: str | None = None
+    #: The user who submitted it.
+    user: str | None = None
 
 
 def filter_jobs(query: Select[Any], who: Identity, f: JobFilter) -> Select[Any]:
@@ -271,6 +274,8 @@ def job_conditions(job: Any, who: Identity, f: JobFilter) -> list[ColumnElement[
         conditions.append(job.site == f.site)
     if f.name:
         conditions.append(job.name.startswith(f.name, autoescape=True))
+    if f.user:
+        conditions.append(job.user == f.user)
     return conditions
 
 
@@ -312,6 +317,7 @@ def to_out(job: Job, attempts: Sequence[Attempt], *, with_spec: bool = True) -> 
         id=job.id,
         name=job.name,
         tenant=job.tenant,
+        user=job.user,
         state=JobState(job.state),
         reason=job.reason,
         site=job.site,

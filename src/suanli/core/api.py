@@ -102,6 +102,8 @@ class JobOut(BaseModel):
     id: str
     name: str
     tenant: str
+    #: Who submitted it (None for jobs submitted before users were recorded).
+    user: str | None = None
     state: JobState
     #: Why it is not running now, in words; empty once it runs.
     reason: str = ""

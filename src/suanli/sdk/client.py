@@ -201,17 +201,17 @@ class Client:
         state: str | None = None,
         site: str | None = None,
         name: str | None = None,
+        tenant: str | None = None,
+        user: str | None = None,
         limit: int = 100,
         cursor: str | None = None,
         fold: bool = False,
     ) -> Page[JobOut]:
         """A page of jobs, newest first; ``fold``: each job array as one entry (its tasks,
-        ``ID_INDEX``, counted by state in ``array``) rather than one per task."""
-        params = {
-            k: v
-            for k, v in {"state": state, "site": site, "name": name, "limit": limit, "cursor": cursor}.items()
-            if v is not None
-        }
+        ``ID_INDEX``, counted by state in ``array``) rather than one per task. ``tenant`` and
+        ``user`` narrow it to that tenant's jobs, that user's submissions."""
+        given = {"state": state, "site": site, "name": name, "tenant": tenant, "user": user}
+        params = {k: v for k, v in {**given, "limit": limit, "cursor": cursor}.items() if v is not None}
         if fold:
             params["fold"] = "true"
         return self._get("/api/v1/jobs", Page[JobOut], params=params)

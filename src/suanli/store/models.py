@@ -160,6 +160,8 @@ class Job(Base):
     id: Mapped[str] = mapped_column(String(32), unique=True)
     name: Mapped[str] = mapped_column(String(64), index=True)
     tenant: Mapped[str] = mapped_column(String(64), index=True, default="default")
+    #: The user who submitted it (None: submitted before users were recorded, or by the network).
+    user: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     state: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str] = mapped_column(Text, default="")
     priority: Mapped[str] = mapped_column(String(8), default="normal")

@@ -88,6 +88,8 @@ def list_jobs(
     state: Annotated[list[str] | None, Query(description="Filter by state; repeat or comma-separate")] = None,
     site: str | None = None,
     name: str | None = None,
+    tenant: Annotated[str | None, Query(description="Only this tenant's jobs (within what the caller sees)")] = None,
+    user: Annotated[str | None, Query(description="Only jobs this user submitted")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: str | None = None,
     fold: Annotated[
@@ -104,7 +106,7 @@ def list_jobs(
         after = -1
     if after is not None and not 0 <= after <= MAX_ROW_ID:
         raise Unprocessable("cursor must be the next_cursor of a previous page")
-    wanted = service.JobFilter(states=states, site=site, name=name)
+    wanted = service.JobFilter(states=states, tenant=tenant, site=site, name=name, user=user)
     listing = arrayrequests.list_folded if fold else jobrequests.list_jobs
     items, nxt = listing(control, who, wanted, limit=limit, cursor=after)
     return Page[JobOut](items=items, next_cursor=str(nxt) if nxt is not None else None)
