@@ -12,8 +12,10 @@ from suanli.app import arrays, budgets, idempotency, jobs, metering, workdirs
 from suanli.app.control import ControlPlane
 from suanli.app.errors import Unprocessable
 from suanli.app.explain import explain_job
-from suanli.core.api import ExplainOut, JobOut, JobSubmit
+from suanli.app.secrets import open_secrets
+from suanli.core.api import ExplainOut, JobOut, JobRerun, JobSubmit
 from suanli.core.identity import Identity
+from suanli.core.overrides import apply_overrides
 from suanli.core.scheduler import PendingJob
 from suanli.core.spec import JobSpec
 
@@ -138,6 +140,23 @@ def prepare_submit(control: ControlPlane, who: Identity, body: JobSubmit, key: s
     spec = jobs.validate_spec(body.spec)
     jobs.check_fits(spec, control.capacity())
     return Submission(control, who, body, spec, tenant, key)
+
+
+def prepare_rerun(control: ControlPlane, who: Identity, job_id: str, body: JobRerun) -> Submission:
+    """A new submission of a job the caller may see: its stored spec with its secrets opened,
+    ``body.overrides`` applied, its workdir (or ``body``'s), for its tenant; then checked as
+    any submission is (:func:`prepare_submit`)."""
+    with control.db.read() as session:
+        job = jobs.get_job(session, job_id, who)
+        data = dict(job.spec)
+        secrets = open_secrets(job.secrets_enc, control.secrets)
+        digest = body.workdir_digest or job.workdir_digest
+        tenant = job.tenant
+    if secrets:
+        data["secrets"] = secrets
+    data.pop("array", None)  # a task of an array runs again as one job
+    spec = apply_overrides(data, body.overrides)
+    return prepare_submit(control, who, JobSubmit(spec=spec, workdir_digest=digest, tenant=tenant), None)
 
 
 def check_budget(session: Session, control: ControlPlane, spec: JobSpec, tenant: str | None) -> None:

@@ -67,6 +67,13 @@ LazyGroup.register(
         "Submit a job spec; its workdir (relative to the spec file) is uploaded with it.",
     ),
     LazyCommand(
+        "rerun",
+        "suanli.cli.jobs:rerun",
+        "Jobs",
+        "Submit a job again as a new job: its stored spec, secrets and workdir, with any of\n"
+        "--gpus, --env, --time, --priority, --workdir, --region, --name over them.",
+    ),
+    LazyCommand(
         "jobs",
         "suanli.cli.views:jobs",
         "Jobs",

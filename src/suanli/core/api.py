@@ -8,6 +8,7 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import AfterValidator, BaseModel, Field
 
+from suanli.core.overrides import Overrides
 from suanli.core.resources import MAX_DURATION_S, MAX_PRICE_CNY_PER_HOUR
 from suanli.core.states import AttemptState, JobState
 
@@ -63,6 +64,15 @@ class JobSubmit(BaseModel):
     #: Digest returned by ``POST /api/v1/workdirs``.
     workdir_digest: str | None = None
     tenant: str | None = None
+
+
+class JobRerun(BaseModel):
+    """``POST /api/v1/jobs/{id}/rerun``: submit the job's stored spec again (its workdir and
+    secrets too), with ``overrides`` applied (flag over file)."""
+
+    overrides: Overrides = Field(default_factory=Overrides)
+    #: A new workdir (``POST /api/v1/workdirs``); None reuses the job's.
+    workdir_digest: str | None = Field(default=None, max_length=64)
 
 
 class NodeAssignmentOut(BaseModel):

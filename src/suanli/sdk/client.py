@@ -20,6 +20,7 @@ from suanli.core.api import (
     ExplainOut,
     InvoiceOut,
     JobOut,
+    JobRerun,
     JobSubmit,
     NodeOut,
     Page,
@@ -38,6 +39,7 @@ from suanli.core.api import (
     WorkdirOut,
 )
 from suanli.core.api_dryrun import DryRunOut
+from suanli.core.overrides import Overrides
 from suanli.core.protocol import (
     CheckpointReceipt,
     HeartbeatRequest,
@@ -172,6 +174,23 @@ class Client:
                     return JobOut.model_validate_json(response.content)
             self._sleep(self.retry_backoff_s * 2**attempt)
             attempt += 1
+
+    def rerun(
+        self,
+        job_id: str,
+        overrides: Overrides | None = None,
+        *,
+        workdir: Path | None = None,
+        progress: ProgressFn | None = None,
+    ) -> JobOut:
+        """Submit a job again as a new job: its stored spec, secrets and workdir (``workdir``: a
+        new one, uploaded first), with ``overrides`` applied (they win over the stored spec)."""
+        digest = self.upload_workdir(workdir, progress).digest if workdir is not None else None
+        body = JobRerun(overrides=overrides or Overrides(), workdir_digest=digest)
+        content = body.model_dump_json(exclude_defaults=True).encode()
+        headers = {"Content-Type": "application/json"}
+        response = self._request("POST", f"/api/v1/jobs/{job_id}/rerun", content=content, headers=headers)
+        return JobOut.model_validate_json(response.content)
 
     def dry_run(self, spec: JobSpec, *, tenant: str | None = None) -> DryRunOut:
         """What submitting ``spec`` now would do (site, start, price, cost, budget left, every

@@ -17,7 +17,7 @@ from suanli.app.control import ControlPlane
 from suanli.app.errors import Unprocessable
 from suanli.app.follow import LogStream, open_logs
 from suanli.app.groupcommit import GroupCommit
-from suanli.core.api import ExplainOut, JobOut, JobSubmit, Page
+from suanli.core.api import ExplainOut, JobOut, JobRerun, JobSubmit, Page
 from suanli.core.api_dryrun import DryRunOut
 from suanli.core.states import JobState
 from suanli.server.deps import MAX_ROW_ID, Caller, Control
@@ -122,6 +122,16 @@ def get_job(job_id: str, control: Control, who: Caller) -> JobOut:
 def explain(job_id: str, control: Control, who: Caller) -> ExplainOut:
     """Why the job runs where it does, or why it waits: per site, what it offers the job."""
     return arrayrequests.explain(control, who, job_id)
+
+
+@router.post("/{job_id}/rerun", response_model=JobOut, status_code=201)
+async def rerun(job_id: str, body: JobRerun, control: Control, who: Caller) -> JobOut:
+    """Submit the job again as a new job: its stored spec, secrets and workdir (or the
+    ``workdir_digest`` given), with ``overrides`` applied; checked and committed as a submission."""
+    service.require_write(who)
+    submission = await run_in_threadpool(jobrequests.prepare_rerun, control, who, job_id, body)
+    out, _ = await run_in_threadpool(submission.write)
+    return out
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut)
