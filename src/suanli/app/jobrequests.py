@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from suanli.app import arrays, budgets, idempotency, jobs, metering, workdirs
+from suanli.app import arrays, budgetbook, budgets, idempotency, jobs, metering, workdirs
 from suanli.app.control import ControlPlane
 from suanli.app.errors import Unprocessable
 from suanli.app.explain import explain_job
@@ -96,8 +96,7 @@ class Submission:
     def make(self, session: Session) -> JobOut:
         """Insert the job in ``session`` (the caller commits), after the checks that need the database."""
         control = self.control
-        if control.scheduler_config.budgets:
-            check_budget(session, control, self.spec, self.tenant)
+        check_budget(session, control, self.spec, self.tenant)
         make = jobs.submit if self.spec.array is None else arrays.submit_array
         return make(
             session,
@@ -162,7 +161,7 @@ def prepare_rerun(control: ControlPlane, who: Identity, job_id: str, body: JobRe
 def check_budget(session: Session, control: ControlPlane, spec: JobSpec, tenant: str | None) -> None:
     """Refuse a job whose own estimate is more than its tenant's whole monthly budget."""
     name = tenant or jobs.default_tenant(session)
-    budget = control.scheduler_config.budgets.get(name)
+    budget = budgetbook.budget_of(session, name)
     if budget is None:
         return
     job = PendingJob(id="new", seq=0, resources=spec.resources, priority=spec.priority, tenant=name)

@@ -150,9 +150,10 @@ LazyGroup.register(
     ),
     LazyCommand(
         "budget",
-        "suanli.cli.usage:budget",
+        "suanli.cli.budgets:app",
         "Usage and bills",
         "Each tenant's monthly budget and this month's spend; past 80 % it is a warning.",
+        group=True,
     ),
     LazyCommand(
         "tariff",

@@ -284,6 +284,23 @@ class BudgetOut(BaseModel):
     state: str
 
 
+class BudgetIn(BaseModel):
+    """``PUT /api/v1/budgets/{tenant}``: the monthly budget, CNY as a decimal string (``"2000"``,
+    ``"1999.50"``); null removes it."""
+
+    budget_cny: str | None = Field(max_length=32)
+
+
+class BudgetChangeOut(BaseModel):
+    """One change of a tenant's budget: what it became (None: removed), who set it, when."""
+
+    tenant: str
+    budget_cny: str | None
+    #: A user's name, or ``network file``.
+    set_by: str
+    set_at: datetime
+
+
 # -- identities ---------------------------------------------------------------------------
 
 

@@ -16,6 +16,8 @@ import httpx
 from pydantic import BaseModel, TypeAdapter
 
 from suanli.core.api import (
+    BudgetChangeOut,
+    BudgetIn,
     BudgetOut,
     ExplainOut,
     InvoiceOut,
@@ -353,7 +355,18 @@ class Client:
         return TariffVersionOut.model_validate_json(self._request("POST", "/api/v1/tariffs", json=body).content)
 
     def budgets(self) -> list[BudgetOut]:
+        """Each tenant's monthly budget and this month's spend (a member: its own)."""
         return _list_of(BudgetOut, self._request("GET", "/api/v1/budgets"))
+
+    def set_budget(self, tenant: str, budget_cny: str | None) -> BudgetChangeOut:
+        """Set a tenant's monthly budget, CNY (``None`` removes it); the admin only."""
+        body = BudgetIn(budget_cny=budget_cny).model_dump()
+        return BudgetChangeOut.model_validate_json(self._request("PUT", f"/api/v1/budgets/{tenant}", json=body).content)
+
+    def budget_history(self, tenant: str | None = None) -> list[BudgetChangeOut]:
+        """Every budget change the caller may see, oldest first."""
+        params = {"tenant": tenant} if tenant else {}
+        return _list_of(BudgetChangeOut, self._request("GET", "/api/v1/budgets/history", params=params))
 
     # -- identities -----------------------------------------------------------------------
     def whoami(self) -> WhoAmIOut:

@@ -317,6 +317,22 @@ class TariffVersion(Base):
     created_by: Mapped[str] = mapped_column(String(64), default="network file")
 
 
+class BudgetVersion(Base):
+    """A tenant's monthly budget from ``set_at`` on (None: no budget), and who set it (a user,
+    or ``network file``). Never updated: the newest row per tenant is the budget in force, and
+    the rows are the audit trail of every change."""
+
+    __tablename__ = "budget_versions"
+    __table_args__ = (Index("ix_budget_versions_tenant_id", "tenant", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    #: CNY as a decimal string; None: the budget was removed.
+    budget_cny: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    set_by: Mapped[str] = mapped_column(String(64))
+    set_at: Mapped[datetime]
+
+
 class UsageRecord(Base):
     """Metered consumption of one attempt over one interval, priced when recorded.
     Money is integer micro-yuan (1e-6 CNY): exact on every database. Whether a record is
