@@ -45,8 +45,8 @@ def root(
 ) -> None:
     """suanli (算力): submit GPU work to a compute-power network and follow it.
 
-    The server is --server, else $SUANLI_SERVER, else http://127.0.0.1:8731; every command
-    also takes --server and --token after its name.
+    The server is --server, else $SUANLI_SERVER, else the config file ('suanli config'), else
+    http://127.0.0.1:8731; every command also takes --server and --token after its name.
     """
     state = state_of(ctx)
     state.server = server or state.server
@@ -168,6 +168,13 @@ LazyGroup.register(
         "Identity",
         "Check an API token against the server and remember it for that server\n"
         "($SUANLI_HOME/credentials.json, mode 0600). Without --token it asks for it.",
+    ),
+    LazyCommand(
+        "config",
+        "suanli.cli.config:app",
+        "Identity",
+        "The CLI's default server and token ($SUANLI_HOME/config.json): show, set, unset.",
+        group=True,
     ),
     LazyCommand(
         "logout",
