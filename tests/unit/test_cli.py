@@ -5,8 +5,10 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+import time
 from datetime import timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -410,3 +412,24 @@ def test_jobs_watch_lists_again_until_ctrl_c(harness: Harness, monkeypatch: pyte
     assert result.stdout.count("Every 5s: suanli jobs") == 2  # listed, paused, listed, Ctrl-C
     assert sum(line.split() == ["ID", "STATE"] for line in result.stdout.splitlines()) == 2
     assert harness.run("jobs", "--watch", "--json").exit_code == 2
+
+
+def test_status_times_carry_their_zone(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "Asia/Shanghai")
+    time.tzset()
+    try:
+        result = harness.run("status", "j-run")
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    assert result.exit_code == 0, result.output
+    submitted = next(line for line in result.stdout.splitlines() if "Submitted" in line)
+    assert submitted.split()[1:4] == [
+        *(NOW - timedelta(minutes=3, seconds=10))
+        .astimezone(ZoneInfo("Asia/Shanghai"))
+        .strftime("%Y-%m-%d %H:%M:%S")
+        .split(),
+        "+08:00",
+    ]
+    started = next(line for line in result.stdout.splitlines() if line.lstrip().startswith("1 "))
+    assert "+08:00" in started  # the attempt's STARTED too

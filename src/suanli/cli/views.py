@@ -221,8 +221,8 @@ def _attempt_row(attempt: AttemptOut) -> tuple[str | Text, ...]:
         attempt.site,
         state_text(attempt.state),
         nodes,
-        local_time(attempt.started_at),
-        local_time(attempt.ended_at),
+        local_time(attempt.started_at, zone=True),
+        local_time(attempt.ended_at, zone=True),
         DASH if attempt.exit_code is None else str(attempt.exit_code),
         attempt.message,
     )
