@@ -217,7 +217,8 @@ def agent(
     from suanli.agent.nvml_health import NvmlHealth, parse_xids
     from suanli.core.network import NodeDecl
     from suanli.core.resources import parse_accelerator
-    from suanli.sdk import Client, default_server
+    from suanli.sdk import default_server
+    from suanli.sdk.agent import SiteClient
 
     _logging(verbose)
     settings = read_agent_config(config) if config else AgentConfig()
@@ -248,7 +249,7 @@ def agent(
         if watch is not None:
             checks.append(watch)
     the_agent = Agent(
-        Client(server_url or default_server(), token=secret),
+        SiteClient(server_url or default_server(), token=secret),
         site,
         make_backend(backend, root, settings, nodes),
         root,
