@@ -312,7 +312,7 @@ def attempts_of(session: Session, jobs: Sequence[Job]) -> dict[int, list[Attempt
 
 
 def to_out(job: Job, attempts: Sequence[Attempt], *, with_spec: bool = True) -> JobOut:
-    gpus = _gpus(job)
+    gpus = job_gpus(job)
     return JobOut(
         id=job.id,
         name=job.name,
@@ -333,7 +333,7 @@ def to_out(job: Job, attempts: Sequence[Attempt], *, with_spec: bool = True) -> 
     )
 
 
-def _gpus(job: Job) -> str:
+def job_gpus(job: Job) -> str:
     """The GPUs a job asks for, as listings show them: "H100:8", "2×H100:8 | A100:8"."""
     try:
         resources = job_spec(job).resources
