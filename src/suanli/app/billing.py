@@ -4,6 +4,7 @@ and budgets; and a site's new tariff. Each function is one request with its own 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime
 
 from suanli.app import budgetbook, budgets, invoices, metering
@@ -92,7 +93,8 @@ def site_revenue(
 def invoice(control: ControlPlane, who: Identity, tenant: str, month: str) -> invoices.Invoice:
     """A tenant's invoice for a month (Asia/Shanghai), for its members and the admin."""
     with control.db.read() as session:
-        return invoices.build_for(session, who, tenant, month, control.settings.waive_platform_faults)
+        bill = invoices.build_for(session, who, tenant, month, control.settings.waive_platform_faults)
+    return replace(bill, issuer=control.settings.invoice_issuer, issued_at=control.clock.now())
 
 
 def tariff_history(control: ControlPlane, who: Identity, site: str | None = None) -> list[TariffVersionOut]:

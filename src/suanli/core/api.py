@@ -216,6 +216,11 @@ class InvoiceOut(BaseModel):
     lines: list[UsageLineOut]
     total_cny: str
     waived_cny: str
+    #: ``SL-202612-bj-ai``: one per tenant and month, the same on every reprint.
+    number: str = ""
+    #: Who issues it (the operator's ``SUANLI_INVOICE_ISSUER``) and when it was made.
+    issuer: str = ""
+    issued_at: datetime | None = None
 
 
 class TariffVersionOut(BaseModel):
