@@ -333,7 +333,7 @@ def revoke(
 @app.command()
 def check(
     ctx: typer.Context,
-    name: str,
+    name: Annotated[str, typer.Argument(metavar="DATASET", help="The dataset's name.", show_default=False)],
     to: Annotated[str | None, typer.Option("--to", help="Destination site.")] = None,
     kind: Annotated[str, typer.Option("--kind", help="transfer | job_read | download | overseas_access")] = "transfer",
     zone: Annotated[str | None, typer.Option("--zone", help="Requester's zone for download / overseas_access.")] = None,

@@ -49,7 +49,9 @@ def jobs(
     ] = None,
     limit: Annotated[
         int | None,
-        typer.Option("--limit", "-n", min=1, help="Only the newest N of the jobs listed.", show_default=False),
+        typer.Option(
+            "--limit", "-n", min=1, metavar="N", help="Only the newest N of the jobs listed.", show_default=False
+        ),
     ] = None,
     all_jobs: Annotated[bool, typer.Option("--all", "-a", help="Include jobs that finished long ago.")] = False,
     expand: Annotated[
