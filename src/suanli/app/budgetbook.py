@@ -104,6 +104,8 @@ def history(session: Session, who: Identity, tenant: str | None) -> list[BudgetV
     """Every budget change the caller may see (a member: its tenant's), oldest first."""
     require(who, Scope.USAGE_READ)
     scope = tenant_filter(who)
+    if scope is not None and scope != who.tenant:
+        return []  # a role that sees no tenant's money (never a query: PostgreSQL refuses NUL)
     query = select(BudgetVersion).order_by(BudgetVersion.id)
     if scope is not None:
         query = query.where(BudgetVersion.tenant == scope)
