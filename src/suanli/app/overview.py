@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import false, func, or_, select
 
 from suanli.app.access import tenant_filter
 from suanli.app.control import ControlPlane
@@ -149,6 +149,8 @@ def overview(control: ControlPlane, identity: Identity) -> Overview:
 
 def _scoped(query: Any, identity: Identity) -> Any:
     scope = tenant_filter(identity)
+    if scope is not None and scope != identity.tenant:
+        return query.where(false())  # sees no tenant's jobs (PostgreSQL refuses the NUL placeholder)
     return query if scope is None else query.where(Job.tenant == scope)
 
 
