@@ -45,6 +45,7 @@ from suanli.core.network import NodeDecl, parse_network
 from suanli.core.spec import JobSpec
 from suanli.core.states import AttemptState, JobState
 from suanli.sdk import Client
+from suanli.sdk.agent import SiteClient
 from suanli.server.app import create_app
 from suanli.sim.engine import DEFAULT_EPOCH, Simulation
 from suanli.sim.policies import make_policy
@@ -397,7 +398,7 @@ def run_live(trace: Trace, network: str) -> dict[str, Outcome]:
                     backend = GracefulFake(decl.node_decls(), clock)
                     token = control.site_token_path(decl.name).read_text().strip()
                     work = Path(tmp) / "sites" / decl.name
-                    agent = Agent(Client(url, token=token), decl.name, backend, work, agent_id=f"agent-{decl.name}")
+                    agent = Agent(SiteClient(url, token=token), decl.name, backend, work, agent_id=f"agent-{decl.name}")
                     agent.register()
                     agents[decl.name], backends[decl.name] = agent, backend
                 driver = LiveDriver(control, clock, admin, trace, agents, backends)

@@ -16,6 +16,12 @@ LazyGroup.register(
         "The server on 127.0.0.1 and one agent process per site (home: agents/<site>). Ctrl-C stops all it started.",
     ),
     LazyCommand(
+        "down",
+        "suanli.launch.commands:down",
+        _RUN,
+        "Stop the network 'suanli up --detach' started from this home: jobs, agents, server.",
+    ),
+    LazyCommand(
         "server",
         "suanli.launch.commands:server",
         _RUN,

@@ -24,6 +24,7 @@ from suanli.app.settings import Settings
 from suanli.core.clock import ManualClock
 from suanli.core.network import NetworkSpec, parse_network
 from suanli.sdk import Client
+from suanli.sdk.agent import SiteClient
 from suanli.server.app import create_app
 from suanli.web import mount_dashboard
 from tests.db_support import database_url_for_test, drop_database
@@ -76,7 +77,7 @@ class Net:
     def agent(self, site: str, backend: Backend) -> Agent:
         token = self.control.site_token_path(site).read_text().strip()
         work = self.tmp / "sites" / site
-        agent = Agent(Client(self.url, token=token), site, backend, work, agent_id=f"agent-{site}")
+        agent = Agent(SiteClient(self.url, token=token), site, backend, work, agent_id=f"agent-{site}")
         agent.register()
         self.agents[site] = agent
         return agent

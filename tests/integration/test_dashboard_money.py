@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -249,3 +249,26 @@ def test_budget_and_tariff_tables_read_as_amounts_and_dates(net: Net) -> None:
     assert tariffs.exit_code == 0, tariffs.output
     assert "1970" not in tariffs.stdout
     assert "from the start" in tariffs.stdout
+
+
+def test_the_printable_invoice_reads_as_an_invoice(net: Net) -> None:
+    """W15: a number, the issuer, the issue date, the period as Beijing dates, headings in words,
+    quantities in hours; the JSON carries the number, issuer and issue time too."""
+    month = _bill_one_hour(net)
+    page = net.client.invoice_document("bj-ai", month, "html")
+    number = f"SL-{month.replace('-', '')}-bj-ai"
+    assert f'<span data-field="number">{number}</span>' in page
+    assert '<dd data-field="issuer">suanli compute-power network operator</dd>' in page
+    issued = net.clock.now().astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d")
+    assert f'<dd data-field="issued">{issued}</dd>' in page
+    year, mm = (int(x) for x in month.split("-"))
+    last = (date(year + mm // 12, mm % 12 + 1, 1) - timedelta(days=1)).isoformat()
+    assert f'<dd data-field="period">{month}-01 – {last} (month {month}, Beijing time)</dd>' in page
+    assert "<th>GPU-hours</th>" in page
+    assert "cost cny" not in page
+    assert "+00:00" not in page
+    assert not re.search(r">[0-9.]+e-?[0-9]+<", page)
+    assert "<td>1.0000</td>" in page  # one GPU-hour
+    bill = net.client.invoice("bj-ai", month)
+    assert (bill.number, bill.issuer) == (number, "suanli compute-power network operator")
+    assert bill.issued_at == net.clock.now()

@@ -195,3 +195,37 @@ def test_a_finished_job_says_cost_not_cost_so_far(net: Net) -> None:
     assert "<dt>Cost so far</dt>" in pending
     assert "<dt>Cost</dt>" in ended
     assert "Cost so far" not in ended
+
+
+def test_the_network_page_lists_the_waiting_queue_with_reasons(net: Net) -> None:
+    """W11: the overview lists waiting jobs, oldest first, with why each waits (in Chinese on
+    zh pages), scoped to what the viewer may see; no queue, no section."""
+    with dashboard(net) as web:
+        assert 'data-testid="waiting-queue"' not in web.get("/").text
+    net.fake_agent("tianjin-gaocun")
+    big = net.client.submit(parse_job_spec("name: big\nrun: x\nresources: {accelerators: H100:16}\ntime_limit: 1h\n"))
+    net.cycle()
+    net.cycle()
+    assert net.state(big.id) == "RUNNING"
+    first = net.client.submit(parse_job_spec("name: first\nrun: x\nresources: {accelerators: H100:8}\n", "t"))
+    second = net.client.submit(parse_job_spec("name: second\nrun: x\nresources: {accelerators: H100:4}\n", "t"))
+    net.cycle()
+    with dashboard(net) as web:
+        page = web.get("/").text
+    queue = page[page.index('data-testid="waiting-queue"') :]
+    assert queue.index(f'data-job="{first.id}"') < queue.index(f'data-job="{second.id}"')
+    assert "Waiting queue" in queue
+    assert net.client.job(first.id).reason.split(";")[0] in unescape(queue)
+    with _zh(net) as web:
+        zh = web.get("/").text
+    section = _text(zh)[_text(zh).index("排队作业") :]
+    assert second.id in section
+    assert "no site" not in section
+    other = net.user("eve", tenant="rival")
+    with httpx.Client(base_url=net.url, cookies={"suanli_token": other}) as web:
+        assert first.id not in web.get("/").text  # another tenant's queue is not shown
+    operator = net.user("olga", role="operator", sites=["beijing"])
+    with httpx.Client(base_url=net.url, cookies={"suanli_token": operator}) as web:
+        page = web.get("/")  # sees no tenant's jobs: was a 422 on PostgreSQL
+        assert page.status_code == 200, page.text[:300]
+        assert first.id not in page.text

@@ -373,7 +373,14 @@ def test_the_cli_walks_the_whole_story(dnet: DataNet, tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     assert "done" in r.output
     r = cli("filing", "ls")
+    assert r.stdout.splitlines()[0].split() == ["ID", "DATASET", "TO", "ROUTE", "STATE", "EXPIRES"]
     assert filing_id in r.output
+    r = cli("data", "ls")  # every table has a header (issue 22, C10)
+    assert r.stdout.splitlines()[0].split() == ["NAME", "OWNER", "HOME", "LEVEL", "PI", "SPI", "BYTES", "REPLICAS"]
+    assert any(line.split()[:3] == ["clinic", "bj-ai", "beijing"] for line in r.stdout.splitlines())
+    r = cli("data", "transfers")
+    assert r.stdout.splitlines()[0].split() == ["ID", "DATASET", "FROM", "TO", "STATE", "REASON"]
+    assert any("clinic" in line and "singapore" in line for line in r.stdout.splitlines()[2:])
     r = cli("ledger", "verify")
     assert r.exit_code == 0, r.output
     assert "filing.state" in r.output

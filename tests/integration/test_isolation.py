@@ -142,6 +142,7 @@ def matrix(w: World) -> list[Row]:
         ("GET", f"/api/v1/jobs/{job}", None, _all(0, **tenant_job)),
         ("GET", f"/api/v1/jobs/{job}/explain", None, _all(0, **tenant_job)),
         ("GET", f"/api/v1/jobs/{job}/logs", None, _all(0, **tenant_job)),
+        ("POST", f"/api/v1/jobs/{job}/rerun", {}, _all(0, **{**tenant_job, "alice": 201, "admin": 201})),
         ("POST", f"/api/v1/jobs/{job}/cancel", None, _all(0, **tenant_job)),
         ("POST", "/api/v1/workdirs", b"", _all(0, **members)),
         ("GET", "/api/v1/sites", None, _all(200)),
@@ -158,6 +159,8 @@ def matrix(w: World) -> list[Row]:
         ("POST", "/api/v1/tariffs", tariff, _all(403, ops=201, admin=201)),
         ("POST", "/api/v1/tariffs", {**tariff, "site": "singapore"}, _all(403, admin=201)),
         ("GET", "/api/v1/budgets", None, _all(200, aud=403)),
+        ("GET", "/api/v1/budgets/history", None, _all(200, aud=403)),
+        ("PUT", "/api/v1/budgets/bj-ai", {"budget_cny": "100000"}, _all(403, admin=200)),
         ("GET", "/api/v1/whoami", None, _all(200)),
         ("POST", "/api/v1/tokens", {"name": "x"}, _all(201)),
         ("GET", "/api/v1/tokens", None, _all(200)),
@@ -254,8 +257,10 @@ def _template(path: str, w: World) -> str:
         path = path.replace(value, name)
     path = path.replace("/evals/nope", "/evals/{run_id}")
     path = path.replace("/bj-01/", "/{name}/").replace("/sg-01/", "/{name}/").replace("/victim/", "/{name}/")
-    return path.replace("/invoices/bj-ai/2026-01", "/invoices/{tenant}/{month}").replace(
-        "/exporters/bj-ai", "/exporters/{tenant}"
+    return (
+        path.replace("/invoices/bj-ai/2026-01", "/invoices/{tenant}/{month}")
+        .replace("/exporters/bj-ai", "/exporters/{tenant}")
+        .replace("/budgets/bj-ai", "/budgets/{tenant}")
     )
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from suanli.core.spec import parse_job_spec
+from suanli.sdk import Client
 from tests.integration.conftest import Net, dashboard
 
 NAMES = ["llama", "llama-ft-2", "llama_x", "llamaZx", "alpaca"]
@@ -40,3 +41,25 @@ def test_the_api_and_the_dashboard_agree_on_state_and_site(net: Net) -> None:
         page = pages.get("/jobs", params={"state": "CANCELLED"})
     shown = {i for i in ids.values() if f"/jobs/{i}" in page.text}
     assert api == shown == {ids["alpaca"]}
+
+
+def test_each_job_records_its_submitter_and_lists_by_user(net: Net) -> None:
+    """``JobOut.user`` is the authenticated submitter (arrays' tasks too); ``?user=`` and
+    ``?tenant=`` narrow the list on the server, within what the caller may see."""
+    alice = net.user("alice", tenant="bj-ai")
+    net.user("bob", tenant="bj-ai")
+    carol = net.user("carol", tenant="acme")
+    spec = parse_job_spec("name: mine\nrun: x\n", "test")
+    with Client(net.url, token=alice) as as_alice, Client(net.url, token=carol) as as_carol:
+        one = as_alice.submit(spec)
+        array = as_alice.submit(parse_job_spec("name: many\nrun: x\narray: 0-2\n", "test"))
+        theirs = as_carol.submit(spec)
+        assert one.user == "alice"
+        assert as_alice.job(f"{array.id}_1").user == "alice"
+        assert {j.id for j in as_alice.iter_jobs(user="alice", fold=True)} == {one.id, array.id}
+        assert list(as_alice.iter_jobs(user="carol")) == []  # another tenant's user: nothing to see
+        assert list(as_alice.iter_jobs(user="bob")) == []
+    admin_ids = {j.id for j in net.client.iter_jobs(user="carol")}
+    assert admin_ids == {theirs.id}
+    assert {j.id for j in net.client.iter_jobs(tenant="acme")} == {theirs.id}
+    assert net.client.job(theirs.id).user == "carol"

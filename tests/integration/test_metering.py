@@ -14,7 +14,8 @@ from suanli.core.network import parse_network
 from suanli.core.protocol import AttemptReport, HeartbeatRequest
 from suanli.core.spec import parse_job_spec
 from suanli.core.states import AttemptState
-from suanli.sdk import ApiError, Client
+from suanli.sdk import ApiError
+from suanli.sdk.agent import SiteClient
 from tests.integration.conftest import NETWORK, Net
 
 
@@ -23,7 +24,7 @@ def report(
 ) -> None:
     """What the site's agent says about an attempt, with a chosen elapsed time."""
     client = agent.client
-    assert isinstance(client, Client)
+    assert isinstance(client, SiteClient)
     request = HeartbeatRequest(
         site=site,
         agent_id=agent.agent_id,

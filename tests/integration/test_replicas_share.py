@@ -23,7 +23,7 @@ from suanli.app.serverkeys import KeyMismatch
 from suanli.app.settings import Settings
 from suanli.core.ledger import MerkleTree, sign_checkpoint
 from suanli.core.spec import JobSpec
-from suanli.sdk import Client
+from suanli.sdk.agent import SiteClient
 from suanli.store.models import BlobChunk, LedgerCheckpoint, LedgerEntry
 from tests.db_support import drop_database, fresh_database
 from tests.integration.conftest import start_net
@@ -69,7 +69,7 @@ def test_a_workdir_uploaded_through_one_replica_runs_from_another(tmp_path: Path
                 decl = a.spec.site("beijing")
                 assert decl is not None
                 backend = LocalBackend(site, nodes=decl.node_decls(), kill_grace_s=2.0)
-                agent = Agent(Client(b.url, token=token), "beijing", backend, site, agent_id="agent-b")
+                agent = Agent(SiteClient(b.url, token=token), "beijing", backend, site, agent_id="agent-b")
                 agent.register()
                 b.agents["beijing"] = agent
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+import time
 from datetime import timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -379,3 +381,55 @@ def test_jobs_tenant_and_limit(harness: Harness) -> None:
     ids = [j["id"] for j in json.loads(newest.stdout)]
     assert len(ids) == 2
     assert "j-old" not in ids  # the oldest are left out, the newest kept
+
+
+def test_jobs_user_goes_to_the_server_and_format_picks_columns(harness: Harness) -> None:
+    harness.api.jobs.append(make_job("j-alice", JobState.PENDING, user="alice", reason=WAITING, exit_code=None))
+    result = harness.run("jobs", "--user", "alice", "--format", "id, user,tenant,reason")
+    assert result.exit_code == 0, result.output
+    assert harness.api.requests[0].url.params["user"] == "alice"
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["ID", "USER", "TENANT", "REASON"]
+    assert lines[2].split()[:3] == ["j-alice", "alice", "bj-ai"]
+    assert [j["user"] for j in json.loads(harness.run("jobs", "-u", "alice", "--json").stdout)] == ["alice"]
+    bad = harness.run("jobs", "--format", "id,colour")
+    assert bad.exit_code == 2
+    assert "unknown column 'colour'; columns are id, name, state, user" in " ".join(bad.output.split())
+
+
+def test_jobs_watch_lists_again_until_ctrl_c(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    pauses: list[float] = []
+
+    def pause(seconds: float) -> None:
+        pauses.append(seconds)
+        if len(pauses) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr("suanli.cli.views.sleep", pause)
+    result = harness.run("jobs", "--watch", "--interval", "5", "--format", "id,state")
+    assert result.exit_code == 0, result.output
+    assert pauses == [5.0, 5.0]
+    assert result.stdout.count("Every 5s: suanli jobs") == 2  # listed, paused, listed, Ctrl-C
+    assert sum(line.split() == ["ID", "STATE"] for line in result.stdout.splitlines()) == 2
+    assert harness.run("jobs", "--watch", "--json").exit_code == 2
+
+
+def test_status_times_carry_their_zone(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "Asia/Shanghai")
+    time.tzset()
+    try:
+        result = harness.run("status", "j-run")
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    assert result.exit_code == 0, result.output
+    submitted = next(line for line in result.stdout.splitlines() if "Submitted" in line)
+    assert submitted.split()[1:4] == [
+        *(NOW - timedelta(minutes=3, seconds=10))
+        .astimezone(ZoneInfo("Asia/Shanghai"))
+        .strftime("%Y-%m-%d %H:%M:%S")
+        .split(),
+        "+08:00",
+    ]
+    started = next(line for line in result.stdout.splitlines() if line.lstrip().startswith("1 "))
+    assert "+08:00" in started  # the attempt's STARTED too

@@ -64,3 +64,17 @@ def test_readme_export_example_has_an_overseas_site() -> None:
     assert site is not None
     assert site.zone == Zone.OVERSEAS
     assert "--to singapore" in section
+
+
+def test_every_trace_the_docs_use_says_where_it_comes_from() -> None:
+    """D7: a fresh clone has no ../shared/traces; each trace folder the docs cite has a row in
+    docs/simulator.md's origin table (repository, commit, path, licence)."""
+    cited: set[str] = set()
+    for doc in PAGES:
+        cited |= set(re.findall(r"shared/traces/([a-z0-9-]+)", doc.read_text(encoding="utf-8")))
+    simulator = (REPO / "docs" / "simulator.md").read_text(encoding="utf-8")
+    table = simulator[simulator.index("### Where the traces come from") :]
+    rows = set(re.findall(r"^\| `([a-z0-9-]+)` \| github\.com/[^|]+ commit [0-9a-f]{8}", table, re.M))
+    assert cited
+    assert cited <= rows, f"traces cited without an origin row: {sorted(cited - rows)}"
+    assert "simulator.md#where-the-traces-come-from" in (REPO / "README.md").read_text(encoding="utf-8")

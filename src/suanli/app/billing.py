@@ -3,18 +3,23 @@ and budgets; and a site's new tariff. Each function is one request with its own 
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
 from datetime import datetime
 
-from suanli.app import budgets, invoices, metering
+from suanli.app import budgetbook, budgets, invoices, metering
 from suanli.app.access import require, require_site, tenant_filter
 from suanli.app.control import ControlPlane
 from suanli.app.errors import Unprocessable
 from suanli.app.sites import capacity_view
 from suanli.core import metering as pricing
-from suanli.core.api import BudgetOut, SiteRevenueOut, TariffVersionOut, UsageLineOut
+from suanli.core.api import BudgetChangeOut, BudgetOut, SiteRevenueOut, TariffVersionOut, UsageLineOut
 from suanli.core.clock import check_instant
 from suanli.core.identity import Identity, Scope
 from suanli.core.network import Tariff
+from suanli.store.models import BudgetVersion
+
+log = logging.getLogger("suanli.server")
 
 
 def window(start: datetime | None, end: datetime | None, month: str | None) -> tuple[datetime | None, datetime | None]:
@@ -88,7 +93,8 @@ def site_revenue(
 def invoice(control: ControlPlane, who: Identity, tenant: str, month: str) -> invoices.Invoice:
     """A tenant's invoice for a month (Asia/Shanghai), for its members and the admin."""
     with control.db.read() as session:
-        return invoices.build_for(session, who, tenant, month, control.settings.waive_platform_faults)
+        bill = invoices.build_for(session, who, tenant, month, control.settings.waive_platform_faults)
+    return replace(bill, issuer=control.settings.invoice_issuer, issued_at=control.clock.now())
 
 
 def tariff_history(control: ControlPlane, who: Identity, site: str | None = None) -> list[TariffVersionOut]:
@@ -133,10 +139,33 @@ def budget_list(control: ControlPlane, who: Identity) -> list[BudgetOut]:
     the admin sees every tenant's, a member its own."""
     require(who, Scope.USAGE_READ)
     scope = tenant_filter(who)
-    configured = {t: b for t, b in control.scheduler_config.budgets.items() if scope is None or t == scope}
     with control.db.read() as session:
+        configured = {t: b for t, b in budgetbook.stored(session).items() if scope is None or t == scope}
         spent = budgets.spent_this_month(
             session, list(configured), control.clock.now(), control.settings.waive_platform_faults
         )
     states = budgets.budget_states(configured, spent)
     return [BudgetOut.model_validate(s.__dict__) for s in states]
+
+
+def set_budget(control: ControlPlane, who: Identity, tenant: str, amount: str | None) -> BudgetChangeOut:
+    """Set (None: remove) a tenant's monthly budget (the admin); the change is kept with who
+    made it and when, and logged."""
+    value = budgetbook.parse_amount(amount)
+    with control.db.session() as session:
+        row = budgetbook.set_budget(session, who, tenant, value, control.clock.now())
+        change = _change_out(row)
+        in_force = budgetbook.stored(session)
+    control.budgets_changed(in_force)
+    log.info("budget of tenant %s set to %s CNY by %s", tenant, change.budget_cny or "none", who.name)
+    return change
+
+
+def budget_history(control: ControlPlane, who: Identity, tenant: str | None) -> list[BudgetChangeOut]:
+    with control.db.read() as session:
+        rows = budgetbook.history(session, who, tenant)
+        return [_change_out(r) for r in rows]
+
+
+def _change_out(row: BudgetVersion) -> BudgetChangeOut:
+    return BudgetChangeOut(tenant=row.tenant, budget_cny=row.budget_cny, set_by=row.set_by, set_at=row.set_at)

@@ -23,7 +23,6 @@ from sqlalchemy.orm import Session
 
 from suanli.app.metering import PLATFORM_FAULTS
 from suanli.core import metering as pricing
-from suanli.core.network import NetworkSpec
 from suanli.core.resources import Accelerator
 from suanli.core.scheduler import PendingJob, SiteState
 from suanli.store.models import Attempt, UsageRecord
@@ -32,10 +31,6 @@ log = logging.getLogger("suanli.server")
 
 #: Share of the budget past which a tenant is warned.
 WARN_AT = Decimal("0.8")
-
-
-def budgets_of(network: NetworkSpec) -> dict[str, Decimal]:
-    return {t.name: pricing.dec(t.monthly_budget_cny) for t in network.tenants if t.monthly_budget_cny is not None}
 
 
 def spent_this_month(session: Session, tenants: Sequence[str], now: datetime, waive_faults: bool) -> dict[str, int]:

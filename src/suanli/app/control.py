@@ -15,13 +15,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 from sqlalchemy.orm import Session
 
 from suanli.app import (
     blobs,
-    budgets,
+    budgetbook,
     datarules,
     idempotency,
     identities,
@@ -160,6 +161,7 @@ class ControlPlane:
                 session, network, self.clock.now(), self.settings.token_dir, sole_home=self.db.is_sqlite
             )
             metering.sync_tariffs(session, network, self.clock.now())
+            in_force = budgetbook.seed(session, network, self.clock.now())
             self._default_tenant = jobs.default_tenant(session)
         self._witnesses = network.witness_keys()
         if self._chain is not None:
@@ -168,7 +170,7 @@ class ControlPlane:
             self.scheduler_config,
             policy=Policy.from_decl(network.scheduling),
             quotas=quotas_of(network),
-            budgets=budgets.budgets_of(network),
+            budgets=in_force,
             waive_platform_faults=self.settings.waive_platform_faults,
             stage_data=network.scheduling.stage_data,
             transfer_rate_bps=network.scheduling.transfer_rate * 1e6,
@@ -180,6 +182,12 @@ class ControlPlane:
         self._pending.shares_at = None  # weights and quotas may have changed
         self.invalidate_capacity()
         return fresh
+
+    def budgets_changed(self, in_force: dict[str, Decimal]) -> None:
+        """A budget was set here: this replica's copy follows (the scheduler and the submit
+        check read the stored budgets themselves)."""
+        self.scheduler_config = replace(self.scheduler_config, budgets=in_force)
+        self.kick()
 
     @property
     def default_tenant(self) -> str:

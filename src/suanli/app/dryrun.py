@@ -25,7 +25,7 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from suanli.app import budgets, datarules, jobrequests, metering
+from suanli.app import budgetbook, budgets, datarules, jobrequests, metering
 from suanli.app import jobs as job_service
 from suanli.app.control import ControlPlane
 from suanli.app.fairshare import tenant_shares
@@ -74,7 +74,7 @@ def _dry_run(
     hours = job_hours(job, shares, config.policy)
 
     held = ""
-    budget = config.budgets.get(tenant)
+    budget = budgetbook.budget_of(session, tenant)
     committed = 0
     if budget is not None:
         committed = budgets.spent_this_month(session, [tenant], now, config.waive_platform_faults)[tenant]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import anyio.to_thread
@@ -29,6 +30,7 @@ from suanli.app.control import ControlPlane
 from suanli.app.errors import ServiceError
 from suanli.app.signals import FollowSlot
 from suanli.core.identity import Identity
+from suanli.core.logview import LogView, stamp
 from suanli.core.states import JobState
 from suanli.store.models import Attempt, Job, LogChunkRow
 
@@ -49,14 +51,18 @@ def is_multi_node(job: Job) -> bool:
 
 
 class LogFormatter:
-    """Turns stored chunks into the text the CLI prints: a line between attempts, and each line
-    of a multi-node job prefixed with its node rank."""
+    """Turns stored chunks into the text the CLI prints: a line between attempts, each line of a
+    multi-node job prefixed with its node rank, and with ``timestamps`` each line prefixed with
+    the instant its first bytes reached the front desk."""
 
-    def __init__(self, multi: bool, attempts: Mapping[int, Attempt], attempt_id: int | None = None) -> None:
+    def __init__(
+        self, multi: bool, attempts: Mapping[int, Attempt], attempt_id: int | None = None, *, timestamps: bool = False
+    ) -> None:
         self.multi = multi
+        self.timestamps = timestamps
         self.attempts = attempts
         self.attempt_id = attempt_id
-        self.partial: dict[int, str] = {}
+        self.partial: dict[int, tuple[str, datetime]] = {}
 
     def feed(self, chunks: Sequence[LogChunkRow], final: bool = False) -> Iterator[str]:
         for chunk in chunks:
@@ -65,15 +71,27 @@ class LogFormatter:
                     a = self.attempts[chunk.attempt_id]
                     yield f"--- attempt {a.number} at {a.site} ---\n"
                 self.attempt_id = chunk.attempt_id
-            if not self.multi:
+            if not self.multi and not self.timestamps:
                 yield chunk.data
                 continue
-            lines = (self.partial.pop(chunk.rank, "") + chunk.data).split("\n")
-            self.partial[chunk.rank] = lines.pop()
-            yield "".join(f"[rank {chunk.rank}] {line}\n" for line in lines)
-        if final and self.multi:
-            yield "".join(f"[rank {rank}] {rest}\n" for rank, rest in sorted(self.partial.items()) if rest)
+            held, began = self.partial.pop(chunk.rank, ("", chunk.created_at))
+            lines = (held + chunk.data).split("\n")
+            rest = lines.pop()
+            out = []
+            for line in lines:
+                out.append(f"{self._prefix(chunk.rank, began)}{line}\n")
+                began = chunk.created_at
+            if rest:
+                self.partial[chunk.rank] = (rest, began)
+            yield "".join(out)
+        if final and self.partial:
+            yield "".join(
+                f"{self._prefix(rank, began)}{rest}\n" for rank, (rest, began) in sorted(self.partial.items())
+            )
             self.partial.clear()
+
+    def _prefix(self, rank: int, began: datetime) -> str:
+        return (stamp(began) if self.timestamps else "") + (f"[rank {rank}] " if self.multi else "")
 
 
 def follow_slot(control: ControlPlane, identity: Identity) -> FollowSlot:
@@ -102,10 +120,12 @@ class _Batch:
     previous: int | None
 
 
-def _read(control: ControlPlane, identity: Identity, job_id: str, after: int, known: set[int] | None) -> _Batch:
+def _read(
+    control: ControlPlane, identity: Identity, job_id: str, after: int, known: set[int] | None, view: LogView
+) -> _Batch:
     with control.db.read() as session:
         job = job_service.get_job(session, job_id, identity)
-        chunks = job_service.log_chunks_after(session, job, after)
+        chunks = job_service.log_chunks_after(session, job, after, view=view)
         attempts = None
         if known is None or any(c.attempt_id not in known for c in chunks):
             attempts = {a.id: a for a in job_service.attempts_of(session, [job])[job.seq]}
@@ -116,18 +136,24 @@ def _read(control: ControlPlane, identity: Identity, job_id: str, after: int, kn
 
 
 async def follow_logs(
-    control: ControlPlane, identity: Identity, job_id: str, after: int = 0, *, follow: bool = True
+    control: ControlPlane,
+    identity: Identity,
+    job_id: str,
+    after: int = 0,
+    *,
+    follow: bool = True,
+    view: LogView = LogView(),
 ) -> AsyncIterator[str]:
-    """The job's output after chunk ``after``; with ``follow``, kept open until the job ends
-    (or the server stops), sleeping without a thread in between."""
+    """The job's output after chunk ``after`` that ``view`` shows; with ``follow``, kept open
+    until the job ends (or the server stops), sleeping without a thread in between."""
     formatter: LogFormatter | None = None
     with control.signals.subscribe("logs", "shutdown") as wake:
         while True:
             wake.clear()  # before reading: a bump during the read makes the next wait return at once
             known = None if formatter is None else set(formatter.attempts)
-            batch = await anyio.to_thread.run_sync(_read, control, identity, job_id, after, known)
+            batch = await anyio.to_thread.run_sync(_read, control, identity, job_id, after, known, view)
             if formatter is None:
-                formatter = LogFormatter(batch.multi, batch.attempts or {}, batch.previous)
+                formatter = LogFormatter(batch.multi, batch.attempts or {}, batch.previous, timestamps=view.timestamps)
             elif batch.attempts is not None:
                 formatter.attempts = batch.attempts
             if batch.chunks:
@@ -161,6 +187,7 @@ async def open_logs(
     *,
     follow: bool = True,
     visible: Callable[[Session, str, Identity], Any] = job_service.get_job,
+    view: LogView = LogView(),
 ) -> LogStream:
     """Check that ``identity`` may see the job (``visible`` raises the 404 otherwise; one read in
     a worker thread), count the stream against its tenant when following (429 beyond the cap),
@@ -172,4 +199,4 @@ async def open_logs(
 
     await anyio.to_thread.run_sync(check)
     slot = follow_slot(control, identity) if follow else None
-    return LogStream(follow_logs(control, identity, job_id, after, follow=follow), slot)
+    return LogStream(follow_logs(control, identity, job_id, after, follow=follow, view=view), slot)

@@ -6,9 +6,10 @@ import csv
 import html
 import io
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -20,6 +21,9 @@ from suanli.core import metering as pricing
 from suanli.core.identity import Identity, Role, Scope
 from suanli.store.models import Tenant, UsageRecord
 
+#: Bills are by month in Asia/Shanghai, and dated there.
+BILLING_ZONE = ZoneInfo("Asia/Shanghai")
+
 
 @dataclass
 class Invoice:
@@ -30,10 +34,19 @@ class Invoice:
     lines: list[dict[str, Any]]
     total_micro: int
     waived_micro: int
+    #: Who issues it (``Settings.invoice_issuer``) and when it was made.
+    issuer: str = ""
+    issued_at: datetime | None = None
 
     @property
     def total_cny(self) -> Decimal:
         return pricing.from_micro(self.total_micro)
+
+    @property
+    def number(self) -> str:
+        """``SL-202612-bj-ai``: one per tenant and month, the same on every reprint (a bill of a
+        month is always made from the same usage records)."""
+        return f"SL-{self.month.replace('-', '')}-{self.tenant}"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -45,6 +58,9 @@ class Invoice:
             "lines": self.lines,
             "total_cny": str(self.total_cny),
             "waived_cny": str(pricing.from_micro(self.waived_micro)),
+            "number": self.number,
+            "issuer": self.issuer,
+            "issued_at": self.issued_at.isoformat() if self.issued_at else None,
         }
 
 
@@ -115,29 +131,70 @@ def to_csv(invoice: Invoice) -> str:
     return out.getvalue()
 
 
+#: The printable invoice's columns: (heading, the line's field, divisor to show it in hours).
+HTML_COLUMNS = [
+    ("Job", "job_id", None),
+    ("Name", "job_name", None),
+    ("Site", "site", None),
+    ("GPU type", "gpu_type", None),
+    ("Run time (h)", "seconds", 3600),
+    ("GPU-hours", "gpu_seconds", 3600),
+    ("CPU-hours", "cpu_seconds", 3600),
+    ("Memory (GiB-hours)", "memory_gib_hours", None),
+    ("Amount (CNY)", "cost_cny", None),
+    ("Waived (CNY)", "waived_cny", None),
+]
+
+
+def _cell(line: dict[str, Any], key: str, per: int | None) -> str:
+    value = line.get(key)
+    if per is not None and isinstance(value, int | float):
+        return f"{value / per:,.4f}"
+    return plain(value) or "-"
+
+
+def _local_day(moment: datetime) -> str:
+    return moment.astimezone(BILLING_ZONE).strftime("%Y-%m-%d")
+
+
 def to_html(invoice: Invoice) -> str:
+    """The invoice as a printable page: its number, issuer, issue date, the customer, the period
+    in Beijing dates, one line per job in hours, the total; never scientific notation."""
     esc = html.escape
     rows = "".join(
-        "<tr>" + "".join(f"<td>{esc(plain(line.get(c)) or '-')}</td>" for c in COLUMNS) + "</tr>"
+        "<tr>" + "".join(f"<td>{esc(_cell(line, key, per))}</td>" for _, key, per in HTML_COLUMNS) + "</tr>"
         for line in invoice.lines
     )
-    head = "".join(f"<th>{esc(c.replace('_', ' '))}</th>" for c in COLUMNS)
+    head = "".join(f"<th>{esc(title)}</th>" for title, _, _ in HTML_COLUMNS)
     waived = pricing.from_micro(invoice.waived_micro)
+    issued = _local_day(invoice.issued_at) if invoice.issued_at else "-"
+    last_day = _local_day(invoice.period_end - timedelta(microseconds=1))
+    period = f"{_local_day(invoice.period_start)} – {last_day} (month {invoice.month}, Beijing time)"
+    total = f"<td>{invoice.total_cny}</td><td>{waived}</td>"
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Invoice {esc(invoice.tenant)} {esc(invoice.month)}</title>
+<html lang="en"><head><meta charset="utf-8"><title>Invoice {esc(invoice.number)}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #111; }}
 table {{ border-collapse: collapse; width: 100%; font-size: 0.9rem; }}
 th, td {{ border-bottom: 1px solid #ccc; padding: 0.3rem 0.5rem; text-align: right; }}
 th:nth-child(-n+4), td:nth-child(-n+4) {{ text-align: left; }}
 tfoot td {{ font-weight: bold; border-top: 2px solid #111; }}
+dl {{ display: grid; grid-template-columns: max-content auto; gap: 0.2rem 1rem; }}
+dt {{ color: #555; }}
 @media print {{ body {{ margin: 0; }} }}
 </style></head><body>
-<h1>suanli invoice 账单</h1>
-<p>Tenant <strong>{esc(invoice.tenant)}</strong> · month {esc(invoice.month)} (Asia/Shanghai) ·
-{esc(invoice.period_start.isoformat())} – {esc(invoice.period_end.isoformat())}</p>
+<h1>Invoice 账单 <span data-field="number">{esc(invoice.number)}</span></h1>
+<dl>
+<dt>Issuer 开票方</dt><dd data-field="issuer">{esc(invoice.issuer or "-")}</dd>
+<dt>Issue date 开票日期</dt><dd data-field="issued">{esc(issued)}</dd>
+<dt>Billed to 客户</dt><dd>tenant <strong>{esc(invoice.tenant)}</strong></dd>
+<dt>Period 账期</dt><dd data-field="period">{esc(period)}</dd>
+<dt>Currency 币种</dt><dd>CNY</dd>
+</dl>
 <table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody>
-<tfoot><tr><td colspan="8">Total (CNY)</td><td>{invoice.total_cny}</td><td>{waived}</td></tr></tfoot></table>
-<p>Waived: usage of attempts the platform lost or preempted (operator policy).</p>
+<tfoot><tr><td colspan="8">Total due (CNY) 应付合计</td>{total}</tr></tfoot></table>
+<p>Each line is priced by its site's tariff in force at the time of use (suanli tariff ls); amounts are
+exact to the micro-yuan and add up to the usage records. Waived: usage of attempts the platform lost
+or preempted (operator policy), not charged.</p>
 </body></html>
 """

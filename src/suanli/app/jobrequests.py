@@ -9,12 +9,14 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from suanli.app import arrays, budgets, idempotency, jobs, metering, workdirs
+from suanli.app import arrays, budgetbook, budgets, idempotency, jobs, metering, workdirs
 from suanli.app.control import ControlPlane
 from suanli.app.errors import Unprocessable
 from suanli.app.explain import explain_job
-from suanli.core.api import ExplainOut, JobOut, JobSubmit
+from suanli.app.secrets import open_secrets
+from suanli.core.api import ExplainOut, JobOut, JobRerun, JobSubmit
 from suanli.core.identity import Identity
+from suanli.core.overrides import apply_overrides
 from suanli.core.scheduler import PendingJob
 from suanli.core.spec import JobSpec
 
@@ -95,8 +97,7 @@ class Submission:
     def make(self, session: Session) -> JobOut:
         """Insert the job in ``session`` (the caller commits), after the checks that need the database."""
         control = self.control
-        if control.scheduler_config.budgets:
-            check_budget(session, control, self.spec, self.tenant)
+        check_budget(session, control, self.spec, self.tenant)
         make = jobs.submit if self.spec.array is None else arrays.submit_array
         return make(
             session,
@@ -141,10 +142,27 @@ def prepare_submit(control: ControlPlane, who: Identity, body: JobSubmit, key: s
     return Submission(control, who, body, spec, tenant, key)
 
 
+def prepare_rerun(control: ControlPlane, who: Identity, job_id: str, body: JobRerun) -> Submission:
+    """A new submission of a job the caller may see: its stored spec with its secrets opened,
+    ``body.overrides`` applied, its workdir (or ``body``'s), for its tenant; then checked as
+    any submission is (:func:`prepare_submit`)."""
+    with control.db.read() as session:
+        job = jobs.get_job(session, job_id, who)
+        data = dict(job.spec)
+        secrets = open_secrets(job.secrets_enc, control.secrets)
+        digest = body.workdir_digest or job.workdir_digest
+        tenant = job.tenant
+    if secrets:
+        data["secrets"] = secrets
+    data.pop("array", None)  # a task of an array runs again as one job
+    spec = apply_overrides(data, body.overrides)
+    return prepare_submit(control, who, JobSubmit(spec=spec, workdir_digest=digest, tenant=tenant), None)
+
+
 def check_budget(session: Session, control: ControlPlane, spec: JobSpec, tenant: str | None) -> None:
     """Refuse a job whose own estimate is more than its tenant's whole monthly budget."""
     name = tenant or jobs.default_tenant(session)
-    budget = control.scheduler_config.budgets.get(name)
+    budget = budgetbook.budget_of(session, name)
     if budget is None:
         return
     job = PendingJob(id="new", seq=0, resources=spec.resources, priority=spec.priority, tenant=name)

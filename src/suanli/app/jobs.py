@@ -22,6 +22,7 @@ from suanli.core.api import AttemptOut, JobOut, NodeAssignmentOut
 from suanli.core.errors import SpecError
 from suanli.core.identity import Identity, Role, Scope
 from suanli.core.lifecycle import CANCELLED_BY_USER
+from suanli.core.logview import LogView
 from suanli.core.policy import RuleSet
 from suanli.core.scheduler import SiteState, never_fits
 from suanli.core.spec import JobSpec, job_spec_from_data
@@ -206,6 +207,7 @@ def checked_values(
         "id": new_job_id(),
         "name": spec.display_name,
         "tenant": tenant or default_tenant(session),
+        "user": who.name if who is not None else None,
         "state": JobState.PENDING.value,
         "reason": QUEUED_REASON,
         "priority": spec.priority.value,
@@ -249,6 +251,8 @@ class JobFilter:
     #: The start of the job's name: names need not be unique, and ``llama`` finds ``llama-ft-2``
     #: as well as ``llama`` itself.
     name: str | None = None
+    #: The user who submitted it.
+    user: str | None = None
 
 
 def filter_jobs(query: Select[Any], who: Identity, f: JobFilter) -> Select[Any]:
@@ -270,6 +274,8 @@ def job_conditions(job: Any, who: Identity, f: JobFilter) -> list[ColumnElement[
         conditions.append(job.site == f.site)
     if f.name:
         conditions.append(job.name.startswith(f.name, autoescape=True))
+    if f.user:
+        conditions.append(job.user == f.user)
     return conditions
 
 
@@ -306,11 +312,12 @@ def attempts_of(session: Session, jobs: Sequence[Job]) -> dict[int, list[Attempt
 
 
 def to_out(job: Job, attempts: Sequence[Attempt], *, with_spec: bool = True) -> JobOut:
-    gpus = _gpus(job)
+    gpus = job_gpus(job)
     return JobOut(
         id=job.id,
         name=job.name,
         tenant=job.tenant,
+        user=job.user,
         state=JobState(job.state),
         reason=job.reason,
         site=job.site,
@@ -326,7 +333,7 @@ def to_out(job: Job, attempts: Sequence[Attempt], *, with_spec: bool = True) -> 
     )
 
 
-def _gpus(job: Job) -> str:
+def job_gpus(job: Job) -> str:
     """The GPUs a job asks for, as listings show them: "H100:8", "2×H100:8 | A100:8"."""
     try:
         resources = job_spec(job).resources
@@ -364,17 +371,28 @@ def cancel(session: Session, job: Job, now: datetime, reason: str = CANCELLED_BY
     return apply_change(job, current, change).stop_ordered
 
 
-def last_log_chunks(session: Session, job: Job, limit: int) -> list[LogChunkRow]:
-    """The job's newest ``limit`` log chunks, oldest first."""
-    query = select(LogChunkRow).where(LogChunkRow.job_seq == job.seq).order_by(LogChunkRow.id.desc()).limit(limit)
+def last_log_chunks(session: Session, job: Job, limit: int, view: LogView = LogView()) -> list[LogChunkRow]:
+    """The job's newest ``limit`` log chunks that ``view`` shows, oldest first."""
+    query = select(LogChunkRow).where(*_chunk_filter(job, view)).order_by(LogChunkRow.id.desc()).limit(limit)
     return list(reversed(list(session.scalars(query))))
 
 
-def log_chunks_after(session: Session, job: Job, after_id: int, limit: int = 500) -> list[LogChunkRow]:
+def log_chunks_after(
+    session: Session, job: Job, after_id: int, limit: int = 500, view: LogView = LogView()
+) -> list[LogChunkRow]:
     query = (
         select(LogChunkRow)
-        .where(LogChunkRow.job_seq == job.seq, LogChunkRow.id > after_id)
+        .where(*_chunk_filter(job, view), LogChunkRow.id > after_id)
         .order_by(LogChunkRow.id)
         .limit(limit)
     )
     return list(session.scalars(query))
+
+
+def _chunk_filter(job: Job, view: LogView) -> list[ColumnElement[bool]]:
+    where = [LogChunkRow.job_seq == job.seq]
+    if view.since is not None:
+        where.append(LogChunkRow.created_at >= view.since)
+    if view.rank is not None:
+        where.append(LogChunkRow.rank == view.rank)
+    return where

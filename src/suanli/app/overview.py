@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import false, func, or_, select
 
 from suanli.app.access import tenant_filter
 from suanli.app.control import ControlPlane
+from suanli.app.jobs import job_gpus
 from suanli.app.sites import capacity_view, node_outs, site_outs
 from suanli.core.api import NodeOut, SiteOut
 from suanli.core.identity import Identity
@@ -70,6 +71,20 @@ class Utilisation:
     totals: dict[str, int]
 
 
+#: How many waiting jobs the network page lists (the jobs page lists them all).
+WAITING_SHOWN = 20
+
+
+@dataclass
+class WaitingJob:
+    id: str
+    name: str
+    tenant: str
+    gpus: str
+    submitted_at: datetime
+    reason: str
+
+
 @dataclass
 class Overview:
     cards: list[SiteCard]
@@ -80,6 +95,8 @@ class Overview:
     pending: int
     running: int
     utilisation: Utilisation
+    #: The oldest waiting jobs the viewer may see, with why each waits (at most WAITING_SHOWN).
+    waiting: list[WaitingJob] = field(default_factory=list)
     width: int = 520
     height: int = 300
     notes: list[str] = field(default_factory=list)
@@ -94,6 +111,11 @@ def overview(control: ControlPlane, identity: Identity) -> Overview:
                 Job.state.in_([JobState.PENDING.value, JobState.RUNNING.value])
             )
         ).all()
+        oldest = _scoped(select(Job), identity).where(Job.state == JobState.PENDING.value)
+        waiting = [
+            WaitingJob(j.id, j.name, j.tenant, job_gpus(j), j.submitted_at, j.reason)
+            for j in session.scalars(oldest.order_by(Job.seq).limit(WAITING_SHOWN))
+        ]
         since = now - UTIL_WINDOW
         attempts = list(
             session.scalars(
@@ -121,11 +143,14 @@ def overview(control: ControlPlane, identity: Identity) -> Overview:
         pending=by_state.get(JobState.PENDING.value, 0),
         running=by_state.get(JobState.RUNNING.value, 0),
         utilisation=utilisation(attempts, {t: v[2] for t, v in gpus.items()}, now),
+        waiting=waiting,
     )
 
 
 def _scoped(query: Any, identity: Identity) -> Any:
     scope = tenant_filter(identity)
+    if scope is not None and scope != identity.tenant:
+        return query.where(false())  # sees no tenant's jobs (PostgreSQL refuses the NUL placeholder)
     return query if scope is None else query.where(Job.tenant == scope)
 
 

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from suanli.app import budgets, datarules, metering
+from suanli.app import budgetbook, budgets, datarules, metering
 from suanli.app.fairshare import Quota, attained_gpu_s, tenant_shares
 from suanli.app.lifecycle import apply_change
 from suanli.app.records import attempt_record, check_spec, job_record
@@ -57,7 +57,8 @@ class SchedulerConfig:
     rules: tuple[SiteRule, ...] = ()
     #: The data rules every placement, submit check and copy is decided by (the data chain's).
     data_rules: RuleSet = field(default_factory=default_ruleset)
-    #: Monthly budgets, CNY, by tenant.
+    #: Monthly budgets, CNY, by tenant, as this replica last saw them (the stored ones rule:
+    #: ``app/budgetbook.py``; this copy only tells the submit path whether to look first).
     budgets: dict[str, Decimal] = field(default_factory=dict)
     waive_platform_faults: bool = True
     #: Copy waiting jobs' datasets where they can start sooner (``app/staging.py``).
@@ -340,14 +341,15 @@ def _over_budget(
     now: datetime,
     config: SchedulerConfig,
 ) -> dict[str, str]:
-    with_budget = [j for j in jobs if j.tenant in config.budgets]
+    in_force = budgetbook.stored(session)  # read each pass: another replica may have set one
+    with_budget = [j for j in jobs if j.tenant in in_force]
     if not with_budget:
         return {}
-    spent = budgets.spent_this_month(session, list(config.budgets), now, config.waive_platform_faults)
-    for tenant, micro in still_to_spend(session, list(config.budgets), sites, tenants, now, config).items():
+    spent = budgets.spent_this_month(session, list(in_force), now, config.waive_platform_faults)
+    for tenant, micro in still_to_spend(session, list(in_force), sites, tenants, now, config).items():
         spent[tenant] = spent.get(tenant, 0) + micro
     estimates = {j.id: budgets.estimate_micro(j, sites, now, job_hours(j, tenants, config.policy)) for j in with_budget}
-    return budgets.hold_over_budget(with_budget, config.budgets, spent, estimates).held
+    return budgets.hold_over_budget(with_budget, in_force, spent, estimates).held
 
 
 def still_to_spend(

@@ -25,6 +25,10 @@ class Settings:
     lease_s: float = 30.0
     #: How often agents should heartbeat when idle.
     heartbeat_s: float = 2.0
+    #: Who issues the invoices (their "Issuer" line): the network operator's legal name.
+    invoice_issuer: str = field(
+        default_factory=lambda: os.environ.get("SUANLI_INVOICE_ISSUER", "suanli compute-power network operator")
+    )
     #: Scheduler pass interval when nothing kicks it earlier.
     scheduler_interval_s: float = 1.0
     #: Largest workdir archive accepted, bytes.

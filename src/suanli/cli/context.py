@@ -25,7 +25,7 @@ from suanli.cli.state import (
     TokenOption,
     state_of,
 )
-from suanli.sdk import DEFAULT_SERVER, Client, default_server
+from suanli.sdk import DEFAULT_SERVER, Client, config
 
 UNLIMITED_WIDTH = 1000
 
@@ -39,13 +39,32 @@ def client_factory(ctx: typer.Context) -> ClientFactory:
     return state_of(ctx).client_factory or default_client_factory
 
 
+def setting(ctx: typer.Context, key: str, given: str | None) -> tuple[str | None, str]:
+    """A connection setting and where it came from, by the documented precedence: the command's
+    flag, the global flag, the environment, the config file (``suanli config``)."""
+    state = state_of(ctx)
+    env = {"server": "SUANLI_SERVER", "token": "SUANLI_TOKEN"}[key]
+    if given:
+        return given, "flag"
+    if getattr(state, key):
+        return getattr(state, key), "flag"
+    if os.environ.get(env):
+        return os.environ[env], f"${env}"
+    stored = config.load().get(key)
+    if stored:
+        return stored, str(config.config_path())
+    return None, ""
+
+
 def resolve_server(ctx: typer.Context, server: str | None) -> str:
-    """Command option, then global option, then $SUANLI_SERVER, then the SDK default."""
-    return (server or state_of(ctx).server or default_server() or DEFAULT_SERVER).rstrip("/")
+    """--server (after the command or before it), $SUANLI_SERVER, the config file, the default."""
+    return (setting(ctx, "server", server)[0] or DEFAULT_SERVER).rstrip("/")
 
 
 def resolve_token(ctx: typer.Context, token: str | None) -> str | None:
-    return token or state_of(ctx).token or os.environ.get("SUANLI_TOKEN") or None
+    """--token, $SUANLI_TOKEN, the config file; else None (the SDK then uses what 'suanli login'
+    saved for the server)."""
+    return setting(ctx, "token", token)[0]
 
 
 def open_client(ctx: typer.Context, server: str | None = None, token: str | None = None) -> Client:

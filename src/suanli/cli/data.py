@@ -9,8 +9,18 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-from suanli.cli.context import JsonOption, ServerOption, TokenOption, err_console, note, open_client, say
+from suanli.cli.context import (
+    JsonOption,
+    ServerOption,
+    TokenOption,
+    err_console,
+    note,
+    open_client,
+    out_console,
+    say,
+)
 from suanli.cli.privacy import budget, federate, spend
+from suanli.cli.render import table
 from suanli.core.states import TransferState
 from suanli.sdk import Client
 
@@ -113,8 +123,18 @@ def list_(
         return
     if not items:
         note("No datasets yet. Register one with 'suanli data register'.")
-    for d in items:
-        say(_summary(d))
+        return
+    console = out_console()
+    headers = ("NAME", "OWNER", "HOME", "LEVEL", "PI", "SPI", "BYTES", "REPLICAS")
+    console.print(table(headers, [_row(d) for d in items], width=console.width))
+
+
+def _row(d: dict[str, Any]) -> tuple[str, ...]:
+    c = d["classification"]
+    level = c["level"] + (f"/{c['sub_grade']}" if c.get("sub_grade") else "")
+    level += " (inherited, re-grade it)" if c.get("inherited") else ""
+    counts = (f"{c['pi_count']:,}", f"{c['spi_count']:,}", f"{d['size']:,}")
+    return (d["name"], d["owner"], d["home_site"], level, *counts, ", ".join(d["replicas"]) or "-")
 
 
 @app.command()
@@ -317,7 +337,7 @@ def revoke(
 @app.command()
 def check(
     ctx: typer.Context,
-    name: str,
+    name: Annotated[str, typer.Argument(metavar="DATASET", help="The dataset's name.", show_default=False)],
     to: Annotated[str | None, typer.Option("--to", help="Destination site.")] = None,
     kind: Annotated[str, typer.Option("--kind", help="transfer | job_read | download | overseas_access")] = "transfer",
     zone: Annotated[str | None, typer.Option("--zone", help="Requester's zone for download / overseas_access.")] = None,
@@ -418,9 +438,16 @@ def transfers(
     if json_out:
         _echo_json(items)
         return
-    for t in items:
-        why = f"{t['reason']} (for job {t['for_job']})" if t.get("for_job") else t["reason"]
-        say(f"{t['id']}  {t['dataset']:<16} {t['source_site']} → {t['dest_site']:<16} {t['state']:<8} {why}")
+    if not items:
+        note("No transfers.")
+        return
+    rows = [(t["id"], t["dataset"], t["source_site"], t["dest_site"], t["state"], _why(t)) for t in items]
+    console = out_console()
+    console.print(table(("ID", "DATASET", "FROM", "TO", "STATE", "REASON"), rows, width=console.width))
+
+
+def _why(t: dict[str, Any]) -> str:
+    return f"{t['reason']} (for job {t['for_job']})" if t.get("for_job") else str(t["reason"])
 
 
 @app.command()

@@ -12,7 +12,8 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from suanli.cli.context import JsonOption, ServerOption, TokenOption, note, open_client, say
+from suanli.cli.context import JsonOption, ServerOption, TokenOption, note, open_client, out_console, say
+from suanli.cli.render import table
 from suanli.sdk import Client
 
 app = typer.Typer(
@@ -189,5 +190,10 @@ def list_(
         return
     if not items:
         note("No filings.")
-    for f in items:
-        say(_line(f))
+        return
+    rows = [
+        (f["id"], f["dataset"], f["destination"], f["route"], f["state"], (f.get("expires_at") or "-")[:10])
+        for f in items
+    ]
+    console = out_console()
+    console.print(table(("ID", "DATASET", "TO", "ROUTE", "STATE", "EXPIRES"), rows, width=console.width))

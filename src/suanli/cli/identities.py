@@ -23,6 +23,7 @@ from suanli.cli.context import (
 from suanli.cli.render import local_time, table
 from suanli.core.errors import SuanliError
 from suanli.core.resources import parse_duration
+from suanli.sdk import DEFAULT_SERVER, config
 from suanli.sdk.credentials import forget_token, save_token
 
 token_app = typer.Typer(name="token", help="Your API tokens: create (shown once), list, revoke.", no_args_is_help=True)
@@ -54,6 +55,9 @@ def login(
     path = save_token(url, secret)
     who = f"{me.role} '{me.user}'" + (f" of tenant {me.tenant}" if me.tenant else "")
     say(f"logged in to {url} as {who} (token {me.token_id}; saved in {path})")
+    if "server" not in config.load() and url != DEFAULT_SERVER:
+        config.set_value("server", url)  # a new shell talks to this server with no export
+        say(f"{url} is now the default server ('suanli config' shows it)")
 
 
 def logout(ctx: typer.Context, server: ServerOption = None) -> None:

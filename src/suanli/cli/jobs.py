@@ -24,6 +24,17 @@ from suanli.cli.context import (
     print_json,
     say,
 )
+from suanli.cli.overrides import (
+    EnvOption,
+    GpusOption,
+    PriorityOption,
+    RegionOption,
+    TimeOption,
+    WorkdirOption,
+    overrides_from,
+    with_overrides,
+    workdir_dir,
+)
 from suanli.cli.render import state_text
 from suanli.cli.views import show_dry_run
 from suanli.core.api import JobOut
@@ -83,17 +94,27 @@ def submit(
             "GPU-hour, the cost of its time_limit, the budget left after it and every other site's reason.",
         ),
     ] = False,
+    gpus: GpusOption = None,
+    env: EnvOption = None,
+    time: TimeOption = None,
+    priority: PriorityOption = None,
+    workdir_flag: WorkdirOption = None,
+    region: RegionOption = None,
     json_out: JsonOption = False,
     server: ServerOption = None,
     token: TokenOption = None,
 ) -> None:
     """Submit a job spec; its workdir (relative to the spec file) is uploaded with it.
 
+    --gpus, --env, --time, --priority, --workdir and --region override the file (flag over
+    file); --env adds to the file's envs.
+
     With --follow the job's output goes to stdout and the exit code is 0 only if it
     SUCCEEDED. With --json (and --follow) the logs go to stderr and the final job is printed.
     With --dry-run nothing is submitted or uploaded (like sbatch --test-only).
     """
     spec = with_array(with_after(with_secrets(load_spec(file, name), secret or []), after), array)
+    spec = with_overrides(spec, overrides_from(gpus=gpus, env=env, time=time, priority=priority, region=region))
     if follow and spec.array is not None:
         raise typer.BadParameter(
             "an array has many tasks; follow one with 'suanli logs -f ID_INDEX'", param_hint="--follow"
@@ -106,22 +127,41 @@ def submit(
         else:
             show_dry_run(out_console(), plan)
         return
-    workdir = (file.parent / spec.workdir).resolve() if spec.workdir else None
+    workdir = workdir_dir(workdir_flag) or ((file.parent / spec.workdir).resolve() if spec.workdir else None)
     with open_client(ctx, server, token) as client:
         job = _submit(client, spec, workdir)
-        if not follow:
-            if json_out:
-                print_json(job)
-            else:
-                _print_submitted(job, to_stderr=False)
-            return
-        if not json_out:
-            _print_submitted(job, to_stderr=True)
-        final = follow_job(client, job, logs_to_stderr=json_out)
-    if json_out:
-        print_json(final)
-    _print_final(final)
-    raise typer.Exit(0 if final.state == JobState.SUCCEEDED else 1)
+        show_or_follow(client, job, follow=follow, json_out=json_out)
+
+
+def rerun(
+    ctx: typer.Context,
+    job_id: JobArg,
+    *,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Stream the logs until the job ends.")] = False,
+    name: Annotated[str | None, typer.Option("--name", help="Name of the new job.", show_default=False)] = None,
+    gpus: GpusOption = None,
+    env: EnvOption = None,
+    time: TimeOption = None,
+    priority: PriorityOption = None,
+    workdir_flag: WorkdirOption = None,
+    region: RegionOption = None,
+    json_out: JsonOption = False,
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Submit a job again as a new job: its stored spec, secrets and workdir, with any of
+    --gpus, --env, --time, --priority, --workdir, --region, --name over them.
+
+    A task of a job array (ID_INDEX) runs again as one job. Exit codes as for submit."""
+    given = overrides_from(name=name, gpus=gpus, env=env, time=time, priority=priority, region=region)
+    workdir = workdir_dir(workdir_flag)
+    with open_client(ctx, server, token) as client:
+        if workdir is None:
+            job = client.rerun(job_id, given)
+        else:
+            job = client.rerun(job_id, given, workdir=workdir)
+            note(f"Uploaded workdir {workdir}")
+        show_or_follow(client, job, follow=follow, json_out=json_out)
 
 
 def logs(
@@ -134,18 +174,38 @@ def logs(
             "--tail", "-n", min=1, metavar="N", help="Only the last N lines (then follow, with -f).", show_default=False
         ),
     ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            metavar="WHEN",
+            help="Only output received since WHEN: a duration back (10m, 2h, 1d) or a time "
+            "(2026-12-03T06:40:00, UTC unless it gives an offset such as +08:00).",
+            show_default=False,
+        ),
+    ] = None,
+    rank: Annotated[
+        int | None,
+        typer.Option(
+            "--rank", min=0, metavar="R", help="Only node rank R's output (multi-node jobs).", show_default=False
+        ),
+    ] = None,
+    timestamps: Annotated[
+        bool, typer.Option("--timestamps", "-t", help="Prefix each line with when the server received it (UTC).")
+    ] = False,
     server: ServerOption = None,
     token: TokenOption = None,
 ) -> None:
     """Print a job's output.
 
-    A job that has not started says why it waits (on stderr)."""
+    A job that has not started says why it waits (on stderr). --since, --rank and --tail
+    combine: the last N lines of that rank since then."""
     with open_client(ctx, server, token) as client:
         job = client.job(job_id)
         if job.state == JobState.PENDING:
             waiting = f"{job.id} is pending: {job.reason or QUEUED_REASON}"
             note(waiting + ("; its output follows once it starts" if follow else "; no output yet"))
-        for text in client.logs(job_id, follow=follow, tail=tail):
+        for text in client.logs(job_id, follow=follow, tail=tail, since=since, rank=rank, timestamps=timestamps):
             typer.echo(text, nl=False)
 
 
@@ -175,6 +235,23 @@ def cancel(
         say(
             Text.assemble(f"Job {job.id} ({job.name}): ", state_text(job.state), ", cancel requested; it stops shortly")
         )
+
+
+def show_or_follow(client: Client, job: JobOut, *, follow: bool, json_out: bool) -> None:
+    """Print a submitted job; with ``follow`` stream its logs and exit 0 only if it SUCCEEDED."""
+    if not follow:
+        if json_out:
+            print_json(job)
+        else:
+            _print_submitted(job, to_stderr=False)
+        return
+    if not json_out:
+        _print_submitted(job, to_stderr=True)
+    final = follow_job(client, job, logs_to_stderr=json_out)
+    if json_out:
+        print_json(final)
+    _print_final(final)
+    raise typer.Exit(0 if final.state == JobState.SUCCEEDED else 1)
 
 
 def load_spec(file: Path, name: str | None = None) -> JobSpec:

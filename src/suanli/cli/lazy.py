@@ -17,7 +17,10 @@ import typer
 import typer.main
 from typer.core import TyperCommand, TyperGroup
 
+from suanli.cli import helptext
 from suanli.cli.errors import SuanliGroup
+
+helptext.install()
 
 
 @dataclass(frozen=True)
@@ -44,14 +47,15 @@ class LazyCommand:
             holder.add_typer(target, name=self.name, rich_help_panel=self.panel)
         else:
             holder.command(self.name, rich_help_panel=self.panel)(target)
-        return cast(TyperCommand | TyperGroup, typer.main.get_group(holder).commands[self.name])
+        command = typer.main.get_group(holder).commands[self.name]
+        return cast(TyperCommand | TyperGroup, helptext.reflow_command(command))
 
 
 class _Placeholder(TyperCommand):
     """What ``--help``, typo suggestions and shell completion see of a command not yet imported."""
 
     def __init__(self, lazy: LazyCommand) -> None:
-        super().__init__(lazy.name, help=lazy.help, rich_help_panel=lazy.panel)
+        super().__init__(lazy.name, help=helptext.reflow(lazy.help), rich_help_panel=lazy.panel)
         self.lazy = lazy
 
 
@@ -68,6 +72,7 @@ class LazyGroup(SuanliGroup):
 
     def __init__(self, **attrs: Any) -> None:
         super().__init__(**attrs)
+        helptext.reflow_command(self)  # the root's help and its eager commands
         for lazy in sorted(self.lazy.values(), key=lambda c: c.group):  # stable: commands, then groups
             self.commands.setdefault(lazy.name, _Placeholder(lazy))
 

@@ -45,8 +45,8 @@ def root(
 ) -> None:
     """suanli (算力): submit GPU work to a compute-power network and follow it.
 
-    The server is --server, else $SUANLI_SERVER, else http://127.0.0.1:8731; every command
-    also takes --server and --token after its name.
+    The server is --server, else $SUANLI_SERVER, else the config file ('suanli config'), else
+    http://127.0.0.1:8731; every command also takes --server and --token after its name.
     """
     state = state_of(ctx)
     state.server = server or state.server
@@ -65,6 +65,13 @@ LazyGroup.register(
         "suanli.cli.jobs:submit",
         "Jobs",
         "Submit a job spec; its workdir (relative to the spec file) is uploaded with it.",
+    ),
+    LazyCommand(
+        "rerun",
+        "suanli.cli.jobs:rerun",
+        "Jobs",
+        "Submit a job again as a new job: its stored spec, secrets and workdir, with any of\n"
+        "--gpus, --env, --time, --priority, --workdir, --region, --name over them.",
     ),
     LazyCommand(
         "jobs",
@@ -143,9 +150,10 @@ LazyGroup.register(
     ),
     LazyCommand(
         "budget",
-        "suanli.cli.usage:budget",
+        "suanli.cli.budgets:app",
         "Usage and bills",
         "Each tenant's monthly budget and this month's spend; past 80 % it is a warning.",
+        group=True,
     ),
     LazyCommand(
         "tariff",
@@ -160,6 +168,13 @@ LazyGroup.register(
         "Identity",
         "Check an API token against the server and remember it for that server\n"
         "($SUANLI_HOME/credentials.json, mode 0600). Without --token it asks for it.",
+    ),
+    LazyCommand(
+        "config",
+        "suanli.cli.config:app",
+        "Identity",
+        "The CLI's default server and token ($SUANLI_HOME/config.json): show, set, unset.",
+        group=True,
     ),
     LazyCommand(
         "logout",

@@ -38,13 +38,19 @@ def state_text(state: JobState | AttemptState | str) -> Text:
     return Text(value, style=_STATE_STYLES.get(value, ""))
 
 
-def local_time(moment: datetime | None) -> str:
-    """``2024-05-01 14:03:12`` in the user's time zone; naive values are taken as UTC."""
+def local_time(moment: datetime | None, *, zone: bool = False) -> str:
+    """``2024-05-01 14:03:12`` in the user's time zone (``zone``: followed by its UTC offset,
+    ``+08:00``); naive values are taken as UTC."""
     if moment is None:
         return DASH
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    local = moment.astimezone()
+    text = local.strftime("%Y-%m-%d %H:%M:%S")
+    if not zone:
+        return text
+    offset = local.strftime("%z")
+    return f"{text} {offset[:3]}:{offset[3:]}" if offset else text
 
 
 def age(moment: datetime | None, until: datetime | None = None) -> str:
@@ -69,10 +75,10 @@ def compact_duration(seconds: float) -> str:
 
 
 def when(moment: datetime | None) -> str:
-    """Local time with the age, e.g. ``2024-05-01 14:03:12 (3m ago)``."""
+    """Local time with its UTC offset and the age, e.g. ``2024-05-01 14:03:12 +08:00 (3m ago)``."""
     if moment is None:
         return DASH
-    return f"{local_time(moment)} ({age(moment)} ago)"
+    return f"{local_time(moment, zone=True)} ({age(moment)} ago)"
 
 
 def gpu_counts(gpus: Mapping[str, GpuCount]) -> str:

@@ -25,7 +25,7 @@ ServerOption = Annotated[
     typer.Option(
         "--server",
         metavar="URL",
-        help="Server URL (default: $SUANLI_SERVER, else http://127.0.0.1:8731).",
+        help="Server URL (default: $SUANLI_SERVER, else 'suanli config', else http://127.0.0.1:8731).",
         show_default=False,
         rich_help_panel=CONNECTION_PANEL,
     ),
@@ -35,7 +35,8 @@ TokenOption = Annotated[
     typer.Option(
         "--token",
         metavar="TOKEN",
-        help="API token (default: $SUANLI_TOKEN, else the one 'suanli login' saved for the server).",
+        help="API token (default: $SUANLI_TOKEN, else 'suanli config', else the one 'suanli login' saved "
+        "for the server).",
         show_default=False,
         rich_help_panel=CONNECTION_PANEL,
     ),

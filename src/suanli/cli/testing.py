@@ -152,6 +152,8 @@ class FakeApi:
             if params.get("state") in (None, j.state.value)
             and params.get("site") in (None, j.site)
             and params.get("name") in (None, j.name)
+            and params.get("tenant") in (None, j.tenant)
+            and params.get("user") in (None, j.user)
         ]
         start = int(params.get("cursor") or 0)
         chunk = found[start : start + self.page_size]

@@ -7,7 +7,6 @@ import io
 import json
 import re
 from datetime import datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo
@@ -234,31 +233,3 @@ def revenue(
     ]
     console = out_console()
     console.print(table(("SITE", "REVENUE CNY", "WAIVED CNY", "GPU-HOURS", "GPU UTIL"), rows, width=console.width))
-
-
-def _cny(text: str) -> str:
-    """An amount as a bill shows it: ``20.77`` (two decimals, thousands separated)."""
-    return f"{Decimal(text):,.2f}"
-
-
-def budget(
-    ctx: typer.Context,
-    json_out: JsonOption = False,
-    server: ServerOption = None,
-    token: TokenOption = None,
-) -> None:
-    """Each tenant's monthly budget and this month's spend; past 80 % it is a warning."""
-    with open_client(ctx, server, token) as client:
-        found = client.budgets()
-    if json_out:
-        print_json(found)
-        return
-    if not found:
-        note("No tenant has a monthly budget (monthly_budget_cny in the network file).")
-        return
-    rows = [(b.tenant, _cny(b.spent_cny), _cny(b.budget_cny), f"{b.used * 100:.1f}%", b.state) for b in found]
-    console = out_console()
-    console.print(table(("TENANT", "SPENT CNY", "BUDGET CNY", "USED", "STATE"), rows, width=console.width))
-    for b in found:
-        if b.state != "ok":
-            note(f"warning: tenant {b.tenant} has used {b.used * 100:.0f}% of its monthly budget")

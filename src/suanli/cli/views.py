@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from decimal import Decimal
 from typing import Annotated, Any
@@ -12,18 +13,21 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.text import Text
 
-from suanli.cli import render
+from suanli.cli import jobcolumns, render
 from suanli.cli.arrays import tasks_words
 from suanli.cli.context import JsonOption, ServerOption, TokenOption, note, open_client, out_console, print_json
-from suanli.cli.render import DASH, age, compact_duration, local_time, state_text, table, when
+from suanli.cli.render import DASH, compact_duration, local_time, state_text, table, when
 from suanli.core.api import AttemptOut, JobOut
 from suanli.core.api_dryrun import DryRunOut
 from suanli.core.errors import SuanliError
 from suanli.core.spec import Placement, Resources
 from suanli.core.states import JobState
+from suanli.sdk import Client
 
 #: Finished jobs younger than this are listed by default.
 RECENT = timedelta(hours=24)
+#: The pause between listings with --watch; tests may replace it.
+sleep: Callable[[float], None] = time.sleep
 
 
 def jobs(
@@ -40,14 +44,28 @@ def jobs(
     tenant: Annotated[
         str | None, typer.Option("--tenant", help="Only this tenant's jobs (the admin sees every tenant's).")
     ] = None,
+    user: Annotated[
+        str | None, typer.Option("--user", "-u", help="Only jobs this user submitted.", show_default=False)
+    ] = None,
     limit: Annotated[
         int | None,
-        typer.Option("--limit", "-n", min=1, help="Only the newest N of the jobs listed.", show_default=False),
+        typer.Option(
+            "--limit", "-n", min=1, metavar="N", help="Only the newest N of the jobs listed.", show_default=False
+        ),
     ] = None,
     all_jobs: Annotated[bool, typer.Option("--all", "-a", help="Include jobs that finished long ago.")] = False,
     expand: Annotated[
         bool, typer.Option("--expand", help="List each task of a job array (ID_INDEX), not one line per array.")
     ] = False,
+    columns: Annotated[
+        str, typer.Option("--format", "-o", metavar="COLUMNS", help=jobcolumns.FORMAT_HELP, show_default=False)
+    ] = jobcolumns.DEFAULT_FORMAT,
+    watch: Annotated[
+        bool, typer.Option("--watch", "-w", help="List again every --interval seconds until Ctrl-C (like watch).")
+    ] = False,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.5, metavar="S", help="Seconds between listings with --watch.")
+    ] = 2.0,
     json_out: JsonOption = False,
     server: ServerOption = None,
     token: TokenOption = None,
@@ -57,28 +75,45 @@ def jobs(
 
     A job array is one line, its tasks counted by state (--expand lists every task)."""
     wanted = _state(state)
+    names = jobcolumns.parse_format(columns)
+    if watch and json_out:
+        raise typer.BadParameter("--watch redraws a table; drop --json (or loop yourself)", param_hint="'--watch'")
+    filters: dict[str, Any] = {"state": wanted.value if wanted else None, "site": site, "name": name}
+    filters.update(tenant=tenant, user=user, fold=not expand)
     with open_client(ctx, server, token) as client:
-        found = list(client.iter_jobs(state=wanted.value if wanted else None, site=site, name=name, fold=not expand))
-        if not found and site and site not in {s.name for s in client.sites()}:
-            known = ", ".join(sorted(s.name for s in client.sites()))
-            raise SuanliError(f"no site '{site}'; known sites: {known}")
-    if tenant:
-        found = [j for j in found if j.tenant == tenant]
-    if not (all_jobs or wanted):
+        while True:
+            found = _listed(client, filters, everything=all_jobs or wanted is not None, limit=limit)
+            if json_out:
+                print_json(found)
+                return
+            console = out_console()
+            if watch:
+                console.clear()
+                console.print(f"Every {interval:g}s: suanli jobs    {render.local_time(render.now())}", style="dim")
+            if found:
+                headers, rows, flex = jobcolumns.rows(names, found)
+                console.print(table(headers, rows, width=console.width, flex=flex))
+            else:
+                note(_nothing_found(all_jobs or bool(wanted)))
+            if not watch:
+                return
+            try:
+                sleep(interval)
+            except KeyboardInterrupt:
+                return
+
+
+def _listed(client: Client, filters: dict[str, Any], *, everything: bool, limit: int | None) -> list[JobOut]:
+    found = list(client.iter_jobs(**filters))
+    site = filters["site"]
+    if not found and site and site not in {s.name for s in client.sites()}:
+        known = ", ".join(sorted(s.name for s in client.sites()))
+        raise SuanliError(f"no site '{site}'; known sites: {known}")
+    if not everything:
         cutoff = render.now() - RECENT
         found = [j for j in found if not j.state.is_terminal() or (j.finished_at or j.updated_at) >= cutoff]
     found.sort(key=lambda j: (j.submitted_at, j.id))
-    if limit is not None:
-        found = found[-limit:]
-    if json_out:
-        print_json(found)
-        return
-    if not found:
-        note(_nothing_found(all_jobs or bool(wanted)))
-        return
-    console = out_console()
-    headers = ("ID", "NAME", "STATE", "SITE", "GPUS", "AGE", "REASON")
-    console.print(table(headers, (_job_row(j) for j in found), width=console.width))
+    return found[-limit:] if limit is not None else found
 
 
 def _state(text: str | None) -> JobState | None:
@@ -180,13 +215,6 @@ def _placement(data: Any) -> str:
     return "; ".join(parts)
 
 
-def _job_row(job: JobOut) -> tuple[str | Text, ...]:
-    reason = job.reason
-    if not reason and job.state == JobState.FAILED and job.attempts:
-        reason = job.attempts[-1].message
-    return (job.id, job.name, state_text(job.state), job.site or DASH, job.gpus or DASH, age(job.submitted_at), reason)
-
-
 def _attempt_row(attempt: AttemptOut) -> tuple[str | Text, ...]:
     names = [n.node for n in sorted(attempt.nodes, key=lambda n: n.rank)]
     nodes = ", ".join(names[:3]) + (f" +{len(names) - 3}" if len(names) > 3 else "") if names else DASH
@@ -195,8 +223,8 @@ def _attempt_row(attempt: AttemptOut) -> tuple[str | Text, ...]:
         attempt.site,
         state_text(attempt.state),
         nodes,
-        local_time(attempt.started_at),
-        local_time(attempt.ended_at),
+        local_time(attempt.started_at, zone=True),
+        local_time(attempt.ended_at, zone=True),
         DASH if attempt.exit_code is None else str(attempt.exit_code),
         attempt.message,
     )

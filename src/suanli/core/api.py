@@ -8,6 +8,7 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import AfterValidator, BaseModel, Field
 
+from suanli.core.overrides import Overrides
 from suanli.core.resources import MAX_DURATION_S, MAX_PRICE_CNY_PER_HOUR
 from suanli.core.states import AttemptState, JobState
 
@@ -65,6 +66,15 @@ class JobSubmit(BaseModel):
     tenant: str | None = None
 
 
+class JobRerun(BaseModel):
+    """``POST /api/v1/jobs/{id}/rerun``: submit the job's stored spec again (its workdir and
+    secrets too), with ``overrides`` applied (flag over file)."""
+
+    overrides: Overrides = Field(default_factory=Overrides)
+    #: A new workdir (``POST /api/v1/workdirs``); None reuses the job's.
+    workdir_digest: str | None = Field(default=None, max_length=64)
+
+
 class NodeAssignmentOut(BaseModel):
     node: str
     rank: int
@@ -102,6 +112,8 @@ class JobOut(BaseModel):
     id: str
     name: str
     tenant: str
+    #: Who submitted it (None for jobs submitted before users were recorded).
+    user: str | None = None
     state: JobState
     #: Why it is not running now, in words; empty once it runs.
     reason: str = ""
@@ -204,6 +216,11 @@ class InvoiceOut(BaseModel):
     lines: list[UsageLineOut]
     total_cny: str
     waived_cny: str
+    #: ``SL-202612-bj-ai``: one per tenant and month, the same on every reprint.
+    number: str = ""
+    #: Who issues it (the operator's ``SUANLI_INVOICE_ISSUER``) and when it was made.
+    issuer: str = ""
+    issued_at: datetime | None = None
 
 
 class TariffVersionOut(BaseModel):
@@ -270,6 +287,23 @@ class BudgetOut(BaseModel):
     used: float
     #: ok | warning (past 80 %) | exhausted
     state: str
+
+
+class BudgetIn(BaseModel):
+    """``PUT /api/v1/budgets/{tenant}``: the monthly budget, CNY as a decimal string (``"2000"``,
+    ``"1999.50"``); null removes it."""
+
+    budget_cny: str | None = Field(max_length=32)
+
+
+class BudgetChangeOut(BaseModel):
+    """One change of a tenant's budget: what it became (None: removed), who set it, when."""
+
+    tenant: str
+    budget_cny: str | None
+    #: A user's name, or ``network file``.
+    set_by: str
+    set_at: datetime
 
 
 # -- identities ---------------------------------------------------------------------------

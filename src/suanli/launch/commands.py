@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shlex
@@ -221,7 +222,8 @@ def agent(
     from suanli.agent.nvml_health import NvmlHealth, parse_xids
     from suanli.core.network import NodeDecl
     from suanli.core.resources import parse_accelerator
-    from suanli.sdk import Client, default_server
+    from suanli.sdk import default_server
+    from suanli.sdk.agent import SiteClient
 
     _logging(verbose)
     settings = read_agent_config(config) if config else AgentConfig()
@@ -252,7 +254,7 @@ def agent(
         if watch is not None:
             checks.append(watch)
     the_agent = Agent(
-        Client(server_url or default_server(), token=secret),
+        SiteClient(server_url or default_server(), token=secret),
         site,
         make_backend(backend, root, settings, nodes),
         root,
@@ -302,7 +304,11 @@ def up(
         bool,
         typer.Option("--postgres", help="Keep the network in a PostgreSQL cluster of its own, for this run only."),
     ] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug lines from the server.")] = False,
+    detach: Annotated[
+        bool,
+        typer.Option("--detach", "-d", help="Run in the background (log: <home>/up.log); 'suanli down' stops it."),
+    ] = False,
 ) -> None:
     """The server on 127.0.0.1 and one agent process per site (home: agents/<site>). Ctrl-C stops all it started."""
     from suanli.launch.network import (
@@ -320,6 +326,21 @@ def up(
         level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
     base = private_dir(home or default_home())  # 0700; narrowed, with a warning, if open to others
+    if detach:
+        if replicas > 1 and not postgres:
+            err.print("[red]error:[/] --replicas needs --postgres: replicas share one PostgreSQL database")
+            raise typer.Exit(2)
+        _detach(
+            base,
+            port,
+            demo=demo,
+            network=network,
+            engines=engines,
+            verbose=verbose,
+            replicas=replicas,
+            postgres=postgres,
+        )
+        return
     if demo:
         usable = []
         for engine, problem in running_engines().items() if engines else ():
@@ -370,3 +391,46 @@ def up(
     finally:
         net.stop()
     err.print("stopped.")
+
+
+def _detach(
+    base: Path,
+    port: int,
+    *,
+    demo: bool,
+    network: Path | None,
+    engines: bool,
+    verbose: bool,
+    replicas: int = 1,
+    postgres: bool = False,
+) -> None:
+    from suanli.launch import detach
+
+    args = ["--home", str(base), "--port", str(port), "--replicas", str(replicas)]
+    args += ["--demo"] * demo + ["--engines"] * engines + ["--verbose"] * verbose + ["--postgres"] * postgres
+    if network is not None:
+        args += ["--network", str(network.resolve())]
+    url = f"http://127.0.0.1:{port}"
+    started = detach.start(base, args, url)
+    for line in Path(started.log).read_text(encoding="utf-8", errors="replace").splitlines():
+        if not line.startswith("Try:"):
+            err.print(line, markup=False, highlight=False)
+    err.print(f"  running in the background: pid {started.pid}, log {started.log}")
+    err.print(f"Try: {try_hint(url, base)}    ('suanli down' stops the network)", soft_wrap=True)
+
+
+def down(
+    home: HomeOption = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print what was stopped as JSON.")] = False,
+) -> None:
+    """Stop the network 'suanli up --detach' started from this home: jobs, agents, server."""
+    from suanli.launch import detach
+
+    base = (home or default_home()).expanduser()
+    stopped = detach.stop(base)
+    if json_out:
+        typer.echo(json.dumps({"stopped": stopped is not None, "pid": stopped.pid if stopped else None}))
+    elif stopped is None:
+        err.print(f"nothing to stop: no 'suanli up --detach' runs from {base}")
+    else:
+        err.print(f"stopped the network at {stopped.url} (pid {stopped.pid})")

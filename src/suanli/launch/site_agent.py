@@ -25,7 +25,7 @@ from suanli.agent.agent import Agent
 from suanli.agent.backends.config import AgentConfig, make_backend
 from suanli.core.network import NodeDecl
 from suanli.core.spec import StrictModel
-from suanli.sdk import Client
+from suanli.sdk.agent import SiteClient
 
 log = logging.getLogger("suanli.agent")
 
@@ -66,7 +66,7 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, lambda _s, _f: stop.set())
     threading.Thread(target=_watch_parent, args=(stop, os.getppid()), name="parent-watch", daemon=True).start()
     backend = make_backend(config.backend, home, config.engines, config.nodes or None)
-    with Client(config.server, token=token) as client:
+    with SiteClient(config.server, token=token) as client:
         agent = Agent(client, config.site, backend, home, heartbeat_s=config.heartbeat_s)
         log.info("agent for site %s (home %s, pid %d) → %s", config.site, home, os.getpid(), config.server)
         agent.run_forever(stop)

@@ -60,11 +60,16 @@ def forget_token(server: str) -> bool:
 
 
 def _write(path: Path, servers: dict[str, str]) -> None:
+    write_private_json(path, {"servers": servers})
+
+
+def write_private_json(path: Path, data: dict[str, object]) -> None:
+    """Write ``data`` to ``path`` atomically, readable by its owner only (mode 0600)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump({"servers": servers}, f, indent=2, sort_keys=True)
+        json.dump(data, f, indent=2, sort_keys=True)
         f.write("\n")
     os.chmod(tmp, 0o600)
     os.replace(tmp, path)

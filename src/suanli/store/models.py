@@ -161,6 +161,8 @@ class Job(Base):
     id: Mapped[str] = mapped_column(String(32), unique=True)
     name: Mapped[str] = mapped_column(String(64), index=True)
     tenant: Mapped[str] = mapped_column(String(64), index=True, default="default")
+    #: The user who submitted it (None: submitted before users were recorded, or by the network).
+    user: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     state: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str] = mapped_column(Text, default="")
     priority: Mapped[str] = mapped_column(String(8), default="normal")
@@ -337,6 +339,22 @@ class TariffVersion(Base):
     tariff: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime]
     created_by: Mapped[str] = mapped_column(String(64), default="network file")
+
+
+class BudgetVersion(Base):
+    """A tenant's monthly budget from ``set_at`` on (None: no budget), and who set it (a user,
+    or ``network file``). Never updated: the newest row per tenant is the budget in force, and
+    the rows are the audit trail of every change."""
+
+    __tablename__ = "budget_versions"
+    __table_args__ = (Index("ix_budget_versions_tenant_id", "tenant", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    #: CNY as a decimal string; None: the budget was removed.
+    budget_cny: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    set_by: Mapped[str] = mapped_column(String(64))
+    set_at: Mapped[datetime]
 
 
 class UsageRecord(Base):

@@ -17,7 +17,7 @@ from suanli.app.control import ControlPlane
 from suanli.app.errors import Unprocessable
 from suanli.app.follow import LogStream, open_logs
 from suanli.app.groupcommit import GroupCommit
-from suanli.core.api import ExplainOut, JobOut, JobSubmit, Page
+from suanli.core.api import ExplainOut, JobOut, JobRerun, JobSubmit, Page
 from suanli.core.api_dryrun import DryRunOut
 from suanli.core.states import JobState
 from suanli.server.deps import MAX_ROW_ID, Caller, Control
@@ -88,6 +88,8 @@ def list_jobs(
     state: Annotated[list[str] | None, Query(description="Filter by state; repeat or comma-separate")] = None,
     site: str | None = None,
     name: str | None = None,
+    tenant: Annotated[str | None, Query(description="Only this tenant's jobs (within what the caller sees)")] = None,
+    user: Annotated[str | None, Query(description="Only jobs this user submitted")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: str | None = None,
     fold: Annotated[
@@ -104,7 +106,7 @@ def list_jobs(
         after = -1
     if after is not None and not 0 <= after <= MAX_ROW_ID:
         raise Unprocessable("cursor must be the next_cursor of a previous page")
-    wanted = service.JobFilter(states=states, site=site, name=name)
+    wanted = service.JobFilter(states=states, tenant=tenant, site=site, name=name, user=user)
     listing = arrayrequests.list_folded if fold else jobrequests.list_jobs
     items, nxt = listing(control, who, wanted, limit=limit, cursor=after)
     return Page[JobOut](items=items, next_cursor=str(nxt) if nxt is not None else None)
@@ -122,6 +124,16 @@ def explain(job_id: str, control: Control, who: Caller) -> ExplainOut:
     return arrayrequests.explain(control, who, job_id)
 
 
+@router.post("/{job_id}/rerun", response_model=JobOut, status_code=201)
+async def rerun(job_id: str, body: JobRerun, control: Control, who: Caller) -> JobOut:
+    """Submit the job again as a new job: its stored spec, secrets and workdir (or the
+    ``workdir_digest`` given), with ``overrides`` applied; checked and committed as a submission."""
+    service.require_write(who)
+    submission = await run_in_threadpool(jobrequests.prepare_rerun, control, who, job_id, body)
+    out, _ = await run_in_threadpool(submission.write)
+    return out
+
+
 @router.post("/{job_id}/cancel", response_model=JobOut)
 def cancel(job_id: str, control: Control, who: Caller) -> JobOut:
     """Cancel a job, or every task of a job array that has not ended."""
@@ -135,16 +147,24 @@ async def logs(
     who: Caller,
     follow: bool = False,
     tail: Annotated[int | None, Query(ge=1, le=1_000_000, description="Only the last N lines (then follow)")] = None,
+    since: Annotated[
+        str | None,
+        Query(max_length=64, description="Only output received since: a duration back (10m, 2h) or a time (UTC)"),
+    ] = None,
+    rank: Annotated[int | None, Query(ge=0, le=MAX_ROW_ID, description="Only this node rank's output")] = None,
+    timestamps: Annotated[bool, Query(description="Prefix each line with when it was received (UTC)")] = False,
 ) -> StreamingResponse:
-    """The job's output, all attempts in order (``tail``: its last N lines); with ``follow`` the
-    stream stays open until the job ends. Lines of multi-node jobs are prefixed with their node
-    rank. A tenant may follow ``max_follows_per_tenant`` streams at once (429 with Retry-After
-    beyond)."""
+    """The job's output, all attempts in order (``tail``: its last N lines; ``since``, ``rank``:
+    only what arrived since then, only that node's); with ``follow`` the stream stays open until
+    the job ends. Lines of multi-node jobs are prefixed with their node rank, and with
+    ``timestamps`` with the instant the front desk received them. A tenant may follow
+    ``max_follows_per_tenant`` streams at once (429 with Retry-After beyond)."""
+    view = logtail.log_view(control, since, rank, timestamps)
     if tail is None:
-        stream = await open_logs(control, who, job_id, follow=follow)
+        stream = await open_logs(control, who, job_id, follow=follow, view=view)
     else:
-        text, last = await run_in_threadpool(logtail.tail_of, control, who, job_id, tail)
-        stream = logtail_stream(text, await open_logs(control, who, job_id, last, follow=follow))
+        text, last = await run_in_threadpool(logtail.tail_of, control, who, job_id, tail, view)
+        stream = logtail_stream(text, await open_logs(control, who, job_id, last, follow=follow, view=view))
     return FollowResponse(stream, headers={"Cache-Control": "no-store"})
 
 

@@ -12,7 +12,16 @@ from pydantic import BaseModel
 from suanli.app import billing, invoices
 from suanli.app.errors import Unprocessable
 from suanli.core import metering as pricing
-from suanli.core.api import BudgetOut, InvoiceOut, Page, SiteRevenueOut, TariffVersionOut, UsageLineOut
+from suanli.core.api import (
+    BudgetChangeOut,
+    BudgetIn,
+    BudgetOut,
+    InvoiceOut,
+    Page,
+    SiteRevenueOut,
+    TariffVersionOut,
+    UsageLineOut,
+)
 from suanli.core.clock import Instant
 from suanli.core.network import Tariff
 from suanli.server.deps import Caller, Control
@@ -103,3 +112,16 @@ def budget_list(control: Control, who: Caller) -> Page[BudgetOut]:
     """Each tenant's monthly budget and what it has spent this month (warning past 80 %):
     the admin sees every tenant's, a member its own."""
     return Page[BudgetOut](items=billing.budget_list(control, who))
+
+
+@router.put("/budgets/{tenant}", response_model=BudgetChangeOut)
+def set_budget(tenant: str, body: BudgetIn, control: Control, who: Caller) -> BudgetChangeOut:
+    """Set a tenant's monthly budget (``budget_cny`` null removes it): the admin only. The
+    change is stored with who made it and when; it outlives the network file's value."""
+    return billing.set_budget(control, who, tenant, body.budget_cny)
+
+
+@router.get("/budgets/history", response_model=Page[BudgetChangeOut])
+def budget_history(control: Control, who: Caller, tenant: str | None = None) -> Page[BudgetChangeOut]:
+    """Every change of the budgets the caller may see, oldest first: value, who, when."""
+    return Page[BudgetChangeOut](items=billing.budget_history(control, who, tenant))
