@@ -20,7 +20,9 @@ problem document, like the API's own errors.
     network rejects draw on it, and only they are refused once it is empty. A valid token from
     the same address is still served, so a flood of made-up tokens locks nobody else out.
   * Each site agent token on ``/api/v1/agents/`` (``agent_rate_limit_*``); a rejected site token
-    is a failed sign-in like any other.
+    is a failed sign-in like any other. The relay (``/api/v1/agents/relay/``) draws on a bucket
+    of its own (``relay_rate_limit_*``), so a copy's chunks neither starve the agent's heartbeat
+    nor are held to a heartbeat's rate.
 - Every 5xx answer carries ``Connection: close``: after a server error the connection may be in
   a bad state, and the client must not send its next request on it.
 
@@ -60,6 +62,7 @@ UPLOAD_PATHS = frozenset({"/api/v1/workdirs", "/api/v1/agents/checkpoints", "/ap
 RELAY_CHUNK = re.compile(r"^/api/v1/agents/relay/[^/]+/chunks/[0-9]+$")
 #: The agent protocol (site tokens), limited per site token by its own settings.
 AGENT_PREFIX = "/api/v1/agents/"
+RELAY_PREFIX = "/api/v1/agents/relay/"
 #: Never rate-limited: probes and scrapers.
 UNLIMITED_PATHS = frozenset({"/healthz", "/metrics"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -319,7 +322,11 @@ class LimitsMiddleware:
         settings = self.settings
         address = _address(scope)
         if path.startswith(AGENT_PREFIX):
-            rate, burst = settings.agent_rate_limit_per_s, settings.agent_rate_limit_burst
+            relay = path.startswith(RELAY_PREFIX)
+            if relay:
+                rate, burst = settings.relay_rate_limit_per_s, settings.relay_rate_limit_burst
+            else:
+                rate, burst = settings.agent_rate_limit_per_s, settings.agent_rate_limit_burst
             if rate <= 0:
                 return None
             if token is not None:
@@ -328,11 +335,12 @@ class LimitsMiddleware:
                 if refusal is not None:
                     return refusal
             key = "site:" + hashlib.sha256(token.encode("latin-1")).hexdigest() if token else "agent-addr:" + address
-            wait = self.limiter.take(key, rate, burst)
+            wait = self.limiter.take(("relay:" if relay else "") + key, rate, burst)
             if wait > 0:
                 who = "this site agent token" if token else "this client address"
+                what = "relay" if relay else "agent"
                 return _too_many(
-                    f"{who} sent more than {rate:g} agent requests per second (bursts up to {burst})", wait
+                    f"{who} sent more than {rate:g} {what} requests per second (bursts up to {burst})", wait
                 )
             return None
 
