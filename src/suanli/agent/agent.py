@@ -22,6 +22,7 @@ import time
 from suanli.agent.cycle import AgentCycle
 from suanli.agent.delivery import Backoff
 from suanli.agent.recovery import SUPERVISOR_GRACE_S, Recoverable, orphan_timeout
+from suanli.agent.sitedata import SiteData
 from suanli.core.protocol import HeartbeatResponse, StopOrder
 from suanli.sdk import ApiError, ServerUnreachable
 
@@ -34,6 +35,10 @@ _REREGISTER = frozenset({401, 403, 404})
 class Agent(AgentCycle):
     """One site's agent: ``AgentCycle`` (the state and one cycle; its constructor takes the
     settings) run on threads by ``run_forever``. Thread-safe: those threads share it."""
+
+    #: The site's data store, which takes the heartbeat's store orders (None: this agent holds
+    #: no store, and such orders wait for one that does).
+    site_data: SiteData | None = None
 
     # -- running ---------------------------------------------------------------------------
     def _long_poll(self) -> HeartbeatResponse:
@@ -165,6 +170,8 @@ class Agent(AgentCycle):
                 continue
             backoff.reset()
             self._back_online()
+            if response.store and self.site_data is not None:
+                self.site_data.take(response.store)
             # Straight back for more only after news. The server repeats a stop order until the
             # attempt's end reaches it: answering each repeat at once spun this loop (and the
             # server) hundreds of times a second for the whole grace period.

@@ -9,13 +9,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from suanli.app import agents, checkpoints, outputs
+from suanli.app import agents, checkpoints, outputs, uploads
 from suanli.app.control import ControlPlane
 from suanli.app.errors import NotFound, Unauthorized
 from suanli.app.sites import authenticate_site, site_for_token
 from suanli.app.workdirs import blob_path
 from suanli.core.api_data import DatasetOut
-from suanli.core.protocol import CheckpointReceipt, HeartbeatRequest, RegisterRequest, RegisterResponse
+from suanli.core.protocol import CheckpointReceipt, HeartbeatRequest, RegisterRequest, RegisterResponse, StoreOrder
 
 HeartbeatOutcome = agents.HeartbeatOutcome
 
@@ -64,6 +64,11 @@ def collect_orders(control: ControlPlane, req: HeartbeatRequest, token: str | No
     with control.db.session() as session:
         site = authenticate_site(session, req.site, token)
         agents.collect_orders(session, site, control.clock.now(), out, grace, control.secrets)
+
+
+def store_orders(control: ControlPlane, site: str) -> list[StoreOrder]:
+    """Datasets the (authenticated) site's agent is to take into its store."""
+    return uploads.store_orders(control, site)
 
 
 def workdir_file(control: ControlPlane, token: str | None, digest: str) -> Path:

@@ -38,6 +38,7 @@ from suanli.app.leadership import Deposed, Leadership
 from suanli.app.secrets import SecretBox
 from suanli.app.settings import Settings
 from suanli.app.signals import FollowSlots, Signals
+from suanli.app.uploads import Uploads
 from suanli.core.clock import Clock, SystemClock
 from suanli.core.network import NetworkSpec
 from suanli.core.policy import RuleSet
@@ -98,6 +99,8 @@ class ControlPlane:
         self.transfers = transfers.TransferRunner(lambda: self.chain, self.capacity_changed)
         #: Sealed chunks between two sites' agents, in memory, a bounded number per transfer.
         self.relay = Relay()
+        #: Registrations by upload under way: their keys, in memory only (``app/uploads.py``).
+        self.uploads = Uploads()
         self._capacity: list[SiteState] | None = None
         self._capacity_lock = threading.Lock()
         self._stop = threading.Event()

@@ -11,6 +11,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColu
 
 from suanli.cli.context import JsonOption, ServerOption, TokenOption, err_console, note, open_client, say
 from suanli.core.states import TransferState
+from suanli.datachain.manifest import MiB, build_manifest, check_chunk_size
 from suanli.sdk import Client
 
 app = typer.Typer(
@@ -56,9 +57,15 @@ def _summary(d: dict[str, Any]) -> str:
 def register(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Dataset name.")],
-    path: Annotated[Path, typer.Option("--path", help="The data file (on the server's machine in this version).")],
     site: Annotated[str, typer.Option("--site", help="Home site.")],
     owner: Annotated[str, typer.Option("--owner", help="Owner tenant (the exporter).")],
+    path: Annotated[
+        Path | None, typer.Option("--path", help="A data file on the server's machine (admin only).")
+    ] = None,
+    upload: Annotated[
+        Path | None,
+        typer.Option("--upload", help="A data file here: sent sealed to the site's agent, stored there only."),
+    ] = None,
     level: LevelOpt = "general",
     sub_grade: Annotated[int | None, typer.Option("--sub-grade")] = None,
     pi: PiOpt = 0,
@@ -73,7 +80,24 @@ def register(
     server: ServerOption = None,
     token: TokenOption = None,
 ) -> None:
-    """Register a graded dataset at its home site (derived ones inherit the highest input level)."""
+    """Register a graded dataset at its home site (derived ones inherit the highest input level).
+
+    With --upload the file is read here and its bytes go, sealed, through the front desk to the
+    site's agent, whose store alone holds them; with --path the server reads a file on its own
+    machine into the site's store on that machine (admin only)."""
+    if (path is None) == (upload is None):
+        raise typer.BadParameter("give either --upload FILE (a file here) or --path FILE (on the server's machine)")
+    classification = None if derived_from else _classification(level, sub_grade, pi, spi, category, return_flow)
+    if upload is not None:
+        with open_client(ctx, server, token) as client:
+            d = _upload(client, name, owner, site, upload, chunk_mib, classification, derived_from or [])
+        if json_out:
+            _echo_json(d)
+            return
+        say(f"uploaded {d['name']} to {d['home_site']}'s store: {d['chunks']} chunks, Merkle root {d['root'][:16]}…")
+        say(_summary(d))
+        return
+    assert path is not None
     body: dict[str, Any] = {
         "name": name,
         "owner": owner,
@@ -82,8 +106,8 @@ def register(
         "chunk_mib": chunk_mib,
         "derived_from": derived_from or [],
     }
-    if not derived_from:
-        body["classification"] = _classification(level, sub_grade, pi, spi, category, return_flow)
+    if classification is not None:
+        body["classification"] = classification
     with open_client(ctx, server, token) as client:
         d = client.register_dataset(**body)
     if json_out:
@@ -91,6 +115,43 @@ def register(
         return
     say(f"registered {d['name']} at {d['home_site']}: {d['chunks']} chunks, Merkle root {d['root'][:16]}…")
     say(_summary(d))
+
+
+def _upload(
+    client: Client,
+    name: str,
+    owner: str,
+    site: str,
+    path: Path,
+    chunk_mib: int,
+    classification: dict[str, Any] | None,
+    derived_from: list[str],
+) -> dict[str, Any]:
+    """Hash the file here (the manifest), then send it chunk by chunk with a progress bar."""
+    if not path.is_file():
+        raise typer.BadParameter(f"'{path}' is not a file")
+    try:
+        manifest = build_manifest(path, check_chunk_size(chunk_mib * MiB))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    columns = (*Progress.get_default_columns()[:2], BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    with path.open("rb") as f, Progress(*columns, console=err_console(), transient=True) as bar:
+        task = bar.add_task(f"{name} → {site}", total=manifest.size)
+
+        def read_chunk(i: int) -> bytes:
+            f.seek(i * manifest.chunk_size)
+            return f.read(manifest.chunk_len(i))
+
+        return client.upload_dataset(
+            name=name,
+            owner=owner,
+            site=site,
+            manifest=manifest.model_dump(),
+            read_chunk=read_chunk,
+            classification=classification,
+            derived_from=derived_from,
+            progress=lambda done, _total: bar.update(task, completed=done),
+        )
 
 
 @app.command("ls")

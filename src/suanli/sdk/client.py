@@ -50,6 +50,7 @@ from suanli.core.states import TransferState
 from suanli.sdk.credentials import discover_token
 from suanli.sdk.errors import ApiError, ServerUnreachable
 from suanli.sdk.failover import FailoverTransport, parse_servers
+from suanli.sdk.uploads import upload_dataset
 from suanli.sdk.workdir import ProgressFn, ProgressReader, pack_workdir
 
 DEFAULT_SERVER = "http://127.0.0.1:8731"
@@ -456,6 +457,10 @@ class Client:
         """``name, owner, home_site, path`` (a file on the server's machine), ``classification``…"""
         out: dict[str, Any] = self._json("POST", "/api/v1/datasets", json=body)
         return out
+
+    def upload_dataset(self, **kwargs: Any) -> dict[str, Any]:
+        """Register a dataset at a site by upload: see :func:`suanli.sdk.uploads.upload_dataset`."""
+        return upload_dataset(self, **kwargs)
 
     def datasets(self, owner: str | None = None) -> list[dict[str, Any]]:
         params = {"owner": owner} if owner else {}

@@ -60,6 +60,8 @@ MAX_BUCKETS = 10_000
 UPLOAD_PATHS = frozenset({"/api/v1/workdirs", "/api/v1/agents/checkpoints", "/api/v1/agents/outputs"})
 #: A sealed chunk pushed through the relay: its route bounds it (a sealed chunk's size at most).
 RELAY_CHUNK = re.compile(r"^/api/v1/agents/relay/[^/]+/chunks/[0-9]+$")
+#: A plain chunk of a registration by upload: its route bounds it (a chunk's size at most).
+UPLOAD_CHUNK = re.compile(r"^/api/v1/datasets/uploads/[^/]+/chunks/[0-9]+$")
 #: The agent protocol (site tokens), limited per site token by its own settings.
 AGENT_PREFIX = "/api/v1/agents/"
 RELAY_PREFIX = "/api/v1/agents/relay/"
@@ -251,7 +253,7 @@ class LimitsMiddleware:
                 return
         send = self._watched(send, _address(scope) if authorization is not None or path == "/login" else None)
 
-        if path in UPLOAD_PATHS or RELAY_CHUNK.match(path):
+        if path in UPLOAD_PATHS or RELAY_CHUNK.match(path) or UPLOAD_CHUNK.match(path):
             await self.app(scope, receive, send)
             return
 

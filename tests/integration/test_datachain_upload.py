@@ -1,0 +1,171 @@
+"""Registering a dataset at a site by upload (issue 18, slice 3): the bytes go, sealed, through
+the front desk to the site's agent (a process of its own, with its own home) and rest only in
+that agent's store. A unique marker in the data is never found under the server's home (its
+database included), and only in clear at the site where the grade lets it be stored in clear."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from suanli.agent.sitedata import open_store
+from suanli.app.settings import Settings
+from suanli.core.network import parse_network
+from suanli.datachain.manifest import MiB, build_manifest
+from suanli.launch.network import LocalNetwork, agent_home
+from suanli.sdk import ApiError, Client
+
+NETWORK = parse_network(
+    "regions: [beijing, tianjin]\n"
+    "sites:\n"
+    "  - {name: beijing, region: beijing, zone: mainland, nodes: [{name: bj-01, cpus: 2, memory: 4}]}\n"
+    "  - {name: tianjin, region: tianjin, zone: mainland, nodes: [{name: tj-01, cpus: 2, memory: 4}]}\n"
+    "tenants:\n"
+    "  - {name: bj-ai, home_region: beijing}\n"
+    "  - {name: tj-lab, home_region: tianjin}\n"
+)
+CHUNK = 4 * MiB
+
+
+@pytest.fixture
+def net(tmp_path: Path) -> Iterator[LocalNetwork]:
+    net = LocalNetwork(Settings(home=tmp_path / "home", port=0, heartbeat_s=0.3), NETWORK)
+    net.start()
+    try:
+        net.wait_online()
+        yield net
+    finally:
+        net.stop()
+
+
+def _marked(path: Path, marker: bytes, size: int) -> bytes:
+    """Random bytes of ``size`` with ``marker`` in the middle of the second chunk."""
+    data = bytearray(os.urandom(size))
+    at = CHUNK + CHUNK // 2
+    data[at : at + len(marker)] = marker
+    path.write_bytes(bytes(data))
+    return bytes(data)
+
+
+def _files_holding(root: Path, marker: bytes) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file() and not p.is_symlink() and marker in p.read_bytes()]
+
+
+def _user(net: LocalNetwork, name: str, tenant: str) -> str:
+    with Client(net.url, token=net.admin_token) as admin:
+        admin.create_user(name, tenant=tenant)
+        return admin.create_token(user=name, name="test").token
+
+
+def _cli(net: LocalNetwork, token: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SUANLI_SERVER": net.url, "SUANLI_TOKEN": token}
+    return subprocess.run(
+        [sys.executable, "-m", "suanli", *args], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_an_upload_rests_only_at_the_sites_agent(net: LocalNetwork, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    bj_home = agent_home(home, "beijing")
+    client_dir = tmp_path / "client"
+    client_dir.mkdir()
+    alice = _user(net, "alice", "bj-ai")
+
+    # PI makes it sealed at rest: the marker is in clear nowhere but the uploader's own file.
+    secret_marker = b"SUANLI-MARKER-" + os.urandom(12).hex().encode()
+    data = _marked(client_dir / "notes.bin", secret_marker, 2 * CHUNK + 4321)
+    r = _cli(
+        net,
+        alice,
+        "data",
+        "register",
+        "notes",
+        "--upload",
+        str(client_dir / "notes.bin"),
+        "--site",
+        "beijing",
+        "--owner",
+        "bj-ai",
+        "--pi",
+        "500",
+        "--chunk-mib",
+        "4",
+        "--json",
+    )
+    assert r.returncode == 0, r.stderr
+    with Client(net.url, token=alice) as as_alice:
+        d = as_alice.dataset("notes")
+    assert d["home_site"] == "beijing"
+    assert d["root"] == build_manifest(client_dir / "notes.bin", CHUNK).root
+    stored = bj_home / "store" / "datasets" / "notes"
+    assert (stored / "data.sealed").is_file()
+    assert not (stored / "data").exists()
+    assert _files_holding(home, secret_marker) == []  # sealed at the site, nowhere at the server
+    assert not (home / "datachain" / "sites" / "beijing" / "datasets" / "notes").exists()
+    # The site opens its own copy: the bytes are the uploader's.
+    assert b"".join(open_store(bj_home).read_plain("notes")) == data
+
+    # General data with no PI is stored in clear, at the site only.
+    clear_marker = b"SUANLI-CLEAR-" + os.urandom(12).hex().encode()
+    _marked(client_dir / "plain.bin", clear_marker, CHUNK + 9)
+    with Client(net.url, token=alice) as as_alice:
+        m = build_manifest(client_dir / "plain.bin", CHUNK)
+        raw = (client_dir / "plain.bin").read_bytes()
+        out = as_alice.upload_dataset(
+            name="plain",
+            owner="bj-ai",
+            site="tianjin",
+            manifest=m.model_dump(),
+            read_chunk=lambda i: raw[i * CHUNK : i * CHUNK + m.chunk_len(i)],
+            classification={"level": "general", "categories": ["marketing"]},
+        )
+    assert out["home_site"] == "tianjin"
+    tj_home = agent_home(home, "tianjin")
+    assert _files_holding(home, clear_marker) == [tj_home / "store" / "datasets" / "plain" / "data"]
+
+    # On the ledger: the upload, with its site and root, after the registration.
+    with Client(net.url, token=net.admin_token) as admin:
+        ups = [json.loads(e["data"])["body"] for e in admin.ledger_entries(kind="upload")]
+    assert [(u["dataset"], u["site"]) for u in ups] == [("notes", "beijing"), ("plain", "tianjin")]
+    assert ups[0]["root"] == d["root"]
+    assert ups[0]["sealed_at_rest"] is True
+    assert ups[0]["by"] == "alice"
+
+
+def test_an_upload_is_checked_before_a_byte_moves(net: LocalNetwork, tmp_path: Path) -> None:
+    alice = _user(net, "alice", "bj-ai")
+    tj = _user(net, "tom", "tj-lab")
+    src = tmp_path / "x.bin"
+    raw = os.urandom(CHUNK + 1)
+    src.write_bytes(raw)
+    m = build_manifest(src, CHUNK)
+    general = {"level": "general", "categories": ["marketing"]}
+    common = {"name": "x", "owner": "bj-ai", "site": "beijing", "manifest": m.model_dump(), "classification": general}
+    with Client(net.url, token=tj) as as_tom:  # another tenant cannot register for bj-ai
+        with pytest.raises(ApiError) as refused:
+            as_tom.upload_dataset(**common, read_chunk=lambda i: b"")
+        assert refused.value.status == 403
+    with Client(net.url, token=alice) as as_alice:
+        forged = {**m.model_dump(), "root": "0" * 64}
+        with pytest.raises(ApiError) as refused:
+            as_alice.upload_dataset(**{**common, "manifest": forged}, read_chunk=lambda i: b"")
+        assert refused.value.status == 422
+        assert "Merkle root" in refused.value.detail
+        not_hex = {**m.model_dump(), "chunks": ["zz"] * m.count}
+        with pytest.raises(ApiError) as refused:
+            as_alice.upload_dataset(**{**common, "manifest": not_hex}, read_chunk=lambda i: b"")
+        assert refused.value.status == 422
+        # Bytes that are not the declared chunk are refused, and nothing is registered.
+        with pytest.raises(ApiError) as refused:
+            as_alice.upload_dataset(**common, read_chunk=lambda i: os.urandom(m.chunk_len(i)), wait_s=20)
+        assert refused.value.status == 422
+        assert "does not match the manifest" in refused.value.detail
+        with pytest.raises(ApiError) as missing:
+            as_alice.dataset("x")
+        assert missing.value.status == 404
