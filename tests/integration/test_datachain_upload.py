@@ -5,10 +5,12 @@ database included), and only in clear at the site where the grade lets it be sto
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +19,7 @@ import pytest
 from suanli.agent.sitedata import open_store
 from suanli.app.settings import Settings
 from suanli.core.network import parse_network
+from suanli.core.spec import parse_job_spec
 from suanli.datachain.manifest import MiB, build_manifest
 from suanli.launch.network import LocalNetwork, agent_home
 from suanli.sdk import ApiError, Client
@@ -129,6 +132,22 @@ def test_an_upload_rests_only_at_the_sites_agent(net: LocalNetwork, tmp_path: Pa
     tj_home = agent_home(home, "tianjin")
     assert _files_holding(home, clear_marker) == [tj_home / "store" / "datasets" / "plain" / "data"]
 
+    # A job at beijing reads it from beijing's own store, read-only, the read on the ledger.
+    spec = parse_job_spec(
+        'run: \'sha256sum "$SUANLI_DATASET_NOTES"; test -w "$SUANLI_DATASET_NOTES" || echo read-only\'\n'
+        "datasets: [{name: notes, mount: /data/notes}]\nplacement: {regions: [beijing]}\n"
+    )
+    with Client(net.url, token=alice) as as_alice:
+        job = as_alice.submit(spec)
+        deadline = time.monotonic() + 60
+        while (state := as_alice.job(job.id).state.value) not in ("SUCCEEDED", "FAILED"):
+            assert time.monotonic() < deadline, as_alice.job(job.id)
+            time.sleep(0.2)
+        out = "".join(as_alice.logs(job.id))
+    assert state == "SUCCEEDED", out
+    assert hashlib.sha256(data).hexdigest() in out
+    assert "read-only" in out
+
     # On the ledger: the upload, with its site and root, after the registration.
     with Client(net.url, token=net.admin_token) as admin:
         ups = [json.loads(e["data"])["body"] for e in admin.ledger_entries(kind="upload")]
@@ -136,6 +155,13 @@ def test_an_upload_rests_only_at_the_sites_agent(net: LocalNetwork, tmp_path: Pa
     assert ups[0]["root"] == d["root"]
     assert ups[0]["sealed_at_rest"] is True
     assert ups[0]["by"] == "alice"
+    with Client(net.url, token=net.admin_token) as admin:
+        reads = [json.loads(e["data"])["body"] for e in admin.ledger_entries(kind="read")]
+    assert [(r["dataset"], r["site"], r["from"], r["root"]) for r in reads] == [
+        ("notes", "beijing", "site store", d["root"])
+    ]
+    # The job's read-only working copy is the one place the marker is in clear: at the site.
+    assert _files_holding(home, secret_marker) == [bj_home / "datasets" / job.id / "notes"]
 
 
 def test_an_upload_is_checked_before_a_byte_moves(net: LocalNetwork, tmp_path: Path) -> None:

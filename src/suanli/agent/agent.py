@@ -22,7 +22,6 @@ import time
 from suanli.agent.cycle import AgentCycle
 from suanli.agent.delivery import Backoff
 from suanli.agent.recovery import SUPERVISOR_GRACE_S, Recoverable, orphan_timeout
-from suanli.agent.sitedata import SiteData
 from suanli.core.protocol import HeartbeatResponse, StopOrder
 from suanli.sdk import ApiError, ServerUnreachable
 
@@ -35,10 +34,6 @@ _REREGISTER = frozenset({401, 403, 404})
 class Agent(AgentCycle):
     """One site's agent: ``AgentCycle`` (the state and one cycle; its constructor takes the
     settings) run on threads by ``run_forever``. Thread-safe: those threads share it."""
-
-    #: The site's data store, which takes the heartbeat's store orders (None: this agent holds
-    #: no store, and such orders wait for one that does).
-    site_data: SiteData | None = None
 
     # -- running ---------------------------------------------------------------------------
     def _long_poll(self) -> HeartbeatResponse:

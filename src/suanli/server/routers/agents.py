@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, StreamingResponse
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from suanli.app import agentdesk as desk
@@ -73,6 +74,23 @@ def download_dataset(
     return StreamingResponse(
         data.chunks, media_type="application/octet-stream", headers={"Content-Length": str(data.size)}
     )
+
+
+class SiteReadIn(BaseModel):
+    root: str = Field(max_length=64)
+
+
+@router.post("/datasets/{name}/reads", response_model=DatasetOut)
+def record_site_read(
+    name: str,
+    body: SiteReadIn,
+    control: Control,
+    token: Token,
+    attempt: Annotated[int, Query(ge=0, le=MAX_ROW_ID)],
+) -> DatasetOut:
+    """The agent hands a job the copy in its own store (a dataset registered at the site): the
+    read goes on the ledger first. 409 when that copy is not the registered one."""
+    return desk.record_site_read(control, token, attempt, name, body.root)
 
 
 @router.post("/checkpoints", status_code=201, response_model=CheckpointReceipt)
