@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -195,3 +196,82 @@ def test_an_upload_is_checked_before_a_byte_moves(net: LocalNetwork, tmp_path: P
         with pytest.raises(ApiError) as missing:
             as_alice.dataset("x")
         assert missing.value.status == 404
+
+
+def _upload(client: Client, name: str, site: str, path: Path, classification: dict[str, object]) -> dict[str, object]:
+    m = build_manifest(path, CHUNK)
+    with path.open("rb") as f:
+
+        def read_chunk(i: int) -> bytes:
+            f.seek(i * CHUNK)
+            return f.read(m.chunk_len(i))
+
+        return client.upload_dataset(
+            name=name,
+            owner="bj-ai",
+            site=site,
+            manifest=m.model_dump(),
+            read_chunk=read_chunk,
+            classification=classification,
+        )
+
+
+def test_a_copy_goes_from_agent_to_agent_and_resumes_after_the_destination_restarts(
+    net: LocalNetwork, tmp_path: Path
+) -> None:
+    """The transfer runner copies nothing itself: beijing's agent seals and pushes, tianjin's
+    pulls, checks and stores. Tianjin's agent is frozen mid-copy (the relay fills and the source
+    waits: back-pressure), killed, and started again: the copy resumes and completes."""
+    home = tmp_path / "home"
+    alice = _user(net, "alice", "bj-ai")
+    marker = b"SUANLI-COPY-" + os.urandom(12).hex().encode()
+    src = tmp_path / "big.bin"
+    data = _marked(src, marker, 20 * CHUNK + 17)
+    with Client(net.url, token=alice) as as_alice:
+        _upload(as_alice, "big", "beijing", src, {"level": "general", "pi_count": 300, "categories": ["marketing"]})
+        tid = str(as_alice.create_transfer("big", "tianjin")["id"])
+        as_alice.run_transfer(tid, wait=False)
+        assert net.control is not None
+        relay = net.control.relay
+        deadline = time.monotonic() + 60
+        while relay.relayed(tid) == 0:
+            assert time.monotonic() < deadline, as_alice.transfer(tid)
+            time.sleep(0.005)
+        tianjin = next(a for a in net.agents if a.site == "tianjin")
+        os.kill(tianjin.proc.pid, signal.SIGSTOP)
+        deadline = time.monotonic() + 30
+        while relay.buffered() < relay.capacity:  # the source fills the relay, then waits
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert relay.high_water == relay.capacity
+        tianjin.proc.kill()
+        tianjin.proc.wait()
+        net._start_agent(next(s for s in NETWORK.sites if s.name == "tianjin"))
+        t = as_alice.wait_transfer(tid, timeout=120)
+        assert t["state"] == "done", t
+        assert "tianjin" in as_alice.dataset("big")["replicas"]
+        # A job at tianjin reads the replica from tianjin's own store.
+        spec = parse_job_spec(
+            "run: 'sha256sum \"$SUANLI_DATASET_BIG\"'\n"
+            "datasets: [{name: big, mount: /data/big}]\nplacement: {regions: [tianjin]}\n"
+        )
+        job = as_alice.submit(spec)
+        deadline = time.monotonic() + 60
+        while (state := as_alice.job(job.id).state.value) not in ("SUCCEEDED", "FAILED"):
+            assert time.monotonic() < deadline, as_alice.job(job.id)
+            time.sleep(0.2)
+        assert state == "SUCCEEDED", "".join(as_alice.logs(job.id))
+        assert hashlib.sha256(data).hexdigest() in "".join(as_alice.logs(job.id))
+    assert relay.buffered() == 0
+    tj_home = agent_home(home, "tianjin")
+    assert b"".join(open_store(tj_home).read_plain("big")) == data
+    assert (tj_home / "store" / "datasets" / "big" / "data.sealed").is_file()
+    # Sealed at both sites' stores, nothing at the server: in clear only in the job's read-only copy.
+    assert _files_holding(home, marker) == [tj_home / "datasets" / job.id / "big"]
+    with Client(net.url, token=net.admin_token) as admin:
+        states = [json.loads(e["data"])["body"] for e in admin.ledger_entries(kind="transfer.state")]
+    done = [s for s in states if s["state"] == "done"]
+    assert [(s["transfer"], s["via"]) for s in done] == [(tid, "agents, through the relay")]
+    with Client(net.url, token=net.admin_token) as admin:
+        reads = [json.loads(e["data"])["body"] for e in admin.ledger_entries(kind="read")]
+    assert [(r["dataset"], r["site"], r["from"]) for r in reads] == [("big", "tianjin", "site store")]

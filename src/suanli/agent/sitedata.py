@@ -6,8 +6,11 @@ here.
 :class:`SiteData` takes the store orders of the heartbeat (:class:`~suanli.core.protocol.StoreOrder`):
 for each new one it pulls the sealed chunks from the front desk's relay on a thread of its own
 (:func:`~suanli.datachain.relay.receive`: each chunk opened with the transfer's key, checked
-against the manifest, stored), finishes and reports the root. The same order is repeated until
-the transfer ends, so an agent that restarts picks it up and resumes from what its store holds.
+against the manifest, stored), finishes and reports the root. It takes the send orders too (a
+copy to another site): it seals its store's chunks and pushes them to the relay
+(:class:`~suanli.datachain.relay.RelayChannel`), sending only what the destination lacks.
+The same order is repeated until the transfer ends, so an agent that restarts picks it up and
+resumes from what its store holds.
 """
 
 from __future__ import annotations
@@ -15,13 +18,15 @@ from __future__ import annotations
 import base64
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from suanli.agent.relay_link import HttpRelayLink
 from suanli.core.protocol import StoreOrder
 from suanli.datachain.crypto import KeyStore
 from suanli.datachain.manifest import Manifest
-from suanli.datachain.relay import receive
+from suanli.datachain.relay import RelayChannel, receive
+from suanli.datachain.sender import send
 from suanli.datachain.site_store import SiteStore
 from suanli.datachain.transfer import Offer, TransferError
 
@@ -49,37 +54,53 @@ class SiteData:
 
     def take(self, orders: list[StoreOrder]) -> None:
         """Start receiving every order not already under way."""
+        self._start(orders, self._receive, "store")
+
+    def send(self, orders: list[StoreOrder]) -> None:
+        """Start sending every order not already under way."""
+        self._start(orders, self._send, "send")
+
+    def _start(self, orders: list[StoreOrder], work: Callable[[StoreOrder], None], what: str) -> None:
         for order in orders:
+            key = f"{what}:{order.transfer_id}"
             with self._lock:
-                if order.transfer_id in self._running:
+                if key in self._running:
                     continue
-                self._running.add(order.transfer_id)
-            threading.Thread(
-                target=self._receive, args=(order,), name=f"suanli-store-{order.transfer_id}", daemon=True
-            ).start()
+                self._running.add(key)
+            threading.Thread(target=self._run, args=(key, work, order), name=f"suanli-{key}", daemon=True).start()
 
-    def busy(self) -> set[str]:
-        with self._lock:
-            return set(self._running)
-
-    def _receive(self, order: StoreOrder) -> None:
+    def _run(self, key: str, work: Callable[[StoreOrder], None], order: StoreOrder) -> None:
         try:
-            offer = Offer(
-                order.transfer_id,
-                order.dataset,
-                Manifest.model_validate(order.manifest),
-                base64.b64decode(order.key),
-                order.at_rest,
-            )
-            root = receive(self.store, offer, self.link, idle_s=self.idle_s, poll_s=self.poll_s)
-            log.info("stored %s (transfer %s, root %s…)", order.dataset, order.transfer_id, root[:16])
-        except (TransferError, ValueError) as exc:
+            work(order)
+        except (TransferError, ValueError, OSError) as exc:
             log.warning("transfer %s of %s stopped: %s", order.transfer_id, order.dataset, exc)
         except Exception:
             log.exception("transfer %s of %s failed", order.transfer_id, order.dataset)
         finally:
             with self._lock:
-                self._running.discard(order.transfer_id)
+                self._running.discard(key)
+
+    def busy(self) -> set[str]:  # ("store:" or "send:") + transfer id
+        with self._lock:
+            return set(self._running)
+
+    def _receive(self, order: StoreOrder) -> None:
+        root = receive(self.store, _offer(order), self.link, idle_s=self.idle_s, poll_s=self.poll_s)
+        log.info("stored %s (transfer %s, root %s…)", order.dataset, order.transfer_id, root[:16])
+
+    def _send(self, order: StoreOrder) -> None:
+        offer = _offer(order)
+        if not self.store.has(order.dataset) or self.store.manifest_of(order.dataset).root != offer.manifest.root:
+            raise TransferError(f"this site's store holds no copy of '{order.dataset}' with the ordered root")
+        channel = RelayChannel(self.link, wait_s=self.idle_s, poll_s=self.poll_s)
+        with self.store.chunks(order.dataset) as chunks:
+            result = send(chunks, offer, channel)
+        log.info("sent %s (transfer %s, %d chunks)", order.dataset, order.transfer_id, result.chunks_sent)
 
     def close(self) -> None:
         self.link.close()
+
+
+def _offer(order: StoreOrder) -> Offer:
+    m = Manifest.model_validate(order.manifest)
+    return Offer(order.transfer_id, order.dataset, m, base64.b64decode(order.key), order.at_rest)

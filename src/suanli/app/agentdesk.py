@@ -69,9 +69,10 @@ def collect_orders(control: ControlPlane, req: HeartbeatRequest, token: str | No
         agents.collect_orders(session, site, control.clock.now(), out, grace, control.secrets)
 
 
-def store_orders(control: ControlPlane, site: str) -> list[StoreOrder]:
-    """Datasets the (authenticated) site's agent is to take into its store."""
-    return uploads.store_orders(control, site)
+def data_orders(control: ControlPlane, site: str) -> tuple[list[StoreOrder], list[StoreOrder]]:
+    """What the (authenticated) site's agent is to send from its store, and to take into it."""
+    send, store = control.agent_copies.orders(site)
+    return send, uploads.store_orders(control, site) + store
 
 
 def workdir_file(control: ControlPlane, token: str | None, digest: str) -> Path:

@@ -31,6 +31,7 @@ from suanli.app import (
     staging,
     transfers,
 )
+from suanli.app.agentcopies import AgentCopies
 from suanli.app.chain import Chain
 from suanli.app.crosstalk import Crosstalk
 from suanli.app.fairshare import quotas_of
@@ -95,10 +96,12 @@ class ControlPlane:
         self._chain_lock = threading.Lock()
         #: The ledger's witnesses (the network file's ``witnesses``).
         self._witnesses: list[Verifier] = []
-        #: Runs every copy: users' and the scheduler's (for waiting jobs), off the request path.
-        self.transfers = transfers.TransferRunner(lambda: self.chain, self.capacity_changed)
         #: Sealed chunks between two sites' agents, in memory, a bounded number per transfer.
         self.relay = Relay()
+        #: Copies between two sites' agents under way, and their orders (``app/agentcopies.py``).
+        self.agent_copies = AgentCopies(self.relay, lambda site: self.signals.bump(f"site:{site}"))
+        #: Runs every copy: users' and the scheduler's (for waiting jobs), off the request path.
+        self.transfers = transfers.TransferRunner(lambda: self.chain, self.capacity_changed, agents=self.agent_copies)
         #: Registrations by upload under way: their keys, in memory only (``app/uploads.py``).
         self.uploads = Uploads()
         self._capacity: list[SiteState] | None = None

@@ -22,7 +22,6 @@ and the uploader starts again under a new transfer. One left idle for :data:`IDL
 
 from __future__ import annotations
 
-import base64
 import threading
 import time
 import uuid
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING
 
 from suanli.app import registry
 from suanli.app.access import require
+from suanli.app.agentcopies import order_of
 from suanli.app.errors import Conflict, Forbidden, NotFound, Unprocessable
 from suanli.core.api_data import DatasetOut
 from suanli.core.datasets import Classification
@@ -225,6 +225,7 @@ def finish(control: ControlPlane, who: Identity, transfer_id: str, wait_s: float
             graded_by=who.name,
             now=now,
         )
+        ds.home_at_agent = True
         chain.ledger.record(
             s,
             "upload",
@@ -248,16 +249,7 @@ def finish(control: ControlPlane, who: Identity, transfer_id: str, wait_s: float
 
 def store_orders(control: ControlPlane, site: str) -> list[StoreOrder]:
     """What ``site``'s agent is to take into its store: the uploads to it under way."""
-    return [
-        StoreOrder(
-            transfer_id=u.offer.transfer_id,
-            dataset=u.offer.dataset,
-            manifest=u.offer.manifest.model_dump(),
-            key=base64.b64encode(u.offer.key).decode("ascii"),
-            at_rest=u.offer.at_rest,
-        )
-        for u in control.uploads.for_site(site)
-    ]
+    return [order_of(u.offer) for u in control.uploads.for_site(site)]
 
 
 def ticket_for(control: ControlPlane, site: str, transfer_id: str) -> Ticket | None:

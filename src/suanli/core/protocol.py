@@ -162,8 +162,10 @@ class HeartbeatResponse(BaseModel):
     stop: list[StopOrder] = Field(default_factory=list)
     #: Attempts the server no longer considers this agent's (stale fencing token).
     forget: list[int] = Field(default_factory=list)
-    #: Datasets to take into this site's store (registrations by upload).
+    #: Datasets to take into this site's store (registrations by upload, copies from a site).
     store: list[StoreOrder] = Field(default_factory=list)
+    #: Datasets of this site's store to send to another site through the relay (copies).
+    send: list[StoreOrder] = Field(default_factory=list)
     lease_s: float
     server_time: datetime
 

@@ -39,20 +39,21 @@ async def heartbeat(req: HeartbeatRequest, control: Control, token: Token) -> He
     # Subscribed before recording: an order placed meanwhile wakes the wait below at once.
     with control.signals.subscribe(f"site:{req.site}", "shutdown") as wake:
         out = await run_in_threadpool(desk.record_heartbeat, control, req, token)
-        store = desk.store_orders(control, req.site)  # the site is authenticated by now
+        send, store = desk.data_orders(control, req.site)  # the site is authenticated by now
         deadline = time.monotonic() + req.wait_s
-        while not (out.start or out.stop or store) and not control.stopping:
+        while not (out.start or out.stop or store or send) and not control.stopping:
             left = deadline - time.monotonic()
             if left <= 0 or not await wake.wait(left):
                 break
             wake.clear()
             await run_in_threadpool(desk.collect_orders, control, req, token, out)
-            store = desk.store_orders(control, req.site)
+            send, store = desk.data_orders(control, req.site)
     return HeartbeatResponse(
         start=out.start,
         stop=out.stop,
         forget=out.forget,
         store=store,
+        send=send,
         lease_s=control.settings.lease_s,
         server_time=control.clock.now(),
     )
