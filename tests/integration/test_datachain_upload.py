@@ -275,3 +275,38 @@ def test_a_copy_goes_from_agent_to_agent_and_resumes_after_the_destination_resta
     with Client(net.url, token=net.admin_token) as admin:
         reads = [json.loads(e["data"])["body"] for e in admin.ledger_entries(kind="read")]
     assert [(r["dataset"], r["site"], r["from"]) for r in reads] == [("big", "tianjin", "site store")]
+
+
+def test_a_file_on_the_sites_disk_is_registered_where_it_lies(net: LocalNetwork, tmp_path: Path) -> None:
+    """`--local-path`, run at the site: the file goes into the agent's store and only its
+    manifest reaches the front desk, which takes the site's token as proof it is there."""
+    home = tmp_path / "home"
+    bj_home = agent_home(home, "beijing")
+    alice = _user(net, "alice", "bj-ai")
+    marker = b"SUANLI-LOCAL-" + os.urandom(12).hex().encode()
+    src = tmp_path / "site-disk" / "local.bin"
+    src.parent.mkdir()
+    data = _marked(src, marker, 2 * CHUNK + 5)
+    args = ["data", "register", "local", "--local-path", str(src), "--site", "beijing", "--owner", "bj-ai"]
+    args += ["--pi", "10", "--chunk-mib", "4", "--json"]
+    # Without the agent's home (its store, its token), nothing happens.
+    refused = _cli(net, alice, *args)
+    assert refused.returncode != 0
+    assert "--agent-home" in refused.stderr
+    # Another site's home: the token is not beijing's (401), and its store is left as it was.
+    tj_home = agent_home(home, "tianjin")
+    refused = _cli(net, alice, *args, "--agent-home", str(tj_home))
+    assert refused.returncode != 0
+    assert "not valid for site 'beijing'" in refused.stderr
+    assert not (tj_home / "store" / "datasets" / "local").exists()
+    r = _cli(net, alice, *args, "--agent-home", str(bj_home))
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert (d["home_site"], d["root"]) == ("beijing", build_manifest(src, CHUNK).root)
+    assert b"".join(open_store(bj_home).read_plain("local")) == data
+    assert (bj_home / "store" / "datasets" / "local" / "data.sealed").is_file()
+    assert _files_holding(home, marker) == []  # sealed at the site; nothing at the server
+    with Client(net.url, token=net.admin_token) as admin:
+        [entry] = [json.loads(e["data"])["body"] for e in admin.ledger_entries(kind="local")]
+    assert (entry["dataset"], entry["site"], entry["by"]) == ("local", "beijing", "alice")
+    assert entry["sealed_at_rest"] is True

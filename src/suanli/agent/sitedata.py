@@ -23,23 +23,18 @@ from pathlib import Path
 
 from suanli.agent.relay_link import HttpRelayLink
 from suanli.core.protocol import StoreOrder
-from suanli.datachain.crypto import KeyStore
 from suanli.datachain.manifest import Manifest
 from suanli.datachain.relay import RelayChannel, receive
 from suanli.datachain.sender import send
-from suanli.datachain.site_store import SiteStore
+from suanli.datachain.site_store import SiteStore, agent_store
 from suanli.datachain.transfer import Offer, TransferError
 
 log = logging.getLogger("suanli.agent")
 
-STORE_DIR = "store"
-KEYS_DIR = "keys"
-
 
 def open_store(home: Path) -> SiteStore:
     """The site's store under the agent's ``home``, its keys in a folder of their own."""
-    store_root = home / STORE_DIR
-    return SiteStore(store_root, KeyStore(home / KEYS_DIR, forbidden=[store_root]))
+    return agent_store(home)
 
 
 class SiteData:

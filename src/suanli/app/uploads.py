@@ -32,6 +32,7 @@ from suanli.app import registry
 from suanli.app.access import require
 from suanli.app.agentcopies import order_of
 from suanli.app.errors import Conflict, Forbidden, NotFound, Unprocessable
+from suanli.app.sites import authenticate_site
 from suanli.core.api_data import DatasetOut
 from suanli.core.datasets import Classification
 from suanli.core.identity import Identity, Scope
@@ -105,7 +106,7 @@ def _wait(wait_s: float) -> float:
     return max(0.0, min(wait_s, MAX_WAIT_S))
 
 
-def start(
+def _check_registration(
     control: ControlPlane,
     who: Identity,
     *,
@@ -115,8 +116,10 @@ def start(
     manifest: Manifest,
     classification: Classification | None,
     derived_from: list[str],
-) -> dict[str, object]:
-    """Open an upload of ``name`` to ``site``'s store (the owner's members and the admin)."""
+) -> None:
+    """What a registration at a site must be: the owner's members (or the admin) register, the
+    manifest's chunks fit and make its root, a grade or inputs to inherit one, a known site, a new
+    name, L1 for derived data."""
     require(who, Scope.DATA_WRITE)
     if not who.sees_tenant(owner):
         raise Forbidden(f"only members of '{owner}' (or the admin) register its datasets")
@@ -137,6 +140,30 @@ def start(
         registry.site_facts(s, site)
         registry.ensure_new(s, name)
         registry.check_derived_home(s, chain, name, site, derived_from)
+
+
+def start(
+    control: ControlPlane,
+    who: Identity,
+    *,
+    name: str,
+    owner: str,
+    site: str,
+    manifest: Manifest,
+    classification: Classification | None,
+    derived_from: list[str],
+) -> dict[str, object]:
+    """Open an upload of ``name`` to ``site``'s store (the owner's members and the admin)."""
+    _check_registration(
+        control,
+        who,
+        name=name,
+        owner=owner,
+        site=site,
+        manifest=manifest,
+        classification=classification,
+        derived_from=derived_from,
+    )
     at_rest = classification.sealed_at_rest if classification else True
     try:
         offer = Offer(uuid.uuid4().hex[:16], name, manifest, new_key(), at_rest)
@@ -210,41 +237,85 @@ def finish(control: ControlPlane, who: Identity, transfer_id: str, wait_s: float
         control.uploads.pop(transfer_id)
         control.relay.close(transfer_id)
         raise Conflict(f"the site refused the upload: {outcome.error or 'its root differs from the manifest'}")
+    entry: dict[str, object] = {"transfer": transfer_id, "sealed_at_rest": up.offer.at_rest}
+    out = _register_at_site(
+        control, who, up.offer.dataset, up.owner, up.site, m, up.classification, up.derived_from, "upload", entry
+    )
+    control.uploads.pop(transfer_id)
+    control.relay.close(transfer_id)
+    return out
+
+
+def _register_at_site(
+    control: ControlPlane,
+    who: Identity,
+    name: str,
+    owner: str,
+    site: str,
+    m: Manifest,
+    classification: Classification | None,
+    derived_from: list[str],
+    kind: str,
+    entry: dict[str, object],
+) -> DatasetOut:
+    """Register ``name`` with its home copy at ``site``'s agent; ``kind`` (``upload``,
+    ``local``) goes on the ledger after ``dataset.registered``, with ``entry``."""
     chain = control.chain
     now = chain.clock.now()
     with chain.db.session() as s:
         ds = registry.register(
             s,
             chain,
-            name=up.offer.dataset,
-            owner=up.owner,
-            home_site=up.site,
+            name=name,
+            owner=owner,
+            home_site=site,
             manifest=m,
-            classification=up.classification,
-            derived_from=up.derived_from,
+            classification=classification,
+            derived_from=derived_from,
             graded_by=who.name,
             now=now,
         )
         ds.home_at_agent = True
-        chain.ledger.record(
-            s,
-            "upload",
-            {
-                "dataset": ds.name,
-                "site": up.site,
-                "transfer": transfer_id,
-                "root": m.root,
-                "size": m.size,
-                "by": who.name,
-                "sealed_at_rest": up.offer.at_rest,
-            },
-            now,
-        )
+        body = {"dataset": name, "site": site, "root": m.root, "size": m.size, "by": who.name, **entry}
+        chain.ledger.record(s, kind, body, now)
         out = registry.dataset_out(s, ds)
-    control.uploads.pop(transfer_id)
-    control.relay.close(transfer_id)
     chain.seal()
     return out
+
+
+def register_local(
+    control: ControlPlane,
+    who: Identity,
+    site_token: str | None,
+    *,
+    name: str,
+    owner: str,
+    site: str,
+    manifest: Manifest,
+    classification: Classification | None,
+    derived_from: list[str],
+    sealed_at_rest: bool,
+) -> DatasetOut:
+    """Register a file already in ``site``'s agent store (``suanli data register --local-path``,
+    run at the site): the owner's member asks, and the site's token (``site_token``, which only
+    the site's operator can read) says the bytes are at that site. No byte reaches the front desk."""
+    _check_registration(
+        control,
+        who,
+        name=name,
+        owner=owner,
+        site=site,
+        manifest=manifest,
+        classification=classification,
+        derived_from=derived_from,
+    )
+    with control.db.read() as s:
+        authenticate_site(s, site, site_token)
+    want = classification.sealed_at_rest if classification else True
+    if want and not sealed_at_rest:
+        raise Unprocessable(f"'{name}' must be sealed at rest at its site (its grade asks it); register it again")
+    entry: dict[str, object] = {"sealed_at_rest": sealed_at_rest}
+    return _register_at_site(control, who, name, owner, site, manifest, classification, derived_from, "local", entry)
 
 
 def store_orders(control: ControlPlane, site: str) -> list[StoreOrder]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,8 +11,10 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
 from suanli.cli.context import JsonOption, ServerOption, TokenOption, err_console, note, open_client, say
+from suanli.core.datasets import Classification
 from suanli.core.states import TransferState
 from suanli.datachain.manifest import MiB, build_manifest, check_chunk_size
+from suanli.datachain.site_store import agent_store
 from suanli.sdk import Client
 
 app = typer.Typer(
@@ -66,6 +69,14 @@ def register(
         Path | None,
         typer.Option("--upload", help="A data file here: sent sealed to the site's agent, stored there only."),
     ] = None,
+    local_path: Annotated[
+        Path | None,
+        typer.Option("--local-path", help="A file on the site's disk, put into its agent's store (run at the site)."),
+    ] = None,
+    agent_home: Annotated[
+        Path | None,
+        typer.Option("--agent-home", help="With --local-path: the site agent's home (its store, its token)."),
+    ] = None,
     level: LevelOpt = "general",
     sub_grade: Annotated[int | None, typer.Option("--sub-grade")] = None,
     pi: PiOpt = 0,
@@ -83,11 +94,26 @@ def register(
     """Register a graded dataset at its home site (derived ones inherit the highest input level).
 
     With --upload the file is read here and its bytes go, sealed, through the front desk to the
-    site's agent, whose store alone holds them; with --path the server reads a file on its own
-    machine into the site's store on that machine (admin only)."""
-    if (path is None) == (upload is None):
-        raise typer.BadParameter("give either --upload FILE (a file here) or --path FILE (on the server's machine)")
+    site's agent, whose store alone holds them; with --local-path (run at the site) a file on the
+    site's disk goes into its agent's store and only its manifest to the front desk; with --path
+    the server reads a file on its own machine into the site's store on that machine (admin only)."""
+    if sum(x is not None for x in (path, upload, local_path)) != 1:
+        raise typer.BadParameter(
+            "give one of --upload FILE (a file here), --local-path FILE --agent-home DIR (at the site) "
+            "or --path FILE (on the server's machine)"
+        )
     classification = None if derived_from else _classification(level, sub_grade, pi, spi, category, return_flow)
+    if local_path is not None:
+        if agent_home is None:
+            raise typer.BadParameter("--local-path needs --agent-home: the site agent's home, where its store is")
+        with open_client(ctx, server, token) as client:
+            d = _local(client, name, owner, site, local_path, agent_home, chunk_mib, classification, derived_from or [])
+        if json_out:
+            _echo_json(d)
+            return
+        say(f"registered {d['name']} in {d['home_site']}'s agent store: {d['chunks']} chunks, root {d['root'][:16]}…")
+        say(_summary(d))
+        return
     if upload is not None:
         with open_client(ctx, server, token) as client:
             d = _upload(client, name, owner, site, upload, chunk_mib, classification, derived_from or [])
@@ -115,6 +141,52 @@ def register(
         return
     say(f"registered {d['name']} at {d['home_site']}: {d['chunks']} chunks, Merkle root {d['root'][:16]}…")
     say(_summary(d))
+
+
+def _local(
+    client: Client,
+    name: str,
+    owner: str,
+    site: str,
+    path: Path,
+    home: Path,
+    chunk_mib: int,
+    classification: dict[str, Any] | None,
+    derived_from: list[str],
+) -> dict[str, Any]:
+    """Put ``path`` into the agent's store under ``home`` (sealed at rest when the grade asks),
+    then register it with the site's token; taken out again if the registration is refused."""
+    token_file = home / "site.token"
+    if not path.is_file():
+        raise typer.BadParameter(f"'{path}' is not a file")
+    if not token_file.is_file():
+        raise typer.BadParameter(f"'{home}' is not a site agent's home (no site.token there)")
+    try:
+        manifest = build_manifest(path, check_chunk_size(chunk_mib * MiB))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    at_rest = Classification.model_validate(classification).sealed_at_rest if classification else True
+    store = agent_store(home)
+    fresh = not store.has(name)
+    if not fresh and store.manifest_of(name).root != manifest.root:
+        raise typer.BadParameter(f"the store at {home} already holds different data under '{name}'")
+    if fresh:
+        store.adopt(name, path, manifest, at_rest=at_rest)
+    try:
+        return client.register_local_dataset(
+            token_file.read_text(encoding="utf-8").strip(),
+            name=name,
+            owner=owner,
+            site=site,
+            manifest=manifest.model_dump(),
+            classification=classification,
+            derived_from=derived_from,
+            sealed_at_rest=store.data_path(name).name == "data.sealed",
+        )
+    except BaseException:
+        if fresh:
+            shutil.rmtree(store.dataset_dir(name), ignore_errors=True)
+        raise
 
 
 def _upload(

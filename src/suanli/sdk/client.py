@@ -50,7 +50,7 @@ from suanli.core.states import TransferState
 from suanli.sdk.credentials import discover_token
 from suanli.sdk.errors import ApiError, ServerUnreachable
 from suanli.sdk.failover import FailoverTransport, parse_servers
-from suanli.sdk.uploads import upload_dataset
+from suanli.sdk.uploads import register_local, upload_dataset
 from suanli.sdk.workdir import ProgressFn, ProgressReader, pack_workdir
 
 DEFAULT_SERVER = "http://127.0.0.1:8731"
@@ -468,6 +468,10 @@ class Client:
     def upload_dataset(self, **kwargs: Any) -> dict[str, Any]:
         """Register a dataset at a site by upload: see :func:`suanli.sdk.uploads.upload_dataset`."""
         return upload_dataset(self, **kwargs)
+
+    def register_local_dataset(self, site_token: str, **body: Any) -> dict[str, Any]:
+        """Register a file already in a site agent's store: see :func:`suanli.sdk.uploads.register_local`."""
+        return register_local(self, site_token=site_token, **body)
 
     def datasets(self, owner: str | None = None) -> list[dict[str, Any]]:
         params = {"owner": owner} if owner else {}

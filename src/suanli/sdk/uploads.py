@@ -68,6 +68,16 @@ def upload_dataset(
     raise SuanliError(f"site {site} still lacks chunks of '{name}' after {MAX_ROUNDS} rounds; register it again")
 
 
+def register_local(client: Client, *, site_token: str, **body: Any) -> dict[str, Any]:
+    """Register a file already in a site agent's store: ``name, owner, site, manifest,
+    classification, derived_from, sealed_at_rest``; ``site_token`` (read at the site) says the
+    bytes are there."""
+    out: dict[str, Any] = client._json(
+        "POST", "/api/v1/datasets/uploads/local", json=body, headers={"X-Site-Token": site_token}
+    )
+    return out
+
+
 def _until(client: Client, method: str, path: str, wait_s: float, why: str) -> dict[str, Any]:
     """Ask until the answer is not 204 ("nothing yet"), for at most ``wait_s``."""
     deadline = time.monotonic() + wait_s

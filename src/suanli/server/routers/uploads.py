@@ -4,7 +4,9 @@
 …/have`` says which chunks the site's store holds once its agent has opened the transfer (204:
 ask again); ``PUT …/chunks/{index}`` sends one plain chunk, which the front desk checks, seals
 and passes to the site through the relay (429 while the relay is full: send it again);
-``POST …/finish`` registers the dataset once the site holds it all (204: ask again). Waits are
+``POST …/finish`` registers the dataset once the site holds it all (204: ask again).
+``POST /api/v1/datasets/uploads/local`` registers a file already in the site agent's store
+(with the site's token in ``X-Site-Token``). Waits are
 bounded (``wait_s``, at most 25 s). Each handler makes one call of ``app/uploads.py``.
 """
 
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -36,6 +38,11 @@ class UploadIn(BaseModel):
     manifest: Manifest
     classification: Classification | None = None
     derived_from: list[str] = Field(default_factory=list)
+
+
+class LocalIn(UploadIn):
+    #: Whether the copy in the site's store is sealed at rest (refused when the grade asks it and it is not).
+    sealed_at_rest: bool
 
 
 class UploadOut(BaseModel):
@@ -63,6 +70,29 @@ def start(body: UploadIn, control: Control, who: Caller) -> UploadOut:
             classification=body.classification,
             derived_from=body.derived_from,
         )
+    )
+
+
+@router.post("/local", status_code=201, response_model=DatasetOut, tags=["datasets"])
+def register_local(
+    body: LocalIn,
+    control: Control,
+    who: Caller,
+    x_site_token: Annotated[str | None, Header(description="The site's token: the bytes are at that site")] = None,
+) -> DatasetOut:
+    """Register a file already in the site agent's store (``suanli data register --local-path``,
+    run at the site); 401 without the site's token."""
+    return uploads.register_local(
+        control,
+        who,
+        x_site_token,
+        name=body.name,
+        owner=body.owner,
+        site=body.site,
+        manifest=body.manifest,
+        classification=body.classification,
+        derived_from=body.derived_from,
+        sealed_at_rest=body.sealed_at_rest,
     )
 
 
