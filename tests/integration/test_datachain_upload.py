@@ -149,6 +149,11 @@ def test_an_upload_rests_only_at_the_sites_agent(net: LocalNetwork, tmp_path: Pa
     assert hashlib.sha256(data).hexdigest() in out
     assert "read-only" in out
 
+    # A download comes from beijing's agent through the relay, decided and recorded first.
+    with Client(net.url, token=alice) as as_alice, (client_dir / "got.bin").open("wb") as got:
+        assert as_alice.download_data("notes", got) == len(data)
+    assert (client_dir / "got.bin").read_bytes() == data
+
     # On the ledger: the upload, with its site and root, after the registration.
     with Client(net.url, token=net.admin_token) as admin:
         ups = [json.loads(e["data"])["body"] for e in admin.ledger_entries(kind="upload")]
@@ -163,6 +168,8 @@ def test_an_upload_rests_only_at_the_sites_agent(net: LocalNetwork, tmp_path: Pa
     ]
     # The job's read-only working copy is the one place the marker is in clear: at the site.
     assert _files_holding(home, secret_marker) == [bj_home / "datasets" / job.id / "notes"]
+    with Client(net.url, token=net.admin_token) as admin:
+        assert [e["kind"] for e in admin.ledger_entries()].count("download") == 1
 
 
 def test_an_upload_is_checked_before_a_byte_moves(net: LocalNetwork, tmp_path: Path) -> None:

@@ -21,11 +21,13 @@ from __future__ import annotations
 import base64
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from suanli.core.protocol import StoreOrder
-from suanli.datachain.relay import Relay, Ticket
+from suanli.datachain.crypto import SealError, open_sealed
+from suanli.datachain.manifest import chunk_hash
+from suanli.datachain.relay import Outcome, Relay, Ticket
 from suanli.datachain.transfer import Offer, TransferError
 
 #: A copy in which no byte moves for this long stops (run it again to resume).
@@ -36,7 +38,8 @@ IDLE_S = 300.0
 class _Copy:
     offer: Offer
     source: str
-    dest: str
+    #: None: the front desk itself takes the chunks (a download).
+    dest: str | None
 
 
 def order_of(offer: Offer) -> StoreOrder:
@@ -93,6 +96,55 @@ class AgentCopies:
             with self._lock:
                 self._open.pop(tid, None)
             self.relay.close(tid)
+
+    def fetch(self, offer: Offer, source: str) -> Iterator[bytes]:
+        """A download of data at ``source``'s agent: the agent seals and pushes its chunks to
+        the relay as for a copy, and the front desk takes them itself, opens each, checks it
+        against the manifest and yields the chunks in order. It holds only the chunks that came
+        ahead of the next one (at most the sender's workers and the relay's bound): no plaintext
+        or ciphertext is written to its disk."""
+        tid, m = offer.transfer_id, offer.manifest
+        self.relay.open(Ticket.of(offer))
+        self.relay.report_have(tid, set())
+        with self._lock:
+            self._open[tid] = _Copy(offer, source, None)
+        self.wake(source)
+        try:
+            ahead: dict[int, bytes] = {}
+            nxt, idle_until = 0, time.monotonic() + self.idle_s
+            while nxt < m.count:
+                chunk = self.relay.pull(tid, 1.0)
+                if chunk is None:
+                    if time.monotonic() > idle_until:
+                        raise TransferError(
+                            f"no chunk came from {source} for {self.idle_s:.0f} s: is its agent running?"
+                        )
+                    continue
+                idle_until = time.monotonic() + self.idle_s
+                if chunk.index < nxt or chunk.index in ahead:
+                    continue
+                try:
+                    plain = open_sealed(offer.key, tid, chunk.index, chunk.last, chunk.blob)
+                except SealError as exc:
+                    raise TransferError(f"chunk {chunk.index} from {source} did not open: {exc}") from None
+                if chunk_hash(plain) != m.chunks[chunk.index]:
+                    raise TransferError(f"chunk {chunk.index} from {source} does not match the manifest")
+                ahead[chunk.index] = plain
+                while nxt in ahead:
+                    yield ahead.pop(nxt)
+                    nxt += 1
+            self.relay.report_outcome(tid, Outcome(root=m.root))
+            time.sleep(0.5)  # the source reads that word before the transfer closes
+        finally:
+            with self._lock:
+                self._open.pop(tid, None)
+            self.relay.close(tid)
+
+    def source_ticket(self, site: str, transfer_id: str) -> Ticket | None:
+        """The ticket of a download ``site``'s agent sends (the relay desk lets it in as the source)."""
+        with self._lock:
+            c = self._open.get(transfer_id)
+        return Ticket.of(c.offer) if c is not None and c.dest is None and c.source == site else None
 
     def orders(self, site: str) -> tuple[list[StoreOrder], list[StoreOrder]]:
         """``site``'s part in the copies under way: (to send, to store)."""

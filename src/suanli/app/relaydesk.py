@@ -60,6 +60,12 @@ def party(control: ControlPlane, token: str | None, transfer_id: str, role: Role
                 raise missing
             control.relay.open(upload)
             return Party(site.name, Role.DEST, upload)
+        fetch = control.agent_copies.source_ticket(site.name, transfer_id)
+        if fetch is not None:  # a download from this site: the front desk itself is the destination
+            if role not in (None, Role.SOURCE):
+                raise missing
+            control.relay.open(fetch)
+            return Party(site.name, Role.SOURCE, fetch)
         t = s.get(DataTransfer, transfer_id)
         if t is None or t.state != TransferState.RUNNING:
             raise missing
