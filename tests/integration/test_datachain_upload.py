@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -135,8 +136,10 @@ def test_an_upload_rests_only_at_the_sites_agent(net: LocalNetwork, tmp_path: Pa
 
     # A job at beijing reads it from beijing's own store, read-only, the read on the ledger.
     spec = parse_job_spec(
-        'run: \'sha256sum "$SUANLI_DATASET_NOTES"; test -w "$SUANLI_DATASET_NOTES" || echo read-only\'\n'
+        'run: \'sha256sum "$SUANLI_DATASET_NOTES"; test -w "$SUANLI_DATASET_NOTES" || echo read-only; '
+        'sha256sum "$SUANLI_DATASET_NOTES" > "$SUANLI_OUTPUT_DIR/digest.txt"\'\n'
         "datasets: [{name: notes, mount: /data/notes}]\nplacement: {regions: [beijing]}\n"
+        "output: {dataset: notes-digest}\n"
     )
     with Client(net.url, token=alice) as as_alice:
         job = as_alice.submit(spec)
@@ -148,6 +151,21 @@ def test_an_upload_rests_only_at_the_sites_agent(net: LocalNetwork, tmp_path: Pa
     assert state == "SUCCEEDED", out
     assert hashlib.sha256(data).hexdigest() in out
     assert "read-only" in out
+
+    # Its output stays at beijing: in the agent's store (sealed), registered by its manifest.
+    with Client(net.url, token=alice) as as_alice:
+        o = as_alice.dataset("notes-digest")
+        assert o["home_site"] == "beijing"
+        assert o["classification"]["pi_count"] == 500  # inherited (C3)
+        with (client_dir / "out.tgz").open("wb") as got:
+            as_alice.download_data("notes-digest", got)  # through the relay, from beijing's agent
+    assert (bj_home / "store" / "datasets" / "notes-digest" / "data.sealed").is_file()
+    assert not (home / "datachain" / "sites" / "beijing" / "datasets" / "notes-digest").exists()
+    with tarfile.open(client_dir / "out.tgz") as tar:
+        [info] = [m for m in tar.getmembers() if m.name.endswith("digest.txt")]
+        member = tar.extractfile(info)
+        assert member is not None
+        assert hashlib.sha256(data).hexdigest() in member.read().decode()
 
     # A download comes from beijing's agent through the relay, decided and recorded first.
     with Client(net.url, token=alice) as as_alice, (client_dir / "got.bin").open("wb") as got:
@@ -169,7 +187,7 @@ def test_an_upload_rests_only_at_the_sites_agent(net: LocalNetwork, tmp_path: Pa
     # The job's read-only working copy is the one place the marker is in clear: at the site.
     assert _files_holding(home, secret_marker) == [bj_home / "datasets" / job.id / "notes"]
     with Client(net.url, token=net.admin_token) as admin:
-        assert [e["kind"] for e in admin.ledger_entries()].count("download") == 1
+        assert [e["kind"] for e in admin.ledger_entries()].count("download") == 2
 
 
 def test_an_upload_is_checked_before_a_byte_moves(net: LocalNetwork, tmp_path: Path) -> None:

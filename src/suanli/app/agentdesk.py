@@ -19,6 +19,7 @@ from suanli.app.sites import authenticate_site, site_for_token
 from suanli.app.workdirs import blob_path
 from suanli.core.api_data import DatasetOut
 from suanli.core.protocol import CheckpointReceipt, HeartbeatRequest, RegisterRequest, RegisterResponse, StoreOrder
+from suanli.datachain.manifest import Manifest
 
 HeartbeatOutcome = agents.HeartbeatOutcome
 
@@ -203,6 +204,16 @@ def register_output(control: ControlPlane, token: str | None, attempt: int, path
         return outputs.register(control.chain, site, attempt, path, digest, control.clock.now())
     finally:
         path.unlink(missing_ok=True)
+
+
+def register_output_at_site(
+    control: ControlPlane, token: str | None, attempt: int, manifest: Manifest, digest: str
+) -> DatasetOut:
+    """The job's output, kept in the token's site agent store, registered by its manifest."""
+    with control.db.read() as session:
+        site = site_for_token(session, token).name
+        outputs.check_upload(session, site, attempt)
+    return outputs.register_at_site(control.chain, site, attempt, manifest, digest, control.clock.now())
 
 
 def site_token_valid(control: ControlPlane, token: str) -> bool:

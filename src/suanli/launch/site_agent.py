@@ -71,6 +71,7 @@ def main(argv: list[str]) -> int:
     with Client(config.server, token=token) as client:
         agent = Agent(client, config.site, backend, home, heartbeat_s=config.heartbeat_s)
         agent.site_data = SiteData(home, config.server, token)
+        agent.outputs.store = agent.site_data.store  # outputs stay at the site
         log.info("agent for site %s (home %s, pid %d) → %s", config.site, home, os.getpid(), config.server)
         agent.run_forever(stop)
         agent.shutdown(cancel_running=True)

@@ -414,6 +414,16 @@ class Client:
         response = self._upload_archive("/api/v1/agents/checkpoints", attempt_id, archive, size)
         return CheckpointReceipt.model_validate_json(response.content)
 
+    def register_output_at_site(self, attempt_id: int, manifest: dict[str, Any], digest: str) -> dict[str, Any]:
+        """(Agents) Register a succeeded attempt's output, kept in this site's store, by its manifest."""
+        out: dict[str, Any] = self._json(
+            "POST",
+            "/api/v1/agents/outputs/at-site",
+            params={"attempt": attempt_id},
+            json={"manifest": manifest, "archive_sha256": digest},
+        )
+        return out
+
     def upload_output(self, attempt_id: int, archive: IO[bytes], size: int) -> dict[str, Any]:
         """(Agents) Send a succeeded attempt's ``SUANLI_OUTPUT_DIR``, packed as a ``.tar.gz`` of
         ``size`` bytes; it becomes the derived dataset its job's ``output.dataset`` names."""

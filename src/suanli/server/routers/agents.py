@@ -21,6 +21,7 @@ from suanli.core.protocol import (
     RegisterRequest,
     RegisterResponse,
 )
+from suanli.datachain.manifest import Manifest
 from suanli.server.deps import MAX_ROW_ID, Control, Token
 
 router = APIRouter(prefix="/api/v1/agents", tags=["agents"])
@@ -129,6 +130,21 @@ async def upload_output(
         request.headers.get("content-length"), request.stream(), control.settings.blob_dir, limit, limit, "output"
     )
     return await run_in_threadpool(desk.register_output, control, token, attempt, path, digest)
+
+
+class OutputAtSiteIn(BaseModel):
+    manifest: Manifest
+    archive_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+@router.post("/outputs/at-site", status_code=201, response_model=DatasetOut)
+def register_output_at_site(
+    body: OutputAtSiteIn, control: Control, token: Token, attempt: Annotated[int, Query(ge=0, le=MAX_ROW_ID)]
+) -> DatasetOut:
+    """A succeeded attempt's output that stays in its site agent's store: registered by its
+    manifest (the archive's), refused as an upload is (409 for an attempt that is not the job's
+    running one, or a name already registered)."""
+    return desk.register_output_at_site(control, token, attempt, body.manifest, body.archive_sha256)
 
 
 @router.get("/checkpoints/{digest}", response_class=FileResponse)
