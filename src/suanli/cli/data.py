@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
+from suanli.cli import siteregister
 from suanli.cli.context import JsonOption, ServerOption, TokenOption, err_console, note, open_client, say
-from suanli.core.datasets import Classification
 from suanli.core.states import TransferState
-from suanli.datachain.manifest import MiB, build_manifest, check_chunk_size
-from suanli.datachain.site_store import agent_store
 from suanli.sdk import Client
 
 app = typer.Typer(
@@ -107,7 +104,9 @@ def register(
         if agent_home is None:
             raise typer.BadParameter("--local-path needs --agent-home: the site agent's home, where its store is")
         with open_client(ctx, server, token) as client:
-            d = _local(client, name, owner, site, local_path, agent_home, chunk_mib, classification, derived_from or [])
+            d = siteregister.register_local(
+                client, name, owner, site, local_path, agent_home, chunk_mib, classification, derived_from or []
+            )
         if json_out:
             _echo_json(d)
             return
@@ -116,7 +115,7 @@ def register(
         return
     if upload is not None:
         with open_client(ctx, server, token) as client:
-            d = _upload(client, name, owner, site, upload, chunk_mib, classification, derived_from or [])
+            d = siteregister.upload(client, name, owner, site, upload, chunk_mib, classification, derived_from or [])
         if json_out:
             _echo_json(d)
             return
@@ -141,89 +140,6 @@ def register(
         return
     say(f"registered {d['name']} at {d['home_site']}: {d['chunks']} chunks, Merkle root {d['root'][:16]}…")
     say(_summary(d))
-
-
-def _local(
-    client: Client,
-    name: str,
-    owner: str,
-    site: str,
-    path: Path,
-    home: Path,
-    chunk_mib: int,
-    classification: dict[str, Any] | None,
-    derived_from: list[str],
-) -> dict[str, Any]:
-    """Put ``path`` into the agent's store under ``home`` (sealed at rest when the grade asks),
-    then register it with the site's token; taken out again if the registration is refused."""
-    token_file = home / "site.token"
-    if not path.is_file():
-        raise typer.BadParameter(f"'{path}' is not a file")
-    if not token_file.is_file():
-        raise typer.BadParameter(f"'{home}' is not a site agent's home (no site.token there)")
-    try:
-        manifest = build_manifest(path, check_chunk_size(chunk_mib * MiB))
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
-    at_rest = Classification.model_validate(classification).sealed_at_rest if classification else True
-    store = agent_store(home)
-    fresh = not store.has(name)
-    if not fresh and store.manifest_of(name).root != manifest.root:
-        raise typer.BadParameter(f"the store at {home} already holds different data under '{name}'")
-    if fresh:
-        store.adopt(name, path, manifest, at_rest=at_rest)
-    try:
-        return client.register_local_dataset(
-            token_file.read_text(encoding="utf-8").strip(),
-            name=name,
-            owner=owner,
-            site=site,
-            manifest=manifest.model_dump(),
-            classification=classification,
-            derived_from=derived_from,
-            sealed_at_rest=store.data_path(name).name == "data.sealed",
-        )
-    except BaseException:
-        if fresh:
-            shutil.rmtree(store.dataset_dir(name), ignore_errors=True)
-        raise
-
-
-def _upload(
-    client: Client,
-    name: str,
-    owner: str,
-    site: str,
-    path: Path,
-    chunk_mib: int,
-    classification: dict[str, Any] | None,
-    derived_from: list[str],
-) -> dict[str, Any]:
-    """Hash the file here (the manifest), then send it chunk by chunk with a progress bar."""
-    if not path.is_file():
-        raise typer.BadParameter(f"'{path}' is not a file")
-    try:
-        manifest = build_manifest(path, check_chunk_size(chunk_mib * MiB))
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
-    columns = (*Progress.get_default_columns()[:2], BarColumn(), DownloadColumn(), TransferSpeedColumn())
-    with path.open("rb") as f, Progress(*columns, console=err_console(), transient=True) as bar:
-        task = bar.add_task(f"{name} → {site}", total=manifest.size)
-
-        def read_chunk(i: int) -> bytes:
-            f.seek(i * manifest.chunk_size)
-            return f.read(manifest.chunk_len(i))
-
-        return client.upload_dataset(
-            name=name,
-            owner=owner,
-            site=site,
-            manifest=manifest.model_dump(),
-            read_chunk=read_chunk,
-            classification=classification,
-            derived_from=derived_from,
-            progress=lambda done, _total: bar.update(task, completed=done),
-        )
 
 
 @app.command("ls")
