@@ -90,3 +90,19 @@ def test_agent_endpoints_are_limited_per_site_token(net: Net, settings: Settings
     assert answers == [401] * 3 + [429] * 2
     with net.http_as(ningxia) as agent:
         assert agent.post("/api/v1/agents/heartbeat", json={}).status_code == 422
+
+
+def test_the_relay_has_a_bucket_of_its_own(net: Net, settings: Settings) -> None:
+    """A copy through the relay sends hundreds of chunks a second: held to the agent protocol's
+    200 requests a second it would crawl, and it would starve the site's heartbeat."""
+    beijing = net.control.site_token_path("beijing").read_text().strip()
+    settings.rate_limit_per_s, settings.rate_limit_burst = FROZEN, 100
+    settings.agent_rate_limit_per_s, settings.agent_rate_limit_burst = FROZEN, 3
+    settings.relay_rate_limit_per_s, settings.relay_rate_limit_burst = FROZEN, 6
+    with net.http_as(beijing) as agent:
+        # The agent bucket runs dry; the relay still answers (404: no such transfer running).
+        assert [agent.post("/api/v1/agents/heartbeat", json={}).status_code for _ in range(4)] == [422] * 3 + [429]
+        relay = [agent.get("/api/v1/agents/relay/t0000000001").status_code for _ in range(7)]
+        assert relay == [404] * 6 + [429]
+        body = assert_problem(agent.get("/api/v1/agents/relay/t0000000001"), 429)
+        assert body["detail"].startswith("this site agent token sent more than 0.001 relay requests per second")

@@ -165,6 +165,9 @@ class Agent(AgentCycle):
                 continue
             backoff.reset()
             self._back_online()
+            if self.site_data is not None:
+                self.site_data.take(response.store)
+                self.site_data.send(response.send)
             # Straight back for more only after news. The server repeats a stop order until the
             # attempt's end reaches it: answering each repeat at once spun this loop (and the
             # server) hundreds of times a second for the whole grace period.

@@ -35,6 +35,7 @@ from suanli.agent.delivery import LogOutbox
 from suanli.agent.health import NodeHealth
 from suanli.agent.inputs import fetch_archive, fetch_datasets
 from suanli.agent.recovery import Recoverable, orphan_timeout
+from suanli.agent.sitedata import SiteData
 from suanli.core.protocol import (
     AttemptAssignment,
     AttemptReport,
@@ -69,6 +70,10 @@ class AgentClient(Protocol):
 
     def download_dataset(self, name: str, attempt_id: int, dest: IO[bytes]) -> int: ...
 
+    def record_dataset_read(self, name: str, attempt_id: int, root: str) -> dict[str, Any]: ...
+
+    def register_output_at_site(self, attempt_id: int, manifest: dict[str, Any], digest: str) -> dict[str, Any]: ...
+
     def upload_output(self, attempt_id: int, archive: IO[bytes], size: int) -> dict[str, Any]: ...
 
 
@@ -81,6 +86,10 @@ class AgentCycle:
     log text per heartbeat at most; four times that may wait in memory while the server is away,
     beyond which output waits in the backend.
     """
+
+    #: The site's own data store (``agent/sitedata.py``): jobs read the datasets it holds from
+    #: it, and it takes the heartbeat's store orders. None: this agent holds no store.
+    site_data: SiteData | None = None
 
     def __init__(
         self,
@@ -435,7 +444,8 @@ class AgentCycle:
         try:
             archive = fetch_archive(self.client, self.work_dir, digest) if digest else None
             if assignment.datasets:
-                assignment = fetch_datasets(self.client, self.work_dir, assignment)
+                store = self.site_data.store if self.site_data is not None else None
+                assignment = fetch_datasets(self.client, self.work_dir, assignment, store)
             assignment = outputs.prepare(self.work_dir, assignment)
             self._restore_checkpoint(assignment)
         except ServerUnreachable as exc:

@@ -13,9 +13,10 @@ import re
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 from suanli.core.protocol import AttemptAssignment
+from suanli.datachain.site_store import SiteStore
 
 log = logging.getLogger("suanli.agent")
 
@@ -29,6 +30,8 @@ class Downloads(Protocol):
     def download_workdir(self, digest: str, dest: IO[bytes]) -> int: ...
 
     def download_dataset(self, name: str, attempt_id: int, dest: IO[bytes]) -> int: ...
+
+    def record_dataset_read(self, name: str, attempt_id: int, root: str) -> dict[str, Any]: ...
 
 
 def dataset_env(name: str) -> str:
@@ -65,9 +68,23 @@ def _dataset_into(client: Downloads, name: str, attempt_id: int, dest: IO[bytes]
     return client.download_dataset(name, attempt_id, dest)
 
 
-def fetch_datasets(client: Downloads, work_dir: Path, assignment: AttemptAssignment) -> AttemptAssignment:
-    """Fetch each dataset the job reads (from this site's copy) to ``datasets/<job>/<name>`` and
-    tell the job where: ``SUANLI_DATASET_<NAME>`` (the file) and ``SUANLI_DATASETS_DIR``."""
+def _from_store(store: SiteStore, name: str, dest: IO[bytes]) -> int:
+    size = 0
+    for chunk in store.read_plain(name):  # each chunk checked against the manifest
+        dest.write(chunk)
+        size += len(chunk)
+    return size
+
+
+def fetch_datasets(
+    client: Downloads, work_dir: Path, assignment: AttemptAssignment, store: SiteStore | None = None
+) -> AttemptAssignment:
+    """Put each dataset the job reads at ``datasets/<job>/<name>``, read-only, and tell the job
+    where: ``SUANLI_DATASET_<NAME>`` (the file) and ``SUANLI_DATASETS_DIR``.
+
+    A dataset this site's own ``store`` holds (registered at the site) is read from it, after the
+    server has put the read on the ledger (and checked the copy is the registered one); any other
+    is fetched from the server's copy for this site."""
     root = work_dir / "datasets" / assignment.job_id
     root.mkdir(parents=True, exist_ok=True)
     envs = dict(assignment.envs)
@@ -75,8 +92,15 @@ def fetch_datasets(client: Downloads, work_dir: Path, assignment: AttemptAssignm
         if not _DATASET.match(item.name):
             raise ValueError(f"the server sent an unusable dataset name {item.name!r}")
         path = root / item.name
-        size = download_to(path, functools.partial(_dataset_into, client, item.name, assignment.attempt_id))
-        log.info("fetched dataset %s for attempt %s (%d bytes)", item.name, assignment.attempt_id, size)
+        if store is not None and store.has(item.name):
+            client.record_dataset_read(item.name, assignment.attempt_id, store.manifest_of(item.name).root)
+            size = download_to(path, functools.partial(_from_store, store, item.name))
+            where = "this site's store"
+        else:
+            size = download_to(path, functools.partial(_dataset_into, client, item.name, assignment.attempt_id))
+            where = "the server"
+        path.chmod(0o444)  # the job reads its data; it does not change it
+        log.info("dataset %s for attempt %s from %s (%d bytes)", item.name, assignment.attempt_id, where, size)
         envs[dataset_env(item.name)] = str(path)
     envs["SUANLI_DATASETS_DIR"] = str(root)
     return assignment.model_copy(update={"envs": envs})

@@ -7,15 +7,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
-from suanli.app import agents, checkpoints, outputs
+from sqlalchemy.orm import Session
+
+from suanli.app import agents, checkpoints, outputs, registry, uploads
 from suanli.app.blobstore import BlobRead
 from suanli.app.control import ControlPlane
-from suanli.app.errors import NotFound, Unauthorized
+from suanli.app.errors import Conflict, NotFound, Unauthorized
 from suanli.app.sites import authenticate_site, site_for_token
 from suanli.core.api_data import DatasetOut
-from suanli.core.protocol import CheckpointReceipt, HeartbeatRequest, RegisterRequest, RegisterResponse
+from suanli.core.protocol import CheckpointReceipt, HeartbeatRequest, RegisterRequest, RegisterResponse, StoreOrder
+from suanli.datachain.manifest import Manifest
 
 HeartbeatOutcome = agents.HeartbeatOutcome
 
@@ -66,6 +70,12 @@ def collect_orders(control: ControlPlane, req: HeartbeatRequest, token: str | No
         agents.collect_orders(session, site, control.clock.now(), out, grace, control.secrets)
 
 
+def data_orders(control: ControlPlane, site: str) -> tuple[list[StoreOrder], list[StoreOrder]]:
+    """What the (authenticated) site's agent is to send from its store, and to take into it."""
+    send, store = control.agent_copies.orders(site)
+    return send, uploads.store_orders(control, site) + store
+
+
 def workdir_file(control: ControlPlane, token: str | None, digest: str) -> BlobRead:
     """The workdir archive ``digest``, if a job placed at the token's site runs from it."""
     with control.db.read() as session:
@@ -94,23 +104,64 @@ def dataset_bytes(control: ControlPlane, token: str | None, attempt: int, name: 
     now = control.clock.now()
     with control.db.session() as session:
         site = site_for_token(session, token)
-        if not agents.site_reads_dataset(session, site.name, attempt, name):
-            raise NotFound(f"no dataset '{name}' for attempt {attempt} at site '{site.name}'")
+        _check_read(session, site.name, attempt, name)
         store = control.chain.store(site.name)
         if not store.has(name):
-            raise NotFound(f"site '{site.name}' holds no copy of dataset '{name}'")
+            raise NotFound(
+                f"the server holds no copy of dataset '{name}' for site '{site.name}': "
+                "a dataset registered at the site rests in its agent's store, which reads it there"
+            )
         manifest = store.manifest_of(name)
-        body = {
-            "dataset": name,
-            "site": site.name,
-            "job": agents.job_of_attempt(session, attempt),
-            "attempt": attempt,
-            "root": manifest.root,
-            "bytes": manifest.size,
-        }
-        control.chain.ledger.record(session, "read", body, now)
+        _record_read(control, session, site.name, attempt, name, manifest.root, manifest.size, "server", now)
     control.chain.seal()
     return DatasetBytes(store.read_plain(name), manifest.size)
+
+
+def record_site_read(control: ControlPlane, token: str | None, attempt: int, name: str, root: str) -> DatasetOut:
+    """An agent about to hand a job the copy of ``name`` in its own store: the read goes on the
+    ledger (``read``, ``"from": "site store"``) before the job gets a byte. The copy must be the
+    registered one (its Merkle root), at the dataset's home or a replica of this site."""
+    now = control.clock.now()
+    with control.db.session() as session:
+        site = site_for_token(session, token)
+        _check_read(session, site.name, attempt, name)
+        ds = registry.get_dataset(session, name)
+        if site.name != ds.home_site and site.name not in registry.replicas_of(session, name):
+            raise NotFound(f"site '{site.name}' holds no copy of dataset '{name}' on the record")
+        if root != ds.root:
+            raise Conflict(f"the copy of '{name}' at site '{site.name}' is not the registered one (its root differs)")
+        _record_read(control, session, site.name, attempt, name, ds.root, ds.size, "site store", now)
+        out = registry.dataset_out(session, ds)
+    control.chain.seal()
+    return out
+
+
+def _check_read(session: Session, site: str, attempt: int, name: str) -> None:
+    if not agents.site_reads_dataset(session, site, attempt, name):
+        raise NotFound(f"no dataset '{name}' for attempt {attempt} at site '{site}'")
+
+
+def _record_read(
+    control: ControlPlane,
+    session: Session,
+    site: str,
+    attempt: int,
+    name: str,
+    root: str,
+    size: int,
+    source: str,
+    now: datetime,
+) -> None:
+    body = {
+        "dataset": name,
+        "site": site,
+        "job": agents.job_of_attempt(session, attempt),
+        "attempt": attempt,
+        "root": root,
+        "bytes": size,
+        "from": source,
+    }
+    control.chain.ledger.record(session, "read", body, now)
 
 
 def check_checkpoint_upload(control: ControlPlane, token: str | None, attempt: int) -> None:
@@ -156,6 +207,16 @@ def register_output(control: ControlPlane, token: str | None, attempt: int, path
         return outputs.register(control.chain, site, attempt, path, digest, control.clock.now())
     finally:
         path.unlink(missing_ok=True)
+
+
+def register_output_at_site(
+    control: ControlPlane, token: str | None, attempt: int, manifest: Manifest, digest: str
+) -> DatasetOut:
+    """The job's output, kept in the token's site agent store, registered by its manifest."""
+    with control.db.read() as session:
+        site = site_for_token(session, token).name
+        outputs.check_upload(session, site, attempt)
+    return outputs.register_at_site(control.chain, site, attempt, manifest, digest, control.clock.now())
 
 
 def site_token_valid(control: ControlPlane, token: str) -> bool:

@@ -34,6 +34,7 @@ from suanli.app import (
     staging,
     transfers,
 )
+from suanli.app.agentcopies import AgentCopies
 from suanli.app.blobstore import open_store
 from suanli.app.chain import Chain
 from suanli.app.crosstalk import Crosstalk
@@ -44,6 +45,7 @@ from suanli.app.secrets import SecretBox
 from suanli.app.serverkeys import LEDGER, SECRETS
 from suanli.app.settings import Settings
 from suanli.app.signals import FollowSlots, Signals
+from suanli.app.uploads import Uploads
 from suanli.core.clock import Clock, SystemClock
 from suanli.core.network import NetworkSpec
 from suanli.core.policy import RuleSet
@@ -107,10 +109,14 @@ class ControlPlane:
         self._chain_lock = threading.Lock()
         #: The ledger's witnesses (the network file's ``witnesses``).
         self._witnesses: list[Verifier] = []
-        #: Runs every copy: users' and the scheduler's (for waiting jobs), off the request path.
-        self.transfers = transfers.TransferRunner(lambda: self.chain, self.capacity_changed)
         #: Sealed chunks between two sites' agents, in memory, a bounded number per transfer.
         self.relay = Relay()
+        #: Copies between two sites' agents under way, and their orders (``app/agentcopies.py``).
+        self.agent_copies = AgentCopies(self.relay, lambda site: self.signals.bump(f"site:{site}"))
+        #: Runs every copy: users' and the scheduler's (for waiting jobs), off the request path.
+        self.transfers = transfers.TransferRunner(lambda: self.chain, self.capacity_changed, agents=self.agent_copies)
+        #: Registrations by upload under way: their keys, in memory only (``app/uploads.py``).
+        self.uploads = Uploads()
         self._capacity: list[SiteState] | None = None
         self._capacity_lock = threading.Lock()
         self._stop = threading.Event()

@@ -9,9 +9,11 @@ exists.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -19,13 +21,15 @@ from sqlalchemy.orm import Session
 from suanli.app import movements, pipl, registry
 from suanli.app.access import require, require_role, tenant_filter
 from suanli.app.chain import Chain
-from suanli.app.errors import Forbidden, NotFound, Unprocessable
+from suanli.app.errors import Conflict, Forbidden, NotFound, Unprocessable
 from suanli.core.api_data import CheckOut, DatasetDetailOut, DatasetOut
 from suanli.core.datasets import Classification
 from suanli.core.identity import Identity, Role, Scope
 from suanli.core.network import Zone
 from suanli.core.policy import Exporter, MovementKind, Purpose, counting_year
-from suanli.datachain.manifest import DEFAULT_CHUNK, MiB
+from suanli.datachain.crypto import new_key
+from suanli.datachain.manifest import DEFAULT_CHUNK, Manifest, MiB
+from suanli.datachain.transfer import Offer
 from suanli.store.models import Dataset
 
 #: A new dataset's chunk size unless its registration says otherwise, MiB.
@@ -196,11 +200,20 @@ def requester_zone(who: Identity, declared: Zone | None = None) -> Zone:
     return zone
 
 
-def download(chain: Chain, who: Identity, name: str, declared: Zone | None = None) -> Download:
+class Fetcher(Protocol):
+    """Downloads of data at a site's agent, through the relay (``app/agentcopies.py``)."""
+
+    def fetch(self, offer: Offer, source: str) -> Iterator[bytes]: ...
+
+
+def download(
+    chain: Chain, who: Identity, name: str, declared: Zone | None = None, agents: Fetcher | None = None
+) -> Download:
     """The dataset's bytes from its home site, for its owner's members (and the admin), to a
     client in the caller's zone (:func:`requester_zone`): decided as a download by the rules
     (outside the mainland it is an export, counted and perhaps needing a filing) and put on the
-    record before a byte moves. A held download is refused (403) after its decision is recorded."""
+    record before a byte moves. A held download is refused (403) after its decision is recorded.
+    Data whose home copy rests at the home site's agent comes from it through the relay (``agents``)."""
     zone = requester_zone(who, declared)
     now = chain.clock.now()
     with chain.db.session() as s:
@@ -209,5 +222,12 @@ def download(chain: Chain, who: Identity, name: str, declared: Zone | None = Non
     chain.seal()
     if not hold.ok:
         raise Forbidden(f"the rules hold this download: {hold.reason or decision.explain()}")
+    if movements.rests_at_agent(chain, name, home):
+        if agents is None:
+            raise Conflict(f"'{name}' rests at {home}'s agent, which this server cannot reach for a download")
+        with chain.db.read() as s:
+            manifest = Manifest.model_validate(registry.get_dataset(s, name).manifest)
+        offer = Offer(uuid.uuid4().hex[:16], name, manifest, new_key())
+        return Download(name, manifest.size, agents.fetch(offer, home))
     store = chain.store(home)
     return Download(name, store.manifest_of(name).size, store.read_plain(name))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -39,9 +39,9 @@ from suanli.core.policy import (
 from suanli.core.states import TransferState, check_transfer_transition
 from suanli.datachain.crypto import new_key
 from suanli.datachain.manifest import Manifest
-from suanli.datachain.sender import send
+from suanli.datachain.sender import SendResult, send
 from suanli.datachain.site_store import LocalChannel, SiteStore
-from suanli.datachain.transfer import Channel, Offer
+from suanli.datachain.transfer import Channel, Offer, TransferError
 from suanli.store.models import DataTransfer, Filing, Replica
 
 ChannelFactory = Callable[[SiteStore], Channel]
@@ -300,27 +300,44 @@ def already_claimed(transfer_id: str, holder: str) -> Conflict:
     )
 
 
+class SiteCopier(Protocol):
+    """Copies between two sites' agents (``app/agentcopies.py``): returns the root the
+    destination reports."""
+
+    def copy(self, offer: Offer, source: str, dest: str, progress: Callable[[int, int], None] | None = None) -> str: ...
+
+
 def run_claimed(
     chain: Chain,
     transfer_id: str,
     channel_factory: ChannelFactory = LocalChannel,
     progress: Callable[[int, int], None] | None = None,
+    agents: SiteCopier | None = None,
 ) -> DataTransfer:
-    """Run (or resume) a transfer its caller has claimed (:meth:`Chain.claim`)."""
+    """Run (or resume) a transfer its caller has claimed (:meth:`Chain.claim`). A copy whose
+    source rests at the source site's agent (``rests_at_agent``) is made by the two agents
+    through the relay (``agents``), and the new copy rests at the destination's agent; any other
+    is made between the site stores on this machine."""
     offer, source, dest = _begin_run(chain, transfer_id)
     key = chain.keys.get(f"transfer-{transfer_id}")
     if key is not None:  # resuming: the receiver holds chunks sealed under the first key
         offer = Offer(offer.transfer_id, offer.dataset, offer.manifest, key, offer.at_rest)
     src_store, dst_store = chain.store(source), chain.store(dest)
+    via_agents = rests_at_agent(chain, offer.dataset, source)
     try:
-        with src_store.chunks(offer.dataset) as chunks:
-            result = send(
-                chunks,
-                offer,
-                channel_factory(dst_store),
-                bandwidth_bps=_bandwidth(chain, transfer_id),
-                progress=progress,
-            )
+        if via_agents:
+            if agents is None:
+                raise TransferError(f"'{offer.dataset}' rests at {source}'s agent: only the agents can copy it")
+            result = SendResult(root=agents.copy(offer, source, dest, progress))
+        else:
+            with src_store.chunks(offer.dataset) as chunks:
+                result = send(
+                    chunks,
+                    offer,
+                    channel_factory(dst_store),
+                    bandwidth_bps=_bandwidth(chain, transfer_id),
+                    progress=progress,
+                )
     except Exception as exc:
         now = chain.clock.now()
         with chain.db.session() as s:
@@ -337,7 +354,7 @@ def run_claimed(
         t.reason, t.updated_at, t.finished_at = "copied, encrypted and verified", now, now
         t.bytes_done = offer.manifest.size
         t.chunks_resent += result.resends
-        s.add(Replica(dataset=t.dataset, site=dest, transfer_id=t.id, created_at=now))
+        s.add(Replica(dataset=t.dataset, site=dest, transfer_id=t.id, created_at=now, at_agent=via_agents))
         chain.ledger.record(
             s,
             "transfer.state",
@@ -349,12 +366,23 @@ def run_claimed(
                 "chunks_skipped": result.chunks_skipped,
                 "resends": result.resends,
                 "encrypted_at_rest": offer.at_rest,
+                "via": "agents, through the relay" if via_agents else "server",
             },
             now,
         )
     chain.seal()
     with chain.db.read() as s:
         return get_transfer(s, transfer_id)
+
+
+def rests_at_agent(chain: Chain, dataset: str, site: str) -> bool:
+    """Whether ``site``'s copy of ``dataset`` rests in that site agent's store (not on this machine)."""
+    with chain.db.read() as s:
+        ds = registry.get_dataset(s, dataset)
+        if site == ds.home_site:
+            return ds.home_at_agent
+        q = select(Replica.at_agent).where(Replica.dataset == dataset, Replica.site == site)
+        return bool(s.scalars(q).first())
 
 
 def _bandwidth(chain: Chain, transfer_id: str) -> float | None:

@@ -26,12 +26,12 @@ from sqlalchemy.orm import Session
 from suanli.app import registry
 from suanli.app.chain import Chain
 from suanli.app.checkpoints import attempt_of_site
-from suanli.app.errors import Conflict
+from suanli.app.errors import Conflict, Unprocessable
 from suanli.app.records import job_spec
 from suanli.core.api_data import DatasetOut
 from suanli.core.datasets import Classification, inherit
 from suanli.core.states import JobState
-from suanli.datachain.manifest import DEFAULT_CHUNK, build_manifest
+from suanli.datachain.manifest import DEFAULT_CHUNK, Manifest, build_manifest, check_chunk_size
 from suanli.store.models import Dataset, Job
 
 
@@ -69,6 +69,27 @@ def register(chain: Chain, site: str, attempt_id: int, archive: Path, digest: st
         job, name = check_upload(s, site, attempt_id)
         sealed = grade_of(s, job, now).sealed_at_rest
     chain.store(site).adopt(name, archive, manifest, at_rest=sealed)
+    return _record(chain, site, attempt_id, manifest, digest, now, at_agent=False)
+
+
+def register_at_site(
+    chain: Chain, site: str, attempt_id: int, manifest: Manifest, digest: str, now: datetime
+) -> DatasetOut:
+    """Register the job's output that its site's agent keeps in its own store (sealed at rest),
+    by its manifest: the bytes never leave the site."""
+    try:
+        check_chunk_size(manifest.chunk_size)
+        rooted = manifest.verify_root()
+    except ValueError:
+        rooted = False
+    if not rooted:
+        raise Unprocessable("the output's manifest does not make its Merkle root")
+    return _record(chain, site, attempt_id, manifest, digest, now, at_agent=True)
+
+
+def _record(
+    chain: Chain, site: str, attempt_id: int, manifest: Manifest, digest: str, now: datetime, *, at_agent: bool
+) -> DatasetOut:
     with chain.db.session() as s:
         job, name = check_upload(s, site, attempt_id)
         ds = registry.register(
@@ -83,6 +104,7 @@ def register(chain: Chain, site: str, attempt_id: int, archive: Path, digest: st
             graded_by=f"job {job.id}",
             now=now,
         )
+        ds.home_at_agent = at_agent
         chain.ledger.record(
             s,
             "output",

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeVar
 
-from suanli.app import registry
+from suanli.app import registry, uploads
 from suanli.app.control import ControlPlane
 from suanli.app.errors import Conflict, NotFound
 from suanli.app.sites import site_for_token
@@ -54,6 +54,18 @@ def party(control: ControlPlane, token: str | None, transfer_id: str, role: Role
         raise missing from None
     with control.db.read() as s:
         site = site_for_token(s, token)
+        upload = uploads.ticket_for(control, site.name, transfer_id)
+        if upload is not None:  # an upload to this site: the front desk itself is the source
+            if role not in (None, Role.DEST):
+                raise missing
+            control.relay.open(upload)
+            return Party(site.name, Role.DEST, upload)
+        fetch = control.agent_copies.source_ticket(site.name, transfer_id)
+        if fetch is not None:  # a download from this site: the front desk itself is the destination
+            if role not in (None, Role.SOURCE):
+                raise missing
+            control.relay.open(fetch)
+            return Party(site.name, Role.SOURCE, fetch)
         t = s.get(DataTransfer, transfer_id)
         if t is None or t.state != TransferState.RUNNING:
             raise missing

@@ -72,6 +72,13 @@ class Settings:
         default_factory=lambda: float(os.environ.get("SUANLI_AGENT_RATE_LIMIT", "200"))
     )
     agent_rate_limit_burst: int = field(default_factory=lambda: int(os.environ.get("SUANLI_AGENT_RATE_BURST", "2000")))
+    #: Requests per second each site agent token may sustain on the relay
+    #: (/api/v1/agents/relay/, 0: off), and its burst: a bucket apart from the agent protocol's,
+    #: since a copy at 1 GB/s in 4 MiB chunks is some 250 pushes a second, each side.
+    relay_rate_limit_per_s: float = field(
+        default_factory=lambda: float(os.environ.get("SUANLI_RELAY_RATE_LIMIT", "5000"))
+    )
+    relay_rate_limit_burst: int = field(default_factory=lambda: int(os.environ.get("SUANLI_RELAY_RATE_BURST", "20000")))
     #: Log streams (``logs?follow=true`` and the dashboard's live view) one tenant may hold open
     #: at once; one more gets 429 with Retry-After. A user without a tenant counts on its own.
     max_follows_per_tenant: int = field(default_factory=lambda: int(os.environ.get("SUANLI_MAX_FOLLOWS", "16")))

@@ -63,8 +63,11 @@ class TransferRunner:
         *,
         workers: int = MAX_COPIES,
         channel_factory: movements.ChannelFactory = LocalChannel,
+        agents: movements.SiteCopier | None = None,
     ) -> None:
         self._chain, self._landed, self._workers = chain, landed, workers
+        #: Copies of data that rests at the source site's agent go agent to agent through it.
+        self.agents = agents
         #: How copies reach the destination's store (tests pass a gated or breaking one).
         self.channel_factory = channel_factory
         self._lock = threading.Lock()
@@ -139,7 +142,7 @@ class TransferRunner:
                         t.bytes_done = done
 
         try:
-            t = movements.run_claimed(chain, tid, self.channel_factory, progress)
+            t = movements.run_claimed(chain, tid, self.channel_factory, progress, self.agents)
             log.info("copy %s of %s to %s done", tid, t.dataset, t.dest_site)
             self._retry_at.pop(tid, None)
         except Exception as exc:  # the transfer's row says why it stopped; running it again resumes

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
+from suanli.cli import siteregister
 from suanli.cli.context import (
     JsonOption,
     ServerOption,
@@ -70,9 +71,23 @@ def _summary(d: dict[str, Any]) -> str:
 def register(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Dataset name.")],
-    path: Annotated[Path, typer.Option("--path", help="The data file (on the server's machine in this version).")],
     site: Annotated[str, typer.Option("--site", help="Home site.")],
     owner: Annotated[str, typer.Option("--owner", help="Owner tenant (the exporter).")],
+    path: Annotated[
+        Path | None, typer.Option("--path", help="A data file on the server's machine (admin only).")
+    ] = None,
+    upload: Annotated[
+        Path | None,
+        typer.Option("--upload", help="A data file here: sent sealed to the site's agent, stored there only."),
+    ] = None,
+    local_path: Annotated[
+        Path | None,
+        typer.Option("--local-path", help="A file on the site's disk, put into its agent's store (run at the site)."),
+    ] = None,
+    agent_home: Annotated[
+        Path | None,
+        typer.Option("--agent-home", help="With --local-path: the site agent's home (its store, its token)."),
+    ] = None,
     level: LevelOpt = "general",
     sub_grade: Annotated[int | None, typer.Option("--sub-grade")] = None,
     pi: PiOpt = 0,
@@ -87,7 +102,41 @@ def register(
     server: ServerOption = None,
     token: TokenOption = None,
 ) -> None:
-    """Register a graded dataset at its home site (derived ones inherit the highest input level)."""
+    """Register a graded dataset at its home site (derived ones inherit the highest input level).
+
+    With --upload the file is read here and its bytes go, sealed, through the front desk to the
+    site's agent, whose store alone holds them; with --local-path (run at the site) a file on the
+    site's disk goes into its agent's store and only its manifest to the front desk; with --path
+    the server reads a file on its own machine into the site's store on that machine (admin only)."""
+    if sum(x is not None for x in (path, upload, local_path)) != 1:
+        raise typer.BadParameter(
+            "give one of --upload FILE (a file here), --local-path FILE --agent-home DIR (at the site) "
+            "or --path FILE (on the server's machine)"
+        )
+    classification = None if derived_from else _classification(level, sub_grade, pi, spi, category, return_flow)
+    if local_path is not None:
+        if agent_home is None:
+            raise typer.BadParameter("--local-path needs --agent-home: the site agent's home, where its store is")
+        with open_client(ctx, server, token) as client:
+            d = siteregister.register_local(
+                client, name, owner, site, local_path, agent_home, chunk_mib, classification, derived_from or []
+            )
+        if json_out:
+            _echo_json(d)
+            return
+        say(f"registered {d['name']} in {d['home_site']}'s agent store: {d['chunks']} chunks, root {d['root'][:16]}…")
+        say(_summary(d))
+        return
+    if upload is not None:
+        with open_client(ctx, server, token) as client:
+            d = siteregister.upload(client, name, owner, site, upload, chunk_mib, classification, derived_from or [])
+        if json_out:
+            _echo_json(d)
+            return
+        say(f"uploaded {d['name']} to {d['home_site']}'s store: {d['chunks']} chunks, Merkle root {d['root'][:16]}…")
+        say(_summary(d))
+        return
+    assert path is not None
     body: dict[str, Any] = {
         "name": name,
         "owner": owner,
@@ -96,8 +145,8 @@ def register(
         "chunk_mib": chunk_mib,
         "derived_from": derived_from or [],
     }
-    if not derived_from:
-        body["classification"] = _classification(level, sub_grade, pi, spi, category, return_flow)
+    if classification is not None:
+        body["classification"] = classification
     with open_client(ctx, server, token) as client:
         d = client.register_dataset(**body)
     if json_out:

@@ -8,6 +8,7 @@ Every attempt carries a fencing token; reports with a stale token are ignored by
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -131,6 +132,21 @@ class StopOrder(BaseModel):
     grace_s: float = 10.0
 
 
+class StoreOrder(BaseModel):
+    """Take a dataset into this site's store: its sealed chunks come through the relay
+    (``/api/v1/agents/relay/{transfer_id}``), sealed with ``key`` (base64), which reaches only
+    this agent, never the relay. Repeated in every heartbeat until the transfer ends, so an
+    agent that restarts picks it up again and resumes from what its store holds."""
+
+    transfer_id: str
+    dataset: str
+    #: The dataset's manifest (``suanli.datachain.manifest.Manifest``'s fields).
+    manifest: dict[str, Any]
+    key: str = Field(repr=False)
+    #: Seal the stored copy at rest (its grade asks for it).
+    at_rest: bool = True
+
+
 class HeartbeatRequest(BaseModel):
     site: str
     agent_id: str
@@ -146,6 +162,10 @@ class HeartbeatResponse(BaseModel):
     stop: list[StopOrder] = Field(default_factory=list)
     #: Attempts the server no longer considers this agent's (stale fencing token).
     forget: list[int] = Field(default_factory=list)
+    #: Datasets to take into this site's store (registrations by upload, copies from a site).
+    store: list[StoreOrder] = Field(default_factory=list)
+    #: Datasets of this site's store to send to another site through the relay (copies).
+    send: list[StoreOrder] = Field(default_factory=list)
     lease_s: float
     server_time: datetime
 

@@ -208,6 +208,13 @@ class Relay:
                 self._cond.wait(left)
             return t.outcome
 
+    def relayed(self, transfer_id: str) -> int:
+        """Sealed bytes that have passed into the relay for ``transfer_id`` in its life (0 if
+        it is not open): a copy's progress, as the relay sees it."""
+        with self._cond:
+            t = self._open.get(transfer_id)
+            return 0 if t is None else t.bytes_relayed
+
     def buffered(self) -> int:
         """Sealed chunks held now, over all transfers."""
         with self._cond:
@@ -262,7 +269,9 @@ def receive(store: SiteStore, offer: Offer, link: RelayLink, *, idle_s: float = 
     sealed chunks from the relay until it holds them all, finish, report the root; returns it.
 
     ``offer`` carries the key (it reached this agent, not the relay). A chunk that fails its
-    checks is dropped and reported missing at the end, so the source sends it again. A relay
+    checks is dropped and reported missing at the end, so the source sends it again; so are the
+    chunks still lacking when none has come for ``poll_s`` (an earlier run of this side took
+    them from the relay and stopped before storing them). A relay
     that restarts (:class:`RelayLost`) is reopened and told again what this site holds. Stops
     with a :class:`TransferError` when no chunk came for ``idle_s``."""
     ticket = Ticket.of(offer)
@@ -281,6 +290,11 @@ def receive(store: SiteStore, offer: Offer, link: RelayLink, *, idle_s: float = 
                 if chunk is None:
                     if time.monotonic() >= idle_until:
                         raise TransferError(f"no chunk of transfer {offer.transfer_id} came for {idle_s:.0f} s")
+                    # Nothing came for a while: chunks an earlier run of this side took from the
+                    # relay but never stored (it restarted) will not come by themselves. Say
+                    # what is missing; a source waiting to finish sends it again.
+                    link.report_outcome(offer.transfer_id, Outcome(missing=_missing(m, have)))
+                    seen = set(have)
                     continue
                 idle_until = time.monotonic() + idle_s
                 seen.add(chunk.index)

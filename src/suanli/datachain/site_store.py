@@ -365,6 +365,12 @@ class SiteStore:
         (final / "manifest.json").write_text(manifest.model_dump_json())
 
 
+def agent_store(home: Path) -> SiteStore:
+    """A site agent's own store under its ``home``: ``store/`` (the data), ``keys/`` (apart)."""
+    root = home / "store"
+    return SiteStore(root, KeyStore(home / "keys", forbidden=[root]))
+
+
 class LocalChannel:
     """A channel to a store in this process (the same sealing and checks, no network)."""
 

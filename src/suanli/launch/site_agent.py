@@ -4,7 +4,8 @@
 ``AGENT_HOME`` (``$SUANLI_HOME/agents/<site>``) is the agent's home, apart from the server's: it
 holds ``agent.json`` (what :class:`~suanli.launch.network.LocalNetwork` wrote: the site, the
 server's URL, the backend, the engines' settings, the virtual nodes, the heartbeat), ``site.token``
-(mode 0600) and everything the agent keeps (attempts, checkpoints, fetched inputs). The process
+(mode 0600) and everything the agent keeps (attempts, checkpoints, fetched inputs), with the
+site's data store (``store/``, its keys in ``keys/``; ``agent/sitedata.py``). The process
 talks to the server over HTTP only, like an agent at a remote site. SIGTERM or SIGINT stops it:
 it cancels its attempts, reports them and leaves. It also leaves when the process that started
 it is gone, so a killed ``suanli up`` leaves no agent behind.
@@ -23,6 +24,7 @@ from pydantic import Field
 
 from suanli.agent.agent import Agent
 from suanli.agent.backends.config import AgentConfig, make_backend
+from suanli.agent.sitedata import SiteData
 from suanli.core.network import NodeDecl
 from suanli.core.spec import StrictModel
 from suanli.sdk.agent import SiteClient
@@ -68,9 +70,12 @@ def main(argv: list[str]) -> int:
     backend = make_backend(config.backend, home, config.engines, config.nodes or None)
     with SiteClient(config.server, token=token) as client:
         agent = Agent(client, config.site, backend, home, heartbeat_s=config.heartbeat_s)
+        agent.site_data = SiteData(home, config.server, token)
+        agent.outputs.store = agent.site_data.store  # outputs stay at the site
         log.info("agent for site %s (home %s, pid %d) → %s", config.site, home, os.getpid(), config.server)
         agent.run_forever(stop)
         agent.shutdown(cancel_running=True)
+        agent.site_data.close()
     log.info("agent for site %s stopped", config.site)
     return 0
 

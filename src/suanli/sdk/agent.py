@@ -44,6 +44,23 @@ class SiteClient(Client):
         """(Agents) Write dataset ``name``, from this site's copy, into ``dest``; returns bytes written."""
         return self._download(f"/api/v1/agents/datasets/{name}", dest, {"attempt": attempt_id})
 
+    def record_dataset_read(self, name: str, attempt_id: int, root: str) -> dict[str, Any]:
+        """(Agents) Put the read of ``name`` from this site's own store on the ledger (before the job gets it)."""
+        out: dict[str, Any] = self._json(
+            "POST", f"/api/v1/agents/datasets/{name}/reads", params={"attempt": attempt_id}, json={"root": root}
+        )
+        return out
+
+    def register_output_at_site(self, attempt_id: int, manifest: dict[str, Any], digest: str) -> dict[str, Any]:
+        """(Agents) Register a succeeded attempt's output, kept in this site's store, by its manifest."""
+        out: dict[str, Any] = self._json(
+            "POST",
+            "/api/v1/agents/outputs/at-site",
+            params={"attempt": attempt_id},
+            json={"manifest": manifest, "archive_sha256": digest},
+        )
+        return out
+
     def upload_checkpoint(self, attempt_id: int, archive: IO[bytes], size: int) -> CheckpointReceipt:
         """(Agents) Send a job's checkpoint folder, packed as a ``.tar.gz`` of ``size`` bytes,
         for ``attempt_id`` at this agent's site; it becomes the job's latest checkpoint."""

@@ -46,6 +46,7 @@ from suanli.sdk.datachain import TRANSFER_MOVING, DataChainCalls
 from suanli.sdk.errors import ServerUnreachable
 from suanli.sdk.evals import EvalCalls
 from suanli.sdk.privacy import PrivacyCalls
+from suanli.sdk.uploads import register_local, upload_dataset
 from suanli.sdk.workdir import ProgressFn, ProgressReader, pack_workdir
 
 #: Answers after which a submission is sent again (with its Idempotency-Key, so safely).
@@ -353,3 +354,11 @@ class Client(DataChainCalls, EvalCalls, PrivacyCalls):
 
     def metrics(self) -> str:
         return self._request("GET", "/metrics").text
+
+    def upload_dataset(self, **kwargs: Any) -> dict[str, Any]:
+        """Register a dataset at a site by upload: see :func:`suanli.sdk.uploads.upload_dataset`."""
+        return upload_dataset(self, **kwargs)
+
+    def register_local_dataset(self, site_token: str, **body: Any) -> dict[str, Any]:
+        """Register a file already in a site agent's store: see :func:`suanli.sdk.uploads.register_local`."""
+        return register_local(self, site_token=site_token, **body)

@@ -36,6 +36,7 @@ from suanli.server.routers import (
     relay,
     sites,
     transfers,
+    uploads,
     usage,
     workdirs,
 )
@@ -123,6 +124,7 @@ def create_app(control: ControlPlane, *, background: bool = False) -> FastAPI:
         workdirs.router,
         usage.router,
         identities.router,
+        uploads.router,
         datasets.router,
         transfers.router,
         filings.router,

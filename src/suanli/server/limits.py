@@ -20,7 +20,9 @@ problem document, like the API's own errors.
     network rejects draw on it, and only they are refused once it is empty. A valid token from
     the same address is still served, so a flood of made-up tokens locks nobody else out.
   * Each site agent token on ``/api/v1/agents/`` (``agent_rate_limit_*``); a rejected site token
-    is a failed sign-in like any other.
+    is a failed sign-in like any other. The relay (``/api/v1/agents/relay/``) draws on a bucket
+    of its own (``relay_rate_limit_*``), so a copy's chunks neither starve the agent's heartbeat
+    nor are held to a heartbeat's rate.
 - Every 5xx answer carries ``Connection: close``: after a server error the connection may be in
   a bad state, and the client must not send its next request on it.
 
@@ -58,8 +60,11 @@ MAX_BUCKETS = 10_000
 UPLOAD_PATHS = frozenset({"/api/v1/workdirs", "/api/v1/agents/checkpoints", "/api/v1/agents/outputs"})
 #: A sealed chunk pushed through the relay: its route bounds it (a sealed chunk's size at most).
 RELAY_CHUNK = re.compile(r"^/api/v1/agents/relay/[^/]+/chunks/[0-9]+$")
+#: A plain chunk of a registration by upload: its route bounds it (a chunk's size at most).
+UPLOAD_CHUNK = re.compile(r"^/api/v1/datasets/uploads/[^/]+/chunks/[0-9]+$")
 #: The agent protocol (site tokens), limited per site token by its own settings.
 AGENT_PREFIX = "/api/v1/agents/"
+RELAY_PREFIX = "/api/v1/agents/relay/"
 #: Never rate-limited: probes and scrapers.
 UNLIMITED_PATHS = frozenset({"/healthz", "/metrics"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -248,7 +253,7 @@ class LimitsMiddleware:
                 return
         send = self._watched(send, _address(scope) if authorization is not None or path == "/login" else None)
 
-        if path in UPLOAD_PATHS or RELAY_CHUNK.match(path):
+        if path in UPLOAD_PATHS or RELAY_CHUNK.match(path) or UPLOAD_CHUNK.match(path):
             await self.app(scope, receive, send)
             return
 
@@ -319,7 +324,11 @@ class LimitsMiddleware:
         settings = self.settings
         address = _address(scope)
         if path.startswith(AGENT_PREFIX):
-            rate, burst = settings.agent_rate_limit_per_s, settings.agent_rate_limit_burst
+            relay = path.startswith(RELAY_PREFIX)
+            if relay:
+                rate, burst = settings.relay_rate_limit_per_s, settings.relay_rate_limit_burst
+            else:
+                rate, burst = settings.agent_rate_limit_per_s, settings.agent_rate_limit_burst
             if rate <= 0:
                 return None
             if token is not None:
@@ -328,11 +337,12 @@ class LimitsMiddleware:
                 if refusal is not None:
                     return refusal
             key = "site:" + hashlib.sha256(token.encode("latin-1")).hexdigest() if token else "agent-addr:" + address
-            wait = self.limiter.take(key, rate, burst)
+            wait = self.limiter.take(("relay:" if relay else "") + key, rate, burst)
             if wait > 0:
                 who = "this site agent token" if token else "this client address"
+                what = "relay" if relay else "agent"
                 return _too_many(
-                    f"{who} sent more than {rate:g} agent requests per second (bursts up to {burst})", wait
+                    f"{who} sent more than {rate:g} {what} requests per second (bursts up to {burst})", wait
                 )
             return None
 

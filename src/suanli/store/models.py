@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
     true,
 )
 from sqlalchemy.engine import Dialect
@@ -408,6 +409,9 @@ class Dataset(Base):
     derived_from: Mapped[list[Any]] = mapped_column(JSON, default=list)
     grade_version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime]
+    #: The home copy's bytes rest in the home site agent's store (registered there by upload),
+    #: not in the site's store on the control plane's machine.
+    home_at_agent: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class DatasetGrade(Base):
@@ -474,6 +478,8 @@ class Replica(Base):
     site: Mapped[str] = mapped_column(String(64))
     transfer_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     created_at: Mapped[datetime]
+    #: The copy's bytes rest in the site agent's store (copied there agent to agent).
+    at_agent: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class PrivacyBudget(Base):

@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from suanli.app import agentdesk as desk
@@ -21,6 +22,7 @@ from suanli.core.protocol import (
     RegisterRequest,
     RegisterResponse,
 )
+from suanli.datachain.manifest import Manifest
 from suanli.server.deps import MAX_ROW_ID, Control, Token
 
 router = APIRouter(prefix="/api/v1/agents", tags=["agents"])
@@ -39,17 +41,21 @@ async def heartbeat(req: HeartbeatRequest, control: Control, token: Token) -> He
     # Subscribed before recording: an order placed meanwhile wakes the wait below at once.
     with control.signals.subscribe(f"site:{req.site}", "shutdown") as wake:
         out = await run_in_threadpool(desk.record_heartbeat, control, req, token)
+        send, store = desk.data_orders(control, req.site)  # the site is authenticated by now
         deadline = time.monotonic() + req.wait_s
-        while not (out.start or out.stop) and not control.stopping:
+        while not (out.start or out.stop or store or send) and not control.stopping:
             left = deadline - time.monotonic()
             if left <= 0 or not await wake.wait(left):
                 break
             wake.clear()
             await run_in_threadpool(desk.collect_orders, control, req, token, out)
+            send, store = desk.data_orders(control, req.site)
     return HeartbeatResponse(
         start=out.start,
         stop=out.stop,
         forget=out.forget,
+        store=store,
+        send=send,
         lease_s=control.settings.lease_s,
         server_time=control.clock.now(),
     )
@@ -79,6 +85,23 @@ def download_dataset(
     return StreamingResponse(
         data.chunks, media_type="application/octet-stream", headers={"Content-Length": str(data.size)}
     )
+
+
+class SiteReadIn(BaseModel):
+    root: str = Field(max_length=64)
+
+
+@router.post("/datasets/{name}/reads", response_model=DatasetOut)
+def record_site_read(
+    name: str,
+    body: SiteReadIn,
+    control: Control,
+    token: Token,
+    attempt: Annotated[int, Query(ge=0, le=MAX_ROW_ID)],
+) -> DatasetOut:
+    """The agent hands a job the copy in its own store (a dataset registered at the site): the
+    read goes on the ledger first. 409 when that copy is not the registered one."""
+    return desk.record_site_read(control, token, attempt, name, body.root)
 
 
 @router.post("/checkpoints", status_code=201, response_model=CheckpointReceipt)
@@ -116,6 +139,21 @@ async def upload_output(
         request.headers.get("content-length"), request.stream(), control.settings.blob_dir, limit, limit, "output"
     )
     return await run_in_threadpool(desk.register_output, control, token, attempt, path, digest)
+
+
+class OutputAtSiteIn(BaseModel):
+    manifest: Manifest
+    archive_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+@router.post("/outputs/at-site", status_code=201, response_model=DatasetOut)
+def register_output_at_site(
+    body: OutputAtSiteIn, control: Control, token: Token, attempt: Annotated[int, Query(ge=0, le=MAX_ROW_ID)]
+) -> DatasetOut:
+    """A succeeded attempt's output that stays in its site agent's store: registered by its
+    manifest (the archive's), refused as an upload is (409 for an attempt that is not the job's
+    running one, or a name already registered)."""
+    return desk.register_output_at_site(control, token, attempt, body.manifest, body.archive_sha256)
 
 
 @router.get("/checkpoints/{digest}", response_class=FileResponse)

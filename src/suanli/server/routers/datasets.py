@@ -22,7 +22,7 @@ from suanli.core.datasets import Classification
 from suanli.core.network import Zone
 from suanli.core.policy import Exporter, MovementKind, PiplBasis, Purpose
 from suanli.server.chaindeps import Auditor, ChainDep
-from suanli.server.deps import Caller
+from suanli.server.deps import Caller, Control
 
 router = APIRouter(prefix="/api/v1", tags=["datasets"])
 
@@ -164,12 +164,12 @@ def set_exporter(tenant: str, body: ExporterIn, chain: ChainDep, who: Caller) ->
     response_class=StreamingResponse,
     responses={200: {"content": {"application/octet-stream": {}}}},
 )
-def download(name: str, chain: ChainDep, who: Caller, zone: Zone | None = None) -> StreamingResponse:
+def download(name: str, chain: ChainDep, control: Control, who: Caller, zone: Zone | None = None) -> StreamingResponse:
     """The dataset's bytes from its home site, for its owner's members (and the admin), to the
     caller's zone as their user record gives it (``zone``, if sent, must agree: 422 otherwise) —
     decided as a download by the rules (outside the mainland it is an export, counted and perhaps
     needing a filing) and put on the record before a byte moves."""
-    d = datasets.download(chain, who, name, zone)
+    d = datasets.download(chain, who, name, zone, control.agent_copies)
     headers = {"Content-Length": str(d.size), "Content-Disposition": f'attachment; filename="{d.name}"'}
     return StreamingResponse(d.chunks, media_type="application/octet-stream", headers=headers)
 

@@ -83,7 +83,8 @@ async def pull(transfer_id: str, control: Control, token: Token, wait_s: Wait = 
     if chunk is None:
         return Response(status_code=204)
     headers = {"X-Chunk-Index": str(chunk.index), "X-Chunk-Last": "1" if chunk.last else "0"}
-    return Response(chunk.blob, media_type="application/octet-stream", headers=headers)
+    body = chunk.blob if isinstance(chunk.blob, bytes) else bytes(chunk.blob)  # (``seal`` makes a bytearray)
+    return Response(body, media_type="application/octet-stream", headers=headers)
 
 
 @router.put("/{transfer_id}/have", status_code=204)
