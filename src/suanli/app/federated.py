@@ -83,10 +83,13 @@ def _consented(s: Session, ds: Dataset, tenant: str) -> bool:
 # --- runs ------------------------------------------------------------------------------------
 
 
-def _get(s: Session, who: Identity, fid: str, client: str | None = None) -> Federation:
+def _get(
+    s: Session, who: Identity, fid: str, client: str | None = None, *, scope: Scope = Scope.JOBS_READ
+) -> Federation:
     """The run, if ``who`` acts for its tenant, or (for a client's message) for the client's
-    dataset's owner; anyone else gets the 404 a missing run gets."""
-    require(who, Scope.JOBS_READ)
+    dataset's owner; anyone else gets the 404 a missing run gets. ``scope``: ``jobs:write`` for
+    what moves the run on (a message, a round's close, the aggregate)."""
+    require(who, scope)
     fed = s.get(Federation, fid)
     if fed is not None and who.sees_tenant(fed.tenant):
         return fed
@@ -234,7 +237,7 @@ def post(
     """A client's message: its ``key`` (phase keys), masked ``update`` (updates) or ``reveal`` (reveals)."""
     phase = {"key": "keys", "update": "updates", "reveal": "reveals"}[kind]
     with chain.db.session() as s:
-        fed = _get(s, who, fid, client)
+        fed = _get(s, who, fid, client, scope=Scope.JOBS_WRITE)
         if client not in fed.datasets:
             raise Unprocessable(f"{client} is not a dataset of federated run {fid}")
         _expect(fed, round_no, phase)
@@ -255,7 +258,7 @@ def advance(chain: Chain, who: Identity, fid: str, round_no: int, to: str) -> Fe
     """The aggregator moves the round on: ``updates`` freezes the keys; ``reveals`` closes the
     round to updates, declaring every keyed client without one dropped."""
     with chain.db.session() as s:
-        fed = _get(s, who, fid)
+        fed = _get(s, who, fid, scope=Scope.JOBS_WRITE)
         _expect(fed, round_no, {"updates": "keys", "reveals": "updates"}[to])
         if to == "updates" and len(_messages(s, fed, "key")) < 2:
             raise Conflict("secure aggregation needs at least two clients' keys before a round starts")
@@ -277,7 +280,7 @@ def aggregate(chain: Chain, who: Identity, fid: str, round_no: int, params: Sequ
     own unmasking, recorded on the ledger, and the next round opened."""
     now = chain.clock.now()
     with chain.db.session() as s:
-        fed = _get(s, who, fid)
+        fed = _get(s, who, fid, scope=Scope.JOBS_WRITE)
         _expect(fed, round_no, "reveals")
         msgs = messages_in(s, fed)
         try:
