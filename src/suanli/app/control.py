@@ -349,6 +349,13 @@ class ControlPlane:
         """Run ``work`` from the scheduler loop about every ``seconds`` while this replica leads."""
         self._periodic.append((seconds, [float("-inf")], work))
 
+    def run_periodic(self, now_monotonic: float) -> None:
+        """The registered periodic work (:meth:`every`) that is due at ``now_monotonic``."""
+        for every, last, work in self._periodic:
+            if now_monotonic - last[0] >= every:
+                last[0] = now_monotonic
+                work()
+
     def sweep_blobs(self) -> blobs.Swept:
         """Delete the workdirs and checkpoints nothing needs any more (``app/blobs.py``)."""
         retention = timedelta(seconds=self.settings.blob_retention_s)
@@ -435,10 +442,7 @@ class ControlPlane:
                     self._last_sweep = started
                     self.sweep_blobs()
                     self.sweep_idempotency_keys()
-                for every, last, work in self._periodic:
-                    if started - last[0] >= every:
-                        last[0] = started
-                        work()
+                self.run_periodic(started)
             except Exception:  # the loop must outlive one bad pass; the error is logged in full
                 log.exception("scheduler pass failed")
             # Coalesce bursts of kicks (hundreds of submissions a second) into fewer passes, and
