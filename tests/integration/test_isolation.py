@@ -107,6 +107,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         transfer = alice.post("/api/v1/transfers", json={"dataset": "bj-notes", "to": "tianjin-bonded"}).json()["id"]
         filing = alice.post("/api/v1/filings", json={"dataset": "bj-notes", "to": "singapore"}).json()["id"]
         spare = alice.post("/api/v1/tokens", json={"name": "spare"}).json()["id"]
+        svc = {"name": "bj-svc", "run": "true", "service": {"port": 8000, "replicas": {"min": 0, "max": 1}}}
+        assert alice.post("/api/v1/services", json={"spec": svc}).status_code == 201
         w = World(net, tokens, job, digest, "bj-notes", transfer, filing, spare, clients)
         try:
             yield w
@@ -127,6 +129,7 @@ def matrix(w: World) -> list[Row]:
     state: roles are tried nobody → eve → ops → aud → alice → admin."""
     job, ds, t, f = w.job, w.dataset, w.transfer, w.filing
     spec = {"spec": {"run": "true", "resources": {"cpus": 1}}}
+    service = {"spec": {"name": "svc-x", "run": "true", "service": {"port": 8000, "replicas": 0}}}
     tariff = {"site": "beijing", "tariff": {"gpu_hour": {"A800": 9}}}
     members = {"alice": 201, "eve": 201, "ops": 403, "aud": 403, "admin": 201}
     tenant_job = {"alice": 200, "eve": 404, "ops": 403, "aud": 403, "admin": 200}
@@ -141,6 +144,11 @@ def matrix(w: World) -> list[Row]:
         ("GET", f"/api/v1/jobs/{job}/logs", None, _all(0, **tenant_job)),
         ("POST", f"/api/v1/jobs/{job}/cancel", None, _all(0, **tenant_job)),
         ("POST", "/api/v1/workdirs", b"", _all(0, **members)),
+        ("POST", "/api/v1/services", service, _all(0, **{**members, "admin": OK})),
+        ("GET", "/api/v1/services", None, _all(200, ops=403, aud=403)),
+        ("GET", "/api/v1/services/bj-svc", None, _all(0, **tenant_job)),
+        ("POST", "/api/v1/services/bj-svc/scale", {"replicas": 0}, _all(0, **tenant_job)),
+        ("POST", "/api/v1/services/bj-svc/stop", None, _all(0, **tenant_job)),
         ("GET", "/api/v1/sites", None, _all(200)),
         ("GET", "/api/v1/nodes", None, _all(200)),
         ("POST", "/api/v1/nodes/bj-01/drain", {"reason": "fan"}, _all(403, ops=200, admin=200)),
@@ -243,6 +251,7 @@ def _template(path: str, w: World) -> str:
         (w.spare_token, "{token_id}"),
     ):
         path = path.replace(value, name)
+    path = path.replace("/services/bj-svc", "/services/{name}")
     path = path.replace("/bj-01/", "/{name}/").replace("/sg-01/", "/{name}/").replace("/victim/", "/{name}/")
     return path.replace("/invoices/bj-ai/2026-01", "/invoices/{tenant}/{month}").replace(
         "/exporters/bj-ai", "/exporters/{tenant}"

@@ -27,6 +27,7 @@ from suanli.app import (
     jobs,
     metering,
     scheduling,
+    services,
     sites,
     staging,
     transfers,
@@ -249,6 +250,7 @@ class ControlPlane:
 
     def _tick(self, full: bool) -> TickResult:
         now = self.clock.now()
+        self._reconcile_services(now)
         with self.db.read() as session:
             expired = scheduling.any_expired(session, now)
         lost_sites: set[str] = set()
@@ -307,6 +309,21 @@ class ControlPlane:
         if result.cancelled:
             self.capacity_changed()  # jobs waiting for the cancelled ones are decided by a full pass
         return TickResult(result.placed, result.waiting, len(lost_sites))
+
+    def _reconcile_services(self, now: datetime) -> None:
+        """Each running service's replicas to the count it wants (``app/services.py``)."""
+        with self.db.read() as session:
+            if not services.any_running(session):
+                return
+        with self.db.session() as session:
+            self.leadership.fence(session)
+            made, sites = services.reconcile(session, now)
+        for site in sites:
+            self.signals.bump(f"site:{site}")
+        if made or sites:
+            self.signals.bump("jobs")
+        if sites:
+            self.capacity_changed()
 
     def sweep_blobs(self) -> blobs.Swept:
         """Delete the workdirs and checkpoints nothing needs any more (``app/blobs.py``)."""
