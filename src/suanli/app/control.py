@@ -37,6 +37,7 @@ from suanli.app.crosstalk import Crosstalk
 from suanli.app.fairshare import quotas_of
 from suanli.app.leadership import Deposed, Leadership
 from suanli.app.secrets import SecretBox
+from suanli.app.servicedesk import ServiceDesk
 from suanli.app.settings import Settings
 from suanli.app.signals import FollowSlots, Signals
 from suanli.core.clock import Clock, SystemClock
@@ -99,6 +100,8 @@ class ControlPlane:
         self.transfers = transfers.TransferRunner(lambda: self.chain, self.capacity_changed)
         #: Sealed chunks between two sites' agents, in memory, a bounded number per transfer.
         self.relay = Relay()
+        #: The agents' links and the service replicas ready behind them (``app/servicedesk.py``).
+        self.servicedesk = ServiceDesk()
         self._capacity: list[SiteState] | None = None
         self._capacity_lock = threading.Lock()
         self._stop = threading.Event()

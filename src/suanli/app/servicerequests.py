@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from suanli.app import jobs, services
 from suanli.app.control import ControlPlane
+from suanli.app.sites import site_for_token
 from suanli.core.api import JobSubmit
 from suanli.core.identity import Identity
 from suanli.core.services import ServiceOut
@@ -18,7 +19,7 @@ def _out(
     *,
     with_spec: bool = False,
 ) -> ServiceOut:
-    return services.to_out(row, replica_jobs, attempts, {}, with_spec=with_spec)
+    return services.to_out(row, replica_jobs, attempts, control.servicedesk.live(row.id), with_spec=with_spec)
 
 
 def start(control: ControlPlane, who: Identity, body: JobSubmit) -> ServiceOut:
@@ -73,3 +74,36 @@ def stop(control: ControlPlane, who: Identity, name: str, tenant: str | None = N
     control.signals.bump("jobs")
     control.capacity_changed()
     return get(control, who, name, tenant)
+
+
+def link_site(control: ControlPlane, token: str | None) -> str:
+    """The site whose agent opens a link with ``token`` (401 otherwise)."""
+    with control.db.read() as session:
+        return site_for_token(session, token).name
+
+
+def replica_service(control: ControlPlane, site: str, attempt_id: int) -> str | None:
+    with control.db.read() as session:
+        return services.replica_service(session, site, attempt_id)
+
+
+def invocable(control: ControlPlane, who: Identity, tenant: str, name: str) -> str:
+    """The id of the running service ``tenant``/``name`` that ``who`` may call."""
+    with control.db.read() as session:
+        return services.invocable(session, who, tenant, name).id
+
+
+def by_model(control: ControlPlane, who: Identity, model: str) -> str:
+    with control.db.read() as session:
+        return services.by_model(session, who, model).id
+
+
+def models(control: ControlPlane, who: Identity) -> list[dict[str, object]]:
+    """``/v1/models``: every model name the caller's tenant's running services answer to."""
+    with control.db.read() as session:
+        rows = services.running_of(session, who)
+        return [
+            {"id": m, "object": "model", "created": int(r.created_at.timestamp()), "owned_by": r.tenant}
+            for r in rows
+            for m in services.model_names(r)
+        ]

@@ -189,6 +189,52 @@ def reconcile(session: Session, now: datetime) -> tuple[int, set[str]]:
     return made, sites
 
 
+def replica_service(session: Session, site: str, attempt_id: int) -> str | None:
+    """The running service whose replica is attempt ``attempt_id`` at ``site``, if it is one now."""
+    row = session.execute(
+        select(Job.service_id)
+        .join(Attempt, Attempt.job_seq == Job.seq)
+        .join(Service, Service.id == Job.service_id)
+        .where(
+            Attempt.id == attempt_id,
+            Attempt.site == site,
+            Job.current_attempt_id == attempt_id,
+            Job.state.not_in([s.value for s in JobState if s.is_terminal()]),
+            Service.state == ServiceState.RUNNING,
+        )
+    ).first()
+    return None if row is None else str(row[0])
+
+
+def invocable(session: Session, who: Identity, tenant: str, name: str) -> Service:
+    """The running service ``tenant``/``name`` if ``who`` may call it; another tenant's is a 404."""
+    require(who, Scope.SERVE_INVOKE)
+    missing = f"no service '{name}' runs at this address"
+    if not who.sees_tenant(tenant):
+        raise NotFound(missing)
+    row = session.scalar(select(Service).where(Service.tenant == tenant, Service.name == name))
+    if row is None or row.state != ServiceState.RUNNING:
+        raise NotFound(missing)
+    return row
+
+
+def by_model(session: Session, who: Identity, model: str) -> Service:
+    """The caller's tenant's running service that answers to ``model`` (OpenAI-style routing)."""
+    for row in running_of(session, who):
+        if model in model_names(row):
+            return row
+    raise NotFound(f"no running service of this tenant answers to model '{model}'; 'suanli services' lists them")
+
+
+def running_of(session: Session, who: Identity) -> list[Service]:
+    require(who, Scope.SERVE_INVOKE)
+    query = select(Service).where(Service.state == ServiceState.RUNNING).order_by(Service.name)
+    own = tenant_filter(who)
+    if own is not None:
+        query = query.where(Service.tenant == own)
+    return list(session.scalars(query))
+
+
 def _replica(row: Service, now: datetime) -> Job:
     spec = JobSpec.model_validate(row.spec)
     return Job(

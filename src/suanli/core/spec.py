@@ -431,6 +431,8 @@ class JobSpec(StrictModel):
         resources = info.data.get("resources")
         if resources is not None and resources.num_nodes != 1:
             raise ValueError("each replica of a service runs on one node: set num_nodes: 1")
+        if info.data.get("network") == "none":
+            raise ValueError("a service is reached on its host's loopback: it cannot have network: none")
         return value
 
     @field_validator("time_limit", mode="before")

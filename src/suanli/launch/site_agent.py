@@ -23,6 +23,7 @@ from pydantic import Field
 
 from suanli.agent.agent import Agent
 from suanli.agent.backends.config import AgentConfig, make_backend
+from suanli.agent.service_link import ServiceLink
 from suanli.core.network import NodeDecl
 from suanli.core.spec import StrictModel
 from suanli.sdk import Client
@@ -68,6 +69,7 @@ def main(argv: list[str]) -> int:
     backend = make_backend(config.backend, home, config.engines, config.nodes or None)
     with Client(config.server, token=token) as client:
         agent = Agent(client, config.site, backend, home, heartbeat_s=config.heartbeat_s)
+        agent.service_link = ServiceLink(config.server, token, site=config.site)
         log.info("agent for site %s (home %s, pid %d) → %s", config.site, home, os.getpid(), config.server)
         agent.run_forever(stop)
         agent.shutdown(cancel_running=True)
