@@ -81,6 +81,13 @@ def test_openai_routes_and_serve_answer_through_the_relay(linked: tuple[Net, Pat
     missing = net.http.post("/v1/chat/completions", json={**chat("x"), "model": "nope"})
     assert missing.status_code == 404
     assert "no running service of this tenant answers to model 'nope'" in missing.json()["error"]["message"]
+    # Metered: four answered (two with usage: 5 prompt and 6 completion tokens each; the health
+    # check has none, the stream did not ask for it), written by the next scheduling pass.
+    net.cycle()
+    shown = net.client.service("tiny-chat")
+    assert (shown.requests, shown.prompt_tokens, shown.completion_tokens) == (4, 10, 12)
+    [line] = net.http.get("/api/v1/usage", params={"by": "service"}).json()["items"]
+    assert (line["service"], line["requests"], line["completion_tokens"]) == ("tiny-chat", 4, 12)
 
 
 def test_killing_one_of_two_replicas_under_load_fails_no_request(linked: tuple[Net, Path]) -> None:

@@ -31,6 +31,7 @@ log = logging.getLogger("suanli.agent.link")
 #: Seconds between readiness probes, and between redials of a dropped link.
 PROBE_S = 0.2
 REDIAL_S = 1.0
+NODELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 #: Streams forwarded at once; more wait for a thread.
 MAX_STREAMS = 256
 
@@ -68,9 +69,9 @@ class ServiceLink:
         self._ws: ClientConnection | None = None
         self._streams: dict[int, threading.Event] = {}
         self._pool = ThreadPoolExecutor(MAX_STREAMS, thread_name_prefix=f"suanli-link-{site}")
-        self._http = httpx.Client(
-            timeout=httpx.Timeout(None, connect=5.0), limits=httpx.Limits(max_keepalive_connections=64)
-        )
+        # No Nagle on either hop: a frame or a request held back for an ACK costs tens of ms.
+        transport = httpx.HTTPTransport(socket_options=[NODELAY], limits=httpx.Limits(max_keepalive_connections=64))
+        self._http = httpx.Client(timeout=httpx.Timeout(None, connect=5.0), transport=transport)
         self._stop = threading.Event()
         self.connected = threading.Event()
 
@@ -158,6 +159,7 @@ class ServiceLink:
             self._stop.wait(REDIAL_S)
 
     def _serve(self, ws: ClientConnection) -> None:
+        ws.socket.setsockopt(*NODELAY)
         with self._send_lock:
             self._ws = ws
         with self._lock:

@@ -314,7 +314,12 @@ class ControlPlane:
         return TickResult(result.placed, result.waiting, len(lost_sites))
 
     def _reconcile_services(self, now: datetime) -> None:
-        """Each running service's replicas to the count it wants (``app/services.py``)."""
+        """Each running service's replicas to the count it wants (``app/services.py``), after
+        writing what the front desk metered since the last pass."""
+        usage = self.servicedesk.take_usage()
+        if usage:
+            with self.db.session() as session:
+                services.add_usage(session, usage, now)
         with self.db.read() as session:
             if not services.any_running(session):
                 return

@@ -20,7 +20,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import re
+import threading
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -95,9 +98,33 @@ class _Replica:
     outstanding: int = 0
 
 
+#: The end of an answer kept to read its ``usage`` from (OpenAI puts it last, in a JSON body
+#: and in a stream's final event).
+TAIL_BYTES = 4096
+PROMPT_RE = re.compile(rb'"prompt_tokens"\s*:\s*(\d+)')
+COMPLETION_RE = re.compile(rb'"completion_tokens"\s*:\s*(\d+)')
+
+
+def _last_int(pattern: re.Pattern[bytes], text: bytes) -> int:
+    found = pattern.findall(text)
+    return int(found[-1]) if found else 0
+
+
+#: How long a caller's route to a service is remembered (a stopped service's ready replicas go
+#: at once; its route, at most this long later).
+ROUTE_TTL_S = 2.0
+
+
 class ServiceDesk:
     def __init__(self) -> None:
+        #: (caller, tenant, name or model) → (until, service id): the hot path skips the database.
+        self.routes: dict[tuple[str, ...], tuple[float, str]] = {}
         self._replicas: dict[int, _Replica] = {}
+        #: Metered since the last :meth:`take_usage`: service id → [requests, prompt, completion].
+        self._usage: dict[str, list[int]] = {}
+        self._usage_lock = threading.Lock()
+        #: Completion tokens answered per service, recent ones (time, count): for the autoscaler.
+        self._tokens: dict[str, deque[tuple[float, int]]] = {}
         self._cond: asyncio.Condition | None = None
         self._waiting: dict[str, int] = {}
         #: Called (on the event loop) when a request of a service waits for a ready replica.
@@ -108,6 +135,18 @@ class ServiceDesk:
             self._cond = asyncio.Condition()
         return self._cond
 
+    async def route(self, key: tuple[str, ...], resolve: Callable[[], Awaitable[str]]) -> str:
+        """The service id for ``key``, remembered for :data:`ROUTE_TTL_S`."""
+        now = time.monotonic()
+        hit = self.routes.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        service_id = await resolve()
+        if len(self.routes) > 10_000:
+            self.routes.clear()
+        self.routes[key] = (now + ROUTE_TTL_S, service_id)
+        return service_id
+
     # -- what the rest of the front desk reads -------------------------------------------------
     def live(self, service_id: str) -> dict[int, Live]:
         """The service's ready replicas by attempt id, with their requests in flight (a snapshot)."""
@@ -116,6 +155,34 @@ class ServiceDesk:
             for r in list(self._replicas.values())
             if r.service_id == service_id
         }
+
+    def take_usage(self) -> dict[str, list[int]]:
+        """What was metered since the last call (the caller writes it to the store)."""
+        with self._usage_lock:
+            taken, self._usage = self._usage, {}
+        return taken
+
+    def tokens_per_s(self, service_id: str, window_s: float = 30.0) -> float:
+        """Completion tokens per second the service answered over the last ``window_s``."""
+        recent = self._tokens.get(service_id)
+        if not recent:
+            return 0.0
+        since = time.monotonic() - window_s
+        return sum(n for t, n in list(recent) if t >= since) / window_s
+
+    def _meter(self, service_id: str, tail: bytes) -> None:
+        """One request answered: count it, and the tokens its ``usage`` says (the last one in
+        the answer's tail: a JSON body's, or a stream's final event)."""
+        prompt = _last_int(PROMPT_RE, tail)
+        completion = _last_int(COMPLETION_RE, tail)
+        with self._usage_lock:  # taken from the scheduler's thread
+            counts = self._usage.setdefault(service_id, [0, 0, 0])
+            counts[0] += 1
+            counts[1] += prompt
+            counts[2] += completion
+        if completion:
+            recent = self._tokens.setdefault(service_id, deque(maxlen=100_000))
+            recent.append((time.monotonic(), completion))
 
     def load(self, service_id: str) -> tuple[int, int, int]:
         """(ready replicas, requests in flight, requests waiting) of the service now."""
@@ -227,13 +294,16 @@ class ServiceDesk:
 
     async def _body(self, replica: _Replica, sid: int, q: asyncio.Queue[Frame]) -> AsyncIterator[bytes]:
         finished = False
+        tail = b""
         try:
             while True:
                 frame = await q.get()
                 if frame.kind == Kind.DATA:
+                    tail = (tail + frame.payload)[-TAIL_BYTES:]
                     yield frame.payload
                 elif frame.kind == Kind.DONE:
                     finished = True
+                    self._meter(replica.service_id, tail)
                     return
                 else:
                     why = frame.json().get("error", "") if frame.kind == Kind.FAIL else frame.kind.name

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
@@ -21,7 +22,7 @@ from sqlalchemy.orm import Session
 from suanli.app import jobs
 from suanli.app.access import require, tenant_filter, visible
 from suanli.app.errors import Conflict, NotFound, Unprocessable
-from suanli.core.api import JobSubmit
+from suanli.core.api import JobSubmit, UsageLineOut
 from suanli.core.identity import Identity, Scope
 from suanli.core.policy import RuleSet
 from suanli.core.scheduler import SiteState
@@ -166,6 +167,67 @@ def stop(session: Session, who: Identity, row: Service, now: datetime) -> set[st
         if jobs.cancel(session, job, now, STOPPED) and job.site:
             sites.add(job.site)
     return sites
+
+
+def add_usage(session: Session, usage: Mapping[str, list[int]], now: datetime) -> None:
+    """Add what the front desk metered (service id → [requests, prompt, completion tokens])."""
+    for service_id, (requests, prompt, completion) in usage.items():
+        row = session.get(Service, service_id)
+        if row is None:
+            continue
+        row.requests += requests
+        row.prompt_tokens += prompt
+        row.completion_tokens += completion
+        row.last_request_at = now
+
+
+def usage_by_service(
+    session: Session, who: Identity, job_lines: Sequence[UsageLineOut], tenant: str | None
+) -> list[UsageLineOut]:
+    """``usage --by service``: the replicas' metered usage (``job_lines``, grouped by job) summed
+    per service, with the requests and tokens the front desk counted (since the service started)."""
+    query = select(Service).order_by(Service.tenant, Service.name)
+    own = tenant_filter(who)
+    if own is not None:
+        query = query.where(Service.tenant == own)
+    if tenant is not None:
+        query = query.where(Service.tenant == tenant)
+    rows = {r.id: r for r in session.scalars(query)}
+    if not rows:
+        return []
+    service_of = {
+        str(job_id): str(sid)
+        for job_id, sid in session.execute(select(Job.id, Job.service_id).where(Job.service_id.in_(list(rows))))
+    }
+    sums: dict[str, list[Decimal]] = {sid: [Decimal(0)] * 7 for sid in rows}
+    for line in job_lines:
+        sid = service_of.get(line.job_id or "")
+        if sid is None:
+            continue
+        acc = sums[sid]
+        values = (line.seconds, line.gpu_seconds, line.cpu_seconds, line.memory_gib_hours)
+        for i, v in enumerate(values):
+            acc[i] += Decimal(str(v))
+        acc[4] += Decimal(line.cost_cny)
+        acc[5] += Decimal(line.waived_cny)
+        acc[6] += line.records
+    return [
+        UsageLineOut(
+            tenant=row.tenant,
+            service=row.name,
+            requests=row.requests,
+            prompt_tokens=row.prompt_tokens,
+            completion_tokens=row.completion_tokens,
+            seconds=float(sums[sid][0]),
+            gpu_seconds=float(sums[sid][1]),
+            cpu_seconds=float(sums[sid][2]),
+            memory_gib_hours=float(sums[sid][3]),
+            cost_cny=str(sums[sid][4]),
+            waived_cny=str(sums[sid][5]),
+            records=int(sums[sid][6]),
+        )
+        for sid, row in rows.items()
+    ]
 
 
 def any_running(session: Session) -> bool:

@@ -86,7 +86,10 @@ async def _body(request: Request) -> bytes:
 )
 async def serve(tenant: str, name: str, path: str, request: Request, control: Control, who: Caller) -> Response:
     """Forward the request to a ready replica of the service; its answer streams back."""
-    service_id = await run_in_threadpool(requests.invocable, control, who, tenant, name)
+    service_id = await control.servicedesk.route(
+        (who.name, who.token_id or "", "serve", tenant, name),
+        lambda: run_in_threadpool(requests.invocable, control, who, tenant, name),
+    )
     return await _relay(request, control, service_id, "/" + path, await _body(request))
 
 
@@ -112,7 +115,10 @@ async def openai(request: Request, control: Control, who: Caller) -> Response:
             model = None
         if not isinstance(model, str) or not model:
             raise Unprocessable("the body must be JSON with a 'model' naming one of your services (GET /v1/models)")
-        service_id = await run_in_threadpool(requests.by_model, control, who, model)
+        service_id = await control.servicedesk.route(
+            (who.name, who.token_id or "", "model", model),
+            lambda: run_in_threadpool(requests.by_model, control, who, model),
+        )
         return await _relay(request, control, service_id, request.url.path, body)
     except ServiceError as exc:
         return _openai_error(exc)
