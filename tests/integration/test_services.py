@@ -36,7 +36,11 @@ def test_replicas_follow_the_count_and_are_replaced(net: Net) -> None:
 
     scaled = net.client.scale_service("chat", 3)
     assert scaled.desired == 3
-    net.pump(lambda: len(net.client.service("chat").replicas) == 3)
+    with pytest.raises(ApiError, match="may have 2 to 4 replicas, not 5"):
+        net.client.scale_service("chat", 5)
+    # No request comes: the autoscaler (target_queue_per_replica) brings it back to min.
+    net.pump(lambda: net.client.service("chat").desired == 2)
+    net.pump(lambda: len(net.client.service("chat").replicas) == 2)
     with_json = net.http.get("/api/v1/services").json()["items"]
     assert [s["name"] for s in with_json] == ["chat"]
 

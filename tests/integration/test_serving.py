@@ -169,3 +169,29 @@ def test_tenant_b_gets_404_and_an_invoke_token_cannot_submit(linked: tuple[Net, 
         reader = http.post("/api/v1/tokens", json={"name": "reader", "scopes": ["jobs:read"]}).json()["token"]
     with net.http_as(reader) as http:
         assert http.post("/v1/chat/completions", json=chat("hi")).status_code == 403
+
+
+def test_scale_from_zero_on_the_first_request_and_back_after_idle_stop(linked: tuple[Net, Path]) -> None:
+    net, workdir = linked
+    out = net.client.serve(parse_job_spec(spec("{min: 0, max: 1}", extra="  idle_stop: 2\n")), workdir=workdir)
+    assert out.desired == 0
+    net.cycle()
+    assert net.client.service("tiny-chat").replicas == []  # nothing runs until a request comes
+    answers: list[int] = []
+
+    def first_request() -> None:
+        with httpx.Client(base_url=net.url, headers=net.http.headers, timeout=60) as http:
+            answers.append(http.post("/v1/chat/completions", json=chat("wake up")).status_code)
+
+    caller = threading.Thread(target=first_request)
+    caller.start()
+    net.pump(lambda: bool(answers), timeout=45)  # the request waits while a replica starts
+    caller.join()
+    assert answers == [200]
+    assert net.client.service("tiny-chat").desired == 1
+    net.cycle()  # the request is metered: its time is when the service was last used
+    net.cycle()
+    assert net.client.service("tiny-chat").desired == 1  # not idle yet
+    net.clock.advance(3)
+    net.pump(lambda: net.client.service("tiny-chat").replicas == [])
+    assert net.client.service("tiny-chat").desired == 0

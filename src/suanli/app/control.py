@@ -102,6 +102,7 @@ class ControlPlane:
         self.relay = Relay()
         #: The agents' links and the service replicas ready behind them (``app/servicedesk.py``).
         self.servicedesk = ServiceDesk()
+        self.servicedesk.on_wait = lambda _service_id: self.kick()  # scale up from zero at once
         self._capacity: list[SiteState] | None = None
         self._capacity_lock = threading.Lock()
         self._stop = threading.Event()
@@ -325,6 +326,7 @@ class ControlPlane:
                 return
         with self.db.session() as session:
             self.leadership.fence(session)
+            services.autoscale(session, self.servicedesk.loads(), now)
             made, sites = services.reconcile(session, now)
         for site in sites:
             self.signals.bump(f"site:{site}")

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from suanli.app.errors import BadGateway, Unavailable
 from suanli.app.services import Live
 from suanli.core.linkframes import Frame, FrameError, Kind, decode, json_frame, open_frame
+from suanli.core.services import Load
 
 #: Replicas one request is tried on before it fails.
 MAX_TRIES = 3
@@ -184,10 +185,20 @@ class ServiceDesk:
             recent = self._tokens.setdefault(service_id, deque(maxlen=100_000))
             recent.append((time.monotonic(), completion))
 
-    def load(self, service_id: str) -> tuple[int, int, int]:
-        """(ready replicas, requests in flight, requests waiting) of the service now."""
-        mine = [r for r in list(self._replicas.values()) if r.service_id == service_id]
-        return len(mine), sum(r.outstanding for r in mine), self._waiting.get(service_id, 0)
+    def loads(self) -> dict[str, Load]:
+        """Every service's load as the front desk sees it now (a snapshot, for the autoscaler)."""
+        out: dict[str, Load] = {}
+        for r in list(self._replicas.values()):
+            was = out.get(r.service_id, Load())
+            out[r.service_id] = Load(ready=was.ready + 1, in_flight=was.in_flight + r.outstanding)
+        for service_id, waiting in list(self._waiting.items()):
+            if waiting > 0:
+                was = out.get(service_id, Load())
+                out[service_id] = Load(ready=was.ready, in_flight=was.in_flight, waiting=waiting)
+        for service_id in list(self._tokens):
+            was = out.get(service_id, Load())
+            out[service_id] = Load(was.ready, was.in_flight, was.waiting, self.tokens_per_s(service_id))
+        return out
 
     # -- an agent's link ---------------------------------------------------------------------
     async def run_link(self, site: str, recv: Recv, send: Send, resolve: Resolve) -> None:

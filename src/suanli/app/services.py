@@ -26,7 +26,7 @@ from suanli.core.api import JobSubmit, UsageLineOut
 from suanli.core.identity import Identity, Scope
 from suanli.core.policy import RuleSet
 from suanli.core.scheduler import SiteState
-from suanli.core.services import ReplicaOut, ServiceOut, ServiceSpec, ServiceState
+from suanli.core.services import Load, ReplicaOut, ServiceOut, ServiceSpec, ServiceState, wanted_replicas
 from suanli.core.spec import JobSpec
 from suanli.core.states import QUEUED_REASON, JobState
 from suanli.store.models import Attempt, Job, Service
@@ -228,6 +228,20 @@ def usage_by_service(
         )
         for sid, row in rows.items()
     ]
+
+
+def autoscale(session: Session, loads: Mapping[str, Load], now: datetime) -> bool:
+    """Each running service's replicas wanted, from its load (``core.services.wanted_replicas``);
+    whether any changed."""
+    changed = False
+    for row in session.scalars(select(Service).where(Service.state == ServiceState.RUNNING)):
+        since = row.last_request_at or row.updated_at
+        idle_s = (now - since).total_seconds()
+        want = wanted_replicas(service_spec(row), row.desired, loads.get(row.id, Load()), idle_s)
+        if want != row.desired:
+            row.desired = want
+            changed = True
+    return changed
 
 
 def any_running(session: Session) -> bool:

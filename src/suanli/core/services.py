@@ -8,6 +8,8 @@ reached only through its site agent's outbound link to the front desk (docs/serv
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -114,6 +116,43 @@ class ServiceSpec(BaseModel):
         if r.min == 0 and self.idle_stop is None:
             self.idle_stop = 300.0
         return self
+
+
+@dataclass(frozen=True)
+class Load:
+    """What the front desk sees of a service now (``app/servicedesk.py``)."""
+
+    ready: int = 0
+    #: Requests being answered, and requests waiting for a ready replica.
+    in_flight: int = 0
+    waiting: int = 0
+    #: Completion tokens per second answered over the last half minute.
+    tokens_per_s: float = 0.0
+
+
+def wanted_replicas(spec: ServiceSpec, desired: int, load: Load, idle_s: float) -> int:
+    """The replicas a service should have now: enough that each ready one carries at most its
+    target (requests in flight or waiting, or tokens per second), within ``min..max``; one as
+    soon as a request waits at zero; zero (with ``min: 0``) once no request came for
+    ``idle_stop`` seconds and none is in flight. It scales in one replica a pass, and never
+    below what the load needs."""
+    r = spec.replicas
+    busy = load.in_flight + load.waiting
+    if spec.target_queue_per_replica is not None:
+        need = math.ceil(busy / spec.target_queue_per_replica)
+    elif spec.target_tokens_per_s is not None:
+        need = math.ceil(load.tokens_per_s / spec.target_tokens_per_s)
+    else:
+        need = desired
+    if busy > 0:
+        need = max(need, 1)
+    elif r.min == 0 and spec.idle_stop is not None and idle_s >= spec.idle_stop:
+        return 0
+    else:
+        need = max(need, 1 if desired > 0 else 0)
+    if need < desired:
+        need = desired - 1  # scale in gently: one replica a pass
+    return max(r.min, min(r.max, need))
 
 
 class ServiceState:
