@@ -82,7 +82,9 @@ async def _body(request: Request) -> bytes:
 
 
 @router.api_route(
-    "/serve/{tenant}/{name}/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+    "/serve/{tenant}/{name}/{path:path}",
+    methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
+    include_in_schema=False,  # a pass-through: the service's own API, not ours, says what it takes
 )
 async def serve(tenant: str, name: str, path: str, request: Request, control: Control, who: Caller) -> Response:
     """Forward the request to a ready replica of the service; its answer streams back."""
@@ -102,8 +104,9 @@ def _openai_error(exc: ServiceError) -> JSONResponse:
     return JSONResponse(body, status_code=exc.status, headers=headers)
 
 
-@router.post("/v1/chat/completions")
-@router.post("/v1/completions")
+# OpenAI's own API reference describes these bodies; our schema leaves them out, as it does /serve/.
+@router.post("/v1/chat/completions", include_in_schema=False)
+@router.post("/v1/completions", include_in_schema=False)
 async def openai(request: Request, control: Control, who: Caller) -> Response:
     """OpenAI-compatible: the ``model`` of the body names the service (its name or one of its
     ``models``); the request goes to it unchanged. Errors are OpenAI-shaped."""
