@@ -106,6 +106,25 @@ LazyGroup.register(
         "chosen (GPU type, regions, latency, price, when capacity frees).",
     ),
     LazyCommand(
+        "serve",
+        "suanli.cli.services:serve",
+        "Services",
+        "Start a service from a job spec with a service: section; its workdir is uploaded with it.",
+    ),
+    LazyCommand(
+        "services",
+        "suanli.cli.services:services",
+        "Services",
+        "List services with their replicas (ready/wanted), requests and tokens.",
+    ),
+    LazyCommand(
+        "service",
+        "suanli.cli.services:service_app",
+        "Services",
+        "One service: status, logs, scale, stop.",
+        group=True,
+    ),
+    LazyCommand(
         "sites",
         "suanli.cli.network:sites",
         "Network",
