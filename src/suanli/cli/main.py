@@ -93,6 +93,12 @@ LazyGroup.register(
         "Print a job's output.",
     ),
     LazyCommand(
+        "download",
+        "suanli.cli.download:download",
+        "Jobs",
+        "Fetch a succeeded job's output folder (its output: dataset) and unpack it into DIR.",
+    ),
+    LazyCommand(
         "cancel",
         "suanli.cli.jobs:cancel",
         "Jobs",
