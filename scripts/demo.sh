@@ -73,6 +73,13 @@ READ=$(su submit "$SPEC" --json | "$BIN/python" -c 'import json,sys; print(json.
 run "$BIN/suanli" logs "$READ" --follow
 run "$BIN/suanli" data transfers
 run "$BIN/suanli" data show "$DIGEST"
+run "$BIN/suanli" download "$READ" -o "$HOME_DIR/$DIGEST"   # the job's output folder, unpacked
+if [ "$(cat "$HOME_DIR/$DIGEST/sha256.txt")" = "$(sha256sum "$NOTES" | cut -c1-64)" ]; then
+  echo "the downloaded output holds the sha256 of the notes at beijing: the copy to ningxia was exact"
+else
+  echo "error: the downloaded output does not match the notes at beijing" >&2
+  exit 1
+fi
 run "$BIN/suanli" ledger verify --wait 10   # signed by the log and cosigned by the demo's witness
 
 step "Serve a model: the test model behind the front desk, called with curl (OpenAI-compatible)"

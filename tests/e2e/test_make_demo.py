@@ -46,6 +46,7 @@ def test_demo_script(tmp_path: Path) -> None:
     assert "done: accuracy" in output, context
     assert "copied, encrypted and verified (for job" in output, context  # compute to data
     assert "general (inherited, re-grade it)" in output, context  # the job's output, derived
+    assert "the downloaded output holds the sha256 of the notes at beijing" in output, context  # suanli download
     assert "signed checkpoints verified, cosigned by demo.suanli.local/witness" in output, context
     assert "Traceback" not in output, context
 
