@@ -73,7 +73,34 @@ READ=$(su submit "$SPEC" --json | "$BIN/python" -c 'import json,sys; print(json.
 run "$BIN/suanli" logs "$READ" --follow
 run "$BIN/suanli" data transfers
 run "$BIN/suanli" data show "$DIGEST"
+run "$BIN/suanli" download "$READ" -o "$HOME_DIR/$DIGEST"   # the job's output folder, unpacked
+if [ "$(cat "$HOME_DIR/$DIGEST/sha256.txt")" = "$(sha256sum "$NOTES" | cut -c1-64)" ]; then
+  echo "the downloaded output holds the sha256 of the notes at beijing: the copy to ningxia was exact"
+else
+  echo "error: the downloaded output does not match the notes at beijing" >&2
+  exit 1
+fi
 run "$BIN/suanli" ledger verify --wait 10   # signed by the log and cosigned by the demo's witness
+
+step "Serve a model: the test model behind the front desk, called with curl (OpenAI-compatible)"
+su service stop tiny-chat >/dev/null 2>&1 || true  # from an earlier run
+run "$BIN/suanli" serve examples/serve.yaml
+for _ in $(seq 1 300); do
+  if su service status tiny-chat --json | grep -q '"ready": *1'; then break; fi
+  sleep 0.2
+done
+run "$BIN/suanli" service status tiny-chat
+APP=$(su token create --name demo-app --scope serve:invoke --json | "$BIN/python" -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+CHAT='{"model": "tiny-chat", "messages": [{"role": "user", "content": "where is the gpu"}], "max_tokens": 8}'
+run curl -sS --fail-with-body "${SUANLI_SERVER}/v1/chat/completions" -H "Authorization: Bearer ${APP}" \
+  -H 'Content-Type: application/json' -d "$CHAT"
+echo
+STREAM='{"model": "tiny-chat", "messages": [{"role": "user", "content": "where is the gpu"}], "max_tokens": 4, "stream": true}'
+run curl -sSN --fail-with-body "${SUANLI_SERVER}/v1/chat/completions" -H "Authorization: Bearer ${APP}" \
+  -H 'Content-Type: application/json' -d "$STREAM"
+run curl -sS --fail-with-body "${SUANLI_SERVER}/serve/bj-ai/tiny-chat/v1/models" -H "Authorization: Bearer ${APP}"
+echo
+run "$BIN/suanli" service stop tiny-chat
 
 step "Every job, and where it ran"
 run "$BIN/suanli" jobs --all

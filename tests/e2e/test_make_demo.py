@@ -38,11 +38,15 @@ def test_demo_script(tmp_path: Path) -> None:
     context = f"{output}\n--- {up_log}\n{up_log.read_text() if up_log.exists() else '(none)'}"
     assert proc.returncode == 0, context
     assert "hello from job" in output, context
+    # The served test model answered curl through the front desk, whole and streamed.
+    assert '"prompt_tokens":5,"completion_tokens":8' in output.replace(" ", ""), context
+    assert "data: [DONE]" in output, context
     assert "no site can ever hold" in output, context
     assert "sum of ranks+1 = 3" in output, context
     assert "done: accuracy" in output, context
     assert "copied, encrypted and verified (for job" in output, context  # compute to data
     assert "general (inherited, re-grade it)" in output, context  # the job's output, derived
+    assert "the downloaded output holds the sha256 of the notes at beijing" in output, context  # suanli download
     assert "signed checkpoints verified, cosigned by demo.suanli.local/witness" in output, context
     assert "Traceback" not in output, context
 

@@ -7,18 +7,22 @@ shards: the scores are identical, and each run leaves a results dataset."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import httpx
 import pytest
 from typer.testing import CliRunner
 
+from suanli.app import evals
 from suanli.cli.main import app
 from suanli.core.api_eval import EvalRunIn, EvalTaskIn
 from suanli.core.evaluation import catalog, synthetic
 from suanli.core.ledger import Checkpoint, Record, verify_log
 from suanli.sdk import ApiError, Client
+from suanli.store.models import EvalRun
 from tests.integration.conftest import Net, start_net
 from tests.llm_support import running
 
@@ -189,3 +193,32 @@ def test_pass_at_1_programs_run_inside_the_jobs_sandbox(enet: tuple[Net, str]) -
     assert done.state == "succeeded", done.model_dump_json(indent=1)
     assert done.units[0].metrics == {"pass@1": 1.0}
     assert not any(Path("/usr").glob("suanli-probe-*"))
+
+
+def test_the_scheduler_loop_moves_a_run_on_that_nobody_reads(enet: tuple[Net, str]) -> None:
+    """The leader's loop (``ControlPlane.every``, registered by the server) submits the combine job
+    and takes the scores of a run no one asks about: it ends on the ledger all the same."""
+    net, endpoint = enet
+    net.control.every(0.0, partial(evals.advance_all, net.control))
+    body = EvalRunIn(
+        endpoint=endpoint,
+        model="tiny-chat",
+        tasks=[EvalTaskIn(definition=catalog.TASKS["synthetic-mc"], dataset="synthetic-mc")],
+        shards=2,
+        seed=5,
+    )
+    run = net.client.start_eval(body)
+
+    def state() -> str:  # read from the store: an API read would move the run on itself
+        with net.control.db.read() as session:
+            row = session.get(EvalRun, run.id)
+            return row.state if row is not None else "gone"
+
+    def step() -> bool:
+        net.control.run_periodic(time.monotonic())
+        return state() != "running"
+
+    net.pump(step, timeout=120)
+    assert state() == "succeeded"
+    kinds = [e["kind"] for e in net.client.ledger_entries()]
+    assert "eval.score" in kinds

@@ -22,6 +22,9 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
 
 from suanli.core.evaluation import synthetic
 from suanli.datachain.manifest import MIN_CHUNK, build_manifest
@@ -147,6 +150,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             "classification": grade,
         }
         upload_id = alice.post("/api/v1/datasets/uploads", json=upload).json()["id"]
+        svc = {"name": "bj-svc", "run": "true", "service": {"port": 8000, "replicas": {"min": 0, "max": 1}}}
+        assert alice.post("/api/v1/services", json={"spec": svc}).status_code == 201
         w = World(
             net,
             tokens,
@@ -182,6 +187,7 @@ def matrix(w: World) -> list[Row]:
     state: roles are tried nobody → eve → ops → aud → alice → admin."""
     job, ds, t, f, fed, gr, up = w.job, w.dataset, w.transfer, w.filing, w.federation, w.grade_request, w.upload
     spec = {"spec": {"run": "true", "resources": {"cpus": 1}}}
+    service = {"spec": {"name": "svc-x", "run": "true", "service": {"port": 8000, "replicas": 0}}}
     tariff = {"site": "beijing", "tariff": {"gpu_hour": {"A800": 9}}}
     members = {"alice": 201, "eve": 201, "ops": 403, "aud": 403, "admin": 201}
     tenant_job = {"alice": 200, "eve": 404, "ops": 403, "aud": 403, "admin": 200}
@@ -209,6 +215,20 @@ def matrix(w: World) -> list[Row]:
         ("POST", f"/api/v1/jobs/{job}/rerun", {}, _all(0, **{**tenant_job, "alice": 201, "admin": 201})),
         ("POST", f"/api/v1/jobs/{job}/cancel", None, _all(0, **tenant_job)),
         ("POST", "/api/v1/workdirs", Raw(_archive()), _all(0, **members)),
+        ("POST", "/api/v1/services", service, _all(0, **{**members, "admin": OK})),
+        ("GET", "/api/v1/services", None, _all(200, ops=403, aud=403)),
+        ("GET", "/api/v1/services/bj-svc", None, _all(0, **tenant_job)),
+        ("POST", "/api/v1/services/bj-svc/scale", {"replicas": 0}, _all(0, **tenant_job)),
+        ("POST", "/api/v1/services/bj-svc/stop", None, _all(0, **tenant_job)),
+        # Calls to a service need serve:invoke; bj-svc is stopped now: 404 for its own tenant too
+        # (tests/integration/test_serving.py calls running ones).
+        *[
+            (m, "/serve/bj-ai/bj-svc/v1/models", None, _all(404, ops=403, aud=403))
+            for m in ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+        ],
+        ("POST", "/v1/chat/completions", {"model": "bj-svc"}, _all(404, ops=403, aud=403)),
+        ("POST", "/v1/completions", {"model": "bj-svc"}, _all(404, ops=403, aud=403)),
+        ("GET", "/v1/models", None, _all(200, ops=403, aud=403)),
         ("GET", "/api/v1/sites", None, _all(200)),
         ("GET", "/api/v1/nodes", None, _all(200)),
         ("POST", "/api/v1/nodes/bj-01/drain", {"reason": "fan"}, _all(403, ops=200, admin=200)),
@@ -355,7 +375,12 @@ def matrix(w: World) -> list[Row]:
 
 
 #: Served without a token on purpose (docs/identities.md).
-PUBLIC = {("GET", "/healthz"), ("GET", "/metrics")}
+PUBLIC = {("GET", "/healthz"), ("GET", "/metrics")} | {
+    # FastAPI's schema of the API and its documentation pages (they hold no one's data).
+    (method, path)
+    for method in ("GET", "HEAD")
+    for path in ("/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")
+}
 #: The agent protocol: site tokens only (tested below).
 AGENT = {
     ("POST", "/api/v1/agents/register"),
@@ -376,6 +401,8 @@ AGENT = {
     ("GET", "/api/v1/agents/checkpoints/{digest}"),
     ("POST", "/api/v1/agents/outputs"),
     ("POST", "/api/v1/agents/outputs/at-site"),
+    # The agents' link for service traffic (checked below).
+    ("WEBSOCKET", "/api/v1/agents/link"),
 }
 ORDER = ("nobody", "eve", "ops", "aud", "alice", "admin")
 
@@ -383,6 +410,8 @@ ORDER = ("nobody", "eve", "ops", "aud", "alice", "admin")
 def _template(path: str, w: World) -> str:
     """The route template a concrete path came from (ids back to {placeholders})."""
     path = path.split("?", maxsplit=1)[0]
+    if path.startswith("/serve/"):
+        return "/serve/{tenant}/{name}/{path:path}"
     for value, name in (
         (w.job, "{job_id}"),
         (w.dataset, "{name}"),
@@ -395,6 +424,7 @@ def _template(path: str, w: World) -> str:
     ):
         path = path.replace(value, name)
     path = path.replace("/evals/nope", "/evals/{run_id}").replace("/chunks/0", "/chunks/{index}")
+    path = path.replace("/services/bj-svc", "/services/{name}")
     path = path.replace("/bj-01/", "/{name}/").replace("/sg-01/", "/{name}/").replace("/victim/", "/{name}/")
     return (
         path.replace("/invoices/bj-ai/2026-01", "/invoices/{tenant}/{month}")
@@ -403,13 +433,31 @@ def _template(path: str, w: World) -> str:
     )
 
 
+def _walk(routes: list[BaseRoute], prefix: str = "") -> Iterator[tuple[str, str]]:
+    """(method, path) of every route, included routers' too (in FastAPI 0.165 the app's route
+    list holds an included router as one entry, its routes under ``original_router``);
+    a WebSocket route's method is ``WEBSOCKET``."""
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from _walk(inner.routes, prefix + route.include_context.prefix)  # type: ignore[attr-defined]
+        elif isinstance(route, Route):
+            yield from ((m, prefix + route.path) for m in route.methods or ())
+        elif isinstance(route, WebSocketRoute):
+            yield ("WEBSOCKET", prefix + route.path)
+
+
 def test_every_route_has_a_row(world: World) -> None:
-    # The OpenAPI document lists every API route with its methods (the app's route list holds
-    # included routers, not their routes, in recent FastAPI); a row-less route fails here. A route
-    # kept out of the schema (include_in_schema=False) would escape: only the dashboard's pages are.
-    paths = create_app(world.net.control).openapi()["paths"]
-    served = {(method.upper(), path) for path, ops in paths.items() for method in ops if method in HTTP_METHODS}
-    assert len(served) > 50, f"the route list looks empty ({len(served)} routes): {sorted(served)[:5]}"
+    app = create_app(world.net.control)
+    served = set(_walk(app.routes))
+    # The walk must find at least what the OpenAPI document lists (else it walked too little and
+    # this check would pass on nothing); it also finds what the schema leaves out (/serve/…, the
+    # OpenAI-compatible calls, the agents' WebSocket link).
+    paths = app.openapi()["paths"]
+    schema = {(method.upper(), path) for path, ops in paths.items() for method in ops if method in HTTP_METHODS}
+    assert len(schema) > 50, f"the OpenAPI document looks empty ({len(schema)} routes)"
+    assert schema <= served, f"routes the schema lists that the walk missed: {sorted(schema - served)[:10]}"
+    assert ("WEBSOCKET", "/api/v1/agents/link") in served
     covered = {(m, _template(p, world)) for m, p, _, _ in matrix(world)} | PUBLIC | AGENT
     missing = sorted(served - covered)
     assert not missing, f"routes without a row in the isolation matrix: {missing}"
@@ -433,7 +481,10 @@ def test_every_role_against_every_endpoint(world: World) -> None:
             ok = got < 500 and got not in (401, 403, 404) if want == OK else got == want
             if not ok:
                 wrong.append(f"{role} {method} {path}: {got} (expected {want}) {r.text[:160]}")
-            if got >= 400:
+            if got >= 400 and path.startswith("/v1/") and got != 401:
+                # The OpenAI-compatible routes answer errors as OpenAI does, for OpenAI clients.
+                assert "message" in r.json()["error"], (role, path)
+            elif got >= 400 and method != "HEAD":
                 assert r.headers["content-type"].startswith("application/problem+json"), (role, path)
                 assert "Traceback" not in r.text
             if got == 404 and role in ("eve", "ops", "aud"):
@@ -514,6 +565,15 @@ def test_user_tokens_cannot_speak_for_agents_and_agents_only_for_their_site(worl
     with world.net.http_as(world.site_token("singapore")) as agent:
         assert agent.post("/api/v1/agents/heartbeat", json=beat).status_code == 401
         assert agent.get("/api/v1/jobs").status_code == 401
+    # The agents' link for service traffic: only a site's token opens it.
+    url = world.net.url.replace("http://", "ws://", 1) + "/api/v1/agents/link"
+    for role in ("nobody", "alice", "eve", "ops", "aud", "admin"):
+        headers = {"Authorization": f"Bearer {world.tokens[role]}"} if role in world.tokens else {}
+        with pytest.raises(InvalidStatus) as refused, connect(url, additional_headers=headers, open_timeout=10):
+            pass
+        assert refused.value.response.status_code == 403, role
+    with connect(url, additional_headers={"Authorization": f"Bearer {world.site_token('beijing')}"}, open_timeout=10):
+        pass
 
 
 def test_narrowed_expired_revoked_and_disabled_tokens(world: World) -> None:

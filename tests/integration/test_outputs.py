@@ -11,7 +11,9 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from suanli.cli.main import app
 from suanli.sdk import ApiError, Client
 from tests.integration.conftest import Net, dashboard, start_net
 
@@ -151,4 +153,27 @@ def test_a_taken_name_at_upload_leaves_the_job_succeeded_and_says_so(onet: Net) 
     assert done.state.value == "SUCCEEDED"
     assert "its output was not registered as dataset 'late'" in done.attempts[-1].message
     assert alice.dataset("late")["derived_from"] == []
+    alice.close()
+
+
+def test_suanli_download_unpacks_a_jobs_output_folder(onet: Net, tmp_path: Path) -> None:
+    net = onet
+    token = net.user("alice", tenant="bj-ai")
+    alice = Client(net.url, token=token)
+    digest = register(net, "records", IMPORTANT)
+    job = alice._json("POST", "/api/v1/jobs", json={"spec": summarise("summarise", "records", "summary")})
+    plain = alice._json("POST", "/api/v1/jobs", json={"spec": {"name": "plain", "run": "true"}})
+    net.pump(lambda: net.state(job["id"]) in ("SUCCEEDED", "FAILED") and net.state(plain["id"]) == "SUCCEEDED")
+    cli = CliRunner()
+    conn = ["--server", net.url, "--token", token]
+
+    got = cli.invoke(app, ["download", job["id"], "-o", str(tmp_path / "out"), "--json", *conn])
+    assert got.exit_code == 0, got.output
+    shown = json.loads(got.stdout)
+    assert (shown["dataset"], shown["files"]) == ("summary", ["parts/summary.txt"])
+    assert (tmp_path / "out" / "parts" / "summary.txt").read_text().strip() == digest
+
+    none = cli.invoke(app, ["download", plain["id"], "-o", str(tmp_path / "none"), *conn])
+    assert none.exit_code == 1
+    assert "has no output" in none.stderr
     alice.close()

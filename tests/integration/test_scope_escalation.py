@@ -48,6 +48,7 @@ def test_a_narrowed_admin_token_cannot_make_an_admin_nor_mint_it_a_full_token(ne
 
 def test_a_token_holding_a_roles_scopes_may_make_that_role(net: Net) -> None:
     member_scopes = ["jobs:read", "jobs:write", "usage:read", "network:read", "data:read", "data:write", "tokens"]
+    member_scopes.append("serve:invoke")
     enough = _narrow(net, "identities", *member_scopes)
     with net.http_as(enough) as c:
         assert c.post("/api/v1/users", json={"name": "bob", "tenant": "bj-ai"}).status_code == 201

@@ -61,12 +61,20 @@ class Agent(AgentCycle):
             target=self._checkpoint_loop, args=(stop,), name=f"suanli-agent-{self.site}-checkpoints", daemon=True
         )
         carrier.start()
+        link = None
+        if self.service_link is not None:
+            link = threading.Thread(
+                target=self.service_link.run, args=(stop,), name=f"suanli-agent-{self.site}-link", daemon=True
+            )
+            link.start()
         try:
             if self._register_until_ok(stop):
                 self._heartbeat_loop(stop)
         finally:
             self._halt.set()
             reporter.join()
+            if link is not None:
+                link.join()
             carrier.join()  # an upload under way ends first: shutdown's last uploads come after it
 
     def shutdown(self, cancel_running: bool = False, grace_s: float = 10.0) -> None:
@@ -75,6 +83,8 @@ class Agent(AgentCycle):
         self._halt.set()
         if self._stop is not None:
             self._stop.set()
+        if self.service_link is not None:
+            self.service_link.close()
         if not cancel_running:
             return
         with self._lock:

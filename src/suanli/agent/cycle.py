@@ -35,6 +35,7 @@ from suanli.agent.delivery import LogOutbox
 from suanli.agent.health import NodeHealth
 from suanli.agent.inputs import fetch_archive, fetch_datasets
 from suanli.agent.recovery import Recoverable, orphan_timeout
+from suanli.agent.service_link import ServiceLink, free_port
 from suanli.agent.sitedata import SiteData
 from suanli.core.protocol import (
     AttemptAssignment,
@@ -142,6 +143,8 @@ class AgentCycle:
         self.checkpoints: CheckpointCarrier | None = None
         #: Uploads a succeeded job's SUANLI_OUTPUT_DIR, which becomes a derived dataset.
         self.outputs = outputs.OutputCarrier(client, self.work_dir)
+        #: The link that carries requests to this site's service replicas (None: no services).
+        self.service_link: ServiceLink | None = None
         if isinstance(backend, KeptCheckpoints):
             self.checkpoints = CheckpointCarrier(client, self.work_dir / "archives", every_s=checkpoint_every_s)
         if isinstance(backend, Recoverable):
@@ -348,6 +351,8 @@ class AgentCycle:
         if self.checkpoints is not None:
             self.checkpoints.forget(attempt_id)
         self.outputs.forget(attempt_id)
+        if self.service_link is not None:
+            self.service_link.remove(attempt_id)
 
     # -- applying the server's reply ------------------------------------------------------
     def _apply(self, response: HeartbeatResponse) -> None:
@@ -475,6 +480,7 @@ class AgentCycle:
             # The meter runs from the hand-over: a job that ends before the first poll sees it
             # still ran (and is billed) for the time it took.
             self._meter.setdefault(attempt_id, [time.monotonic(), None])
+            assignment = self._as_replica(assignment)
             try:
                 self.backend.start(assignment, archive)
             except Exception as exc:
@@ -482,6 +488,15 @@ class AgentCycle:
                 self._local[attempt_id] = _failed(
                     assignment, f"the {self.backend.name} backend could not start it: {exc}"
                 )
+
+    def _as_replica(self, assignment: AttemptAssignment) -> AttemptAssignment:
+        """A service replica gets a free port in ``$PORT``, and the link learns of it."""
+        svc, link = assignment.service, self.service_link
+        if svc is None or link is None:
+            return assignment
+        port = free_port()
+        link.add(assignment.attempt_id, port, svc.probe_path, svc.probe_timeout_s)
+        return assignment.model_copy(update={"envs": {**assignment.envs, "PORT": str(port)}})
 
     def _fail_locally(self, assignment: AttemptAssignment, message: str) -> None:
         log.warning("attempt %s failed before it started: %s", assignment.attempt_id, message)

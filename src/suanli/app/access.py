@@ -67,12 +67,17 @@ def require_site(who: Identity, scope: Scope, site: str) -> None:
         raise Forbidden(f"you do not operate site '{site}'")
 
 
+#: The tenant filter of a caller who sees no tenant's objects: a name no tenant can have.
+NO_TENANT = "(no tenant)"
+
+
 def tenant_filter(who: Identity) -> str | None:
     """The tenant a listing is limited to: None for the admin (every tenant). Anyone else who
-    is not a member gets a name no tenant has, so a listing is empty rather than wide."""
+    is not a member gets a name no tenant can have (names start with a letter or digit), so a
+    listing is empty rather than wide. Not a NUL byte: PostgreSQL refuses NUL in text."""
     if who.all_tenants:
         return None
-    return who.tenant if who.role == Role.MEMBER and who.tenant else "\x00none"
+    return who.tenant if who.role == Role.MEMBER and who.tenant else NO_TENANT
 
 
 def visible(who: Identity, tenant: str, what: str) -> None:

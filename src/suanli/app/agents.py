@@ -22,6 +22,7 @@ from suanli.core import lifecycle
 from suanli.core.arrays import task_env
 from suanli.core.protocol import (
     AssignedNode,
+    AssignedService,
     AttemptAssignment,
     AttemptReport,
     DatasetInput,
@@ -190,6 +191,16 @@ def assignment(job: Job, attempt: Attempt, secret_box: SecretBox | None = None) 
         output_dataset=outputs.output_name(job),
         image=spec.image,
         network=spec.network,
+        service=_service(job, spec),
+    )
+
+
+def _service(job: Job, spec: JobSpec) -> AssignedService | None:
+    if job.service_id is None or spec.service is None:
+        return None
+    probe = spec.service.readiness_probe
+    return AssignedService(
+        service_id=job.service_id, port=spec.service.port, probe_path=probe.path, probe_timeout_s=probe.timeout
     )
 
 

@@ -7,7 +7,7 @@ import logging
 from dataclasses import replace
 from datetime import datetime
 
-from suanli.app import budgetbook, budgets, invoices, metering
+from suanli.app import budgetbook, budgets, invoices, metering, services
 from suanli.app.access import require, require_site, tenant_filter
 from suanli.app.control import ControlPlane
 from suanli.app.errors import Unprocessable
@@ -50,11 +50,14 @@ def usage_lines(
     end: datetime | None,
     by: str,
 ) -> list[UsageLineOut]:
-    """Usage and cost, grouped ``by`` site (with GPU type), job, gpu-type or tenant."""
+    """Usage and cost, grouped ``by`` site (with GPU type), job, gpu-type, tenant or service."""
     with control.db.read() as session:
         rows = metering.usage_for(session, who, tenant=tenant, site=site, start=start, end=end)
-    lines = metering.aggregate(rows, by, control.settings.waive_platform_faults)
-    return [UsageLineOut.model_validate(line.out()) for line in lines]
+        lines = metering.aggregate(rows, "job" if by == "service" else by, control.settings.waive_platform_faults)
+        out = [UsageLineOut.model_validate(line.out()) for line in lines]
+        if by == "service":
+            return services.usage_by_service(session, who, out, tenant)
+    return out
 
 
 def site_revenue(

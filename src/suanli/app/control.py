@@ -30,6 +30,7 @@ from suanli.app import (
     metering,
     scheduling,
     serverkeys,
+    services,
     sites,
     staging,
     transfers,
@@ -43,6 +44,7 @@ from suanli.app.leadership import Deposed, Leadership
 from suanli.app.ledger import load_signing_key, parse_signing_key
 from suanli.app.secrets import SecretBox
 from suanli.app.serverkeys import LEDGER, SECRETS
+from suanli.app.servicedesk import ServiceDesk
 from suanli.app.settings import Settings
 from suanli.app.signals import FollowSlots, Signals
 from suanli.app.uploads import Uploads
@@ -117,6 +119,9 @@ class ControlPlane:
         self.transfers = transfers.TransferRunner(lambda: self.chain, self.capacity_changed, agents=self.agent_copies)
         #: Registrations by upload under way: their keys, in memory only (``app/uploads.py``).
         self.uploads = Uploads()
+        #: The agents' links and the service replicas ready behind them (``app/servicedesk.py``).
+        self.servicedesk = ServiceDesk()
+        self.servicedesk.on_wait = lambda _service_id: self.kick()  # scale up from zero at once
         self._capacity: list[SiteState] | None = None
         self._capacity_lock = threading.Lock()
         self._stop = threading.Event()
@@ -286,6 +291,7 @@ class ControlPlane:
 
     def _tick(self, full: bool) -> TickResult:
         now = self.clock.now()
+        self._reconcile_services(now)
         with self.db.read() as session:
             expired = scheduling.any_expired(session, now)
         lost_sites: set[str] = set()
@@ -348,6 +354,34 @@ class ControlPlane:
     def every(self, seconds: float, work: Callable[[], object]) -> None:
         """Run ``work`` from the scheduler loop about every ``seconds`` while this replica leads."""
         self._periodic.append((seconds, [float("-inf")], work))
+
+    def run_periodic(self, now_monotonic: float) -> None:
+        """The registered periodic work (:meth:`every`) that is due at ``now_monotonic``."""
+        for every, last, work in self._periodic:
+            if now_monotonic - last[0] >= every:
+                last[0] = now_monotonic
+                work()
+
+    def _reconcile_services(self, now: datetime) -> None:
+        """Each running service's replicas to the count it wants (``app/services.py``), after
+        writing what the front desk metered since the last pass."""
+        usage = self.servicedesk.take_usage()
+        if usage:
+            with self.db.session() as session:
+                services.add_usage(session, usage, now)
+        with self.db.read() as session:
+            if not services.any_running(session):
+                return
+        with self.db.session() as session:
+            self.leadership.fence(session)
+            services.autoscale(session, self.servicedesk.loads(), now)
+            made, sites = services.reconcile(session, now)
+        for site in sites:
+            self.signals.bump(f"site:{site}")
+        if made or sites:
+            self.signals.bump("jobs")
+        if sites:
+            self.capacity_changed()
 
     def sweep_blobs(self) -> blobs.Swept:
         """Delete the workdirs and checkpoints nothing needs any more (``app/blobs.py``)."""
@@ -435,10 +469,7 @@ class ControlPlane:
                     self._last_sweep = started
                     self.sweep_blobs()
                     self.sweep_idempotency_keys()
-                for every, last, work in self._periodic:
-                    if started - last[0] >= every:
-                        last[0] = started
-                        work()
+                self.run_periodic(started)
             except Exception:  # the loop must outlive one bad pass; the error is logged in full
                 log.exception("scheduler pass failed")
             # Coalesce bursts of kicks (hundreds of submissions a second) into fewer passes, and

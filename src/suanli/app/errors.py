@@ -89,3 +89,21 @@ def is_nul_in_text(exc: BaseException) -> bool:
     stores it): the request's fault, answered 422, not a server error."""
     orig = getattr(exc, "orig", None)
     return "cannot contain NUL" in str(orig if orig is not None else exc)
+
+
+class Unavailable(ServiceError):
+    """No replica could take the request in time (a service scaling from zero, or all down)."""
+
+    status = 503
+    title = "Service unavailable"
+
+    def __init__(self, detail: str, retry_after: int = 5) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+class BadGateway(ServiceError):
+    """A replica failed the request and it could not be tried on another."""
+
+    status = 502
+    title = "Bad gateway"

@@ -138,6 +138,8 @@ def prepare_submit(control: ControlPlane, who: Identity, body: JobSubmit, key: s
     tenant, the spec, whether any site could ever fit it."""
     tenant = jobs.tenant_for_submit(who, body.tenant, control.default_tenant)
     spec = jobs.validate_spec(body.spec)
+    if spec.service is not None:
+        raise Unprocessable("the spec has a service: section; start it with 'suanli serve' (POST /api/v1/services)")
     jobs.check_fits(spec, control.capacity())
     return Submission(control, who, body, spec, tenant, key)
 

@@ -93,6 +93,12 @@ LazyGroup.register(
         "Print a job's output.",
     ),
     LazyCommand(
+        "download",
+        "suanli.cli.download:download",
+        "Jobs",
+        "Fetch a succeeded job's output folder (its output: dataset) and unpack it into DIR.",
+    ),
+    LazyCommand(
         "cancel",
         "suanli.cli.jobs:cancel",
         "Jobs",
@@ -104,6 +110,25 @@ LazyGroup.register(
         "Jobs",
         "Explain a job's placement: its state and reason, then per site why it was or was not\n"
         "chosen (GPU type, regions, latency, price, when capacity frees).",
+    ),
+    LazyCommand(
+        "serve",
+        "suanli.cli.services:serve",
+        "Services",
+        "Start a service from a job spec with a service: section; its workdir is uploaded with it.",
+    ),
+    LazyCommand(
+        "services",
+        "suanli.cli.services:services",
+        "Services",
+        "List services with their replicas (ready/wanted), requests and tokens.",
+    ),
+    LazyCommand(
+        "service",
+        "suanli.cli.services:service_app",
+        "Services",
+        "One service: status, logs, scale, stop.",
+        group=True,
     ),
     LazyCommand(
         "sites",

@@ -23,7 +23,7 @@ from suanli.core.errors import SuanliError
 _BILLING_ZONE = ZoneInfo("Asia/Shanghai")
 _MONTH = re.compile(r"^[0-9]{4}-[0-9]{2}$")
 
-ByOption = Annotated[str, typer.Option("--by", help="Group by: site (with GPU type), job, gpu-type, tenant.")]
+ByOption = Annotated[str, typer.Option("--by", help="Group by: site (with GPU type), job, gpu-type, tenant, service.")]
 MonthOption = Annotated[
     str | None, typer.Option("--month", help="A billing month, e.g. 2026-03 (Asia/Shanghai).", show_default=False)
 ]
@@ -67,11 +67,17 @@ def usage(
     if not lines:
         note("No usage recorded for that selection yet.")
         return
-    keys = [k for k in ("tenant", "job_id", "job_name", "site", "gpu_type") if any(getattr(line, k) for line in lines)]
+    keys = [
+        k
+        for k in ("tenant", "job_id", "job_name", "site", "gpu_type", "service", "requests", "prompt_tokens")
+        if any(getattr(line, k) is not None and getattr(line, k) != "" for line in lines)
+    ]
+    if "service" in keys:
+        keys.append("completion_tokens")
     headers = (*[k.upper().replace("_", " ") for k in keys], "GPU-HOURS", "CPU-HOURS", "COST CNY", "WAIVED CNY")
     rows = [
         (
-            *[str(getattr(line, k) or "-") for k in keys],
+            *[str(getattr(line, k) if getattr(line, k) is not None else "-") for k in keys],
             f"{line.gpu_seconds / 3600:.3f}",
             f"{line.cpu_seconds / 3600:.3f}",
             line.cost_cny,

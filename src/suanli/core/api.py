@@ -198,6 +198,11 @@ class UsageLineOut(BaseModel):
     gpu_type: str | None = None
     job_id: str | None = None
     job_name: str | None = None
+    #: With ``by=service``: the service, and the requests and tokens the front desk metered for it.
+    service: str | None = None
+    requests: int | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
     seconds: float
     gpu_seconds: float
     cpu_seconds: float

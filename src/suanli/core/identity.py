@@ -38,6 +38,8 @@ class Scope(StrEnum):
     FILINGS_DECIDE = "filings:decide"
     IDENTITIES = "identities"
     TOKENS = "tokens"
+    #: Call a tenant's services (``/serve/…``, ``/v1/…``): what a token for an application holds.
+    SERVE_INVOKE = "serve:invoke"
 
 
 ALL_SCOPES = frozenset(Scope)
@@ -55,6 +57,7 @@ ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
             Scope.DATA_READ,
             Scope.DATA_WRITE,
             Scope.TOKENS,
+            Scope.SERVE_INVOKE,
         }
     ),
     Role.AUDITOR: frozenset(

@@ -90,6 +90,16 @@ class DatasetInput(BaseModel):
     mount: str
 
 
+class AssignedService(BaseModel):
+    """The attempt is a replica of a service (``core.services``): the agent gives it a free
+    port in ``$PORT``, probes ``probe_path`` and relays requests to it (``agent/service_link.py``)."""
+
+    service_id: str
+    port: int
+    probe_path: str = "/health"
+    probe_timeout_s: float = 300.0
+
+
 class AttemptAssignment(BaseModel):
     attempt_id: int
     fencing_token: int
@@ -121,6 +131,8 @@ class AttemptAssignment(BaseModel):
     output_dataset: str | None = None
     #: The container image the ranks run in (the spec's ``image:``); None: no container.
     image: str | None = None
+    #: Set when the attempt is a replica of a service.
+    service: AssignedService | None = None
     #: The job's network policy (the spec's ``network:``): ``none`` (its own empty network
     #: namespace, loopback only), ``site`` or ``any``.
     network: str = "any"

@@ -34,6 +34,7 @@ from suanli.core.resources import (
     parse_duration,
     parse_minimum,
 )
+from suanli.core.services import ServiceSpec
 from suanli.core.validation import parse_yaml_as, validate_data
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,62}$")
@@ -287,6 +288,8 @@ class JobSpec(StrictModel):
     after: list[AfterField] = Field(default_factory=list, max_length=MAX_AFTER)
     #: One task per index (Slurm's ``--array``): ``0-999``, ``0-999:4``, ``1,3,5-7``, ``0-999%50``.
     array: ArrayField | None = None
+    #: Run as a service: replicas that answer requests through the front desk (core.services).
+    service: ServiceSpec | None = None
 
     @field_validator("name")
     @classmethod
@@ -414,6 +417,22 @@ class JobSpec(StrictModel):
                 "an array's tasks cannot all become one output dataset; drop output, or submit the "
                 "tasks as separate jobs each with an output of its own"
             )
+        return value
+
+    @field_validator("service")
+    @classmethod
+    def _service(cls, value: ServiceSpec | None, info: ValidationInfo) -> ServiceSpec | None:
+        if value is None:
+            return value
+        if not info.data.get("name"):
+            raise ValueError("a service needs a name: it is part of its address (/serve/TENANT/NAME/)")
+        if info.data.get("array") is not None or info.data.get("output") is not None:
+            raise ValueError("a service runs replicas until stopped: it takes no array and no output")
+        resources = info.data.get("resources")
+        if resources is not None and resources.num_nodes != 1:
+            raise ValueError("each replica of a service runs on one node: set num_nodes: 1")
+        if info.data.get("network") == "none":
+            raise ValueError("a service is reached on its host's loopback: it cannot have network: none")
         return value
 
     @field_validator("time_limit", mode="before")

@@ -220,6 +220,7 @@ def agent(
     from suanli.agent.backends.config import AgentConfig, make_backend, read_agent_config
     from suanli.agent.health import HealthChecker, HealthChecks, NodeHealth
     from suanli.agent.nvml_health import NvmlHealth, parse_xids
+    from suanli.agent.service_link import ServiceLink
     from suanli.core.network import NodeDecl
     from suanli.core.resources import parse_accelerator
     from suanli.sdk import default_server
@@ -263,6 +264,8 @@ def agent(
         checkpoint_every_s=checkpoint_every or None,
         health=HealthChecks(*checks) if checks else None,
     )
+    # Requests for this site's service replicas come down one outbound link (docs/serving.md).
+    the_agent.service_link = ServiceLink(server_url or default_server(), secret, site=site)
     stop = _until_signalled()
     err.print(f"agent for site [bold]{site}[/] → {server_url or default_server()} (work dir {root}); Ctrl-C stops it")
     the_agent.run_forever(stop)

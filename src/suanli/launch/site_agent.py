@@ -24,6 +24,7 @@ from pydantic import Field
 
 from suanli.agent.agent import Agent
 from suanli.agent.backends.config import AgentConfig, make_backend
+from suanli.agent.service_link import ServiceLink
 from suanli.agent.sitedata import SiteData
 from suanli.core.network import NodeDecl
 from suanli.core.spec import StrictModel
@@ -72,6 +73,7 @@ def main(argv: list[str]) -> int:
         agent = Agent(client, config.site, backend, home, heartbeat_s=config.heartbeat_s)
         agent.site_data = SiteData(home, config.server, token)
         agent.outputs.store = agent.site_data.store  # outputs stay at the site
+        agent.service_link = ServiceLink(config.server, token, site=config.site)
         log.info("agent for site %s (home %s, pid %d) → %s", config.site, home, os.getpid(), config.server)
         agent.run_forever(stop)
         agent.shutdown(cancel_running=True)

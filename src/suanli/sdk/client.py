@@ -40,6 +40,7 @@ from suanli.core.api import (
 )
 from suanli.core.api_dryrun import DryRunOut
 from suanli.core.overrides import Overrides
+from suanli.core.services import ServiceOut
 from suanli.core.spec import JobSpec, parse_job_spec
 from suanli.sdk.base import DEFAULT_SERVER, BaseClient, _api_error, _list_of, default_server
 from suanli.sdk.datachain import TRANSFER_MOVING, DataChainCalls
@@ -179,6 +180,33 @@ class Client(DataChainCalls, EvalCalls, PrivacyCalls):
 
     def cancel(self, job_id: str) -> JobOut:
         return JobOut.model_validate_json(self._request("POST", f"/api/v1/jobs/{job_id}/cancel").content)
+
+    # -- services (docs/serving.md) -------------------------------------------------------------
+    def serve(self, spec: JobSpec, *, workdir: Path | None = None, tenant: str | None = None) -> ServiceOut:
+        """Start a service from a spec with a ``service:`` section (``suanli serve``)."""
+        digest = self.upload_workdir(workdir).digest if workdir is not None else None
+        body = JobSubmit(spec=spec.model_dump(mode="json", exclude_none=True), workdir_digest=digest, tenant=tenant)
+        content = body.model_dump_json().encode()
+        response = self._request(
+            "POST", "/api/v1/services", content=content, headers={"Content-Type": "application/json"}
+        )
+        return ServiceOut.model_validate_json(response.content)
+
+    def services(self) -> list[ServiceOut]:
+        return [ServiceOut.model_validate(s) for s in self._request("GET", "/api/v1/services").json()["items"]]
+
+    def service(self, name: str, *, tenant: str | None = None) -> ServiceOut:
+        return self._get(f"/api/v1/services/{name}", ServiceOut, params=_tenant(tenant))
+
+    def scale_service(self, name: str, replicas: int, *, tenant: str | None = None) -> ServiceOut:
+        response = self._request(
+            "POST", f"/api/v1/services/{name}/scale", json={"replicas": replicas}, params=_tenant(tenant)
+        )
+        return ServiceOut.model_validate_json(response.content)
+
+    def stop_service(self, name: str, *, tenant: str | None = None) -> ServiceOut:
+        response = self._request("POST", f"/api/v1/services/{name}/stop", params=_tenant(tenant))
+        return ServiceOut.model_validate_json(response.content)
 
     def explain(self, job_id: str) -> ExplainOut:
         """Why the job runs where it does, or waits: its reason and every site's verdict."""
@@ -362,3 +390,7 @@ class Client(DataChainCalls, EvalCalls, PrivacyCalls):
     def register_local_dataset(self, site_token: str, **body: Any) -> dict[str, Any]:
         """Register a file already in a site agent's store: see :func:`suanli.sdk.uploads.register_local`."""
         return register_local(self, site_token=site_token, **body)
+
+
+def _tenant(tenant: str | None) -> dict[str, str]:
+    return {"tenant": tenant} if tenant else {}

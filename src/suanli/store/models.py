@@ -155,6 +155,7 @@ class Job(Base):
     __table_args__ = (
         Index("ix_jobs_state_seq", "state", "seq"),
         Index("ix_jobs_array_state", "array_id", "state"),
+        Index("ix_jobs_service_state", "service_id", "state"),
     )
 
     #: Submit order; also the internal key.
@@ -186,6 +187,8 @@ class Job(Base):
     #: The array this job is a task of (``job_arrays.id``), and its index there; None: no array.
     array_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     array_index: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: The service this job is a replica of (``services.id``); None: no service.
+    service_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
 class JobArray(Base):
@@ -204,6 +207,33 @@ class JobArray(Base):
     #: ``%N``: at most this many tasks active at once; None: no limit.
     max_running: Mapped[int | None] = mapped_column(Integer, nullable=True)
     submitted_at: Mapped[datetime]
+
+
+class Service(Base):
+    """A service (``core.services``): its replicas are ``jobs`` rows with its ``service_id``."""
+
+    __tablename__ = "services"
+    __table_args__ = (UniqueConstraint("tenant", "name", name="uq_services_tenant_name"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(64))
+    #: running | stopped
+    state: Mapped[str] = mapped_column(String(16))
+    #: The job spec every replica runs (its ``service:`` section included).
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: The spec's secret values, sealed as a job's are; each replica gets a copy.
+    secrets_enc: Mapped[str | None] = mapped_column(Text, nullable=True)
+    workdir_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: Replicas wanted now: set by ``service scale`` and by the autoscaler, within min..max.
+    desired: Mapped[int] = mapped_column(Integer)
+    #: Metered through the front desk: requests answered and the tokens their ``usage`` said.
+    requests: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    last_request_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
 
 
 class Leadership(Base):

@@ -52,7 +52,8 @@ def usage(
     month: Month = None,
     by: str = "site",
 ) -> Page[UsageLineOut]:
-    """Usage and cost, grouped ``by`` site (with GPU type), job, gpu-type or tenant."""
+    """Usage and cost, grouped ``by`` site (with GPU type), job, gpu-type, tenant or service
+    (with the service's requests and tokens)."""
     lo, hi = billing.window(start, end, month)
     return Page[UsageLineOut](
         items=billing.usage_lines(control, who, tenant=tenant, site=site, start=lo, end=hi, by=by)
