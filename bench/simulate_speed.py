@@ -5,7 +5,9 @@ The network is one site per Philly virtual cluster, sized from Helios' ``philly_
 as the server (``suanli.core.scheduler.schedule``) at a 60 s scheduling interval. Prints the
 wall time of the replay (trace loading excluded, shown apart) and simulated jobs per second.
 
-    python bench/simulate_speed.py [--traces ../shared/traces] [--policy default] [--json]
+``--scale F`` multiplies every VC's node count (0.25: a quarter of the GPUs, a long queue).
+
+    python bench/simulate_speed.py [--traces ../shared/traces] [--policy default] [--scale F] [--json]
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 from _harness import HERE, emit
 from suanli.sim.engine import Simulation
 from suanli.sim.metrics import summarize
-from suanli.sim.networks import philly_network
+from suanli.sim.networks import philly_network, scale_network
 from suanli.sim.policies import make_policy
 from suanli.sim.speed import MeasuredDuration
 from suanli.sim.trace import load_trace
@@ -31,12 +33,13 @@ def main() -> None:
     parser.add_argument("--traces", type=Path, default=DEFAULT_TRACES, help="the shared traces folder")
     parser.add_argument("--policy", default="default")
     parser.add_argument("--interval", type=float, default=60.0, help="scheduling interval, seconds")
+    parser.add_argument("--scale", type=float, default=1.0, help="every VC's node count × this factor")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
 
     t0 = time.perf_counter()
     trace = load_trace(f"philly:{args.traces / 'philly-82k' / 'philly.csv'}")
-    network = philly_network(args.traces / "helios-sc21-summary" / "philly_vc.csv")
+    network = scale_network(philly_network(args.traces / "helios-sc21-summary" / "philly_vc.csv"), args.scale)
     load_s = time.perf_counter() - t0
     t1 = time.perf_counter()
     sim = Simulation(trace, network, make_policy(args.policy), MeasuredDuration(), args.interval)
@@ -46,6 +49,7 @@ def main() -> None:
     emit(
         {
             "policy": args.policy,
+            "scale": args.scale,
             "jobs": summary["jobs"] + summary["refused_jobs"],
             "gpus": result.total_gpus,
             "scheduling_passes": result.passes,

@@ -65,6 +65,20 @@ def simulate(
     restart_s: Annotated[
         float | None, typer.Option("--restart-s", help="Restart cost per (re)allocation, seconds.")
     ] = None,
+    throughputs: Annotated[
+        Path | None,
+        typer.Option(
+            "--throughputs", help="Gavel traces: simulation_throughputs.json (default: beside the seed=N folder)."
+        ),
+    ] = None,
+    gavel_gpu: Annotated[
+        str | None,
+        typer.Option(
+            "--gavel-gpu",
+            help="Gavel traces: the worker type (v100, p100, k80) whose throughputs give run times "
+            "(default: the network's first GPU type Gavel measured).",
+        ),
+    ] = None,
     optimize: Annotated[
         str, typer.Option("--optimize", help="Every job's placement.optimize: balanced, time, cost or latency.")
     ] = "balanced",
@@ -90,8 +104,13 @@ def simulate(
         if not sep:
             raise SuanliError(f"--column '{item}' is not KEY=NAME, e.g. submit=start_time")
         mapping[key.strip()] = name.strip()
-    loaded = load_trace(trace, skip_bad=skip_bad, mapping=mapping)
     specs = [(name, nets.named_network(name)) for name in network]
+    worker = gavel_gpu.lower() if gavel_gpu else None
+    if trace.startswith("gavel:") and worker is None:
+        from suanli.sim import gavel
+
+        worker = gavel.network_worker(specs[0][1], throughputs or gavel.default_throughputs(Path(trace[6:])))
+    loaded = load_trace(trace, skip_bad=skip_bad, mapping=mapping, gavel_worker=worker, throughputs=throughputs)
     if trace.startswith("pollux:") and profiles is None and not (loaded.path.parent.parent / "profiles").is_dir():
         raise SuanliError("pollux traces need the application profiles; pass --profiles DIR")
     with _progress(quiet) as bar:
