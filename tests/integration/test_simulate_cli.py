@@ -91,6 +91,11 @@ def test_scale_sweep(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert [line.split("GPUs")[1].split()[0] for line in proc.stdout.splitlines()] == ["8", "16", "32"]
     assert (tmp_path / "sweep" / "jct_vs_scale.png").exists()
+    assert (tmp_path / "sweep" / "cost_vs_scale.png").exists()
+    # The jobs.csv it says it wrote: one per run.
+    assert "each run's jobs.csv under run-N/<policy>/" in proc.stderr
+    for n in (1, 2, 3):
+        assert (tmp_path / "sweep" / f"run-{n}" / "fifo" / "jobs.csv").exists()
 
 
 def test_unknown_policy_is_refused_with_the_choices(tmp_path: Path) -> None:

@@ -174,7 +174,8 @@ def simulate(
     if loaded.skipped:
         err.print(f"skipped {loaded.skipped} malformed row(s)")
     report = out / "report.html"
-    err.print(f"report: {report}  (summary.json and jobs.csv beside it)")
+    where = "each run's jobs.csv under run-N/<policy>/" if scale_gpus or len(specs) > 1 else "jobs.csv"
+    err.print(f"report: {report}  (summary.json beside it; {where})")
     if open_report:
         webbrowser.open(report.resolve().as_uri())
 
