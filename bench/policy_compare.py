@@ -41,7 +41,8 @@ def main() -> None:
     args = parser.parse_args()
     policies = args.policies.split(",")
 
-    whole = philly_network(args.traces / "helios-sc21-summary" / "philly_vc.csv")
+    # Gavel measured its run times on V100s (its own cluster for these traces is V100s only).
+    whole = philly_network(args.traces / "helios-sc21-summary" / "philly_vc.csv", gpu_type="V100")
     sites = {s.name: s for s in whole.sites}
     folder = args.traces / "gavel-msr-philly" / "seed=0"
     clusters: dict[str, dict[str, float | int]] = {}
@@ -51,8 +52,9 @@ def main() -> None:
         if vc not in sites or (args.only and vc not in args.only.split(",")):
             continue
         network = scale_network(whole.model_copy(update={"sites": [sites[vc]], "regions": [vc]}), args.scale)
-        trace = load_trace(f"gavel:{path}")
-        row: dict[str, float | int] = {"jobs": len(trace.jobs), "gpus": network.sites[0].nodes[0].count * 8}
+        trace = load_trace(f"gavel:{path}", skip_bad=True)  # jobs of > 8 GPUs have no throughput
+        row: dict[str, float | int] = {"jobs": len(trace.jobs), "skipped": trace.skipped}
+        row["gpus"] = network.sites[0].nodes[0].count * 8
         for policy in policies:
             summary = summarize(Simulation(trace, network, make_policy(policy), MeasuredDuration(), 60.0).run())
             row[f"{policy}_avg_h"] = round(summary["avg_jct_s"] / 3600, 3)

@@ -47,9 +47,10 @@ from suanli.core.states import AttemptState, JobState
 from suanli.sdk import Client
 from suanli.sdk.agent import SiteClient
 from suanli.server.app import create_app
-from suanli.sim.engine import DEFAULT_EPOCH, Simulation
+from suanli.sim.engine import Simulation
 from suanli.sim.policies import make_policy
 from suanli.sim.speed import MeasuredDuration
+from suanli.sim.state import DEFAULT_EPOCH
 from suanli.sim.trace import Trace, TraceJob, load_trace
 from suanli.store.models import Attempt, Job
 

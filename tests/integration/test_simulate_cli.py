@@ -91,9 +91,36 @@ def test_scale_sweep(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert [line.split("GPUs")[1].split()[0] for line in proc.stdout.splitlines()] == ["8", "16", "32"]
     assert (tmp_path / "sweep" / "jct_vs_scale.png").exists()
+    assert (tmp_path / "sweep" / "cost_vs_scale.png").exists()
+    # The jobs.csv it says it wrote: one per run.
+    assert "each run's jobs.csv under run-N/<policy>/" in proc.stderr
+    for n in (1, 2, 3):
+        assert (tmp_path / "sweep" / f"run-{n}" / "fifo" / "jobs.csv").exists()
 
 
 def test_unknown_policy_is_refused_with_the_choices(tmp_path: Path) -> None:
     proc = suanli("--trace", f"philly:{DATA / 'philly-sample.csv'}", "--network", "x.yaml", "--policy", "magic")
     assert proc.returncode == 1
     assert "unknown policy 'magic'; choose from default, fifo, sjf, tiresias" in proc.stderr
+
+
+def test_gavel_run_times_take_the_network_gpu_type(tmp_path: Path) -> None:
+    gavel = DATA / "gavel" / "seed=0" / "0e4a51.trace"
+    net = tmp_path / "net.yaml"
+    net.write_text("sites: [{name: s, region: r, nodes: [{name: n1, count: 2, gpus: 'P100:8'}]}]\n")
+    out = tmp_path / "out"
+    proc = suanli(
+        "--trace", f"gavel:{gavel}", "--network", str(net), "--policy", "fifo", "--out", str(out), "--no-plots"
+    )
+    assert proc.returncode == 0, proc.stderr
+    rates = json.loads((DATA / "gavel" / "simulation_throughputs.json").read_text())["p100"]
+    first = gavel.read_text().splitlines()[0].split("\t")
+    rows = (out / "jobs.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    job = dict(zip(header, next(r for r in rows[1:] if r.startswith("0e4a51-1,")).split(","), strict=True))
+    expected = float(first[4]) / rates[repr((first[0], 1))]["null"]
+    assert abs(float(job["finish_s"]) - float(job["start_s"]) - expected) < 0.01
+    net.write_text("sites: [{name: s, region: r, nodes: [{name: n1, gpus: 'P40:8'}]}]\n")
+    proc = suanli("--trace", f"gavel:{gavel}", "--network", str(net), "--out", str(out))
+    assert proc.returncode != 0
+    assert "GPU types (P40) have no Gavel throughputs" in proc.stderr

@@ -42,11 +42,14 @@ def test_rows_are_stored_as_the_orm_stores_them(tmp_path: Path) -> None:
         insert_many(session, Job, {**_values(now), "array_id": "a"}, ("id", "array_index"), [("t_1", 1)])
     db.dispose()
     with sqlite3.connect(tmp_path / "x.db") as raw:
-        rows = raw.execute("SELECT * FROM jobs ORDER BY seq").fetchall()
-    first, second = (row[2:] for row in rows)  # past seq and id
-    assert rows[1][1] == "t_1"
-    assert first[:-1] == second[:-1]
-    assert (first[-1], second[-1]) == (0, 1)
+        cursor = raw.execute("SELECT * FROM jobs ORDER BY seq")
+        names = [d[0] for d in cursor.description]
+        first, second = (dict(zip(names, row, strict=True)) for row in cursor.fetchall())
+    assert second["id"] == "t_1"
+    assert (first.pop("array_index"), second.pop("array_index")) == (0, 1)
+    for row in (first, second):
+        del row["seq"], row["id"]
+    assert first == second
     db = Database(sqlite_url(tmp_path / "x.db"))
     with db.read() as session:
         job = session.scalar(select(Job).where(Job.id == "t_1"))

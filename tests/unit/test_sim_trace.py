@@ -39,15 +39,6 @@ def test_philly_bad_row_names_file_and_line(tmp_path: Path) -> None:
     assert (len(trace.jobs), trace.skipped) == (1, 1)
 
 
-def test_gavel_tab_separated(tmp_path: Path) -> None:
-    path = write(tmp_path, "vc.trace", "ResNet-18\tcmd\t-n\t1\t1000\t0.0\t1\nLM\tcmd\t-n\t1\t2000\t30.0\t4\n")
-    trace = load_trace(f"gavel:{path}")
-    assert [(j.gpus, j.submit_s, j.duration_s) for j in trace.jobs] == [(1, 0.0, 10.0), (4, 30.0, 20.0)]
-    bad = write(tmp_path, "bad.trace", "only\tthree\tcols\n")
-    with pytest.raises(TraceError, match=r"bad\.trace:1: expected 7"):
-        load_trace(f"gavel:{bad}")
-
-
 def test_pollux_workload() -> None:
     trace = load_trace(f"pollux:{DATA / 'workloads' / 'workload-toy.csv'}")
     assert [(j.id, j.gpus, j.batch_size, j.application) for j in trace.jobs][1] == ("toy-1", 2, 16, "toy")

@@ -65,6 +65,28 @@ def simulate(
     restart_s: Annotated[
         float | None, typer.Option("--restart-s", help="Restart cost per (re)allocation, seconds.")
     ] = None,
+    throughputs: Annotated[
+        Path | None,
+        typer.Option(
+            "--throughputs", help="Gavel traces: simulation_throughputs.json (default: beside the seed=N folder)."
+        ),
+    ] = None,
+    gavel_gpu: Annotated[
+        str | None,
+        typer.Option(
+            "--gavel-gpu",
+            help="Gavel traces: the worker type (v100, p100, k80) whose throughputs give run times "
+            "(default: the network's first GPU type Gavel measured).",
+        ),
+    ] = None,
+    capacity_cost: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--capacity-cost",
+            help="SITE=CNY (or *=CNY): what a GPU-hour owned costs there, busy or idle "
+            "(default: the site's tariff GPU price).",
+        ),
+    ] = None,
     optimize: Annotated[
         str, typer.Option("--optimize", help="Every job's placement.optimize: balanced, time, cost or latency.")
     ] = "balanced",
@@ -75,6 +97,7 @@ def simulate(
     """Replay a real trace on a network with the same scheduler the server runs, and report."""
     from suanli.sim import networks as nets
     from suanli.sim import runner
+    from suanli.sim.costs import parse_capacity_cost
     from suanli.sim.policies import POLICIES
     from suanli.sim.trace import load_trace
 
@@ -90,8 +113,17 @@ def simulate(
         if not sep:
             raise SuanliError(f"--column '{item}' is not KEY=NAME, e.g. submit=start_time")
         mapping[key.strip()] = name.strip()
-    loaded = load_trace(trace, skip_bad=skip_bad, mapping=mapping)
+    try:
+        owned_price = parse_capacity_cost(capacity_cost or [])
+    except ValueError as exc:
+        raise SuanliError(f"--capacity-cost: {exc}") from None
     specs = [(name, nets.named_network(name)) for name in network]
+    worker = gavel_gpu.lower() if gavel_gpu else None
+    if trace.startswith("gavel:") and worker is None:
+        from suanli.sim import gavel
+
+        worker = gavel.network_worker(specs[0][1], throughputs or gavel.default_throughputs(Path(trace[6:])))
+    loaded = load_trace(trace, skip_bad=skip_bad, mapping=mapping, gavel_worker=worker, throughputs=throughputs)
     if trace.startswith("pollux:") and profiles is None and not (loaded.path.parent.parent / "profiles").is_dir():
         raise SuanliError("pollux traces need the application profiles; pass --profiles DIR")
     with _progress(quiet) as bar:
@@ -113,6 +145,7 @@ def simulate(
             plots=not no_plots,
             optimize=optimize,
             on_progress=on_progress,
+            capacity_cost=owned_price,
         )
         if scale_gpus or len(specs) > 1:
             try:
@@ -124,7 +157,9 @@ def simulate(
             for r in rows:
                 typer.echo(
                     f"{r['network']:<40} {r['policy']:<9} GPUs {r['total_gpus']:>6}  "
-                    f"avg JCT {r['avg_jct_s'] / 3600:8.3f} h  utilisation {r['gpu_utilization']:.1%}"
+                    f"avg JCT {r['avg_jct_s'] / 3600:8.3f} h  p99 {r['p99_jct_s'] / 3600:8.2f} h  "
+                    f"utilisation {r['gpu_utilization']:6.1%}  total cost {r['total_cost_cny']:>14,.0f} CNY "
+                    f"(idle {r['idle_cost_cny']:,.0f})" + ("  <- knee" if r.get("knee") else "")
                 )
         else:
             summaries = runner.run_compare(loaded, specs[0][1], specs[0][0], opts, out)
@@ -139,7 +174,8 @@ def simulate(
     if loaded.skipped:
         err.print(f"skipped {loaded.skipped} malformed row(s)")
     report = out / "report.html"
-    err.print(f"report: {report}  (summary.json and jobs.csv beside it)")
+    where = "each run's jobs.csv under run-N/<policy>/" if scale_gpus or len(specs) > 1 else "jobs.csv"
+    err.print(f"report: {report}  (summary.json beside it; {where})")
     if open_report:
         webbrowser.open(report.resolve().as_uri())
 

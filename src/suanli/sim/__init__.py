@@ -8,8 +8,9 @@
 
 from __future__ import annotations
 
-from suanli.sim.engine import SimResult, Simulation
+from suanli.sim.engine import Simulation
 from suanli.sim.policies import POLICIES, make_policy
+from suanli.sim.state import SimResult
 from suanli.sim.trace import LOADERS, Trace, TraceError, TraceJob, load_trace
 
 __all__ = [

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import heapq
 import math
-from bisect import insort
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import timedelta
 
 from suanli.core import metering
 from suanli.core.lifecycle import decide_retry
@@ -26,29 +25,13 @@ from suanli.core.scheduler import NodeState, PendingJob, SiteState, never_fits, 
 from suanli.core.scheduler import Policy as CorePolicy
 from suanli.core.spec import Priority, Resources
 from suanli.core.states import AttemptState
+from suanli.sim.costs import owned_capacity
 from suanli.sim.holdings import Holdings
 from suanli.sim.policies import BASELINE_CORE, Policy
 from suanli.sim.speed import SpeedModel
-from suanli.sim.state import SimJob
+from suanli.sim.state import DEFAULT_EPOCH, SimJob, SimResult
 from suanli.sim.trace import Trace, TraceJob
-
-DEFAULT_EPOCH = datetime(2026, 1, 5, tzinfo=UTC)
-Shape = tuple[int, int, tuple[str, ...], bool]
-
-
-@dataclass
-class SimResult:
-    policy: str
-    jobs: list[SimJob]
-    refused: list[SimJob]
-    total_gpus: int
-    #: (time, busy GPUs, waiting jobs) after every change.
-    timeline: list[tuple[float, int, int]]
-    epoch: datetime
-    passes: int = 0
-    notes: list[str] = field(default_factory=list)
-    #: Jobs that ended FAILED: a fault with no retries left.
-    failed: list[SimJob] = field(default_factory=list)
+from suanli.sim.waiting import Shape, Waiting, shape_key
 
 
 @dataclass
@@ -72,6 +55,7 @@ class Simulation:
         #: Every job's ``placement.optimize`` (what to favour among the sites that fit).
         self.optimize = optimize
         self.epoch = trace.epoch or DEFAULT_EPOCH
+        self.dated = trace.epoch is not None
         self.sites: dict[str, _Site] = {}
         self.nodes: dict[str, NodeState] = {}
         self.site_of: dict[str, str] = {}
@@ -94,6 +78,9 @@ class Simulation:
             for n in nodes:
                 self.nodes[n.name], self.site_of[n.name] = n, decl.name
         self.total_gpus = sum(n.gpus_total for n in self.nodes.values())
+        #: (site, GPU type) → GPUs owned and their price per GPU-hour; → busy GPU-seconds.
+        self.owned = owned_capacity(network)
+        self.busy_gpu_s: dict[tuple[str, str], float] = dict.fromkeys(self.owned, 0.0)
         # Trace jobs take any GPU type, preferring them in the order the network file declares them.
         self.gpu_types = list(dict.fromkeys(n.gpu_type for n in self.nodes.values() if n.gpu_type))
         self.node_cap = max((n.gpus_total for n in self.nodes.values()), default=0)
@@ -159,9 +146,8 @@ class Simulation:
         arrivals = sorted(self.jobs, key=lambda j: (j.trace.submit_s, j.seq))
         heap: list[tuple[float, int, int]] = []
         self.running: dict[int, SimJob] = {}
-        self.waiting: dict[Shape, list[tuple[tuple[float, ...], int]]] = {}
-        self.dynamic: dict[int, SimJob] = {}
-        self.waiting_count = 0
+        self.queue = Waiting()
+        self.dynamic = self.queue.dynamic
         self.refused: list[SimJob] = []
         self.failed: list[SimJob] = []
         #: (not before, job index) of jobs backing off after a fault.
@@ -192,12 +178,13 @@ class Simulation:
             self.force_pass = False
             for job in self._pass(now):
                 heapq.heappush(heap, (self._start(job, now), job.run_id, job.index))
-            self.timeline.append((now, self.busy, self.waiting_count))
+            self.timeline.append((now, self.busy, self.queue.count))
         if self.on_progress:
             self.on_progress(n, n)
         finished = [j for j in self.jobs if j.finish is not None]
         result = SimResult(self.policy.name, finished, self.refused, self.total_gpus, self.timeline, self.epoch, passes)
-        result.failed = self.failed
+        result.failed, result.owned, result.busy_gpu_s = self.failed, self.owned, self.busy_gpu_s
+        result.dated = self.dated
         return result
 
     def _next_tick(self, now: float, heap: list[tuple[float, int, int]], arrival: float | None) -> float:
@@ -211,7 +198,7 @@ class Simulation:
             times.append(self.backoff[0][0])
         if self.force_pass:
             times.append(now + (self.interval or 1e-6))
-        if self.waiting_count and self.running:
+        if self.queue.count and self.running:
             wake = self.policy.wakeup(list(self.running.values()), max(now, 0.0))
             if wake is not None:
                 times.append(wake)
@@ -235,28 +222,11 @@ class Simulation:
 
     # -- queues --------------------------------------------------------------------------
 
-    def _shape_key(self, job: SimJob) -> Shape:
-        res = job.pending.resources
-        per_node = res.accelerators[0].count if res.accelerators else 0
-        return (per_node, res.num_nodes, job.pending.regions, bool(res.accelerators))
-
     def _enqueue(self, job: SimJob) -> None:
-        self.waiting_count += 1
-        key = self.policy.sort_key(job)
-        if key is None:
-            self.dynamic[job.index] = job
-        else:
-            insort(self.waiting.setdefault(self._shape_key(job), []), (key, job.index))
+        self.queue.add(job, self.policy.sort_key(job))
 
     def _dequeue(self, job: SimJob) -> None:
-        self.waiting_count -= 1
-        if job.index in self.dynamic:
-            del self.dynamic[job.index]
-            return
-        bucket = self.waiting[self._shape_key(job)]
-        key = self.policy.sort_key(job)
-        assert key is not None
-        bucket.remove((key, job.index))
+        self.queue.remove(job, self.policy.sort_key(job))
 
     def _capacity(self, shape: Shape, free: dict[str, list[int]]) -> int:
         """How many jobs of this shape could at most start on what is free now."""
@@ -273,48 +243,62 @@ class Simulation:
                 slots += sum(counts) // num_nodes
         return slots
 
-    def _offer(self, now: float) -> tuple[list[SimJob], bool]:
+    def _offer(self, now: float) -> tuple[list[SimJob], bool, bool]:
+        """The jobs to offer, best first; whether to backfill; whether the offer is the whole
+        (dynamic) queue, in queue order."""
         running = list(self.running.values())
         if self.dynamic:
-            decision = self.policy.decide(list(self.dynamic.values()), running, now, self.total_gpus)
+            queue = list(self.dynamic.values())
+            decision = self.policy.decide(queue, running, now, self.total_gpus)
             for job in decision.preempt:
                 self._stop(job, now, finished=False)
                 self._enqueue(job)
-            return decision.offer, decision.backfill
+            whole = decision.offer is queue and not decision.preempt
+            return decision.offer, decision.backfill, whole
         backfill = self.policy.decide([], running, now, self.total_gpus).backfill
         free: dict[str, list[int]] = {}
-        caps = {shape: self._capacity(shape, free) for shape, bucket in self.waiting.items() if bucket}
+        caps = {shape: self._capacity(shape, free) for shape, bucket in self.queue.buckets.items() if bucket}
         picked: list[tuple[tuple[float, ...], int]] = []
         for shape, cap in caps.items():
-            picked.extend(self.waiting[shape][: cap + (0 if backfill else 1)])
+            picked.extend(self.queue.buckets[shape][: cap + (0 if backfill else 1)])
         picked.sort()
         offer = [self.jobs[i] for _, i in picked]
         if not backfill:  # the first job that cannot fit blocks the rest
             kept: list[SimJob] = []
             for job in offer:
-                shape = self._shape_key(job)
+                shape = shape_key(job)
                 if caps[shape] <= 0:
                     break
                 caps[shape] -= 1
                 kept.append(job)
             offer = kept
-        return offer, backfill
+        return offer, backfill, False
 
     def _pass(self, now: float) -> list[SimJob]:
-        offer, backfill = self._offer(now)
+        offer, backfill, whole = self._offer(now)
         if not offer:
             return []
         suanli = self.policy.suanli
         if suanli and not self._could_act(offer, now):
             return []
-        gpu_only = all(j.pending.resources.accelerators for j in offer)
+        # What the offer holds (read from the queue's counts when it is the whole queue).
+        q = self.queue
+        gpu_only = q.cpu_only == 0 if whole else all(j.pending.resources.accelerators for j in offer)
         sites = []
         # Sites no offered job may use (placement.regions) cannot change this pass, unless a
         # tenant's network-wide quota counts GPUs held there.
         wanted: set[str] | None = None
-        if not self.quotas and all(j.pending.regions for j in offer):
+        if self.quotas:
+            pass
+        elif whole:
+            wanted = q.dynamic_regions()
+        elif all(j.pending.regions for j in offer):
             wanted = {r for j in offer for r in j.pending.regions}
-        tenants = self.books.tenants(now, {j.trace.tenant for j in offer}) if suanli else None
+        if suanli:
+            in_offer = q.dynamic_tenants() if whole else {j.trace.tenant for j in offer}
+            tenants = self.books.tenants(now, in_offer)
+        else:
+            tenants = None
         for name, site in self.sites.items():
             if wanted is not None and site.state.region not in wanted:
                 continue
@@ -326,15 +310,20 @@ class Simulation:
                 sites.append(replace(site.state, nodes=nodes, allocations=[]))
         when = self.epoch + timedelta(seconds=now)
         ranked = [j.pending for j in offer] if suanli else [replace(j.pending, seq=r) for r, j in enumerate(offer)]
-        result = schedule(ranked, sites, when, policy=self.core_policy, tenants=tenants)
+        result = schedule(ranked, sites, when, policy=self.core_policy, tenants=tenants, explain=False)
         by_id = {p.job_id: p for p in result.placements}
-        started: list[SimJob] = []
-        for job in offer:
-            placement = by_id.get(job.trace.id)
-            if placement is None:
-                if not backfill:
+        if whole and backfill:  # the placed jobs in offer order, without walking the offer
+            chosen = sorted((self.by_id[i] for i in by_id), key=lambda j: j.queued_no)
+        else:
+            chosen = []
+            for job in offer:
+                if job.trace.id in by_id:
+                    chosen.append(job)
+                elif not backfill:
                     break
-                continue
+        started: list[SimJob] = []
+        for job in chosen:
+            placement = by_id[job.trace.id]
             job.site = placement.site
             job.nodes = [(a.node, a.gpu_indices) for a in placement.nodes]
             for a in placement.nodes:
@@ -363,7 +352,7 @@ class Simulation:
         for job in offer:
             # (Jobs of one key may differ in LAS queue: a requeued job has had service.)
             queue = self.core_policy.las_queue(job.pending.attained_gpu_s) if self.las_preemption else 0
-            key = (self._shape_key(job), job.trace.tenant, job.pending.priority, queue)
+            key = (shape_key(job), job.trace.tenant, job.pending.priority, queue)
             if key in seen:
                 continue
             seen.add(key)
@@ -485,8 +474,9 @@ class Simulation:
             job.progress = self.speed.advance(job.trace, job.progress, job.placement, useful)
         job.attained_gpu_s += gpus * ran
         job.gpu_s += gpus * ran
+        if gpu_type := self._gpu_type(job):
+            self.busy_gpu_s[(job.site, gpu_type)] += gpus * ran
         site = self.sites[job.site]
-        gpu_type = self._gpu_type(job)
         if site.state.tariff is not None and end > job.run_start:
             res = job.pending.resources
             nodes = len(job.nodes)
@@ -507,4 +497,4 @@ class Simulation:
         del self.running[job.index]
         job.placement, job.site, job.nodes, job.run_id = None, None, [], job.run_id + 1
         job.stopping = False
-        self.timeline.append((end, self.busy, self.waiting_count))
+        self.timeline.append((end, self.busy, self.queue.count))

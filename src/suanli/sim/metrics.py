@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import csv
 import statistics
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from suanli.sim.engine import SimResult
-from suanli.sim.state import SimJob, percentile
+from suanli.sim.costs import by_tenant, capacity_costs
+from suanli.sim.state import SimJob, SimResult, percentile
 
 
 def jain(values: list[float]) -> float:
@@ -49,7 +50,9 @@ def utilization(result: SimResult, start: float, end: float) -> float:
     return area / (result.total_gpus * (end - start))
 
 
-def summarize(result: SimResult) -> dict[str, Any]:
+def summarize(result: SimResult, capacity_cost: Mapping[str, float] | None = None) -> dict[str, Any]:
+    """The replay's figures (docs/simulator.md, "Metrics and files"); ``capacity_cost``: site
+    (or ``*``) → CNY per GPU-hour owned, instead of the tariffs' GPU prices."""
     jobs = result.jobs
     jcts = [(j.finish or 0.0) - j.trace.submit_s for j in jobs]
     queues = [(j.first_start or 0.0) - j.trace.submit_s for j in jobs]
@@ -57,6 +60,8 @@ def summarize(result: SimResult) -> dict[str, Any]:
     end = max((j.finish or 0.0 for j in jobs), default=0.0)
     fair, over = fairness(jobs)
     ran = [*jobs, *result.failed]
+    costs = capacity_costs(result, end - start, capacity_cost)
+    revenue = sum(j.cost_cny for j in ran)
     return {
         "policy": result.policy,
         "jobs": len(jobs),
@@ -70,11 +75,15 @@ def summarize(result: SimResult) -> dict[str, Any]:
         "gpu_utilization": utilization(result, start, end),
         "jain_fairness": fair,
         "jain_fairness_over": over,
-        "cost_cny": sum(j.cost_cny for j in ran),
+        "cost_cny": revenue,
+        "revenue_cny": revenue,
+        "total_cost_cny": costs["capacity_cost_cny"],
+        **costs,
         "gpu_hours": sum(j.gpu_s for j in ran) / 3600.0,
         "preemptions": sum(j.restarts for j in jobs),
         "total_gpus": result.total_gpus,
         "scheduling_passes": result.passes,
+        "tenants": by_tenant(jobs, result.failed),
     }
 
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 import base64
 import html
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from suanli import adaptors
-from suanli.sim.engine import SimResult
+from suanli.sim.state import SimResult
 
 MAX_POINTS = 20000
 
@@ -28,12 +29,17 @@ def plot_timelines(results: Sequence[SimResult], out: Path) -> list[Path]:
     paths = []
     for name, column, label in (("utilization.png", 1, "GPU utilisation"), ("queue.png", 2, "jobs waiting")):
         fig, ax = plt.subplots(figsize=(8, 3.5))
+        dated = all(r.dated for r in results)
         for r in results:
             pts = _thin(r.timeline)
-            xs = [t / 3600 for t, _, _ in pts]
+            xs: list[Any] = (
+                [r.epoch + timedelta(seconds=t) for t, _, _ in pts] if dated else [t / 3600 for t, _, _ in pts]
+            )
             ys = [p[column] / r.total_gpus if column == 1 and r.total_gpus else p[column] for p in pts]
             ax.step(xs, ys, where="post", label=r.policy, linewidth=0.9)
-        ax.set_xlabel("hours since the first submission")
+        ax.set_xlabel("date (UTC)" if dated else "hours since the first submission")
+        if dated:
+            fig.autofmt_xdate()
         ax.set_ylabel(label)
         if ax.get_legend_handles_labels()[0]:
             ax.legend()
@@ -67,21 +73,34 @@ def plot_jct_cdf(results: Sequence[SimResult], out: Path) -> list[Path]:
     return [out / "jct_cdf.png"]
 
 
+#: The sweep's plots: file, summary key, axis label, factor.
+SWEEP_PLOTS = (
+    ("jct_vs_scale.png", ("median_jct_s", "p99_jct_s"), "JCT (hours): p50, p99", 1 / 3600),
+    ("queue_vs_scale.png", ("avg_queue_s",), "average queueing delay (hours)", 1 / 3600),
+    ("utilization_vs_scale.png", ("gpu_utilization",), "GPU utilisation", 1.0),
+    ("cost_vs_scale.png", ("total_cost_cny",), "total cost of the GPUs owned (CNY)", 1.0),
+)
+
+
 def plot_sweep(rows: Sequence[dict[str, Any]], out: Path) -> list[Path]:
-    """jct_vs_scale.png and utilization_vs_scale.png: one line per policy."""
+    """JCT (p50 and p99), queueing, utilisation and total cost against GPUs, one line per
+    policy (and percentile); the knee (``knee`` in a row) marked with a dotted line."""
     plt = adaptors.pyplot()
     if plt is None:
         return []
     paths = []
     policies = sorted({r["policy"] for r in rows})
-    for name, key, label, factor in (
-        ("jct_vs_scale.png", "avg_jct_s", "average JCT (hours)", 1 / 3600),
-        ("utilization_vs_scale.png", "gpu_utilization", "GPU utilisation", 1.0),
-    ):
+    for name, keys, label, factor in SWEEP_PLOTS:
         fig, ax = plt.subplots(figsize=(6, 4))
         for p in policies:
-            pts = sorted((r["total_gpus"], r[key] * factor) for r in rows if r["policy"] == p)
-            ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", label=p)
+            mine = sorted((r for r in rows if r["policy"] == p), key=lambda r: r["total_gpus"])
+            for key in keys:
+                tag = f"{p} {key.split('_')[0].replace('median', 'p50')}" if len(keys) > 1 else p
+                ax.plot([r["total_gpus"] for r in mine], [r[key] * factor for r in mine], marker="o", label=tag)
+            for r in mine:
+                if r.get("knee"):
+                    ax.axvline(r["total_gpus"], linestyle=":", color="grey")
+                    ax.annotate(f"knee ({p})", (r["total_gpus"], r[keys[0]] * factor), fontsize=8)
         ax.set_xlabel("GPUs in the network")
         ax.set_ylabel(label)
         if ax.get_legend_handles_labels()[0]:
@@ -105,7 +124,10 @@ _ROWS = (
     ("makespan (h)", "makespan_s", "h"),
     ("GPU utilisation", "gpu_utilization", "{:.1%}"),
     ("Jain's fairness", "jain_fairness", "{:.3f}"),
-    ("cost (CNY)", "cost_cny", "{:,.0f}"),
+    ("revenue at the tariffs (CNY)", "revenue_cny", "{:,.0f}"),
+    ("total cost of the GPUs owned (CNY)", "total_cost_cny", "{:,.0f}"),
+    ("… of them busy (CNY)", "busy_cost_cny", "{:,.0f}"),
+    ("… of them idle (CNY)", "idle_cost_cny", "{:,.0f}"),
     ("GPU-hours", "gpu_hours", "{:,.0f}"),
     ("preemptions", "preemptions", "{:.0f}"),
     ("GPUs", "total_gpus", "{:.0f}"),
@@ -116,6 +138,37 @@ def _fmt(value: Any, fmt: str) -> str:
     if fmt == "h":
         return f"{float(value) / 3600:.3f}"
     return fmt.format(value)
+
+
+_TENANT_COLUMNS = (
+    ("jobs", "jobs", "{:.0f}"),
+    ("failed", "failed_jobs", "{:.0f}"),
+    ("avg JCT (h)", "avg_jct_s", "h"),
+    ("p50 JCT (h)", "median_jct_s", "h"),
+    ("p99 JCT (h)", "p99_jct_s", "h"),
+    ("avg queue (h)", "avg_queue_s", "h"),
+    ("GPU-hours", "gpu_hours", "{:,.0f}"),
+    ("paid (CNY)", "revenue_cny", "{:,.0f}"),
+)
+
+
+def _tenant_tables(summaries: dict[str, dict[str, Any]]) -> str:
+    """Per tenant, one table per run (the first 50 tenants by GPU-hours)."""
+    parts = []
+    for run, s in summaries.items():
+        tenants = s.get("tenants") or {}
+        if len(tenants) < 2:
+            continue
+        top = sorted(tenants.items(), key=lambda kv: -kv[1]["gpu_hours"])[:50]
+        head = "".join(f"<th>{html.escape(label)}</th>" for label, _, _ in _TENANT_COLUMNS)
+        body = "".join(
+            f"<tr><td>{html.escape(t)}</td>" + "".join(f"<td>{_fmt(v[k], f)}</td>" for _, k, f in _TENANT_COLUMNS)
+            for t, v in top
+        )
+        parts.append(
+            f'<h3>{html.escape(run)}</h3><div class="wide"><table><tr><th>tenant</th>{head}</tr>{body}</table></div>'
+        )
+    return "<h2>Per tenant</h2>" + "".join(parts) if parts else ""
 
 
 def write_html(
@@ -144,17 +197,19 @@ def write_html(
     if not imgs:
         imgs = "<p>No plots: install matplotlib (<code>pip install 'suanli[sim]'</code>) to draw them.</p>"
     notes_html = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+    tenants = _tenant_tables(summaries)
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
 body{{font-family:system-ui,sans-serif;margin:2em auto;max-width:60em;color:#222}}
 table{{border-collapse:collapse;margin:1em 0}} td,th{{border:1px solid #ccc;padding:.3em .7em;text-align:right}}
-td:first-child{{text-align:left}} figure{{margin:1em 0}} img{{max-width:100%}}
+td:first-child{{text-align:left}} .wide{{overflow-x:auto;max-width:100%}} figure{{margin:1em 0}} img{{max-width:100%}}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
 <table>{facts_html}</table>
 <h2>Metrics</h2>
-<table><tr><th></th>{head}</tr>{body}</table>
+<div class="wide"><table><tr><th></th>{head}</tr>{body}</table></div>
+{tenants}
 <h2>Plots</h2>{imgs}
 {"<h2>Notes</h2><ul>" + notes_html + "</ul>" if notes_html else ""}
 </body></html>

@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from suanli.core.network import NetworkSpec
-from suanli.sim.engine import SimResult, Simulation
+from suanli.sim.engine import Simulation
 from suanli.sim.metrics import summarize, write_jobs_csv
 from suanli.sim.networks import scale_network
 from suanli.sim.policies import make_policy
 from suanli.sim.report import plot_jct_cdf, plot_sweep, plot_timelines, write_html
 from suanli.sim.speed import MeasuredDuration, PolluxProfiles, SpeedModel
+from suanli.sim.state import SimResult
 from suanli.sim.trace import Trace, TraceError
 
 ProgressFn = Callable[[str, int, int], None]
@@ -38,6 +39,8 @@ class ReplayOptions:
     #: Every job's placement.optimize: balanced, time, cost or latency.
     optimize: str = "balanced"
     on_progress: ProgressFn | None = None
+    #: Site (or ``*``) → CNY per GPU-hour owned, instead of the tariffs' GPU prices.
+    capacity_cost: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
 
@@ -100,7 +103,7 @@ def run_compare(
     """Replay ``trace`` under each policy; write summary.json, jobs.csv, plots, report.html."""
     out.mkdir(parents=True, exist_ok=True)
     results = [replay(trace, network, p, opts) for p in opts.policies]
-    summaries = {r.policy: summarize(r) for r in results}
+    summaries = {r.policy: summarize(r, opts.capacity_cost) for r in results}
     for r in results:
         folder = out if len(results) == 1 else out / r.policy
         folder.mkdir(exist_ok=True)
@@ -122,13 +125,19 @@ def run_sweep(
     opts: ReplayOptions,
     out: Path,
 ) -> list[dict[str, Any]]:
-    """Replay under each (label, network) and each policy; plot JCT and utilisation against size."""
+    """Replay under each (label, network) and each policy; write each run's jobs.csv under
+    ``run-N/<policy>/``; plot JCT, queueing, utilisation and cost against size, knee marked."""
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
-    for label, network in networks:
+    for n, (label, network) in enumerate(networks, start=1):
         for policy in opts.policies:
-            summary = summarize(replay(trace, network, policy, opts))
-            rows.append({"network": label, **summary})
+            result = replay(trace, network, policy, opts)
+            folder = out / f"run-{n}" / policy
+            folder.mkdir(parents=True, exist_ok=True)
+            write_jobs_csv(result, folder / "jobs.csv")
+            summary = summarize(result, opts.capacity_cost)
+            rows.append({"network": label, "jobs_csv": str(folder.relative_to(out) / "jobs.csv"), **summary})
+    mark_knees(rows)
     images = plot_sweep(rows, out) if opts.plots else []
     summaries = {f"{r['policy']} @ {r['network']}": r for r in rows}
     _write_summary(out, summaries, {"sweep": rows, "trace": f"{trace.kind}:{trace.path}"})
@@ -136,6 +145,26 @@ def run_sweep(
     facts["network"] = "; ".join(f"{label}" for label, _ in networks)
     write_html(out, "suanli simulate: capacity sweep", facts, summaries, images, trace.notes)
     return rows
+
+
+def mark_knees(rows: list[dict[str, Any]]) -> None:
+    """Per policy, the sweep's knee: past it, more GPUs buy little JCT for what they cost. It is
+    the point farthest from the chord between the smallest and the largest network, on
+    average JCT against GPUs both scaled to 0..1 (Kneedle's rule); ``knee`` is True there."""
+    for policy in {r["policy"] for r in rows}:
+        pts = sorted((r for r in rows if r["policy"] == policy), key=lambda r: r["total_gpus"])
+        for r in pts:
+            r["knee"] = False
+        if len(pts) < 3:
+            continue
+        xs = [float(r["total_gpus"]) for r in pts]
+        ys = [float(r["avg_jct_s"]) for r in pts]
+        dx, dy = (xs[-1] - xs[0]) or 1.0, (ys[0] - ys[-1]) or 1.0
+        # JCT falls as GPUs grow: the knee is where the normalised curve sags farthest below the chord.
+        gaps = [((x - xs[0]) / dx) - ((ys[0] - y) / dy) for x, y in zip(xs, ys, strict=True)]
+        best = min(range(len(pts)), key=lambda i: (gaps[i], xs[i]))
+        if gaps[best] < 0:
+            pts[best]["knee"] = True
 
 
 def scaled(network: NetworkSpec, name: str, factors: Sequence[float]) -> list[tuple[str, NetworkSpec]]:

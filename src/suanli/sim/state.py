@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from suanli.core.scheduler import PendingJob
 from suanli.sim.trace import TraceJob
@@ -36,6 +37,8 @@ class SimJob:
     restarts: int = 0
     cost_cny: float = 0.0
     gpu_s: float = 0.0
+    #: When it was last queued, in queue order (the order of a whole-queue offer).
+    queued_no: int = 0
     #: The current attempt's place in the order attempts were placed (the server's attempt id).
     attempt_order: int = 0
     #: Requeues after faults and preemptions so far (the server's ``retries_used``).
@@ -75,3 +78,27 @@ def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     rank = max(1, math.ceil(q / 100.0 * len(ordered)))
     return ordered[min(rank, len(ordered)) - 1]
+
+
+DEFAULT_EPOCH = datetime(2026, 1, 5, tzinfo=UTC)
+
+
+@dataclass
+class SimResult:
+    policy: str
+    jobs: list[SimJob]
+    refused: list[SimJob]
+    total_gpus: int
+    #: (time, busy GPUs, waiting jobs) after every change.
+    timeline: list[tuple[float, int, int]]
+    epoch: datetime
+    passes: int = 0
+    notes: list[str] = field(default_factory=list)
+    #: Jobs that ended FAILED: a fault with no retries left.
+    failed: list[SimJob] = field(default_factory=list)
+    #: (site, GPU type) → (GPUs owned, price per GPU-hour from the site's tariff).
+    owned: dict[tuple[str, str], tuple[int, float]] = field(default_factory=dict)
+    #: (site, GPU type) → GPU-seconds held by runs.
+    busy_gpu_s: dict[tuple[str, str], float] = field(default_factory=dict)
+    #: The trace had real timestamps (``epoch`` is its first submission).
+    dated: bool = False

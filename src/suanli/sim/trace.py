@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from suanli.core.errors import SuanliError
+from suanli.sim import gavel
 
 
 class TraceError(SuanliError):
@@ -61,7 +62,7 @@ class Trace:
 
 
 @dataclass
-class _Reader:
+class Reader:
     path: Path
     skip_bad: bool
     skipped: int = 0
@@ -97,7 +98,7 @@ def _num(row: dict[str, str], column: str) -> float:
         raise ValueError(f"'{column}' is '{value}', not a number") from None
 
 
-def _rebase(jobs: list[TraceJob]) -> float:
+def rebase(jobs: list[TraceJob]) -> float:
     start = min((j.submit_s for j in jobs), default=0.0)
     for j in jobs:
         j.submit_s -= start
@@ -107,7 +108,7 @@ def _rebase(jobs: list[TraceJob]) -> float:
 
 def load_philly(path: Path, skip_bad: bool = False) -> Trace:
     """philly-82k CSV: ``timestamp,duration,num_gpus,gpu_time,cluster``; tenant = virtual cluster."""
-    r = _Reader(path, skip_bad)
+    r = Reader(path, skip_bad)
     jobs: list[TraceJob] = []
     for line, row in r.rows():
         assert isinstance(row, dict)
@@ -121,39 +122,41 @@ def load_philly(path: Path, skip_bad: bool = False) -> Trace:
             continue
         tenant = (row.get("cluster") or "").strip() or "unknown"
         jobs.append(TraceJob(f"philly-{line - 1}", when.timestamp(), gpus, duration, tenant))
-    start = _rebase(jobs)
+    start = rebase(jobs)
     return Trace("philly", path, jobs, r.skipped, datetime.fromtimestamp(start, UTC) if jobs else None)
 
 
-def load_gavel(path: Path, skip_bad: bool = False) -> Trace:
-    """Gavel .trace (tab-separated, no header); duration = total_steps of Gavel's steps/s unknown,
-    so the run time is taken as ``total_steps / 100`` seconds unless a 8th column gives it."""
-    r = _Reader(path, skip_bad)
+def load_gavel(
+    path: Path, skip_bad: bool = False, throughputs: Path | None = None, worker: str = gavel.DEFAULT_WORKER
+) -> Trace:
+    """A Gavel .trace (:mod:`suanli.sim.gavel` reads both formats); tenant = the file's name (the
+    VC); run time = total_steps / throughput of the job type on ``worker`` GPUs. ``throughputs``
+    defaults to Gavel's layout (``seed=N/../simulation_throughputs.json``)."""
+    table = gavel.Throughputs(throughputs or gavel.default_throughputs(path))
+    table.check_worker(worker)
+    r = Reader(path, skip_bad)
     jobs: list[TraceJob] = []
-    for line, cols in r.rows(delimiter="\t", header=False):
+    for line_no, cols in r.rows(delimiter="\t", header=False):
         assert isinstance(cols, list)
-        if len(cols) < 7:
-            r.bad(line, f"expected 7 tab-separated columns, found {len(cols)}")
-            continue
         try:
-            steps, arrival, gpus = float(cols[4]), float(cols[5]), int(float(cols[6]))
-            if steps <= 0 or gpus < 1 or arrival < 0:
-                raise ValueError("total_steps, arrival_time and scale_factor must be positive")
+            line = gavel.parse_line(cols)
+            duration = table.run_time(worker, line.job_type, line.scale_factor, line.total_steps)
         except ValueError as exc:
-            r.bad(line, str(exc))
+            r.bad(line_no, str(exc))
             continue
-        duration = float(cols[7]) if len(cols) > 7 else steps / 100.0
-        jobs.append(TraceJob(f"{path.stem}-{line}", arrival, gpus, duration, path.stem, application=cols[0]))
-    _rebase(jobs)
+        tj = TraceJob(f"{path.stem}-{line_no}", line.arrival_s, line.scale_factor, duration, path.stem)
+        tj.application = line.job_type
+        jobs.append(tj)
+    rebase(jobs)
     trace = Trace("gavel", path, jobs, r.skipped)
-    trace.notes.append("gavel: run time = total_steps / 100 s (Gavel's per-model throughputs are not shipped)")
+    trace.notes.append(f"gavel: run time = total_steps / the job type's {worker} throughput in {table.path.name}")
     return trace
 
 
 def load_pollux(path: Path, skip_bad: bool = False) -> Trace:
     """Pollux workload CSV: ``name,time,application,num_replicas,batch_size``; run time comes
     from the per-application profiles (the pollux speed model)."""
-    r = _Reader(path, skip_bad)
+    r = Reader(path, skip_bad)
     jobs: list[TraceJob] = []
     for line, row in r.rows():
         assert isinstance(row, dict)
@@ -174,7 +177,7 @@ def load_pollux(path: Path, skip_bad: bool = False) -> Trace:
 
 def load_tiresias(path: Path, skip_bad: bool = False) -> Trace:
     """Tiresias CSV: ``job_id,num_gpu,submit_time,iterations,model_name,duration,interval``."""
-    r = _Reader(path, skip_bad)
+    r = Reader(path, skip_bad)
     jobs: list[TraceJob] = []
     for line, row in r.rows():
         assert isinstance(row, dict)
@@ -187,14 +190,14 @@ def load_tiresias(path: Path, skip_bad: bool = False) -> Trace:
             continue
         name = f"tiresias-{row.get('job_id') or line}"
         jobs.append(TraceJob(name, submit, gpus, duration, application=row.get("model_name")))
-    _rebase(jobs)
+    rebase(jobs)
     return Trace("tiresias", path, jobs, r.skipped)
 
 
 def load_openb(path: Path, skip_bad: bool = False) -> Trace:
     """Alibaba openb pod list: one pod per row; run time = deletion − creation (a snapshot, so
     good for packing studies, not JCT). A fractional GPU (``gpu_milli`` < 1000) holds a whole GPU."""
-    r = _Reader(path, skip_bad)
+    r = Reader(path, skip_bad)
     jobs: list[TraceJob] = []
     for line, row in r.rows():
         assert isinstance(row, dict)
@@ -209,7 +212,7 @@ def load_openb(path: Path, skip_bad: bool = False) -> Trace:
         job = TraceJob(row.get("name") or f"pod-{line}", created, gpus, deleted - created, row.get("qos") or "default")
         job.cpus, job.memory_gib = max(cpu_milli / 1000, 0.001), max(mem_mib / 1024, 0.001)
         jobs.append(job)
-    _rebase(jobs)
+    rebase(jobs)
     return Trace("alibaba-openb", path, jobs, r.skipped)
 
 
@@ -225,7 +228,7 @@ GENERIC_COLUMNS = {
 
 def load_csv(path: Path, skip_bad: bool = False, mapping: dict[str, str] | None = None) -> Trace:
     """A CSV with a header: submit time (s), GPUs, duration (s); optional id and tenant."""
-    r = _Reader(path, skip_bad)
+    r = Reader(path, skip_bad)
     jobs: list[TraceJob] = []
     chosen: dict[str, str] | None = None
     for line, row in r.rows():
@@ -246,7 +249,7 @@ def load_csv(path: Path, skip_bad: bool = False, mapping: dict[str, str] | None 
         name = row.get(chosen.get("id", ""), "") or f"job-{line}"
         tenant = row.get(chosen.get("tenant", ""), "") or "default"
         jobs.append(TraceJob(name, submit, gpus, duration, tenant))
-    _rebase(jobs)
+    rebase(jobs)
     return Trace("csv", path, jobs, r.skipped)
 
 
@@ -278,15 +281,28 @@ LOADERS: dict[str, Callable[[Path, bool], Trace]] = {
 }
 
 
-def load_trace(spec: str, skip_bad: bool = False, mapping: dict[str, str] | None = None) -> Trace:
-    """``KIND:PATH`` → a Trace. For pollux, PATH may be one workload CSV."""
+def load_trace(
+    spec: str,
+    skip_bad: bool = False,
+    mapping: dict[str, str] | None = None,
+    gavel_worker: str | None = None,
+    throughputs: Path | None = None,
+) -> Trace:
+    """``KIND:PATH`` → a Trace. For pollux, PATH may be one workload CSV. For gavel, run times
+    come from ``throughputs`` (default: Gavel's ``simulation_throughputs.json`` beside the
+    ``seed=N`` folder) on ``gavel_worker`` GPUs (default v100, Gavel's own cluster)."""
     kind, sep, rest = spec.partition(":")
     if not sep or kind not in LOADERS:
         raise TraceError(f"'{spec}' is not KIND:PATH; KIND is one of {', '.join(LOADERS)}")
     path = Path(rest)
     if not path.is_file():
         raise TraceError(f"{path}: no such trace file")
-    trace = load_csv(path, skip_bad, mapping) if kind == "csv" else LOADERS[kind](path, skip_bad)
+    if kind == "csv":
+        trace = load_csv(path, skip_bad, mapping)
+    elif kind == "gavel":
+        trace = load_gavel(path, skip_bad, throughputs, gavel_worker or gavel.DEFAULT_WORKER)
+    else:
+        trace = LOADERS[kind](path, skip_bad)
     if not trace.jobs:
         skipped = f" ({trace.skipped} malformed row(s) skipped)" if trace.skipped else ""
         raise TraceError(f"{path}: no jobs in this {kind} trace{skipped}")

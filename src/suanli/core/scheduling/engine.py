@@ -359,10 +359,13 @@ def schedule(
     policy: Policy | None = None,
     tenants: Mapping[str, TenantShare] | None = None,
     rules: Sequence[SiteRule] = (),
+    explain: bool = True,
 ) -> ScheduleResult:
     """Place what fits now; reserve, backfill and preempt per ``policy``. Does not mutate its
     inputs. Every job not placed gets a reason in words; one whose computation raises gets
-    ``cannot be scheduled: <error>`` (and an entry in ``errors``), and the pass goes on."""
+    ``cannot be scheduled: <error>`` (and an entry in ``errors``), and the pass goes on.
+    ``explain=False`` (the simulator, which reads only placements and preemptions) leaves out
+    the reasons of the jobs that simply wait; the decisions are the same."""
     policy = policy or Policy()
     tenants = dict(tenants or {})
     with _gc_paused():
@@ -381,7 +384,7 @@ def schedule(
                 run.consider(job)
             except Exception as exc:  # one bad job (a stored row from before a bound) never stops a pass
                 run.fail(job, exc)
-        return run.finish()
+        return run.finish() if explain else run.result
 
 
 @contextmanager

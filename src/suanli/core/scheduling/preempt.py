@@ -132,11 +132,9 @@ def _plan_site(
     res = job.resources
     now = index.now
     plans = {n.name: _NodePlan(n.name, [len(n.free), n.cpus, n.memory]) for n in pool.nodes.values() if n.schedulable}
-    held: dict[str, int] = {}
-    if shorter is not None:
-        for _, _, a in pool.ends:
-            held[a.job_id] = held.get(a.job_id, 0) + a.gpus
+    held: dict[str, int] | None = None  # job → GPUs it holds in the pool, counted when first needed
     for_shorter: set[str] = set()
+    found = False
     for end, _, a in pool.ends:
         p = plans.get(a.node)
         if p is None or a.stopping or a.job_id in taken:
@@ -146,17 +144,27 @@ def _plan_site(
             continue
         if by_share and may_preempt(job, a, fair):
             p.victims.append(a)
+            found = True
         elif shorter is not None and a.started_at is not None:  # (not placed in this very pass)
             ran = max(now - a.started_at.timestamp(), 0.0)
             if ran < policy.restore_cost_s:
                 continue  # not for shorter work before it ran as long as a restore costs (no churn)
+            if held is None:
+                held = {}
+                for _, _, b in pool.ends:
+                    held[b.job_id] = held.get(b.job_id, 0) + b.gpus
             attained = a.attained_gpu_s + held[a.job_id] * ran
             if may_preempt_for_shorter(job, a, attained, max(end - now, ran), shorter, policy, fair):
                 p.victims.append(a)
                 for_shorter.add(a.job_id)
+                found = True
+    if not found:
+        return None  # no victim anywhere: nothing to stop (the job found no free capacity)
     need = (float(acc.count), res.cpus, res.memory)
 
     def reclaimable(p: _NodePlan) -> bool:
+        if not p.victims:
+            return all(p.free[i] + EPS >= need[i] for i in range(3))
         total = [p.free[i] + sum(_amount(v, i) for v in p.victims) for i in range(3)]
         return all(total[i] + EPS >= need[i] for i in range(3))
 
